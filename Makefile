@@ -1,0 +1,67 @@
+# OneStep: set-up from nothing, build, test, serve.
+# `make test` installs missing Debian packages, makes the Python venv the cross-checks need,
+# builds in release mode (numeric tests train and sample) and runs every test.
+
+SHELL := /bin/bash
+SWIFT ?= swift
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEB_PACKAGES := libopenblas-dev libpng-dev pkg-config protobuf-compiler grpc-proto
+RELEASE_FLAGS := -c release -Xswiftc -enable-testing
+
+.PHONY: all deps venv venv-peers build build-tests test bench bench-peers fixtures clean
+
+all: build
+
+## Debian packages: installed only when missing; apt-get update first; retries while apt is locked.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  for i in 1 2 3 4 5 6; do \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing && break; \
+	    echo "apt busy or failed, retrying in 10 s ($$i/6)"; sleep 10; \
+	  done; \
+	  for p in $$missing; do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" \
+	    || { echo "error: could not install $$p"; exit 1; }; done; \
+	fi
+
+## Python virtual environment for the test cross-checks (numpy, safetensors, Pillow).
+$(VENV)/.stamp-test: tools/requirements-test.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r tools/requirements-test.txt
+	@touch $@
+venv: $(VENV)/.stamp-test
+
+## Peers for benchmarks and fixture generation (PyTorch CPU, onnxruntime): not needed by tests.
+$(VENV)/.stamp-peers: tools/requirements-peers.txt $(VENV)/.stamp-test
+	$(PY) -m pip install -q -r tools/requirements-peers.txt
+	@touch $@
+venv-peers: $(VENV)/.stamp-peers
+
+build: deps
+	$(SWIFT) build -c release
+
+build-tests: deps
+	$(SWIFT) build --build-tests $(RELEASE_FLAGS)
+
+test: deps venv build-tests
+	ONESTEP_PYTHON=$(abspath $(PY)) $(SWIFT) test --skip-build $(RELEASE_FLAGS)
+
+## Speed tables (docs/BENCHMARKS.md): the Swift engine, then PyTorch and onnxruntime on the same weights.
+bench: build
+	.build/release/onestep bench
+
+bench-peers: build venv-peers
+	.build/release/onestep bench --export-weights .build/bench-weights
+	$(PY) tools/bench_peers.py --weights .build/bench-weights
+
+## Regenerates the committed PyTorch fixtures (needs the peers venv).
+fixtures: venv-peers
+	$(PY) tools/make_fixtures.py --out Tests/NNTests/Fixtures
+
+clean:
+	rm -rf .build

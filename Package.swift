@@ -1,0 +1,33 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "OneStep",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "onestep", targets: ["onestep"]),
+        .library(name: "TensorCore", targets: ["TensorCore"]),
+        .library(name: "NN", targets: ["NN"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C shims: reached from exactly one Swift file each (TensorCore/BLAS.swift, TensorCore/PNG.swift).
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CPNG"]),
+        .target(name: "NN", dependencies: ["TensorCore"]),
+        .executableTarget(name: "onestep", dependencies: [
+            "TensorCore", "NN",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+    ],
+    swiftLanguageModes: [.v6]
+)

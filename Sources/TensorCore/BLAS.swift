@@ -1,0 +1,57 @@
+import COpenBLAS
+
+/// The only door to OpenBLAS. Row-major single-precision products and the thread count.
+///
+/// All pointers are raw so callers can pass views into flat parameter and activation buffers.
+public enum BLAS {
+    /// Sets OpenBLAS's thread count for the whole process. Batch workers times this must not
+    /// exceed the cores the process may use.
+    public static func setThreads(_ n: Int) {
+        openblas_set_num_threads(Int32(max(1, n)))
+    }
+
+    /// Current OpenBLAS thread count.
+    public static var threads: Int { Int(openblas_get_num_threads()) }
+
+    /// C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major.
+    /// `lda`, `ldb`, `ldc` are the row strides of A, B, C as stored.
+    /// With M == 1 this calls sgemv (Debian's sgemm is several times slower for one row).
+    @inlinable
+    public static func sgemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        if m == 0 || n == 0 { return }
+        if m == 1 {
+            // y[N] = alpha * op(B)^T x + beta y, where x is the single row of op(A) (length K).
+            // op(A) row 0: contiguous if !transA, else strided by lda.
+            let incx = transA ? lda : 1
+            // y = op(B)^T x: if !transB, B is K x N row-major -> use Trans on (K x N).
+            cblas_sgemv(CblasRowMajor, transB ? CblasNoTrans : CblasTrans,
+                        Int32(transB ? n : k), Int32(transB ? k : n),
+                        alpha, b, Int32(ldb), a, Int32(incx), beta, c, 1)
+            return
+        }
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// y[M] = alpha * op(A) x + beta * y, with A stored row-major as rows x cols.
+    @inlinable
+    public static func sgemv(
+        trans: Bool, rows: Int, cols: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int, x: UnsafePointer<Float>, incx: Int = 1,
+        beta: Float = 0, y: UnsafeMutablePointer<Float>, incy: Int = 1
+    ) {
+        cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, Int32(rows), Int32(cols),
+                    alpha, a, Int32(lda), x, Int32(incx), beta, y, Int32(incy))
+    }
+
+    /// y += alpha * x.
+    @inlinable
+    public static func saxpy(n: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        cblas_saxpy(Int32(n), alpha, x, 1, y, 1)
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct OneStep: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "onestep",
+        abstract: "Train, serve and measure one-step generative models.",
+        subcommands: [Bench.self]
+    )
+}
