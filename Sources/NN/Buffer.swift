@@ -1,0 +1,43 @@
+/// A growable float32 scratch buffer owned by one layer: allocated once per batch shape and reused,
+/// so a training step or a served batch allocates nothing once shapes are stable.
+///
+/// Not thread-safe: each worker owns its own layers and therefore its own buffers.
+public final class Buffer: @unchecked Sendable {
+    /// Start of the storage; valid until the next `resize` that grows it.
+    public private(set) var ptr: UnsafeMutablePointer<Float>
+    /// Elements currently in use.
+    public private(set) var count: Int
+    private var capacity: Int
+
+    public init(count: Int = 0) {
+        capacity = max(count, 1)
+        ptr = .allocate(capacity: capacity)
+        ptr.initialize(repeating: 0, count: capacity)
+        self.count = count
+    }
+
+    deinit { ptr.deallocate() }
+
+    /// Makes room for `n` elements. Contents are unspecified after growth.
+    public func resize(_ n: Int) {
+        if n > capacity {
+            ptr.deallocate()
+            capacity = n
+            ptr = .allocate(capacity: n)
+            ptr.initialize(repeating: 0, count: n)
+        }
+        count = n
+    }
+
+    /// Sets the elements in use to zero.
+    public func zero() { ptr.update(repeating: 0, count: count) }
+
+    /// Copies the elements in use into an array.
+    public var array: [Float] { Array(UnsafeBufferPointer(start: ptr, count: count)) }
+
+    /// Sets size and contents from `values`.
+    public func assign(_ values: [Float]) {
+        resize(values.count)
+        values.withUnsafeBufferPointer { ptr.update(from: $0.baseAddress!, count: values.count) }
+    }
+}

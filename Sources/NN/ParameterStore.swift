@@ -1,0 +1,110 @@
+import TensorCore
+
+/// One named parameter tensor inside the flat buffers.
+public struct ParameterEntry: Sendable, Equatable {
+    public let name: String
+    public let shape: [Int]
+    public let offset: Int
+    public var count: Int { shape.reduce(1, *) }
+    /// Inputs per output (for initialisation bounds): product of all dims after the first.
+    public var fanIn: Int { shape.count > 1 ? shape.dropFirst().reduce(1, *) : shape.first ?? 1 }
+}
+
+/// How parameters are initialised, per tensor.
+public enum ParameterInit: Sendable, Equatable {
+    /// Uniform in +-1/sqrt(fanIn) (PyTorch's default for Linear and Conv2d).
+    case uniformFanIn(fanIn: Int)
+    case constant(Float)
+}
+
+/// All parameters of a network in one flat buffer, with named views (llm.c style), plus a gradient
+/// buffer of the same layout. The optimiser, EMA and checkpoints are single loops over these.
+public final class ParameterStore: @unchecked Sendable {
+    public private(set) var entries: [ParameterEntry] = []
+    private var index: [String: Int] = [:]
+    private var inits: [ParameterInit] = []
+    /// Parameter values, `count` of them, at a stable address between registrations.
+    public let values = Buffer()
+    /// Gradients, same layout. Backward passes accumulate into it; call `zeroGrad()` per step.
+    public let grads = Buffer()
+
+    public init() {}
+
+    /// Total number of scalars.
+    public var count: Int { values.count }
+
+    /// Start of the values of the tensor at `offset` (layers keep offsets, not pointers).
+    @inlinable public func value(_ offset: Int) -> UnsafeMutablePointer<Float> { values.ptr + offset }
+    /// Start of the gradient of the tensor at `offset`.
+    @inlinable public func grad(_ offset: Int) -> UnsafeMutablePointer<Float> { grads.ptr + offset }
+
+    /// Registers a tensor and returns its offset. Called while a network is built.
+    @discardableResult
+    public func register(_ name: String, shape: [Int], initialiser: ParameterInit) -> Int {
+        precondition(index[name] == nil, "parameter \(name) registered twice")
+        let offset = values.count
+        precondition(offset == entries.last.map { $0.offset + $0.count } ?? 0)
+        let entry = ParameterEntry(name: name, shape: shape, offset: offset)
+        index[name] = entries.count
+        entries.append(entry)
+        inits.append(initialiser)
+        // Values are set by `initialise` or `load` once the network is built; growth may drop them.
+        values.resize(offset + entry.count)
+        grads.resize(offset + entry.count)
+        return offset
+    }
+
+    public func entry(_ name: String) -> ParameterEntry? { index[name].map { entries[$0] } }
+
+    /// Fills every tensor by its initialiser from the counter-based RNG (stream = tensor position).
+    public func initialise(seed: UInt64) {
+        let v = values.ptr
+        do {
+            for (i, e) in entries.enumerated() {
+                switch inits[i] {
+                case .constant(let c):
+                    for j in 0..<e.count { v[e.offset + j] = c }
+                case .uniformFanIn(let fanIn):
+                    let bound = 1 / Float(fanIn).squareRoot()
+                    var rng = Philox4x32(seed: seed, stream: UInt64(i))
+                    for j in 0..<e.count { v[e.offset + j] = (2 * rng.nextUniform() - 1) * bound }
+                }
+            }
+        }
+    }
+
+    public func zeroGrad() { grads.zero() }
+
+    /// The tensor `name` as a standalone value.
+    public func tensor(_ name: String) throws -> Tensor {
+        guard let e = entry(name) else { throw NNError(.missingParameter, "no parameter named '\(name)'") }
+        return try Tensor(shape: e.shape, storage: slice(e))
+    }
+
+    /// Named tensors in registration order (for checkpoints).
+    public func namedTensors() -> [(String, Tensor)] {
+        entries.map { e in (e.name, try! Tensor(shape: e.shape, storage: slice(e))) }
+    }
+
+    /// Loads every registered tensor from `lookup`; throws naming a missing or mis-shaped tensor.
+    public func load(_ lookup: (String) -> Tensor?) throws {
+        for e in entries {
+            guard let t = lookup(e.name) else {
+                throw NNError(.missingParameter, "checkpoint has no tensor '\(e.name)' (shape \(e.shape))")
+            }
+            guard t.shape == e.shape else {
+                throw NNError(.shapeMismatch, "tensor '\(e.name)': expected shape \(e.shape), checkpoint has \(t.shape)")
+            }
+            t.withUnsafeBufferPointer { (values.ptr + e.offset).update(from: $0.baseAddress!, count: e.count) }
+        }
+    }
+
+    private func slice(_ e: ParameterEntry) -> [Float] {
+        Array(UnsafeBufferPointer(start: values.ptr + e.offset, count: e.count))
+    }
+
+    /// The gradient of `name` as an array (tests, diagnostics).
+    public func gradient(_ name: String) -> [Float]? {
+        entry(name).map { Array(UnsafeBufferPointer(start: grads.ptr + $0.offset, count: $0.count)) }
+    }
+}

@@ -1,0 +1,102 @@
+import TensorCore
+
+/// The image residual block with embedding injection (docs/NN_SPEC.md):
+/// `h = conv0(silu(norm0(x))) + affine(e); h = conv1(silu(norm1(h)));`
+/// `out = (h + skip(x)) * sqrt(1/2)`, skip a 1x1 convolution when the channel count changes.
+/// Activations CBHW `[C, B, H, W]`.
+public final class ResBlock: @unchecked Sendable {
+    public let inChannels, outChannels, embChannels: Int
+    let norm0: GroupNorm
+    let conv0: Conv2d
+    let affine: Linear
+    let norm1: GroupNorm
+    let conv1: Conv2d
+    let skip: Conv2d?
+    static let skipScale = Float(0.5).squareRoot()
+
+    public let out = Buffer()
+    public let dIn = Buffer()
+    private let dh = Buffer()
+    private var x: UnsafePointer<Float>?
+    private var batch = 0, height = 0, width = 0
+
+    public init(_ store: ParameterStore, _ name: String, inChannels: Int, outChannels: Int,
+                embChannels: Int, scratch: Buffer) {
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.embChannels = embChannels
+        norm0 = GroupNorm(store, "\(name).norm0", channels: inChannels, fusedSiLU: true)
+        conv0 = Conv2d(store, "\(name).conv0", inChannels: inChannels, outChannels: outChannels,
+                       kernel: 3, padding: 1, scratch: scratch)
+        affine = Linear(store, "\(name).affine", inFeatures: embChannels, outFeatures: outChannels)
+        norm1 = GroupNorm(store, "\(name).norm1", channels: outChannels, fusedSiLU: true)
+        conv1 = Conv2d(store, "\(name).conv1", inChannels: outChannels, outChannels: outChannels,
+                       kernel: 3, padding: 1, scratch: scratch)
+        skip = inChannels != outChannels
+            ? Conv2d(store, "\(name).skip", inChannels: inChannels, outChannels: outChannels, kernel: 1, scratch: scratch)
+            : nil
+    }
+
+    /// out [Cout, B, H, W] from x [Cin, B, H, W] and e [B, E].
+    @discardableResult
+    public func forward(_ x: UnsafePointer<Float>, emb e: UnsafePointer<Float>, batch: Int, height: Int, width: Int) -> UnsafeMutablePointer<Float> {
+        self.x = x
+        self.batch = batch
+        self.height = height
+        self.width = width
+        let hw = height * width, co = outChannels
+        let a0 = norm0.forward(x, batch: batch, hw: hw)
+        let h0 = conv0.forward(a0, batch: batch, height: height, width: width)
+        let t = affine.forward(e, batch: batch)  // [B, Cout]
+        parallelFor(co) { c in
+            for bi in 0..<batch {
+                let v = t[bi * co + c], p = h0 + (c * batch + bi) * hw
+                for i in 0..<hw { p[i] += v }
+            }
+        }
+        let a1 = norm1.forward(h0, batch: batch, hw: hw)
+        let h1 = conv1.forward(a1, batch: batch, height: height, width: width)
+        let n = co * batch * hw
+        out.resize(n)
+        let s: UnsafePointer<Float> = skip.map { UnsafePointer($0.forward(x, batch: batch, height: height, width: width)) } ?? x
+        let y = out.ptr, k = ResBlock.skipScale
+        for i in 0..<n { y[i] = (h1[i] + s[i]) * k }
+        return y
+    }
+
+    /// Writes dIn = dL/dx; accumulates parameter gradients and `dEmb` [B, E] += dL/de.
+    @discardableResult
+    public func backward(_ dout: UnsafePointer<Float>, dEmb: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+        let hw = height * width, co = outChannels, batch = self.batch
+        let n = co * batch * hw, k = ResBlock.skipScale
+        dh.resize(n)
+        let d = dh.ptr
+        for i in 0..<n { d[i] = dout[i] * k }
+        let da1 = conv1.backward(d)
+        let dh0 = norm1.backward(da1)
+        // affine: dt[b, c] = sum over the plane of dh0.
+        let dt = affine.out.ptr  // reuse: affine's output is not needed any more
+        for c in 0..<co {
+            for bi in 0..<batch {
+                let p = dh0 + (c * batch + bi) * hw
+                var acc: Float = 0
+                for i in 0..<hw { acc += p[i] }
+                dt[bi * co + c] = acc
+            }
+        }
+        let de = affine.backward(dt)
+        BLAS.saxpy(n: batch * embChannels, alpha: 1, x: de, y: dEmb)
+        let da0 = conv0.backward(dh0)
+        let dx = norm0.backward(da0)
+        let m = inChannels * batch * hw
+        dIn.resize(m)
+        dIn.ptr.update(from: dx, count: m)
+        if let skip {
+            let ds = skip.backward(d)
+            BLAS.saxpy(n: m, alpha: 1, x: ds, y: dIn.ptr)
+        } else {
+            BLAS.saxpy(n: m, alpha: 1, x: d, y: dIn.ptr)
+        }
+        return dIn.ptr
+    }
+}

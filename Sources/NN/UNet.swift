@@ -1,0 +1,191 @@
+import Foundation
+import TensorCore
+
+/// The small EDM-style U-Net for images (docs/NN_SPEC.md): encoder levels of ResBlocks with
+/// stride-2 downsampling, a middle block, a decoder that concatenates the encoder's block outputs,
+/// nearest-neighbour upsampling + convolution, and a zero-initialised output convolution.
+public final class UNet: Denoiser, @unchecked Sendable {
+    public let config: UNetConfig
+    public let parameters = ParameterStore()
+    let scratch = Buffer()
+    let embed: EmbeddingMLP
+    let convIn: Conv2d
+    let enc: [[ResBlock]]
+    let downs: [Conv2d]  // after level l, l < L-1
+    let mid: ResBlock
+    let dec: [[ResBlock]]  // dec[l][i]
+    let ups: [Conv2d?]  // ups[l] for l > 0
+    let outNorm: GroupNorm
+    let outConv: Conv2d
+
+    private let xin = Buffer(), output = Buffer(), dOutC = Buffer(), dInput = Buffer(), dEmb = Buffer()
+    private let cats: [[Buffer]], upsampled: [Buffer], dUp: [Buffer]
+    private var batch = 0
+
+    public init(_ config: UNetConfig, seed: UInt64 = 0) throws {
+        try config.validate()
+        self.config = config
+        let s = parameters, ch = config.channels, L = ch.count, E = config.embChannels
+        embed = EmbeddingMLP(s, noiseChannels: config.noiseChannels, embChannels: E, numClasses: config.numClasses)
+        convIn = Conv2d(s, "enc.conv_in", inChannels: config.inChannels, outChannels: ch[0], kernel: 3, padding: 1, scratch: scratch)
+        var enc: [[ResBlock]] = [], downs: [Conv2d] = []
+        var cin = ch[0]
+        var skipChannels: [Int] = []
+        for l in 0..<L {
+            var level: [ResBlock] = []
+            for i in 0..<config.blocksPerLevel {
+                level.append(ResBlock(s, "enc.\(l).block\(i)", inChannels: cin, outChannels: ch[l], embChannels: E, scratch: scratch))
+                cin = ch[l]
+                skipChannels.append(cin)
+            }
+            enc.append(level)
+            if l < L - 1 {
+                downs.append(Conv2d(s, "enc.\(l).down", inChannels: ch[l], outChannels: ch[l], kernel: 3, stride: 2, padding: 1, scratch: scratch))
+            }
+        }
+        mid = ResBlock(s, "mid.block0", inChannels: cin, outChannels: cin, embChannels: E, scratch: scratch)
+        var dec = [[ResBlock]](repeating: [], count: L), ups = [Conv2d?](repeating: nil, count: L)
+        for l in stride(from: L - 1, through: 0, by: -1) {
+            for i in 0..<config.blocksPerLevel {
+                let skipC = skipChannels.removeLast()
+                dec[l].append(ResBlock(s, "dec.\(l).block\(i)", inChannels: cin + skipC, outChannels: ch[l], embChannels: E, scratch: scratch))
+                cin = ch[l]
+            }
+            if l > 0 {
+                ups[l] = Conv2d(s, "dec.\(l).up", inChannels: ch[l], outChannels: ch[l], kernel: 3, padding: 1, scratch: scratch)
+            }
+        }
+        outNorm = GroupNorm(s, "out.norm", channels: ch[0], fusedSiLU: true)
+        outConv = Conv2d(s, "out.conv", inChannels: ch[0], outChannels: config.outChannels, kernel: 3, padding: 1,
+                         scratch: scratch, zeroInit: true)
+        self.enc = enc
+        self.downs = downs
+        self.dec = dec
+        self.ups = ups
+        cats = dec.map { $0.map { _ in Buffer() } }
+        upsampled = (0..<L).map { _ in Buffer() }
+        dUp = (0..<L).map { _ in Buffer() }
+        parameters.initialise(seed: seed)
+    }
+
+    public var sampleShape: [Int] { [config.inChannels, config.resolution, config.resolution] }
+    public var numClasses: Int { config.numClasses }
+    public var architecture: String { "unet" }
+    public var configJSON: String { jsonString(config) }
+
+    public func forward(_ x: UnsafePointer<Float>, cNoise: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
+                        batch: Int) -> UnsafeMutablePointer<Float> {
+        self.batch = batch
+        let res = config.resolutions, L = config.channels.count, B = batch
+        xin.resize(B * config.inChannels * res[0] * res[0])
+        Layout.nchwToCBHW(x, xin.ptr, batch: B, channels: config.inChannels, hw: res[0] * res[0])
+        let e = embed.forward(cNoise: cNoise, labels: labels, batch: B)
+        var h = UnsafePointer(convIn.forward(xin.ptr, batch: B, height: res[0], width: res[0]))
+        var skips: [(UnsafePointer<Float>, Int)] = []
+        for l in 0..<L {
+            for block in enc[l] {
+                h = UnsafePointer(block.forward(h, emb: e, batch: B, height: res[l], width: res[l]))
+                skips.append((h, block.outChannels))
+            }
+            if l < L - 1 { h = UnsafePointer(downs[l].forward(h, batch: B, height: res[l], width: res[l])) }
+        }
+        h = UnsafePointer(mid.forward(h, emb: e, batch: B, height: res[L - 1], width: res[L - 1]))
+        var hc = mid.outChannels
+        for l in stride(from: L - 1, through: 0, by: -1) {
+            let hw = res[l] * res[l]
+            for (i, block) in dec[l].enumerated() {
+                let (sp, sc) = skips.removeLast()
+                let cat = cats[l][i]
+                cat.resize((hc + sc) * B * hw)
+                cat.ptr.update(from: h, count: hc * B * hw)
+                (cat.ptr + hc * B * hw).update(from: sp, count: sc * B * hw)
+                h = UnsafePointer(block.forward(cat.ptr, emb: e, batch: B, height: res[l], width: res[l]))
+                hc = block.outChannels
+            }
+            if l > 0, let up = ups[l] {
+                upsampled[l].resize(hc * B * res[l - 1] * res[l - 1])
+                Resample.upsampleNearest2x(h, planes: hc * B, height: res[l], width: res[l], y: upsampled[l].ptr)
+                h = UnsafePointer(up.forward(upsampled[l].ptr, batch: B, height: res[l - 1], width: res[l - 1]))
+            }
+        }
+        let a = outNorm.forward(h, batch: B, hw: res[0] * res[0])
+        let y = outConv.forward(a, batch: B, height: res[0], width: res[0])
+        output.resize(B * config.outChannels * res[0] * res[0])
+        Layout.cbhwToNCHW(y, output.ptr, batch: B, channels: config.outChannels, hw: res[0] * res[0])
+        return output.ptr
+    }
+
+    public func backward(_ dOut: UnsafePointer<Float>) -> UnsafeMutablePointer<Float> {
+        let res = config.resolutions, L = config.channels.count, B = batch
+        let hw0 = res[0] * res[0]
+        dOutC.resize(B * config.outChannels * hw0)
+        Layout.nchwToCBHW(dOut, dOutC.ptr, batch: B, channels: config.outChannels, hw: hw0)
+        dEmb.resize(B * config.embChannels)
+        dEmb.zero()
+        var dh = outNorm.backward(outConv.backward(dOutC.ptr))
+        // Decoder in reverse; remember the gradient slice that flows into each skip.
+        var dSkips: [UnsafeMutablePointer<Float>] = []
+        for l in 0..<L {
+            if l > 0, let up = ups[l] {
+                let du = up.backward(dh)
+                let hc = up.inChannels
+                dUp[l].resize(hc * B * res[l] * res[l])
+                dUp[l].zero()
+                Resample.upsampleNearest2xBackward(dy: du, planes: hc * B, height: res[l], width: res[l], dx: dUp[l].ptr)
+                dh = dUp[l].ptr
+            }
+            for block in dec[l].reversed() {
+                let dcat = block.backward(dh, dEmb: dEmb.ptr)
+                let hc = block.inChannels - config.channels[l]  // h first, then the skip
+                dSkips.append(dcat + hc * B * res[l] * res[l])
+                dh = dcat
+            }
+        }
+        dh = mid.backward(dh, dEmb: dEmb.ptr)
+        // dSkips is ordered from the first encoder block to the last.
+        var k = dSkips.count - 1
+        for l in stride(from: L - 1, through: 0, by: -1) {
+            if l < L - 1 { dh = downs[l].backward(dh) }
+            let n = config.channels[l] * B * res[l] * res[l]
+            for block in enc[l].reversed() {
+                BLAS.saxpy(n: n, alpha: 1, x: dSkips[k], y: dh)
+                k -= 1
+                dh = block.backward(dh, dEmb: dEmb.ptr)
+            }
+        }
+        let dx = convIn.backward(dh)
+        embed.backward(dEmb.ptr)
+        dInput.resize(B * config.inChannels * hw0)
+        Layout.cbhwToNCHW(dx, dInput.ptr, batch: B, channels: config.inChannels, hw: hw0)
+        return dInput.ptr
+    }
+
+    public var flopsPerSample: Int {
+        var f = 0
+        let res = config.resolutions
+        func conv(_ c: Conv2d, _ r: Int) -> Int {
+            let ro = (r + 2 * c.padding - c.kernel) / c.stride + 1
+            return 2 * c.inChannels * c.outChannels * c.kernel * c.kernel * ro * ro
+        }
+        func block(_ b: ResBlock, _ r: Int) -> Int {
+            conv(b.conv0, r) + conv(b.conv1, r) + (b.skip.map { conv($0, r) } ?? 0) + 2 * b.embChannels * b.outChannels
+        }
+        f += 2 * (config.noiseChannels * config.embChannels + config.embChannels * config.embChannels)
+        f += conv(convIn, res[0])
+        for l in 0..<enc.count {
+            for b in enc[l] { f += block(b, res[l]) }
+            if l < downs.count { f += conv(downs[l], res[l]) }
+            for b in dec[l] { f += block(b, res[l]) }
+            if let u = ups[l] { f += conv(u, res[l - 1]) }
+        }
+        f += block(mid, res[res.count - 1]) + conv(outConv, res[0])
+        return f
+    }
+}
+
+/// JSON text of an encodable config with sorted keys.
+func jsonString<T: Encodable>(_ value: T) -> String {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys]
+    return String(decoding: try! enc.encode(value), as: UTF8.self)
+}

@@ -1,0 +1,97 @@
+/// Configuration of the U-Net denoiser (docs/NN_SPEC.md). JSON keys are snake_case, as stored in
+/// checkpoint metadata.
+public struct UNetConfig: Codable, Sendable, Equatable {
+    public var inChannels = 1
+    public var outChannels = 1
+    public var resolution = 28
+    public var channels = [32, 64, 64]
+    public var blocksPerLevel = 2
+    public var noiseChannels = 32
+    public var embChannels = 128
+    public var numClasses = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case inChannels = "in_channels", outChannels = "out_channels", resolution, channels
+        case blocksPerLevel = "blocks_per_level", noiseChannels = "noise_channels"
+        case embChannels = "emb_channels", numClasses = "num_classes"
+    }
+
+    /// Resolution at each level (each stride-2 convolution maps r to (r + 1) / 2).
+    public var resolutions: [Int] {
+        var r = [resolution]
+        for _ in 1..<channels.count { r.append((r.last! + 1) / 2) }
+        return r
+    }
+
+    /// Throws with a message naming the first invalid field.
+    public func validate() throws {
+        func fail(_ m: String) throws -> Never { throw NNError(.invalidConfig, "unet config: \(m)") }
+        if inChannels < 1 || outChannels < 1 { try fail("in_channels and out_channels must be at least 1") }
+        if channels.isEmpty || channels.contains(where: { $0 < 4 || $0 % 4 != 0 }) {
+            try fail("channels \(channels) must be non-empty multiples of 4")
+        }
+        if blocksPerLevel < 1 { try fail("blocks_per_level must be at least 1") }
+        if noiseChannels < 2 || noiseChannels % 2 != 0 { try fail("noise_channels must be even and at least 2") }
+        if embChannels < 1 { try fail("emb_channels must be at least 1") }
+        if numClasses < 0 { try fail("num_classes must be 0 (unconditional) or more") }
+        let r = resolutions
+        for l in 1..<r.count where r[l - 1] != 2 * r[l] {
+            try fail("resolution \(resolution) must halve exactly at every level (got \(r))")
+        }
+    }
+}
+
+/// Configuration of the MLP denoiser for vector data (docs/NN_SPEC.md).
+public struct MLPConfig: Codable, Sendable, Equatable {
+    public var dim = 2
+    public var width = 128
+    public var blocks = 3
+    public var noiseChannels = 32
+    public var numClasses = 0
+
+    public init(dim: Int = 2, width: Int = 128, blocks: Int = 3, noiseChannels: Int = 32, numClasses: Int = 0) {
+        self.dim = dim
+        self.width = width
+        self.blocks = blocks
+        self.noiseChannels = noiseChannels
+        self.numClasses = numClasses
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case dim, width, blocks, noiseChannels = "noise_channels", numClasses = "num_classes"
+        case embChannels = "emb_channels"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        dim = try c.decode(Int.self, forKey: .dim)
+        width = try c.decode(Int.self, forKey: .width)
+        blocks = try c.decode(Int.self, forKey: .blocks)
+        noiseChannels = try c.decodeIfPresent(Int.self, forKey: .noiseChannels) ?? 32
+        numClasses = try c.decodeIfPresent(Int.self, forKey: .numClasses) ?? 0
+        if let e = try c.decodeIfPresent(Int.self, forKey: .embChannels), e != width {
+            throw NNError(.invalidConfig, "mlp config: emb_channels must equal width (\(width)), got \(e)")
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(dim, forKey: .dim)
+        try c.encode(width, forKey: .width)
+        try c.encode(blocks, forKey: .blocks)
+        try c.encode(noiseChannels, forKey: .noiseChannels)
+        try c.encode(width, forKey: .embChannels)
+        try c.encode(numClasses, forKey: .numClasses)
+    }
+
+    public func validate() throws {
+        func fail(_ m: String) throws -> Never { throw NNError(.invalidConfig, "mlp config: \(m)") }
+        if dim < 1 { try fail("dim must be at least 1") }
+        if width < 1 { try fail("width must be at least 1") }
+        if blocks < 0 { try fail("blocks must be 0 or more") }
+        if noiseChannels < 2 || noiseChannels % 2 != 0 { try fail("noise_channels must be even and at least 2") }
+        if numClasses < 0 { try fail("num_classes must be 0 (unconditional) or more") }
+    }
+}

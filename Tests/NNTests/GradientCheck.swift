@@ -1,0 +1,76 @@
+import XCTest
+import TensorCore
+@testable import NN
+
+/// Central finite differences against analytic gradients for a scalar loss sum(output * R).
+///
+/// `run(x)` performs a forward pass on input `x` and returns the output; `back(R)` runs backward
+/// for dL/dy = R and returns dL/dx (parameter gradients land in `store.grads`). Checks `samples`
+/// random coordinates of the input and of every parameter tensor.
+struct GradientCheck {
+    var eps: Float = 1e-2
+    var tolerance: Double = 2e-2
+    var samplesPerTensor = 6
+
+    func check(store: ParameterStore, input: [Float], file: StaticString = #filePath, line: UInt = #line,
+               run: ([Float]) -> [Float], back: ([Float]) -> [Float]) {
+        var rng = Philox4x32(seed: 99, stream: 7)
+        let y0 = run(input)
+        let r = (0..<y0.count).map { _ in rng.nextNormal() }
+        func loss(_ x: [Float]) -> Double {
+            let y = run(x)
+            var s = 0.0
+            for i in 0..<y.count { s += Double(y[i]) * Double(r[i]) }
+            return s
+        }
+        store.zeroGrad()
+        _ = run(input)
+        let dx = back(r)
+        let grads = store.grads.array
+        // Input coordinates.
+        var worst = 0.0
+        var where_ = ""
+        for _ in 0..<samplesPerTensor {
+            let j = rng.nextInt(below: input.count)
+            var xp = input, xm = input
+            xp[j] += eps
+            xm[j] -= eps
+            let fd = (loss(xp) - loss(xm)) / (2 * Double(eps))
+            let e = relErr(fd, Double(dx[j]))
+            if e > worst { worst = e; where_ = "input[\(j)] fd=\(fd) analytic=\(dx[j])" }
+        }
+        // Parameter coordinates.
+        let v = store.values
+        for entry in store.entries {
+            for _ in 0..<min(samplesPerTensor, entry.count) {
+                let j = entry.offset + rng.nextInt(below: entry.count)
+                let old = v.ptr[j]
+                v.ptr[j] = old + eps
+                let lp = loss(input)
+                v.ptr[j] = old - eps
+                let lm = loss(input)
+                v.ptr[j] = old
+                let fd = (lp - lm) / (2 * Double(eps))
+                let e = relErr(fd, Double(grads[j]))
+                if e > worst { worst = e; where_ = "\(entry.name)[\(j - entry.offset)] fd=\(fd) analytic=\(grads[j])" }
+            }
+        }
+        XCTAssertLessThan(worst, tolerance, "worst gradient mismatch at \(where_)", file: file, line: line)
+    }
+
+    private func relErr(_ a: Double, _ b: Double) -> Double {
+        abs(a - b) / max(abs(a), abs(b), 1e-2)
+    }
+}
+
+/// Fills every parameter with N(0, scale^2) noise (so zero-initialised layers also get gradients
+/// that depend on everything upstream).
+func randomizeParameters(_ store: ParameterStore, seed: UInt64, scale: Float = 0.3) {
+    var rng = Philox4x32(seed: seed, stream: 1)
+    for i in 0..<store.count { store.values.ptr[i] = rng.nextNormal() * scale }
+}
+
+func randomArray(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+    var rng = Philox4x32(seed: seed, stream: 2)
+    return (0..<n).map { _ in rng.nextNormal() * scale }
+}
