@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore", "TestSupport"],
-                    resources: [.copy("Fixtures")]),
+                    exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,222 @@
+/// Shape of a square-kernel 2-D convolution: input `[C, B, H, W]` (CBHW), weight `[OC, C, k, k]`
+/// (PyTorch layout, i.e. `[OC, C*k*k]` row-major), output `[OC, B, Ho, Wo]`.
+public struct ConvGeometry: Sendable, Equatable {
+    /// Input channels C.
+    public let inChannels: Int
+    /// Output channels OC.
+    public let outChannels: Int
+    /// Input height H.
+    public let height: Int
+    /// Input width W.
+    public let width: Int
+    /// Kernel size k (square).
+    public let kernel: Int
+    /// Stride (both axes).
+    public let stride: Int
+    /// Zero padding on every side.
+    public let padding: Int
+
+    /// A geometry; traps unless all sizes are positive, padding is non-negative and the output is
+    /// non-empty.
+    public init(inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int,
+                stride: Int = 1, padding: Int = 0) {
+        precondition(inChannels > 0 && outChannels > 0 && height > 0 && width > 0 && kernel > 0 && stride > 0
+                     && padding >= 0, "invalid conv geometry")
+        precondition(height + 2 * padding >= kernel && width + 2 * padding >= kernel,
+                     "kernel \(kernel) larger than padded input \(height)x\(width) (pad \(padding))")
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.height = height
+        self.width = width
+        self.kernel = kernel
+        self.stride = stride
+        self.padding = padding
+    }
+
+    /// Output height `(H + 2p - k) / s + 1`.
+    public var outHeight: Int { (height + 2 * padding - kernel) / stride + 1 }
+    /// Output width `(W + 2p - k) / s + 1`.
+    public var outWidth: Int { (width + 2 * padding - kernel) / stride + 1 }
+    /// Rows of the im2col matrix, `C*k*k` (the GEMM's inner dimension).
+    public var colRows: Int { inChannels * kernel * kernel }
+    /// True for 1x1, stride 1, padding 0: the input itself is the column matrix.
+    public var isPointwise: Bool { kernel == 1 && stride == 1 && padding == 0 }
+}
+
+/// Convolution as im2col + one sgemm per batch chunk, on CBHW activations.
+///
+/// Forward: `y[OC, B*Ho*Wo] = W[OC, C*k*k] · col[C*k*k, B*Ho*Wo] + bias`. The batch is cut into
+/// chunks whose column matrix fits `scratchLimit` floats; each chunk's product is written straight
+/// into `y` at column offset `b0*Ho*Wo` with `ldc = B*Ho*Wo`. Pointwise (1x1 s1 p0) convolutions use
+/// `x` as the column matrix and need no scratch.
+public enum Conv2D {
+    /// Default bound on the column scratch, in floats (2 MiB): small enough that a chunk's column
+    /// matrix stays in cache between im2col and the GEMM, which measured faster than larger chunks.
+    public static let defaultScratchLimit = 1 << 19
+
+    /// Samples per chunk: as many as fit `scratchLimit` floats of column matrix, at least one.
+    public static func chunkSize(_ g: ConvGeometry, batch: Int, scratchLimit: Int = defaultScratchLimit) -> Int {
+        let perSample = g.colRows * g.outHeight * g.outWidth
+        return max(1, min(batch, scratchLimit / max(1, perSample)))
+    }
+
+    /// Floats of scratch that forward/backward need for this batch (0 for pointwise convolutions).
+    /// Pass the same `scratchLimit` to `forward`/`backward`.
+    public static func scratchCount(_ g: ConvGeometry, batch: Int, scratchLimit: Int = defaultScratchLimit) -> Int {
+        if g.isPointwise { return 0 }
+        return chunkSize(g, batch: batch, scratchLimit: scratchLimit) * g.colRows * g.outHeight * g.outWidth
+    }
+
+    /// y [OC, B, Ho, Wo] = conv(x [C, B, H, W]) + bias. Overwrites y. `scratch` holds at least
+    /// `scratchCount(g, batch:)` floats (may be any pointer when that is 0).
+    public static func forward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
+                               scratch: UnsafeMutablePointer<Float>, scratchLimit: Int = defaultScratchLimit) {
+        let oc = g.outChannels, kk = g.colRows, plane = g.outHeight * g.outWidth, ncols = batch * plane
+        if batch == 0 { return }
+        if g.isPointwise {
+            BLAS.sgemm(transA: false, transB: false, m: oc, n: ncols, k: kk, a: weight, lda: kk,
+                       b: x, ldb: ncols, c: y, ldc: ncols)
+        } else {
+            let chunk = chunkSize(g, batch: batch, scratchLimit: scratchLimit)
+            var b0 = 0
+            while b0 < batch {
+                let count = min(chunk, batch - b0), n = count * plane
+                Im2Col.im2col(g, batch: batch, b0: b0, count: count, x: x, col: scratch)
+                BLAS.sgemm(transA: false, transB: false, m: oc, n: n, k: kk, a: weight, lda: kk,
+                           b: UnsafePointer(scratch), ldb: n, c: y + b0 * plane, ldc: ncols)
+                b0 += count
+            }
+        }
+        if let bias {
+            for o in 0..<oc {
+                let row = y + o * ncols, bv = bias[o]
+                for j in 0..<ncols { row[j] += bv }
+            }
+        }
+    }
+
+    /// ACCUMULATES: dWeight += dy · col^T, dBias += row sums of dy, and if dx != nil,
+    /// dx += col2im(W^T · dy). `dy` is `[OC, B, Ho, Wo]`; scratch as for `forward`.
+    public static func backward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>,
+                                dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
+                                scratch: UnsafeMutablePointer<Float>, scratchLimit: Int = defaultScratchLimit) {
+        let oc = g.outChannels, kk = g.colRows, plane = g.outHeight * g.outWidth, ncols = batch * plane
+        if batch == 0 { return }
+        if let dBias {
+            for o in 0..<oc { dBias[o] += rowSum(dy + o * ncols, ncols) }
+        }
+        if g.isPointwise {
+            BLAS.sgemm(transA: false, transB: true, m: oc, n: kk, k: ncols, a: dy, lda: ncols,
+                       b: x, ldb: ncols, beta: 1, c: dWeight, ldc: kk)
+            if let dx {
+                BLAS.sgemm(transA: true, transB: false, m: kk, n: ncols, k: oc, a: weight, lda: kk,
+                           b: dy, ldb: ncols, beta: 1, c: dx, ldc: ncols)
+            }
+            return
+        }
+        let chunk = chunkSize(g, batch: batch, scratchLimit: scratchLimit)
+        var b0 = 0
+        while b0 < batch {
+            let count = min(chunk, batch - b0), n = count * plane
+            let dyChunk = dy + b0 * plane
+            Im2Col.im2col(g, batch: batch, b0: b0, count: count, x: x, col: scratch)
+            BLAS.sgemm(transA: false, transB: true, m: oc, n: kk, k: n, a: dyChunk, lda: ncols,
+                       b: UnsafePointer(scratch), ldb: n, beta: 1, c: dWeight, ldc: kk)
+            if let dx {
+                BLAS.sgemm(transA: true, transB: false, m: kk, n: n, k: oc, a: weight, lda: kk,
+                           b: dyChunk, ldb: ncols, c: scratch, ldc: n)
+                Im2Col.col2im(g, batch: batch, b0: b0, count: count, col: UnsafePointer(scratch), dx: dx)
+            }
+            b0 += count
+        }
+    }
+
+    /// Sum of `n` floats with eight independent partial sums (vectorises; order is fixed).
+    @usableFromInline
+    static func rowSum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = SIMD8<Float>(repeating: 0)
+        var j = 0
+        while j + 8 <= n {
+            acc += UnsafeRawPointer(p + j).loadUnaligned(as: SIMD8<Float>.self)
+            j += 8
+        }
+        var s = acc.sum()
+        while j < n { s += p[j]; j += 1 }
+        return s
+    }
+}
+
+extension Reference {
+    /// Direct-loop convolution in CBHW, Double accumulation: y [OC, B, Ho, Wo] = conv(x [C, B, H, W]) + bias.
+    /// Overwrites y.
+    public static func conv2dForward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>,
+                                     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                     y: UnsafeMutablePointer<Float>) {
+        let k = g.kernel, h = g.height, w = g.width, ho = g.outHeight, wo = g.outWidth, c = g.inChannels
+        for o in 0..<g.outChannels {
+            for b in 0..<batch {
+                for oy in 0..<ho {
+                    for ox in 0..<wo {
+                        var acc = bias.map { Double($0[o]) } ?? 0
+                        for ci in 0..<c {
+                            for ky in 0..<k {
+                                let iy = oy * g.stride + ky - g.padding
+                                if iy < 0 || iy >= h { continue }
+                                for kx in 0..<k {
+                                    let ix = ox * g.stride + kx - g.padding
+                                    if ix < 0 || ix >= w { continue }
+                                    acc += Double(weight[((o * c + ci) * k + ky) * k + kx])
+                                        * Double(x[((ci * batch + b) * h + iy) * w + ix])
+                                }
+                            }
+                        }
+                        y[((o * batch + b) * ho + oy) * wo + ox] = Float(acc)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Direct-loop convolution gradients in CBHW with the same accumulate semantics as
+    /// `Conv2D.backward`: dWeight += ∂L/∂W, dBias += ∂L/∂b, dx += ∂L/∂x (when non-nil), given dy = ∂L/∂y.
+    public static func conv2dBackward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>,
+                                      weight: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                      dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
+                                      dx: UnsafeMutablePointer<Float>?) {
+        let k = g.kernel, h = g.height, w = g.width, ho = g.outHeight, wo = g.outWidth, c = g.inChannels
+        var dW = [Double](repeating: 0, count: g.outChannels * g.colRows)
+        var dX = [Double](repeating: 0, count: c * batch * h * w)
+        for o in 0..<g.outChannels {
+            var db = 0.0
+            for b in 0..<batch {
+                for oy in 0..<ho {
+                    for ox in 0..<wo {
+                        let gy = Double(dy[((o * batch + b) * ho + oy) * wo + ox])
+                        db += gy
+                        for ci in 0..<c {
+                            for ky in 0..<k {
+                                let iy = oy * g.stride + ky - g.padding
+                                if iy < 0 || iy >= h { continue }
+                                for kx in 0..<k {
+                                    let ix = ox * g.stride + kx - g.padding
+                                    if ix < 0 || ix >= w { continue }
+                                    let wi = ((o * c + ci) * k + ky) * k + kx
+                                    let xi = ((ci * batch + b) * h + iy) * w + ix
+                                    dW[wi] += gy * Double(x[xi])
+                                    dX[xi] += gy * Double(weight[wi])
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if let dBias { dBias[o] = Float(Double(dBias[o]) + db) }
+        }
+        for i in 0..<dW.count { dWeight[i] = Float(Double(dWeight[i]) + dW[i]) }
+        if let dx {
+            for i in 0..<dX.count { dx[i] = Float(Double(dx[i]) + dX[i]) }
+        }
+    }
+}
