@@ -8,6 +8,8 @@ let package = Package(
         .executable(name: "onestep", targets: ["onestep"]),
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "NN", targets: ["NN"]),
+        .library(name: "Diffusion", targets: ["Diffusion"]),
+        .library(name: "Training", targets: ["Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -19,8 +21,10 @@ let package = Package(
 
         .target(name: "TensorCore", dependencies: ["COpenBLAS", "CPNG"]),
         .target(name: "NN", dependencies: ["TensorCore"]),
+        .target(name: "Diffusion", dependencies: ["NN", "TensorCore"]),
+        .target(name: "Training", dependencies: ["Diffusion", "NN", "TensorCore"]),
         .executableTarget(name: "onestep", dependencies: [
-            "TensorCore", "NN",
+            "TensorCore", "NN", "Diffusion", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -28,6 +32,8 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore", "TestSupport"],
                     exclude: ["Fixtures"]),
+        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "NN", "TensorCore", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Diffusion", "NN", "TensorCore", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
