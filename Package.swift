@@ -19,10 +19,10 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
 
-        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CPNG"]),
-        .target(name: "NN", dependencies: ["TensorCore"]),
-        .target(name: "Diffusion", dependencies: ["NN", "TensorCore"]),
-        .target(name: "Training", dependencies: ["Diffusion", "NN", "TensorCore"]),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CPNG"], exclude: ["README.md"]),
+        .target(name: "NN", dependencies: ["TensorCore"], exclude: ["README.md"]),
+        .target(name: "Diffusion", dependencies: ["NN", "TensorCore"], exclude: ["README.md"]),
+        .target(name: "Training", dependencies: ["Diffusion", "NN", "TensorCore"], exclude: ["README.md"]),
         .executableTarget(name: "onestep", dependencies: [
             "TensorCore", "NN", "Diffusion", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
