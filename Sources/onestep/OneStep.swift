@@ -5,6 +5,6 @@ struct OneStep: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "onestep",
         abstract: "Train, serve and measure one-step generative models.",
-        subcommands: [Bench.self]
+        subcommands: [Train.self, Bench.self]
     )
 }

@@ -1,0 +1,72 @@
+import ArgumentParser
+import Foundation
+import NN
+import TensorCore
+import Training
+
+/// `onestep train teacher --data mnist --arch unet --out runs/NAME`.
+struct TrainTeacher: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "teacher",
+        abstract: "Train an EDM diffusion teacher; resumable (--resume), snapshots under OUT/snapshots.")
+
+    @Option(help: "Data set: mnist, fashion, digits, moons, 8gaussians, checkerboard, swissroll.") var data = "mnist"
+    @Option(help: "Folder holding the data sets (make data).") var dataDir = "data"
+    @Option(help: "Network: unet (images) or mlp (vectors; default for digits and 2-D sets).") var arch: String?
+    @Option(help: "U-Net channels per level, comma separated.") var channels = "32,64,64"
+    @Option(help: "Residual blocks per U-Net level.") var blocks = 2
+    @Option(help: "MLP width.") var width = 128
+    @Option(help: "MLP residual blocks.") var mlpBlocks = 3
+    @Flag(help: "Condition on class labels.") var classConditional = false
+    @Option(help: "Batch size.") var batch = 128
+    @Option(help: "Adam learning rate.") var lr: Float = 1e-3
+    @Option(help: "Training images in total.") var images = 1_000_000
+    @Option(help: "EMA half-life in images.") var emaHalfLife = 50_000.0
+    @Option(help: "Write a snapshot every this many images.") var snapshotEvery = 100_000
+    @Option(help: "Samples in each snapshot grid (square number).") var grid = 64
+    @Option(help: "Heun steps for snapshot grids.") var steps = 18
+    @Option(help: "Run seed (initialisation, data order, noise).") var seed: UInt64 = 0
+    @Option(help: "Threads (BLAS and kernels).") var threads = 2
+    @Option(help: "Run folder.") var out: String
+    @Flag(help: "Continue the run in --out from its saved state (the saved config wins; --images may extend it).")
+    var resume = false
+
+    func run() async throws {
+        BLAS.setThreads(threads)
+        kernelThreads = threads
+        var config = TeacherConfig()
+        if resume {
+            guard let text = try? Data(contentsOf: URL(fileURLWithPath: out + "/config.json")) else {
+                throw ValidationError("--resume: no config.json in \(out)")
+            }
+            config = try JSONDecoder().decode(TeacherConfig.self, from: text)
+            if images > config.totalImages { config.totalImages = images }
+        } else {
+            config.data = data
+            config.dataDir = dataDir
+            let isVector = ["digits", "moons", "8gaussians", "checkerboard", "swissroll"].contains(data)
+            config.arch = arch ?? (isVector ? "mlp" : "unet")
+            let ch = channels.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !ch.isEmpty, ch.count == channels.split(separator: ",").count else {
+                throw ValidationError("--channels must be comma-separated integers, got '\(channels)'")
+            }
+            config.unet.channels = ch
+            config.unet.blocksPerLevel = blocks
+            config.mlp = MLPConfig(width: width, blocks: mlpBlocks)
+            config.classConditional = classConditional
+            config.batchSize = batch
+            config.learningRate = lr
+            config.totalImages = images
+            config.emaHalfLifeImages = emaHalfLife
+            config.snapshotEveryImages = snapshotEvery
+            config.gridSamples = grid
+            config.sampler.steps = steps
+            config.seed = seed
+        }
+        let trainer = try TeacherTrainer(config: config, runPath: out, resume: resume)
+        print("teacher: \(trainer.config.arch) with \(trainer.network.parameters.count) parameters on \(trainer.config.data), "
+              + "\(trainer.config.totalImages) images, run folder \(out)")
+        try trainer.train()
+        print("done: \(trainer.imagesSeen) images; snapshot \(trainer.run.latestSnapshotPath)")
+    }
+}
