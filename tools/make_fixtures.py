@@ -142,6 +142,14 @@ def case_defs():
 
     d["mlp_small"] = mlp(2, 0)
     d["mlp_small_cond"] = mlp(64, 10)
+
+    def lenet():
+        m = ref.LeNet()
+        # inputs in [-1, 1] like images; the penultimate features are stored too (`features`)
+        return dict(module=m, config=m.config, inputs={"input": torch.rand(3, 1, 28, 28) * 2 - 1},
+                    features=True)
+
+    d["lenet"] = lenet
     return d
 
 
@@ -199,6 +207,8 @@ def make_case(name, fn):
     else:
         out = module64(x64["input"])
     tensors["output"] = out.detach().to(torch.float32).contiguous()
+    if spec.get("features", False):
+        tensors["features"] = module64.features(x64["input"]).detach().to(torch.float32).contiguous()
 
     if not no_grad:
         dout = randn(*out.shape)
@@ -214,7 +224,7 @@ def make_case(name, fn):
         assert set(params.keys()) == set(params32.keys())
 
     meta = {"case": name, "config": json.dumps(spec["config"]), "reference": "float64-from-float32"}
-    if network:
+    if network or spec.get("features", False):
         meta["arch"] = module.arch
         meta["format"] = ref.FORMAT
     return tensors, meta

@@ -253,7 +253,38 @@ class MLPDenoiser(EmbeddingMixin, nn.Module):
         nn.init.zeros_(self.out_proj.bias)
 
 
-ARCHS = {"unet": UNet, "mlp": MLPDenoiser}
+LENET_DEFAULTS = {"in_channels": 1, "resolution": 28, "classes": 10}
+
+
+class LeNet(nn.Module):
+    """LeNet-5 evaluator (Sources/NN/LeNet.swift): conv5x5 C->6 pad 2, ReLU, avgpool 2, conv5x5 6->16, ReLU,
+    avgpool 2, flatten (NCHW order) 400, Linear 120, ReLU, Linear 84, ReLU (= features), Linear classes."""
+
+    arch = "lenet"
+
+    def __init__(self, config: dict | None = None):
+        super().__init__()
+        self.config = dict(LENET_DEFAULTS, **(config or {}))
+        if self.config["resolution"] != 28:
+            raise ValueError("lenet: resolution must be 28")
+        c = self.config["in_channels"]
+        self.conv1 = nn.Conv2d(c, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, self.config["classes"])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        h = avgpool2x2(F.relu(self.conv1(x)))
+        h = avgpool2x2(F.relu(self.conv2(h)))
+        h = h.flatten(1)
+        return F.relu(self.fc2(F.relu(self.fc1(h))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc3(self.features(x))
+
+
+ARCHS = {"unet": UNet, "mlp": MLPDenoiser, "lenet": LeNet}
 
 
 def build(arch: str, config: dict | None = None, zero_output: bool = False) -> nn.Module:

@@ -35,31 +35,36 @@ public final class Conv2d: @unchecked Sendable {
                      kernel: kernel, stride: stride, padding: padding)
     }
 
-    /// y [OC, B, Ho, Wo] from x [C, B, H, W]; x must stay valid until `backward`.
+    /// y [OC, B, Ho, Wo] from x [C, B, H, W] (+ `sampleBias[b, o]`, `[B, OC]`, when given); x must
+    /// stay valid until `backward`. With `into`, the output goes there (`[OC, B, Ho, Wo]` floats)
+    /// instead of `out`.
     @discardableResult
-    public func forward(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: Int) -> UnsafeMutablePointer<Float> {
+    public func forward(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: Int,
+                        sampleBias: UnsafePointer<Float>? = nil,
+                        into dst: UnsafeMutablePointer<Float>? = nil) -> UnsafeMutablePointer<Float> {
         let g = geometry(height: height, width: width)
         self.x = x
         self.geometry = g
         self.batch = batch
-        out.resize(outChannels * batch * g.outHeight * g.outWidth)
+        let y: UnsafeMutablePointer<Float>
+        if let dst { y = dst } else { out.resize(outChannels * batch * g.outHeight * g.outWidth); y = out.ptr }
         let need = Conv2D.scratchCount(g, batch: batch)
         if scratch.count < need { scratch.resize(need) }
-        Conv2D.forward(g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: out.ptr, scratch: scratch.ptr)
-        return out.ptr
+        Conv2D.forward(g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, scratch: scratch.ptr,
+                       sampleBias: sampleBias)
+        return y
     }
 
     /// Accumulates dW, db; writes dIn = dL/dx (skipped when `needInput` is false).
     @discardableResult
     public func backward(_ dy: UnsafePointer<Float>, needInput: Bool = true) -> UnsafeMutablePointer<Float> {
         guard let x, let g = geometry else { preconditionFailure("Conv2d.backward before forward") }
-        let need = Conv2D.scratchCount(g, batch: batch)
+        let need = Conv2D.backwardScratchCount(g, batch: batch)
         if scratch.count < need { scratch.resize(need) }
         dIn.resize(inChannels * batch * g.height * g.width)
-        if needInput { dIn.zero() }
         Conv2D.backward(g, batch: batch, x: x, weight: store.value(w), dy: dy,
                         dWeight: store.grad(w), dBias: store.grad(b),
-                        dx: needInput ? dIn.ptr : nil, scratch: scratch.ptr)
+                        dx: needInput ? dIn.ptr : nil, scratch: scratch.ptr, overwriteDx: true, scratchCapacity: scratch.count)
         return dIn.ptr
     }
 }

@@ -1,7 +1,8 @@
 /// A raw denoiser network F(x, c_noise, labels) with hand-written backward (docs/NN_SPEC.md).
 ///
 /// Inputs and outputs use the external layout: images `[B, C, H, W]`, vectors `[B, D]`.
-/// Returned pointers stay valid until the next call of the same method. One instance serves one
+/// Returned pointers stay valid until the next call of the same method. The network copies what
+/// backward needs, so the caller's input buffers may be released once `forward` returns. One instance serves one
 /// thread; make another instance (and copy the parameters) per worker.
 public protocol Denoiser: AnyObject {
     /// Parameters and gradients in flat buffers.

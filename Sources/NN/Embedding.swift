@@ -31,7 +31,8 @@ public final class EmbeddingMLP: @unchecked Sendable {
     let act0 = SiLULayer()
     let act1 = SiLULayer()
     private let pos = Buffer()
-    private var labels: UnsafePointer<Int32>?
+    /// Copy of the last forward's labels (callers need not keep theirs alive).
+    private var labels: [Int32] = []
     private var batch = 0
 
     public init(_ store: ParameterStore, noiseChannels: Int, embChannels: Int, numClasses: Int) {
@@ -50,15 +51,16 @@ public final class EmbeddingMLP: @unchecked Sendable {
     @discardableResult
     public func forward(cNoise: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int) -> UnsafeMutablePointer<Float> {
         precondition((labels != nil) == (numClasses > 0), "labels must be given exactly when the model is class-conditional")
-        self.labels = labels
+        self.labels.removeAll(keepingCapacity: true)
+        if let labels { self.labels.append(contentsOf: UnsafeBufferPointer(start: labels, count: batch)) }
         self.batch = batch
         let n = noiseChannels
         pos.resize(batch * n)
         PositionalEmbedding.forward(cNoise, batch: batch, channels: n, out: pos.ptr)
-        if let labels {
+        if labels != nil {
             let wl = store.value(labelWeight)
             for bi in 0..<batch {
-                let k = Int(labels[bi])
+                let k = Int(self.labels[bi])
                 precondition(k >= 0 && k < numClasses, "label \(k) outside 0..<\(numClasses)")
                 for j in 0..<n { pos.ptr[bi * n + j] += wl[j * numClasses + k] }
             }
@@ -76,8 +78,8 @@ public final class EmbeddingMLP: @unchecked Sendable {
     public func backward(_ de: UnsafePointer<Float>) {
         let d1 = act1.backward(de)
         let d0 = act0.backward(layer1.backward(d1))
-        let dpos = layer0.backward(d0, needInput: labels != nil)
-        if let labels {
+        let dpos = layer0.backward(d0, needInput: !labels.isEmpty)
+        if !labels.isEmpty {
             let gl = store.grad(labelWeight), n = noiseChannels
             for bi in 0..<batch {
                 let k = Int(labels[bi])

@@ -48,33 +48,33 @@ public final class GroupNorm: @unchecked Sendable {
         let silu = fusedSiLU, eps = self.eps
         let mp = mean.ptr, rp = rstd.ptr
         let G = groups
-        parallelFor(batch * G) { job in
+        parallelFor(batch * G, work: cg * hw) { job in
             let bi = job / G, g = job % G
-            var s = 0.0
+            // One pass for both moments, shifted by a value of the group (no cancellation).
+            let shift = x[(g * cg * batch + bi) * hw]
+            var s = 0.0, q = 0.0
             for c in (g * cg)..<((g + 1) * cg) {
-                let p = x + (c * batch + bi) * hw
-                var acc: Float = 0
-                for i in 0..<hw { acc += p[i] }
-                s += Double(acc)
+                let (s1, q1) = VMath.shiftedMoments(x + (c * batch + bi) * hw, hw, shift: shift)
+                s += Double(s1)
+                q += Double(q1)
             }
-            let mu = Float(s / n)
-            var v = 0.0
-            for c in (g * cg)..<((g + 1) * cg) {
-                let p = x + (c * batch + bi) * hw
-                var acc: Float = 0
-                for i in 0..<hw { let d = p[i] - mu; acc += d * d }
-                v += Double(acc)
-            }
-            let r = Float(1 / (v / n + Double(eps)).squareRoot())
+            let md = s / n
+            let mu = Float(Double(shift) + md)
+            let v = max(0, q / n - md * md)
+            let r = Float(1 / (v + Double(eps)).squareRoot())
             mp[bi * G + g] = mu
             rp[bi * G + g] = r
             for c in (g * cg)..<((g + 1) * cg) {
                 let p = x + (c * batch + bi) * hw, q = y + (c * batch + bi) * hw
                 let a = gamma[c] * r, sh = beta[c] - mu * a
+                let av = VMath.V(repeating: a), shv = VMath.V(repeating: sh)
+                var i = 0
                 if silu {
-                    for i in 0..<hw { let t = p[i] * a + sh; q[i] = t / (1 + expf(-t)) }
+                    while i + 8 <= hw { VMath.store(VMath.silu(VMath.load(p + i) * av + shv), q + i); i += 8 }
+                    if i < hw { VMath.storePartial(VMath.silu(VMath.loadPartial(p + i, hw - i) * av + shv), q + i, hw - i) }
                 } else {
-                    for i in 0..<hw { q[i] = p[i] * a + sh }
+                    while i + 8 <= hw { VMath.store(VMath.load(p + i) * av + shv, q + i); i += 8 }
+                    while i < hw { q[i] = p[i] * a + sh; i += 1 }
                 }
             }
         }
@@ -95,40 +95,54 @@ public final class GroupNorm: @unchecked Sendable {
         // into a private [C] pair, then reduce (no data race between jobs of different samples).
         partials.resize(2 * channels * batch)
         let partial = partials.ptr
-        parallelFor(batch * G) { job in
+        parallelFor(batch * G, work: cg * hw) { job in
             let bi = job / G, g = job % G
             let mu = mp[bi * G + g], r = rp[bi * G + g]
-            var sum1: Float = 0, sum2: Float = 0
+            let muv = VMath.V(repeating: mu), rv = VMath.V(repeating: r)
+            var s1 = VMath.V(), s2 = VMath.V()
             for c in (g * cg)..<((g + 1) * cg) {
                 let base = (c * batch + bi) * hw
                 let p = x + base, dq = dz + base, d = dx + base
-                let gm = gamma[c], bt = beta[c]
-                var dg: Float = 0, db: Float = 0
-                for i in 0..<hw {
-                    let xh = (p[i] - mu) * r
-                    var dy = dq[i]
-                    if silu {
-                        let t = xh * gm + bt
-                        let s = 1 / (1 + expf(-t))
-                        dy *= s * (1 + t * (1 - s))
+                let gm = VMath.V(repeating: gamma[c]), bt = VMath.V(repeating: beta[c])
+                var dg = VMath.V(), db = VMath.V()
+                var i = 0
+                while i < hw {
+                    let m = min(8, hw - i)
+                    let xh: VMath.V, dyRaw: VMath.V
+                    if m == 8 {
+                        xh = (VMath.load(p + i) - muv) * rv
+                        dyRaw = VMath.load(dq + i)
+                    } else {
+                        // Zero-padded lanes: dy = 0 there, so they add nothing to the sums.
+                        xh = (VMath.loadPartial(p + i, m) - muv) * rv
+                        dyRaw = VMath.loadPartial(dq + i, m)
                     }
+                    let dy = silu ? dyRaw * VMath.siluGrad(xh * gm + bt) : dyRaw
                     dg += dy * xh
                     db += dy
                     let dxh = dy * gm
-                    d[i] = dxh
-                    sum1 += dxh
-                    sum2 += dxh * xh
+                    if m == 8 { VMath.store(dxh, d + i) } else { VMath.storePartial(dxh, d + i, m) }
+                    s1 += dxh
+                    s2 += dxh * xh
+                    i += 8
                 }
-                partial[2 * (bi * self.channels + c)] = dg
-                partial[2 * (bi * self.channels + c) + 1] = db
+                partial[2 * (bi * self.channels + c)] = dg.sum()
+                partial[2 * (bi * self.channels + c) + 1] = db.sum()
             }
-            let m1 = sum1 / n, m2 = sum2 / n
+            let m1 = VMath.V(repeating: s1.sum() / n), m2 = VMath.V(repeating: s2.sum() / n)
             for c in (g * cg)..<((g + 1) * cg) {
                 let base = (c * batch + bi) * hw
                 let p = x + base, d = dx + base
-                for i in 0..<hw {
-                    let xh = (p[i] - mu) * r
-                    d[i] = r * (d[i] - m1 - xh * m2)
+                var i = 0
+                while i + 8 <= hw {
+                    let xh = (VMath.load(p + i) - muv) * rv
+                    VMath.store(rv * (VMath.load(d + i) - m1 - xh * m2), d + i)
+                    i += 8
+                }
+                if i < hw {
+                    let k = hw - i
+                    let xh = (VMath.loadPartial(p + i, k) - muv) * rv
+                    VMath.storePartial(rv * (VMath.loadPartial(d + i, k) - m1 - xh * m2), d + i, k)
                 }
             }
         }

@@ -11,6 +11,7 @@ public final class MLPDenoiser: Denoiser, @unchecked Sendable {
     let outAct = SiLULayer()
     let outProj: Linear
     private let dEmb = Buffer()
+    private let xin = Buffer()  // own copy of the input: callers need not keep theirs alive
     private var batch = 0
 
     public init(_ config: MLPConfig, seed: UInt64 = 0) throws {
@@ -38,7 +39,9 @@ public final class MLPDenoiser: Denoiser, @unchecked Sendable {
                         batch: Int) -> UnsafeMutablePointer<Float> {
         self.batch = batch
         let e = embed.forward(cNoise: cNoise, labels: labels, batch: batch)
-        var h = UnsafePointer(inProj.forward(x, batch: batch))
+        xin.resize(batch * config.dim)
+        xin.ptr.update(from: x, count: batch * config.dim)
+        var h = UnsafePointer(inProj.forward(xin.ptr, batch: batch))
         for block in blocks { h = UnsafePointer(block.forward(h, emb: e, batch: batch)) }
         return outProj.forward(outAct.forward(h, count: batch * config.width), batch: batch)
     }

@@ -37,30 +37,30 @@ public final class ResBlock: @unchecked Sendable {
             : nil
     }
 
-    /// out [Cout, B, H, W] from x [Cin, B, H, W] and e [B, E].
+    /// out [Cout, B, H, W] from x [Cin, B, H, W] and e [B, E]; written to `into` when given (it may
+    /// not overlap x), else to `out`.
     @discardableResult
-    public func forward(_ x: UnsafePointer<Float>, emb e: UnsafePointer<Float>, batch: Int, height: Int, width: Int) -> UnsafeMutablePointer<Float> {
+    public func forward(_ x: UnsafePointer<Float>, emb e: UnsafePointer<Float>, batch: Int, height: Int, width: Int,
+                        into dst: UnsafeMutablePointer<Float>? = nil) -> UnsafeMutablePointer<Float> {
         self.x = x
         self.batch = batch
         self.height = height
         self.width = width
         let hw = height * width, co = outChannels
         let a0 = norm0.forward(x, batch: batch, hw: hw)
-        let h0 = conv0.forward(a0, batch: batch, height: height, width: width)
-        let t = affine.forward(e, batch: batch)  // [B, Cout]
-        parallelFor(co) { c in
-            for bi in 0..<batch {
-                let v = t[bi * co + c], p = h0 + (c * batch + bi) * hw
-                for i in 0..<hw { p[i] += v }
-            }
-        }
+        let t = affine.forward(e, batch: batch)  // [B, Cout], added in conv0's bias pass
+        let h0 = conv0.forward(a0, batch: batch, height: height, width: width, sampleBias: t)
         let a1 = norm1.forward(h0, batch: batch, hw: hw)
         let h1 = conv1.forward(a1, batch: batch, height: height, width: width)
         let n = co * batch * hw
-        out.resize(n)
+        let y: UnsafeMutablePointer<Float>
+        if let dst { y = dst } else { out.resize(n); y = out.ptr }
         let s: UnsafePointer<Float> = skip.map { UnsafePointer($0.forward(x, batch: batch, height: height, width: width)) } ?? x
-        let y = out.ptr, k = ResBlock.skipScale
-        for i in 0..<n { y[i] = (h1[i] + s[i]) * k }
+        let k = ResBlock.skipScale
+        parallelFor(co, work: batch * hw) { c in
+            let o = c * batch * hw
+            for i in o..<(o + batch * hw) { y[i] = (h1[i] + s[i]) * k }
+        }
         return y
     }
 
@@ -71,18 +71,16 @@ public final class ResBlock: @unchecked Sendable {
         let n = co * batch * hw, k = ResBlock.skipScale
         dh.resize(n)
         let d = dh.ptr
-        for i in 0..<n { d[i] = dout[i] * k }
+        parallelFor(co, work: batch * hw) { c in
+            let o = c * batch * hw
+            for i in o..<(o + batch * hw) { d[i] = dout[i] * k }
+        }
         let da1 = conv1.backward(d)
         let dh0 = norm1.backward(da1)
         // affine: dt[b, c] = sum over the plane of dh0.
         let dt = affine.out.ptr  // reuse: affine's output is not needed any more
-        for c in 0..<co {
-            for bi in 0..<batch {
-                let p = dh0 + (c * batch + bi) * hw
-                var acc: Float = 0
-                for i in 0..<hw { acc += p[i] }
-                dt[bi * co + c] = acc
-            }
+        parallelFor(co, work: batch * hw) { c in
+            for bi in 0..<batch { dt[bi * co + c] = VMath.sum(dh0 + (c * batch + bi) * hw, hw) }
         }
         let de = affine.backward(dt)
         BLAS.saxpy(n: batch * embChannels, alpha: 1, x: de, y: dEmb)

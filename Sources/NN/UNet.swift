@@ -80,32 +80,38 @@ public final class UNet: Denoiser, @unchecked Sendable {
         xin.resize(B * config.inChannels * res[0] * res[0])
         Layout.nchwToCBHW(x, xin.ptr, batch: B, channels: config.inChannels, hw: res[0] * res[0])
         let e = embed.forward(cNoise: cNoise, labels: labels, batch: B)
-        var h = UnsafePointer(convIn.forward(xin.ptr, batch: B, height: res[0], width: res[0]))
-        var skips: [(UnsafePointer<Float>, Int)] = []
+        // The decoder's concatenations [h, skip] (CBHW, so channel blocks are contiguous) are
+        // assembled in place: each encoder block writes its output straight into the skip half of
+        // the cat buffer that will consume it, and the layer before each decoder block writes into
+        // the h half. Sized first, so no pointer into them moves afterwards.
+        let nb = config.blocksPerLevel
         for l in 0..<L {
-            for block in enc[l] {
-                h = UnsafePointer(block.forward(h, emb: e, batch: B, height: res[l], width: res[l]))
-                skips.append((h, block.outChannels))
+            for (i, block) in dec[l].enumerated() { cats[l][i].resize(block.inChannels * B * res[l] * res[l]) }
+        }
+        func headOfCat(_ l: Int, _ i: Int) -> UnsafeMutablePointer<Float> { cats[l][i].ptr }
+        func skipOfCat(_ l: Int, _ i: Int) -> UnsafeMutablePointer<Float> {
+            cats[l][i].ptr + (dec[l][i].inChannels - config.channels[l]) * B * res[l] * res[l]
+        }
+        var h = UnsafePointer(convIn.forward(xin.ptr, batch: B, height: res[0], width: res[0]))
+        for l in 0..<L {
+            for (j, block) in enc[l].enumerated() {
+                // dec[l][i] consumes the skip of enc[l][nb - 1 - i].
+                h = UnsafePointer(block.forward(h, emb: e, batch: B, height: res[l], width: res[l], into: skipOfCat(l, nb - 1 - j)))
             }
             if l < L - 1 { h = UnsafePointer(downs[l].forward(h, batch: B, height: res[l], width: res[l])) }
         }
-        h = UnsafePointer(mid.forward(h, emb: e, batch: B, height: res[L - 1], width: res[L - 1]))
-        var hc = mid.outChannels
+        h = UnsafePointer(mid.forward(h, emb: e, batch: B, height: res[L - 1], width: res[L - 1], into: headOfCat(L - 1, 0)))
         for l in stride(from: L - 1, through: 0, by: -1) {
-            let hw = res[l] * res[l]
             for (i, block) in dec[l].enumerated() {
-                let (sp, sc) = skips.removeLast()
-                let cat = cats[l][i]
-                cat.resize((hc + sc) * B * hw)
-                cat.ptr.update(from: h, count: hc * B * hw)
-                (cat.ptr + hc * B * hw).update(from: sp, count: sc * B * hw)
-                h = UnsafePointer(block.forward(cat.ptr, emb: e, batch: B, height: res[l], width: res[l]))
-                hc = block.outChannels
+                let next: UnsafeMutablePointer<Float>? = i + 1 < nb ? headOfCat(l, i + 1) : nil
+                h = UnsafePointer(block.forward(cats[l][i].ptr, emb: e, batch: B, height: res[l], width: res[l], into: next))
             }
             if l > 0, let up = ups[l] {
+                let hc = dec[l][nb - 1].outChannels
                 upsampled[l].resize(hc * B * res[l - 1] * res[l - 1])
                 Resample.upsampleNearest2x(h, planes: hc * B, height: res[l], width: res[l], y: upsampled[l].ptr)
-                h = UnsafePointer(up.forward(upsampled[l].ptr, batch: B, height: res[l - 1], width: res[l - 1]))
+                h = UnsafePointer(up.forward(upsampled[l].ptr, batch: B, height: res[l - 1], width: res[l - 1],
+                                             into: headOfCat(l - 1, 0)))
             }
         }
         let a = outNorm.forward(h, batch: B, hw: res[0] * res[0])

@@ -54,4 +54,44 @@ public enum BLAS {
     public static func saxpy(n: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
         cblas_saxpy(Int32(n), alpha, x, 1, y, 1)
     }
+
+    // MARK: Double precision (metrics: feature statistics, Frechet distance, kernel sums)
+
+    /// C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C in double precision, row-major.
+    @inlinable
+    public static func dgemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+        alpha: Double = 1, a: UnsafePointer<Double>, lda: Int,
+        b: UnsafePointer<Double>, ldb: Int,
+        beta: Double = 0, c: UnsafeMutablePointer<Double>, ldc: Int
+    ) {
+        if m == 0 || n == 0 { return }
+        cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// Eigendecomposition of the symmetric n x n matrix `a` (LAPACK dsyev, double precision).
+    /// Only the lower triangle in row-major terms is read (the matrix must be symmetric anyway).
+    /// On return `eigenvalues` holds the n eigenvalues in ascending order and, if `vectors` is true,
+    /// ROW i of `a` (row-major) is the unit eigenvector of eigenvalue i; otherwise `a` is destroyed.
+    /// Returns LAPACK's `info`: 0 on success, > 0 if the QR iteration failed to converge.
+    public static func symmetricEigen(n: Int, a: UnsafeMutablePointer<Double>,
+                                      eigenvalues: UnsafeMutablePointer<Double>, vectors: Bool = true) -> Int {
+        if n == 0 { return 0 }
+        // Row-major lower = column-major upper; a symmetric matrix is its own transpose, and the
+        // column-major eigenvector columns are row-major rows.
+        var jobz: CChar = vectors ? 86 : 78  // "V" / "N"
+        var uplo: CChar = 85  // "U"
+        var nn = Int32(n), lda = Int32(n), info: Int32 = 0
+        var lwork: Int32 = -1
+        var query = 0.0
+        dsyev_(&jobz, &uplo, &nn, a, &lda, eigenvalues, &query, &lwork, &info, 1, 1)
+        if info != 0 { return Int(info) }
+        lwork = Int32(max(query, Double(3 * n)))
+        var work = [Double](repeating: 0, count: Int(lwork))
+        work.withUnsafeMutableBufferPointer { w in
+            dsyev_(&jobz, &uplo, &nn, a, &lda, eigenvalues, w.baseAddress!, &lwork, &info, 1, 1)
+        }
+        return Int(info)
+    }
 }

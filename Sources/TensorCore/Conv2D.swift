@@ -67,16 +67,30 @@ public enum Conv2D {
         return chunkSize(g, batch: batch, scratchLimit: scratchLimit) * g.colRows * g.outHeight * g.outWidth
     }
 
+    /// Scratch floats with which `backward` takes the flipped-kernel path for dx when it applies
+    /// (at least `scratchCount`).
+    public static func backwardScratchCount(_ g: ConvGeometry, batch: Int, scratchLimit: Int = defaultScratchLimit) -> Int {
+        let base = scratchCount(g, batch: batch, scratchLimit: scratchLimit)
+        guard !g.isPointwise, g.stride == 1, g.outHeight == g.height, g.outWidth == g.width else { return base }
+        let perSample = g.outChannels * g.kernel * g.kernel * g.outHeight * g.outWidth
+        let samples = max(1, min(batch, scratchLimit / max(1, perSample)))
+        return max(base, g.inChannels * g.outChannels * g.kernel * g.kernel + samples * perSample)
+    }
+
     /// y [OC, B, Ho, Wo] = conv(x [C, B, H, W]) + bias. Overwrites y. `scratch` holds at least
-    /// `scratchCount(g, batch:)` floats (may be any pointer when that is 0).
+    /// `scratchCount(g, batch:)` floats (may be any pointer when that is 0). With `sampleBias`
+    /// `[B, OC]`, `sampleBias[b, o]` is added to every output pixel of channel o of sample b as well
+    /// (the ResBlock's embedding injection, fused into the bias pass).
     public static func forward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
-                               scratch: UnsafeMutablePointer<Float>, scratchLimit: Int = defaultScratchLimit) {
+                               scratch: UnsafeMutablePointer<Float>, scratchLimit: Int = defaultScratchLimit,
+                               sampleBias: UnsafePointer<Float>? = nil) {
         let oc = g.outChannels, kk = g.colRows, plane = g.outHeight * g.outWidth, ncols = batch * plane
         if batch == 0 { return }
         if g.isPointwise {
             BLAS.sgemm(transA: false, transB: false, m: oc, n: ncols, k: kk, a: weight, lda: kk,
                        b: x, ldb: ncols, c: y, ldc: ncols)
+            addBias(y, oc: oc, batch: batch, plane: plane, b0: 0, count: batch, bias: bias, sampleBias: sampleBias)
         } else {
             let chunk = chunkSize(g, batch: batch, scratchLimit: scratchLimit)
             var b0 = 0
@@ -85,38 +99,62 @@ public enum Conv2D {
                 Im2Col.im2col(g, batch: batch, b0: b0, count: count, x: x, col: scratch)
                 BLAS.sgemm(transA: false, transB: false, m: oc, n: n, k: kk, a: weight, lda: kk,
                            b: UnsafePointer(scratch), ldb: n, c: y + b0 * plane, ldc: ncols)
+                // While the chunk's output is still in cache.
+                addBias(y, oc: oc, batch: batch, plane: plane, b0: b0, count: count, bias: bias, sampleBias: sampleBias)
                 b0 += count
             }
         }
-        if let bias {
-            for o in 0..<oc {
-                let row = y + o * ncols, bv = bias[o]
-                for j in 0..<ncols { row[j] += bv }
+    }
+
+    /// y[o, b, :] += bias[o] + sampleBias[b, o] for samples b0 ..< b0+count (either may be nil).
+    static func addBias(_ y: UnsafeMutablePointer<Float>, oc: Int, batch: Int, plane: Int, b0: Int, count: Int,
+                        bias: UnsafePointer<Float>?, sampleBias: UnsafePointer<Float>?) {
+        if bias == nil && sampleBias == nil { return }
+        parallelFor(oc, work: count * plane) { o in
+            let bo = bias?[o] ?? 0
+            for b in b0..<(b0 + count) {
+                let v = bo + (sampleBias?[b * oc + o] ?? 0)
+                let row = y + (o * batch + b) * plane
+                for j in 0..<plane { row[j] += v }
             }
         }
     }
 
     /// ACCUMULATES: dWeight += dy · col^T, dBias += row sums of dy, and if dx != nil,
-    /// dx += col2im(W^T · dy). `dy` is `[OC, B, Ho, Wo]`; scratch as for `forward`.
+    /// dx += col2im(W^T · dy) (or dx = ..., overwriting, with `overwriteDx`). `dy` is
+    /// `[OC, B, Ho, Wo]`; scratch as for `forward`.
+    ///
+    /// For "same" stride-1 convolutions (Ho = H, Wo = W) the input gradient is itself such a
+    /// convolution, of dy with the flipped, transposed kernel: dx = W'[C, OC*k*k] · im2col(dy), with
+    /// a GEMM inner dimension of OC*k*k instead of OC and no col2im. It runs whenever the scratch holds
+    /// W' and one sample's column matrix of dy (pass `scratchCapacity` when the scratch is larger than
+    /// `scratchCount`; `backwardScratchCount` is what the fast path wants); otherwise col2im runs.
     public static func backward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                 dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>,
                                 dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
-                                scratch: UnsafeMutablePointer<Float>, scratchLimit: Int = defaultScratchLimit) {
+                                scratch: UnsafeMutablePointer<Float>, scratchLimit: Int = defaultScratchLimit,
+                                overwriteDx: Bool = false, scratchCapacity: Int? = nil) {
         let oc = g.outChannels, kk = g.colRows, plane = g.outHeight * g.outWidth, ncols = batch * plane
         if batch == 0 { return }
+        let dxBeta: Float = overwriteDx ? 0 : 1
         if let dBias {
-            for o in 0..<oc { dBias[o] += rowSum(dy + o * ncols, ncols) }
+            parallelFor(oc, work: ncols) { o in dBias[o] += rowSum(dy + o * ncols, ncols) }
         }
         if g.isPointwise {
             BLAS.sgemm(transA: false, transB: true, m: oc, n: kk, k: ncols, a: dy, lda: ncols,
                        b: x, ldb: ncols, beta: 1, c: dWeight, ldc: kk)
             if let dx {
                 BLAS.sgemm(transA: true, transB: false, m: kk, n: ncols, k: oc, a: weight, lda: kk,
-                           b: dy, ldb: ncols, beta: 1, c: dx, ldc: ncols)
+                           b: dy, ldb: ncols, beta: dxBeta, c: dx, ldc: ncols)
             }
             return
         }
         let chunk = chunkSize(g, batch: batch, scratchLimit: scratchLimit)
+        let k = g.kernel, c = g.inChannels
+        let available = max(chunk * kk * plane, scratchCapacity ?? 0)
+        let flippedCount = c * oc * k * k, dyColPerSample = oc * k * k * plane
+        let flipped = dx != nil && g.stride == 1 && g.outHeight == g.height && g.outWidth == g.width
+            && available >= flippedCount + dyColPerSample
         var b0 = 0
         while b0 < batch {
             let count = min(chunk, batch - b0), n = count * plane
@@ -124,18 +162,41 @@ public enum Conv2D {
             Im2Col.im2col(g, batch: batch, b0: b0, count: count, x: x, col: scratch)
             BLAS.sgemm(transA: false, transB: true, m: oc, n: kk, k: n, a: dyChunk, lda: ncols,
                        b: UnsafePointer(scratch), ldb: n, beta: 1, c: dWeight, ldc: kk)
-            if let dx {
+            if let dx, !flipped {
+                if overwriteDx && b0 == 0 { dx.update(repeating: 0, count: c * batch * g.height * g.width) }
                 BLAS.sgemm(transA: true, transB: false, m: kk, n: n, k: oc, a: weight, lda: kk,
                            b: dyChunk, ldb: ncols, c: scratch, ldc: n)
                 Im2Col.col2im(g, batch: batch, b0: b0, count: count, col: UnsafePointer(scratch), dx: dx)
             }
             b0 += count
         }
+        guard let dx, flipped else { return }
+        // W'[ci, (o*k + ky)*k + kx] = W[o, ci, k-1-ky, k-1-kx]; padding k-1-p equals p here.
+        let wT = scratch, col = scratch + flippedCount
+        for ci in 0..<c {
+            for o in 0..<oc {
+                for ky in 0..<k {
+                    for kx in 0..<k {
+                        wT[ci * oc * k * k + (o * k + ky) * k + kx] = weight[((o * c + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
+                    }
+                }
+            }
+        }
+        let gT = ConvGeometry(inChannels: oc, outChannels: c, height: g.height, width: g.width,
+                              kernel: k, stride: 1, padding: k - 1 - g.padding)
+        let chunkDx = max(1, min(batch, (available - flippedCount) / dyColPerSample))
+        b0 = 0
+        while b0 < batch {
+            let count = min(chunkDx, batch - b0), n = count * plane
+            Im2Col.im2col(gT, batch: batch, b0: b0, count: count, x: dy, col: col)
+            BLAS.sgemm(transA: false, transB: false, m: c, n: n, k: oc * k * k, a: UnsafePointer(wT), lda: oc * k * k,
+                       b: UnsafePointer(col), ldb: n, beta: dxBeta, c: dx + b0 * plane, ldc: ncols)
+            b0 += count
+        }
     }
 
     /// Sum of `n` floats with eight independent partial sums (vectorises; order is fixed).
-    @usableFromInline
-    static func rowSum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+    public static func rowSum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
         var acc = SIMD8<Float>(repeating: 0)
         var j = 0
         while j + 8 <= n {

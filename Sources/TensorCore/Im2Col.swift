@@ -31,7 +31,42 @@ public enum Im2Col {
         let k = g.kernel, s = g.stride, p = g.padding
         let h = g.height, w = g.width, ho = g.outHeight, wo = g.outWidth
         let hw = h * w, plane = ho * wo, rowLen = count * plane
-        for c in 0..<g.inChannels {
+        if s == 1 && ho == h && wo == w {
+            // "Same" stride-1 convolution: each (c, ky, kx) row is the channel's planes (contiguous
+            // over the chunk's samples in CBHW) shifted by (ky - p) rows and (kx - p) columns. Copy it
+            // as one block, then zero the positions that read padding (where the block copy picked up
+            // a neighbouring row or sample).
+            parallelFor(g.inChannels, work: k * k * rowLen) { c in
+                let src = x + (c * batch + b0) * hw
+                for ky in 0..<k {
+                    let ys = AxisSpan(size: h, outSize: ho, offset: ky, stride: 1, padding: p)
+                    for kx in 0..<k {
+                        let xs = AxisSpan(size: w, outSize: wo, offset: kx, stride: 1, padding: p)
+                        let row = col + ((c * k + ky) * k + kx) * rowLen
+                        let off = (ky - p) * w + (kx - p)
+                        // Clamped so the source stays inside the chunk; what is cut off is padding.
+                        let lo = min(rowLen, max(0, -off)), hi = max(lo, rowLen - max(0, off))
+                        if lo > 0 { row.update(repeating: 0, count: lo) }
+                        if hi > lo { (row + lo).update(from: src + lo + off, count: hi - lo) }
+                        if hi < rowLen { (row + hi).update(repeating: 0, count: rowLen - hi) }
+                        for bi in 0..<count {
+                            let dst = row + bi * plane
+                            if ys.lo > 0 { dst.update(repeating: 0, count: ys.lo * wo) }
+                            if ys.hi < ho { (dst + ys.hi * wo).update(repeating: 0, count: (ho - ys.hi) * wo) }
+                            if xs.lo > 0 || xs.hi < wo {
+                                for oy in ys.lo..<ys.hi {
+                                    let d = dst + oy * wo
+                                    for ox in 0..<min(xs.lo, wo) { d[ox] = 0 }
+                                    for ox in max(xs.hi, xs.lo)..<wo { d[ox] = 0 }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return
+        }
+        parallelFor(g.inChannels, work: k * k * rowLen) { c in
             for ky in 0..<k {
                 let ys = AxisSpan(size: h, outSize: ho, offset: ky, stride: s, padding: p)
                 for kx in 0..<k {
@@ -75,7 +110,7 @@ public enum Im2Col {
         let k = g.kernel, s = g.stride, p = g.padding
         let h = g.height, w = g.width, ho = g.outHeight, wo = g.outWidth
         let hw = h * w, plane = ho * wo, rowLen = count * plane
-        for c in 0..<g.inChannels {
+        parallelFor(g.inChannels, work: k * k * rowLen) { c in
             for ky in 0..<k {
                 let ys = AxisSpan(size: h, outSize: ho, offset: ky, stride: s, padding: p)
                 if ys.hi <= ys.lo { continue }

@@ -4,11 +4,27 @@ import Dispatch
 /// `BLAS.setThreads`; the engine keeps `kernelThreads * workers <= cores`). 1 runs inline.
 nonisolated(unsafe) public var kernelThreads: Int = 1
 
+/// Least number of elements (floats touched) worth handing to another thread: below about this
+/// much work, waking a worker costs more than it saves (batch-1 layers).
+nonisolated(unsafe) public var parallelGrain: Int = 32_768
+
 /// Runs `body(i)` for i in 0..<n, split into `kernelThreads` contiguous chunks. The chunks must
 /// write disjoint memory.
 @inlinable
 public func parallelFor(_ n: Int, _ body: (Int) -> Void) {
-    let t = min(kernelThreads, n)
+    parallelFor(n, threads: min(kernelThreads, n), body)
+}
+
+/// As `parallelFor(_:_:)`, for items of about `work` elements each: uses fewer threads (none
+/// extra) when the whole job is under a few `parallelGrain`s.
+@inlinable
+public func parallelFor(_ n: Int, work: Int, _ body: (Int) -> Void) {
+    let byWork = max(1, (n * work) / parallelGrain)
+    parallelFor(n, threads: min(kernelThreads, n, byWork), body)
+}
+
+@inlinable @usableFromInline
+func parallelFor(_ n: Int, threads t: Int, _ body: (Int) -> Void) {
     if t <= 1 {
         for i in 0..<n { body(i) }
         return

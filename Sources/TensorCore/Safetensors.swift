@@ -84,7 +84,7 @@ public enum SafetensorsDType: String, Sendable, CaseIterable {
 /// Writes `bytes` to `path` atomically: a temporary file `path.tmp-PID-RANDOM` in the same directory,
 /// fsync, rename over the target, fsync of the directory. On any failure the temporary file is
 /// removed and a `.io` error naming the path and the system's reason is thrown.
-func atomicWriteFile(_ bytes: [UInt8], to path: String) throws {
+public func atomicWriteFile(_ bytes: [UInt8], to path: String) throws {
     let dir: String
     if let slash = path.lastIndex(of: "/") {
         dir = slash == path.startIndex ? "/" : String(path[..<slash])

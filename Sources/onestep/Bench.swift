@@ -1,11 +1,126 @@
 import ArgumentParser
+import Foundation
+import NN
 import TensorCore
 
-/// `onestep bench`: speed tables (sgemm, network forward and training step).
+/// `onestep bench`: speed tables for the compute core (docs/BENCHMARKS.md).
+///
+/// sgemm GFLOP/s, forward throughput of the default U-Net and MLP at several batches and thread
+/// counts, and one training step of each (forward + backward + Adam on `mean((F - target)^2)`),
+/// all with deterministic random weights. `--export-weights DIR` writes the same weights and an
+/// input/output sample for `tools/bench_peers.py` (PyTorch and onnxruntime on the same networks).
 struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print speed tables for the compute core.")
+    static let configuration = CommandConfiguration(
+        abstract: "Print speed tables: sgemm, network forward and training step (see docs/BENCHMARKS.md).")
+
+    @Option(help: "Comma-separated thread counts (OpenBLAS and the elementwise kernels).")
+    var threads: String = "1,2"
+
+    @Option(help: "Comma-separated forward batch sizes.")
+    var batches: String = "1,64,256"
+
+    @Option(help: "Timed runs per row (after warm-up); the table shows best and median.")
+    var repeats: Int = 10
+
+    @Option(help: "Batch of the training-step rows.")
+    var trainBatch: Int = 64
+
+    @Option(help: "Write unet/mlp/io .safetensors for tools/bench_peers.py into this directory.")
+    var exportWeights: String?
+
+    @Option(help: "Seed of the random weights and inputs.")
+    var seed: UInt64 = 7
+
+    @Flag(help: "Few repeats and no 1024^3 sgemm (a smoke run).")
+    var quick = false
+
+    @Flag(help: "Skip the sgemm rows.")
+    var noSgemm = false
+
+    @Flag(help: "Skip the training-step rows.")
+    var noTrain = false
+
+    @Flag(help: "Keep OpenBLAS's own kernel choice (by default the bench re-runs itself with OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs this OpenBLAS does not recognise).")
+    var keepBlasCore = false
+
+    @Option(help: "Only these networks (comma-separated: unet, mlp).")
+    var networks: String = "unet,mlp"
+
+    func validate() throws {
+        guard !parseInts(threads).isEmpty, parseInts(threads).allSatisfy({ $0 >= 1 }) else {
+            throw ValidationError("--threads needs positive integers, e.g. 1,2")
+        }
+        guard !parseInts(batches).isEmpty, parseInts(batches).allSatisfy({ $0 >= 1 }) else {
+            throw ValidationError("--batches needs positive integers, e.g. 1,64,256")
+        }
+        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
+        guard trainBatch >= 1 else { throw ValidationError("--train-batch must be at least 1") }
+    }
 
     func run() async throws {
-        print("bench: not yet built")
+        if !keepBlasCore { BenchMachine.preferAVX512BLAS() }
+        let threadList = parseInts(threads), batchList = parseInts(batches)
+        let reps = quick ? min(repeats, 3) : repeats
+        let nets = Set(networks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        BenchMachine.printHeader()
+
+        let unet = try UNet(UNetConfig(), seed: seed)
+        let mlp = try MLPDenoiser(MLPConfig(dim: 2, width: 128, blocks: 3), seed: seed)
+        BenchWeights.randomise(unet.parameters, seed: seed)
+        BenchWeights.randomise(mlp.parameters, seed: seed &+ 1)
+        let all: [(String, any Denoiser)] = [("unet", unet), ("mlp", mlp)].filter { nets.contains($0.0) }
+        for (name, net) in all {
+            print("\(name): config \(net.configJSON)")
+            print("  parameters \(net.parameters.count)  GFLOP/sample \(String(format: "%.6f", Double(net.flopsPerSample) / 1e9))")
+        }
+        print("")
+
+        if let dir = exportWeights {
+            try BenchWeights.export(all, to: dir, seed: seed)
+            print("exported weights and io sample to \(dir)\n")
+        }
+
+        var rows: [BenchRow] = []
+        for t in threadList {
+            BLAS.setThreads(t)
+            kernelThreads = t
+            if !noSgemm { rows += BenchSgemm.rows(threads: t, repeats: reps, quick: quick) }
+            for (name, net) in all {
+                for b in batchList {
+                    rows.append(BenchNet.forward(net, name: name, batch: b, threads: t, repeats: reps, seed: seed))
+                }
+                if !noTrain {
+                    rows.append(BenchNet.trainStep(net, name: name, batch: trainBatch, threads: t, repeats: reps, seed: seed))
+                }
+            }
+        }
+        // Same output at every thread count (the kernels split work, never reorder sums across threads).
+        for (name, net) in all {
+            let (x, c) = BenchWeights.input(for: net, batch: 4, seed: seed &+ 11)
+            BLAS.setThreads(1)
+            kernelThreads = 1
+            let y1 = net.forward(x: x, cNoise: c)
+            for t in threadList where t > 1 {
+                BLAS.setThreads(t)
+                kernelThreads = t
+                let yt = net.forward(x: x, cNoise: c)
+                let d = zip(y1, yt).map { abs($0 - $1) }.max() ?? 0
+                print("\(name): max |y(\(t) threads) - y(1 thread)| = \(d)")
+            }
+        }
+        // Leave the process as we found it (single-threaded kernels).
+        BLAS.setThreads(1)
+        kernelThreads = 1
+
+        print("")
+        BenchRow.printTable(rows)
+        print("\n(train: one step = zero grads + forward + loss + backward + Adam; GFLOP/s counts 3x forward FLOPs)")
+        print("(sgemm rows: C[M,N] = A[M,K] B[K,N], row-major, 2*M*N*K FLOP)")
+        print("load average after: \(BenchMachine.loadAverage)\n")
+        BenchRow.printCPUTable(rows)
     }
+}
+
+func parseInts(_ s: String) -> [Int] {
+    s.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
 }

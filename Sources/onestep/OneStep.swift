@@ -5,6 +5,6 @@ struct OneStep: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "onestep",
         abstract: "Train, serve and measure one-step generative models.",
-        subcommands: [Train.self, Bench.self]
+        subcommands: [Train.self, Sample.self, Eval.self, Bench.self]
     )
 }

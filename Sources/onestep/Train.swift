@@ -4,6 +4,6 @@ import ArgumentParser
 struct Train: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a diffusion teacher (or the evaluator network).",
-        subcommands: [TrainTeacher.self]
+        subcommands: [TrainTeacher.self, TrainEvaluator.self]
     )
 }

@@ -73,6 +73,7 @@ final class FixtureTests: XCTestCase {
         let y = x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: layer.forward($0.baseAddress!, batch: 4), count: 12)) }
         assertClose(y, try f.a("output"), "output")
         let dx = dy.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: layer.backward($0.baseAddress!), count: 20)) }
+        withExtendedLifetime(x) {}  // layers keep pointers to their inputs until backward
         assertClose(dx, try f.a("grad.input"), "grad.input")
         try checkParamGrads(s, f, prefix: "l")
     }
@@ -93,6 +94,7 @@ final class FixtureTests: XCTestCase {
             }
             assertClose(y, yref.storage, "\(name) output")
             let dx = dy.withUnsafeBufferPointer { cbhwToNCHW(conv.backward($0.baseAddress!), shape: xin.shape) }
+            withExtendedLifetime(x) {}  // layers keep pointers to their inputs until backward
             assertClose(dx, try f.a("grad.input"), "\(name) grad.input")
             try checkParamGrads(s, f, prefix: "c")
         }
@@ -109,6 +111,7 @@ final class FixtureTests: XCTestCase {
         let y = x.withUnsafeBufferPointer { cbhwToNCHW(gn.forward($0.baseAddress!, batch: 2, hw: hw), shape: xin.shape) }
         assertClose(y, try f.a("output"), "output")
         let dx = dy.withUnsafeBufferPointer { cbhwToNCHW(gn.backward($0.baseAddress!), shape: xin.shape) }
+        withExtendedLifetime(x) {}  // layers keep pointers to their inputs until backward
         assertClose(dx, try f.a("grad.input"), "grad.input")
         try checkParamGrads(s, f, prefix: "g")
     }
@@ -120,6 +123,7 @@ final class FixtureTests: XCTestCase {
         let y = x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: act.forward($0.baseAddress!, count: x.count), count: x.count)) }
         assertClose(y, try f.a("output"), "output")
         let dx = dy.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: act.backward($0.baseAddress!), count: x.count)) }
+        withExtendedLifetime(x) {}  // layers keep pointers to their inputs until backward
         assertClose(dx, try f.a("grad.input"), "grad.input")
     }
 
@@ -171,6 +175,7 @@ final class FixtureTests: XCTestCase {
             let dEmb = Buffer(count: B * E)
             dEmb.zero()
             let dx = dy.withUnsafeBufferPointer { cbhwToNCHW(block.backward($0.baseAddress!, dEmb: dEmb.ptr), shape: xin.shape) }
+            withExtendedLifetime((x, e)) {}  // layers keep pointers to their inputs until backward
             assertClose(dx, try f.a("grad.input"), "\(name) grad.input")
             assertClose(dEmb.array, try f.a("grad.emb"), "\(name) grad.emb")
             try checkParamGrads(s, f, prefix: "b")
@@ -192,6 +197,7 @@ final class FixtureTests: XCTestCase {
         let dEmb = Buffer(count: B * E)
         dEmb.zero()
         let dx = dy.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: block.backward($0.baseAddress!, dEmb: dEmb.ptr), count: x.count)) }
+        withExtendedLifetime((x, e)) {}  // layers keep pointers to their inputs until backward
         assertClose(dx, try f.a("grad.input"), "grad.input")
         assertClose(dEmb.array, try f.a("grad.emb"), "grad.emb")
         try checkParamGrads(s, f, prefix: "b")

@@ -108,6 +108,8 @@ extension Metrics {
     /// sum_{i != j} k(x_i, x_j) / (n (n - 1)) + sum_{i != j} k(y_i, y_j) / (m (m - 1))
     /// - 2 sum_{i, j} k(x_i, y_j) / (n m). Direct loops in Double (meant for low dimensions),
     /// split over the cores with a fixed summation order, so the result does not depend on them.
+    /// Kernel terms below e^-40 (4e-18) are skipped: their effect on the sums is below 1e-16
+    /// relative. About 4-5 s for 10k against 10k points (2 cores, release).
     public static func mmdRBF(_ x: [Float], _ y: [Float], dim: Int = 2,
                               bandwidths: [Double] = defaultRBFBandwidths) throws -> Double {
         let n = try rows(x, dim: dim, what: "MMD first set", minimum: 2)
@@ -116,7 +118,7 @@ extension Metrics {
             throw TrainingError(.invalidConfig, "MMD needs positive bandwidths (got \(bandwidths))")
         }
         let xd = doubles(x), yd = doubles(y)
-        let coef = bandwidths.map { -1 / (2 * $0 * $0) }
+        let coef = bandwidths.sorted(by: >).map { -1 / (2 * $0 * $0) }
         let kxx = kernelSum(xd, xd, dim: dim, coef: coef, offDiagonal: true)
         let kyy = kernelSum(yd, yd, dim: dim, coef: coef, offDiagonal: true)
         let kxy = kernelSum(xd, yd, dim: dim, coef: coef, offDiagonal: false)
@@ -132,9 +134,17 @@ extension Metrics {
         let partial = UnsafeMutableBufferPointer<Double>.allocate(capacity: chunks)
         defer { partial.deallocate() }
         let invK = 1 / Double(coef.count)
+        // powers[t] = coef[t] / coef[t-1] when that is an integer 2...8 (the default bandwidths:
+        // 4, 4, 0, 4, 4), so exp needs computing only where it is 0.
+        let powers: [Int] = coef.indices.map { t in
+            guard t > 0 else { return 0 }
+            let r = coef[t] / coef[t - 1], ri = r.rounded()
+            return abs(r - ri) < 1e-12 * r && ri >= 2 && ri <= 8 ? Int(ri) : 0
+        }
         a.withUnsafeBufferPointer { ap in
             b.withUnsafeBufferPointer { bp in
                 nonisolated(unsafe) let A = ap, B = bp, P = partial
+                let coef = coef, powers = powers
                 DispatchQueue.concurrentPerform(iterations: chunks) { c in
                     let lo = na * c / chunks, hi = na * (c + 1) / chunks
                     var s = 0.0
@@ -145,8 +155,21 @@ extension Metrics {
                                 let v = A[i * dim + t] - B[j * dim + t]
                                 d2 += v * v
                             }
-                            var k = 0.0
-                            for cf in coef { k += exp(cf * d2) }
+                            var k = 0.0, prev = 0.0
+                            for t in 0..<coef.count {  // widest bandwidth first
+                                let e = coef[t] * d2
+                                if e < -40 { break }  // e^-40 = 4e-18: below the rounding of the sum
+                                var v: Double
+                                let r = powers[t]
+                                if r > 0 {  // exp(e) = exp(previous e)^r, r a small integer
+                                    v = prev
+                                    for _ in 1..<r { v *= prev }
+                                } else {
+                                    v = exp(e)
+                                }
+                                k += v
+                                prev = v
+                            }
                             s += k * invK
                         }
                     }

@@ -47,7 +47,7 @@ public final class RunFolder: @unchecked Sendable {
     public func writeConfig<T: Encodable>(_ config: T) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .prettyPrinted]
-        try atomicWrite(Array(try enc.encode(config)) + [10], to: configPath)
+        try atomicWriteFile(Array(try enc.encode(config)) + [10], to: configPath)
     }
 
     /// Appends one JSON object as a line to `log.jsonl`.
@@ -62,17 +62,5 @@ public final class RunFolder: @unchecked Sendable {
         return text.split(separator: "\n").compactMap {
             (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
         }
-    }
-}
-
-/// Writes bytes to `path` through a temporary file in the same folder and a rename.
-public func atomicWrite(_ bytes: [UInt8], to path: String) throws {
-    let tmp = "\(path).tmp-\(getpid())"
-    guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) else {
-        throw TrainingError(.io, "cannot write \(tmp)")
-    }
-    if rename(tmp, path) != 0 {
-        unlink(tmp)
-        throw TrainingError(.io, "cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))")
     }
 }

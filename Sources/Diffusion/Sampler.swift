@@ -1,0 +1,194 @@
+import Foundation
+import NN
+import TensorCore
+
+/// Which sample: the initial noise of sample `index` of `seed` is `SampleNoise.fill(seed:index:)`,
+/// a pure function of the pair, so outputs never depend on how samples are batched.
+public struct SampleID: Sendable, Hashable {
+    public var seed: UInt64
+    public var index: UInt64
+    public init(seed: UInt64, index: UInt64) {
+        self.seed = seed
+        self.index = index
+    }
+
+    /// Samples `indices` of one seed.
+    public static func range(seed: UInt64, _ indices: Range<Int>) -> [SampleID] {
+        indices.map { SampleID(seed: seed, index: UInt64($0)) }
+    }
+}
+
+/// ODE solver of the probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma.
+public enum ODESolver: String, Sendable, Codable, CaseIterable {
+    case euler
+    case heun
+}
+
+/// The Karras et al. (2022) noise schedule and EDM's deterministic sampler (Algorithm 1).
+public enum KarrasSchedule {
+    /// `steps` levels `sigma_i = (smax^(1/rho) + i/(steps-1) (smin^(1/rho) - smax^(1/rho)))^rho`,
+    /// i = 0..steps-1, followed by a final 0 (so `steps + 1` values). One step gives `[smax, 0]`.
+    public static func sigmas(steps: Int, sigmaMin: Float = 0.002, sigmaMax: Float = 80, rho: Float = 7) -> [Float] {
+        precondition(steps >= 1, "steps must be at least 1")
+        precondition(sigmaMin > 0 && sigmaMax >= sigmaMin && rho > 0, "need 0 < sigmaMin <= sigmaMax, rho > 0")
+        if steps == 1 { return [sigmaMax, 0] }
+        let a = pow(Double(sigmaMax), 1 / Double(rho)), b = pow(Double(sigmaMin), 1 / Double(rho))
+        var out = (0..<steps).map { i -> Float in
+            Float(pow(a + Double(i) / Double(steps - 1) * (b - a), Double(rho)))
+        }
+        out.append(0)
+        return out
+    }
+
+    /// Network evaluations per sample: Euler `steps`; Heun `2 steps - 1` (no correction at the last
+    /// step, which goes to sigma = 0). 18 Heun steps = 35 NFE.
+    public static func nfe(steps: Int, solver: ODESolver) -> Int {
+        solver == .heun ? 2 * steps - 1 : steps
+    }
+}
+
+/// Sampler settings; also stored in teacher snapshots as the `sampler` metadata (JSON keys below).
+public struct SamplerConfig: Sendable, Codable, Equatable {
+    public var solver: ODESolver = .heun
+    public var steps = 18
+    public var sigmaMin: Float = 0.002
+    public var sigmaMax: Float = 80
+    public var rho: Float = 7
+
+    public init(solver: ODESolver = .heun, steps: Int = 18, sigmaMin: Float = 0.002, sigmaMax: Float = 80, rho: Float = 7) {
+        self.solver = solver
+        self.steps = steps
+        self.sigmaMin = sigmaMin
+        self.sigmaMax = sigmaMax
+        self.rho = rho
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case solver, steps, rho, sigmaMin = "sigma_min", sigmaMax = "sigma_max"
+    }
+
+    public var sigmas: [Float] { KarrasSchedule.sigmas(steps: steps, sigmaMin: sigmaMin, sigmaMax: sigmaMax, rho: rho) }
+    public var nfe: Int { KarrasSchedule.nfe(steps: steps, solver: solver) }
+
+    /// Throws `invalidArgument` naming the bad field.
+    public func validate() throws {
+        guard steps >= 1 else { throw DiffusionError(.invalidArgument, "sampler steps must be at least 1, got \(steps)") }
+        guard sigmaMin > 0, sigmaMax >= sigmaMin, sigmaMax.isFinite else {
+            throw DiffusionError(.invalidArgument, "sampler needs 0 < sigma_min <= sigma_max, got \(sigmaMin), \(sigmaMax)")
+        }
+        guard rho > 0, rho.isFinite else { throw DiffusionError(.invalidArgument, "sampler rho must be positive, got \(rho)") }
+    }
+}
+
+/// EDM's deterministic sampler (Algorithm 1) from `x = sigma_max * z`, in sub-batches of at most
+/// `maxBatch` samples. Every operation is per sample, so sample i's output is the same bits whatever
+/// batch it runs in (as long as the network itself is batch-invariant). Scratch is reused between
+/// calls; one instance serves one thread.
+public final class EDMSampler: @unchecked Sendable {
+    public var config: SamplerConfig
+    public var maxBatch: Int
+
+    private let x = Buffer(), xNext = Buffer(), d = Buffer(), sig = Buffer()
+
+    public init(_ config: SamplerConfig = SamplerConfig(), maxBatch: Int = 256) {
+        precondition(maxBatch >= 1, "maxBatch must be at least 1")
+        self.config = config
+        self.maxBatch = maxBatch
+    }
+
+    /// Samples for `ids` (`labels`: one per id, for class-conditional networks), `[N, ...sampleShape]`.
+    public func sample(denoiser: EDMDenoiser, ids: [SampleID], labels: [Int32]? = nil) -> [Float] {
+        precondition(labels == nil || labels!.count == ids.count, "need one label per sample")
+        let n = denoiser.sampleSize
+        let sigmas = config.sigmas
+        var result = [Float](repeating: 0, count: ids.count * n)
+        var start = 0
+        while start < ids.count {
+            let batch = min(maxBatch, ids.count - start)
+            x.resize(batch * n)
+            for b in 0..<batch {
+                let id = ids[start + b]
+                SampleNoise.fill(seed: id.seed, index: id.index, UnsafeMutableBufferPointer(start: x.ptr + b * n, count: n))
+            }
+            let s0 = sigmas[0]
+            for j in 0..<batch * n { x.ptr[j] *= s0 }
+            let lab = labels.map { Array($0[start..<start + batch]) }
+            lab.withOptionalPointer { integrate(denoiser: denoiser, sigmas: sigmas, labels: $0, batch: batch) }
+            result.withUnsafeMutableBufferPointer { (r: inout UnsafeMutableBufferPointer<Float>) in
+                (r.baseAddress! + start * n).update(from: x.ptr, count: batch * n)
+            }
+            start += batch
+        }
+        return result
+    }
+
+    /// Integrates `x` (already `sigmas[0] * z`) in place down the schedule.
+    private func integrate(denoiser: EDMDenoiser, sigmas: [Float], labels: UnsafePointer<Int32>?, batch: Int) {
+        let n = denoiser.sampleSize, total = batch * n
+        xNext.resize(total)
+        d.resize(total)
+        sig.resize(batch)
+        let xp = x.ptr, xn = xNext.ptr, dp = d.ptr
+        for i in 0..<sigmas.count - 1 {
+            let t = sigmas[i], tNext = sigmas[i + 1], h = tNext - t
+            for b in 0..<batch { sig.ptr[b] = t }
+            let den = denoiser.forward(xp, sigma: sig.ptr, labels: labels, batch: batch)
+            for j in 0..<total {
+                dp[j] = (xp[j] - den[j]) / t
+                xn[j] = xp[j] + h * dp[j]
+            }
+            if config.solver == .heun && tNext > 0 {
+                for b in 0..<batch { sig.ptr[b] = tNext }
+                let den2 = denoiser.forward(xn, sigma: sig.ptr, labels: labels, batch: batch)
+                for j in 0..<total {
+                    let d2 = (xn[j] - den2[j]) / tNext
+                    xp[j] = xp[j] + h * (0.5 * dp[j] + 0.5 * d2)
+                }
+            } else {
+                xp.update(from: xn, count: total)
+            }
+        }
+    }
+}
+
+/// The one-step generator `g(z) = D(sigma_init * z, sigma_init)` (METHOD.md), sampled per `SampleID`.
+public enum OneStepGenerator {
+    /// EDM-style default initial noise level of the generator.
+    public static let defaultSigmaInit: Float = 2.5
+
+    /// `[N, ...sampleShape]` samples for `ids`, in sub-batches of at most `maxBatch`.
+    public static func generate(denoiser: EDMDenoiser, sigmaInit: Float = defaultSigmaInit, ids: [SampleID],
+                                labels: [Int32]? = nil, maxBatch: Int = 256) -> [Float] {
+        precondition(maxBatch >= 1 && sigmaInit > 0, "need maxBatch >= 1 and sigmaInit > 0")
+        precondition(labels == nil || labels!.count == ids.count, "need one label per sample")
+        let n = denoiser.sampleSize
+        var result = [Float](repeating: 0, count: ids.count * n)
+        var start = 0
+        while start < ids.count {
+            let batch = min(maxBatch, ids.count - start)
+            var z = [Float](repeating: 0, count: batch * n)
+            z.withUnsafeMutableBufferPointer { zp in
+                for b in 0..<batch {
+                    let id = ids[start + b]
+                    SampleNoise.fill(seed: id.seed, index: id.index, UnsafeMutableBufferPointer(rebasing: zp[b * n..<(b + 1) * n]))
+                }
+                for j in 0..<batch * n { zp[j] *= sigmaInit }
+            }
+            let sig = [Float](repeating: sigmaInit, count: batch)
+            let out = denoiser.forward(x: z, sigma: sig, labels: labels.map { Array($0[start..<start + batch]) })
+            result.replaceSubrange(start * n..<(start + batch) * n, with: out)
+            start += batch
+        }
+        return result
+    }
+}
+
+extension Optional where Wrapped == [Int32] {
+    /// Calls `body` with a pointer to the elements, or nil.
+    func withOptionalPointer<R>(_ body: (UnsafePointer<Int32>?) -> R) -> R {
+        switch self {
+        case .some(let a): return a.withUnsafeBufferPointer { body($0.baseAddress) }
+        case .none: return body(nil)
+        }
+    }
+}

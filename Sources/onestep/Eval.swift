@@ -1,0 +1,103 @@
+import ArgumentParser
+import Diffusion
+import Foundation
+import TensorCore
+import Training
+
+/// `onestep eval --model M --data mnist --n 10000 [--steps S] [--seeds 3]`: FD_LeNet, KID,
+/// precision/recall, class histogram (images) or sliced W2, MMD, modes (2-D), with the real-vs-real
+/// floor; prints a table and writes JSON.
+struct Eval: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Measure a snapshot's samples against the data set.")
+
+    @Option(help: "Snapshot to evaluate.") var model: String
+    @Option(help: "Data set: mnist, fashion (LeNet metrics) or a 2-D toy set.") var data = "mnist"
+    @Option(help: "Folder holding the data sets.") var dataDir = "data"
+    @Option(help: "Folder holding models/evaluator/<data>-lenet.safetensors.") var modelsDir = "models"
+    @Option(help: "Generated samples per seed (and reference images).") var n = 10_000
+    @Option(help: "Teacher ODE steps (default: the snapshot's sampler).") var steps: Int?
+    @Option(help: "Sampling seeds: seed, seed+1, ... (mean and spread are reported).") var seeds = 1
+    @Option(help: "First sampling seed.") var seed: UInt64 = 1000
+    @Option(help: "Threads (BLAS and kernels).") var threads = 2
+    @Option(help: "JSON report path (default: MODEL.eval.json).") var out: String?
+
+    func run() async throws {
+        BLAS.setThreads(threads)
+        kernelThreads = threads
+        guard n >= 10 else { throw ValidationError("--n must be at least 10") }
+        guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
+        let snap = try Snapshot.load(path: model)
+        var sampler = snap.sampler
+        if let steps { sampler = SamplerConfig(solver: sampler?.solver ?? .heun, steps: steps) }
+        var report: [String: Any] = ["model": model, "data": data, "n": n, "seeds": seeds, "kind": snap.kind.rawValue,
+                                     "date": ISO8601DateFormatter().string(from: Date()), "machine": machineDescription()]
+        if let toy = try? Toy2D(name: data) {
+            let reference = toy.sample(n: n, seed: 424242)
+            let floor = try Metrics.pointReport(toy.sample(n: n, seed: 434343), reference: reference, toy: toy)
+            var runs: [PointMetricsReport] = []
+            var nfe = 1
+            for k in 0..<seeds {
+                let (x, f) = drawSamples(snap, count: n, seed: seed + UInt64(k), sampler: sampler)
+                nfe = f
+                runs.append(try Metrics.pointReport(x, reference: reference, toy: toy))
+            }
+            let sw = MeanSpread(runs.map(\.slicedW2)), mmd = MeanSpread(runs.map(\.mmd2))
+            print("metric        model (mean +- std over \(seeds) seeds)   data-vs-data floor")
+            print(String(format: "sliced W2     %.4f +- %.4f              %.4f", sw.mean, sw.std, floor.slicedW2))
+            print(String(format: "MMD^2 (RBF)   %.5f +- %.5f            %.5f", mmd.mean, mmd.std, floor.mmd2))
+            if let m = runs.first?.modesCovered { print("modes covered \(m) / 8 (first seed)") }
+            print("NFE \(nfe)")
+            report["nfe"] = nfe
+            report["runs"] = runs.map { ["sliced_w2": $0.slicedW2, "mmd2": $0.mmd2, "modes_covered": $0.modesCovered ?? -1] }
+            report["sliced_w2"] = ["mean": sw.mean, "std": sw.std]
+            report["mmd2"] = ["mean": mmd.mean, "std": mmd.std]
+            report["floor"] = ["sliced_w2": floor.slicedW2, "mmd2": floor.mmd2]
+        } else {
+            let evaluator = try LeNetEvaluator(path: LeNetEvaluator.path(dataset: data, modelsDir: modelsDir))
+            let test = try ImageDataset.load(name: data, split: .test, dataDir: dataDir).prefix(n)
+            let train = try ImageDataset.load(name: data, split: .train, dataDir: dataDir).prefix(n)
+            let ref = try evaluator.evaluate(test)
+            let floor = try Metrics.imageReport(generated: try evaluator.evaluate(train), reference: ref)
+            var runs: [ImageMetricsReport] = []
+            var nfe = 1
+            for k in 0..<seeds {
+                let start = Date()
+                let (x, f) = drawSamples(snap, count: n, seed: seed + UInt64(k), sampler: sampler)
+                nfe = f
+                runs.append(try Metrics.imageReport(generated: try evaluator.evaluate(images: x), reference: ref))
+                print(String(format: "seed %d: FD_LeNet %.3f (%.0f s)", Int(seed) + k, runs.last!.fd, Date().timeIntervalSince(start)))
+            }
+            let fd = MeanSpread(runs.map(\.fd)), kid = MeanSpread(runs.map(\.kid.mean))
+            let p = MeanSpread(runs.map(\.precision)), r = MeanSpread(runs.map(\.recall)), kl = MeanSpread(runs.map(\.klToUniform))
+            print("metric          model (mean +- std over \(seeds) seeds)   train-vs-test floor")
+            print(String(format: "FD_LeNet        %8.3f +- %.3f            %8.3f", fd.mean, fd.std, floor.fd))
+            print(String(format: "KID             %8.5f +- %.5f          %8.5f", kid.mean, kid.std, floor.kid.mean))
+            print(String(format: "precision (k=3) %8.3f +- %.3f            %8.3f", p.mean, p.std, floor.precision))
+            print(String(format: "recall (k=3)    %8.3f +- %.3f            %8.3f", r.mean, r.std, floor.recall))
+            print(String(format: "KL(hist||unif)  %8.4f +- %.4f           %8.4f", kl.mean, kl.std, floor.klToUniform))
+            print("class histogram (first seed): \(runs[0].histogram)   NFE \(nfe)")
+            report["nfe"] = nfe
+            report["fd_lenet"] = ["mean": fd.mean, "std": fd.std]
+            report["kid"] = ["mean": kid.mean, "std": kid.std]
+            report["precision"] = ["mean": p.mean, "std": p.std]
+            report["recall"] = ["mean": r.mean, "std": r.std]
+            report["kl_to_uniform"] = ["mean": kl.mean, "std": kl.std]
+            report["runs"] = runs.map { ["fd_lenet": $0.fd, "kid": $0.kid.mean, "precision": $0.precision, "recall": $0.recall,
+                                         "kl_to_uniform": $0.klToUniform, "histogram": $0.histogram] as [String: Any] }
+            report["floor"] = ["fd_lenet": floor.fd, "kid": floor.kid.mean, "precision": floor.precision, "recall": floor.recall]
+            report["evaluator"] = evaluator.metadata
+        }
+        let path = out ?? model + ".eval.json"
+        let json = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
+        try atomicWriteFile(Array(json), to: path)
+        print("report: \(path)")
+    }
+}
+
+/// CPU model, core count: printed beside every measured number.
+func machineDescription() -> String {
+    let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
+        .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
+    return "\(model), \(ProcessInfo.processInfo.activeProcessorCount) cores"
+}
