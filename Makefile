@@ -6,10 +6,15 @@ SHELL := /bin/bash
 SWIFT ?= swift
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# tritonclient pins protobuf < 7 (onnx wants 7): the serving clients get their own environment.
+SERVE_VENV ?= .venv-serve
+SERVE_PY := $(SERVE_VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8001
 DEB_PACKAGES := libopenblas-dev libpng-dev pkg-config protobuf-compiler grpc-proto
 RELEASE_FLAGS := -c release -Xswiftc -enable-testing
 
-.PHONY: all deps venv venv-peers build build-tests test bench bench-peers fixtures clean
+.PHONY: all deps venv venv-peers venv-serve build build-tests test serve bench bench-peers fixtures clean
 
 all: build
 
@@ -36,6 +41,13 @@ $(VENV)/.stamp-test: tools/requirements-test.txt
 	@touch $@
 venv: $(VENV)/.stamp-test
 
+## Python clients of the daemon (tritonclient, grpcio): used by the end-to-end tests and clients/python.
+$(SERVE_VENV)/.stamp: clients/python/requirements.txt
+	@test -x $(SERVE_PY) || python3 -m venv $(SERVE_VENV)
+	$(SERVE_PY) -m pip install -q -r clients/python/requirements.txt
+	@touch $@
+venv-serve: $(SERVE_VENV)/.stamp
+
 ## Peers for benchmarks and fixture generation (PyTorch CPU, onnxruntime): not needed by tests.
 $(VENV)/.stamp-peers: tools/requirements-peers.txt $(VENV)/.stamp-test
 	$(PY) -m pip install -q -r tools/requirements-peers.txt
@@ -43,13 +55,20 @@ $(VENV)/.stamp-peers: tools/requirements-peers.txt $(VENV)/.stamp-test
 venv-peers: $(VENV)/.stamp-peers
 
 build: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build $(RELEASE_FLAGS)
 
 build-tests: deps
 	$(SWIFT) build --build-tests $(RELEASE_FLAGS)
 
-test: deps venv data build-tests
-	ONESTEP_PYTHON=$(abspath $(PY)) $(SWIFT) test --skip-build $(RELEASE_FLAGS)
+test: deps venv venv-serve data build-tests
+	ONESTEP_PYTHON=$(abspath $(PY)) ONESTEP_SERVE_PYTHON=$(abspath $(SERVE_PY)) \
+	  $(SWIFT) test --skip-build $(RELEASE_FLAGS)
+
+## The sampling daemon with the bundled models (models/serve/MODEL/VERSION/model.safetensors).
+serve: deps build
+	@echo "onestep serve: gRPC on $(HOST):$(PORT) (Sampler API, KServe V2, health, reflection), metrics on $(HOST):8002/metrics"
+	@echo "try:  .build/release/onestep request --server $(HOST):$(PORT) --model mnist-onestep --count 16 --seed 0 --out samples.png"
+	.build/release/onestep serve --host $(HOST) --port $(PORT) --repository models/serve --log-format text
 
 ## Speed tables (docs/BENCHMARKS.md): the Swift engine, then PyTorch and onnxruntime on the same weights.
 bench: build

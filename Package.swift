@@ -1,6 +1,13 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+let grpc: [Target.Dependency] = [
+    .product(name: "GRPCCore", package: "grpc-swift-2"),
+    .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+    .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+    .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+]
+
 let package = Package(
     name: "OneStep",
     platforms: [.macOS(.v15)],
@@ -10,23 +17,53 @@ let package = Package(
         .library(name: "NN", targets: ["NN"]),
         .library(name: "Diffusion", targets: ["Diffusion"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "SamplerClient", targets: ["SamplerClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0", traits: []),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // C shims: reached from exactly one Swift file each (TensorCore/BLAS.swift, TensorCore/PNG.swift).
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
 
+        // Compute core and model code, shared by trainer and server (no gRPC below this line).
         .target(name: "TensorCore", dependencies: ["COpenBLAS", "CPNG"], exclude: ["README.md"]),
         .target(name: "NN", dependencies: ["TensorCore"], exclude: ["README.md"]),
         .target(name: "Diffusion", dependencies: ["NN", "TensorCore"], exclude: ["README.md"]),
         .target(name: "Training", dependencies: ["Diffusion", "NN", "TensorCore"], exclude: ["README.md"]),
-        .executableTarget(name: "onestep", dependencies: [
-            "TensorCore", "NN", "Diffusion", "Training",
+
+        // Serving: generated protocol code, the daemon, the typed client.
+        .target(name: "SamplerAPI", dependencies: grpc, exclude: ["README.md"]),
+        .target(name: "SamplerServer", dependencies: ["SamplerAPI", "Diffusion", "NN", "TensorCore"] + grpc + [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], exclude: ["Request.swift", "LoadTest.swift"]),  // gRPC clients: wired in with the serving targets
+        ], exclude: ["README.md"]),
+        .target(name: "SamplerClient", dependencies: ["SamplerAPI"] + grpc, exclude: ["README.md"]),
+
+        .executableTarget(name: "onestep", dependencies: [
+            "TensorCore", "NN", "Diffusion", "Training", "SamplerServer", "SamplerClient",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "GRPCCore", package: "grpc-swift-2"),
+        ], exclude: ["README.md"]),
 
         .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
@@ -35,6 +72,13 @@ let package = Package(
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "NN", "TensorCore", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Diffusion", "NN", "TensorCore", "TestSupport"],
                     exclude: ["Fixtures"]),
+        .testTarget(name: "SamplerServerTests", dependencies: [
+            "SamplerServer", "SamplerAPI", "Diffusion", "NN", "TensorCore",
+            .product(name: "GRPCCore", package: "grpc-swift-2"),
+            .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+            .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        ]),
+        .testTarget(name: "SamplerClientTests", dependencies: ["SamplerClient", "SamplerAPI"] + grpc),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -51,7 +51,7 @@ public final class Conv2d: @unchecked Sendable {
         let need = Conv2D.scratchCount(g, batch: batch)
         if scratch.count < need { scratch.resize(need) }
         Conv2D.forward(g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, scratch: scratch.ptr,
-                       sampleBias: sampleBias)
+                       sampleBias: sampleBias, batchInvariant: store.batchInvariant)
         return y
     }
 

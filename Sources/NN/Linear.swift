@@ -40,9 +40,18 @@ public final class Linear: @unchecked Sendable {
             let bias = store.value(b)
             for r in 0..<batch { (y + r * outFeatures).update(from: bias, count: outFeatures) }
         }
-        BLAS.sgemm(transA: false, transB: true, m: batch, n: outFeatures, k: inFeatures,
-                   a: x, lda: inFeatures, b: store.value(w), ldb: inFeatures,
-                   beta: hasBias ? 1 : 0, c: y, ldc: outFeatures)
+        if store.batchInvariant {
+            // One product of the same shape per sample (see ParameterStore.batchInvariant).
+            for r in 0..<batch {
+                BLAS.sgemm(transA: false, transB: true, m: 1, n: outFeatures, k: inFeatures,
+                           a: x + r * inFeatures, lda: inFeatures, b: store.value(w), ldb: inFeatures,
+                           beta: hasBias ? 1 : 0, c: y + r * outFeatures, ldc: outFeatures)
+            }
+        } else {
+            BLAS.sgemm(transA: false, transB: true, m: batch, n: outFeatures, k: inFeatures,
+                       a: x, lda: inFeatures, b: store.value(w), ldb: inFeatures,
+                       beta: hasBias ? 1 : 0, c: y, ldc: outFeatures)
+        }
         return y
     }
 

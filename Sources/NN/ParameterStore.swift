@@ -28,6 +28,12 @@ public final class ParameterStore: @unchecked Sendable {
     /// Gradients, same layout. Backward passes accumulate into it; call `zeroGrad()` per step.
     public let grads = Buffer()
 
+    /// Execution mode of the network that owns this store (every layer of a network shares its
+    /// store): when true, forward passes compute each sample with matrix products of the same shape
+    /// whatever the batch, so a sample's output is bitwise independent of what shares its batch.
+    /// Serving sets it; training leaves it off (whole-batch GEMMs are faster).
+    public var batchInvariant = false
+
     public init() {}
 
     /// Total number of scalars.

@@ -81,18 +81,28 @@ public enum Conv2D {
     /// `scratchCount(g, batch:)` floats (may be any pointer when that is 0). With `sampleBias`
     /// `[B, OC]`, `sampleBias[b, o]` is added to every output pixel of channel o of sample b as well
     /// (the ResBlock's embedding injection, fused into the bias pass).
+    ///
+    /// With `batchInvariant`, every sample gets its own GEMM of the same shape, so its output is
+    /// bitwise the same whatever else is in the batch (OpenBLAS's results depend on the matrix
+    /// sizes and on a column's position); this costs GEMM efficiency on small planes.
     public static func forward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
                                scratch: UnsafeMutablePointer<Float>, scratchLimit: Int = defaultScratchLimit,
-                               sampleBias: UnsafePointer<Float>? = nil) {
+                               sampleBias: UnsafePointer<Float>? = nil, batchInvariant: Bool = false) {
         let oc = g.outChannels, kk = g.colRows, plane = g.outHeight * g.outWidth, ncols = batch * plane
         if batch == 0 { return }
-        if g.isPointwise {
+        if g.isPointwise && batchInvariant {
+            for b in 0..<batch {
+                BLAS.sgemm(transA: false, transB: false, m: oc, n: plane, k: kk, a: weight, lda: kk,
+                           b: x + b * plane, ldb: ncols, c: y + b * plane, ldc: ncols)
+            }
+            addBias(y, oc: oc, batch: batch, plane: plane, b0: 0, count: batch, bias: bias, sampleBias: sampleBias)
+        } else if g.isPointwise {
             BLAS.sgemm(transA: false, transB: false, m: oc, n: ncols, k: kk, a: weight, lda: kk,
                        b: x, ldb: ncols, c: y, ldc: ncols)
             addBias(y, oc: oc, batch: batch, plane: plane, b0: 0, count: batch, bias: bias, sampleBias: sampleBias)
         } else {
-            let chunk = chunkSize(g, batch: batch, scratchLimit: scratchLimit)
+            let chunk = batchInvariant ? 1 : chunkSize(g, batch: batch, scratchLimit: scratchLimit)
             var b0 = 0
             while b0 < batch {
                 let count = min(chunk, batch - b0), n = count * plane

@@ -3,6 +3,7 @@ import Diffusion
 import Foundation
 import GRPCCore
 import Histogram
+import Logging
 import NN
 import SamplerClient
 import SamplerServer
@@ -28,7 +29,7 @@ struct LoadTestCommand: AsyncParsableCommand {
         subcommands: [MakeBenchModelCommand.self])
 
     @Option(help: "Daemon address host:port (repeat for client-side round robin).") var server: [String] = ["127.0.0.1:8001"]
-    @Option(help: "Model name.") var model: String
+    @Option(help: "Model name (required).") var model: String?
     @Option(help: "Model version (default: the newest ready one).") var version: Int64?
     @Option(help: "closed (fixed concurrency) or open (fixed arrival rate).") var mode: String = "closed"
     @Option(help: "Closed loop: concurrent callers.") var concurrency: Int = 8
@@ -53,6 +54,7 @@ struct LoadTestCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        guard let model else { throw ValidationError("--model NAME is required") }
         let target: LoadTarget
         var client: SamplerClient?
         if let root = inProcess {
@@ -100,9 +102,15 @@ struct InProcessTarget: Sendable {
 
     init(root: String, model: String, version: Int64?, batcher: Batcher.Config) async throws {
         let repository = ModelRepository(config: .init(root: root, policy: .all, warmupSamples: 2, batcher: batcher, startupModels: [model]),
-                                         engine: DiffusionEngine())
+                                         engine: DiffusionEngine(), logger: Self.quietLogger)
         await repository.poll()
         lane = try await repository.lane(model: model, version: version)
+    }
+
+    static var quietLogger: Logger {
+        var l = Logger(label: "onestep.loadtest")
+        l.logLevel = .warning
+        return l
     }
 
     func call(count: Int, seed: UInt64) async throws {
@@ -187,7 +195,8 @@ struct LoadRun: Sendable {
                             k += 1
                             var failure: String?
                             do { try await target.call(request, seed: seed) } catch { failure = Self.code(error) }
-                            guard t0 >= measureFrom else { continue }
+                            // Measured: requests started and finished inside the window.
+                            guard t0 >= measureFrom, clock.now <= end else { continue }
                             if let failure { r.failures[failure, default: 0] += 1; continue }
                             r.ok += 1
                             _ = r.histogram.record(UInt64(max(1, t0.duration(to: clock.now).microsecondsValue)))

@@ -1,0 +1,356 @@
+/// The dynamic batcher of one model version: a pure state machine (events in, actions out).
+///
+/// It knows requests only as sample counts: request `r` asks for samples `0..<count`, and the
+/// batcher hands out contiguous offset ranges of it to batches. What a sample *is* (its seed and
+/// index, its label) lives with the caller, so the batcher never sees data and its tests need no
+/// threads, clocks or engines: feed events with explicit times, assert the actions.
+///
+/// Policy (SERVING.md):
+/// - **By sample, not by request**: a batch takes up to `maxBatchSize` samples from any number of
+///   requests; a large request is split across batches. Within a priority class the batch capacity
+///   is water-filled: every waiting request gets an equal share (a small request fits whole), the
+///   leftover goes to the others, ties to the earliest deadline, then the earliest arrival. So a
+///   small request is served in the first batch formed after it arrives, however large the
+///   requests ahead of it.
+/// - **Priority classes**: a class takes capacity only after every higher class is served.
+/// - **When to dispatch** (only while fewer than `maxConcurrentBatches` run): at once if a full
+///   batch is queued; at once with the largest preferred size that the queue can fill; otherwise
+///   when the oldest queued sample has waited `maxQueueDelay`, with whatever is queued.
+/// - **Deadlines and cancellation**: a request past its deadline or cancelled is failed and its
+///   unassigned samples leave the queue; results of its samples already running are dropped (no
+///   `deliver`). Batch formation always happens after expiry, so such samples never reach a batch.
+/// - **Bounded queue**: a request whose samples would take the queue past `maxQueuedSamples` (or
+///   past `maxQueuedRequests` requests) is rejected at once with a retry hint estimated from the
+///   measured batch time.
+public struct Batcher: Sendable {
+    public typealias Time = Duration
+
+    public struct Config: Sendable, Equatable {
+        /// Most samples in one batch.
+        public var maxBatchSize: Int
+        /// How long the oldest queued sample may wait for a fuller batch. Zero: dispatch at once.
+        public var maxQueueDelay: Duration
+        /// Sizes to dispatch at once when the queue can fill one (largest first); empty: none.
+        public var preferredBatchSizes: [Int]
+        /// Batches allowed to run at the same time on this model version.
+        public var maxConcurrentBatches: Int
+        /// Samples waiting (not yet in a batch) across all requests; beyond: RESOURCE_EXHAUSTED.
+        public var maxQueuedSamples: Int
+        /// Requests waiting or running; beyond: RESOURCE_EXHAUSTED.
+        public var maxQueuedRequests: Int
+        /// Batch compute time assumed for retry hints until one has been measured.
+        public var initialBatchTimeEstimate: Duration
+
+        public init(maxBatchSize: Int = 64, maxQueueDelay: Duration = .milliseconds(2), preferredBatchSizes: [Int] = [],
+                    maxConcurrentBatches: Int = 1, maxQueuedSamples: Int = 65_536, maxQueuedRequests: Int = 4_096,
+                    initialBatchTimeEstimate: Duration = .milliseconds(20)) {
+            self.maxBatchSize = maxBatchSize
+            self.maxQueueDelay = maxQueueDelay
+            self.preferredBatchSizes = preferredBatchSizes
+            self.maxConcurrentBatches = maxConcurrentBatches
+            self.maxQueuedSamples = maxQueuedSamples
+            self.maxQueuedRequests = maxQueuedRequests
+            self.initialBatchTimeEstimate = initialBatchTimeEstimate
+        }
+
+        /// Throws a message naming the first bad field.
+        public func validate() throws(ServerError) {
+            func bad(_ m: String) -> ServerError { ServerError(.invalidConfiguration, m) }
+            guard maxBatchSize >= 1 else { throw bad("max batch size must be at least 1, got \(maxBatchSize)") }
+            guard maxQueueDelay >= .zero else { throw bad("max queue delay must not be negative") }
+            for p in preferredBatchSizes where p < 1 || p > maxBatchSize {
+                throw bad("preferred batch size \(p) must be in 1...\(maxBatchSize) (the max batch size)")
+            }
+            guard maxConcurrentBatches >= 1 else { throw bad("max concurrent batches must be at least 1") }
+            guard maxQueuedSamples >= 1, maxQueuedRequests >= 1 else { throw bad("queue limits must be at least 1") }
+        }
+    }
+
+    /// Why a request ended without all its samples.
+    public enum Failure: Sendable, Equatable {
+        /// Queue full (samples or requests); retry after the hint.
+        case queueFull(retryAfter: Duration)
+        case deadlineExceeded
+        case cancelled
+        /// The engine failed on a batch holding some of its samples.
+        case engineFailed(String)
+        /// The batcher is draining (shutdown or a version being retired) and takes no new requests.
+        case draining
+        case invalidCount(Int)
+        case duplicateID
+    }
+
+    /// A part of one request inside a batch: samples `offsets` of request `request`.
+    public struct Slice: Sendable, Equatable {
+        public var request: RequestID
+        public var offsets: Range<Int>
+        public init(request: RequestID, offsets: Range<Int>) {
+            self.request = request
+            self.offsets = offsets
+        }
+    }
+
+    public struct Batch: Sendable, Equatable {
+        public var id: BatchID
+        public var slices: [Slice]
+        public var size: Int { slices.reduce(0) { $0 + $1.offsets.count } }
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// Run this batch now; report `batchCompleted` or `batchFailed`.
+        case execute(Batch)
+        /// Hand the results of `slice` (from batch `batch`) to its request.
+        case deliver(Slice, batch: BatchID)
+        /// Every sample of the request has been delivered.
+        case complete(RequestID)
+        /// The request ends now without (all) its samples; nothing more will be said about it.
+        case fail(RequestID, Failure)
+        /// Call `wakeUp(now:)` at this time (replaces any earlier wake-up request).
+        case wakeUp(at: Time)
+        /// Draining and nothing is left queued or running.
+        case drained
+    }
+
+    private struct Entry {
+        var id: RequestID
+        var priority: Priority
+        var deadline: Time?
+        var arrival: Time
+        var seq: UInt64
+        var count: Int
+        var nextOffset = 0        // first sample not yet assigned to a batch
+        var delivered = 0         // samples whose results were delivered
+        var unassigned: Int { count - nextOffset }
+    }
+
+    public let config: Config
+    private var entries: [RequestID: Entry] = [:]
+    private var running: [BatchID: Batch] = [:]
+    private var nextBatch: UInt64 = 0
+    private var nextSeq: UInt64 = 0
+    private var queuedSamples = 0
+    private var scheduledWakeUp: Time?
+    private var draining = false
+    private var drainedReported = false
+    private var batchTimeEstimate: Duration?
+
+    public init(config: Config) {
+        self.config = config
+    }
+
+    // MARK: - Inspection (for tests, metrics and health)
+
+    /// Samples waiting for a batch.
+    public var pendingSamples: Int { queuedSamples }
+    /// Requests not yet completed or failed.
+    public var activeRequests: Int { entries.count }
+    /// Batches handed out and not yet reported.
+    public var runningBatches: Int { running.count }
+    public var isDraining: Bool { draining }
+
+    // MARK: - Events
+
+    /// A new request for `count` samples.
+    public mutating func submit(_ id: RequestID, count: Int, priority: Priority = .normal, deadline: Time? = nil,
+                                now: Time) -> [Action] {
+        guard count >= 1 else { return [.fail(id, .invalidCount(count))] }
+        guard entries[id] == nil else { return [.fail(id, .duplicateID)] }
+        if draining { return [.fail(id, .draining)] }
+        if let d = deadline, d <= now { return [.fail(id, .deadlineExceeded)] }
+        if queuedSamples + count > config.maxQueuedSamples || entries.count + 1 > config.maxQueuedRequests {
+            return [.fail(id, .queueFull(retryAfter: retryHint(extraSamples: count)))]
+        }
+        entries[id] = Entry(id: id, priority: priority, deadline: deadline, arrival: now, seq: nextSeq, count: count)
+        nextSeq += 1
+        queuedSamples += count
+        return schedule(now: now)
+    }
+
+    /// The caller gave up on the request (client cancelled, connection closed).
+    public mutating func cancel(_ id: RequestID, now: Time) -> [Action] {
+        guard let e = entries.removeValue(forKey: id) else { return schedule(now: now) }
+        queuedSamples -= e.unassigned
+        return [.fail(id, .cancelled)] + schedule(now: now)
+    }
+
+    /// A wake-up requested earlier (or any time: a spurious one is harmless).
+    public mutating func wakeUp(now: Time) -> [Action] {
+        if let w = scheduledWakeUp, w <= now { scheduledWakeUp = nil }
+        return schedule(now: now)
+    }
+
+    /// A batch finished; `computeTime` feeds the retry-hint estimate.
+    public mutating func batchCompleted(_ id: BatchID, computeTime: Duration? = nil, now: Time) -> [Action] {
+        guard let batch = running.removeValue(forKey: id) else { return schedule(now: now) }
+        if let t = computeTime {
+            batchTimeEstimate = batchTimeEstimate.map { $0 * 0.8 + t * 0.2 } ?? t
+        }
+        var actions: [Action] = []
+        for slice in batch.slices {
+            guard var e = entries[slice.request] else { continue }  // failed or cancelled meanwhile
+            if let d = e.deadline, d <= now {
+                entries[slice.request] = nil
+                queuedSamples -= e.unassigned
+                actions.append(.fail(slice.request, .deadlineExceeded))
+                continue
+            }
+            actions.append(.deliver(slice, batch: id))
+            e.delivered += slice.offsets.count
+            if e.delivered == e.count {
+                entries[slice.request] = nil
+                actions.append(.complete(slice.request))
+            } else {
+                entries[slice.request] = e
+            }
+        }
+        return actions + schedule(now: now)
+    }
+
+    /// A batch failed: every request with samples in it fails.
+    public mutating func batchFailed(_ id: BatchID, message: String, now: Time) -> [Action] {
+        guard let batch = running.removeValue(forKey: id) else { return schedule(now: now) }
+        var actions: [Action] = []
+        for slice in batch.slices {
+            guard let e = entries.removeValue(forKey: slice.request) else { continue }
+            queuedSamples -= e.unassigned
+            actions.append(.fail(slice.request, .engineFailed(message)))
+        }
+        return actions + schedule(now: now)
+    }
+
+    /// Stop taking requests; finish those already queued, then report `drained`.
+    public mutating func drain(now: Time) -> [Action] {
+        draining = true
+        return schedule(now: now)
+    }
+
+    // MARK: - Scheduling
+
+    /// Expires requests, forms every batch the policy allows now, and asks for the next wake-up.
+    private mutating func schedule(now: Time) -> [Action] {
+        var actions = expire(now: now)
+        while running.count < config.maxConcurrentBatches, let size = dispatchSize(now: now) {
+            let batch = formBatch(size: size)
+            running[batch.id] = batch
+            actions.append(.execute(batch))
+        }
+        if let w = nextWakeUp(now: now), scheduledWakeUp.map({ w < $0 || $0 <= now }) ?? true {
+            scheduledWakeUp = w
+            actions.append(.wakeUp(at: w))
+        }
+        if draining, entries.isEmpty, running.isEmpty, !drainedReported {
+            drainedReported = true
+            actions.append(.drained)
+        }
+        return actions
+    }
+
+    /// Fails every request whose deadline has passed, in arrival order.
+    private mutating func expire(now: Time) -> [Action] {
+        let expired = entries.values.filter { $0.deadline.map { $0 <= now } ?? false }.sorted { $0.seq < $1.seq }
+        for e in expired {
+            entries[e.id] = nil
+            queuedSamples -= e.unassigned
+        }
+        return expired.map { .fail($0.id, .deadlineExceeded) }
+    }
+
+    /// How many samples to dispatch now, or nil to wait.
+    private func dispatchSize(now: Time) -> Int? {
+        guard queuedSamples > 0 else { return nil }
+        if queuedSamples >= config.maxBatchSize { return config.maxBatchSize }
+        if let p = config.preferredBatchSizes.filter({ $0 <= queuedSamples }).max() { return p }
+        if let oldest = oldestQueuedArrival(), now - oldest >= config.maxQueueDelay { return queuedSamples }
+        if draining { return queuedSamples }
+        return nil
+    }
+
+    private func oldestQueuedArrival() -> Time? {
+        entries.values.lazy.filter { $0.unassigned > 0 }.map(\.arrival).min()
+    }
+
+    /// The earliest of: the oldest queued sample's dispatch time (if the executor is free) and the
+    /// earliest deadline of a live request.
+    private func nextWakeUp(now: Time) -> Time? {
+        var candidates: [Time] = entries.values.compactMap(\.deadline)
+        if running.count < config.maxConcurrentBatches, queuedSamples > 0, let oldest = oldestQueuedArrival() {
+            candidates.append(oldest + config.maxQueueDelay)
+        }
+        return candidates.filter { $0 > now }.min()
+    }
+
+    /// Water-fills `size` slots class by class (see the type's documentation).
+    private mutating func formBatch(size: Int) -> Batch {
+        var remaining = size
+        var take: [RequestID: Int] = [:]
+        let order = entries.values.filter { $0.unassigned > 0 }.sorted(by: Self.servesFirst)
+        for priority in Priority.allCases where remaining > 0 {
+            let cls = order.filter { $0.priority == priority }
+            var need = Dictionary(uniqueKeysWithValues: cls.map { ($0.id, $0.unassigned) })
+            while remaining > 0 {
+                let hungry = cls.filter { need[$0.id]! > 0 }
+                if hungry.isEmpty { break }
+                let share = max(1, remaining / hungry.count)
+                for e in hungry where remaining > 0 {
+                    let n = min(need[e.id]!, share, remaining)
+                    need[e.id]! -= n
+                    take[e.id, default: 0] += n
+                    remaining -= n
+                }
+            }
+        }
+        var slices: [Slice] = []
+        for e in order {
+            guard let n = take[e.id], n > 0 else { continue }
+            var entry = entries[e.id]!
+            slices.append(Slice(request: e.id, offsets: entry.nextOffset..<entry.nextOffset + n))
+            entry.nextOffset += n
+            entries[e.id] = entry
+            queuedSamples -= n
+        }
+        let id = BatchID(nextBatch)
+        nextBatch += 1
+        return Batch(id: id, slices: slices)
+    }
+
+    /// Priority class, then earliest deadline (none last), then arrival.
+    private static func servesFirst(_ a: Entry, _ b: Entry) -> Bool {
+        if a.priority != b.priority { return a.priority < b.priority }
+        switch (a.deadline, b.deadline) {
+        case let (x?, y?) where x != y: return x < y
+        case (.some, .none): return true
+        case (.none, .some): return false
+        default: return a.seq < b.seq
+        }
+    }
+
+    /// Time until the queue has room: the batches ahead of it (plus this one's overflow) times the
+    /// measured batch time, at least one millisecond.
+    private func retryHint(extraSamples: Int) -> Duration {
+        let perBatch = batchTimeEstimate ?? config.initialBatchTimeEstimate
+        let batches = (queuedSamples + config.maxBatchSize - 1) / config.maxBatchSize + running.count
+        return max(.milliseconds(1), perBatch * max(1, batches))
+    }
+}
+
+/// Identifies a request inside one batcher.
+public struct RequestID: Hashable, Sendable, CustomStringConvertible {
+    public var raw: UInt64
+    public init(_ raw: UInt64) { self.raw = raw }
+    public var description: String { "r\(raw)" }
+}
+
+/// Identifies a batch inside one batcher.
+public struct BatchID: Hashable, Sendable, CustomStringConvertible {
+    public var raw: UInt64
+    public init(_ raw: UInt64) { self.raw = raw }
+    public var description: String { "b\(raw)" }
+}
+
+/// Scheduling class: a lower class waits while a higher one has samples queued.
+public enum Priority: Int, Sendable, CaseIterable, Comparable {
+    case interactive = 0
+    case normal = 1
+    case bulk = 2
+    public static func < (a: Priority, b: Priority) -> Bool { a.rawValue < b.rawValue }
+}

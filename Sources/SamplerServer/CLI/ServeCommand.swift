@@ -1,0 +1,107 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+
+/// `onestep serve`: the sampling daemon. Flags override the configuration file; both are optional.
+public struct ServeCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve one-step generators over gRPC (Sampler API, KServe V2, health, reflection).",
+        discussion: "Defaults are documented in ServerConfig (SamplerServer/Config/ServerConfig.swift); --print-config shows the effective values. Tokens come from files or environment variables, never from flags.")
+
+    @Option(help: "JSON configuration file (any subset of the keys --print-config shows).") var config: String?
+    @Option(help: "Address to listen on (default 127.0.0.1).") var host: String?
+    @Option(help: "gRPC port (default 8001; 0 picks a free one).") var port: Int?
+    @Option(help: "Prometheus /metrics port (default 8002; -1 off; 0 picks a free one).") var metricsPort: Int?
+    @Option(help: "Model repository root: MODEL/VERSION/model.safetensors (default ./models).") var repository: String?
+    @Option(help: "Seconds between repository scans (default 0: off).") var pollSeconds: Double?
+    @Option(help: "latest:N, all, or specific:V1,V2 (default latest:1).") var versionPolicy: String?
+    @Option(help: "Most samples per batch (default 64).") var maxBatchSize: Int?
+    @Option(help: "Longest wait for a fuller batch, ms (default 2).") var maxQueueDelayMs: Double?
+    @Option(help: "Most samples per request (default 4096).") var maxSamplesPerRequest: Int?
+    @Option(help: "Most samples queued per model version (default 65536).") var maxQueuedSamples: Int?
+    @Option(help: "Close connections after this many seconds (default 0: never).") var maxConnectionAgeSeconds: Double?
+    @Option(help: "TLS certificate chain (PEM).") var tlsCertificateChain: String?
+    @Option(help: "TLS private key (PEM).") var tlsPrivateKey: String?
+    @Option(help: "File holding the bearer token.") var tokenFile: String?
+    @Option(help: "File holding the admin token (model load and unload).") var adminTokenFile: String?
+    @Option(help: "trace, debug, info, notice, warning, error, critical (default info).") var logLevel: String?
+    @Option(help: "json or text (default json).") var logFormat: String?
+    @Flag(help: "Print the effective configuration as JSON and exit.") var printConfig = false
+    @Option(help: "Write the bound gRPC and metrics ports as JSON to this file once listening.") var portFile: String?
+
+    public init() {}
+
+    public func effectiveConfig() throws -> ServerConfig {
+        var c = try config.map(ServerConfig.load(path:)) ?? ServerConfig()
+        if let v = host { c.host = v }
+        if let v = port { c.port = v }
+        if let v = metricsPort { c.metricsPort = v }
+        if let v = repository { c.repository = v }
+        if let v = pollSeconds { c.pollSeconds = v }
+        if let v = versionPolicy { c.versionPolicy = v }
+        if let v = maxBatchSize { c.maxBatchSize = v }
+        if let v = maxQueueDelayMs { c.maxQueueDelayMs = v }
+        if let v = maxSamplesPerRequest { c.maxSamplesPerRequest = v }
+        if let v = maxQueuedSamples { c.maxQueuedSamples = v }
+        if let v = maxConnectionAgeSeconds { c.maxConnectionAgeSeconds = v }
+        if let v = tlsCertificateChain { c.tlsCertificateChain = v }
+        if let v = tlsPrivateKey { c.tlsPrivateKey = v }
+        if let v = tokenFile { c.tokenFile = v }
+        if let v = adminTokenFile { c.adminTokenFile = v }
+        if let v = logLevel { c.logLevel = v }
+        if let v = logFormat { c.logFormat = v }
+        try c.validate()
+        return c
+    }
+
+    public func run() async throws {
+        let cfg: ServerConfig
+        do { cfg = try effectiveConfig() } catch let e as ServerError { throw ValidationError(e.description) }
+        if printConfig {
+            print(cfg.json())
+            return
+        }
+        let level = Logger.Level(rawValue: cfg.logLevel) ?? .info
+        let json = cfg.logFormat == "json"
+        LoggingSystem.bootstrap { label in
+            var h: any LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        MetricsSystem.bootstrap(PrometheusMetricsFactory())
+        let logger = Logger(label: "onestep.serve")
+        let portFile = self.portFile
+        try await OneStepServer(config: cfg, logger: logger).run { grpc, metrics in
+            if let portFile {
+                let text = "{\"grpc\": \(grpc), \"metrics\": \(metrics.map(String.init) ?? "null")}\n"
+                _ = FileManager.default.createFile(atPath: portFile + ".tmp", contents: Data(text.utf8))
+                _ = rename(portFile + ".tmp", portFile)  // atomic: readers never see a partial file
+            }
+            // Unbuffered: a parent process waits for this line.
+            FileHandle.standardOutput.write(Data("onestep serve: listening on \(cfg.host):\(grpc)\n".utf8))
+        }
+    }
+}
+
+/// One JSON object per line on standard error: time, level, label, message and metadata.
+struct JSONLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var fields: [String: String] = ["ts": ISO8601DateFormatter().string(from: Date()), "level": event.level.rawValue,
+                                        "logger": label, "msg": event.message.description]
+        for (k, v) in self.metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { fields[k] = "\(v)" }
+        let data = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data()
+        FileHandle.standardError.write(data + Data("\n".utf8))
+    }
+}

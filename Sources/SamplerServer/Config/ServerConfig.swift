@@ -1,0 +1,185 @@
+import Foundation
+
+/// Everything the daemon is configured with. A JSON file (`--config`) sets any subset of these
+/// keys; command-line flags override the file; what neither sets keeps the default written here.
+/// `onestep serve --print-config` prints the effective configuration.
+public struct ServerConfig: Codable, Sendable, Equatable {
+    /// Address to listen on. Default 127.0.0.1: nothing outside this machine can connect.
+    public var host = "127.0.0.1"
+    /// gRPC port (Triton's default gRPC port). 0 picks a free port (printed at start).
+    public var port = 8001
+    /// Prometheus `GET /metrics` port on the same host; -1 turns metrics off, 0 picks a free port.
+    public var metricsPort = 8002
+    /// The model repository: `ROOT/MODEL/VERSION/model.safetensors`.
+    public var repository = "models"
+    /// Seconds between repository scans for new versions; 0: scan only at start and on load calls.
+    public var pollSeconds = 0.0
+    /// `latest:N`, `all`, or `specific:V1,V2,...`.
+    public var versionPolicy = "latest:1"
+    /// Only pick up a version folder that holds a `READY` marker file.
+    public var requireReadyMarker = false
+    /// Samples run through a new version before it turns ready.
+    public var warmupSamples = 4
+    /// Models loaded at start; empty: all.
+    public var models: [String] = []
+
+    // Batching (per model version).
+    public var maxBatchSize = 64
+    public var maxQueueDelayMs = 2.0
+    public var preferredBatchSizes: [Int] = []
+    public var maxConcurrentBatches = 1
+    /// Samples waiting per model version before new requests get RESOURCE_EXHAUSTED.
+    public var maxQueuedSamples = 65_536
+    public var maxQueuedRequests = 4_096
+
+    // Limits.
+    public var maxSamplesPerRequest = 4_096
+    public var maxBestOf = 16
+    /// Largest request message accepted, bytes.
+    public var maxRequestBytes = 4 << 20
+    /// Concurrent HTTP/2 streams per connection.
+    public var maxConcurrentStreams = 256
+    /// Connections are closed (gracefully) after this many seconds so clients rebalance; 0: never.
+    public var maxConnectionAgeSeconds = 0.0
+    /// Seconds shutdown waits for queued requests before it stops anyway.
+    public var shutdownGraceSeconds = 30.0
+
+    // Security.
+    /// PEM files; both set: TLS.
+    public var tlsCertificateChain: String?
+    public var tlsPrivateKey: String?
+    /// Bearer token: from this file, or else this environment variable (never from the command
+    /// line, where other users could read it). None: no authentication.
+    public var tokenFile: String?
+    public var tokenEnv = "ONESTEP_TOKEN"
+    /// Admin token (load and unload): file, or else environment variable. None: load/unload disabled
+    /// when a token is set; allowed to all when neither is set and the host is loopback.
+    public var adminTokenFile: String?
+    public var adminTokenEnv = "ONESTEP_ADMIN_TOKEN"
+
+    // Logging.
+    /// trace, debug, info, notice, warning, error, critical.
+    public var logLevel = "info"
+    /// `json` (one object per line) or `text`.
+    public var logFormat = "json"
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case host, port, metricsPort = "metrics_port", repository, pollSeconds = "poll_seconds", versionPolicy = "version_policy"
+        case requireReadyMarker = "require_ready_marker", warmupSamples = "warmup_samples", models
+        case maxBatchSize = "max_batch_size", maxQueueDelayMs = "max_queue_delay_ms", preferredBatchSizes = "preferred_batch_sizes"
+        case maxConcurrentBatches = "max_concurrent_batches", maxQueuedSamples = "max_queued_samples"
+        case maxQueuedRequests = "max_queued_requests", maxSamplesPerRequest = "max_samples_per_request", maxBestOf = "max_best_of"
+        case maxRequestBytes = "max_request_bytes", maxConcurrentStreams = "max_concurrent_streams"
+        case maxConnectionAgeSeconds = "max_connection_age_seconds", shutdownGraceSeconds = "shutdown_grace_seconds"
+        case tlsCertificateChain = "tls_certificate_chain", tlsPrivateKey = "tls_private_key", tokenFile = "token_file"
+        case tokenEnv = "token_env", adminTokenFile = "admin_token_file", adminTokenEnv = "admin_token_env"
+        case logLevel = "log_level", logFormat = "log_format"
+    }
+
+    /// Missing keys keep their defaults; unknown keys are an error (a typo must not pass silently).
+    public init(from decoder: any Decoder) throws {
+        self.init()
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func get<T: Decodable>(_ key: CodingKeys, _ into: inout T) throws {
+            if let v = try c.decodeIfPresent(T.self, forKey: key) { into = v }
+        }
+        try get(.host, &host); try get(.port, &port); try get(.metricsPort, &metricsPort); try get(.repository, &repository)
+        try get(.pollSeconds, &pollSeconds); try get(.versionPolicy, &versionPolicy); try get(.requireReadyMarker, &requireReadyMarker)
+        try get(.warmupSamples, &warmupSamples); try get(.models, &models); try get(.maxBatchSize, &maxBatchSize)
+        try get(.maxQueueDelayMs, &maxQueueDelayMs); try get(.preferredBatchSizes, &preferredBatchSizes)
+        try get(.maxConcurrentBatches, &maxConcurrentBatches); try get(.maxQueuedSamples, &maxQueuedSamples)
+        try get(.maxQueuedRequests, &maxQueuedRequests); try get(.maxSamplesPerRequest, &maxSamplesPerRequest)
+        try get(.maxBestOf, &maxBestOf); try get(.maxRequestBytes, &maxRequestBytes); try get(.maxConcurrentStreams, &maxConcurrentStreams)
+        try get(.maxConnectionAgeSeconds, &maxConnectionAgeSeconds); try get(.shutdownGraceSeconds, &shutdownGraceSeconds)
+        tlsCertificateChain = try c.decodeIfPresent(String.self, forKey: .tlsCertificateChain)
+        tlsPrivateKey = try c.decodeIfPresent(String.self, forKey: .tlsPrivateKey)
+        tokenFile = try c.decodeIfPresent(String.self, forKey: .tokenFile)
+        try get(.tokenEnv, &tokenEnv)
+        adminTokenFile = try c.decodeIfPresent(String.self, forKey: .adminTokenFile)
+        try get(.adminTokenEnv, &adminTokenEnv); try get(.logLevel, &logLevel); try get(.logFormat, &logFormat)
+        let any = try decoder.container(keyedBy: AnyKey.self)
+        let known = Set(CodingKeys.allCases.map(\.rawValue))
+        if let bad = any.allKeys.first(where: { !known.contains($0.stringValue) }) {
+            throw ServerError(.invalidConfiguration, "unknown configuration key '\(bad.stringValue)' (known: \(known.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public static func load(path: String) throws -> ServerConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ServerError(.invalidConfiguration, "cannot read configuration file '\(path)'")
+        }
+        do { return try JSONDecoder().decode(ServerConfig.self, from: data) } catch let e as ServerError { throw e } catch {
+            throw ServerError(.invalidConfiguration, "configuration file '\(path)' is not valid", cause: "\(error)")
+        }
+    }
+
+    public func json() -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: (try? enc.encode(self)) ?? Data(), as: UTF8.self)
+    }
+
+    public var versionPolicyValue: VersionPolicy {
+        get throws {
+            if versionPolicy == "all" { return .all }
+            let parts = versionPolicy.split(separator: ":", maxSplits: 1).map(String.init)
+            if parts.count == 2, parts[0] == "latest", let n = Int(parts[1]), n >= 1 { return .latest(n) }
+            if parts.count == 2, parts[0] == "specific" {
+                let vs = parts[1].split(separator: ",").compactMap { Int64($0.trimmingCharacters(in: .whitespaces)) }
+                if !vs.isEmpty { return .specific(vs) }
+            }
+            throw ServerError(.invalidConfiguration, "version policy '\(versionPolicy)' is not 'latest:N', 'all' or 'specific:V1,V2'")
+        }
+    }
+
+    public var batcherConfig: Batcher.Config {
+        Batcher.Config(maxBatchSize: maxBatchSize, maxQueueDelay: .microseconds(Int64(maxQueueDelayMs * 1000)),
+                       preferredBatchSizes: preferredBatchSizes, maxConcurrentBatches: maxConcurrentBatches,
+                       maxQueuedSamples: maxQueuedSamples, maxQueuedRequests: maxQueuedRequests)
+    }
+
+    /// Checks every field; throws naming the first bad one.
+    public func validate() throws {
+        func bad(_ m: String) -> ServerError { ServerError(.invalidConfiguration, m) }
+        guard (0...65535).contains(port) else { throw bad("port must be in 0...65535, got \(port)") }
+        guard (-1...65535).contains(metricsPort) else { throw bad("metrics_port must be -1 (off) or in 0...65535") }
+        guard pollSeconds >= 0, shutdownGraceSeconds >= 0, maxConnectionAgeSeconds >= 0, maxQueueDelayMs >= 0 else {
+            throw bad("durations must not be negative")
+        }
+        _ = try versionPolicyValue
+        try batcherConfig.validate()
+        guard maxSamplesPerRequest >= 1, maxSamplesPerRequest <= maxQueuedSamples else {
+            throw bad("max_samples_per_request must be in 1...max_queued_samples (\(maxQueuedSamples)), got \(maxSamplesPerRequest)")
+        }
+        guard maxRequestBytes >= 1024, maxConcurrentStreams >= 1, warmupSamples >= 0, maxBestOf >= 1 else {
+            throw bad("max_request_bytes >= 1024, max_concurrent_streams >= 1, warmup_samples >= 0, max_best_of >= 1")
+        }
+        guard (tlsCertificateChain == nil) == (tlsPrivateKey == nil) else {
+            throw bad("TLS needs both tls_certificate_chain and tls_private_key")
+        }
+        guard ["json", "text"].contains(logFormat) else { throw bad("log_format must be json or text") }
+    }
+
+    /// The bearer token, from its file or environment variable (whitespace trimmed).
+    public func readToken(file: String?, env: String) throws -> String? {
+        if let file {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw ServerError(.invalidConfiguration, "cannot read token file '\(file)'")
+            }
+            let t = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !t.isEmpty else { throw ServerError(.invalidConfiguration, "token file '\(file)' is empty") }
+            return t
+        }
+        if let t = ProcessInfo.processInfo.environment[env]?.trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty { return t }
+        return nil
+    }
+}

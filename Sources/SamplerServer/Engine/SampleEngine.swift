@@ -1,0 +1,65 @@
+import Diffusion
+
+/// What a loaded model version produces and how it is asked for it.
+public struct ModelDescription: Sendable, Equatable {
+    /// One sample: `[C, H, W]` for images, `[D]` for vectors.
+    public var sampleShape: [Int]
+    /// 0: unconditional; otherwise labels are in `0..<numClasses`.
+    public var numClasses: Int
+    /// `generator` or `teacher`.
+    public var kind: String
+    /// Generators: the noise level of `g(z) = D(sigma_init z, sigma_init)`.
+    public var sigmaInit: Float?
+    /// Network evaluations per sample.
+    public var nfe: Int
+    public var provenance: [String: String]
+    /// Whether best-of-K can rank candidates (the snapshot ships a ratio classifier).
+    public var hasClassifier: Bool
+
+    public init(sampleShape: [Int], numClasses: Int = 0, kind: String = "generator", sigmaInit: Float? = nil, nfe: Int = 1,
+                provenance: [String: String] = [:], hasClassifier: Bool = false) {
+        self.sampleShape = sampleShape
+        self.numClasses = numClasses
+        self.kind = kind
+        self.sigmaInit = sigmaInit
+        self.nfe = nfe
+        self.provenance = provenance
+        self.hasClassifier = hasClassifier
+    }
+
+    /// Floats per sample.
+    public var sampleSize: Int { sampleShape.reduce(1, *) }
+    /// Whether a sample is an image (`[C, H, W]`).
+    public var isImage: Bool { sampleShape.count == 3 }
+}
+
+/// One loaded model version. `payload` is whatever the engine that loaded it needs (for
+/// `DiffusionEngine`, the denoiser); the server treats it as opaque.
+public final class ModelHandle: Sendable {
+    public let name: String
+    public let version: Int64
+    public let description: ModelDescription
+    public let payload: any Sendable
+
+    public init(name: String, version: Int64, description: ModelDescription, payload: any Sendable) {
+        self.name = name
+        self.version = version
+        self.description = description
+        self.payload = payload
+    }
+}
+
+/// Turns a batch of sample identities into samples. Implementations must make sample k a pure
+/// function of (model, ids[k], labels?[k]): the same bits whatever else shares the batch.
+public protocol SampleEngine: Sendable {
+    /// Loads and validates a checkpoint file (untrusted input); throws `loadFailed` with a message.
+    func load(name: String, version: Int64, path: String) async throws -> ModelHandle
+    /// `ids.count * sampleSize` floats, sample-major. `labels`: one per id, or nil.
+    func run(model: ModelHandle, ids: [SampleID], labels: [Int32]?) async throws -> [Float]
+    /// Best-of-K scores (higher is better) for samples produced by `run`; nil if the model cannot rank.
+    func score(model: ModelHandle, samples: [Float], count: Int, labels: [Int32]?) async throws -> [Float]?
+}
+
+extension SampleEngine {
+    public func score(model: ModelHandle, samples: [Float], count: Int, labels: [Int32]?) async throws -> [Float]? { nil }
+}

@@ -1,0 +1,362 @@
+import Diffusion
+import Foundation
+import Logging
+import Metrics
+
+/// Which versions of a model are served.
+public enum VersionPolicy: Sendable, Equatable {
+    /// The newest `n` complete versions.
+    case latest(Int)
+    /// Exactly these versions (those that exist and are complete).
+    case specific([Int64])
+    /// Every complete version.
+    case all
+}
+
+/// State of one model version, as ListModels, RepositoryIndex and health report it.
+public enum VersionState: String, Sendable {
+    case loading = "LOADING"
+    case ready = "READY"
+    case unavailable = "UNAVAILABLE"
+}
+
+public struct VersionStatus: Sendable {
+    public var version: Int64
+    public var state: VersionState
+    public var reason: String
+    public var labels: [String]
+}
+
+public struct ModelStatus: Sendable {
+    public var name: String
+    public var versions: [VersionStatus]
+    public var defaultVersion: Int64?
+}
+
+/// The on-disk model repository (`ROOT/MODEL/VERSION/model.safetensors`) and the lanes serving it.
+///
+/// Layout: a version folder's name is its number; a folder is *complete* when it holds
+/// `model.safetensors` and, if `requireReadyMarker`, a file named `READY`. Writers either build a
+/// version under another name (e.g. `.3.tmp`) and rename it to `3` (atomic), or write `READY` last.
+/// `ROOT/MODEL/labels.json` maps labels to versions (`{"stable": 3, "canary": 4}`).
+///
+/// Hot swap: a new version is loaded, validated and warmed up off the hot path (the lane of the old
+/// version keeps serving), then becomes visible in one step; the old lane drains (every request
+/// already queued finishes on it) and is then released. A version that fails to load is marked
+/// UNAVAILABLE with the reason, and the versions already serving go on.
+public actor ModelRepository {
+    public struct Config: Sendable {
+        public var root: String
+        public var policy: VersionPolicy
+        public var requireReadyMarker: Bool
+        /// Samples run through a new version before it turns ready (0: no warm-up run).
+        public var warmupSamples: Int
+        public var batcher: Batcher.Config
+        /// Models to load at start; nil: every model folder.
+        public var startupModels: [String]?
+
+        public init(root: String, policy: VersionPolicy = .latest(1), requireReadyMarker: Bool = false, warmupSamples: Int = 4,
+                    batcher: Batcher.Config = .init(), startupModels: [String]? = nil) {
+            self.root = root
+            self.policy = policy
+            self.requireReadyMarker = requireReadyMarker
+            self.warmupSamples = warmupSamples
+            self.batcher = batcher
+            self.startupModels = startupModels
+        }
+    }
+
+    private struct VersionEntry {
+        var state: VersionState
+        var reason: String
+        var lane: Lane?
+        var path: String
+        var modified: Date?
+    }
+
+    private struct ModelEntry {
+        var versions: [Int64: VersionEntry] = [:]
+        var labels: [String: Int64] = [:]
+        /// Explicitly unloaded: polling leaves it alone until loaded again.
+        var unloaded = false
+    }
+
+    public let config: Config
+    private let engine: any SampleEngine
+    private let logger: Logger
+    private var models: [String: ModelEntry] = [:]
+    private var watchers: [UInt64: AsyncStream<Void>.Continuation] = [:]
+    private var nextWatcher: UInt64 = 0
+    private let loadedGauge = Gauge(label: "onestep_loaded_model_versions")
+
+    public init(config: Config, engine: any SampleEngine, logger: Logger = Logger(label: "onestep.repository")) {
+        self.config = config
+        self.engine = engine
+        self.logger = logger
+    }
+
+    // MARK: - Queries
+
+    /// The lane for a request: an explicit version, a label, or the newest ready version.
+    public func lane(model name: String, version: Int64? = nil, label: String? = nil) throws(ServerError) -> Lane {
+        guard let m = models[name], !m.unloaded || m.versions.values.contains(where: { $0.state == .ready }) else {
+            throw ServerError(.notFound, "unknown model '\(name)'; ListModels or RepositoryIndex lists the models")
+        }
+        var v = version
+        if let label {
+            guard let target = m.labels[label] else {
+                let known = m.labels.keys.sorted().joined(separator: ", ")
+                throw ServerError(.notFound, "model '\(name)' has no label '\(label)' (labels: \(known.isEmpty ? "none" : known))")
+            }
+            v = target
+        }
+        if let v {
+            guard let e = m.versions[v] else {
+                throw ServerError(.notFound, "model '\(name)' has no version \(v) (versions: \(m.versions.keys.sorted().map(String.init).joined(separator: ", ")))")
+            }
+            guard e.state == .ready, let lane = e.lane else {
+                throw ServerError(.unavailable, "model '\(name)' version \(v) is not ready (\(e.state.rawValue)\(e.reason.isEmpty ? "" : ": \(e.reason)"))")
+            }
+            return lane
+        }
+        guard let d = Self.defaultVersion(m), let lane = m.versions[d]?.lane else {
+            throw ServerError(.unavailable, "model '\(name)' has no ready version")
+        }
+        return lane
+    }
+
+    public func status() -> [ModelStatus] {
+        models.keys.sorted().map { status(of: $0)! }
+    }
+
+    public func status(of name: String) -> ModelStatus? {
+        guard let m = models[name] else { return nil }
+        let versions = m.versions.keys.sorted().map { v -> VersionStatus in
+            let e = m.versions[v]!
+            return VersionStatus(version: v, state: e.state, reason: e.reason,
+                                 labels: m.labels.filter { $0.value == v }.map(\.key).sorted())
+        }
+        return ModelStatus(name: name, versions: versions, defaultVersion: Self.defaultVersion(m))
+    }
+
+    /// Whether `name` (and `version`, if given) can serve now.
+    public func isReady(_ name: String, version: Int64? = nil) -> Bool {
+        guard let m = models[name] else { return false }
+        if let version { return m.versions[version]?.state == .ready }
+        return Self.defaultVersion(m) != nil
+    }
+
+    /// Every model is ready (or there are none that should be).
+    public func allReady() -> Bool {
+        models.values.allSatisfy { $0.unloaded || Self.defaultVersion($0) != nil }
+    }
+
+    /// A stream that yields whenever any state changes (for health Watch).
+    public func changes() -> AsyncStream<Void> {
+        let id = nextWatcher
+        nextWatcher += 1
+        let (stream, cont) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        watchers[id] = cont
+        cont.onTermination = { [weak self] _ in Task { await self?.removeWatcher(id) } }
+        return stream
+    }
+
+    private func removeWatcher(_ id: UInt64) { watchers[id] = nil }
+
+    private func changed() {
+        for w in watchers.values { w.yield() }
+        loadedGauge.record(models.values.reduce(0) { $0 + $1.versions.values.filter { $0.state == .ready }.count })
+    }
+
+    private static func defaultVersion(_ m: ModelEntry) -> Int64? {
+        m.versions.filter { $0.value.state == .ready }.keys.max()
+    }
+
+    // MARK: - Loading
+
+    /// Scans the repository and loads what the policy wants (startup and polling).
+    public func poll() async {
+        let names: [String]
+        do { names = try Self.modelFolders(config.root) } catch {
+            logger.error("cannot read the model repository", metadata: ["root": "\(config.root)", "error": "\(error)"])
+            return
+        }
+        for name in names where config.startupModels.map({ $0.contains(name) }) ?? true || models[name] != nil {
+            if models[name]?.unloaded == true { continue }
+            // A folder with no version folder at all (e.g. `models/evaluator`, which holds other
+            // files) is not a model, unless it was one already or was named explicitly.
+            if models[name] == nil && config.startupModels == nil && !Self.hasVersionFolder((config.root as NSString).appendingPathComponent(name)) { continue }
+            await reconcile(name)
+        }
+    }
+
+    /// Explicit load (admin): (re)reads the model's folder and applies the policy, even if unloaded.
+    public func load(_ name: String) async throws(ServerError) {
+        guard Self.isValidName(name) else { throw ServerError(.invalidArgument, "'\(name)' is not a valid model name") }
+        let dir = (config.root as NSString).appendingPathComponent(name)
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw ServerError(.notFound, "no model folder '\(name)' in the repository")
+        }
+        models[name, default: ModelEntry()].unloaded = false
+        await reconcile(name, force: true)
+        guard isReady(name) else {
+            let reasons = models[name]?.versions.values.map(\.reason).filter { !$0.isEmpty }.joined(separator: "; ") ?? ""
+            throw ServerError(.loadFailed, "model '\(name)' has no version that loaded", cause: reasons.isEmpty ? "no complete version" : reasons)
+        }
+    }
+
+    /// Explicit unload (admin): new requests fail at once; queued ones finish; then memory is freed.
+    public func unload(_ name: String) async throws(ServerError) {
+        guard var m = models[name] else { throw ServerError(.notFound, "unknown model '\(name)'") }
+        m.unloaded = true
+        var lanes: [Lane] = []
+        for (v, e) in m.versions {
+            if let l = e.lane { lanes.append(l) }
+            m.versions[v] = VersionEntry(state: .unavailable, reason: "unloaded", lane: nil, path: e.path, modified: e.modified)
+        }
+        models[name] = m
+        changed()
+        logger.info("model unloaded", metadata: ["model": "\(name)"])
+        for l in lanes { await l.drain() }
+    }
+
+    /// Drains every lane (graceful shutdown).
+    public func drainAll() async {
+        let lanes = models.values.flatMap { $0.versions.values.compactMap(\.lane) }
+        for l in lanes { await l.drain() }
+    }
+
+    /// Brings one model in line with the disk and the policy.
+    /// `force`: also retry versions that failed or were unloaded (explicit load).
+    private func reconcile(_ name: String, force: Bool = false) async {
+        let dir = (config.root as NSString).appendingPathComponent(name)
+        let onDisk = Self.completeVersions(dir, requireMarker: config.requireReadyMarker)
+        var m = models[name] ?? ModelEntry()
+        m.labels = Self.readLabels(dir, logger: logger)
+        let wanted = Set(Self.select(onDisk.map(\.version), policy: config.policy))
+        models[name] = m
+        // Load wanted versions that are new or whose file changed.
+        for (v, path, modified) in onDisk.sorted(by: { $0.version < $1.version }) where wanted.contains(v) {
+            if let e = models[name]?.versions[v], e.modified == modified, e.state == .ready || (e.state == .unavailable && !force) { continue }
+            await loadVersion(name, v, path: path, modified: modified)
+        }
+        // Retire versions no longer wanted (or gone from disk), but never the last ready one when
+        // nothing newer loaded.
+        guard let current = models[name] else { return }
+        let readyWanted = current.versions.filter { wanted.contains($0.key) && $0.value.state == .ready }
+        for (v, e) in current.versions where !wanted.contains(v) && e.state != .unavailable {
+            if readyWanted.isEmpty && e.state == .ready { continue }
+            retire(name, v, reason: onDisk.contains { $0.version == v } ? "not in the version policy" : "removed from the repository")
+        }
+        changed()
+    }
+
+    private func loadVersion(_ name: String, _ v: Int64, path: String, modified: Date?) async {
+        let previous = models[name]?.versions[v]
+        if previous == nil || previous?.state != .ready {
+            models[name]?.versions[v] = VersionEntry(state: .loading, reason: "", lane: nil, path: path, modified: modified)
+            changed()
+        }
+        logger.info("loading model version", metadata: ["model": "\(name)", "version": "\(v)", "path": "\(path)"])
+        do {
+            let handle = try await engine.load(name: name, version: v, path: path)
+            try await warmUp(handle)
+            let lane = Lane(model: handle, engine: engine, config: config.batcher)
+            let old = models[name]?.versions[v]?.lane
+            models[name]?.versions[v] = VersionEntry(state: .ready, reason: "", lane: lane, path: path, modified: modified)
+            changed()
+            logger.info("model version ready", metadata: ["model": "\(name)", "version": "\(v)"])
+            if let old { Task { await old.drain() } }
+        } catch {
+            let reason = (error as? ServerError)?.description ?? "\(error)"
+            logger.error("model version failed to load", metadata: ["model": "\(name)", "version": "\(v)", "reason": "\(reason)"])
+            if let prev = previous, prev.state == .ready {
+                // The version already serving stays; the failure is recorded in its reason.
+                models[name]?.versions[v]?.reason = "reload failed: \(reason)"
+            } else {
+                models[name]?.versions[v] = VersionEntry(state: .unavailable, reason: reason, lane: nil, path: path, modified: modified)
+            }
+            changed()
+        }
+    }
+
+    /// Runs a few samples through a new version and checks them before it serves.
+    private func warmUp(_ handle: ModelHandle) async throws {
+        let d = handle.description
+        guard d.sampleSize > 0 else { throw ServerError(.loadFailed, "model has an empty sample shape") }
+        guard config.warmupSamples > 0 else { return }
+        let n = min(config.warmupSamples, config.batcher.maxBatchSize)
+        let ids = (0..<n).map { SampleID(seed: 0, index: UInt64($0)) }
+        let labels: [Int32]? = d.numClasses > 0 ? (0..<n).map { Int32($0 % d.numClasses) } : nil
+        let out = try await engine.run(model: handle, ids: ids, labels: labels)
+        guard out.count == n * d.sampleSize else {
+            throw ServerError(.loadFailed, "warm-up returned \(out.count) values, expected \(n * d.sampleSize)")
+        }
+        guard out.allSatisfy(\.isFinite) else { throw ServerError(.loadFailed, "warm-up produced non-finite values") }
+    }
+
+    private func retire(_ name: String, _ v: Int64, reason: String) {
+        guard let e = models[name]?.versions[v] else { return }
+        models[name]?.versions[v] = VersionEntry(state: .unavailable, reason: reason, lane: nil, path: e.path, modified: e.modified)
+        logger.info("model version retired", metadata: ["model": "\(name)", "version": "\(v)", "reason": "\(reason)"])
+        if let lane = e.lane { Task { await lane.drain() } }
+    }
+
+    // MARK: - Disk
+
+    static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && !name.hasPrefix(".") && !name.contains("/") && name.count <= 128
+    }
+
+    static func modelFolders(_ root: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: root).filter { n in
+            var isDir: ObjCBool = false
+            return isValidName(n) && FileManager.default.fileExists(atPath: (root as NSString).appendingPathComponent(n), isDirectory: &isDir) && isDir.boolValue
+        }.sorted()
+    }
+
+    static func hasVersionFolder(_ dir: String) -> Bool {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).contains { !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }
+    }
+
+    static func completeVersions(_ dir: String, requireMarker: Bool) -> [(version: Int64, path: String, modified: Date?)] {
+        guard let items = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+        return items.compactMap { item in
+            guard !item.isEmpty, item.allSatisfy(\.isASCIIDigit), let v = Int64(item), v > 0 else { return nil }
+            let vdir = (dir as NSString).appendingPathComponent(item)
+            let file = (vdir as NSString).appendingPathComponent("model.safetensors")
+            guard FileManager.default.fileExists(atPath: file) else { return nil }
+            if requireMarker && !FileManager.default.fileExists(atPath: (vdir as NSString).appendingPathComponent("READY")) { return nil }
+            let modified = (try? FileManager.default.attributesOfItem(atPath: file))?[.modificationDate] as? Date
+            return (v, file, modified)
+        }
+    }
+
+    static func select(_ versions: [Int64], policy: VersionPolicy) -> [Int64] {
+        let sorted = versions.sorted()
+        switch policy {
+        case .latest(let n): return Array(sorted.suffix(max(1, n)))
+        case .specific(let list): return sorted.filter { list.contains($0) }
+        case .all: return sorted
+        }
+    }
+
+    static func readLabels(_ dir: String, logger: Logger) -> [String: Int64] {
+        let path = (dir as NSString).appendingPathComponent("labels.json")
+        guard let data = FileManager.default.contents(atPath: path) else { return [:] }
+        guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            logger.warning("labels.json is not a JSON object of label -> version; ignored", metadata: ["path": "\(path)"])
+            return [:]
+        }
+        var out: [String: Int64] = [:]
+        for (k, v) in obj {
+            if let n = v as? NSNumber { out[k] = n.int64Value }
+        }
+        return out
+    }
+}
+
+extension Character {
+    var isASCIIDigit: Bool { isASCII && isNumber }
+}

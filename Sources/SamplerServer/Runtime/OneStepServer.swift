@@ -1,0 +1,134 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import ServiceLifecycle
+
+/// The daemon: repository, services, gRPC server and metrics endpoint in one ServiceGroup that
+/// starts them in order and, on SIGTERM or SIGINT, reports NOT_SERVING, stops accepting, drains
+/// queued requests and exits.
+public struct OneStepServer: Sendable {
+    public static let version = "0.1.0"
+
+    public let config: ServerConfig
+    public let engine: any SampleEngine
+    public let logger: Logger
+
+    public init(config: ServerConfig, engine: any SampleEngine = DiffusionEngine(), logger: Logger) {
+        self.config = config
+        self.engine = engine
+        self.logger = logger
+    }
+
+    /// Runs until SIGTERM/SIGINT. `onListening` receives the gRPC and metrics ports once bound.
+    public func run(onListening: @escaping @Sendable (_ grpcPort: Int, _ metricsPort: Int?) -> Void = { _, _ in }) async throws {
+        try config.validate()
+        let token = try config.readToken(file: config.tokenFile, env: config.tokenEnv)
+        let adminToken = try config.readToken(file: config.adminTokenFile, env: config.adminTokenEnv)
+        let repository = ModelRepository(
+            config: .init(root: config.repository, policy: try config.versionPolicyValue, requireReadyMarker: config.requireReadyMarker,
+                          warmupSamples: config.warmupSamples, batcher: config.batcherConfig,
+                          startupModels: config.models.isEmpty ? nil : config.models),
+            engine: engine, logger: logger)
+        let shutdown = ShutdownFlag()
+        let limits = RequestLimits(maxSamplesPerRequest: config.maxSamplesPerRequest, maxBestOf: config.maxBestOf)
+        let services: [any RegistrableRPCService] = [
+            SamplerService(repository: repository, limits: limits),
+            InferenceService(repository: repository, limits: limits, isShuttingDown: { shutdown.isSet }),
+            HealthService(repository: repository, shutdown: shutdown),
+            ReflectionService(),
+        ]
+        // Without any token, load/unload stay open only on a loopback address.
+        let loopback = config.host == "127.0.0.1" || config.host == "::1" || config.host == "localhost"
+        let interceptors: [any ServerInterceptor] = (token == nil && adminToken == nil && loopback)
+            ? [] : [AuthInterceptor(token: token, adminToken: adminToken)]
+
+        let security: HTTP2ServerTransport.Posix.TransportSecurity
+        if let chain = config.tlsCertificateChain, let key = config.tlsPrivateKey {
+            security = .tls(certificateChain: [.file(path: chain, format: .pem)], privateKey: .file(path: key, format: .pem))
+        } else {
+            security = .plaintext
+        }
+        let transportConfig = HTTP2ServerTransport.Posix.Config.defaults {
+            $0.rpc.maxRequestPayloadSize = config.maxRequestBytes
+            $0.http2.maxConcurrentStreams = config.maxConcurrentStreams
+            if config.maxConnectionAgeSeconds > 0 {
+                $0.connection.maxAge = .milliseconds(Int64(config.maxConnectionAgeSeconds * 1000))
+                $0.connection.maxGraceTime = .seconds(max(1, config.shutdownGraceSeconds))
+            }
+        }
+        let transport = HTTP2ServerTransport.Posix(address: .ipv4(host: config.host, port: config.port),
+                                                   transportSecurity: security, config: transportConfig)
+        let server = GRPCServer(transport: transport, services: services, interceptors: interceptors)
+
+        logger.info("loading models", metadata: ["repository": "\(config.repository)"])
+        await repository.poll()
+        for m in await repository.status() {
+            logger.info("model", metadata: ["model": "\(m.name)", "default_version": "\(m.defaultVersion.map(String.init) ?? "none")",
+                                            "versions": "\(m.versions.map { "\($0.version):\($0.state.rawValue)" }.joined(separator: ","))"])
+        }
+
+        var lifecycle: [any Service] = []
+        let metrics = config.metricsPort >= 0 ? MetricsEndpoint(host: config.host, port: config.metricsPort, logger: logger) : nil
+        if let metrics { lifecycle.append(metrics) }
+        if config.pollSeconds > 0 { lifecycle.append(RepositoryPoller(repository: repository, interval: config.pollSeconds)) }
+        lifecycle.append(GRPCServerService(server: server, repository: repository, shutdown: shutdown,
+                                           grace: .milliseconds(Int64(config.shutdownGraceSeconds * 1000)), logger: logger))
+        let group = ServiceGroup(configuration: .init(services: lifecycle.map { .init(service: $0) },
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let log = logger
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            tasks.addTask {
+                guard let address = try await server.listeningAddress, let ipv4 = address.ipv4 else { return }
+                let metricsPort = try await metrics?.boundPort()
+                log.info("listening", metadata: ["grpc": "\(ipv4.host):\(ipv4.port)", "metrics": "\(metricsPort.map(String.init) ?? "off")",
+                                                 "tls": "\(config.tlsCertificateChain != nil)", "auth": "\(token != nil)"])
+                onListening(ipv4.port, metricsPort)
+            }
+            try await tasks.waitForAll()
+        }
+    }
+}
+
+/// The gRPC server as a lifecycle service: on graceful shutdown it reports NOT_SERVING, drains the
+/// model lanes (bounded by `grace`) and then stops the server.
+struct GRPCServerService: Service {
+    let server: GRPCServer<HTTP2ServerTransport.Posix>
+    let repository: ModelRepository
+    let shutdown: ShutdownFlag
+    let grace: Duration
+    let logger: Logger
+
+    func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await server.serve()
+        } onGracefulShutdown: { [server, repository, shutdown, grace, logger] in
+            logger.info("shutting down: not serving, draining queued requests")
+            shutdown.set()
+            Task {
+                await withTaskGroup(of: Void.self) { g in
+                    g.addTask { await repository.drainAll() }
+                    g.addTask { try? await Task.sleep(for: grace) }
+                    await g.next()
+                    g.cancelAll()
+                }
+                server.beginGracefulShutdown()
+            }
+        }
+    }
+}
+
+/// Rescans the repository every `interval` seconds.
+struct RepositoryPoller: Service {
+    let repository: ModelRepository
+    let interval: Double
+
+    func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do { try await Task.sleep(for: .milliseconds(Int64(interval * 1000))) } catch { return }
+            if Task.isShuttingDownGracefully { return }
+            await repository.poll()
+        }
+    }
+}

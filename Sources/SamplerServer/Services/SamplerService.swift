@@ -1,0 +1,202 @@
+import Diffusion
+import Foundation
+import GRPCCore
+import SamplerAPI
+
+/// `onestep.sampler.v1.Sampler`: count + seed in, samples out (unary or streamed per sub-batch).
+public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
+    let frontend: SamplingFrontend
+
+    public init(repository: ModelRepository, limits: RequestLimits) {
+        frontend = SamplingFrontend(repository: repository, limits: limits)
+    }
+
+    public func sample(request: ServerRequest<Onestep_Sampler_V1_SampleRequest>,
+                       context: ServerContext) async throws -> ServerResponse<Onestep_Sampler_V1_SampleResponse> {
+        try await mapErrors {
+            let (job, format) = try await prepare(request.message, metadata: request.metadata)
+            let (samples, queue, compute, lane) = try await frontend.runAll(job)
+            var response = try encode(samples, ids: job.ids, labels: job.labels, lane: lane, format: format)
+            response.queueUs = UInt64(max(0, queue.microseconds))
+            response.computeUs = UInt64(max(0, compute.microseconds))
+            return ServerResponse(message: response)
+        }
+    }
+
+    public func sampleStream(request: ServerRequest<Onestep_Sampler_V1_SampleRequest>,
+                             context: ServerContext) async throws -> StreamingServerResponse<Onestep_Sampler_V1_SampleStreamResponse> {
+        let (job, format) = try await mapErrors { try await prepare(request.message, metadata: request.metadata) }
+        let frontend = self.frontend
+        return StreamingServerResponse { writer in
+            try await mapErrors {
+                let (lane, id, chunks) = try await frontend.run(job)
+                let total = job.ids.count
+                // Chunks are sent in offset order; with several batches in flight a later one may
+                // finish first and waits here.
+                var waiting: [Int: SampleChunk] = [:]
+                var sent = 0
+                try await withRPCCancellationHandler {
+                    for try await chunk in chunks {
+                        waiting[chunk.offsets.lowerBound] = chunk
+                        while let next = waiting.removeValue(forKey: sent) {
+                            let r = next.offsets
+                            var part = try encode(next.samples, ids: Array(job.ids[r]), labels: job.labels.map { Array($0[r]) },
+                                                  lane: lane, format: format)
+                            part.queueUs = UInt64(max(0, next.queueTime.microseconds))
+                            part.computeUs = UInt64(max(0, next.computeTime.microseconds))
+                            sent = r.upperBound
+                            try await writer.write(.with {
+                                $0.offset = UInt32(r.lowerBound)
+                                $0.chunk = part
+                                $0.completed = UInt32(sent)
+                                $0.total = UInt32(total)
+                            })
+                        }
+                    }
+                } onCancelRPC: {
+                    Task { await lane.cancel(id) }
+                }
+                return [:]
+            }
+        }
+    }
+
+    public func listModels(request: ServerRequest<Onestep_Sampler_V1_ListModelsRequest>,
+                           context: ServerContext) async throws -> ServerResponse<Onestep_Sampler_V1_ListModelsResponse> {
+        let status = await frontend.repository.status()
+        return ServerResponse(message: .with {
+            $0.models = status.map { m in
+                .with {
+                    $0.name = m.name
+                    $0.defaultVersion = m.defaultVersion ?? 0
+                    $0.versions = m.versions.map { v in
+                        .with {
+                            $0.version = v.version
+                            $0.state = v.state.rawValue
+                            $0.reason = v.reason
+                            $0.labels = v.labels
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    public func modelInfo(request: ServerRequest<Onestep_Sampler_V1_ModelInfoRequest>,
+                          context: ServerContext) async throws -> ServerResponse<Onestep_Sampler_V1_ModelInfoResponse> {
+        try await mapErrors {
+            let m = request.message
+            let (version, label) = Self.selector(m.versionSelector)
+            let lane = try await frontend.lane(model: m.model, version: version, label: label)
+            let d = lane.model.description
+            let cfg = await lane.batcherConfig
+            let labels = await frontend.repository.status(of: m.model)?.versions.first { $0.version == lane.model.version }?.labels ?? []
+            return ServerResponse(message: .with {
+                $0.model = lane.model.name
+                $0.version = lane.model.version
+                $0.sampleShape = d.sampleShape.map(Int64.init)
+                $0.numClasses = Int32(d.numClasses)
+                $0.kind = d.kind
+                $0.sigmaInit = d.sigmaInit ?? 0
+                $0.nfe = Int32(d.nfe)
+                $0.maxBatchSize = UInt32(cfg.maxBatchSize)
+                $0.maxSamplesPerRequest = UInt32(frontend.limits.maxSamplesPerRequest)
+                $0.supportsBestOf = d.hasClassifier
+                $0.labels = labels
+                $0.provenance = d.provenance
+            })
+        }
+    }
+
+    // MARK: - Request checking and encoding
+
+    private func prepare(_ m: Onestep_Sampler_V1_SampleRequest, metadata: Metadata) async throws -> (SampleJob, Onestep_Sampler_V1_OutputFormat) {
+        let format: Onestep_Sampler_V1_OutputFormat
+        switch m.format {
+        case .unspecified, .float32: format = .float32
+        case .uint8: format = .uint8
+        case .png: format = .png
+        case .UNRECOGNIZED(let v): throw ServerError(.invalidArgument, "unknown output format \(v) (FLOAT32 = 1, UINT8 = 2, PNG = 3)")
+        }
+        let priority: Priority
+        switch m.priority {
+        case .unspecified, .normal: priority = .normal
+        case .interactive: priority = .interactive
+        case .bulk: priority = .bulk
+        case .UNRECOGNIZED(let v): throw ServerError(.invalidArgument, "unknown priority \(v) (INTERACTIVE = 1, NORMAL = 2, BULK = 3)")
+        }
+        let limit = frontend.limits.maxSamplesPerRequest
+        let ids: [SampleID]
+        if !m.seeds.isEmpty {
+            guard m.count == 0 || Int(m.count) == m.seeds.count else {
+                throw ServerError(.invalidArgument, "count \(m.count) disagrees with the \(m.seeds.count) explicit seeds (give 0 or the same number)")
+            }
+            guard m.seeds.count <= limit else {
+                throw ServerError(.invalidArgument, "the request asks for \(m.seeds.count) samples; the limit is \(limit) per request")
+            }
+            ids = m.seeds.map { SampleID(seed: $0, index: 0) }
+        } else {
+            guard m.count <= limit else {
+                throw ServerError(.invalidArgument, "the request asks for \(m.count) samples; the limit is \(limit) per request")
+            }
+            guard m.firstIndex <= UInt64.max - UInt64(m.count) else {
+                throw ServerError(.invalidArgument, "first_index + count overflows 64 bits")
+            }
+            ids = (0..<UInt64(m.count)).map { SampleID(seed: m.seed, index: m.firstIndex + $0) }
+        }
+        let (version, label) = Self.selector(m.versionSelector)
+        let lane = try await frontend.lane(model: m.model, version: version, label: label)
+        let d = lane.model.description
+        var labels: [Int32]? = m.labels.isEmpty ? nil : m.labels
+        if let l = labels, l.count == 1, ids.count > 1 { labels = Array(repeating: l[0], count: ids.count) }
+        try frontend.validate(ids: ids, labels: labels, model: d)
+        if format == .png && !(d.isImage && (d.sampleShape[0] == 1 || d.sampleShape[0] == 3)) {
+            throw ServerError(.invalidArgument, "PNG output needs an image model with 1 or 3 channels; '\(m.model)' makes samples of shape \(d.sampleShape)")
+        }
+        if m.bestOf > 1 {
+            guard Int(m.bestOf) <= frontend.limits.maxBestOf else {
+                throw ServerError(.invalidArgument, "best_of \(m.bestOf) is above the limit \(frontend.limits.maxBestOf)")
+            }
+            guard d.hasClassifier else {
+                throw ServerError(.failedPrecondition, "best-of-K needs a model that ships a ratio classifier; '\(m.model)' version \(lane.model.version) has none")
+            }
+            throw ServerError(.unimplemented, "best-of-K is not implemented yet")
+        }
+        return (SampleJob(lane: lane, ids: ids, labels: labels, priority: priority, deadline: deadline(from: metadata),
+                          version: version, label: label), format)
+    }
+
+    static func selector(_ s: Onestep_Sampler_V1_SampleRequest.OneOf_VersionSelector?) -> (Int64?, String?) {
+        switch s {
+        case .version(let v)?: return (v, nil)
+        case .label(let l)?: return (nil, l)
+        case nil: return (nil, nil)
+        }
+    }
+
+    static func selector(_ s: Onestep_Sampler_V1_ModelInfoRequest.OneOf_VersionSelector?) -> (Int64?, String?) {
+        switch s {
+        case .version(let v)?: return (v, nil)
+        case .label(let l)?: return (nil, l)
+        case nil: return (nil, nil)
+        }
+    }
+
+    private func encode(_ samples: [Float], ids: [SampleID], labels: [Int32]?, lane: Lane,
+                        format: Onestep_Sampler_V1_OutputFormat) throws -> Onestep_Sampler_V1_SampleResponse {
+        let d = lane.model.description
+        var r = Onestep_Sampler_V1_SampleResponse()
+        r.model = lane.model.name
+        r.modelVersion = lane.model.version
+        r.format = format
+        r.shape = [Int64(ids.count)] + d.sampleShape.map(Int64.init)
+        r.ids = ids.map { id in .with { $0.seed = id.seed; $0.index = id.index } }
+        r.labels = labels ?? []
+        switch format {
+        case .png: r.images = try OutputEncoding.png(samples, shape: d.sampleShape)
+        case .uint8: r.data = OutputEncoding.uint8(samples)
+        default: r.data = OutputEncoding.float32(samples)
+        }
+        return r
+    }
+}

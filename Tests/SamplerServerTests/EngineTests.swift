@@ -1,0 +1,93 @@
+import Foundation
+import XCTest
+import Diffusion
+import TensorCore
+@testable import SamplerServer
+
+/// The real engine on tiny snapshots: sample i of seed s is the same bits whatever shares its batch,
+/// through the engine and through the lane's batching, and equals the Diffusion module's generator.
+final class EngineTests: XCTestCase {
+    func bits(_ v: [Float]) -> [UInt32] { v.map(\.bitPattern) }
+
+    func loadImageModel(numClasses: Int = 0) async throws -> (DiffusionEngine, ModelHandle, Snapshot) {
+        let root = try Fixtures.repository()
+        let snap = try Fixtures.imageGenerator(numClasses: numClasses)
+        try Fixtures.install(snap, root: root, name: "img", version: 1)
+        let engine = DiffusionEngine()
+        let handle = try await engine.load(name: "img", version: 1, path: "\(root)/img/1/model.safetensors")
+        return (engine, handle, snap)
+    }
+
+    func testLoadDescribesModel() async throws {
+        let (_, h, _) = try await loadImageModel()
+        XCTAssertEqual(h.description.sampleShape, [1, 8, 8])
+        XCTAssertEqual(h.description.kind, "generator")
+        XCTAssertEqual(h.description.sigmaInit, 2.5)
+        XCTAssertEqual(h.description.nfe, 1)
+        XCTAssertEqual(h.description.provenance["fixture"], "imageGenerator")
+    }
+
+    func testSampleIsBitwiseIndependentOfBatchComposition() async throws {
+        let (engine, h, snap) = try await loadImageModel()
+        let n = h.description.sampleSize
+        let target = SampleID(seed: 7, index: 3)
+        let alone = try await engine.run(model: h, ids: [target], labels: nil)
+        let others = (0..<13).map { SampleID(seed: 100 + UInt64($0), index: UInt64($0)) }
+        for position in [0, 5, 13] {
+            var ids = others
+            ids.insert(target, at: position)
+            let out = try await engine.run(model: h, ids: ids, labels: nil)
+            XCTAssertEqual(bits(Array(out[position * n..<(position + 1) * n])), bits(alone), "position \(position) of 14")
+        }
+        // And it is the Diffusion module's g(z) = D(sigma_init z, sigma_init).
+        let reference = OneStepGenerator.generate(denoiser: snap.makeEDMDenoiser(), sigmaInit: 2.5, ids: [target])
+        XCTAssertEqual(bits(alone), bits(reference))
+    }
+
+    func testLaneResultsMatchDirectRunWhateverTheSplit() async throws {
+        let (engine, h, _) = try await loadImageModel()
+        let n = h.description.sampleSize
+        let lane = Lane(model: h, engine: engine, config: .init(maxBatchSize: 5, maxQueueDelay: .milliseconds(1)))
+        let idsA = SampleID.range(seed: 11, 0..<12)
+        let idsB = SampleID.range(seed: 12, 0..<3)
+        async let a = Self.collect(lane, idsA)
+        async let b = Self.collect(lane, idsB)
+        let (ra, rb) = try await (a, b)
+        let directA = try await engine.run(model: h, ids: idsA, labels: nil)
+        let directB = try await engine.run(model: h, ids: idsB, labels: nil)
+        XCTAssertEqual(bits(ra), bits(directA))
+        XCTAssertEqual(bits(rb), bits(directB))
+        XCTAssertEqual(ra.count, 12 * n)
+    }
+
+    func testConditionalLabelsMatter() async throws {
+        let (engine, h, _) = try await loadImageModel(numClasses: 3)
+        XCTAssertEqual(h.description.numClasses, 3)
+        let id = SampleID(seed: 1, index: 0)
+        let a = try await engine.run(model: h, ids: [id, id], labels: [0, 2])
+        let n = h.description.sampleSize
+        XCTAssertNotEqual(bits(Array(a[0..<n])), bits(Array(a[n..<2 * n])))
+        let again = try await engine.run(model: h, ids: [SampleID(seed: 9, index: 9), id], labels: [1, 2])
+        XCTAssertEqual(bits(Array(again[n..<2 * n])), bits(Array(a[n..<2 * n])))
+    }
+
+    func testCorruptCheckpointIsRefusedWithMessage() async throws {
+        let root = try Fixtures.repository()
+        let path = "\(root)/bad.safetensors"
+        FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3, 4, 5, 6, 7, 8, 9]))
+        do {
+            _ = try await DiffusionEngine().load(name: "bad", version: 1, path: path)
+            XCTFail("loaded a corrupt file")
+        } catch let e as ServerError {
+            XCTAssertEqual(e.code, .loadFailed)
+            XCTAssertTrue(e.message.contains("cannot load"), e.message)
+        }
+    }
+
+    static func collect(_ lane: Lane, _ ids: [SampleID]) async throws -> [Float] {
+        let (_, stream) = await lane.submit(ids: ids, labels: nil)
+        var chunks: [SampleChunk] = []
+        for try await c in stream { chunks.append(c) }
+        return chunks.sorted { $0.offsets.lowerBound < $1.offsets.lowerBound }.flatMap(\.samples)
+    }
+}
