@@ -11,10 +11,11 @@ SERVE_VENV ?= .venv-serve
 SERVE_PY := $(SERVE_VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8001
+SERVE_REPO ?= models/serve
 DEB_PACKAGES := libopenblas-dev libpng-dev pkg-config protobuf-compiler grpc-proto
 RELEASE_FLAGS := -c release -Xswiftc -enable-testing
 
-.PHONY: all deps venv venv-peers venv-serve build build-tests test serve bench bench-peers fixtures clean
+.PHONY: all deps venv venv-peers venv-serve build build-tests test serve publish bench bench-peers fixtures clean
 
 all: build
 
@@ -68,7 +69,15 @@ test: deps venv venv-serve data build-tests
 serve: deps build
 	@echo "onestep serve: gRPC on $(HOST):$(PORT) (Sampler API, KServe V2, health, reflection), metrics on $(HOST):8002/metrics"
 	@echo "try:  .build/release/onestep request --server $(HOST):$(PORT) --model mnist-onestep --count 16 --seed 0 --out samples.png"
-	.build/release/onestep serve --host $(HOST) --port $(PORT) --repository models/serve --log-format text
+	.build/release/onestep serve --host $(HOST) --port $(PORT) --repository $(SERVE_REPO) --poll-seconds 2 --log-format text
+
+## Publishes the next version of MODEL from a run's newest snapshot (or SNAPSHOT=file): copied aside,
+## then renamed into place, so a running daemon picks it up complete and swaps to it.
+publish:
+	@test -n "$(RUN)$(SNAPSHOT)" -a -n "$(MODEL)" || { echo "usage: make publish MODEL=NAME RUN=runs/NAME | SNAPSHOT=file"; exit 1; }
+	@snap=$${SNAPSHOT:-$$(ls -t $(RUN)/snapshots/*.safetensors | head -1)}; d=$(SERVE_REPO)/$(MODEL); mkdir -p $$d; \
+	 v=$$(( $$(ls $$d | grep -E '^[0-9]+$$' | sort -n | tail -1) + 1 )); \
+	 mkdir -p $$d/.$$v.tmp && cp "$$snap" $$d/.$$v.tmp/model.safetensors && sync && mv $$d/.$$v.tmp $$d/$$v && echo "published $$snap as $$d/$$v"
 
 ## Speed tables (docs/BENCHMARKS.md): the Swift engine, then PyTorch and onnxruntime on the same weights.
 bench: build
