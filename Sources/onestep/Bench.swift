@@ -46,6 +46,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Only these networks (comma-separated: unet, mlp).")
     var networks: String = "unet,mlp"
 
+    @Flag(help: "Run the forward rows in the batch-invariant mode the daemon uses (one product shape per sample).")
+    var batchInvariant = false
+
     func validate() throws {
         guard !parseInts(threads).isEmpty, parseInts(threads).allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--threads needs positive integers, e.g. 1,2")
@@ -68,6 +71,9 @@ struct Bench: AsyncParsableCommand {
         let mlp = try MLPDenoiser(MLPConfig(dim: 2, width: 128, blocks: 3), seed: seed)
         BenchWeights.randomise(unet.parameters, seed: seed)
         BenchWeights.randomise(mlp.parameters, seed: seed &+ 1)
+        unet.parameters.batchInvariant = batchInvariant
+        mlp.parameters.batchInvariant = batchInvariant
+        if batchInvariant { print("batch-invariant mode (as served): every sample's products have one shape") }
         let all: [(String, any Denoiser)] = [("unet", unet), ("mlp", mlp)].filter { nets.contains($0.0) }
         for (name, net) in all {
             print("\(name): config \(net.configJSON)")
