@@ -1,0 +1,86 @@
+import Diffusion
+import NN
+
+/// How the one-step generator is initialised (METHOD.md, "The initialisation study"). Arms M, F1,
+/// F2 and S are not built yet.
+public enum GeneratorInit: String, Codable, Sendable, CaseIterable {
+    /// Arm T: the teacher's weights.
+    case teacher
+    /// Arm R: a fresh random initialisation of the same architecture.
+    case random
+}
+
+/// Everything that defines a score-free one-step training run (DiJS / DiRKL / DiFKL); written to
+/// `config.json` beside the run.
+public struct OneStepConfig: Codable, Sendable, Equatable {
+    /// Teacher snapshot (provides the architecture, arm T's weights and the data set name).
+    public var teacher = ""
+    /// SHA-256 of the teacher file, recorded when the run starts and checked on resume.
+    public var teacherSHA256 = ""
+    /// Data set of real samples; empty: the teacher's provenance `data`.
+    public var data = ""
+    public var dataDir = "data"
+    /// dijs | dirkl | difkl.
+    public var method = "dijs"
+    public var initialisation = GeneratorInit.teacher
+    public var sigmaInit: Float = OneStepGenerator.defaultSigmaInit
+    public var classifier = RatioClassifierConfig()
+    public var batchSize = 256
+    /// Classifier steps (fresh batches) per generator step.
+    public var classifierSteps = 2
+    public var generatorLearningRate: Float = 2e-4
+    public var classifierLearningRate: Float = 2e-3
+    /// Adam beta1 of both optimisers (0.5 or 0 is common in adversarial training).
+    public var beta1: Float = 0.5
+    public var gradClip: Float = 1.0
+    /// Length of the run in generator training images (generator steps x batch).
+    public var totalImages = 100_000
+    public var emaHalfLifeImages = 10_000.0
+    public var snapshotEveryImages = 50_000
+    public var gridSamples = 1024
+    public var seed: UInt64 = 0
+    public var pMean: Float = -1.2
+    public var pStd: Float = 1.2
+    /// DiFKL: logit above which the weight exp(c) stops growing.
+    public var fklCap = RatioDivergence.defaultFKLCap
+    /// Classifier-only steps before the first generator step (the classifier starts at c = 0).
+    public var classifierWarmupSteps = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case teacher, teacherSHA256 = "teacher_sha256", data, dataDir = "data_dir", method, initialisation = "init"
+        case sigmaInit = "sigma_init", classifier, batchSize = "batch_size", classifierSteps = "classifier_steps"
+        case generatorLearningRate = "lr_generator", classifierLearningRate = "lr_classifier", beta1
+        case gradClip = "grad_clip", totalImages = "total_images", emaHalfLifeImages = "ema_half_life_images"
+        case snapshotEveryImages = "snapshot_every_images", gridSamples = "grid_samples", seed
+        case pMean = "p_mean", pStd = "p_std", fklCap = "fkl_cap", classifierWarmupSteps = "classifier_warmup_steps"
+    }
+
+    /// Throws naming the first invalid field.
+    public func validate() throws {
+        func fail(_ m: String) throws -> Never { throw TrainingError(.invalidConfig, m) }
+        _ = try divergence()
+        if teacher.isEmpty { try fail("--teacher is required") }
+        if batchSize < 1 { try fail("--batch must be at least 1, got \(batchSize)") }
+        if classifierSteps < 1 { try fail("--k must be at least 1, got \(classifierSteps)") }
+        if !(generatorLearningRate > 0) { try fail("--lr-g must be positive, got \(generatorLearningRate)") }
+        if !(classifierLearningRate > 0) { try fail("--lr-c must be positive, got \(classifierLearningRate)") }
+        if !(beta1 >= 0 && beta1 < 1) { try fail("beta1 must be in [0, 1), got \(beta1)") }
+        if !(sigmaInit > 0) || !sigmaInit.isFinite { try fail("--sigma-init must be positive, got \(sigmaInit)") }
+        if totalImages < batchSize { try fail("--images (\(totalImages)) must be at least one batch (\(batchSize))") }
+        if snapshotEveryImages < 1 { try fail("--snapshot-every must be positive") }
+        if emaHalfLifeImages < 0 { try fail("--ema-half-life must be non-negative") }
+        if !(pStd > 0) { try fail("p_std must be positive") }
+        if !(fklCap > 0) { try fail("fkl_cap must be positive") }
+        if classifierWarmupSteps < 0 { try fail("classifier warm-up steps must be 0 or more") }
+        let side = Int(Double(gridSamples).squareRoot())
+        if gridSamples < 1 || side * side != gridSamples { try fail("--grid must be a square number, got \(gridSamples)") }
+        try classifier.validate()
+    }
+
+    public func divergence() throws -> RatioDivergence { try RatioDivergence(method: method, fklCap: fklCap) }
+    public var noise: RatioNoiseLevels { RatioNoiseLevels(pMean: pMean, pStd: pStd) }
+    /// Generator steps in the run.
+    public var totalSteps: Int { totalImages / batchSize }
+}

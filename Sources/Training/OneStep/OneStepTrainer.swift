@@ -1,0 +1,283 @@
+import Foundation
+import Diffusion
+import NN
+import TensorCore
+
+/// Trains a one-step generator g(z) = D(sigma_init z, sigma_init) through a density-ratio
+/// classifier, without the teacher's score (METHOD.md: DiJS / DiRKL / DiFKL), in a run folder
+/// like `TeacherTrainer`: config.json, log.jsonl, state.safetensors (exact resume), EMA generator
+/// snapshots (kind `generator`, the classifier as part `classifier`), sample pictures, loss curve.
+///
+/// One generator step = `classifierSteps` classifier steps (fresh real batch, fresh detached
+/// generated batch from the current generator weights), then one generator step. Randomness is a
+/// pure function of (seed, step): classifier step j (j = step * K + k) uses real batch j and
+/// `Philox4x32(seed, stream: classifierTag | j)`; generator step s uses `generatorTag | s`.
+public final class OneStepTrainer: @unchecked Sendable {
+    public static let classifierTag: UInt64 = 0x5243_4C53_0000_0000  // "RCLS"
+    public static let generatorTag: UInt64 = 0x5247_454E_0000_0000   // "RGEN"
+    public static let warmupTag: UInt64 = 0x5243_5755_0000_0000      // "RCWU"
+
+    public let config: OneStepConfig
+    public let run: RunFolder
+    /// The generator's raw network F (trained weights; the EMA lives in `ema`).
+    public let network: any Denoiser
+    public let classifier: RatioClassifierMLP
+    public let divergence: RatioDivergence
+    let generator: EDMDenoiser
+    let teacherSigmaData: Float
+    let data: any TrainingData
+    let classifierLoss: RatioClassifierLoss
+    let generatorLoss: RatioGeneratorLoss
+    let adamG: Adam
+    let adamC: Adam
+    let ema: EMA
+    public private(set) var step = 0
+    /// Generator training images (generator steps x batch).
+    public private(set) var imagesSeen = 0
+    public var showProgress = true
+    private let fake = Buffer(), z = Buffer(), gIn = Buffer(), gSigma = Buffer()
+
+    /// Loads the teacher, builds generator (per arm) and classifier, opens the run; with `resume`,
+    /// restores the saved state (the teacher file must be unchanged).
+    public init(config: OneStepConfig, runPath: String, resume: Bool) throws {
+        var config = config
+        try config.validate()
+        let teacher = try Snapshot.load(path: config.teacher)
+        let sha = try sha256Hex(ofFile: config.teacher)
+        if resume, !config.teacherSHA256.isEmpty, config.teacherSHA256 != sha {
+            throw TrainingError(.checkpoint, "--resume: \(config.teacher) changed since the run started (sha256 \(sha), run recorded \(config.teacherSHA256))")
+        }
+        config.teacherSHA256 = sha
+        if config.data.isEmpty {
+            guard let d = teacher.provenance["data"], !d.isEmpty else {
+                throw TrainingError(.invalidConfig, "the teacher's provenance names no data set: pass --data")
+            }
+            config.data = d
+        }
+        let net: any Denoiser
+        switch config.initialisation {
+        case .teacher: net = teacher.network
+        case .random:
+            net = try NetworkCheckpoint.makeDenoiser(metadata: NetworkCheckpoint.metadata(of: teacher.network), seed: config.seed)
+        }
+        let data = try openTrainingData(name: config.data, dataDir: config.dataDir, flat: net.sampleShape.count == 1)
+        guard data.sampleShape.reduce(1, *) == net.sampleSize else {
+            throw TrainingError(.invalidConfig, "data '\(config.data)' has samples of shape \(data.sampleShape), the teacher makes \(net.sampleShape)")
+        }
+        if net.numClasses > 0 && data.classes != net.numClasses {
+            throw TrainingError(.invalidConfig, "the teacher is conditional on \(net.numClasses) classes, data '\(config.data)' has \(data.classes)")
+        }
+        config.classifier.dim = net.sampleSize
+        config.classifier.numClasses = net.numClasses
+        config.classifier.sigmaData = teacher.sigmaData
+        try config.validate()
+        self.config = config
+        self.data = data
+        network = net
+        teacherSigmaData = teacher.sigmaData
+        generator = EDMDenoiser(net, sigmaData: teacher.sigmaData)
+        classifier = try RatioClassifierMLP(config.classifier, seed: config.seed &+ 0x5243)
+        divergence = try config.divergence()
+        classifierLoss = RatioClassifierLoss(noise: config.noise)
+        generatorLoss = RatioGeneratorLoss(divergence: divergence, noise: config.noise)
+        adamG = Adam(count: net.parameters.count, learningRate: config.generatorLearningRate, beta1: config.beta1)
+        adamC = Adam(count: classifier.parameters.count, learningRate: config.classifierLearningRate, beta1: config.beta1)
+        ema = EMA(net.parameters, halfLifeImages: config.emaHalfLifeImages)
+        run = try RunFolder(path: runPath, resume: resume)
+        if resume {
+            let saved = try OneStepState.load(path: run.statePath, generator: net.parameters, generatorAdam: adamG, ema: ema,
+                                              classifier: classifier.parameters, classifierAdam: adamC)
+            step = saved.step
+            imagesSeen = saved.imagesSeen
+            run.log(["event": "resume", "step": step, "images_seen": imagesSeen])
+        } else {
+            try run.writeConfig(config)
+            run.log(["event": "start", "generator_parameters": net.parameters.count,
+                     "classifier_parameters": classifier.parameters.count, "method": config.method,
+                     "init": config.initialisation.rawValue, "data": config.data, "teacher_sha256": sha])
+        }
+    }
+
+    // MARK: Steps
+
+    /// One classifier step on real batch `index` and a fresh generated batch (stream `tag | index`).
+    @discardableResult
+    public func classifierStep(index: Int, tag: UInt64 = OneStepTrainer.classifierTag) throws -> RatioClassifierStats {
+        let B = config.batchSize, D = network.sampleSize
+        let (x0, realLabels) = try data.batch(step: index, batchSize: B, seed: config.seed)
+        var rng = Philox4x32(seed: config.seed, stream: tag | UInt64(index))
+        let fakeLabels = drawGenerated(batch: B, rng: &rng)
+        fake.resize(B * D)
+        let conditional = network.numClasses > 0
+        let g = fakeLabels.withLabelPointer { generator.forward(gIn.ptr, sigma: gSigma.ptr, labels: $0, batch: B) }
+        fake.ptr.update(from: g, count: B * D)
+        classifier.parameters.zeroGrad()
+        let stats = x0.withUnsafeBufferPointer { xp in
+            (conditional ? realLabels : nil).withLabelPointer { rl in
+                fakeLabels.withLabelPointer { fl in
+                    classifierLoss.compute(classifier: classifier, real: xp.baseAddress!, realLabels: rl, fake: fake.ptr,
+                                           fakeLabels: fl, batch: B, rng: &rng)
+                }
+            }
+        }
+        guard stats.loss.isFinite else {
+            throw TrainingError(.diverged, "classifier loss became \(stats.loss) at step \(step); lower --lr-c")
+        }
+        GradientClip.clip(classifier.parameters, maxNorm: config.gradClip)
+        adamC.update(classifier.parameters)
+        return stats
+    }
+
+    /// One generator step (stream `generatorTag | s`); returns (loss, gradient norm before clipping).
+    @discardableResult
+    public func generatorStep(_ s: Int) throws -> (loss: Float, gradNorm: Float) {
+        let B = config.batchSize
+        var rng = Philox4x32(seed: config.seed, stream: Self.generatorTag | UInt64(s))
+        let labels = drawGenerated(batch: B, rng: &rng)
+        network.parameters.zeroGrad()
+        let loss = labels.withLabelPointer { lp in
+            generatorLoss.compute(generator: generator, sigmaInit: config.sigmaInit, classifier: classifier, z: z.ptr,
+                                  labels: lp, batch: B, rng: &rng)
+        }
+        guard loss.isFinite else {
+            throw TrainingError(.diverged, "generator loss became \(loss) at step \(s); lower --lr-g")
+        }
+        let norm = GradientClip.clip(network.parameters, maxNorm: config.gradClip)
+        adamG.update(network.parameters)
+        return (loss, norm)
+    }
+
+    /// Draws z [B, D] (into `z`, and sigma_init z into `gIn`) and, for a conditional generator, labels.
+    private func drawGenerated(batch B: Int, rng: inout Philox4x32) -> [Int32]? {
+        let D = network.sampleSize
+        z.resize(B * D)
+        rng.fillNormal(UnsafeMutableBufferPointer(start: z.ptr, count: B * D))
+        gIn.resize(B * D)
+        for j in 0..<B * D { gIn.ptr[j] = config.sigmaInit * z.ptr[j] }
+        gSigma.resize(B)
+        for b in 0..<B { gSigma.ptr[b] = config.sigmaInit }
+        guard network.numClasses > 0 else { return nil }
+        return (0..<B).map { _ in Int32(rng.nextInt(below: network.numClasses)) }
+    }
+
+    // MARK: Training loop
+
+    /// Trains until `totalImages` (or `stopAfterSteps` more generator steps, then saves state as an
+    /// interruption would). Snapshots every `snapshotEveryImages` and at the end.
+    public func train(stopAfterSteps: Int? = nil) throws {
+        let B = config.batchSize, K = config.classifierSteps, total = config.totalSteps
+        let bar = ProgressBar(total: total * B, label: config.method, alreadyDone: imagesSeen)
+        let lastStep = min(total, stopAfterSteps.map { step + $0 } ?? total)
+        if step == 0, step < lastStep {
+            if let r = try evaluatePoints() { logPoints(r, event: "eval_initial") }
+            for w in 0..<config.classifierWarmupSteps { try classifierStep(index: w, tag: Self.warmupTag) }
+        }
+        var sums = [String: Double](), count = 0
+        var intervalStart = Date()
+        let logEvery = max(1, min(50, total / 200))
+        while step < lastStep {
+            for k in 0..<K {
+                let st = try classifierStep(index: step * K + k)
+                sums["loss_c", default: 0] += Double(st.loss)
+                sums["c_real", default: 0] += Double(st.meanRealLogit) / Double(K)
+                sums["c_fake", default: 0] += Double(st.meanFakeLogit) / Double(K)
+                sums["acc_c", default: 0] += Double(st.accuracy) / Double(K)
+            }
+            let (lg, gnorm) = try generatorStep(step)
+            sums["loss_g", default: 0] += Double(lg)
+            sums["grad_norm_g", default: 0] += Double(gnorm)
+            step += 1
+            imagesSeen += B
+            ema.update(network.parameters, batchImages: B, imagesSeen: imagesSeen)
+            count += 1
+            if step % logEvery == 0 || step == lastStep {
+                let dt = Date().timeIntervalSince(intervalStart)
+                var fields: [String: Any] = ["step": step, "images_seen": imagesSeen,
+                                             "images_per_s": Double(count * B) / max(dt, 1e-9)]
+                for (k, v) in sums { fields[k] = v / Double(count) * (k == "loss_c" ? 1 / Double(K) : 1) }
+                run.log(fields)
+                if showProgress {
+                    bar.update(imagesSeen, extra: String(format: "loss_c %.4f loss_g %.4f",
+                                                         (sums["loss_c"] ?? 0) / Double(count * K), (sums["loss_g"] ?? 0) / Double(count)))
+                }
+                sums = [:]
+                count = 0
+                intervalStart = Date()
+            }
+            if imagesSeen % config.snapshotEveryImages < B || step == total { try snapshot() }
+        }
+        if showProgress { bar.finish() }
+        if step < total { try saveState() }
+    }
+
+    public func saveState() throws {
+        try OneStepState.save(path: run.statePath, generator: network.parameters, generatorAdam: adamG, ema: ema,
+                              classifier: classifier.parameters, classifierAdam: adamC, step: step, imagesSeen: imagesSeen,
+                              extra: ["config": jsonText(config)])
+    }
+
+    /// The generator with the EMA weights (what snapshots publish), as a fresh network.
+    public func emaNetwork() throws -> any Denoiser {
+        let net = try NetworkCheckpoint.makeDenoiser(metadata: NetworkCheckpoint.metadata(of: network))
+        net.parameters.values.ptr.update(from: ema.values.ptr, count: ema.values.count)
+        return net
+    }
+
+    /// The generator snapshot (EMA weights, classifier as part `classifier`, provenance).
+    public func makeSnapshot() throws -> Snapshot {
+        Snapshot(kind: .generator, network: try emaNetwork(), sigmaData: teacherSigmaData, sigmaInit: config.sigmaInit,
+                 provenance: [
+                    "method": config.method, "init": config.initialisation.rawValue, "teacher": config.teacher,
+                    "teacher_sha256": config.teacherSHA256, "data": config.data, "images_seen": String(imagesSeen),
+                    "classifier_images_seen": String(step * config.classifierSteps * config.batchSize),
+                    "steps": String(step), "run": run.path, "seed": String(config.seed), "config": jsonText(config),
+                 ], parts: [try classifier.snapshotPart()])
+    }
+
+    /// Writes state, a numbered and a `latest` snapshot, a sample picture, the loss curve, and for
+    /// 2-D data logs sliced W2 / MMD / modes of the EMA generator.
+    public func snapshot() throws {
+        try saveState()
+        let snap = try makeSnapshot()
+        try snap.save(to: run.snapshotPath(imagesSeen: imagesSeen))
+        try snap.save(to: run.latestSnapshotPath)
+        let x = samples(count: config.gridSamples, seed: config.seed, ema: true)
+        try PNG.write(try SampleGrid.picture(x, count: config.gridSamples, sampleShape: data.sampleShape),
+                      to: run.samplesPath(imagesSeen: imagesSeen))
+        let losses = run.readLog().compactMap { $0["loss_c"] as? Double }
+        try PNG.write(LossCurve.render(losses), to: run.lossCurvePath)
+        if let r = try evaluatePoints() { logPoints(r, event: "eval") }
+        run.log(["event": "snapshot", "step": step, "images_seen": imagesSeen])
+    }
+
+    /// One-step samples for ids (seed, 0..<count), from the EMA weights or the current ones.
+    public func samples(count: Int, seed: UInt64, ema useEMA: Bool) -> [Float] {
+        let net: any Denoiser = useEMA ? ((try? emaNetwork()) ?? network) : network
+        let labels: [Int32]? = net.numClasses > 0 ? (0..<count).map { Int32($0 % net.numClasses) } : nil
+        return OneStepGenerator.generate(denoiser: EDMDenoiser(net, sigmaData: teacherSigmaData), sigmaInit: config.sigmaInit,
+                                         ids: SampleID.range(seed: seed, 0..<count), labels: labels)
+    }
+
+    /// For 2-D toy data: metrics of `count` EMA samples against fresh data (nil for other data).
+    public func evaluatePoints(count: Int = 2000, ema useEMA: Bool = true) throws -> PointMetricsReport? {
+        guard let toy = try? Toy2D(name: config.data) else { return nil }
+        let x = samples(count: count, seed: 0xE7A1, ema: useEMA)
+        return try Metrics.pointReport(x, reference: toy.sample(n: count, seed: 0xDA7A), toy: toy)
+    }
+
+    private func logPoints(_ r: PointMetricsReport, event: String) {
+        var f: [String: Any] = ["event": event, "step": step, "images_seen": imagesSeen, "sliced_w2": r.slicedW2, "mmd2": r.mmd2]
+        if let m = r.modesCovered { f["modes_covered"] = m }
+        run.log(f)
+    }
+}
+
+extension Optional where Wrapped == [Int32] {
+    /// Calls `body` with a pointer to the labels, or nil.
+    fileprivate func withLabelPointer<R>(_ body: (UnsafePointer<Int32>?) throws -> R) rethrows -> R {
+        switch self {
+        case .some(let a): return try a.withUnsafeBufferPointer { try body($0.baseAddress) }
+        case .none: return try body(nil)
+        }
+    }
+}

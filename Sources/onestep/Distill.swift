@@ -1,0 +1,84 @@
+import ArgumentParser
+import Foundation
+import NN
+import TensorCore
+import Training
+
+/// `onestep distill --teacher T --method dijs --init teacher --out runs/NAME`: trains a one-step
+/// generator through a density-ratio classifier, without the teacher's score (METHOD.md; DiJS,
+/// DiRKL, DiFKL). Vector data (MLP teachers: 2-D sets, 8x8 digits) for now.
+struct Distill: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "distill",
+        abstract: "Train a one-step generator with a density-ratio classifier (dijs, dirkl, difkl); resumable.")
+
+    @Option(help: "Teacher snapshot (architecture, arm T's weights, data set name).") var teacher: String
+    @Option(help: "Family member: dijs (Jensen-Shannon), dirkl (reverse KL) or difkl (forward KL).") var method = "dijs"
+    @Option(name: .customLong("init"), help: "Generator initialisation: teacher (arm T) or random (arm R).") var initArm = "teacher"
+    @Option(help: "Run folder.") var out: String
+    @Option(help: "Generator training images in total (generator steps x batch).") var images = 200_000
+    @Option(help: "Batch size (real, generated and generator batches).") var batch = 256
+    @Option(help: "Classifier steps per generator step.") var k = 2
+    @Option(name: .customLong("lr-g"), help: "Generator Adam learning rate.") var lrG: Float = 2e-4
+    @Option(name: .customLong("lr-c"), help: "Classifier Adam learning rate.") var lrC: Float = 2e-3
+    @Option(help: "Adam beta1 of both optimisers.") var beta1: Float = 0.5
+    @Option(help: "Noise level of g(z) = D(sigma_init z, sigma_init).") var sigmaInit: Float = 2.5
+    @Option(help: "Data set of real samples (default: the teacher's).") var data: String?
+    @Option(help: "Folder holding the data sets (make data).") var dataDir = "data"
+    @Option(help: "Classifier MLP width.") var classifierWidth = 128
+    @Option(help: "Classifier residual blocks.") var classifierBlocks = 2
+    @Option(help: "Classifier-only steps before the first generator step.") var warmupC = 0
+    @Option(help: "DiFKL: cap of the logit in the weight exp(c).") var fklCap = 5.0
+    @Option(help: "EMA half-life of the generator, in images.") var emaHalfLife = 10_000.0
+    @Option(help: "Write a snapshot every this many images.") var snapshotEvery = 50_000
+    @Option(help: "Samples in each snapshot picture (square number).") var grid = 1024
+    @Option(help: "Run seed (classifier init, arm R init, data order, noise).") var seed: UInt64 = 0
+    @Option(help: "Threads (BLAS and kernels).") var threads = 2
+    @Flag(help: "Continue the run in --out from its saved state (the saved config wins; --images may extend it).")
+    var resume = false
+
+    func run() async throws {
+        BLAS.setThreads(threads)
+        kernelThreads = threads
+        var config = OneStepConfig()
+        if resume {
+            guard let text = try? Data(contentsOf: URL(fileURLWithPath: out + "/config.json")) else {
+                throw ValidationError("--resume: no config.json in \(out)")
+            }
+            config = try JSONDecoder().decode(OneStepConfig.self, from: text)
+            if images > config.totalImages { config.totalImages = images }
+        } else {
+            guard let arm = GeneratorInit(rawValue: initArm) else {
+                throw ValidationError("--init must be one of \(GeneratorInit.allCases.map(\.rawValue).joined(separator: ", ")), got '\(initArm)'")
+            }
+            config.teacher = teacher
+            config.method = method.lowercased()
+            config.initialisation = arm
+            config.totalImages = images
+            config.batchSize = batch
+            config.classifierSteps = k
+            config.generatorLearningRate = lrG
+            config.classifierLearningRate = lrC
+            config.beta1 = beta1
+            config.sigmaInit = sigmaInit
+            config.data = data ?? ""
+            config.dataDir = dataDir
+            config.classifier = RatioClassifierConfig(width: classifierWidth, blocks: classifierBlocks)
+            config.classifierWarmupSteps = warmupC
+            config.fklCap = fklCap
+            config.emaHalfLifeImages = emaHalfLife
+            config.snapshotEveryImages = snapshotEvery
+            config.gridSamples = grid
+            config.seed = seed
+        }
+        let trainer = try OneStepTrainer(config: config, runPath: out, resume: resume)
+        print("distill: \(trainer.config.method), init \(trainer.config.initialisation.rawValue), generator \(trainer.network.parameters.count) "
+              + "parameters, classifier \(trainer.classifier.parameters.count), data \(trainer.config.data), "
+              + "\(trainer.config.totalImages) images, run folder \(out)")
+        try trainer.train()
+        if let r = try trainer.evaluatePoints() {
+            print(String(format: "sliced W2 %.4f, MMD^2 %.5f%@", r.slicedW2, r.mmd2, r.modesCovered.map { ", modes \($0)/8" } ?? ""))
+        }
+        print("done: \(trainer.imagesSeen) images; snapshot \(trainer.run.latestSnapshotPath)")
+    }
+}
