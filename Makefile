@@ -64,6 +64,7 @@ build-tests: deps
 test: deps venv venv-serve data build-tests
 	ONESTEP_PYTHON=$(abspath $(PY)) ONESTEP_SERVE_PYTHON=$(abspath $(SERVE_PY)) \
 	  $(SWIFT) test --skip-build $(RELEASE_FLAGS)
+	bash deploy/test_deploy.sh .build/release/onestep
 
 ## The sampling daemon with the bundled models (models/serve/MODEL/VERSION/model.safetensors).
 serve: deps build
