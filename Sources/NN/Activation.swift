@@ -143,8 +143,17 @@ public enum SiLU {
     }
 }
 
-/// A SiLU layer that keeps its own output and input gradient (used where no norm precedes it).
-public final class SiLULayer: @unchecked Sendable {
+/// An elementwise activation: y = a(x) and dx = dy * a'(x), each a single pass over memory.
+public protocol ElementwiseActivation {
+    static func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int)
+    static func backward(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, count: Int)
+}
+
+extension SiLU: ElementwiseActivation {}
+
+/// An activation layer that keeps its own output and input gradient (used where no norm precedes
+/// it). Forward keeps a pointer to `x`, which must stay valid until `backward`.
+public final class ActivationLayer<A: ElementwiseActivation>: @unchecked Sendable {
     public let out = Buffer()
     public let dIn = Buffer()
     private var x: UnsafePointer<Float>?
@@ -155,15 +164,17 @@ public final class SiLULayer: @unchecked Sendable {
     public func forward(_ x: UnsafePointer<Float>, count: Int) -> UnsafeMutablePointer<Float> {
         self.x = x
         out.resize(count)
-        SiLU.forward(x, out.ptr, count: count)
+        A.forward(x, out.ptr, count: count)
         return out.ptr
     }
 
     @discardableResult
     public func backward(_ dy: UnsafePointer<Float>) -> UnsafeMutablePointer<Float> {
-        guard let x else { preconditionFailure("SiLU.backward before forward") }
+        guard let x else { preconditionFailure("\(A.self).backward before forward") }
         dIn.resize(out.count)
-        SiLU.backward(x: x, dy: dy, dx: dIn.ptr, count: out.count)
+        A.backward(x: x, dy: dy, dx: dIn.ptr, count: out.count)
         return dIn.ptr
     }
 }
+
+public typealias SiLULayer = ActivationLayer<SiLU>

@@ -13,28 +13,6 @@ public enum ReLU {
     }
 }
 
-/// A ReLU layer that keeps its output and input gradient.
-public final class ReLULayer: @unchecked Sendable {
-    public let out = Buffer()
-    public let dIn = Buffer()
-    private var x: UnsafePointer<Float>?
+extension ReLU: ElementwiseActivation {}
 
-    public init() {}
-
-    /// y = max(x, 0); `x` must stay valid until `backward`.
-    @discardableResult
-    public func forward(_ x: UnsafePointer<Float>, count: Int) -> UnsafeMutablePointer<Float> {
-        self.x = x
-        out.resize(count)
-        ReLU.forward(x, out.ptr, count: count)
-        return out.ptr
-    }
-
-    @discardableResult
-    public func backward(_ dy: UnsafePointer<Float>) -> UnsafeMutablePointer<Float> {
-        guard let x else { preconditionFailure("ReLU.backward before forward") }
-        dIn.resize(out.count)
-        ReLU.backward(x: x, dy: dy, dx: dIn.ptr, count: out.count)
-        return dIn.ptr
-    }
-}
+public typealias ReLULayer = ActivationLayer<ReLU>
