@@ -37,3 +37,9 @@ func parallelFor(_ n: Int, threads t: Int, _ body: (Int) -> Void) {
         }
     }
 }
+
+/// Sets the process's one compute budget: OpenBLAS threads and the elementwise kernels' workers.
+public func setComputeThreads(_ n: Int) {
+    BLAS.setThreads(n)
+    kernelThreads = max(1, n)
+}

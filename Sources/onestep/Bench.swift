@@ -88,8 +88,7 @@ struct Bench: AsyncParsableCommand {
 
         var rows: [BenchRow] = []
         for t in threadList {
-            BLAS.setThreads(t)
-            kernelThreads = t
+            setComputeThreads(t)
             if !noSgemm { rows += BenchSgemm.rows(threads: t, repeats: reps, quick: quick) }
             for (name, net) in all {
                 for b in batchList {
@@ -103,20 +102,17 @@ struct Bench: AsyncParsableCommand {
         // Same output at every thread count (the kernels split work, never reorder sums across threads).
         for (name, net) in all {
             let (x, c) = BenchWeights.input(for: net, batch: 4, seed: seed &+ 11)
-            BLAS.setThreads(1)
-            kernelThreads = 1
+            setComputeThreads(1)
             let y1 = net.forward(x: x, cNoise: c)
             for t in threadList where t > 1 {
-                BLAS.setThreads(t)
-                kernelThreads = t
+                setComputeThreads(t)
                 let yt = net.forward(x: x, cNoise: c)
                 let d = zip(y1, yt).map { abs($0 - $1) }.max() ?? 0
                 print("\(name): max |y(\(t) threads) - y(1 thread)| = \(d)")
             }
         }
         // Leave the process as we found it (single-threaded kernels).
-        BLAS.setThreads(1)
-        kernelThreads = 1
+        setComputeThreads(1)
 
         print("")
         BenchRow.printTable(rows)

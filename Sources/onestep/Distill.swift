@@ -38,8 +38,7 @@ struct Distill: AsyncParsableCommand {
     var resume = false
 
     func run() async throws {
-        BLAS.setThreads(threads)
-        kernelThreads = threads
+        setComputeThreads(threads)
         var config = OneStepConfig()
         if resume {
             guard let text = try? Data(contentsOf: URL(fileURLWithPath: out + "/config.json")) else {

@@ -22,8 +22,7 @@ struct Eval: AsyncParsableCommand {
     @Option(help: "JSON report path (default: MODEL.eval.json).") var out: String?
 
     func run() async throws {
-        BLAS.setThreads(threads)
-        kernelThreads = threads
+        setComputeThreads(threads)
         guard n >= 10 else { throw ValidationError("--n must be at least 10") }
         guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
         let snap = try Snapshot.load(path: model)
@@ -96,8 +95,5 @@ struct Eval: AsyncParsableCommand {
 
 /// CPU model, core count: printed beside every measured number.
 func machineDescription() -> String {
-    let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-    let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
-        .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
-    return "\(model), \(ProcessInfo.processInfo.activeProcessorCount) cores"
+    "\(BenchMachine.cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores"
 }

@@ -19,8 +19,7 @@ struct Sample: AsyncParsableCommand {
     @Option(help: "Output: .png (grid) or .npy (float32 [N, ...]).") var out: String
 
     func run() async throws {
-        BLAS.setThreads(threads)
-        kernelThreads = threads
+        setComputeThreads(threads)
         guard n >= 1 else { throw ValidationError("--n must be at least 1") }
         let snap = try Snapshot.load(path: model)
         let d = snap.makeEDMDenoiser()
