@@ -57,8 +57,11 @@ let package = Package(
         ], exclude: ["README.md"]),
         .target(name: "SamplerClient", dependencies: ["SamplerAPI"] + grpc, exclude: ["README.md"]),
 
+        // Bulk data sets: from the engine in process or from daemons through the client.
+        .target(name: "Generation", dependencies: ["SamplerServer", "SamplerClient", "Diffusion", "TensorCore"], exclude: ["README.md"]),
+
         .executableTarget(name: "onestep", dependencies: [
-            "TensorCore", "NN", "Diffusion", "Training", "SamplerServer", "SamplerClient",
+            "TensorCore", "NN", "Diffusion", "Training", "SamplerServer", "SamplerClient", "Generation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
@@ -72,13 +75,21 @@ let package = Package(
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "NN", "TensorCore", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Diffusion", "NN", "TensorCore", "TestSupport"],
                     exclude: ["Fixtures"]),
+        .target(name: "ServingTestSupport", dependencies: [
+            "Diffusion", "NN", "TensorCore",
+            .product(name: "GRPCCore", package: "grpc-swift-2"),
+            .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        ], path: "Tests/ServingTestSupport"),
         .testTarget(name: "SamplerServerTests", dependencies: [
-            "SamplerServer", "SamplerAPI", "Diffusion", "NN", "TensorCore",
+            "SamplerServer", "SamplerAPI", "Diffusion", "NN", "TensorCore", "ServingTestSupport",
             .product(name: "GRPCCore", package: "grpc-swift-2"),
             .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
             .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         ]),
         .testTarget(name: "SamplerClientTests", dependencies: ["SamplerClient", "SamplerAPI"] + grpc),
+        .testTarget(name: "GenerationTests", dependencies: [
+            "Generation", "SamplerClient", "Training", "Diffusion", "TensorCore", "ServingTestSupport",
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every check of deploy/: the static validation (k8s, Dockerfile, systemd, nginx -t, the binary's
-# shared libraries vs the runtime image) and the live nginx test on loopback.
+# shared libraries vs the runtime image), the live nginx test and the live generation test on loopback.
 #
 #   bash deploy/test_deploy.sh [BINARY]     # BINARY: default $ONESTEP_BIN, else .build/release/onestep
 #
@@ -21,6 +21,7 @@ if [ -z "$PY" ] && [ "$(id -u)" = 0 ]; then
 fi
 if [ -n "$PY" ] && "$PY" "$ROOT/deploy/validate.py" --binary "$BIN"; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
 if bash "$ROOT/deploy/test_nginx.sh" "$BIN"; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+if bash "$ROOT/deploy/test_generate.sh" "$BIN"; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
 
 echo "test_deploy: $pass passed, $fail failed"
 [ "$fail" = 0 ]

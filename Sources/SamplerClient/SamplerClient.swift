@@ -50,8 +50,10 @@ public struct SamplerClientError: Error, CustomStringConvertible, Sendable {
 /// (`retry-after-ms` or `grpc-retry-pushback-ms` trailing metadata) when it sent one, stretched by
 /// up to `jitter` so that rejected clients do not come back together; otherwise
 /// `initialBackoff * multiplier^(k-1)`, capped at `maxBackoff`, times a factor in
-/// `[1 - jitter, 1 + jitter]`. No try starts after the call's deadline. A negative pushback means
-/// "do not retry" (gRPC's rule).
+/// `[1 - jitter, 1 + jitter]`. A retry starts only when at least `minimumTryTime` of the call's
+/// deadline would be left after the wait, so a call that runs out of time reports the last real
+/// error rather than a try cut short by the deadline. A negative pushback means "do not retry"
+/// (gRPC's rule).
 public struct RetryPolicy: Sendable, Equatable {
     public var maxAttempts: Int
     public var initialBackoff: Duration
@@ -59,15 +61,18 @@ public struct RetryPolicy: Sendable, Equatable {
     public var multiplier: Double
     public var jitter: Double
     public var retryableCodes: Set<RPCError.Code>
+    public var minimumTryTime: Duration
 
     public init(maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(50), maxBackoff: Duration = .seconds(5),
-                multiplier: Double = 2, jitter: Double = 0.2, retryableCodes: Set<RPCError.Code> = [.unavailable, .resourceExhausted]) {
+                multiplier: Double = 2, jitter: Double = 0.2, retryableCodes: Set<RPCError.Code> = [.unavailable, .resourceExhausted],
+                minimumTryTime: Duration = .milliseconds(100)) {
         self.maxAttempts = max(1, maxAttempts)
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
         self.multiplier = multiplier
         self.jitter = min(max(jitter, 0), 1)
         self.retryableCodes = retryableCodes
+        self.minimumTryTime = max(.zero, minimumTryTime)
     }
 
     /// One try, no retries.
@@ -153,7 +158,10 @@ public final class SamplerClient: Sendable {
             let transport = try HTTP2ClientTransport.Posix(
                 target: .dns(host: e.host, port: e.port),
                 transportSecurity: configuration.tls ? .tls : .plaintext,
-                config: .defaults { $0.http2.maxFrameSize = 1 << 20 }
+                config: .defaults { $0.http2.maxFrameSize = 1 << 20 },
+                // A DNS name that resolves to several daemons (a Kubernetes headless Service)
+                // is balanced over all its addresses, not just the first.
+                serviceConfig: ServiceConfig(loadBalancingConfig: [.roundRobin])
             )
             clients.append(GRPCClient(transport: transport))
         }
@@ -283,7 +291,7 @@ public final class SamplerClient: Sendable {
                 let hint = RetryPolicy.hint(error)
                 if let hint, hint < .zero { throw error }
                 let wait = policy.backoff(failures: failures, hint: hint, unit: Double.random(in: 0..<1))
-                if let deadline, clock.now + wait >= deadline { throw error }
+                if let deadline, clock.now + wait + policy.minimumTryTime > deadline { throw error }
                 try await Task.sleep(for: wait)
             }
         }

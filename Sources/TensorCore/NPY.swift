@@ -1,6 +1,6 @@
 import Foundation
 
-/// NumPy `.npy` (format 1.0) for float32 and uint8 arrays: magic, header dict padded to 64 bytes,
+/// NumPy `.npy` (format 1.0) for float32, int32 and uint8 arrays: magic, header dict padded to 64 bytes,
 /// raw little-endian data. Writes are atomic.
 public enum NPY {
     /// Encodes a little-endian float32 array of `shape`.
@@ -21,6 +21,14 @@ public enum NPY {
             throw TensorCoreError(.shapeMismatch, "npy: shape \(shape) needs \(shape.reduce(1, *)) bytes, got \(bytes.count)")
         }
         return header(descr: "|u1", shape: shape) + bytes
+    }
+
+    /// Encodes a little-endian int32 array of `shape` (class labels).
+    public static func encode(int32 values: [Int32], shape: [Int]) throws -> [UInt8] {
+        guard shape.reduce(1, *) == values.count else {
+            throw TensorCoreError(.shapeMismatch, "npy: shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)")
+        }
+        return header(descr: "<i4", shape: shape) + values.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: UInt32(bitPattern: v) >> (8 * $0)) } }
     }
 
     public static func write(_ values: [Float], shape: [Int], to path: String) throws {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import SamplerServer
+import ServingTestSupport
 
 /// `onestep request` and `onestep loadtest` (or the dev `onestep-client`) against a real daemon.
 final class ClientCommandTests: XCTestCase {

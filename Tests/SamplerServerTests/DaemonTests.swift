@@ -5,6 +5,7 @@ import SamplerAPI
 import Synchronization
 import XCTest
 @testable import SamplerServer
+import ServingTestSupport
 
 /// The real daemon process on 127.0.0.1: hot swap under load, overload, SIGTERM during load, auth
 /// and bad input, determinism across APIs and batching. Each test is bounded in time and calls.

@@ -3,6 +3,7 @@ import XCTest
 import Diffusion
 import TensorCore
 @testable import SamplerServer
+import ServingTestSupport
 
 /// The real engine on tiny snapshots: sample i of seed s is the same bits whatever shares its batch,
 /// through the engine and through the lane's batching, and equals the Diffusion module's generator.

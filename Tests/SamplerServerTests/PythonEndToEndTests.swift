@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import SamplerServer
+import ServingTestSupport
 
 /// Starts the real daemon on 127.0.0.1 (a free port) and runs clients/python/e2e_test.py against it:
 /// Triton's unmodified tritonclient for the KServe V2 API, grpcio for the Sampler API and health.

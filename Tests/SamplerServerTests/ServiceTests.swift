@@ -5,6 +5,7 @@ import GRPCInProcessTransport
 import Diffusion
 import SamplerAPI
 @testable import SamplerServer
+import ServingTestSupport
 
 /// The services end to end over the in-process transport, on a repository of tiny snapshots.
 final class ServiceTests: XCTestCase {

@@ -2,6 +2,7 @@ import Diffusion
 import Foundation
 import XCTest
 @testable import SamplerServer
+import ServingTestSupport
 
 /// A request resolved to a version's lane just before a hot swap retires that version must not
 /// fail: the frontend resolves the request's selector again and runs it on the new version.

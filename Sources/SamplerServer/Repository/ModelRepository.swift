@@ -333,6 +333,12 @@ public actor ModelRepository {
         }
     }
 
+    /// The version folders of one model folder that hold a `model.safetensors` (no READY marker
+    /// needed), sorted by version: what an offline tool sees in a repository.
+    public static func versionsOnDisk(modelFolder dir: String) -> [(version: Int64, path: String)] {
+        completeVersions(dir, requireMarker: false).map { ($0.version, $0.path) }.sorted { $0.version < $1.version }
+    }
+
     static func select(_ versions: [Int64], policy: VersionPolicy) -> [Int64] {
         let sorted = versions.sorted()
         switch policy {

@@ -15,11 +15,7 @@ enum OutputEncoding {
     }
 
     /// Images live in [-1, 1]: `round(clamp((x + 1) / 2, 0, 1) * 255)`; NaN maps to 0.
-    static func uint8(_ x: Float) -> UInt8 {
-        guard x.isFinite else { return x == .infinity ? 255 : 0 }
-        let v = ((x + 1) * 0.5).clamped(to: 0...1) * 255
-        return UInt8(v.rounded())
-    }
+    static func uint8(_ x: Float) -> UInt8 { PNG.quantize(x) }
 
     static func uint8(_ samples: [Float]) -> Data {
         Data(samples.map(uint8))
@@ -51,8 +47,4 @@ enum OutputEncoding {
             (0..<(data.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
         }
     }
-}
-
-extension Comparable {
-    func clamped(to r: ClosedRange<Self>) -> Self { min(max(self, r.lowerBound), r.upperBound) }
 }

@@ -2,12 +2,11 @@ import Foundation
 import Diffusion
 import NN
 import TensorCore
-@testable import SamplerServer
 
 /// Tiny generator snapshots written into a temporary model repository.
-enum Fixtures {
+public enum Fixtures {
     /// A random-weight U-Net generator on 1x8x8 images (optionally class-conditional).
-    static func imageGenerator(seed: UInt64 = 1, numClasses: Int = 0) throws -> Snapshot {
+    public static func imageGenerator(seed: UInt64 = 1, numClasses: Int = 0) throws -> Snapshot {
         var cfg = UNetConfig()
         cfg.inChannels = 1
         cfg.outChannels = 1
@@ -23,26 +22,26 @@ enum Fixtures {
     }
 
     /// A random-weight MLP generator on 2-D vectors.
-    static func vectorGenerator(seed: UInt64 = 1) throws -> Snapshot {
+    public static func vectorGenerator(seed: UInt64 = 1) throws -> Snapshot {
         let net = try MLPDenoiser(MLPConfig(dim: 2, width: 16, blocks: 1, noiseChannels: 8), seed: seed)
         randomize(net.parameters, seed: seed)
         return Snapshot(kind: .generator, network: net, sigmaInit: 2.5)
     }
 
-    static func randomize(_ p: ParameterStore, seed: UInt64, scale: Float = 0.3) {
+    public static func randomize(_ p: ParameterStore, seed: UInt64, scale: Float = 0.3) {
         var rng = Philox4x32(seed: seed, stream: 999)
         for i in 0..<p.count { p.values.ptr[i] = (2 * rng.nextUniform() - 1) * scale }
     }
 
     /// A fresh repository folder.
-    static func repository() throws -> String {
+    public static func repository() throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("onestep-repo-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
     }
 
     /// Writes `snapshot` as `root/name/version/model.safetensors` (built aside, then renamed).
-    static func install(_ snapshot: Snapshot, root: String, name: String, version: Int) throws {
+    public static func install(_ snapshot: Snapshot, root: String, name: String, version: Int) throws {
         let modelDir = (root as NSString).appendingPathComponent(name)
         let tmp = (modelDir as NSString).appendingPathComponent(".\(version).tmp")
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
