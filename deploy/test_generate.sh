@@ -190,7 +190,7 @@ fi
 # ---- optional: samples/s ------------------------------------------------------------------------
 if [ "$BENCH" = 1 ]; then
     echo "bench ($N samples, png, OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS per process; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)):"
-    rate() { python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(f"{s[\"samples_per_second\"]:.0f} samples/s ({s[\"seconds\"]:.2f} s)")' "$1/summary.json"; }
+    rate() { python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("%.0f samples/s (%.2f s)" % (s["samples_per_second"], s["seconds"]))' "$1/summary.json"; }
     start_daemon c; PID_C=$DAEMON_PID; wait_daemon c "$PID_C"; PORT_C=$(grpc_port "$TMP/c.port")
     for round in 1 2; do
         rm -rf "$TMP"/b_*

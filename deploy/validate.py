@@ -482,6 +482,7 @@ def validate_k8s(cfg):
         check("JOB_COMPLETION_INDEX" in jenv, "Job container declares JOB_COMPLETION_INDEX (so $(...) expands)")
         for fl in ("--model", "--seeds", "--server", "--out"):
             check(flagval(jargs, fl) is not None, f"Job passes {fl}")
+        check("--resume" in jargs, "Job passes --resume (a retried pod continues its shard instead of being refused)")
         seeds = flagval(jargs, "--seeds") or ""
         check(re.fullmatch(r"\d+-\d+", seeds) is not None and int(seeds.split("-")[0]) <= int(seeds.split("-")[1]),
               f"Job --seeds is a range A-B ({seeds})")
