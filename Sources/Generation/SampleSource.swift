@@ -65,11 +65,18 @@ public final class LocalSource: SampleSource {
                           supportsBestOf: d.hasClassifier, maxSamplesPerCall: Int.max, location: "in process (\(path))")
     }
 
+    /// Best-of-K as the daemon does it: the K candidates of every seed, scored by the version's
+    /// ratio classifier (`BestOfK`).
     public func samples(seeds: [UInt64], labels: [Int32]?, bestOf: Int) async throws -> [Float] {
-        guard bestOf <= 1 else {
-            throw GenerationError(.source, "model '\(info.model)' version \(info.version) ships no ratio classifier: best-of-K is not available in process")
+        let ids = seeds.map { SampleID(seed: $0, index: 0) }
+        guard bestOf > 1 else { return try await engine.run(model: handle, ids: ids, labels: labels) }
+        let candidates = BestOfK.candidates(ids, k: bestOf)
+        let candidateLabels = labels.map { ls in ls.flatMap { Array(repeating: $0, count: bestOf) } }
+        let all = try await engine.run(model: handle, ids: candidates, labels: candidateLabels)
+        guard let scores = try await engine.score(model: handle, samples: all, count: candidates.count, labels: candidateLabels) else {
+            throw GenerationError(.source, "model '\(info.model)' version \(info.version) ships no ratio classifier: --best-of needs one")
         }
-        return try await engine.run(model: handle, ids: seeds.map { SampleID(seed: $0, index: 0) }, labels: labels)
+        return BestOfK.pick(samples: all, scores: scores, k: bestOf, sampleSize: info.sampleSize, rule: handle.description.bestOfRule, ids: ids).samples
     }
 
     public func close() async {}

@@ -18,6 +18,8 @@ struct Eval: AsyncParsableCommand {
     @Option(help: "Teacher ODE steps (default: the snapshot's sampler).") var steps: Int?
     @Option(help: "Sampling seeds: seed, seed+1, ... (mean and spread are reported).") var seeds = 1
     @Option(help: "First sampling seed.") var seed: UInt64 = 1000
+    @Option(help: "Best-of-K for generators that ship a ratio classifier (K network evaluations per sample).") var bestOf = 1
+    @Option(help: "Best-of-K rule: resample (weights exp(score)) or best (top score); default: the snapshot's.") var bestOfRule: String?
     @Option(help: "Threads (BLAS and kernels).") var threads = 2
     @Option(help: "JSON report path (default: MODEL.eval.json).") var out: String?
 
@@ -25,10 +27,12 @@ struct Eval: AsyncParsableCommand {
         setComputeThreads(threads)
         guard n >= 10 else { throw ValidationError("--n must be at least 10") }
         guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
+        guard bestOf >= 1 else { throw ValidationError("--best-of must be at least 1") }
+        let rule = try BestOfRuleOption.parse(bestOfRule)
         let snap = try Snapshot.load(path: model)
         var sampler = snap.sampler
         if let steps { sampler = SamplerConfig(solver: sampler?.solver ?? .heun, steps: steps) }
-        var report: [String: Any] = ["model": model, "data": data, "n": n, "seeds": seeds, "kind": snap.kind.rawValue,
+        var report: [String: Any] = ["model": model, "data": data, "n": n, "seeds": seeds, "kind": snap.kind.rawValue, "best_of": bestOf, "best_of_rule": bestOfRule ?? "snapshot",
                                      "date": ISO8601DateFormatter().string(from: Date()), "machine": machineDescription()]
         if let toy = try? Toy2D(name: data) {
             let reference = toy.sample(n: n, seed: 424242)
@@ -36,7 +40,7 @@ struct Eval: AsyncParsableCommand {
             var runs: [PointMetricsReport] = []
             var nfe = 1
             for k in 0..<seeds {
-                let (x, f) = drawSamples(snap, count: n, seed: seed + UInt64(k), sampler: sampler)
+                let (x, f) = try drawSamples(snap, count: n, seed: seed + UInt64(k), sampler: sampler, bestOf: bestOf, bestOfRule: rule)
                 nfe = f
                 runs.append(try Metrics.pointReport(x, reference: reference, toy: toy))
             }
@@ -61,7 +65,7 @@ struct Eval: AsyncParsableCommand {
             var nfe = 1
             for k in 0..<seeds {
                 let start = Date()
-                let (x, f) = drawSamples(snap, count: n, seed: seed + UInt64(k), sampler: sampler)
+                let (x, f) = try drawSamples(snap, count: n, seed: seed + UInt64(k), sampler: sampler, bestOf: bestOf, bestOfRule: rule)
                 nfe = f
                 runs.append(try Metrics.imageReport(generated: try evaluator.evaluate(images: x), reference: ref))
                 print(String(format: "seed %d: FD_LeNet %.3f (%.0f s)", Int(seed) + k, runs.last!.fd, Date().timeIntervalSince(start)))

@@ -23,6 +23,7 @@ struct RequestCommand: AsyncParsableCommand {
     @Option(help: "Index of the first sample.") var firstIndex: UInt64 = 0
     @Option(parsing: .upToNextOption, help: "Class labels: one for all, or one per sample.") var labels: [Int32] = []
     @Option(help: "png (a grid of the samples; image models) or npy (float32 [N, ...]).") var format: String = "png"
+    @Option(help: "Best-of-K: K candidates per sample, the model's ratio classifier keeps one (models that ship one).") var bestOf: UInt32 = 1
     @Option(help: "Output file.") var out: String
     @Option(help: "Columns of the PNG grid (default: about the square root of the count).") var columns: Int?
     @Option(help: "Deadline of the whole call in seconds, retries included.") var timeout: Double = 120
@@ -50,6 +51,7 @@ struct RequestCommand: AsyncParsableCommand {
             $0.firstIndex = firstIndex
             $0.labels = labels
             $0.format = .float32
+            $0.bestOf = bestOf
         }
         let started = ContinuousClock.now
         let (samples, shape, servedVersion) = try await SamplerClient.with(config) { client in

@@ -15,12 +15,15 @@ struct Sample: AsyncParsableCommand {
     @Option(help: "Teacher ODE steps (Heun: 2*steps-1 network evaluations); default from the snapshot.") var steps: Int?
     @Option(help: "Solver for teachers: heun or euler.") var solver: String?
     @Option(help: "Class label for every sample (conditional models); default cycles through the classes.") var label: Int?
+    @Option(help: "Best-of-K (generators that ship a ratio classifier): K candidates per sample, keep the top-scored.") var bestOf = 1
+    @Option(help: "Best-of-K rule: resample (weights exp(score)) or best (top score); default: the snapshot's.") var bestOfRule: String?
     @Option(help: "Threads (BLAS and kernels).") var threads = 2
     @Option(help: "Output: .png (grid) or .npy (float32 [N, ...]).") var out: String
 
     func run() async throws {
         setComputeThreads(threads)
         guard n >= 1 else { throw ValidationError("--n must be at least 1") }
+        guard bestOf >= 1 else { throw ValidationError("--best-of must be at least 1") }
         let snap = try Snapshot.load(path: model)
         let d = snap.makeEDMDenoiser()
         let ids = SampleID.range(seed: seed, 0..<n)
@@ -48,8 +51,13 @@ struct Sample: AsyncParsableCommand {
             nfe = cfg.nfe
             x = EDMSampler(cfg).sample(denoiser: d, ids: ids, labels: labels)
         case .generator:
-            x = OneStepGenerator.generate(denoiser: d, sigmaInit: snap.sigmaInit ?? OneStepGenerator.defaultSigmaInit,
-                                          ids: ids, labels: labels)
+            let sigmaInit = snap.sigmaInit ?? OneStepGenerator.defaultSigmaInit
+            guard bestOf > 1 else {
+                x = OneStepGenerator.generate(denoiser: d, sigmaInit: sigmaInit, ids: ids, labels: labels)
+                break
+            }
+            x = try BestOfK.generate(snap, ids: ids, labels: labels, k: bestOf, rule: try BestOfRuleOption.parse(bestOfRule)).samples
+            nfe = bestOf
         }
         let dt = Date().timeIntervalSince(start)
         if out.hasSuffix(".npy") {
@@ -58,5 +66,14 @@ struct Sample: AsyncParsableCommand {
             try PNG.write(try SampleGrid.picture(x, count: n, sampleShape: d.sampleShape), to: out)
         }
         print(String(format: "%d samples (%d NFE each) in %.2f s -> %@", n, nfe, dt, out))
+    }
+}
+
+/// `--best-of-rule` of sample and eval.
+enum BestOfRuleOption {
+    static func parse(_ text: String?) throws -> BestOfK.Rule? {
+        guard let text else { return nil }
+        guard let r = BestOfK.Rule(rawValue: text) else { throw ValidationError("--best-of-rule must be resample or best, got '\(text)'") }
+        return r
     }
 }

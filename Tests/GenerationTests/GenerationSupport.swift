@@ -4,13 +4,14 @@ import ServingTestSupport
 import XCTest
 
 /// A repository with three tiny models: `img` (1x8x8, 10 classes), `plain` (1x8x8, unconditional)
-/// and `vec` (2-D vectors).
+/// `vec` (2-D vectors) and `ranked` (2-D vectors with a ratio classifier, for best-of-K).
 enum GenRepo {
     static func make() throws -> String {
         let root = try Fixtures.repository()
         try Fixtures.install(try Fixtures.imageGenerator(seed: 3, numClasses: 10), root: root, name: "img", version: 1)
         try Fixtures.install(try Fixtures.imageGenerator(seed: 4), root: root, name: "plain", version: 1)
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 5), root: root, name: "vec", version: 1)
+        try Fixtures.install(try Fixtures.vectorGeneratorWithClassifier(seed: 6), root: root, name: "ranked", version: 1)
         return root
     }
 }

@@ -243,7 +243,7 @@ final class GenerationRunTests: XCTestCase {
             _ = try await LocalSource(repository: repo, model: "nope", version: nil, batch: 4)
             XCTFail("unknown model accepted")
         } catch {
-            XCTAssertTrue("\(error)".contains("no model 'nope'") && "\(error)".contains("img, plain, vec"), "\(error)")
+            XCTAssertTrue("\(error)".contains("no model 'nope'") && "\(error)".contains("img, plain, ranked, vec"), "\(error)")
         }
         do {
             _ = try await LocalSource(repository: repo, model: "img", version: 7, batch: 4)
@@ -279,6 +279,22 @@ final class GenerationRunTests: XCTestCase {
         XCTAssertNotNil(a.waitForExit(timeout: 5))
         XCTAssertEqual(s.samples, 120)
         XCTAssertEqual(dataFiles(dir), dataFiles(reference), "through daemons == in process, manifest included")
+
+        // Best-of-K through the daemon equals best-of-K in process, and differs from plain sampling.
+        let bConfig = SamplerClient.Configuration(endpoints: [SamplerEndpoint(host: "127.0.0.1", port: b.grpcPort)], timeout: .seconds(60))
+        let ranked = try await DaemonSource(configuration: bConfig, model: "ranked", version: nil)
+        XCTAssertTrue(ranked.info.supportsBestOf)
+        let vseeds = try SeedRange(first: 0, last: 49)
+        let viaDaemon = temporaryFolder(), inProcess = temporaryFolder(), plain = temporaryFolder()
+        _ = try await generate(ranked, GenerationOptions(out: viaDaemon, seeds: vseeds, format: .npy, chunk: 20, batch: 8, bestOf: 4))
+        await ranked.close()
+        let localRanked = try await local("ranked")
+        _ = try await generate(localRanked, GenerationOptions(out: inProcess, seeds: vseeds, format: .npy, chunk: 20, bestOf: 4))
+        _ = try await generate(localRanked, GenerationOptions(out: plain, seeds: vseeds, format: .npy, chunk: 20))
+        XCTAssertEqual(dataFiles(viaDaemon), dataFiles(inProcess), "best-of-4 through the daemon == in process")
+        XCTAssertNotEqual(sampleFiles(inProcess), sampleFiles(plain), "best-of-4 replaced some samples")
+        XCTAssertTrue(String(decoding: FileManager.default.contents(atPath: "\(inProcess)/generate.json")!, as: UTF8.self).contains("\"best_of\" : 4"))
+        for d in [viaDaemon, inProcess, plain] { try? FileManager.default.removeItem(atPath: d) }
         b.sigterm()
         _ = b.waitForExit(timeout: 20)
         for d in [dir, reference] { try? FileManager.default.removeItem(atPath: d) }

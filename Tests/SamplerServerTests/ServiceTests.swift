@@ -21,6 +21,7 @@ final class ServiceTests: XCTestCase {
         try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: root, name: "img", version: 1)
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 2), root: root, name: "vec", version: 3)
         try Fixtures.install(try Fixtures.imageGenerator(seed: 4, numClasses: 3), root: root, name: "cond", version: 1)
+        try Fixtures.install(try Fixtures.vectorGeneratorWithClassifier(seed: 5, numClasses: 2), root: root, name: "ranked", version: 1)
         let engine = DiffusionEngine()
         let repo = ModelRepository(config: .init(root: root, policy: policy, warmupSamples: 2, batcher: batcher), engine: engine)
         await repo.poll()
@@ -67,6 +68,60 @@ final class ServiceTests: XCTestCase {
         let lane = try await h.repository.lane(model: "img")
         let direct = try await h.engine.run(model: lane.model, ids: SampleID.range(seed: 42, 5..<15), labels: nil)
         XCTAssertEqual(floats(response.data).map(\.bitPattern), direct.map(\.bitPattern))
+    }
+
+    /// Best-of-K: each kept sample is the candidate of the K of `BestOfK.candidates` that
+    /// resampling by the model's classifier scores picks, unary and streamed alike; K = 1 is plain
+    /// sampling.
+    func testBestOfKKeepsTheTopScoredCandidate() async throws {
+        let h = try await makeHarness()
+        let ids = SampleID.range(seed: 7, 0..<12)
+        let labels: [Int32] = (0..<12).map { Int32($0 % 2) }
+        let (unary, streamed, plain) = try await withServer(h) { client in
+            let c = Onestep_Sampler_V1_Sampler.Client(wrapping: client)
+            let req = Onestep_Sampler_V1_SampleRequest.with { $0.model = "ranked"; $0.count = 12; $0.seed = 7; $0.labels = labels; $0.bestOf = 5 }
+            let u = try await c.sample(req)
+            let s = try await c.sampleStream(req) { r in
+                var out: [Onestep_Sampler_V1_SampleStreamResponse] = []
+                for try await m in r.messages { out.append(m) }
+                return out
+            }
+            var one = req
+            one.bestOf = 1
+            return (u, s, try await c.sample(one))
+        }
+        let lane = try await h.repository.lane(model: "ranked")
+        XCTAssertTrue(lane.model.description.hasClassifier)
+        let candidates = BestOfK.candidates(ids, k: 5)
+        XCTAssertEqual(candidates.count, 60)
+        XCTAssertEqual(Set(candidates.map(\.seed)).count, 5, "candidate j of (seed, i) is (h(seed, j), i): 5 seeds for one sample seed")
+        let candLabels = labels.flatMap { Array(repeating: $0, count: 5) }
+        let all = try await h.engine.run(model: lane.model, ids: candidates, labels: candLabels)
+        let scores = try await h.engine.score(model: lane.model, samples: all, count: 60, labels: candLabels)!
+        XCTAssertEqual(lane.model.description.bestOfRule, .resample, "the default rule")
+        var expected: [Float] = [], expectedScores: [Float] = [], chosenNonZero = 0
+        for g in 0..<12 {
+            // Sampling-importance-resampling by hand: weights exp(c), the sample's uniform draw.
+            let group = scores[(g * 5)..<(g * 5 + 5)].map(Double.init)
+            let w = group.map { Foundation.exp($0 - group.max()!) }
+            let u = BestOfK.uniform(ids[g]) * w.reduce(0, +)
+            var j = 0, acc = w[0]
+            while acc <= u { j += 1; acc += w[j] }
+            if j != 0 { chosenNonZero += 1 }
+            expected += all[((g * 5 + j) * 2)..<((g * 5 + j + 1) * 2)]
+            expectedScores.append(Float(group[j]))
+        }
+        XCTAssertGreaterThan(chosenNonZero, 0, "some samples were replaced by a better candidate")
+        XCTAssertEqual(floats(unary.data).map(\.bitPattern), expected.map(\.bitPattern))
+        XCTAssertEqual(unary.scores, expectedScores)
+        XCTAssertEqual(unary.ids.map(\.index), Array(0..<12), "ids name the requested samples, not candidates")
+        XCTAssertEqual(streamed.count, 1)
+        XCTAssertEqual(floats(streamed[0].chunk.data).map(\.bitPattern), expected.map(\.bitPattern))
+        XCTAssertEqual(streamed[0].chunk.scores, expectedScores)
+        XCTAssertEqual(streamed[0].completed, 12)
+        let direct = try await h.engine.run(model: lane.model, ids: ids, labels: labels)
+        XCTAssertEqual(floats(plain.data).map(\.bitPattern), direct.map(\.bitPattern), "best_of 1 is plain sampling")
+        XCTAssertEqual(plain.scores, [])
     }
 
     func testSampleStreamSendsChunksInOrderWithProgress() async throws {
@@ -124,6 +179,7 @@ final class ServiceTests: XCTestCase {
             ("unknown format", .with { $0.model = "img"; $0.count = 1; $0.format = .UNRECOGNIZED(9) }, .invalidArgument),
             ("png of vectors", .with { $0.model = "vec"; $0.count = 1; $0.format = .png }, .invalidArgument),
             ("best-of without classifier", .with { $0.model = "img"; $0.count = 1; $0.bestOf = 4 }, .failedPrecondition),
+            ("best-of above the limit", .with { $0.model = "ranked"; $0.count = 1; $0.bestOf = 17 }, .invalidArgument),
         ]
         let codes = try await withServer(h) { client in
             let s = Onestep_Sampler_V1_Sampler.Client(wrapping: client)
@@ -180,13 +236,18 @@ final class ServiceTests: XCTestCase {
             let s = Onestep_Sampler_V1_Sampler.Client(wrapping: client)
             return (try await s.listModels(.init()), try await s.modelInfo(.with { $0.model = "cond" }))
         }
-        XCTAssertEqual(list.models.map(\.name), ["cond", "img", "vec"])
+        XCTAssertEqual(list.models.map(\.name), ["cond", "img", "ranked", "vec"])
         XCTAssertEqual(list.models.first { $0.name == "vec" }?.defaultVersion, 3)
         XCTAssertEqual(list.models.first { $0.name == "vec" }?.versions.first?.state, "READY")
         XCTAssertEqual(info.sampleShape, [1, 8, 8])
         XCTAssertEqual(info.numClasses, 3)
         XCTAssertEqual(info.kind, "generator")
         XCTAssertEqual(info.maxSamplesPerRequest, 64)
+        XCTAssertFalse(info.supportsBestOf)
+        let ranked = try await withServer(h) { client in
+            try await Onestep_Sampler_V1_Sampler.Client(wrapping: client).modelInfo(.with { $0.model = "ranked" })
+        }
+        XCTAssertTrue(ranked.supportsBestOf, "the snapshot ships a classifier")
     }
 
     // MARK: - KServe V2
@@ -268,7 +329,7 @@ final class ServiceTests: XCTestCase {
             let afterLoad = try await v2.modelReady(.with { $0.name = "vec" }).ready
             return (before, afterUnload, ready, afterLoad)
         }
-        XCTAssertEqual(before.models.map(\.state), ["READY", "READY", "READY"])
+        XCTAssertEqual(before.models.map(\.state), ["READY", "READY", "READY", "READY"])
         XCTAssertEqual(afterUnload.models.first { $0.name == "vec" }?.state, "UNAVAILABLE")
         XCTAssertFalse(readyAfterUnload)
         XCTAssertTrue(afterLoad)

@@ -28,6 +28,16 @@ public enum Fixtures {
         return Snapshot(kind: .generator, network: net, sigmaInit: 2.5)
     }
 
+    /// A vector generator that ships a random-weight ratio classifier (part `classifier`), so
+    /// best-of-K can rank its candidates.
+    public static func vectorGeneratorWithClassifier(seed: UInt64 = 1, numClasses: Int = 0) throws -> Snapshot {
+        let net = try MLPDenoiser(MLPConfig(dim: 2, width: 16, blocks: 1, noiseChannels: 8, numClasses: numClasses), seed: seed)
+        randomize(net.parameters, seed: seed)
+        let c = try RatioClassifierMLP(RatioClassifierConfig(dim: 2, width: 16, blocks: 1, noiseChannels: 8, numClasses: numClasses), seed: seed &+ 1)
+        randomize(c.parameters, seed: seed &+ 1, scale: 0.5)
+        return Snapshot(kind: .generator, network: net, sigmaInit: 2.5, parts: [try c.snapshotPart()])
+    }
+
     public static func randomize(_ p: ParameterStore, seed: UInt64, scale: Float = 0.3) {
         var rng = Philox4x32(seed: seed, stream: 999)
         for i in 0..<p.count { p.values.ptr[i] = (2 * rng.nextUniform() - 1) * scale }

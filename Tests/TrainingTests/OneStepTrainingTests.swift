@@ -65,7 +65,7 @@ final class OneStepTrainingTests: XCTestCase {
         let cls = try RatioClassifierMLP.load(part: part)
         let x: [Float] = [1.4, 0, 0.3, 0.2], s: [Float] = [0.05, 0.5]
         XCTAssertEqual(cls.forward(x: x, sigma: s), t.classifier.forward(x: x, sigma: s))
-        let (samples, nfe) = drawSamples(snap, count: 2000, seed: 0xE7A1)
+        let (samples, nfe) = try drawSamples(snap, count: 2000, seed: 0xE7A1)
         XCTAssertEqual(nfe, 1)
         XCTAssertEqual(try Metrics.pointReport(samples, reference: Toy2D.eightGaussians.sample(n: 2000, seed: 0xDA7A), toy: .eightGaussians).slicedW2,
                        afterEMA.slicedW2, accuracy: 1e-9)

@@ -68,6 +68,11 @@ public actor Lane {
     /// Like `submit`, but returns nil instead of queueing when this lane is draining (its version is
     /// being retired by a hot swap, or the server is shutting down): the caller can resolve the
     /// model's lane again and submit there, so a swap never fails a request that raced with it.
+    /// Best-of-K scores of samples this lane's model produced (nil: the model has no classifier).
+    public nonisolated func score(samples: [Float], count: Int, labels: [Int32]?) async throws -> [Float]? {
+        try await engine.score(model: model, samples: samples, count: count, labels: labels)
+    }
+
     public func submitIfOpen(ids: [SampleID], labels: [Int32]?, priority: Priority = .normal,
                              deadline: ContinuousClock.Instant? = nil) -> (id: RequestID, chunks: AsyncThrowingStream<SampleChunk, any Error>)? {
         if batcher.isDraining { return nil }

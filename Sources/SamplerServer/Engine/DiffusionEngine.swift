@@ -27,10 +27,14 @@ public final class DiffusionEngine: SampleEngine {
     final class Loaded: @unchecked Sendable {
         let denoiser: EDMDenoiser
         let snapshot: Snapshot
-        init(snapshot: Snapshot) {
+        /// The ratio classifier shipped as part `classifier` (best-of-K), if any.
+        let classifier: RatioClassifierMLP?
+        init(snapshot: Snapshot) throws {
             self.snapshot = snapshot
             self.denoiser = snapshot.makeEDMDenoiser()
             snapshot.network.parameters.batchInvariant = true
+            classifier = try snapshot.classifier()
+            classifier?.parameters.batchInvariant = true
         }
     }
 
@@ -40,12 +44,15 @@ public final class DiffusionEngine: SampleEngine {
             do { snap = try Snapshot.load(path: path) } catch {
                 throw ServerError(.loadFailed, "\(name) version \(version): cannot load '\(path)'", cause: "\(error)")
             }
-            let loaded = Loaded(snapshot: snap)
+            let loaded: Loaded
+            do { loaded = try Loaded(snapshot: snap) } catch {
+                throw ServerError(.loadFailed, "\(name) version \(version): cannot load '\(path)'", cause: "\(error)")
+            }
             let d = loaded.denoiser
             let nfe = snap.kind == .generator ? 1 : (snap.sampler?.nfe ?? 1)
             let desc = ModelDescription(sampleShape: d.sampleShape, numClasses: d.numClasses, kind: snap.kind.rawValue,
                                         sigmaInit: snap.sigmaInit, nfe: nfe, provenance: snap.provenance,
-                                        hasClassifier: false)
+                                        hasClassifier: loaded.classifier != nil, bestOfRule: BestOfK.rule(of: snap))
             return ModelHandle(name: name, version: version, description: desc, payload: loaded)
         }
     }
@@ -65,6 +72,17 @@ public final class DiffusionEngine: SampleEngine {
                 let sampler = EDMSampler(snap.sampler ?? SamplerConfig(), maxBatch: chunk)
                 return sampler.sample(denoiser: loaded.denoiser, ids: ids, labels: labels)
             }
+        }
+    }
+
+    public func score(model: ModelHandle, samples: [Float], count: Int, labels: [Int32]?) async throws -> [Float]? {
+        guard let loaded = model.payload as? Loaded else {
+            throw ServerError(.internalError, "model \(model.name) was not loaded by this engine")
+        }
+        guard let classifier = loaded.classifier else { return nil }
+        let chunk = networkBatch
+        return try await onQueue {
+            BestOfK.scores(classifier: classifier, samples: samples, count: count, labels: labels, maxBatch: chunk)
         }
     }
 

@@ -15,9 +15,11 @@ public struct ModelDescription: Sendable, Equatable {
     public var provenance: [String: String]
     /// Whether best-of-K can rank candidates (the snapshot ships a ratio classifier).
     public var hasClassifier: Bool
+    /// How best-of-K keeps one of K candidates.
+    public var bestOfRule: BestOfK.Rule
 
     public init(sampleShape: [Int], numClasses: Int = 0, kind: String = "generator", sigmaInit: Float? = nil, nfe: Int = 1,
-                provenance: [String: String] = [:], hasClassifier: Bool = false) {
+                provenance: [String: String] = [:], hasClassifier: Bool = false, bestOfRule: BestOfK.Rule = .resample) {
         self.sampleShape = sampleShape
         self.numClasses = numClasses
         self.kind = kind
@@ -25,6 +27,7 @@ public struct ModelDescription: Sendable, Equatable {
         self.nfe = nfe
         self.provenance = provenance
         self.hasClassifier = hasClassifier
+        self.bestOfRule = bestOfRule
     }
 
     /// Floats per sample.

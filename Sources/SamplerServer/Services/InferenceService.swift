@@ -218,7 +218,7 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
         }
 
         let job = SampleJob(lane: lane, ids: ids, labels: label32, priority: priority, deadline: deadline, version: requestedVersion)
-        let (samples, _, _, servedBy) = try await frontend.runAll(job)
+        let (samples, _, _, servedBy, _) = try await frontend.runAll(job)
 
         var r = Inference_ModelInferResponse()
         r.modelName = servedBy.model.name

@@ -15,8 +15,9 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
                        context: ServerContext) async throws -> ServerResponse<Onestep_Sampler_V1_SampleResponse> {
         try await mapErrors {
             let (job, format) = try await prepare(request.message, metadata: request.metadata)
-            let (samples, queue, compute, lane) = try await frontend.runAll(job)
+            let (samples, queue, compute, lane, scores) = try await frontend.runAll(job)
             var response = try encode(samples, ids: job.ids, labels: job.labels, lane: lane, format: format)
+            response.scores = scores ?? []
             response.queueUs = UInt64(max(0, queue.microseconds))
             response.computeUs = UInt64(max(0, compute.microseconds))
             return ServerResponse(message: response)
@@ -29,6 +30,21 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
         let frontend = self.frontend
         return StreamingServerResponse { writer in
             try await mapErrors {
+                if job.bestOf > 1 {
+                    // Candidates are chosen once all are scored: one message.
+                    let (samples, queue, compute, lane, scores) = try await frontend.runAll(job)
+                    var part = try encode(samples, ids: job.ids, labels: job.labels, lane: lane, format: format)
+                    part.scores = scores ?? []
+                    part.queueUs = UInt64(max(0, queue.microseconds))
+                    part.computeUs = UInt64(max(0, compute.microseconds))
+                    try await writer.write(.with {
+                        $0.offset = 0
+                        $0.chunk = part
+                        $0.completed = UInt32(job.ids.count)
+                        $0.total = UInt32(job.ids.count)
+                    })
+                    return [:]
+                }
                 let (lane, id, chunks) = try await frontend.run(job)
                 let total = job.ids.count
                 // Chunks are sent in offset order; with several batches in flight a later one may
@@ -160,10 +176,9 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
             guard d.hasClassifier else {
                 throw ServerError(.failedPrecondition, "best-of-K needs a model that ships a ratio classifier; '\(m.model)' version \(lane.model.version) has none")
             }
-            throw ServerError(.unimplemented, "best-of-K is not implemented yet")
         }
         return (SampleJob(lane: lane, ids: ids, labels: labels, priority: priority, deadline: deadline(from: metadata),
-                          version: version, label: label), format)
+                          version: version, label: label, bestOf: max(1, Int(m.bestOf))), format)
     }
 
     static func selector(_ s: Onestep_Sampler_V1_SampleRequest.OneOf_VersionSelector?) -> (Int64?, String?) {

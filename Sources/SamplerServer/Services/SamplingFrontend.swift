@@ -24,6 +24,8 @@ struct SampleJob: Sendable {
     /// How the request chose its version (to resolve again if the chosen lane is retired meanwhile).
     var version: Int64? = nil
     var label: String? = nil
+    /// Best-of-K: candidates per sample (1: off).
+    var bestOf: Int = 1
 }
 
 /// What both APIs share: resolving the model, checking the request against it and the limits, and
@@ -78,8 +80,24 @@ struct SamplingFrontend: Sendable {
     }
 
     /// Runs a job to the end: all samples, sample-major, with the longest queue and compute times,
-    /// and the lane (model version) that produced them.
-    func runAll(_ job: SampleJob) async throws -> (samples: [Float], queue: Duration, compute: Duration, lane: Lane) {
+    /// the lane (model version) that produced them, and (best-of-K) the kept candidates' scores.
+    /// Best-of-K runs the K candidates of every sample as one job through the lane (so they batch
+    /// with other requests), then scores them with the version's ratio classifier.
+    func runAll(_ job: SampleJob) async throws -> (samples: [Float], queue: Duration, compute: Duration, lane: Lane, scores: [Float]?) {
+        if job.bestOf > 1 {
+            let k = job.bestOf
+            var expanded = job
+            expanded.bestOf = 1
+            expanded.ids = BestOfK.candidates(job.ids, k: k)
+            expanded.labels = job.labels.map { ls in ls.flatMap { Array(repeating: $0, count: k) } }
+            let r = try await runAll(expanded)
+            guard let scores = try await r.lane.score(samples: r.samples, count: expanded.ids.count, labels: expanded.labels) else {
+                throw ServerError(.failedPrecondition, "model '\(r.lane.model.name)' version \(r.lane.model.version) ships no ratio classifier for best-of-K")
+            }
+            let d = r.lane.model.description
+            let picked = BestOfK.pick(samples: r.samples, scores: scores, k: k, sampleSize: d.sampleSize, rule: d.bestOfRule, ids: job.ids)
+            return (picked.samples, r.queue, r.compute, r.lane, picked.scores)
+        }
         let n = job.lane.model.description.sampleSize
         var out = [Float](repeating: 0, count: job.ids.count * n)
         var queue = Duration.zero, compute = Duration.zero
@@ -93,6 +111,6 @@ struct SamplingFrontend: Sendable {
         } onCancelRPC: {
             Task { await lane.cancel(id) }
         }
-        return (out, queue, compute, lane)
+        return (out, queue, compute, lane, nil)
     }
 }

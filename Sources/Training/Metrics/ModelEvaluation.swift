@@ -5,10 +5,12 @@ import TensorCore
 
 /// Draws samples from a snapshot: a teacher by its ODE sampler, a generator in one step.
 /// Labels cycle through the classes for conditional models (balanced histogram by construction).
-public func drawSamples(_ snap: Snapshot, count: Int, seed: UInt64, sampler: SamplerConfig? = nil) -> (x: [Float], nfe: Int) {
+public func drawSamples(_ snap: Snapshot, count: Int, seed: UInt64, sampler: SamplerConfig? = nil, bestOf: Int = 1,
+                        bestOfRule: BestOfK.Rule? = nil) throws -> (x: [Float], nfe: Int) {
     let d = snap.makeEDMDenoiser()
     let ids = SampleID.range(seed: seed, 0..<count)
     let labels: [Int32]? = d.numClasses > 0 ? (0..<count).map { Int32($0 % d.numClasses) } : nil
+    if bestOf > 1 { return (try BestOfK.generate(snap, ids: ids, labels: labels, k: bestOf, rule: bestOfRule).samples, bestOf) }
     switch snap.kind {
     case .teacher:
         let cfg = sampler ?? snap.sampler ?? SamplerConfig()

@@ -59,18 +59,3 @@ public enum OneStepState {
         return (step, seen, m)
     }
 }
-
-extension RatioClassifierMLP {
-    /// The classifier as a snapshot part (stored beside a generator; METHOD.md, best-of-K).
-    public func snapshotPart(name: String = "classifier") throws -> SnapshotPart {
-        SnapshotPart(name: name, arch: Self.architecture, configJSON: configJSON, tensors: parameters.namedTensors())
-    }
-
-    /// Builds and loads a classifier from a snapshot part.
-    public static func load(part: SnapshotPart) throws -> RatioClassifierMLP {
-        let net = try make(arch: part.arch, configJSON: part.configJSON)
-        let byName = Dictionary(part.tensors, uniquingKeysWith: { a, _ in a })
-        try net.parameters.load { byName[$0] }
-        return net
-    }
-}
