@@ -86,7 +86,7 @@ let package = Package(
             .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
             .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         ]),
-        .testTarget(name: "SamplerClientTests", dependencies: ["SamplerClient", "SamplerAPI"] + grpc),
+        .testTarget(name: "SamplerClientTests", dependencies: ["SamplerClient", "SamplerAPI", "ServingTestSupport"] + grpc),
         .testTarget(name: "GenerationTests", dependencies: [
             "Generation", "SamplerClient", "Training", "Diffusion", "TensorCore", "ServingTestSupport",
         ]),

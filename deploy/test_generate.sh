@@ -36,7 +36,7 @@ source "$ROOT/deploy/testlib.sh"
 need_nginx
 testlib_init
 MOUNTED=""
-trap '[ -n "$MOUNTED" ] && umount "$MOUNTED" 2>/dev/null; cleanup' EXIT
+cleanup_hook() { if [ -n "$MOUNTED" ]; then umount "$MOUNTED" 2>/dev/null; fi; }
 
 SEEDS="0-$((N - 1))"
 gen() {  # out [extra args...]   (in process unless --server is given)

@@ -22,6 +22,8 @@ stop_pid() {  # pid [seconds]
 }
 cleanup() {
     local rc=$?
+    # A test's own teardown (e.g. unmounting), before processes and files go.
+    if declare -F cleanup_hook >/dev/null; then cleanup_hook; fi
     [ -n "$NGINX_PID" ] && stop_pid "$NGINX_PID" 5
     for p in "${PIDS[@]}"; do stop_pid "$p" 10; done
     wait 2>/dev/null

@@ -124,17 +124,20 @@ public final class SamplerClient: Sendable {
         public var retry: RetryPolicy
         /// Largest response accepted, bytes.
         public var maxResponseBytes: Int
-        /// TLS (system trust roots) instead of plaintext.
+        /// TLS instead of plaintext: the server's certificate is checked against the system trust
+        /// roots, or against `trustRoots` (a PEM file of CA certificates) when set.
         public var tls: Bool
+        public var trustRoots: String?
 
         public init(endpoints: [SamplerEndpoint], token: String? = nil, timeout: Duration? = .seconds(60), retry: RetryPolicy = .init(),
-                    maxResponseBytes: Int = 256 << 20, tls: Bool = false) {
+                    maxResponseBytes: Int = 256 << 20, tls: Bool = false, trustRoots: String? = nil) {
             self.endpoints = endpoints
             self.token = token
             self.timeout = timeout
             self.retry = retry
             self.maxResponseBytes = maxResponseBytes
-            self.tls = tls
+            self.tls = tls || trustRoots != nil
+            self.trustRoots = trustRoots
         }
 
         /// From `host:port` strings.
@@ -156,8 +159,8 @@ public final class SamplerClient: Sendable {
         var clients: [GRPCClient<HTTP2ClientTransport.Posix>] = []
         for e in configuration.endpoints {
             let transport = try HTTP2ClientTransport.Posix(
-                target: .dns(host: e.host, port: e.port),
-                transportSecurity: configuration.tls ? .tls : .plaintext,
+                target: Self.target(e),
+                transportSecurity: Self.security(configuration),
                 config: .defaults { $0.http2.maxFrameSize = 1 << 20 },
                 // A DNS name that resolves to several daemons (a Kubernetes headless Service)
                 // is balanced over all its addresses, not just the first.
@@ -172,6 +175,21 @@ public final class SamplerClient: Sendable {
                 for c in all { group.addTask { try? await c.runConnections() } }
             }
         }
+    }
+
+    /// IP literals connect directly (and send no TLS server name, which may not be an address);
+    /// names are resolved by DNS, every address of the name used (round robin).
+    static func target(_ e: SamplerEndpoint) -> any ResolvableTarget {
+        var v4 = in_addr(), v6 = in6_addr()
+        if inet_pton(AF_INET, e.host, &v4) == 1 { return .ipv4(address: e.host, port: e.port) }
+        if inet_pton(AF_INET6, e.host, &v6) == 1 { return .ipv6(address: e.host, port: e.port) }
+        return .dns(host: e.host, port: e.port)
+    }
+
+    static func security(_ c: Configuration) -> HTTP2ClientTransport.Posix.TransportSecurity {
+        guard c.tls else { return .plaintext }
+        guard let roots = c.trustRoots else { return .tls }
+        return .tls { $0.trustRoots = .certificates([.file(path: roots, format: .pem)]) }
     }
 
     /// Runs `body` with a client and closes it afterwards.

@@ -29,6 +29,8 @@ struct RequestCommand: AsyncParsableCommand {
     @Option(help: "Deadline of the whole call in seconds, retries included.") var timeout: Double = 120
     @Option(help: "Tries on UNAVAILABLE or RESOURCE_EXHAUSTED (1: no retry).") var attempts: Int = 5
     @Option(help: "File holding the bearer token (else the ONESTEP_TOKEN environment variable).") var tokenFile: String?
+    @Flag(help: "TLS, checking the daemon's certificate against the system trust roots.") var tls = false
+    @Option(help: "TLS, checking the daemon's certificate against these CA certificates (PEM).") var tlsCa: String?
     @Flag(help: "Stream the samples (progress on standard error) instead of one response.") var stream = false
 
     func validate() throws {
@@ -40,8 +42,10 @@ struct RequestCommand: AsyncParsableCommand {
 
     func run() async throws {
         let token = try ClientToken.read(file: tokenFile)
-        let config = try SamplerClient.Configuration(endpoints: server, token: token, timeout: .milliseconds(Int64(timeout * 1000)),
+        var config = try SamplerClient.Configuration(endpoints: server, token: token, timeout: .milliseconds(Int64(timeout * 1000)),
                                                      retry: RetryPolicy(maxAttempts: attempts))
+        config.tls = tls || tlsCa != nil
+        config.trustRoots = tlsCa
         let request = SampleRequest.with {
             $0.model = model
             if let version { $0.version = version }

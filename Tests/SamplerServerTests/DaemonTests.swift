@@ -282,8 +282,8 @@ final class DaemonTests: XCTestCase {
             ("health needs no token", nil, { c in _ = try await Grpc_Health_V1_Health.Client(wrapping: c).check(.with { $0.service = "" }) }),
             ("server live needs no token", nil, { c in _ = try await v2(c).serverLive(.init()) }),
             ("unload without token", .unauthenticated, { c in _ = try await v2(c).repositoryModelUnload(.with { $0.modelName = "vec" }) }),
-            ("unload with user token", .unauthenticated, { c in _ = try await v2(c).repositoryModelUnload(.with { $0.modelName = "vec" }, metadata: user) }),
-            ("load with user token", .unauthenticated, { c in _ = try await v2(c).repositoryModelLoad(.with { $0.modelName = "vec" }, metadata: user) }),
+            ("unload with user token", .permissionDenied, { c in _ = try await v2(c).repositoryModelUnload(.with { $0.modelName = "vec" }, metadata: user) }),
+            ("load with user token", .permissionDenied, { c in _ = try await v2(c).repositoryModelLoad(.with { $0.modelName = "vec" }, metadata: user) }),
             ("unload with admin token", nil, { c in _ = try await v2(c).repositoryModelUnload(.with { $0.modelName = "vec" }, metadata: admin) }),
             ("load with admin token", nil, { c in _ = try await v2(c).repositoryModelLoad(.with { $0.modelName = "vec" }, metadata: admin) }),
             // Sampler API bad input.

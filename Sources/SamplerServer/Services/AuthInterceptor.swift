@@ -2,7 +2,7 @@ import GRPCCore
 
 /// Bearer-token authentication (SERVING.md): with a token configured, every call needs
 /// `authorization: Bearer <token>` except health checks and ServerLive/ServerReady (probes);
-/// RepositoryModelLoad/Unload need the separate admin token. Tokens are compared in constant time
+/// RepositoryModelLoad/Unload need the separate admin token (the user token gets PERMISSION_DENIED). Tokens are compared in constant time
 /// and never logged; a failed call learns nothing about models.
 public struct AuthInterceptor: ServerInterceptor {
     let token: String?
@@ -32,6 +32,10 @@ public struct AuthInterceptor: ServerInterceptor {
                 throw RPCError(code: .permissionDenied, message: "model load and unload are disabled: the server has no admin token configured")
             }
             guard let presented, Self.equal(presented, adminToken) else {
+                if let presented, let token, Self.equal(presented, token) {
+                    // Authenticated, not authorised.
+                    throw RPCError(code: .permissionDenied, message: "this call needs the admin token; the user token cannot load or unload models")
+                }
                 throw RPCError(code: .unauthenticated, message: "this call needs the admin token (authorization: Bearer <admin token>)")
             }
         } else if let token, !Self.open.contains(method) {
