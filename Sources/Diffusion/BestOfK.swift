@@ -2,14 +2,16 @@ import Foundation
 import NN
 import TensorCore
 
-extension RatioClassifierMLP {
+extension RatioClassifier {
     /// The classifier as a snapshot part (stored beside a generator; METHOD.md, best-of-K).
     public func snapshotPart(name: String = "classifier") throws -> SnapshotPart {
-        SnapshotPart(name: name, arch: Self.architecture, configJSON: configJSON, tensors: parameters.namedTensors())
+        SnapshotPart(name: name, arch: architecture, configJSON: configJSON, tensors: parameters.namedTensors())
     }
+}
 
+extension RatioClassifiers {
     /// Builds and loads a classifier from a snapshot part.
-    public static func load(part: SnapshotPart) throws -> RatioClassifierMLP {
+    public static func load(part: SnapshotPart) throws -> any RatioClassifier {
         let net = try make(arch: part.arch, configJSON: part.configJSON)
         let byName = Dictionary(part.tensors, uniquingKeysWith: { a, _ in a })
         try net.parameters.load { byName[$0] }
@@ -106,7 +108,7 @@ public enum BestOfK {
     }
 
     /// Logits of `count` samples (sample-major floats) at `scoreSigma`, in batches of `maxBatch`.
-    public static func scores(classifier: RatioClassifierMLP, samples: [Float], count: Int, labels: [Int32]?, maxBatch: Int = 256) -> [Float] {
+    public static func scores(classifier: any RatioClassifier, samples: [Float], count: Int, labels: [Int32]?, maxBatch: Int = 256) -> [Float] {
         let d = classifier.sampleSize
         precondition(samples.count == count * d, "\(count) samples of \(d) floats expected, got \(samples.count) floats")
         var out = [Float](repeating: 0, count: count)
@@ -134,9 +136,9 @@ public enum BestOfK {
 extension Snapshot {
     /// The ratio classifier shipped as part `classifier` (best-of-K), if any, checked against the
     /// generator's sample size and classes.
-    public func classifier() throws -> RatioClassifierMLP? {
+    public func classifier() throws -> (any RatioClassifier)? {
         guard let part = parts.first(where: { $0.name == "classifier" }) else { return nil }
-        let c = try RatioClassifierMLP.load(part: part)
+        let c = try RatioClassifiers.load(part: part)
         guard c.sampleSize == network.sampleSize, c.numClasses == network.numClasses else {
             throw DiffusionError(.snapshot, "the snapshot's classifier takes \(c.sampleSize) floats and \(c.numClasses) classes; "
                                  + "its generator makes \(network.sampleSize) floats with \(network.numClasses) classes")

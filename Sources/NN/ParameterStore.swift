@@ -105,6 +105,20 @@ public final class ParameterStore: @unchecked Sendable {
         }
     }
 
+    /// Copies the values of every entry that `other` has under the same name and shape; returns
+    /// the number of values copied (initialising part of a network from another, e.g. a
+    /// classifier's encoder from the teacher).
+    @discardableResult
+    public func copyMatching(from other: ParameterStore) -> Int {
+        var copied = 0
+        for e in entries {
+            guard let o = other.entry(e.name), o.shape == e.shape else { continue }
+            (values.ptr + e.offset).update(from: other.values.ptr + o.offset, count: e.count)
+            copied += e.count
+        }
+        return copied
+    }
+
     private func slice(_ e: ParameterEntry) -> [Float] {
         Array(UnsafeBufferPointer(start: values.ptr + e.offset, count: e.count))
     }

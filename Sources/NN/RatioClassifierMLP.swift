@@ -60,7 +60,7 @@ public struct RatioClassifierConfig: Codable, Sendable, Equatable {
 /// `backward` accumulates parameter gradients and returns dL/dx (the input gradient through c_in;
 /// sigma is a constant). Layouts `[B, dim]`. One instance serves one thread; returned pointers stay
 /// valid until the next call of the same method. The network copies its input.
-public final class RatioClassifierMLP: @unchecked Sendable {
+public final class RatioClassifierMLP: RatioClassifier, @unchecked Sendable {
     public static let architecture = "ratio-mlp"
 
     public let config: RatioClassifierConfig
@@ -87,6 +87,7 @@ public final class RatioClassifierMLP: @unchecked Sendable {
         parameters.initialise(seed: seed)
     }
 
+    public var architecture: String { Self.architecture }
     public var sampleSize: Int { config.dim }
     public var numClasses: Int { config.numClasses }
     public var configJSON: String { jsonString(config) }
@@ -139,28 +140,6 @@ public final class RatioClassifierMLP: @unchecked Sendable {
             for j in b * D..<(b + 1) * D { dX.ptr[j] = k * dIn[j] }
         }
         return dX.ptr
-    }
-
-    /// Array convenience: logits for `sigma.count` samples.
-    public func forward(x: [Float], sigma: [Float], labels: [Int32]? = nil) -> [Float] {
-        let batch = sigma.count
-        precondition(x.count == batch * config.dim, "x has \(x.count) elements, expected \(batch * config.dim)")
-        return x.withUnsafeBufferPointer { xp in sigma.withUnsafeBufferPointer { sp in
-            let run = { (lp: UnsafePointer<Int32>?) -> [Float] in
-                Array(UnsafeBufferPointer(start: self.forward(xp.baseAddress!, sigma: sp.baseAddress!, labels: lp, batch: batch),
-                                          count: batch))
-            }
-            if let labels { return labels.withUnsafeBufferPointer { run($0.baseAddress!) } }
-            return run(nil)
-        } }
-    }
-
-    /// Array convenience: backward of the last forward, returns dL/dx.
-    public func backward(dLogit: [Float]) -> [Float] {
-        precondition(dLogit.count == batch, "dLogit has \(dLogit.count) elements, expected \(batch)")
-        return dLogit.withUnsafeBufferPointer { d in
-            Array(UnsafeBufferPointer(start: backward(d.baseAddress!), count: batch * config.dim))
-        }
     }
 
     // MARK: Checkpoints

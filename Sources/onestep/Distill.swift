@@ -14,7 +14,10 @@ struct Distill: AsyncParsableCommand {
 
     @Option(help: "Teacher snapshot (architecture, arm T's weights, data set name).") var teacher: String
     @Option(help: "Family member: dijs (Jensen-Shannon), dirkl (reverse KL) or difkl (forward KL).") var method = "dijs"
-    @Option(name: .customLong("init"), help: "Generator initialisation: teacher (arm T) or random (arm R).") var initArm = "teacher"
+    @Option(name: .customLong("init"), help: "Generator initialisation arm (METHOD.md): teacher (T), random (R), map (M), f1 (F1: output layer re-initialised), f2 (F2: wrong sigma_init), s (S: trained at sigma_init only).")
+    var initArm = "teacher"
+    @Option(help: "Arms M and S: their own training steps.") var armSteps: Int?
+    @Option(help: "Arm F2: the wrong sigma_init.") var wrongSigmaInit: Float?
     @Option(help: "Run folder.") var out: String
     @Option(help: "Generator training images in total (generator steps x batch).") var images = 200_000
     @Option(help: "Batch size (real, generated and generator batches).") var batch = 256
@@ -27,6 +30,7 @@ struct Distill: AsyncParsableCommand {
     @Option(help: "Folder holding the data sets (make data).") var dataDir = "data"
     @Option(help: "Classifier MLP width.") var classifierWidth = 128
     @Option(help: "Classifier residual blocks.") var classifierBlocks = 2
+    @Option(help: "Image classifier start: teacher (its encoder half, METHOD.md) or random.") var classifierInit = "teacher"
     @Option(help: "Classifier-only steps before the first generator step.") var warmupC = 0
     @Option(help: "DiFKL: cap of the logit in the weight exp(c).") var fklCap = 5.0
     @Option(help: "EMA half-life of the generator, in images.") var emaHalfLife = 10_000.0
@@ -47,11 +51,7 @@ struct Distill: AsyncParsableCommand {
             config = try JSONDecoder().decode(OneStepConfig.self, from: text)
             if images > config.totalImages { config.totalImages = images }
         } else {
-            guard let arm = GeneratorInit(rawValue: initArm) else {
-                throw ValidationError("--init must be one of \(GeneratorInit.allCases.map(\.rawValue).joined(separator: ", ")), got '\(initArm)'")
-            }
-            config.teacher = teacher
-            config.method = method.lowercased()
+            let arm = try GeneratorInit(parsing: initArm)
             config.initialisation = arm
             config.totalImages = images
             config.batchSize = batch
@@ -63,7 +63,10 @@ struct Distill: AsyncParsableCommand {
             config.data = data ?? ""
             config.dataDir = dataDir
             config.classifier = RatioClassifierConfig(width: classifierWidth, blocks: classifierBlocks)
+            config.classifierInit = classifierInit
             config.classifierWarmupSteps = warmupC
+            config.armSteps = armSteps
+            config.wrongSigmaInit = wrongSigmaInit
             config.fklCap = fklCap
             config.emaHalfLifeImages = emaHalfLife
             config.snapshotEveryImages = snapshotEvery

@@ -62,7 +62,7 @@ final class OneStepTrainingTests: XCTestCase {
         XCTAssertEqual(snap.provenance["teacher_sha256"], try sha256Hex(ofFile: Self.teacher))
         XCTAssertEqual(snap.provenance["images_seen"], String(t.imagesSeen))
         let part = try XCTUnwrap(snap.parts.first { $0.name == "classifier" })
-        let cls = try RatioClassifierMLP.load(part: part)
+        let cls = try RatioClassifiers.load(part: part)
         let x: [Float] = [1.4, 0, 0.3, 0.2], s: [Float] = [0.05, 0.5]
         XCTAssertEqual(cls.forward(x: x, sigma: s), t.classifier.forward(x: x, sigma: s))
         let (samples, nfe) = try drawSamples(snap, count: 2000, seed: 0xE7A1)

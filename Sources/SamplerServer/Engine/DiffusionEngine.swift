@@ -28,7 +28,7 @@ public final class DiffusionEngine: SampleEngine {
         let denoiser: EDMDenoiser
         let snapshot: Snapshot
         /// The ratio classifier shipped as part `classifier` (best-of-K), if any.
-        let classifier: RatioClassifierMLP?
+        let classifier: (any RatioClassifier)?
         init(snapshot: Snapshot) throws {
             self.snapshot = snapshot
             self.denoiser = snapshot.makeEDMDenoiser()

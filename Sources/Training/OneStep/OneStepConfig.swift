@@ -1,15 +1,6 @@
 import Diffusion
 import NN
 
-/// How the one-step generator is initialised (METHOD.md, "The initialisation study"). Arms M, F1,
-/// F2 and S are not built yet.
-public enum GeneratorInit: String, Codable, Sendable, CaseIterable {
-    /// Arm T: the teacher's weights.
-    case teacher
-    /// Arm R: a fresh random initialisation of the same architecture.
-    case random
-}
-
 /// Everything that defines a score-free one-step training run (DiJS / DiRKL / DiFKL); written to
 /// `config.json` beside the run.
 public struct OneStepConfig: Codable, Sendable, Equatable {
@@ -25,6 +16,8 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
     public var initialisation = GeneratorInit.teacher
     public var sigmaInit: Float = OneStepGenerator.defaultSigmaInit
     public var classifier = RatioClassifierConfig()
+    /// Image classifier (`ratio-unet`) start: `teacher` (nil: the default; its encoder half) or `random`.
+    public var classifierInit: String?
     public var batchSize = 256
     /// Classifier steps (fresh batches) per generator step.
     public var classifierSteps = 2
@@ -45,16 +38,20 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
     public var fklCap = RatioDivergence.defaultFKLCap
     /// Classifier-only steps before the first generator step (the classifier starts at c = 0).
     public var classifierWarmupSteps = 0
+    /// Arms M and S: their own Adam steps (nil: 2000); arm F2: its wrong sigma_init (nil: 20).
+    public var armSteps: Int?
+    public var wrongSigmaInit: Float?
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case teacher, teacherSHA256 = "teacher_sha256", data, dataDir = "data_dir", method, initialisation = "init"
-        case sigmaInit = "sigma_init", classifier, batchSize = "batch_size", classifierSteps = "classifier_steps"
+        case sigmaInit = "sigma_init", classifier, classifierInit = "classifier_init", batchSize = "batch_size", classifierSteps = "classifier_steps"
         case generatorLearningRate = "lr_generator", classifierLearningRate = "lr_classifier", beta1
         case gradClip = "grad_clip", totalImages = "total_images", emaHalfLifeImages = "ema_half_life_images"
         case snapshotEveryImages = "snapshot_every_images", gridSamples = "grid_samples", seed
         case pMean = "p_mean", pStd = "p_std", fklCap = "fkl_cap", classifierWarmupSteps = "classifier_warmup_steps"
+        case armSteps = "arm_steps", wrongSigmaInit = "wrong_sigma_init"
     }
 
     /// Throws naming the first invalid field.
@@ -77,6 +74,9 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
         let side = Int(Double(gridSamples).squareRoot())
         if gridSamples < 1 || side * side != gridSamples { try fail("--grid must be a square number, got \(gridSamples)") }
         try classifier.validate()
+        if let a = armSteps, a < 1 { try fail("--arm-steps must be at least 1, got \(a)") }
+        if let w = wrongSigmaInit, !(w > 0) || !w.isFinite { try fail("--wrong-sigma-init must be positive, got \(w)") }
+        if let c = classifierInit, !["teacher", "random"].contains(c) { try fail("--classifier-init must be teacher or random, got '\(c)'") }
     }
 
     public func divergence() throws -> RatioDivergence { try RatioDivergence(method: method, fklCap: fklCap) }

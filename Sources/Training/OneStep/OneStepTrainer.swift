@@ -21,7 +21,7 @@ public final class OneStepTrainer: @unchecked Sendable {
     public let run: RunFolder
     /// The generator's raw network F (trained weights; the EMA lives in `ema`).
     public let network: any Denoiser
-    public let classifier: RatioClassifierMLP
+    public let classifier: any RatioClassifier
     public let divergence: RatioDivergence
     let generator: EDMDenoiser
     let teacherSigmaData: Float
@@ -54,13 +54,15 @@ public final class OneStepTrainer: @unchecked Sendable {
             }
             config.data = d
         }
-        let net: any Denoiser
-        switch config.initialisation {
-        case .teacher: net = teacher.network
-        case .random:
-            net = try NetworkCheckpoint.makeDenoiser(metadata: NetworkCheckpoint.metadata(of: teacher.network), seed: config.seed)
-        }
-        let data = try openTrainingData(name: config.data, dataDir: config.dataDir, flat: net.sampleShape.count == 1)
+        let data = try openTrainingData(name: config.data, dataDir: config.dataDir, flat: teacher.network.sampleShape.count == 1)
+        var arms = InitialisationArms(seed: config.seed, sigmaInit: config.sigmaInit)
+        if let s = config.armSteps { arms.steps = s }
+        if let w = config.wrongSigmaInit { arms.wrongSigmaInit = w }
+        // On resume the saved state replaces the weights: arms that train (M, S) are not rebuilt.
+        let arm: GeneratorInit = resume && [.map, .s].contains(config.initialisation) ? .random : config.initialisation
+        let built = try arms.build(arm, teacher: teacher, data: data)
+        let net = built.network
+        if !resume { config.sigmaInit = built.sigmaInit }
         guard data.sampleShape.reduce(1, *) == net.sampleSize else {
             throw TrainingError(.invalidConfig, "data '\(config.data)' has samples of shape \(data.sampleShape), the teacher makes \(net.sampleShape)")
         }
@@ -76,7 +78,7 @@ public final class OneStepTrainer: @unchecked Sendable {
         network = net
         teacherSigmaData = teacher.sigmaData
         generator = EDMDenoiser(net, sigmaData: teacher.sigmaData)
-        classifier = try RatioClassifierMLP(config.classifier, seed: config.seed &+ 0x5243)
+        classifier = try Self.makeClassifier(config: config, teacher: teacher, generator: net)
         divergence = try config.divergence()
         classifierLoss = RatioClassifierLoss(noise: config.noise)
         generatorLoss = RatioGeneratorLoss(divergence: divergence, noise: config.noise)
@@ -92,6 +94,7 @@ public final class OneStepTrainer: @unchecked Sendable {
             run.log(["event": "resume", "step": step, "images_seen": imagesSeen])
         } else {
             try run.writeConfig(config)
+            if !built.report.isEmpty { run.log(["event": "init_arm", "arm": config.initialisation.letter].merging(built.report.mapValues { $0 as Any }) { a, _ in a }) }
             run.log(["event": "start", "generator_parameters": net.parameters.count,
                      "classifier_parameters": classifier.parameters.count, "method": config.method,
                      "init": config.initialisation.rawValue, "data": config.data, "teacher_sha256": sha])
@@ -99,6 +102,16 @@ public final class OneStepTrainer: @unchecked Sendable {
     }
 
     // MARK: Steps
+
+    /// Images: the teacher U-Net's encoder half with a small head (`RatioClassifierUNet`), started
+    /// from the teacher's weights unless `classifier_init` is `random`. Vectors: the MLP classifier.
+    static func makeClassifier(config: OneStepConfig, teacher: Snapshot, generator: any Denoiser) throws -> any RatioClassifier {
+        let seed = config.seed &+ 0x5243
+        guard let unet = generator as? UNet else { return try RatioClassifierMLP(config.classifier, seed: seed) }
+        let c = try RatioClassifierUNet(RatioClassifierUNetConfig(unet: unet.config, sigmaData: teacher.sigmaData), seed: seed)
+        if config.classifierInit != "random", let t = teacher.network as? UNet { c.initialise(fromTeacher: t) }
+        return c
+    }
 
     /// One classifier step on real batch `index` and a fresh generated batch (stream `tag | index`).
     @discardableResult

@@ -46,7 +46,7 @@ public final class RatioClassifierLoss: @unchecked Sendable {
     public init(noise: RatioNoiseLevels = RatioNoiseLevels()) { self.noise = noise }
 
     @discardableResult
-    public func compute(classifier: RatioClassifierMLP, real: UnsafePointer<Float>, realLabels: UnsafePointer<Int32>?,
+    public func compute(classifier: any RatioClassifier, real: UnsafePointer<Float>, realLabels: UnsafePointer<Int32>?,
                         fake: UnsafePointer<Float>, fakeLabels: UnsafePointer<Int32>?, batch: Int,
                         rng: inout Philox4x32) -> RatioClassifierStats {
         precondition(batch > 0, "batch must be positive")
@@ -125,7 +125,7 @@ public final class RatioGeneratorLoss: @unchecked Sendable {
     /// L_theta for the generator g(z) = D(sigma_init z, sigma_init) on standard normal `z` [B, D];
     /// accumulates dL/dtheta into `generator.parameters.grads`.
     @discardableResult
-    public func compute(generator: EDMDenoiser, sigmaInit: Float, classifier: RatioClassifierMLP,
+    public func compute(generator: EDMDenoiser, sigmaInit: Float, classifier: any RatioClassifier,
                         z: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int,
                         rng: inout Philox4x32) -> Float {
         precondition(batch > 0, "batch must be positive")
@@ -143,7 +143,7 @@ public final class RatioGeneratorLoss: @unchecked Sendable {
 
     /// The part of the chain after the generator: draws sigma and noise, x = samples + sigma n,
     /// evaluates the loss and returns it with dL/d(samples) (valid until the next call).
-    public func through(classifier: RatioClassifierMLP, samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
+    public func through(classifier: any RatioClassifier, samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
                         batch: Int, rng: inout Philox4x32) -> (loss: Float, grad: UnsafeMutablePointer<Float>) {
         let D = classifier.sampleSize
         sigma.resize(batch)

@@ -1,0 +1,171 @@
+import Foundation
+import TensorCore
+
+/// Configuration of the image ratio classifier: the teacher U-Net's configuration (only its
+/// encoder is built) and sigma_data for the input scaling.
+public struct RatioClassifierUNetConfig: Codable, Sendable, Equatable {
+    public var unet: UNetConfig
+    public var sigmaData: Float = 0.5
+
+    enum CodingKeys: String, CodingKey { case unet, sigmaData = "sigma_data" }
+
+    public init(unet: UNetConfig, sigmaData: Float = 0.5) {
+        self.unet = unet
+        self.sigmaData = sigmaData
+    }
+}
+
+/// The image ratio classifier of METHOD.md: the teacher U-Net's encoder half (input convolution,
+/// encoder levels with their downsampling, the middle block; same parameter names, so it can start
+/// from the teacher's weights) and a small head: GroupNorm + SiLU, global average pooling, a
+/// zero-initialised linear layer to one logit. The input is preconditioned like the teacher's:
+/// c_in(sigma) x with c_in = 1 / sqrt(sigma^2 + sigma_data^2), noise embedding of ln(sigma) / 4.
+/// Layouts: x [B, C, H, W]; logits [B].
+public final class RatioClassifierUNet: RatioClassifier, @unchecked Sendable {
+    public static let architecture = "ratio-unet"
+
+    public let config: RatioClassifierUNetConfig
+    public let parameters = ParameterStore()
+    let scratch = Buffer()
+    let embed: EmbeddingMLP
+    let convIn: Conv2d
+    let enc: [[ResBlock]]
+    let downs: [Conv2d]
+    let mid: ResBlock
+    let headNorm: GroupNorm
+    let headOut: Linear
+    private let cIn = Buffer(), cNoise = Buffer(), scaled = Buffer(), xin = Buffer(), pooled = Buffer()
+    private let dPool = Buffer(), dEmb = Buffer(), dX = Buffer()
+    private var batch = 0
+
+    public init(_ config: RatioClassifierUNetConfig, seed: UInt64 = 0) throws {
+        try config.unet.validate()
+        self.config = config
+        let u = config.unet, s = parameters, ch = u.channels, L = ch.count, E = u.embChannels
+        embed = EmbeddingMLP(s, noiseChannels: u.noiseChannels, embChannels: E, numClasses: u.numClasses)
+        convIn = Conv2d(s, "enc.conv_in", inChannels: u.inChannels, outChannels: ch[0], kernel: 3, padding: 1, scratch: scratch)
+        var enc: [[ResBlock]] = [], downs: [Conv2d] = []
+        var cin = ch[0]
+        for l in 0..<L {
+            var level: [ResBlock] = []
+            for i in 0..<u.blocksPerLevel {
+                level.append(ResBlock(s, "enc.\(l).block\(i)", inChannels: cin, outChannels: ch[l], embChannels: E, scratch: scratch))
+                cin = ch[l]
+            }
+            enc.append(level)
+            if l < L - 1 {
+                downs.append(Conv2d(s, "enc.\(l).down", inChannels: ch[l], outChannels: ch[l], kernel: 3, stride: 2, padding: 1, scratch: scratch))
+            }
+        }
+        mid = ResBlock(s, "mid.block0", inChannels: cin, outChannels: cin, embChannels: E, scratch: scratch)
+        headNorm = GroupNorm(s, "head.norm", channels: cin, fusedSiLU: true)
+        headOut = Linear(s, "head.out", inFeatures: cin, outFeatures: 1, zeroInit: true)
+        self.enc = enc
+        self.downs = downs
+        parameters.initialise(seed: seed)
+    }
+
+    public var architecture: String { Self.architecture }
+    public var sampleSize: Int { config.unet.inChannels * config.unet.resolution * config.unet.resolution }
+    public var numClasses: Int { config.unet.numClasses }
+    public var configJSON: String { jsonString(config) }
+
+    /// Copies every parameter the teacher has under the same name and shape (the encoder half and
+    /// the embedding); returns how many values were copied. The head keeps its initialisation.
+    @discardableResult
+    public func initialise(fromTeacher teacher: UNet) -> Int {
+        parameters.copyMatching(from: teacher.parameters)
+    }
+
+    public func forward(_ x: UnsafePointer<Float>, sigma: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
+                        batch B: Int) -> UnsafeMutablePointer<Float> {
+        precondition(B > 0, "batch must be positive")
+        batch = B
+        let u = config.unet, res = u.resolutions, L = u.channels.count, n = sampleSize, sd = Double(config.sigmaData)
+        cIn.resize(B)
+        cNoise.resize(B)
+        for b in 0..<B {
+            let s = Double(sigma[b])
+            precondition(s > 0 && s.isFinite, "sigma[\(b)] = \(s) must be positive and finite")
+            cIn.ptr[b] = Float(1 / (s * s + sd * sd).squareRoot())
+            cNoise.ptr[b] = Float(Foundation.log(s) / 4)
+        }
+        // c_in x, NCHW -> CBHW.
+        scaled.resize(B * n)
+        for b in 0..<B {
+            let k = cIn.ptr[b]
+            for j in (b * n)..<((b + 1) * n) { scaled.ptr[j] = k * x[j] }
+        }
+        xin.resize(B * n)
+        Layout.nchwToCBHW(scaled.ptr, xin.ptr, batch: B, channels: u.inChannels, hw: res[0] * res[0])
+        let e = embed.forward(cNoise: cNoise.ptr, labels: labels, batch: B)
+        var h = UnsafePointer(convIn.forward(xin.ptr, batch: B, height: res[0], width: res[0]))
+        for l in 0..<L {
+            for block in enc[l] { h = UnsafePointer(block.forward(h, emb: e, batch: B, height: res[l], width: res[l])) }
+            if l < L - 1 { h = UnsafePointer(downs[l].forward(h, batch: B, height: res[l], width: res[l])) }
+        }
+        h = UnsafePointer(mid.forward(h, emb: e, batch: B, height: res[L - 1], width: res[L - 1]))
+        let hw = res[L - 1] * res[L - 1], C = mid.outChannels
+        let a = headNorm.forward(h, batch: B, hw: hw)
+        pooled.resize(B * C)
+        let inv = 1 / Float(hw)
+        for c in 0..<C {
+            for b in 0..<B {
+                var acc: Float = 0
+                let o = (c * B + b) * hw
+                for i in o..<(o + hw) { acc += a[i] }
+                pooled.ptr[b * C + c] = acc * inv
+            }
+        }
+        return headOut.forward(pooled.ptr, batch: B)
+    }
+
+    public func backward(_ dLogit: UnsafePointer<Float>) -> UnsafeMutablePointer<Float> {
+        precondition(batch > 0, "backward before forward")
+        let u = config.unet, res = u.resolutions, L = u.channels.count, B = batch, n = sampleSize
+        let hw = res[L - 1] * res[L - 1], C = mid.outChannels
+        dEmb.resize(B * u.embChannels)
+        dEmb.zero()
+        let dp = headOut.backward(dLogit)   // [B, C]
+        dPool.resize(C * B * hw)
+        let inv = 1 / Float(hw)
+        for c in 0..<C {
+            for b in 0..<B {
+                let g = dp[b * C + c] * inv
+                let o = (c * B + b) * hw
+                for i in o..<(o + hw) { dPool.ptr[i] = g }
+            }
+        }
+        var dh = mid.backward(headNorm.backward(dPool.ptr), dEmb: dEmb.ptr)
+        for l in stride(from: L - 1, through: 0, by: -1) {
+            if l < L - 1 { dh = downs[l].backward(dh) }
+            for block in enc[l].reversed() { dh = block.backward(dh, dEmb: dEmb.ptr) }
+        }
+        let dxc = convIn.backward(dh)
+        embed.backward(dEmb.ptr)
+        dX.resize(B * n)
+        Layout.cbhwToNCHW(dxc, dX.ptr, batch: B, channels: u.inChannels, hw: res[0] * res[0])
+        for b in 0..<B {
+            let k = cIn.ptr[b]
+            for j in (b * n)..<((b + 1) * n) { dX.ptr[j] *= k }
+        }
+        return dX.ptr
+    }
+
+    public var flopsPerSample: Int {
+        let u = config.unet, res = u.resolutions
+        func conv(_ c: Conv2d, _ r: Int) -> Int {
+            let ro = (r + 2 * c.padding - c.kernel) / c.stride + 1
+            return 2 * c.inChannels * c.outChannels * c.kernel * c.kernel * ro * ro
+        }
+        func block(_ b: ResBlock, _ r: Int) -> Int {
+            conv(b.conv0, r) + conv(b.conv1, r) + (b.skip.map { conv($0, r) } ?? 0) + 2 * b.embChannels * b.outChannels
+        }
+        var f = 2 * (u.noiseChannels * u.embChannels + u.embChannels * u.embChannels) + conv(convIn, res[0])
+        for l in 0..<enc.count {
+            for b in enc[l] { f += block(b, res[l]) }
+            if l < downs.count { f += conv(downs[l], res[l]) }
+        }
+        return f + block(mid, res[res.count - 1]) + 2 * mid.outChannels
+    }
+}
