@@ -51,8 +51,9 @@ struct Distill: AsyncParsableCommand {
             config = try JSONDecoder().decode(OneStepConfig.self, from: text)
             if images > config.totalImages { config.totalImages = images }
         } else {
-            let arm = try GeneratorInit(parsing: initArm)
-            config.initialisation = arm
+            config.teacher = teacher
+            config.method = method.lowercased()
+            config.initialisation = try GeneratorInit(parsing: initArm)
             config.totalImages = images
             config.batchSize = batch
             config.classifierSteps = k
