@@ -13,7 +13,8 @@ struct Distill: AsyncParsableCommand {
         abstract: "Train a one-step generator with a density-ratio classifier (dijs, dirkl, difkl); resumable.")
 
     @Option(help: "Teacher snapshot (architecture, arm T's weights, data set name).") var teacher: String
-    @Option(help: "Family member: dijs (Jensen-Shannon), dirkl (reverse KL) or difkl (forward KL).") var method = "dijs"
+    @Option(help: "Score-free member: dijs (Jensen-Shannon), dirkl (reverse KL), difkl (forward KL); or dmd (score-based baseline: fake score from the teacher, DMD normalisation).")
+    var method = "dijs"
     @Option(name: .customLong("init"), help: "Generator initialisation arm (METHOD.md): teacher (T), random (R), map (M), f1 (F1: output layer re-initialised), f2 (F2: wrong sigma_init), s (S: trained at sigma_init only).")
     var initArm = "teacher"
     @Option(help: "Arms M and S: their own training steps.") var armSteps: Int?
@@ -76,7 +77,7 @@ struct Distill: AsyncParsableCommand {
         }
         let trainer = try OneStepTrainer(config: config, runPath: out, resume: resume)
         print("distill: \(trainer.config.method), init \(trainer.config.initialisation.rawValue), generator \(trainer.network.parameters.count) "
-              + "parameters, classifier \(trainer.classifier.parameters.count), data \(trainer.config.data), "
+              + "parameters, \(trainer.config.isDMD ? "fake score" : "classifier") \(trainer.critic.parameters.count), data \(trainer.config.data), "
               + "\(trainer.config.totalImages) images, run folder \(out)")
         try trainer.train()
         if let r = try trainer.evaluatePoints() {

@@ -118,3 +118,49 @@ final class OneStepTrainingTests: XCTestCase {
         XCTAssertThrowsError(try bad.validate())
     }
 }
+
+/// The DMD-style baseline in the same harness: a fake score started from the teacher, the teacher
+/// frozen, exact resume, no classifier shipped.
+final class DMDBaselineTests: XCTestCase {
+    func testDMDRunsResumesAndKeepsTheTeacherFrozen() throws {
+        var c = OneStepConfig()
+        c.teacher = OneStepTrainingTests.teacher
+        c.method = "dmd"
+        c.batchSize = 64
+        c.totalImages = 64 * 40
+        c.snapshotEveryImages = 64 * 40
+        c.gridSamples = 64
+        c.classifierSteps = 1
+        c.classifierLearningRate = 2e-4
+        c.generatorLearningRate = 2e-4
+        let a = NSTemporaryDirectory() + "onestep-dmd-\(UUID().uuidString)", b = a + "-b"
+        defer { for p in [a, b] { try? FileManager.default.removeItem(atPath: p) } }
+        let teacher = try Snapshot.load(path: c.teacher)
+        let t = try OneStepTrainer(config: c, runPath: a, resume: false)
+        t.showProgress = false
+        XCTAssertNil(t.classifier)
+        XCTAssertTrue(t.critic is DMDCritic)
+        XCTAssertEqual(t.critic.parameters.values.array, teacher.network.parameters.values.array, "the fake score starts as the teacher")
+        let before = try XCTUnwrap(t.evaluatePoints())
+        try t.train()
+        let after = try XCTUnwrap(t.evaluatePoints())
+        print("DMD 8 Gaussians, teacher init, \(t.imagesSeen) images: sliced W2 \(before.slicedW2) -> \(after.slicedW2)")
+        XCTAssertNotEqual(t.critic.parameters.values.array, teacher.network.parameters.values.array, "the fake score trained")
+        let dmd = try XCTUnwrap(t.critic as? DMDCritic)
+        XCTAssertEqual(dmd.teacher.network.parameters.values.array, teacher.network.parameters.values.array, "the teacher stays frozen")
+        XCTAssertLessThan(after.slicedW2, before.slicedW2, "DMD improves the one-step map")
+        let snap = try Snapshot.load(path: t.run.latestSnapshotPath)
+        XCTAssertEqual(snap.provenance["method"], "dmd")
+        XCTAssertTrue(snap.parts.isEmpty)
+
+        let first = try OneStepTrainer(config: c, runPath: b, resume: false)
+        first.showProgress = false
+        try first.train(stopAfterSteps: 15)
+        let saved = try JSONDecoder().decode(OneStepConfig.self, from: Data(contentsOf: URL(fileURLWithPath: b + "/config.json")))
+        let second = try OneStepTrainer(config: saved, runPath: b, resume: true)
+        second.showProgress = false
+        try second.train()
+        XCTAssertEqual(second.network.parameters.values.array, t.network.parameters.values.array)
+        XCTAssertEqual(second.critic.parameters.values.array, t.critic.parameters.values.array)
+    }
+}

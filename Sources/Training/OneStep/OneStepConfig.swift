@@ -57,7 +57,7 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
     /// Throws naming the first invalid field.
     public func validate() throws {
         func fail(_ m: String) throws -> Never { throw TrainingError(.invalidConfig, m) }
-        _ = try divergence()
+        if !isDMD { _ = try divergence() }
         if teacher.isEmpty { try fail("--teacher is required") }
         if batchSize < 1 { try fail("--batch must be at least 1, got \(batchSize)") }
         if classifierSteps < 1 { try fail("--k must be at least 1, got \(classifierSteps)") }
@@ -80,6 +80,8 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
     }
 
     public func divergence() throws -> RatioDivergence { try RatioDivergence(method: method, fklCap: fklCap) }
+    /// The score-based baseline (DMD-style reverse KL with a fake score) instead of a ratio classifier.
+    public var isDMD: Bool { method == "dmd" }
     public var noise: RatioNoiseLevels { RatioNoiseLevels(pMean: pMean, pStd: pStd) }
     /// Generator steps in the run.
     public var totalSteps: Int { totalImages / batchSize }

@@ -21,13 +21,15 @@ public final class OneStepTrainer: @unchecked Sendable {
     public let run: RunFolder
     /// The generator's raw network F (trained weights; the EMA lives in `ema`).
     public let network: any Denoiser
-    public let classifier: any RatioClassifier
-    public let divergence: RatioDivergence
+    /// The ratio classifier (score-free family); nil for DMD.
+    public let classifier: (any RatioClassifier)!
+    /// What the generator is trained against (the classifier, or DMD's fake score).
+    public let critic: any OneStepCritic
+    /// The f-divergence (score-free family); nil for DMD.
+    public let divergence: RatioDivergence?
     let generator: EDMDenoiser
     let teacherSigmaData: Float
     let data: any TrainingData
-    let classifierLoss: RatioClassifierLoss
-    let generatorLoss: RatioGeneratorLoss
     let adamG: Adam
     let adamC: Adam
     let ema: EMA
@@ -78,17 +80,26 @@ public final class OneStepTrainer: @unchecked Sendable {
         network = net
         teacherSigmaData = teacher.sigmaData
         generator = EDMDenoiser(net, sigmaData: teacher.sigmaData)
-        classifier = try Self.makeClassifier(config: config, teacher: teacher, generator: net)
-        divergence = try config.divergence()
-        classifierLoss = RatioClassifierLoss(noise: config.noise)
-        generatorLoss = RatioGeneratorLoss(divergence: divergence, noise: config.noise)
+        if config.isDMD {
+            // Two more copies of the teacher: the frozen real score and the fake score's start.
+            let real = try Snapshot.load(path: config.teacher), fakeStart = try Snapshot.load(path: config.teacher)
+            classifier = nil
+            divergence = nil
+            critic = DMDCritic(teacher: real.makeEDMDenoiser(), fake: fakeStart.makeEDMDenoiser(), noise: config.noise)
+        } else {
+            let c = try Self.makeClassifier(config: config, teacher: teacher, generator: net)
+            let d = try config.divergence()
+            classifier = c
+            divergence = d
+            critic = RatioCritic(classifier: c, divergence: d, noise: config.noise)
+        }
         adamG = Adam(count: net.parameters.count, learningRate: config.generatorLearningRate, beta1: config.beta1)
-        adamC = Adam(count: classifier.parameters.count, learningRate: config.classifierLearningRate, beta1: config.beta1)
+        adamC = Adam(count: critic.parameters.count, learningRate: config.classifierLearningRate, beta1: config.beta1)
         ema = EMA(net.parameters, halfLifeImages: config.emaHalfLifeImages)
         run = try RunFolder(path: runPath, resume: resume)
         if resume {
             let saved = try OneStepState.load(path: run.statePath, generator: net.parameters, generatorAdam: adamG, ema: ema,
-                                              classifier: classifier.parameters, classifierAdam: adamC)
+                                              classifier: critic.parameters, classifierAdam: adamC)
             step = saved.step
             imagesSeen = saved.imagesSeen
             run.log(["event": "resume", "step": step, "images_seen": imagesSeen])
@@ -96,7 +107,7 @@ public final class OneStepTrainer: @unchecked Sendable {
             try run.writeConfig(config)
             if !built.report.isEmpty { run.log(["event": "init_arm", "arm": config.initialisation.letter].merging(built.report.mapValues { $0 as Any }) { a, _ in a }) }
             run.log(["event": "start", "generator_parameters": net.parameters.count,
-                     "classifier_parameters": classifier.parameters.count, "method": config.method,
+                     "classifier_parameters": critic.parameters.count, "method": config.method,
                      "init": config.initialisation.rawValue, "data": config.data, "teacher_sha256": sha])
         }
     }
@@ -124,11 +135,11 @@ public final class OneStepTrainer: @unchecked Sendable {
         let conditional = network.numClasses > 0
         let g = fakeLabels.withLabelPointer { generator.forward(gIn.ptr, sigma: gSigma.ptr, labels: $0, batch: B) }
         fake.ptr.update(from: g, count: B * D)
-        classifier.parameters.zeroGrad()
+        critic.parameters.zeroGrad()
         let stats = x0.withUnsafeBufferPointer { xp in
             (conditional ? realLabels : nil).withLabelPointer { rl in
                 fakeLabels.withLabelPointer { fl in
-                    classifierLoss.compute(classifier: classifier, real: xp.baseAddress!, realLabels: rl, fake: fake.ptr,
+                    critic.criticStep(real: xp.baseAddress!, realLabels: rl, fake: fake.ptr,
                                            fakeLabels: fl, batch: B, rng: &rng)
                 }
             }
@@ -136,8 +147,8 @@ public final class OneStepTrainer: @unchecked Sendable {
         guard stats.loss.isFinite else {
             throw TrainingError(.diverged, "classifier loss became \(stats.loss) at step \(step); lower --lr-c")
         }
-        GradientClip.clip(classifier.parameters, maxNorm: config.gradClip)
-        adamC.update(classifier.parameters)
+        GradientClip.clip(critic.parameters, maxNorm: config.gradClip)
+        adamC.update(critic.parameters)
         return stats
     }
 
@@ -148,9 +159,12 @@ public final class OneStepTrainer: @unchecked Sendable {
         var rng = Philox4x32(seed: config.seed, stream: Self.generatorTag | UInt64(s))
         let labels = drawGenerated(batch: B, rng: &rng)
         network.parameters.zeroGrad()
-        let loss = labels.withLabelPointer { lp in
-            generatorLoss.compute(generator: generator, sigmaInit: config.sigmaInit, classifier: classifier, z: z.ptr,
-                                  labels: lp, batch: B, rng: &rng)
+        // g(z) = D(sigma_init z, sigma_init); the critic's gradient at the samples flows back into theta.
+        let loss = labels.withLabelPointer { lp -> Float in
+            let g = generator.forward(gIn.ptr, sigma: gSigma.ptr, labels: lp, batch: B)
+            let r = critic.generatorGradient(samples: g, labels: lp, batch: B, rng: &rng)
+            _ = generator.backward(r.grad)
+            return r.loss
         }
         guard loss.isFinite else {
             throw TrainingError(.diverged, "generator loss became \(loss) at step \(s); lower --lr-g")
@@ -225,7 +239,7 @@ public final class OneStepTrainer: @unchecked Sendable {
 
     public func saveState() throws {
         try OneStepState.save(path: run.statePath, generator: network.parameters, generatorAdam: adamG, ema: ema,
-                              classifier: classifier.parameters, classifierAdam: adamC, step: step, imagesSeen: imagesSeen,
+                              classifier: critic.parameters, classifierAdam: adamC, step: step, imagesSeen: imagesSeen,
                               extra: ["config": jsonText(config)])
     }
 
@@ -244,7 +258,7 @@ public final class OneStepTrainer: @unchecked Sendable {
                     "teacher_sha256": config.teacherSHA256, "data": config.data, "images_seen": String(imagesSeen),
                     "classifier_images_seen": String(step * config.classifierSteps * config.batchSize),
                     "steps": String(step), "run": run.path, "seed": String(config.seed), "config": jsonText(config),
-                 ], parts: [try classifier.snapshotPart()])
+                 ], parts: try critic.snapshotParts())
     }
 
     /// Writes state, a numbered and a `latest` snapshot, a sample picture, the loss curve, and for
