@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore", "TestSupport"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "NN", "TensorCore", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Diffusion", "NN", "TensorCore", "TestSupport"],
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Diffusion", "NN", "TensorCore", "TestSupport", "ServingTestSupport"],
                     exclude: ["Fixtures"]),
         .target(name: "ServingTestSupport", dependencies: [
             "Diffusion", "NN", "TensorCore",

@@ -1,0 +1,100 @@
+import ArgumentParser
+import Diffusion
+import Foundation
+import TensorCore
+import Training
+
+/// `onestep experiment paper [--quick]`: the study of issue 4 (METHOD.md). Every distillation is a
+/// child `onestep distill` process (its wall-clock and peak resident memory are measured by wait4;
+/// an interrupted study resumes: finished runs are kept, unfinished ones continue with --resume),
+/// then every model is evaluated in this process. Writes OUT/results.md and OUT/results.json; with
+/// --write-docs, also the study section of docs/RESULTS.md.
+struct Experiment: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rerun the paper study: teacher, teacher in one step, DMD, DiRKL, DiJS, DiFKL, initialisation arms, best-of-K.",
+        subcommands: [Paper.self])
+
+    struct Paper: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The paper study. --quick: 8 Gaussians in minutes; otherwise MNIST (hours; resumable, run it in the background).")
+
+        @Flag(help: "The same study on 8 Gaussians (2-D), in minutes.") var quick = false
+        @Option(help: "Study folder (runs, results).") var out: String?
+        @Option(help: "Seeds per row (mean and spread).") var seeds = 3
+        @Option(help: "Generator training images per run (default: 128,000 quick, 102,400 MNIST).") var images: Int?
+        @Option(help: "Samples per evaluation (default: 2,000 quick, 10,000 MNIST).") var n: Int?
+        @Option(help: "Threads per run.") var threads = 2
+        @Flag(help: "Also write the table into docs/RESULTS.md (between the study markers).") var writeDocs = false
+
+        func run() async throws {
+            setComputeThreads(threads)
+            guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
+            let study = quick ? Study.quick : Study.mnist
+            let folder = out ?? "runs/paper-\(study.name)"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let runImages = images ?? study.images, count = n ?? study.n
+            let teacher = try Snapshot.load(path: study.teacher)
+            let evaluate = try StudyEvaluator(data: study.data, count: count)
+            var rows: [StudyRow] = []
+            let started = Date()
+            func say(_ s: String) { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
+
+            // References: the teacher at 35 NFE and in one step (no training).
+            var oneStep = teacher
+            oneStep = Snapshot(kind: .generator, network: teacher.network, sigmaData: teacher.sigmaData, sigmaInit: OneStepGenerator.defaultSigmaInit,
+                               provenance: ["method": "teacher-one-step"])
+            for (name, snap) in [("teacher, 35 NFE", teacher), ("teacher in one step (no training)", oneStep)] {
+                var r = StudyRow(name: name, nfe: 0)
+                for s in 0..<seeds {
+                    let m = try evaluate(snap, seed: UInt64(1000 + s), bestOf: 1)
+                    r.after.append(m.values)
+                    r.nfe = m.nfe
+                }
+                say("study: \(name): \(r.summary(evaluate.keys))")
+                rows.append(r)
+            }
+            // Distillations: (row, method, arm).
+            var plan: [(String, String, String)] = [("DMD-style (score-based), init T", "dmd", "teacher")]
+            for m in ["dirkl", "dijs", "difkl"] { plan.append(("\(m.uppercased().replacingOccurrences(of: "DI", with: "Di")), init T", m, "teacher")) }
+            for arm in ["random", "map", "f1", "f2", "s"] {
+                plan.append(("DiJS, init \(try GeneratorInit(parsing: arm).letter)", "dijs", arm))
+            }
+            var dijsT: [String] = []
+            for (name, method, arm) in plan {
+                var r = StudyRow(name: name, nfe: 1)
+                for s in 0..<seeds {
+                    let dir = "\(folder)/\(method)-\(arm)-s\(s)"
+                    let res = try StudyRunner.distill(dir: dir, teacher: study.teacher, method: method, arm: arm, seed: UInt64(s),
+                                                      images: runImages, batch: study.batch, threads: threads, extra: study.extra)
+                    let snap = try Snapshot.load(path: dir + "/snapshots/latest.safetensors")
+                    r.after.append(try evaluate(snap, seed: UInt64(1000 + s), bestOf: 1).values)
+                    if let before = try evaluate.before(dir: dir) { r.before.append(before) }
+                    r.seconds.append(res.seconds)
+                    r.peakMiB.append(res.peakMiB)
+                    r.images = runImages
+                    if method == "dijs" && arm == "teacher" { dijsT.append(dir) }
+                }
+                say("study: \(name): \(r.summary(evaluate.keys))")
+                rows.append(r)
+            }
+            // Best-of-K on DiJS from T (resampling by the shipped classifier).
+            for k in [1, 4, 16] {
+                var r = StudyRow(name: "DiJS, init T, best-of-\(k)", nfe: k)
+                for (s, dir) in dijsT.enumerated() {
+                    let snap = try Snapshot.load(path: dir + "/snapshots/latest.safetensors")
+                    r.after.append(try evaluate(snap, seed: UInt64(1000 + s), bestOf: k).values)
+                }
+                r.images = runImages
+                say("study: \(r.name): \(r.summary(evaluate.keys))")
+                rows.append(r)
+            }
+            let table = StudyReport.markdown(rows: rows, keys: evaluate.keys, study: study, seeds: seeds, images: runImages, count: count,
+                                             minutes: Date().timeIntervalSince(started) / 60, machine: machineDescription())
+            try atomicWriteFile(Array(table.utf8), to: folder + "/results.md")
+            try atomicWriteFile(Array(try JSONSerialization.data(withJSONObject: rows.map { $0.json(keys: evaluate.keys) }, options: [.prettyPrinted, .sortedKeys])),
+                                to: folder + "/results.json")
+            say(table)
+            if writeDocs { try StudyReport.writeDocs(table, marker: study.name) }
+        }
+    }
+}

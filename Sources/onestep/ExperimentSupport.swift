@@ -1,0 +1,170 @@
+import ArgumentParser
+import Diffusion
+import Foundation
+import TensorCore
+import Training
+
+/// One study: which teacher and data, and the budget.
+struct Study {
+    var name: String
+    var teacher: String
+    var data: String
+    var images: Int
+    var batch: Int
+    var n: Int
+    var extra: [String]
+
+    static let quick = Study(name: "quick", teacher: "models/teachers/8gaussians-mlp.safetensors", data: "8gaussians",
+                             images: 128_000, batch: 256, n: 2000, extra: ["--snapshot-every", "128000", "--grid", "256"])
+    static let mnist = Study(name: "mnist", teacher: "models/serve/mnist-teacher/1/model.safetensors", data: "mnist",
+                             images: 102_400, batch: 64, n: 10_000,
+                             extra: ["--snapshot-every", "25600", "--grid", "64", "--lr-c", "2e-4", "--ema-half-life", "10000"])
+}
+
+/// A table row: metrics per seed after (and, for the arms, before) training, cost.
+struct StudyRow {
+    var name: String
+    var nfe: Int
+    var before: [[String: Double]] = []
+    var after: [[String: Double]] = []
+    var seconds: [Double] = []
+    var peakMiB: [Double] = []
+    var images = 0
+
+    func stat(_ runs: [[String: Double]], _ key: String) -> MeanSpread? {
+        let v = runs.compactMap { $0[key] }
+        return v.isEmpty ? nil : MeanSpread(v)
+    }
+
+    func summary(_ keys: [String]) -> String {
+        keys.compactMap { k in stat(after, k).map { String(format: "%@ %.4f +- %.4f", k, $0.mean, $0.std) } }.joined(separator: ", ")
+    }
+
+    func json(keys: [String]) -> [String: Any] {
+        ["name": name, "nfe": nfe, "images": images, "before": before, "after": after, "seconds": seconds, "peak_mib": peakMiB]
+    }
+}
+
+/// Metrics of a snapshot's samples: sliced W2 / MMD^2 / modes (2-D) or FD_LeNet / KID / precision /
+/// recall (images), against held-out data.
+struct StudyEvaluator {
+    let keys: [String]
+    let measure: (Snapshot, UInt64, Int) throws -> (values: [String: Double], nfe: Int)
+
+    init(data: String, count: Int) throws {
+        if let toy = try? Toy2D(name: data) {
+            let reference = toy.sample(n: count, seed: 424242)
+            keys = ["sliced_w2", "mmd2", "modes"]
+            measure = { snap, seed, k in
+                let (x, nfe) = try drawSamples(snap, count: count, seed: seed, bestOf: k)
+                let r = try Metrics.pointReport(x, reference: reference, toy: toy)
+                return (["sliced_w2": r.slicedW2, "mmd2": r.mmd2, "modes": Double(r.modesCovered ?? -1)], nfe)
+            }
+        } else {
+            let evaluator = try LeNetEvaluator(path: LeNetEvaluator.path(dataset: data, modelsDir: "models"))
+            let ref = try evaluator.evaluate(try ImageDataset.load(name: data, split: .test, dataDir: "data").prefix(count))
+            keys = ["fd_lenet", "kid", "precision", "recall"]
+            measure = { snap, seed, k in
+                let (x, nfe) = try drawSamples(snap, count: count, seed: seed, bestOf: k)
+                let r = try Metrics.imageReport(generated: try evaluator.evaluate(images: x), reference: ref)
+                return (["fd_lenet": r.fd, "kid": r.kid.mean, "precision": r.precision, "recall": r.recall], nfe)
+            }
+        }
+    }
+
+    func callAsFunction(_ snap: Snapshot, seed: UInt64, bestOf: Int) throws -> (values: [String: Double], nfe: Int) {
+        try measure(snap, seed, bestOf)
+    }
+
+    /// The generator before training, as the run logged it (2-D data: `eval_initial`).
+    func before(dir: String) throws -> [String: Double]? {
+        guard let text = try? String(contentsOfFile: dir + "/log.jsonl", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") {
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["event"] as? String == "eval_initial" else { continue }
+            return ["sliced_w2": o["sliced_w2"] as? Double, "mmd2": o["mmd2"] as? Double, "modes": (o["modes_covered"] as? NSNumber)?.doubleValue]
+                .compactMapValues { $0 }
+        }
+        return nil
+    }
+}
+
+/// Runs `onestep distill` as a child process (resuming an unfinished run, skipping a finished one)
+/// and measures its wall-clock and peak resident memory (wait4's rusage).
+enum StudyRunner {
+    static func distill(dir: String, teacher: String, method: String, arm: String, seed: UInt64, images: Int, batch: Int,
+                        threads: Int, extra: [String]) throws -> (seconds: Double, peakMiB: Double) {
+        let done = dir + "/study-run.json"
+        if let d = FileManager.default.contents(atPath: done), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Double],
+           let s = o["seconds"], let m = o["peak_mib"] {
+            return (s, m)
+        }
+        let resume = FileManager.default.fileExists(atPath: dir + "/state.safetensors")
+        var args = ["distill", "--teacher", teacher, "--method", method, "--init", arm, "--seed", String(seed), "--images", String(images),
+                    "--batch", String(batch), "--threads", String(threads), "--out", dir] + extra
+        if resume { args.append("--resume") }
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).path
+        let log = dir + ".out"
+        let t0 = Date()
+        let (status, maxRSS) = try spawnAndWait(exe, args, log: log)
+        guard status == 0 else {
+            throw ValidationError("distill \(method) \(arm) seed \(seed) failed (exit \(status)); see \(log); rerun the study to resume")
+        }
+        let result = ["seconds": Date().timeIntervalSince(t0), "peak_mib": Double(maxRSS) / 1024]
+        try atomicWriteFile(Array(try JSONSerialization.data(withJSONObject: result)), to: done)
+        return (result["seconds"]!, result["peak_mib"]!)
+    }
+
+    /// posix_spawn + wait4: exit status and the child's peak RSS (KiB); output appended to `log`.
+    static func spawnAndWait(_ exe: String, _ args: [String], log: String) throws -> (Int32, Int) {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = ([exe] + args).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, exe, &actions, nil, argv, environ)
+        guard rc == 0 else { throw ValidationError("cannot start \(exe): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        var usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0 {
+            guard errno == EINTR else { throw ValidationError("wait4 failed: \(String(cString: strerror(errno)))") }
+        }
+        let exited = (status & 0x7f) == 0
+        return (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f), usage.ru_maxrss)
+    }
+}
+
+/// The study table (Markdown) and its place in docs/RESULTS.md.
+enum StudyReport {
+    static func markdown(rows: [StudyRow], keys: [String], study: Study, seeds: Int, images: Int, count: Int, minutes: Double,
+                         machine: String) -> String {
+        var s = "Study `\(study.name)` (`onestep experiment paper\(study.name == "quick" ? " --quick" : "")`): teacher "
+            + "`\(study.teacher)`, data \(study.data), \(images) generator images per run (batch \(study.batch)), "
+            + "\(seeds) seeds (mean +- std), \(count) samples per evaluation; \(machine); \(ISO8601DateFormatter().string(from: Date())); "
+            + String(format: "%.0f minutes in all.\n\n", minutes)
+        s += "| row | " + keys.joined(separator: " | ") + " | before training (" + keys[0] + ") | NFE | images | wall-clock s | peak MiB |\n"
+        s += "|---|" + keys.map { _ in "---:|" }.joined() + "---:|---:|---:|---:|---:|\n"
+        for r in rows {
+            let cells = keys.map { k in r.stat(r.after, k).map { String(format: k == "modes" ? "%.1f" : "%.4f +- %.4f", $0.mean, $0.std) } ?? "" }
+            let before = r.stat(r.before, keys[0]).map { String(format: "%.4f", $0.mean) } ?? ""
+            let secs = r.seconds.isEmpty ? "" : String(format: "%.0f", MeanSpread(r.seconds).mean)
+            let peak = r.peakMiB.isEmpty ? "" : String(format: "%.0f", r.peakMiB.max()!)
+            s += "| \(r.name) | " + cells.joined(separator: " | ") + " | \(before) | \(r.nfe) | \(r.images > 0 ? String(r.images) : "") | \(secs) | \(peak) |\n"
+        }
+        return s
+    }
+
+    static func writeDocs(_ table: String, marker: String, path: String = "docs/RESULTS.md") throws {
+        let start = "<!-- study:\(marker):start -->", end = "<!-- study:\(marker):end -->"
+        var text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        let block = start + "\n" + table + end
+        if let a = text.range(of: start), let b = text.range(of: end), a.lowerBound < b.lowerBound {
+            text.replaceSubrange(a.lowerBound..<b.upperBound, with: block)
+        } else {
+            text += "\n## The paper study (\(marker))\n\n" + block + "\n"
+        }
+        try atomicWriteFile(Array(text.utf8), to: path)
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+import ServingTestSupport
+import XCTest
+
+/// `onestep experiment paper --quick` end to end on a tiny budget: every row of the study is run
+/// (distillations as child processes), evaluated and written; a second invocation resumes from the
+/// finished runs instead of training again.
+final class ExperimentCommandTests: XCTestCase {
+    func testQuickStudyWritesEveryRowAndResumes() throws {
+        let (bin, _) = try DaemonProcess.binary()
+        let out = NSTemporaryDirectory() + "onestep-study-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        func study() throws -> (Int32, String, Double) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: bin)
+            p.arguments = ["experiment", "paper", "--quick", "--seeds", "1", "--images", "1024", "--n", "200", "--threads", "1", "--out", out]
+            p.currentDirectoryURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            p.standardError = pipe
+            let t0 = Date()
+            try p.run()
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (p.terminationStatus, text, Date().timeIntervalSince(t0))
+        }
+        let (status, text, seconds) = try study()
+        XCTAssertEqual(status, 0, text)
+        let table = try String(contentsOfFile: out + "/results.md", encoding: .utf8)
+        for row in ["teacher, 35 NFE", "teacher in one step", "DMD-style", "DiRKL, init T", "DiJS, init T", "DiFKL, init T",
+                    "DiJS, init R", "DiJS, init M", "DiJS, init F1", "DiJS, init F2", "DiJS, init S", "DiJS, init T, best-of-1", "DiJS, init T, best-of-4", "DiJS, init T, best-of-16"] {
+            XCTAssertTrue(table.contains("| \(row)"), "row '\(row)' missing:\n\(table)")
+        }
+        let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json"))) as? [[String: Any]]
+        XCTAssertEqual(rows?.count, 14)
+        let dijsR = rows?.first { $0["name"] as? String == "DiJS, init R" }
+        XCTAssertEqual((dijsR?["before"] as? [[String: Double]])?.count, 1, "arms report their metrics before training")
+        XCTAssertGreaterThan(((dijsR?["peak_mib"] as? [Double])?.first) ?? 0, 1, "peak memory of the child run")
+        // Resume: nothing is trained again, the table is rebuilt from the finished runs.
+        let snapshot = out + "/dijs-teacher-s0/snapshots/latest.safetensors"
+        let stamp = try FileManager.default.attributesOfItem(atPath: snapshot)[.modificationDate] as? Date
+        let (status2, text2, seconds2) = try study()
+        XCTAssertEqual(status2, 0, text2)
+        print("study: first \(seconds) s, resumed \(seconds2) s")
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: snapshot)[.modificationDate] as? Date, stamp, "finished runs are not trained again")
+        XCTAssertEqual(try String(contentsOfFile: out + "/results.md", encoding: .utf8).components(separatedBy: "\n").count,
+                       table.components(separatedBy: "\n").count)
+    }
+}
