@@ -44,6 +44,13 @@ gen() {  # out [extra args...]   (in process unless --server is given)
     "$BIN" generate --model "$MODEL" --seeds "$SEEDS" --chunk "$CHUNK" --format png --threads 1 --out "$out" "$@" \
         >>"$TMP/generate.log" 2>&1
 }
+# In the background, with $! the generator's own pid (exec replaces the subshell), so that kill -9
+# reaches the generator and not a subshell that would leave it running.
+gen_bg() {  # out [extra args...]
+    local out="$1"; shift
+    ( exec "$BIN" generate --model "$MODEL" --seeds "$SEEDS" --chunk "$CHUNK" --format png --threads 1 --out "$out" "$@" \
+        >>"$TMP/generate.log" 2>&1 ) &
+}
 lines() { cat "$1"/manifest*.jsonl 2>/dev/null | wc -l; }
 # Same sample files and the same manifest lines (generate.json differs between sharded and whole runs).
 same_run() {  # a b
@@ -93,20 +100,29 @@ fi
 PNGSIZE=$(du -sb "$TMP/ref/png" | cut -f1)
 
 # ---- kill -9 mid-run, then --resume -----------------------------------------------------------
-gen "$TMP/killed" & GP=$!
+gen_bg "$TMP/killed"; GP=$!
 if wait_lines "$TMP/killed" $((N / 6)) "$GP"; then
     kill -KILL "$GP" 2>/dev/null; wait "$GP" 2>/dev/null
+    kill -0 "$GP" 2>/dev/null && bad "the generator survived kill -9"
     done_at_kill=$(lines "$TMP/killed")
     if [ "$done_at_kill" -lt "$N" ]; then ok "generator killed (SIGKILL) mid-run with $done_at_kill/$N samples recorded"
     else bad "the generator finished before the kill ($done_at_kill lines); nothing was interrupted"; fi
     if gen "$TMP/killed"; then bad "a second run into the same folder without --resume was accepted"
     else grep -q -- "--resume" "$TMP/generate.log" && ok "a rerun without --resume is refused and says --resume" || bad "the refusal does not mention --resume"; fi
-    if gen "$TMP/killed" --resume && same_run "$TMP/killed" "$TMP/ref"; then
+    if gen "$TMP/killed" --resume; then
+        kept=$(grep -o '[0-9]* already there' "$TMP/generate.log" | tail -n 1 | cut -d' ' -f1)
+        if [ "${kept:-0}" -gt 0 ] && [ "$kept" -le "$done_at_kill" ] && [ $((kept % CHUNK)) = 0 ]; then
+            ok "--resume kept the $kept samples of whole chunks recorded before the kill and made the rest"
+        else
+            bad "--resume kept ${kept:-no} samples (recorded at the kill: $done_at_kill, chunks of $CHUNK)"
+        fi
+    fi
+    if same_run "$TMP/killed" "$TMP/ref"; then
         cmp -s "$TMP/killed/manifest.jsonl" "$TMP/ref/manifest.jsonl" && cmp -s "$TMP/killed/generate.json" "$TMP/ref/generate.json" \
             && ok "--resume after kill -9 completes, byte-identical to the uninterrupted run (files, manifest, spec)" \
             || bad "--resume after kill -9: the manifest or spec differs"
     else
-        bad "--resume after kill -9 differs from the uninterrupted run (or failed)"
+        bad "--resume after kill -9 differs from the uninterrupted run (or the resume failed)"
     fi
 else
     wait "$GP" 2>/dev/null; bad "the generator did not get going (see generate.log)"
@@ -129,7 +145,7 @@ wait_daemon a "$PID_A"; wait_daemon b "$PID_B"
 PORT_A=$(grpc_port "$TMP/a.port"); PORT_B=$(grpc_port "$TMP/b.port")
 start_nginx "127.0.0.1:$PORT_A" "127.0.0.1:$PORT_B"
 log "daemons a=:$PORT_A b=:$PORT_B behind nginx :$NGX_PORT"
-gen "$TMP/via" --server "127.0.0.1:$NGX_PORT" --batch 25 --in-flight 2 & GP=$!
+gen_bg "$TMP/via" --server "127.0.0.1:$NGX_PORT" --batch 25 --in-flight 2; GP=$!
 if wait_lines "$TMP/via" $((N / 6)) "$GP"; then
     kill -KILL "$PID_A" 2>/dev/null
     at=$(lines "$TMP/via")
