@@ -58,3 +58,28 @@ public enum RatioClassifiers {
         }
     }
 }
+
+/// The classifiers' input scaling, as the teacher's: c_in(sigma) = 1 / sqrt(sigma^2 + sigma_data^2)
+/// and c_noise(sigma) = ln(sigma) / 4, per sample, and the scaled input c_in x.
+enum ClassifierPreconditioning {
+    static func fill(sigma: UnsafePointer<Float>, sigmaData: Float, batch: Int, cIn: Buffer, cNoise: Buffer) {
+        let sd = Double(sigmaData)
+        cIn.resize(batch)
+        cNoise.resize(batch)
+        for b in 0..<batch {
+            let s = Double(sigma[b])
+            precondition(s > 0 && s.isFinite, "sigma[\(b)] = \(s) must be positive and finite")
+            cIn.ptr[b] = Float(1 / (s * s + sd * sd).squareRoot())
+            cNoise.ptr[b] = Float(Foundation.log(s) / 4)
+        }
+    }
+
+    /// out[b] = k[b] * x[b] for `batch` rows of `size` floats.
+    static func scaleRows(_ x: UnsafePointer<Float>, by k: UnsafePointer<Float>, batch: Int, size: Int, into out: Buffer) {
+        out.resize(batch * size)
+        for b in 0..<batch {
+            let f = k[b]
+            for j in (b * size)..<((b + 1) * size) { out.ptr[j] = f * x[j] }
+        }
+    }
+}

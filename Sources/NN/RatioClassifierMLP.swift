@@ -103,20 +103,8 @@ public final class RatioClassifierMLP: RatioClassifier, @unchecked Sendable {
                         batch: Int) -> UnsafeMutablePointer<Float> {
         precondition(batch > 0, "batch must be positive")
         self.batch = batch
-        let D = config.dim, sd = Double(config.sigmaData)
-        cIn.resize(batch)
-        cNoise.resize(batch)
-        for b in 0..<batch {
-            let s = Double(sigma[b])
-            precondition(s > 0 && s.isFinite, "sigma[\(b)] = \(s) must be positive and finite")
-            cIn.ptr[b] = Float(1 / (s * s + sd * sd).squareRoot())
-            cNoise.ptr[b] = Float(Foundation.log(s) / 4)
-        }
-        xin.resize(batch * D)
-        for b in 0..<batch {
-            let k = cIn.ptr[b]
-            for j in b * D..<(b + 1) * D { xin.ptr[j] = k * x[j] }
-        }
+        ClassifierPreconditioning.fill(sigma: sigma, sigmaData: config.sigmaData, batch: batch, cIn: cIn, cNoise: cNoise)
+        ClassifierPreconditioning.scaleRows(x, by: cIn.ptr, batch: batch, size: config.dim, into: xin)
         let e = embed.forward(cNoise: cNoise.ptr, labels: labels, batch: batch)
         var h = UnsafePointer(inProj.forward(xin.ptr, batch: batch))
         for block in blocks { h = UnsafePointer(block.forward(h, emb: e, batch: batch)) }

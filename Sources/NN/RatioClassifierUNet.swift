@@ -41,27 +41,16 @@ public final class RatioClassifierUNet: RatioClassifier, @unchecked Sendable {
     public init(_ config: RatioClassifierUNetConfig, seed: UInt64 = 0) throws {
         try config.unet.validate()
         self.config = config
-        let u = config.unet, s = parameters, ch = u.channels, L = ch.count, E = u.embChannels
-        embed = EmbeddingMLP(s, noiseChannels: u.noiseChannels, embChannels: E, numClasses: u.numClasses)
-        convIn = Conv2d(s, "enc.conv_in", inChannels: u.inChannels, outChannels: ch[0], kernel: 3, padding: 1, scratch: scratch)
-        var enc: [[ResBlock]] = [], downs: [Conv2d] = []
-        var cin = ch[0]
-        for l in 0..<L {
-            var level: [ResBlock] = []
-            for i in 0..<u.blocksPerLevel {
-                level.append(ResBlock(s, "enc.\(l).block\(i)", inChannels: cin, outChannels: ch[l], embChannels: E, scratch: scratch))
-                cin = ch[l]
-            }
-            enc.append(level)
-            if l < L - 1 {
-                downs.append(Conv2d(s, "enc.\(l).down", inChannels: ch[l], outChannels: ch[l], kernel: 3, stride: 2, padding: 1, scratch: scratch))
-            }
-        }
-        mid = ResBlock(s, "mid.block0", inChannels: cin, outChannels: cin, embChannels: E, scratch: scratch)
+        let u = config.unet, s = parameters
+        let encoder = UNetEncoder(s, u, scratch: scratch)
+        embed = encoder.embed
+        convIn = encoder.convIn
+        enc = encoder.enc
+        downs = encoder.downs
+        mid = encoder.mid
+        let cin = u.channels[u.channels.count - 1]
         headNorm = GroupNorm(s, "head.norm", channels: cin, fusedSiLU: true)
         headOut = Linear(s, "head.out", inFeatures: cin, outFeatures: 1, zeroInit: true)
-        self.enc = enc
-        self.downs = downs
         parameters.initialise(seed: seed)
     }
 
@@ -81,21 +70,10 @@ public final class RatioClassifierUNet: RatioClassifier, @unchecked Sendable {
                         batch B: Int) -> UnsafeMutablePointer<Float> {
         precondition(B > 0, "batch must be positive")
         batch = B
-        let u = config.unet, res = u.resolutions, L = u.channels.count, n = sampleSize, sd = Double(config.sigmaData)
-        cIn.resize(B)
-        cNoise.resize(B)
-        for b in 0..<B {
-            let s = Double(sigma[b])
-            precondition(s > 0 && s.isFinite, "sigma[\(b)] = \(s) must be positive and finite")
-            cIn.ptr[b] = Float(1 / (s * s + sd * sd).squareRoot())
-            cNoise.ptr[b] = Float(Foundation.log(s) / 4)
-        }
+        let u = config.unet, res = u.resolutions, L = u.channels.count, n = sampleSize
+        ClassifierPreconditioning.fill(sigma: sigma, sigmaData: config.sigmaData, batch: B, cIn: cIn, cNoise: cNoise)
         // c_in x, NCHW -> CBHW.
-        scaled.resize(B * n)
-        for b in 0..<B {
-            let k = cIn.ptr[b]
-            for j in (b * n)..<((b + 1) * n) { scaled.ptr[j] = k * x[j] }
-        }
+        ClassifierPreconditioning.scaleRows(x, by: cIn.ptr, batch: B, size: n, into: scaled)
         xin.resize(B * n)
         Layout.nchwToCBHW(scaled.ptr, xin.ptr, batch: B, channels: u.inChannels, hw: res[0] * res[0])
         let e = embed.forward(cNoise: cNoise.ptr, labels: labels, batch: B)

@@ -26,24 +26,12 @@ public final class UNet: Denoiser, @unchecked Sendable {
         try config.validate()
         self.config = config
         let s = parameters, ch = config.channels, L = ch.count, E = config.embChannels
-        embed = EmbeddingMLP(s, noiseChannels: config.noiseChannels, embChannels: E, numClasses: config.numClasses)
-        convIn = Conv2d(s, "enc.conv_in", inChannels: config.inChannels, outChannels: ch[0], kernel: 3, padding: 1, scratch: scratch)
-        var enc: [[ResBlock]] = [], downs: [Conv2d] = []
-        var cin = ch[0]
-        var skipChannels: [Int] = []
-        for l in 0..<L {
-            var level: [ResBlock] = []
-            for i in 0..<config.blocksPerLevel {
-                level.append(ResBlock(s, "enc.\(l).block\(i)", inChannels: cin, outChannels: ch[l], embChannels: E, scratch: scratch))
-                cin = ch[l]
-                skipChannels.append(cin)
-            }
-            enc.append(level)
-            if l < L - 1 {
-                downs.append(Conv2d(s, "enc.\(l).down", inChannels: ch[l], outChannels: ch[l], kernel: 3, stride: 2, padding: 1, scratch: scratch))
-            }
-        }
-        mid = ResBlock(s, "mid.block0", inChannels: cin, outChannels: cin, embChannels: E, scratch: scratch)
+        let encoder = UNetEncoder(s, config, scratch: scratch)
+        embed = encoder.embed
+        convIn = encoder.convIn
+        mid = encoder.mid
+        var cin = ch[L - 1]
+        var skipChannels = encoder.skipChannels
         var dec = [[ResBlock]](repeating: [], count: L), ups = [Conv2d?](repeating: nil, count: L)
         for l in stride(from: L - 1, through: 0, by: -1) {
             for i in 0..<config.blocksPerLevel {
@@ -58,8 +46,8 @@ public final class UNet: Denoiser, @unchecked Sendable {
         outNorm = GroupNorm(s, "out.norm", channels: ch[0], fusedSiLU: true)
         outConv = Conv2d(s, "out.conv", inChannels: ch[0], outChannels: config.outChannels, kernel: 3, padding: 1,
                          scratch: scratch, zeroInit: true)
-        self.enc = enc
-        self.downs = downs
+        enc = encoder.enc
+        downs = encoder.downs
         self.dec = dec
         self.ups = ups
         cats = dec.map { $0.map { _ in Buffer() } }
@@ -186,6 +174,44 @@ public final class UNet: Denoiser, @unchecked Sendable {
         }
         f += block(mid, res[res.count - 1]) + conv(outConv, res[0])
         return f
+    }
+}
+
+/// The U-Net's down path under its parameter names (embedding `map_*`, `enc.conv_in`,
+/// `enc.L.blockI`, `enc.L.down`, `mid.block0`), registered in this order: the teacher U-Net and the
+/// image ratio classifier (its encoder half) are built from the same code, so the classifier can
+/// start from the teacher's tensors by name.
+struct UNetEncoder {
+    let embed: EmbeddingMLP
+    let convIn: Conv2d
+    let enc: [[ResBlock]]
+    let downs: [Conv2d]
+    let mid: ResBlock
+    /// Output channels of each encoder block, in order (the decoder's skips).
+    let skipChannels: [Int]
+
+    init(_ s: ParameterStore, _ config: UNetConfig, scratch: Buffer) {
+        let ch = config.channels, L = ch.count, E = config.embChannels
+        embed = EmbeddingMLP(s, noiseChannels: config.noiseChannels, embChannels: E, numClasses: config.numClasses)
+        convIn = Conv2d(s, "enc.conv_in", inChannels: config.inChannels, outChannels: ch[0], kernel: 3, padding: 1, scratch: scratch)
+        var enc: [[ResBlock]] = [], downs: [Conv2d] = [], skips: [Int] = []
+        var cin = ch[0]
+        for l in 0..<L {
+            var level: [ResBlock] = []
+            for i in 0..<config.blocksPerLevel {
+                level.append(ResBlock(s, "enc.\(l).block\(i)", inChannels: cin, outChannels: ch[l], embChannels: E, scratch: scratch))
+                cin = ch[l]
+                skips.append(cin)
+            }
+            enc.append(level)
+            if l < L - 1 {
+                downs.append(Conv2d(s, "enc.\(l).down", inChannels: ch[l], outChannels: ch[l], kernel: 3, stride: 2, padding: 1, scratch: scratch))
+            }
+        }
+        mid = ResBlock(s, "mid.block0", inChannels: cin, outChannels: cin, embChannels: E, scratch: scratch)
+        self.enc = enc
+        self.downs = downs
+        skipChannels = skips
     }
 }
 

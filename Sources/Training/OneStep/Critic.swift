@@ -79,14 +79,7 @@ public final class DMDCritic: OneStepCritic {
     public func generatorGradient(samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int,
                                   rng: inout Philox4x32) -> (loss: Float, grad: UnsafeMutablePointer<Float>) {
         let D = teacher.sampleSize
-        sigma.resize(batch)
-        for b in 0..<batch { sigma.ptr[b] = noise.draw(&rng) }
-        x.resize(batch * D)
-        rng.fillNormal(UnsafeMutableBufferPointer(start: x.ptr, count: batch * D))
-        for b in 0..<batch {
-            let s = sigma.ptr[b]
-            for j in b * D..<(b + 1) * D { x.ptr[j] = samples[j] + s * x.ptr[j] }
-        }
+        noise.perturb(samples, batch: batch, size: D, rng: &rng, sigma: sigma, x: x)
         let r = teacher.forward(x.ptr, sigma: sigma.ptr, labels: labels, batch: batch)
         dReal.resize(batch * D)
         dReal.ptr.update(from: r, count: batch * D)

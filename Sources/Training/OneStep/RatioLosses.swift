@@ -15,6 +15,19 @@ public struct RatioNoiseLevels: Sendable, Equatable, Codable {
     public func draw(_ rng: inout Philox4x32) -> Float {
         Float(Foundation.exp(Double(pMean + pStd * rng.nextNormal())))
     }
+    /// Draws `batch` noise levels, then `batch * size` standard normals n (in that order), and
+    /// writes x = samples + sigma n: the noisy samples every critic sees.
+    public func perturb(_ samples: UnsafePointer<Float>, batch: Int, size: Int, rng: inout Philox4x32, sigma: Buffer, x: Buffer) {
+        sigma.resize(batch)
+        for b in 0..<batch { sigma.ptr[b] = draw(&rng) }
+        x.resize(batch * size)
+        rng.fillNormal(UnsafeMutableBufferPointer(start: x.ptr, count: batch * size))
+        for b in 0..<batch {
+            let s = sigma.ptr[b]
+            for j in b * size..<(b + 1) * size { x.ptr[j] = samples[j] + s * x.ptr[j] }
+        }
+    }
+
     /// w(sigma): 1 (METHOD.md default).
     public func weight(_ sigma: Float) -> Float { 1 }
 }
@@ -145,15 +158,7 @@ public final class RatioGeneratorLoss: @unchecked Sendable {
     /// evaluates the loss and returns it with dL/d(samples) (valid until the next call).
     public func through(classifier: any RatioClassifier, samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
                         batch: Int, rng: inout Philox4x32) -> (loss: Float, grad: UnsafeMutablePointer<Float>) {
-        let D = classifier.sampleSize
-        sigma.resize(batch)
-        for b in 0..<batch { sigma.ptr[b] = noise.draw(&rng) }
-        x.resize(batch * D)
-        rng.fillNormal(UnsafeMutableBufferPointer(start: x.ptr, count: batch * D))
-        for b in 0..<batch {
-            let s = sigma.ptr[b]
-            for j in b * D..<(b + 1) * D { x.ptr[j] = samples[j] + s * x.ptr[j] }
-        }
+        noise.perturb(samples, batch: batch, size: classifier.sampleSize, rng: &rng, sigma: sigma, x: x)
         let c = classifier.forward(x.ptr, sigma: sigma.ptr, labels: labels, batch: batch)
         dc.resize(batch)
         let loss = logitLoss(c, sigma: sigma.ptr, batch: batch, dLogit: dc.ptr)
