@@ -12,7 +12,7 @@ struct Distill: AsyncParsableCommand {
         commandName: "distill",
         abstract: "Train a one-step generator with a density-ratio classifier (dijs, dirkl, difkl); resumable.")
 
-    @Option(help: "Teacher snapshot (architecture, arm T's weights, data set name).") var teacher: String
+    @Option(help: "Teacher snapshot (architecture, arm T's weights, data set name); not needed with --resume.") var teacher: String?
     @Option(help: "Score-free member: dijs (Jensen-Shannon), dirkl (reverse KL), difkl (forward KL); or dmd (score-based baseline: fake score from the teacher, DMD normalisation).")
     var method = "dijs"
     @Option(name: .customLong("init"), help: "Generator initialisation arm (METHOD.md): teacher (T), random (R), map (M), f1 (F1: output layer re-initialised), f2 (F2: wrong sigma_init), s (S: trained at sigma_init only).")
@@ -20,7 +20,8 @@ struct Distill: AsyncParsableCommand {
     @Option(help: "Arms M and S: their own training steps.") var armSteps: Int?
     @Option(help: "Arm F2: the wrong sigma_init.") var wrongSigmaInit: Float?
     @Option(help: "Run folder.") var out: String
-    @Option(help: "Generator training images in total (generator steps x batch).") var images = 200_000
+    @Option(help: "Generator training images in total (generator steps x batch; default 200,000; with --resume it only extends the run).")
+    var images: Int?
     @Option(help: "Batch size (real, generated and generator batches).") var batch = 256
     @Option(help: "Classifier steps per generator step.") var k = 2
     @Option(name: .customLong("lr-g"), help: "Generator Adam learning rate.") var lrG: Float = 2e-4
@@ -50,12 +51,13 @@ struct Distill: AsyncParsableCommand {
                 throw ValidationError("--resume: no config.json in \(out)")
             }
             config = try JSONDecoder().decode(OneStepConfig.self, from: text)
-            if images > config.totalImages { config.totalImages = images }
+            if let images, images > config.totalImages { config.totalImages = images }
         } else {
+            guard let teacher else { throw ValidationError("--teacher is required (except with --resume)") }
             config.teacher = teacher
             config.method = method.lowercased()
             config.initialisation = try GeneratorInit(parsing: initArm)
-            config.totalImages = images
+            config.totalImages = images ?? 200_000
             config.batchSize = batch
             config.classifierSteps = k
             config.generatorLearningRate = lrG
