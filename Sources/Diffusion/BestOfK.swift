@@ -65,6 +65,11 @@ public enum BestOfK {
         return Double(rng.nextUInt32()) / 4_294_967_296
     }
 
+    /// The K candidates of every id and their labels (each label repeated K times), sample-major.
+    public static func expand(_ ids: [SampleID], labels: [Int32]?, k: Int) -> (ids: [SampleID], labels: [Int32]?) {
+        (candidates(ids, k: k), labels.map { ls in ls.flatMap { Array(repeating: $0, count: k) } })
+    }
+
     /// Per group of K scores, the index (0..<K) kept. `.best`: the highest (ties and NaN go to the
     /// lowest j). `.resample`: drawn with weights exp(c) using `uniform(ids[g])`.
     public static func choose(scores: [Float], k: Int, rule: Rule = .best, ids: [SampleID] = []) -> [Int] {
@@ -157,8 +162,7 @@ extension BestOfK {
             throw DiffusionError(.invalidArgument, "best-of-K needs a generator snapshot that ships a ratio classifier (part 'classifier')")
         }
         let d = snapshot.makeEDMDenoiser()
-        let candidates = Self.candidates(ids, k: k)
-        let candidateLabels = labels.map { ls in ls.flatMap { Array(repeating: $0, count: k) } }
+        let (candidates, candidateLabels) = expand(ids, labels: labels, k: k)
         let all = OneStepGenerator.generate(denoiser: d, sigmaInit: snapshot.sigmaInit ?? OneStepGenerator.defaultSigmaInit,
                                             ids: candidates, labels: candidateLabels, maxBatch: maxBatch)
         let scores = Self.scores(classifier: classifier, samples: all, count: candidates.count, labels: candidateLabels, maxBatch: maxBatch)

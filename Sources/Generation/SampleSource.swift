@@ -70,8 +70,7 @@ public final class LocalSource: SampleSource {
     public func samples(seeds: [UInt64], labels: [Int32]?, bestOf: Int) async throws -> [Float] {
         let ids = seeds.map { SampleID(seed: $0, index: 0) }
         guard bestOf > 1 else { return try await engine.run(model: handle, ids: ids, labels: labels) }
-        let candidates = BestOfK.candidates(ids, k: bestOf)
-        let candidateLabels = labels.map { ls in ls.flatMap { Array(repeating: $0, count: bestOf) } }
+        let (candidates, candidateLabels) = BestOfK.expand(ids, labels: labels, k: bestOf)
         let all = try await engine.run(model: handle, ids: candidates, labels: candidateLabels)
         guard let scores = try await engine.score(model: handle, samples: all, count: candidates.count, labels: candidateLabels) else {
             throw GenerationError(.source, "model '\(info.model)' version \(info.version) ships no ratio classifier: --best-of needs one")

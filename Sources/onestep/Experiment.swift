@@ -40,8 +40,7 @@ struct Experiment: AsyncParsableCommand {
             func say(_ s: String) { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
 
             // References: the teacher at 35 NFE and in one step (no training).
-            var oneStep = teacher
-            oneStep = Snapshot(kind: .generator, network: teacher.network, sigmaData: teacher.sigmaData, sigmaInit: OneStepGenerator.defaultSigmaInit,
+            let oneStep = Snapshot(kind: .generator, network: teacher.network, sigmaData: teacher.sigmaData, sigmaInit: OneStepGenerator.defaultSigmaInit,
                                provenance: ["method": "teacher-one-step"])
             for (name, snap) in [("teacher, 35 NFE", teacher), ("teacher in one step (no training)", oneStep)] {
                 var r = StudyRow(name: name, nfe: 0)

@@ -88,8 +88,7 @@ struct SamplingFrontend: Sendable {
             let k = job.bestOf
             var expanded = job
             expanded.bestOf = 1
-            expanded.ids = BestOfK.candidates(job.ids, k: k)
-            expanded.labels = job.labels.map { ls in ls.flatMap { Array(repeating: $0, count: k) } }
+            (expanded.ids, expanded.labels) = BestOfK.expand(job.ids, labels: job.labels, k: k)
             let r = try await runAll(expanded)
             guard let scores = try await r.lane.score(samples: r.samples, count: expanded.ids.count, labels: expanded.labels) else {
                 throw ServerError(.failedPrecondition, "model '\(r.lane.model.name)' version \(r.lane.model.version) ships no ratio classifier for best-of-K")
