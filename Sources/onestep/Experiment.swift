@@ -7,7 +7,7 @@ import Training
 /// `onestep experiment paper [--quick]`: the study of issue 4 (METHOD.md). Every distillation is a
 /// child `onestep distill` process (its wall-clock and peak resident memory are measured by wait4;
 /// an interrupted study resumes: finished runs are kept, unfinished ones continue with --resume),
-/// then every model is evaluated in this process. Writes OUT/results.md and OUT/results.json; with
+/// then every model is evaluated in this process (each evaluation once: OUT/evals.jsonl). Writes OUT/results.md and OUT/results.json; with
 /// --write-docs, also the study section of docs/RESULTS.md.
 struct Experiment: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,6 +35,7 @@ struct Experiment: AsyncParsableCommand {
             let runImages = images ?? study.images, count = n ?? study.n
             let teacher = try Snapshot.load(path: study.teacher)
             let evaluate = try StudyEvaluator(data: study.data, count: count)
+            let cache = StudyCache(path: folder + "/evals.jsonl")
             var rows: [StudyRow] = []
             let started = Date()
             func say(_ s: String) { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
@@ -42,12 +43,14 @@ struct Experiment: AsyncParsableCommand {
             // References: the teacher at 35 NFE and in one step (no training).
             let oneStep = Snapshot(kind: .generator, network: teacher.network, sigmaData: teacher.sigmaData, sigmaInit: OneStepGenerator.defaultSigmaInit,
                                provenance: ["method": "teacher-one-step"])
-            for (name, snap) in [("teacher, 35 NFE", teacher), ("teacher in one step (no training)", oneStep)] {
+            for (name, variant, snap) in [("teacher, 35 NFE", "as-is", teacher), ("teacher in one step (no training)", "one-step", oneStep)] {
                 var r = StudyRow(name: name, nfe: 0)
                 for s in 0..<seeds {
-                    let m = try evaluate(snap, seed: UInt64(1000 + s), bestOf: 1)
-                    r.after.append(m.values)
-                    r.nfe = m.nfe
+                    let v = try cache.values(file: study.teacher, variant: variant, seed: UInt64(1000 + s), count: count, bestOf: 1) {
+                        try evaluate(snap, seed: UInt64(1000 + s), bestOf: 1)
+                    }
+                    r.after.append(v)
+                    r.nfe = Int(v["nfe"] ?? 0)
                 }
                 say("study: \(name): \(r.summary(evaluate.keys))")
                 rows.append(r)
@@ -65,9 +68,11 @@ struct Experiment: AsyncParsableCommand {
                     let dir = "\(folder)/\(method)-\(arm)-s\(s)"
                     let res = try StudyRunner.distill(dir: dir, teacher: study.teacher, method: method, arm: arm, seed: UInt64(s),
                                                       images: runImages, batch: study.batch, threads: threads, extra: study.extra)
-                    let snap = try Snapshot.load(path: dir + "/snapshots/latest.safetensors")
-                    r.after.append(try evaluate(snap, seed: UInt64(1000 + s), bestOf: 1).values)
-                    if let before = try evaluate.before(dir: dir) { r.before.append(before) }
+                    let latest = dir + "/snapshots/latest.safetensors"
+                    r.after.append(try cache.values(file: latest, seed: UInt64(1000 + s), count: count, bestOf: 1) {
+                        try evaluate(try Snapshot.load(path: latest), seed: UInt64(1000 + s), bestOf: 1)
+                    })
+                    if let before = try evaluate.before(dir: dir, seed: UInt64(1000 + s), cache: cache) { r.before.append(before) }
                     r.seconds.append(res.seconds)
                     r.peakMiB.append(res.peakMiB)
                     r.images = runImages
@@ -80,8 +85,10 @@ struct Experiment: AsyncParsableCommand {
             for k in [1, 4, 16] {
                 var r = StudyRow(name: "DiJS, init T, best-of-\(k)", nfe: k)
                 for (s, dir) in dijsT.enumerated() {
-                    let snap = try Snapshot.load(path: dir + "/snapshots/latest.safetensors")
-                    r.after.append(try evaluate(snap, seed: UInt64(1000 + s), bestOf: k).values)
+                    let latest = dir + "/snapshots/latest.safetensors"
+                    r.after.append(try cache.values(file: latest, seed: UInt64(1000 + s), count: count, bestOf: k) {
+                        try evaluate(try Snapshot.load(path: latest), seed: UInt64(1000 + s), bestOf: k)
+                    })
                 }
                 r.images = runImages
                 say("study: \(r.name): \(r.summary(evaluate.keys))")

@@ -13,12 +13,20 @@ struct Study {
     var batch: Int
     var n: Int
     var extra: [String]
+    /// What the default size was chosen to fit (stated in the table).
+    var budget: String
 
     static let quick = Study(name: "quick", teacher: "models/teachers/8gaussians-mlp.safetensors", data: "8gaussians",
-                             images: 128_000, batch: 256, n: 2000, extra: ["--snapshot-every", "128000", "--grid", "256"])
-    static let mnist = Study(name: "mnist", teacher: "models/serve/mnist-teacher/1/model.safetensors", data: "mnist",
-                             images: 102_400, batch: 64, n: 10_000,
-                             extra: ["--snapshot-every", "25600", "--grid", "64", "--lr-c", "2e-4", "--ema-half-life", "10000"])
+                             images: 128_000, batch: 256, n: 2000, extra: ["--snapshot-every", "128000", "--grid", "256"],
+                             budget: "sized for minutes on 2 cores")
+    /// Sized for about 8 hours of the 2-core development machine: 27 distillations of 19,200
+    /// generator images (DiJS from T runs about 28 images/s there, so about 12 minutes each) and
+    /// about 2.5 hours of evaluation at n = 10,000 (the 35-NFE teacher alone is 1.05 million network
+    /// evaluations).
+    static let mnist = Study(name: "mnist", teacher: "models/serve/mnist-teacher/2/model.safetensors", data: "mnist",
+                             images: 19_200, batch: 64, n: 10_000,
+                             extra: ["--snapshot-every", "6400", "--grid", "64", "--lr-c", "2e-4", "--ema-half-life", "10000"],
+                             budget: "sized for about 8 hours of 2 cores: about 5.5 h of distillation, 2.5 h of evaluation")
 }
 
 /// A table row: metrics per seed after (and, for the arms, before) training, cost.
@@ -49,9 +57,11 @@ struct StudyRow {
 /// recall (images), against held-out data.
 struct StudyEvaluator {
     let keys: [String]
+    let count: Int
     let measure: (Snapshot, UInt64, Int) throws -> (values: [String: Double], nfe: Int)
 
     init(data: String, count: Int) throws {
+        self.count = count
         if let toy = try? Toy2D(name: data) {
             let reference = toy.sample(n: count, seed: 424242)
             keys = ["sliced_w2", "mmd2", "modes"]
@@ -76,8 +86,13 @@ struct StudyEvaluator {
         try measure(snap, seed, bestOf)
     }
 
-    /// The generator before training, as the run logged it (2-D data: `eval_initial`).
-    func before(dir: String) throws -> [String: Double]? {
+    /// The generator before training: its arm's starting point (`snapshot-000000000`, written by
+    /// `distill` before the first step), else what an older 2-D run logged (`eval_initial`).
+    func before(dir: String, seed: UInt64, cache: StudyCache) throws -> [String: Double]? {
+        let initial = dir + "/snapshots/snapshot-000000000.safetensors"
+        if FileManager.default.fileExists(atPath: initial) {
+            return try cache.values(file: initial, seed: seed, count: count, bestOf: 1) { try measure(try Snapshot.load(path: initial), seed, 1) }
+        }
         guard let text = try? String(contentsOfFile: dir + "/log.jsonl", encoding: .utf8) else { return nil }
         for line in text.split(separator: "\n") {
             guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["event"] as? String == "eval_initial" else { continue }
@@ -85,6 +100,46 @@ struct StudyEvaluator {
                 .compactMapValues { $0 }
         }
         return nil
+    }
+}
+
+/// Evaluations already made, one JSON line each in `STUDY/evals.jsonl`, keyed by what was measured
+/// (the snapshot file's SHA-256, what was drawn from it, seed, n, K): a resumed or rerun study
+/// evaluates nothing twice. A torn last line (an interruption) is ignored.
+final class StudyCache {
+    let path: String
+    private var entries: [String: [String: Double]] = [:]
+
+    init(path: String) {
+        self.path = path
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
+        for line in text.split(separator: "\n") {
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let key = o["key"] as? String, let v = o["values"] as? [String: Double] else { continue }
+            entries[key] = v
+        }
+    }
+
+    /// The values for `key`, measured by `compute` (values plus "nfe") unless already recorded.
+    func values(key: String, _ compute: () throws -> (values: [String: Double], nfe: Int)) throws -> [String: Double] {
+        if let v = entries[key] { return v }
+        var (v, nfe) = try compute()
+        v["nfe"] = Double(nfe)
+        let line = try JSONSerialization.data(withJSONObject: ["key": key, "values": v], options: [.sortedKeys]) + Data("\n".utf8)
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot write \(path)") }
+        defer { try? h.close() }
+        try h.seekToEnd()
+        try h.write(contentsOf: line)
+        try h.synchronize()
+        entries[key] = v
+        return v
+    }
+
+    /// Keyed by a snapshot file's content.
+    func values(file: String, variant: String = "as-is", seed: UInt64, count: Int, bestOf: Int,
+                _ compute: () throws -> (values: [String: Double], nfe: Int)) throws -> [String: Double] {
+        try values(key: "\(try sha256Hex(ofFile: file))|\(variant)|seed=\(seed)|n=\(count)|k=\(bestOf)", compute)
     }
 }
 
@@ -142,7 +197,7 @@ enum StudyReport {
                          machine: String) -> String {
         var s = "Study `\(study.name)` (`onestep experiment paper\(study.name == "quick" ? " --quick" : "")`): teacher "
             + "`\(study.teacher)`, data \(study.data), \(images) generator images per run (batch \(study.batch)), "
-            + "\(seeds) seeds (mean +- std), \(count) samples per evaluation; \(machine); \(ISO8601DateFormatter().string(from: Date())); "
+            + "\(seeds) seeds (mean +- std), \(count) samples per evaluation (\(study.budget) at the defaults); \(machine); \(ISO8601DateFormatter().string(from: Date())); "
             + String(format: "%.0f minutes in all.\n\n", minutes)
         s += "| row | " + keys.joined(separator: " | ") + " | before training (" + keys[0] + ") | NFE | images | wall-clock s | peak MiB |\n"
         s += "|---|" + keys.map { _ in "---:|" }.joined() + "---:|---:|---:|---:|---:|\n"

@@ -35,6 +35,13 @@ final class ExperimentCommandTests: XCTestCase {
         XCTAssertEqual(rows?.count, 14)
         let dijsR = rows?.first { $0["name"] as? String == "DiJS, init R" }
         XCTAssertEqual((dijsR?["before"] as? [[String: Double]])?.count, 1, "arms report their metrics before training")
+        // Arm T starts from the teacher in one step: its "before" is that row's measurement.
+        let oneStep = rows?.first { ($0["name"] as? String)?.hasPrefix("teacher in one step") == true }
+        let dijsT = rows?.first { $0["name"] as? String == "DiJS, init T" }
+        let oneStepW2 = (oneStep?["after"] as? [[String: Double]])?.first?["sliced_w2"]
+        XCTAssertNotNil(oneStepW2)
+        XCTAssertEqual((dijsT?["before"] as? [[String: Double]])?.first?["sliced_w2"], oneStepW2)
+        let evals = try String(contentsOfFile: out + "/evals.jsonl", encoding: .utf8)
         XCTAssertGreaterThan(((dijsR?["peak_mib"] as? [Double])?.first) ?? 0, 1, "peak memory of the child run")
         // Resume: nothing is trained again, the table is rebuilt from the finished runs.
         let snapshot = out + "/dijs-teacher-s0/snapshots/latest.safetensors"
@@ -43,6 +50,7 @@ final class ExperimentCommandTests: XCTestCase {
         XCTAssertEqual(status2, 0, text2)
         print("study: first \(seconds) s, resumed \(seconds2) s")
         XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: snapshot)[.modificationDate] as? Date, stamp, "finished runs are not trained again")
+        XCTAssertEqual(try String(contentsOfFile: out + "/evals.jsonl", encoding: .utf8), evals, "nothing is evaluated twice")
         XCTAssertEqual(try String(contentsOfFile: out + "/results.md", encoding: .utf8).components(separatedBy: "\n").count,
                        table.components(separatedBy: "\n").count)
     }

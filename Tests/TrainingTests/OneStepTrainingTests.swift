@@ -39,6 +39,7 @@ final class OneStepTrainingTests: XCTestCase {
         let t = try OneStepTrainer(config: c, runPath: path, resume: false)
         t.showProgress = false
         let before = try XCTUnwrap(t.evaluatePoints())
+        let untrained = t.samples(count: 64, seed: 3, ema: true)
         let start = Date()
         try t.train()
         let seconds = Date().timeIntervalSince(start)
@@ -52,6 +53,10 @@ final class OneStepTrainingTests: XCTestCase {
         let log = t.run.readLog()
         XCTAssertEqual(log.first?["event"] as? String, "start")
         XCTAssertNotNil(log.first { $0["event"] as? String == "eval_initial" })
+        // The starting point is kept as snapshot 0: the generator its arm built, before any step.
+        let initial = try Snapshot.load(path: t.run.snapshotPath(imagesSeen: 0))
+        XCTAssertEqual(initial.provenance["images_seen"], "0")
+        XCTAssertEqual(try drawSamples(initial, count: 64, seed: 3).x, untrained)
         XCTAssertTrue(FileManager.default.fileExists(atPath: path + "/config.json"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: t.run.samplesPath(imagesSeen: t.imagesSeen)))
         let snap = try Snapshot.load(path: t.run.latestSnapshotPath)

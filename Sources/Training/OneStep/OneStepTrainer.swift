@@ -190,12 +190,15 @@ public final class OneStepTrainer: @unchecked Sendable {
     // MARK: Training loop
 
     /// Trains until `totalImages` (or `stopAfterSteps` more generator steps, then saves state as an
-    /// interruption would). Snapshots every `snapshotEveryImages` and at the end.
+    /// interruption would). Snapshots every `snapshotEveryImages` and at the end; before the first
+    /// step, the untrained generator as `snapshot-000000000` (its arm's starting point).
     public func train(stopAfterSteps: Int? = nil) throws {
         let B = config.batchSize, K = config.classifierSteps, total = config.totalSteps
         let bar = ProgressBar(total: total * B, label: config.method, alreadyDone: imagesSeen)
         let lastStep = min(total, stopAfterSteps.map { step + $0 } ?? total)
         if step == 0, step < lastStep {
+            // The generator as its initialisation arm built it (metrics "before training").
+            try makeSnapshot().save(to: run.snapshotPath(imagesSeen: 0))
             if let r = try evaluatePoints() { logPoints(r, event: "eval_initial") }
             for w in 0..<config.classifierWarmupSteps { try classifierStep(index: w, tag: Self.warmupTag) }
         }
