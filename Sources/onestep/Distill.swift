@@ -13,12 +13,13 @@ struct Distill: AsyncParsableCommand {
         abstract: "Train a one-step generator with a density-ratio classifier (dijs, dirkl, difkl); resumable.")
 
     @Option(help: "Teacher snapshot (architecture, arm T's weights, data set name); not needed with --resume.") var teacher: String?
-    @Option(help: "Score-free member: dijs (Jensen-Shannon), dirkl (reverse KL), difkl (forward KL); or dmd (score-based baseline: fake score from the teacher, DMD normalisation).")
+    @Option(help: "Score-free member: dijs (Jensen-Shannon), dirkl (reverse KL), difkl (forward KL); or a score-based baseline with a fake score from the teacher: dmd (DMD normalisation) or sid (score identity distillation).")
     var method = "dijs"
     @Option(name: .customLong("init"), help: "Generator initialisation arm (METHOD.md): teacher (T), random (R), map (M), f1 (F1: output layer re-initialised), f2 (F2: wrong sigma_init), s (S: trained at sigma_init only).")
     var initArm = "teacher"
     @Option(help: "Arms M and S: their own training steps.") var armSteps: Int?
     @Option(help: "Arm F2: the wrong sigma_init.") var wrongSigmaInit: Float?
+    @Option(help: "SiD's alpha (default 1.2).") var sidAlpha: Float?
     @Option(help: "Run folder.") var out: String
     @Option(help: "Generator training images in total (generator steps x batch; default 200,000; with --resume it only extends the run).")
     var images: Int?
@@ -71,6 +72,7 @@ struct Distill: AsyncParsableCommand {
             config.classifierWarmupSteps = warmupC
             config.armSteps = armSteps
             config.wrongSigmaInit = wrongSigmaInit
+            config.sidAlpha = sidAlpha
             config.fklCap = fklCap
             config.emaHalfLifeImages = emaHalfLife
             config.snapshotEveryImages = snapshotEvery
@@ -79,7 +81,7 @@ struct Distill: AsyncParsableCommand {
         }
         let trainer = try OneStepTrainer(config: config, runPath: out, resume: resume)
         print("distill: \(trainer.config.method), init \(trainer.config.initialisation.rawValue), generator \(trainer.network.parameters.count) "
-              + "parameters, \(trainer.config.isDMD ? "fake score" : "classifier") \(trainer.critic.parameters.count), data \(trainer.config.data), "
+              + "parameters, \(trainer.config.isScoreBased ? "fake score" : "classifier") \(trainer.critic.parameters.count), data \(trainer.config.data), "
               + "\(trainer.config.totalImages) images, run folder \(out)")
         try trainer.train()
         if let r = try trainer.evaluatePoints() {

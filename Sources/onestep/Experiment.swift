@@ -11,7 +11,7 @@ import Training
 /// --write-docs, also the study section of docs/RESULTS.md.
 struct Experiment: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Rerun the paper study: teacher, teacher in one step, DMD, DiRKL, DiJS, DiFKL, initialisation arms, best-of-K.",
+        abstract: "Rerun the paper study: teacher, teacher in one step, DMD, SiD, DiRKL, DiJS, DiFKL, initialisation arms, best-of-K.",
         subcommands: [Paper.self])
 
     struct Paper: AsyncParsableCommand {
@@ -56,7 +56,8 @@ struct Experiment: AsyncParsableCommand {
                 rows.append(r)
             }
             // Distillations: (row, method, arm).
-            var plan: [(String, String, String)] = [("DMD-style (score-based), init T", "dmd", "teacher")]
+            var plan: [(String, String, String)] = [("DMD-style (score-based), init T", "dmd", "teacher"),
+                                                    ("SiD (score-based, alpha 1.2), init T", "sid", "teacher")]
             for m in ["dirkl", "dijs", "difkl"] { plan.append(("\(m.uppercased().replacingOccurrences(of: "DI", with: "Di")), init T", m, "teacher")) }
             for arm in ["random", "map", "f1", "f2", "s"] {
                 plan.append(("DiJS, init \(try GeneratorInit(parsing: arm).letter)", "dijs", arm))

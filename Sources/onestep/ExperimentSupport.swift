@@ -19,10 +19,10 @@ struct Study {
     static let quick = Study(name: "quick", teacher: "models/teachers/8gaussians-mlp.safetensors", data: "8gaussians",
                              images: 128_000, batch: 256, n: 2000, extra: ["--snapshot-every", "128000", "--grid", "256"],
                              budget: "sized for minutes on 2 cores")
-    /// Sized for about 8 hours of the 2-core development machine: 27 distillations of 19,200
-    /// generator images (DiJS from T runs about 28 images/s there, so about 12 minutes each) and
-    /// about 2.5 hours of evaluation at n = 10,000 (the 35-NFE teacher alone is 1.05 million network
-    /// evaluations).
+    /// Sized for about 8 hours of the 2-core development machine: 30 distillations of 19,200
+    /// generator images (DiJS from T runs about 28 images/s there, so about 12 minutes each; the
+    /// score-based baselines cost more per image) and about 2.5 hours of evaluation at n = 10,000
+    /// (the 35-NFE teacher alone is 1.05 million network evaluations).
     static let mnist = Study(name: "mnist", teacher: "models/serve/mnist-teacher/2/model.safetensors", data: "mnist",
                              images: 19_200, batch: 64, n: 10_000,
                              extra: ["--snapshot-every", "6400", "--grid", "64", "--lr-c", "2e-4", "--ema-half-life", "10000"],

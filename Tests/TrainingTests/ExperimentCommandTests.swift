@@ -27,12 +27,12 @@ final class ExperimentCommandTests: XCTestCase {
         let (status, text, seconds) = try study()
         XCTAssertEqual(status, 0, text)
         let table = try String(contentsOfFile: out + "/results.md", encoding: .utf8)
-        for row in ["teacher, 35 NFE", "teacher in one step", "DMD-style", "DiRKL, init T", "DiJS, init T", "DiFKL, init T",
+        for row in ["teacher, 35 NFE", "teacher in one step", "DMD-style", "SiD (score-based", "DiRKL, init T", "DiJS, init T", "DiFKL, init T",
                     "DiJS, init R", "DiJS, init M", "DiJS, init F1", "DiJS, init F2", "DiJS, init S", "DiJS, init T, best-of-1", "DiJS, init T, best-of-4", "DiJS, init T, best-of-16"] {
             XCTAssertTrue(table.contains("| \(row)"), "row '\(row)' missing:\n\(table)")
         }
         let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json"))) as? [[String: Any]]
-        XCTAssertEqual(rows?.count, 14)
+        XCTAssertEqual(rows?.count, 15)
         let dijsR = rows?.first { $0["name"] as? String == "DiJS, init R" }
         XCTAssertEqual((dijsR?["before"] as? [[String: Double]])?.count, 1, "arms report their metrics before training")
         // Arm T starts from the teacher in one step: its "before" is that row's measurement.

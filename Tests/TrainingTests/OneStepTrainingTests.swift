@@ -117,7 +117,7 @@ final class OneStepTrainingTests: XCTestCase {
         XCTAssertEqual(t.config.classifier.dim, 2)
         try t.saveState()
         XCTAssertThrowsError(try OneStepTrainer(config: config(images: 256), runPath: path + "/t", resume: false))  // run exists
-        XCTAssertThrowsError(try OneStepTrainer(config: config(method: "sid", images: 256), runPath: path + "/x", resume: false))
+        XCTAssertThrowsError(try OneStepTrainer(config: config(method: "gan", images: 256), runPath: path + "/x", resume: false))
         var bad = config(images: 256)
         bad.classifierSteps = 0
         XCTAssertThrowsError(try bad.validate())
@@ -127,17 +127,23 @@ final class OneStepTrainingTests: XCTestCase {
 /// The DMD-style baseline in the same harness: a fake score started from the teacher, the teacher
 /// frozen, exact resume, no classifier shipped.
 final class DMDBaselineTests: XCTestCase {
-    func testDMDRunsResumesAndKeepsTheTeacherFrozen() throws {
+    /// A score-based baseline run on 8 Gaussians: batch 64, one fake-score step per generator step.
+    static func config(method: String, steps: Int) -> OneStepConfig {
         var c = OneStepConfig()
         c.teacher = OneStepTrainingTests.teacher
-        c.method = "dmd"
+        c.method = method
         c.batchSize = 64
-        c.totalImages = 64 * 40
-        c.snapshotEveryImages = 64 * 40
+        c.totalImages = 64 * steps
+        c.snapshotEveryImages = 64 * steps
         c.gridSamples = 64
         c.classifierSteps = 1
         c.classifierLearningRate = 2e-4
         c.generatorLearningRate = 2e-4
+        return c
+    }
+
+    func testDMDRunsResumesAndKeepsTheTeacherFrozen() throws {
+        let c = Self.config(method: "dmd", steps: 40)
         let a = NSTemporaryDirectory() + "onestep-dmd-\(UUID().uuidString)", b = a + "-b"
         defer { for p in [a, b] { try? FileManager.default.removeItem(atPath: p) } }
         let teacher = try Snapshot.load(path: c.teacher)

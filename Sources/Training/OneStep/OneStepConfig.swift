@@ -1,7 +1,7 @@
 import Diffusion
 import NN
 
-/// Everything that defines a score-free one-step training run (DiJS / DiRKL / DiFKL); written to
+/// Everything that defines a one-step training run (DiJS / DiRKL / DiFKL, or the DMD / SiD baselines); written to
 /// `config.json` beside the run.
 public struct OneStepConfig: Codable, Sendable, Equatable {
     /// Teacher snapshot (provides the architecture, arm T's weights and the data set name).
@@ -11,7 +11,7 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
     /// Data set of real samples; empty: the teacher's provenance `data`.
     public var data = ""
     public var dataDir = "data"
-    /// dijs | dirkl | difkl.
+    /// dijs | dirkl | difkl (score-free) | dmd | sid (score-based baselines).
     public var method = "dijs"
     public var initialisation = GeneratorInit.teacher
     public var sigmaInit: Float = OneStepGenerator.defaultSigmaInit
@@ -41,6 +41,8 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
     /// Arms M and S: their own Adam steps (nil: 2000); arm F2: its wrong sigma_init (nil: 20).
     public var armSteps: Int?
     public var wrongSigmaInit: Float?
+    /// SiD's alpha (nil: 1.2).
+    public var sidAlpha: Float?
 
     public init() {}
 
@@ -51,13 +53,13 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
         case gradClip = "grad_clip", totalImages = "total_images", emaHalfLifeImages = "ema_half_life_images"
         case snapshotEveryImages = "snapshot_every_images", gridSamples = "grid_samples", seed
         case pMean = "p_mean", pStd = "p_std", fklCap = "fkl_cap", classifierWarmupSteps = "classifier_warmup_steps"
-        case armSteps = "arm_steps", wrongSigmaInit = "wrong_sigma_init"
+        case armSteps = "arm_steps", wrongSigmaInit = "wrong_sigma_init", sidAlpha = "sid_alpha"
     }
 
     /// Throws naming the first invalid field.
     public func validate() throws {
         func fail(_ m: String) throws -> Never { throw TrainingError(.invalidConfig, m) }
-        if !isDMD { _ = try divergence() }
+        if !isScoreBased { _ = try divergence() }
         if teacher.isEmpty { try fail("--teacher is required") }
         if batchSize < 1 { try fail("--batch must be at least 1, got \(batchSize)") }
         if classifierSteps < 1 { try fail("--k must be at least 1, got \(classifierSteps)") }
@@ -77,11 +79,13 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
         if let a = armSteps, a < 1 { try fail("--arm-steps must be at least 1, got \(a)") }
         if let w = wrongSigmaInit, !(w > 0) || !w.isFinite { try fail("--wrong-sigma-init must be positive, got \(w)") }
         if let c = classifierInit, !["teacher", "random"].contains(c) { try fail("--classifier-init must be teacher or random, got '\(c)'") }
+        if let a = sidAlpha, !a.isFinite { try fail("--sid-alpha must be finite, got \(a)") }
     }
 
     public func divergence() throws -> RatioDivergence { try RatioDivergence(method: method, fklCap: fklCap) }
-    /// The score-based baseline (DMD-style reverse KL with a fake score) instead of a ratio classifier.
-    public var isDMD: Bool { method == "dmd" }
+    /// A score-based baseline (a fake score network instead of a ratio classifier): `dmd` (DMD-style
+    /// reverse KL) or `sid` (score identity distillation).
+    public var isScoreBased: Bool { method == "dmd" || method == "sid" }
     public var noise: RatioNoiseLevels { RatioNoiseLevels(pMean: pMean, pStd: pStd) }
     /// Generator steps in the run.
     public var totalSteps: Int { totalImages / batchSize }

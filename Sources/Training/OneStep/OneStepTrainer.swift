@@ -80,12 +80,14 @@ public final class OneStepTrainer: @unchecked Sendable {
         network = net
         teacherSigmaData = teacher.sigmaData
         generator = EDMDenoiser(net, sigmaData: teacher.sigmaData)
-        if config.isDMD {
+        if config.isScoreBased {
             // Two more copies of the teacher: the frozen real score and the fake score's start.
-            let real = try Snapshot.load(path: config.teacher), fakeStart = try Snapshot.load(path: config.teacher)
+            let real = try Snapshot.load(path: config.teacher).makeEDMDenoiser(), fakeStart = try Snapshot.load(path: config.teacher).makeEDMDenoiser()
             classifier = nil
             divergence = nil
-            critic = DMDCritic(teacher: real.makeEDMDenoiser(), fake: fakeStart.makeEDMDenoiser(), noise: config.noise)
+            critic = config.method == "sid"
+                ? SiDCritic(teacher: real, fake: fakeStart, noise: config.noise, alpha: config.sidAlpha ?? SiDCritic.defaultAlpha)
+                : DMDCritic(teacher: real, fake: fakeStart, noise: config.noise)
         } else {
             let c = try Self.makeClassifier(config: config, teacher: teacher, generator: net)
             let d = try config.divergence()

@@ -44,7 +44,7 @@ public enum RatioDivergence: Sendable {
         case "dijs", "js": self = .jensenShannon
         case "dirkl", "rkl": self = .reverseKL
         case "difkl", "fkl": self = .forwardKL(cap: fklCap)
-        default: throw TrainingError(.invalidConfig, "unknown method '\(method)' (choose dijs, dirkl or difkl)")
+        default: throw TrainingError(.invalidConfig, "unknown method '\(method)' (choose dijs, dirkl, difkl, or the baselines dmd, sid)")
         }
     }
 
