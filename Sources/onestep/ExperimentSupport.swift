@@ -198,7 +198,8 @@ enum StudyReport {
         var s = "Study `\(study.name)` (`onestep experiment paper\(study.name == "quick" ? " --quick" : "")`): teacher "
             + "`\(study.teacher)`, data \(study.data), \(images) generator images per run (batch \(study.batch)), "
             + "\(seeds) seeds (mean +- std), \(count) samples per evaluation (\(study.budget) at the defaults); \(machine); \(ISO8601DateFormatter().string(from: Date())); "
-            + String(format: "%.0f minutes in all.\n\n", minutes)
+            + String(format: "distillations %.1f minutes of wall-clock in all (sum over runs, whenever they ran); this invocation %.1f minutes "
+                     + "(evaluations, and whatever runs it trained).\n\n", rows.reduce(0) { $0 + $1.seconds.reduce(0, +) } / 60, minutes)
         s += "| row | " + keys.joined(separator: " | ") + " | before training (" + keys[0] + ") | NFE | images | wall-clock s | peak MiB |\n"
         s += "|---|" + keys.map { _ in "---:|" }.joined() + "---:|---:|---:|---:|---:|\n"
         for r in rows {
