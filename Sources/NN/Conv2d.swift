@@ -55,7 +55,8 @@ public final class Conv2d: @unchecked Sendable {
         return y
     }
 
-    /// Accumulates dW, db; writes dIn = dL/dx (skipped when `needInput` is false).
+    /// Accumulates dW, db (unless the store is frozen: `accumulatesGradients`); writes dIn = dL/dx
+    /// (skipped when `needInput` is false).
     @discardableResult
     public func backward(_ dy: UnsafePointer<Float>, needInput: Bool = true) -> UnsafeMutablePointer<Float> {
         guard let x, let g = geometry else { preconditionFailure("Conv2d.backward before forward") }
@@ -63,7 +64,7 @@ public final class Conv2d: @unchecked Sendable {
         if scratch.count < need { scratch.resize(need) }
         dIn.resize(inChannels * batch * g.height * g.width)
         Conv2D.backward(g, batch: batch, x: x, weight: store.value(w), dy: dy,
-                        dWeight: store.grad(w), dBias: store.grad(b),
+                        dWeight: store.accumulatesGradients ? store.grad(w) : nil, dBias: store.accumulatesGradients ? store.grad(b) : nil,
                         dx: needInput ? dIn.ptr : nil, scratch: scratch.ptr, overwriteDx: true, scratchCapacity: scratch.count)
         return dIn.ptr
     }

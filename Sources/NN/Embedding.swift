@@ -76,6 +76,7 @@ public final class EmbeddingMLP: @unchecked Sendable {
 
     /// Accumulates parameter gradients from de [B, E].
     public func backward(_ de: UnsafePointer<Float>) {
+        guard store.accumulatesGradients else { return }   // only parameter gradients start here
         let d1 = act1.backward(de)
         let d0 = act0.backward(layer1.backward(d1))
         let dpos = layer0.backward(d0, needInput: !labels.isEmpty)

@@ -81,7 +81,7 @@ public final class GroupNorm: @unchecked Sendable {
         return y
     }
 
-    /// Accumulates dgamma, dbeta; writes dIn (gradient with respect to x).
+    /// Accumulates dgamma, dbeta (unless the store is frozen: `accumulatesGradients`); writes dIn (gradient with respect to x).
     @discardableResult
     public func backward(_ dz: UnsafePointer<Float>) -> UnsafeMutablePointer<Float> {
         guard let x else { preconditionFailure("GroupNorm.backward before forward") }
@@ -146,7 +146,7 @@ public final class GroupNorm: @unchecked Sendable {
                 }
             }
         }
-        for bi in 0..<batch {
+        for bi in 0..<(store.accumulatesGradients ? batch : 0) {
             for c in 0..<channels {
                 dgamma[c] += partial[2 * (bi * channels + c)]
                 dbeta[c] += partial[2 * (bi * channels + c) + 1]

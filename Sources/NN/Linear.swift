@@ -55,14 +55,17 @@ public final class Linear: @unchecked Sendable {
         return y
     }
 
-    /// Accumulates dW += dy^T x, db += sum_rows dy; writes dIn = dy W (skipped if `needInput` is false).
+    /// Accumulates dW += dy^T x, db += sum_rows dy (unless the store is frozen:
+    /// `accumulatesGradients`); writes dIn = dy W (skipped if `needInput` is false).
     @discardableResult
     public func backward(_ dy: UnsafePointer<Float>, needInput: Bool = true) -> UnsafeMutablePointer<Float> {
         guard let x else { preconditionFailure("Linear.backward before forward") }
-        BLAS.sgemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
-                   a: dy, lda: outFeatures, b: x, ldb: inFeatures,
-                   beta: 1, c: store.grad(w), ldc: inFeatures)
-        if hasBias {
+        if store.accumulatesGradients {
+            BLAS.sgemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
+                       a: dy, lda: outFeatures, b: x, ldb: inFeatures,
+                       beta: 1, c: store.grad(w), ldc: inFeatures)
+        }
+        if hasBias && store.accumulatesGradients {
             let db = store.grad(b)
             for r in 0..<batch {
                 let row = dy + r * outFeatures

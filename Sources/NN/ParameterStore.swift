@@ -34,6 +34,19 @@ public final class ParameterStore: @unchecked Sendable {
     /// Serving sets it; training leaves it off (whole-batch GEMMs are faster).
     public var batchInvariant = false
 
+    /// When false, backward passes through the network that owns this store compute input gradients
+    /// only and leave `grads` untouched (no weight-gradient products): for a frozen network that a
+    /// loss is differentiated through (the teacher in SiD, the classifier in a generator step).
+    public var accumulatesGradients = true
+
+    /// Runs `body` with `accumulatesGradients` off (input gradients only), then restores it.
+    public func frozen<T>(_ body: () throws -> T) rethrows -> T {
+        let was = accumulatesGradients
+        accumulatesGradients = false
+        defer { accumulatesGradients = was }
+        return try body()
+    }
+
     public init() {}
 
     /// Total number of scalars.

@@ -130,8 +130,9 @@ public enum Conv2D {
         }
     }
 
-    /// ACCUMULATES: dWeight += dy · col^T, dBias += row sums of dy, and if dx != nil,
-    /// dx += col2im(W^T · dy) (or dx = ..., overwriting, with `overwriteDx`). `dy` is
+    /// ACCUMULATES: dWeight += dy · col^T (skipped when dWeight is nil: input gradient only),
+    /// dBias += row sums of dy, and if dx != nil, dx += col2im(W^T · dy) (or dx = ..., overwriting,
+    /// with `overwriteDx`). `dy` is
     /// `[OC, B, Ho, Wo]`; scratch as for `forward`.
     ///
     /// For "same" stride-1 convolutions (Ho = H, Wo = W) the input gradient is itself such a
@@ -140,7 +141,7 @@ public enum Conv2D {
     /// W' and one sample's column matrix of dy (pass `scratchCapacity` when the scratch is larger than
     /// `scratchCount`; `backwardScratchCount` is what the fast path wants); otherwise col2im runs.
     public static func backward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>,
+                                dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
                                 dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
                                 scratch: UnsafeMutablePointer<Float>, scratchLimit: Int = defaultScratchLimit,
                                 overwriteDx: Bool = false, scratchCapacity: Int? = nil) {
@@ -151,8 +152,10 @@ public enum Conv2D {
             parallelFor(oc, work: ncols) { o in dBias[o] += rowSum(dy + o * ncols, ncols) }
         }
         if g.isPointwise {
-            BLAS.sgemm(transA: false, transB: true, m: oc, n: kk, k: ncols, a: dy, lda: ncols,
-                       b: x, ldb: ncols, beta: 1, c: dWeight, ldc: kk)
+            if let dWeight {
+                BLAS.sgemm(transA: false, transB: true, m: oc, n: kk, k: ncols, a: dy, lda: ncols,
+                           b: x, ldb: ncols, beta: 1, c: dWeight, ldc: kk)
+            }
             if let dx {
                 BLAS.sgemm(transA: true, transB: false, m: kk, n: ncols, k: oc, a: weight, lda: kk,
                            b: dy, ldb: ncols, beta: dxBeta, c: dx, ldc: ncols)
@@ -165,13 +168,15 @@ public enum Conv2D {
         let flippedCount = c * oc * k * k, dyColPerSample = oc * k * k * plane
         let flipped = dx != nil && g.stride == 1 && g.outHeight == g.height && g.outWidth == g.width
             && available >= flippedCount + dyColPerSample
-        var b0 = 0
+        var b0 = dWeight == nil && (dx == nil || flipped) ? batch : 0   // nothing for this loop to do
         while b0 < batch {
             let count = min(chunk, batch - b0), n = count * plane
             let dyChunk = dy + b0 * plane
-            Im2Col.im2col(g, batch: batch, b0: b0, count: count, x: x, col: scratch)
-            BLAS.sgemm(transA: false, transB: true, m: oc, n: kk, k: n, a: dyChunk, lda: ncols,
-                       b: UnsafePointer(scratch), ldb: n, beta: 1, c: dWeight, ldc: kk)
+            if let dWeight {
+                Im2Col.im2col(g, batch: batch, b0: b0, count: count, x: x, col: scratch)
+                BLAS.sgemm(transA: false, transB: true, m: oc, n: kk, k: n, a: dyChunk, lda: ncols,
+                           b: UnsafePointer(scratch), ldb: n, beta: 1, c: dWeight, ldc: kk)
+            }
             if let dx, !flipped {
                 if overwriteDx && b0 == 0 { dx.update(repeating: 0, count: c * batch * g.height * g.width) }
                 BLAS.sgemm(transA: true, transB: false, m: kk, n: n, k: oc, a: weight, lda: kk,

@@ -96,6 +96,9 @@ struct Bench: AsyncParsableCommand {
                 }
                 if !noTrain {
                     rows.append(BenchNet.trainStep(net, name: name, batch: trainBatch, threads: t, repeats: reps, seed: seed))
+                    for frozen in [false, true] {
+                        rows.append(BenchNet.inputGradient(net, name: name, batch: trainBatch, threads: t, repeats: reps, seed: seed, frozen: frozen))
+                    }
                 }
             }
         }
@@ -117,6 +120,7 @@ struct Bench: AsyncParsableCommand {
         print("")
         BenchRow.printTable(rows)
         print("\n(train: one step = zero grads + forward + loss + backward + Adam; GFLOP/s counts 3x forward FLOPs)")
+        print("(d/dx: forward + backward to the input, with weight gradients (+dW, 3x forward FLOPs) or without (frozen, 2x))")
         print("(sgemm rows: C[M,N] = A[M,K] B[K,N], row-major, 2*M*N*K FLOP)")
         print("load average after: \(BenchMachine.loadAverage)\n")
         BenchRow.printCPUTable(rows)

@@ -270,6 +270,28 @@ enum BenchNet {
                         cpuMs: BenchTimer.lastCPUMs)
     }
 
+    /// forward + backward to the input gradient, with the weight gradients (`frozen` false: what a
+    /// training step's backward does) or without (`ParameterStore.frozen`: differentiating through a
+    /// network that is not trained, as the generator step does through the classifier).
+    static func inputGradient(_ net: any Denoiser, name: String, batch: Int, threads: Int, repeats: Int, seed: UInt64, frozen: Bool) -> BenchRow {
+        let store = net.parameters
+        let (x, c) = BenchWeights.input(for: net, batch: batch, seed: seed &+ 7)
+        var rng = Philox4x32(seed: seed, stream: 98)
+        let dOut = (0..<x.count).map { _ in rng.nextNormal() }
+        let (best, med) = x.withUnsafeBufferPointer { xp in c.withUnsafeBufferPointer { cp in dOut.withUnsafeBufferPointer { dp in
+            BenchTimer.measure(repeats: repeats) {
+                store.zeroGrad()
+                _ = net.forward(xp.baseAddress!, cNoise: cp.baseAddress!, labels: nil, batch: batch)
+                _ = frozen ? store.frozen { net.backward(dp.baseAddress!) } : net.backward(dp.baseAddress!)
+            }
+        } } }
+        store.zeroGrad()
+        let flop = (frozen ? 2 : 3) * Double(net.flopsPerSample) * Double(batch)
+        return BenchRow(engine: frozen ? "swift d/dx frozen" : "swift d/dx +dW", network: name, batch: "\(batch)", threads: threads, bestMs: best,
+                        medianMs: med, samplesPerSecond: Double(batch) * 1e3 / med, gflops: flop / med / 1e6,
+                        cpuMs: BenchTimer.lastCPUMs)
+    }
+
     /// zero grads, forward, loss = mean((F - target)^2), backward, Adam (lr 1e-4). Parameters are
     /// restored afterwards so later rows see the same weights.
     static func trainStep(_ net: any Denoiser, name: String, batch: Int, threads: Int, repeats: Int, seed: UInt64) -> BenchRow {

@@ -55,33 +55,40 @@ struct Experiment: AsyncParsableCommand {
                 say("study: \(name): \(r.summary(evaluate.keys))")
                 rows.append(r)
             }
-            // Distillations: (row, method, arm).
-            var plan: [(String, String, String)] = [("DMD-style (score-based), init T", "dmd", "teacher"),
-                                                    ("SiD (score-based, alpha 1.2), init T", "sid", "teacher")]
-            for m in ["dirkl", "dijs", "difkl"] { plan.append(("\(m.uppercased().replacingOccurrences(of: "DI", with: "Di")), init T", m, "teacher")) }
-            for arm in ["random", "map", "f1", "f2", "s"] {
-                plan.append(("DiJS, init \(try GeneratorInit(parsing: arm).letter)", "dijs", arm))
-            }
+            // Distillations: the table's rows (row, method, arm), run seed-major in `StudyPlan.priority`
+            // order, so an interrupted study has one seed of every row (the targets' rows first)
+            // before it has three of any; each run is evaluated as soon as it ends and the partial
+            // table is rewritten.
+            let plan = StudyPlan.rows()
+            var runRows = plan.map { StudyRow(name: $0.name, nfe: 1) }
             var dijsT: [String] = []
-            for (name, method, arm) in plan {
-                var r = StudyRow(name: name, nfe: 1)
-                for s in 0..<seeds {
+            func writeTable(final: Bool) throws {
+                let table = StudyReport.markdown(rows: rows + runRows, keys: evaluate.keys, study: study, seeds: seeds, images: runImages, count: count,
+                                                 minutes: Date().timeIntervalSince(started) / 60, machine: machineDescription(), final: final)
+                try atomicWriteFile(Array(table.utf8), to: folder + "/results.md")
+                if writeDocs { try StudyReport.writeDocs(table, marker: study.name) }
+            }
+            for s in 0..<seeds {
+                for i in StudyPlan.priority(plan) {
+                    let (name, method, arm) = plan[i]
                     let dir = "\(folder)/\(method)-\(arm)-s\(s)"
                     let res = try StudyRunner.distill(dir: dir, teacher: study.teacher, method: method, arm: arm, seed: UInt64(s),
                                                       images: runImages, batch: study.batch, threads: threads, extra: study.extra)
                     let latest = dir + "/snapshots/latest.safetensors"
-                    r.after.append(try cache.values(file: latest, seed: UInt64(1000 + s), count: count, bestOf: 1) {
+                    runRows[i].after.append(try cache.values(file: latest, seed: UInt64(1000 + s), count: count, bestOf: 1) {
                         try evaluate(try Snapshot.load(path: latest), seed: UInt64(1000 + s), bestOf: 1)
                     })
-                    if let before = try evaluate.before(dir: dir, seed: UInt64(1000 + s), cache: cache) { r.before.append(before) }
-                    r.seconds.append(res.seconds)
-                    r.peakMiB.append(res.peakMiB)
-                    r.images = runImages
+                    if let before = try evaluate.before(dir: dir, seed: UInt64(1000 + s), cache: cache) { runRows[i].before.append(before) }
+                    runRows[i].seconds.append(res.seconds)
+                    if let cpu = res.cpuSeconds { runRows[i].cpuSeconds.append(cpu) }
+                    if let peak = res.peakMiB { runRows[i].peakMiB.append(peak) }
+                    runRows[i].images = runImages
                     if method == "dijs" && arm == "teacher" { dijsT.append(dir) }
+                    say("study: \(name), seed \(s): \(runRows[i].summary(evaluate.keys))")
+                    try writeTable(final: false)
                 }
-                say("study: \(name): \(r.summary(evaluate.keys))")
-                rows.append(r)
             }
+            rows += runRows
             // Best-of-K on DiJS from T (resampling by the shipped classifier).
             for k in [1, 4, 16] {
                 var r = StudyRow(name: "DiJS, init T, best-of-\(k)", nfe: k)
@@ -96,7 +103,7 @@ struct Experiment: AsyncParsableCommand {
                 rows.append(r)
             }
             let table = StudyReport.markdown(rows: rows, keys: evaluate.keys, study: study, seeds: seeds, images: runImages, count: count,
-                                             minutes: Date().timeIntervalSince(started) / 60, machine: machineDescription())
+                                             minutes: Date().timeIntervalSince(started) / 60, machine: machineDescription(), final: true)
             try atomicWriteFile(Array(table.utf8), to: folder + "/results.md")
             try atomicWriteFile(Array(try JSONSerialization.data(withJSONObject: rows.map { $0.json(keys: evaluate.keys) }, options: [.prettyPrinted, .sortedKeys])),
                                 to: folder + "/results.json")

@@ -29,6 +29,34 @@ struct Study {
                              budget: "sized for about 8 hours of 2 cores: about 5.5 h of distillation, 2.5 h of evaluation")
 }
 
+/// The distillation rows of the table, and the order a study runs them in.
+enum StudyPlan {
+    /// (row name, method, initialisation arm), in table order.
+    static func rows() -> [(name: String, method: String, arm: String)] {
+        var plan: [(name: String, method: String, arm: String)] = [("DMD-style (score-based), init T", "dmd", "teacher"),
+                                                                   ("SiD (score-based, alpha 1.2), init T", "sid", "teacher")]
+        for m in ["dirkl", "dijs", "difkl"] { plan.append(("\(m.uppercased().replacingOccurrences(of: "DI", with: "Di")), init T", m, "teacher")) }
+        for arm in ["random", "map", "f1", "f2", "s"] {
+            plan.append(("DiJS, init \((try? GeneratorInit(parsing: arm))?.letter ?? arm)", "dijs", arm))
+        }
+        return plan
+    }
+
+    /// Indices of `plan` in run order: the rows the issue's targets compare first (DiJS and DMD
+    /// from T, then the initialisation arms R, M, F1, F2, S), the other baselines last.
+    static func priority(_ plan: [(name: String, method: String, arm: String)]) -> [Int] {
+        func rank(_ r: (name: String, method: String, arm: String)) -> Int {
+            switch (r.method, r.arm) {
+            case ("dijs", "teacher"): return 0
+            case ("dmd", _): return 1
+            case ("dijs", _): return 2
+            default: return 3
+            }
+        }
+        return plan.indices.sorted { (rank(plan[$0]), $0) < (rank(plan[$1]), $1) }
+    }
+}
+
 /// A table row: metrics per seed after (and, for the arms, before) training, cost.
 struct StudyRow {
     var name: String
@@ -36,6 +64,7 @@ struct StudyRow {
     var before: [[String: Double]] = []
     var after: [[String: Double]] = []
     var seconds: [Double] = []
+    var cpuSeconds: [Double] = []
     var peakMiB: [Double] = []
     var images = 0
 
@@ -49,7 +78,7 @@ struct StudyRow {
     }
 
     func json(keys: [String]) -> [String: Any] {
-        ["name": name, "nfe": nfe, "images": images, "before": before, "after": after, "seconds": seconds, "peak_mib": peakMiB]
+        ["name": name, "nfe": nfe, "images": images, "before": before, "after": after, "seconds": seconds, "cpu_seconds": cpuSeconds, "peak_mib": peakMiB]
     }
 }
 
@@ -109,6 +138,8 @@ struct StudyEvaluator {
 final class StudyCache {
     let path: String
     private var entries: [String: [String: Double]] = [:]
+    /// SHA-256 per snapshot file, keyed by path, size and modification time: a file is hashed once.
+    private var hashes: [String: String] = [:]
 
     init(path: String) {
         self.path = path
@@ -139,20 +170,43 @@ final class StudyCache {
     /// Keyed by a snapshot file's content.
     func values(file: String, variant: String = "as-is", seed: UInt64, count: Int, bestOf: Int,
                 _ compute: () throws -> (values: [String: Double], nfe: Int)) throws -> [String: Double] {
-        try values(key: "\(try sha256Hex(ofFile: file))|\(variant)|seed=\(seed)|n=\(count)|k=\(bestOf)", compute)
+        try values(key: "\(try sha256(file))|\(variant)|seed=\(seed)|n=\(count)|k=\(bestOf)", compute)
+    }
+
+    private func sha256(_ file: String) throws -> String {
+        let a = try FileManager.default.attributesOfItem(atPath: file)
+        let stamp = "\(file)|\((a[.size] as? NSNumber)?.intValue ?? -1)|\((a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
+        if let h = hashes[stamp] { return h }
+        let h = try sha256Hex(ofFile: file)
+        hashes[stamp] = h
+        return h
     }
 }
 
+/// What one distillation cost: wall-clock, CPU time (user + system) and peak resident memory, summed
+/// (maxed) over the segments a resumed run took. A segment cut off by an interruption counts its
+/// wall-clock up to the run's last log line; its CPU time and peak memory are unknown, so the run's
+/// CPU time is nil and its peak is the largest of the segments that finished.
+struct RunCost {
+    var seconds: Double
+    var cpuSeconds: Double?
+    var peakMiB: Double?
+}
+
 /// Runs `onestep distill` as a child process (resuming an unfinished run, skipping a finished one)
-/// and measures its wall-clock and peak resident memory (wait4's rusage).
+/// and measures its cost (wait4's rusage). Each segment is recorded in DIR/study-segments.jsonl;
+/// DIR/study-segment-open.json marks a segment in flight; DIR/study-run.json marks the run done.
 enum StudyRunner {
     static func distill(dir: String, teacher: String, method: String, arm: String, seed: UInt64, images: Int, batch: Int,
-                        threads: Int, extra: [String]) throws -> (seconds: Double, peakMiB: Double) {
+                        threads: Int, extra: [String]) throws -> RunCost {
         let done = dir + "/study-run.json"
         if let d = FileManager.default.contents(atPath: done), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Double],
-           let s = o["seconds"], let m = o["peak_mib"] {
-            return (s, m)
+           let s = o["seconds"] {
+            return RunCost(seconds: s, cpuSeconds: o["cpu_seconds"], peakMiB: o["peak_mib"])
         }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let segments = dir + "/study-segments.jsonl", open = dir + "/study-segment-open.json"
+        try closeInterruptedSegment(open: open, log: dir + "/log.jsonl", segments: segments)
         let resume = FileManager.default.fileExists(atPath: dir + "/state.safetensors")
         var args = ["distill", "--teacher", teacher, "--method", method, "--init", arm, "--seed", String(seed), "--images", String(images),
                     "--batch", String(batch), "--threads", String(threads), "--out", dir] + extra
@@ -160,17 +214,54 @@ enum StudyRunner {
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).path
         let log = dir + ".out"
         let t0 = Date()
-        let (status, maxRSS) = try spawnAndWait(exe, args, log: log)
-        guard status == 0 else {
-            throw ValidationError("distill \(method) \(arm) seed \(seed) failed (exit \(status)); see \(log); rerun the study to resume")
+        try atomicWriteFile(Array(try JSONSerialization.data(withJSONObject: ["t0": t0.timeIntervalSince1970])), to: open)
+        let child = try spawnAndWait(exe, args, log: log)
+        guard child.status == 0 else {
+            throw ValidationError("distill \(method) \(arm) seed \(seed) failed (exit \(child.status)); see \(log); rerun the study to resume")
         }
-        let result = ["seconds": Date().timeIntervalSince(t0), "peak_mib": Double(maxRSS) / 1024]
-        try atomicWriteFile(Array(try JSONSerialization.data(withJSONObject: result)), to: done)
-        return (result["seconds"]!, result["peak_mib"]!)
+        try appendLine(["seconds": Date().timeIntervalSince(t0), "cpu_seconds": child.cpuSeconds, "peak_mib": Double(child.maxRSSKiB) / 1024], to: segments)
+        try FileManager.default.removeItem(atPath: open)
+        let cost = sum(segments: segments)
+        var o: [String: Double] = ["seconds": cost.seconds]
+        o["cpu_seconds"] = cost.cpuSeconds
+        o["peak_mib"] = cost.peakMiB
+        try atomicWriteFile(Array(try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])), to: done)
+        return cost
     }
 
-    /// posix_spawn + wait4: exit status and the child's peak RSS (KiB); output appended to `log`.
-    static func spawnAndWait(_ exe: String, _ args: [String], log: String) throws -> (Int32, Int) {
+    /// A segment left open by an interruption: its wall-clock runs from its start to the run's
+    /// last log line (nothing if the log was not written after it started).
+    static func closeInterruptedSegment(open: String, log: String, segments: String) throws {
+        guard let d = FileManager.default.contents(atPath: open) else { return }
+        if let o = try? JSONSerialization.jsonObject(with: d) as? [String: Double], let t0 = o["t0"],
+           let m = (try? FileManager.default.attributesOfItem(atPath: log))?[.modificationDate] as? Date, m.timeIntervalSince1970 > t0 {
+            try appendLine(["seconds": m.timeIntervalSince1970 - t0, "interrupted": 1], to: segments)
+        }
+        try FileManager.default.removeItem(atPath: open)
+    }
+
+    static func sum(segments: String) -> RunCost {
+        let lines = ((try? String(contentsOfFile: segments, encoding: .utf8)) ?? "").split(separator: "\n")
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Double] }
+        let cpu = lines.map { $0["cpu_seconds"] }
+        let peaks = lines.compactMap { $0["peak_mib"] }
+        return RunCost(seconds: lines.reduce(0) { $0 + ($1["seconds"] ?? 0) },
+                       cpuSeconds: cpu.contains { $0 == nil } ? nil : cpu.reduce(0) { $0 + $1! },
+                       peakMiB: peaks.max())
+    }
+
+    static func appendLine(_ o: [String: Double], to path: String) throws {
+        let line = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) + Data("\n".utf8)
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot write \(path)") }
+        defer { try? h.close() }
+        try h.seekToEnd()
+        try h.write(contentsOf: line)
+    }
+
+    /// posix_spawn + wait4: exit status, the child's CPU seconds (user + system) and peak RSS (KiB);
+    /// output appended to `log`.
+    static func spawnAndWait(_ exe: String, _ args: [String], log: String) throws -> (status: Int32, cpuSeconds: Double, maxRSSKiB: Int) {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -187,27 +278,33 @@ enum StudyRunner {
             guard errno == EINTR else { throw ValidationError("wait4 failed: \(String(cString: strerror(errno)))") }
         }
         let exited = (status & 0x7f) == 0
-        return (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f), usage.ru_maxrss)
+        let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        return (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f), cpu, usage.ru_maxrss)
     }
 }
 
 /// The study table (Markdown) and its place in docs/RESULTS.md.
 enum StudyReport {
     static func markdown(rows: [StudyRow], keys: [String], study: Study, seeds: Int, images: Int, count: Int, minutes: Double,
-                         machine: String) -> String {
-        var s = "Study `\(study.name)` (`onestep experiment paper\(study.name == "quick" ? " --quick" : "")`): teacher "
+                         machine: String, final: Bool = true) -> String {
+        var s = final ? "" : "**Partial: the study is still running** (runs go seed by seed, the targets' rows first; "
+            + "the seeds column says how many runs each row has so far).\n\n"
+        s += "Study `\(study.name)` (`onestep experiment paper\(study.name == "quick" ? " --quick" : "")`): teacher "
             + "`\(study.teacher)`, data \(study.data), \(images) generator images per run (batch \(study.batch)), "
             + "\(seeds) seeds (mean +- std), \(count) samples per evaluation (\(study.budget) at the defaults); \(machine); \(ISO8601DateFormatter().string(from: Date())); "
             + String(format: "distillations %.1f minutes of wall-clock in all (sum over runs, whenever they ran); this invocation %.1f minutes "
-                     + "(evaluations, and whatever runs it trained).\n\n", rows.reduce(0) { $0 + $1.seconds.reduce(0, +) } / 60, minutes)
-        s += "| row | " + keys.joined(separator: " | ") + " | before training (" + keys[0] + ") | NFE | images | wall-clock s | peak MiB |\n"
-        s += "|---|" + keys.map { _ in "---:|" }.joined() + "---:|---:|---:|---:|---:|\n"
+                     + "(evaluations, and whatever runs it trained). Wall-clock and CPU seconds are per run (mean over seeds; "
+                     + "CPU = user + system of the distill process, less sensitive than wall-clock to other work on the machine); "
+                     + "peak MiB is the largest resident set of any seed.\n\n", rows.reduce(0) { $0 + $1.seconds.reduce(0, +) } / 60, minutes)
+        s += "| row | " + keys.joined(separator: " | ") + " | before training (" + keys[0] + ") | seeds | NFE | images | wall-clock s | CPU s | peak MiB |\n"
+        s += "|---|" + keys.map { _ in "---:|" }.joined() + "---:|---:|---:|---:|---:|---:|---:|\n"
+        func mean(_ xs: [Double]) -> String { xs.isEmpty ? "" : String(format: "%.0f", MeanSpread(xs).mean) }
         for r in rows {
             let cells = keys.map { k in r.stat(r.after, k).map { String(format: k == "modes" ? "%.1f" : "%.4f +- %.4f", $0.mean, $0.std) } ?? "" }
             let before = r.stat(r.before, keys[0]).map { String(format: "%.4f", $0.mean) } ?? ""
-            let secs = r.seconds.isEmpty ? "" : String(format: "%.0f", MeanSpread(r.seconds).mean)
             let peak = r.peakMiB.isEmpty ? "" : String(format: "%.0f", r.peakMiB.max()!)
-            s += "| \(r.name) | " + cells.joined(separator: " | ") + " | \(before) | \(r.nfe) | \(r.images > 0 ? String(r.images) : "") | \(secs) | \(peak) |\n"
+            s += "| \(r.name) | " + cells.joined(separator: " | ")
+                + " | \(before) | \(r.after.count) | \(r.nfe) | \(r.images > 0 ? String(r.images) : "") | \(mean(r.seconds)) | \(mean(r.cpuSeconds)) | \(peak) |\n"
         }
         return s
     }

@@ -34,13 +34,7 @@ final class BatchInvarianceTests: XCTestCase {
     }
 
     func testUNet() throws {
-        var cfg = UNetConfig()
-        cfg.resolution = 12
-        cfg.channels = [8, 16, 16]
-        cfg.noiseChannels = 8
-        cfg.embChannels = 16
-        cfg.numClasses = 10
-        check(try UNet(cfg), count: 19)
+        check(try UNet(tinyUNetConfig(numClasses: 10)), count: 19)
     }
 
     func testDefaultUNetShapes() throws {

@@ -74,3 +74,14 @@ func randomArray(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
     var rng = Philox4x32(seed: seed, stream: 2)
     return (0..<n).map { _ in rng.nextNormal() * scale }
 }
+
+/// A small U-Net (12x12, channels 8/16/16) for tests that need every layer kind but little time.
+func tinyUNetConfig(numClasses: Int = 0) -> UNetConfig {
+    var cfg = UNetConfig()
+    cfg.resolution = 12
+    cfg.channels = [8, 16, 16]
+    cfg.noiseChannels = 8
+    cfg.embChannels = 16
+    cfg.numClasses = numClasses
+    return cfg
+}

@@ -43,6 +43,7 @@ final class ExperimentCommandTests: XCTestCase {
         XCTAssertEqual((dijsT?["before"] as? [[String: Double]])?.first?["sliced_w2"], oneStepW2)
         let evals = try String(contentsOfFile: out + "/evals.jsonl", encoding: .utf8)
         XCTAssertGreaterThan(((dijsR?["peak_mib"] as? [Double])?.first) ?? 0, 1, "peak memory of the child run")
+        XCTAssertGreaterThan(((dijsR?["cpu_seconds"] as? [Double])?.first) ?? 0, 0.1, "CPU time of the child run")
         // Resume: nothing is trained again, the table is rebuilt from the finished runs.
         let snapshot = out + "/dijs-teacher-s0/snapshots/latest.safetensors"
         let stamp = try FileManager.default.attributesOfItem(atPath: snapshot)[.modificationDate] as? Date
@@ -53,5 +54,27 @@ final class ExperimentCommandTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: out + "/evals.jsonl", encoding: .utf8), evals, "nothing is evaluated twice")
         XCTAssertEqual(try String(contentsOfFile: out + "/results.md", encoding: .utf8).components(separatedBy: "\n").count,
                        table.components(separatedBy: "\n").count)
+
+        // A run cut off mid-segment (simulated: not marked done, a segment left open 30 s before its
+        // last log line): the rerun counts that segment's wall-clock, and the run's CPU time becomes
+        // unknown rather than too small.
+        let run = out + "/dijs-random-s0"
+        func record() throws -> [String: Double] {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/study-run.json"))) as? [String: Double])
+        }
+        let first = try record()
+        XCTAssertNotNil(first["cpu_seconds"])
+        let lastLog = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: run + "/log.jsonl")[.modificationDate] as? Date)
+        try FileManager.default.removeItem(atPath: run + "/study-run.json")
+        try JSONSerialization.data(withJSONObject: ["t0": lastLog.timeIntervalSince1970 - 30])
+            .write(to: URL(fileURLWithPath: run + "/study-segment-open.json"))
+        let (status3, text3, _) = try study()
+        XCTAssertEqual(status3, 0, text3)
+        let resumed = try record()
+        XCTAssertGreaterThanOrEqual(resumed["seconds"] ?? 0, first["seconds"]! + 30)
+        XCTAssertLessThan(resumed["seconds"] ?? 0, first["seconds"]! + 30 + 120)
+        XCTAssertNil(resumed["cpu_seconds"], "an interrupted segment's CPU time is unknown")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run + "/study-segment-open.json"))
+        XCTAssertTrue(try String(contentsOfFile: out + "/results.md", encoding: .utf8).contains("| DiJS, init R |"))
     }
 }

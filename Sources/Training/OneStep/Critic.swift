@@ -180,12 +180,12 @@ public final class SiDCritic: FakeScoreCritic {
                 grad.ptr[j] = Float(-k * d)                            // through x0 directly
             }
         }
-        // Through x = x0 + sigma n into x0: the input gradients of both networks.
-        let gf = score.fake.backward(dF.ptr)
+        // Through x = x0 + sigma n into x0: the input gradients of both networks, held fixed (no
+        // weight-gradient products; the fake score's grads stay as its own step left them).
+        let gf = score.fake.network.parameters.frozen { score.fake.backward(dF.ptr) }
         for j in 0..<n { grad.ptr[j] += gf[j] }
-        let gr = score.teacher.backward(dR.ptr)
+        let gr = score.teacher.network.parameters.frozen { score.teacher.backward(dR.ptr) }
         for j in 0..<n { grad.ptr[j] += gr[j] }
-        score.teacher.network.parameters.zeroGrad()   // the teacher stays frozen; its grads are scratch
         return (Float(loss), grad.ptr)
     }
 }

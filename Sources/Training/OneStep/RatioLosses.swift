@@ -155,13 +155,14 @@ public final class RatioGeneratorLoss: @unchecked Sendable {
     }
 
     /// The part of the chain after the generator: draws sigma and noise, x = samples + sigma n,
-    /// evaluates the loss and returns it with dL/d(samples) (valid until the next call).
+    /// evaluates the loss and returns it with dL/d(samples) (valid until the next call). The
+    /// classifier is held fixed: its parameter gradients are neither computed nor touched.
     public func through(classifier: any RatioClassifier, samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
                         batch: Int, rng: inout Philox4x32) -> (loss: Float, grad: UnsafeMutablePointer<Float>) {
         noise.perturb(samples, batch: batch, size: classifier.sampleSize, rng: &rng, sigma: sigma, x: x)
         let c = classifier.forward(x.ptr, sigma: sigma.ptr, labels: labels, batch: batch)
         dc.resize(batch)
         let loss = logitLoss(c, sigma: sigma.ptr, batch: batch, dLogit: dc.ptr)
-        return (loss, classifier.backward(dc.ptr))
+        return (loss, classifier.parameters.frozen { classifier.backward(dc.ptr) })
     }
 }
