@@ -22,6 +22,8 @@ struct Eval: AsyncParsableCommand {
     @Option(help: "Best-of-K rule: resample (weights exp(score)) or best (top score); default: the snapshot's.") var bestOfRule: String?
     @Option(help: "Threads (BLAS and kernels).") var threads = 2
     @Option(help: "JSON report path (default: MODEL.eval.json).") var out: String?
+    @Option(help: "Also write a copy of the snapshot with these measurements in its provenance ('measured'): what to publish.")
+    var stamp: String?
 
     func run() async throws {
         setComputeThreads(threads)
@@ -94,6 +96,15 @@ struct Eval: AsyncParsableCommand {
         let json = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
         try atomicWriteFile(Array(json), to: path)
         print("report: \(path)")
+        if let stamp {
+            // The summary (means, spreads, floor, protocol), not the per-seed runs or histograms.
+            var measured = report.filter { !["runs", "model", "evaluator"].contains($0.key) }
+            measured["first_seed"] = Int(seed)
+            var stamped = snap
+            stamped.provenance["measured"] = String(decoding: try JSONSerialization.data(withJSONObject: measured, options: [.sortedKeys]), as: UTF8.self)
+            try stamped.save(to: stamp)
+            print("stamped copy: \(stamp)")
+        }
     }
 }
 

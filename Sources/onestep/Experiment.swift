@@ -36,6 +36,7 @@ struct Experiment: AsyncParsableCommand {
             let teacher = try Snapshot.load(path: study.teacher)
             let evaluate = try StudyEvaluator(data: study.data, count: count)
             let cache = StudyCache(path: folder + "/evals.jsonl")
+            let figures = StudyFigures(folder: folder)
             var rows: [StudyRow] = []
             let started = Date()
             func say(_ s: String) { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
@@ -52,6 +53,7 @@ struct Experiment: AsyncParsableCommand {
                     r.after.append(v)
                     r.nfe = Int(v["nfe"] ?? 0)
                 }
+                r.grid = try figures.grid(snap, name: variant == "as-is" ? "teacher" : "teacher-one-step", bestOf: 1)
                 say("study: \(name): \(r.summary(evaluate.keys))")
                 rows.append(r)
             }
@@ -63,10 +65,12 @@ struct Experiment: AsyncParsableCommand {
             var runRows = plan.map { StudyRow(name: $0.name, nfe: 1) }
             var dijsT: [String] = []
             func writeTable(final: Bool) throws {
-                let table = StudyReport.markdown(rows: rows + runRows, keys: evaluate.keys, study: study, seeds: seeds, images: runImages, count: count,
+                let all = rows + runRows
+                try figures.plotCurves(all, reference: rows.first?.stat(rows.first!.after, evaluate.keys[0])?.mean)
+                let table = StudyReport.markdown(rows: all, keys: evaluate.keys, study: study, seeds: seeds, images: runImages, count: count,
                                                  minutes: Date().timeIntervalSince(started) / 60, machine: machineDescription(), final: final)
                 try atomicWriteFile(Array(table.utf8), to: folder + "/results.md")
-                if writeDocs { try StudyReport.writeDocs(table, marker: study.name) }
+                if writeDocs { try StudyReport.writeDocs(table, marker: study.name, figures: figures) }
             }
             for s in 0..<seeds {
                 for i in StudyPlan.priority(plan) {
@@ -84,6 +88,15 @@ struct Experiment: AsyncParsableCommand {
                     if let peak = res.peakMiB { runRows[i].peakMiB.append(peak) }
                     runRows[i].images = runImages
                     if method == "dijs" && arm == "teacher" { dijsT.append(dir) }
+                    if s == 0 {
+                        // Figures from the first seed: FD against images seen, and its samples.
+                        runRows[i].curve = try StudyFigures.snapshots(inRun: dir).map { (images, path) in
+                            (Double(images), try cache.values(file: path, seed: 1000, count: count, bestOf: 1) {
+                                try evaluate(try Snapshot.load(path: path), seed: 1000, bestOf: 1)
+                            }[evaluate.keys[0]] ?? .nan)
+                        }
+                        runRows[i].grid = try figures.grid(try Snapshot.load(path: latest), name: "\(method)-\(arm)", bestOf: 1)
+                    }
                     say("study: \(name), seed \(s): \(runRows[i].summary(evaluate.keys))")
                     try writeTable(final: false)
                 }
@@ -98,17 +111,19 @@ struct Experiment: AsyncParsableCommand {
                         try evaluate(try Snapshot.load(path: latest), seed: UInt64(1000 + s), bestOf: k)
                     })
                 }
+                if let first = dijsT.first { r.grid = try figures.grid(try Snapshot.load(path: first + "/snapshots/latest.safetensors"), name: "dijs-teacher-best-of-\(k)", bestOf: k) }
                 r.images = runImages
                 say("study: \(r.name): \(r.summary(evaluate.keys))")
                 rows.append(r)
             }
+            try figures.plotCurves(rows, reference: rows.first?.stat(rows.first!.after, evaluate.keys[0])?.mean)
             let table = StudyReport.markdown(rows: rows, keys: evaluate.keys, study: study, seeds: seeds, images: runImages, count: count,
                                              minutes: Date().timeIntervalSince(started) / 60, machine: machineDescription(), final: true)
             try atomicWriteFile(Array(table.utf8), to: folder + "/results.md")
             try atomicWriteFile(Array(try JSONSerialization.data(withJSONObject: rows.map { $0.json(keys: evaluate.keys) }, options: [.prettyPrinted, .sortedKeys])),
                                 to: folder + "/results.json")
             say(table)
-            if writeDocs { try StudyReport.writeDocs(table, marker: study.name) }
+            if writeDocs { try StudyReport.writeDocs(table, marker: study.name, figures: figures) }
         }
     }
 }

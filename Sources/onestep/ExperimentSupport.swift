@@ -67,6 +67,10 @@ struct StudyRow {
     var cpuSeconds: [Double] = []
     var peakMiB: [Double] = []
     var images = 0
+    /// First seed's metric (keys[0]) against generator images seen, from its snapshots.
+    var curve: [(x: Double, y: Double)] = []
+    /// Its sample grid, relative to the study folder.
+    var grid: String?
 
     func stat(_ runs: [[String: Double]], _ key: String) -> MeanSpread? {
         let v = runs.compactMap { $0[key] }
@@ -79,6 +83,52 @@ struct StudyRow {
 
     func json(keys: [String]) -> [String: Any] {
         ["name": name, "nfe": nfe, "images": images, "before": before, "after": after, "seconds": seconds, "cpu_seconds": cpuSeconds, "peak_mib": peakMiB]
+    }
+}
+
+/// The study's figures (STUDY/figures): a sample grid per row (64 samples, seed 1, the same noise for
+/// every one-step row) and the metric against generator images seen, one colour per distilled row.
+struct StudyFigures {
+    let folder: String
+    static let curveFile = "figures/metric-vs-images.png"
+
+    init(folder: String) { self.folder = folder }
+
+    /// Writes `figures/samples-NAME.png` once (kept on resume) and returns its relative path.
+    func grid(_ snap: Snapshot, name: String, bestOf: Int) throws -> String {
+        let rel = "figures/samples-\(name).png", path = folder + "/" + rel
+        if FileManager.default.fileExists(atPath: path) { return rel }
+        try FileManager.default.createDirectory(atPath: folder + "/figures", withIntermediateDirectories: true)
+        let count = snap.network.sampleShape == [2] ? 1000 : 64
+        let (x, _) = try drawSamples(snap, count: count, seed: 1, bestOf: bestOf)
+        let image = try SampleGrid.picture(x, count: count, sampleShape: snap.network.sampleShape)
+        try atomicWriteFile(try PNG.encode(image), to: path)
+        return rel
+    }
+
+    /// (images seen, path) of a run's snapshots, in order.
+    static func snapshots(inRun dir: String) throws -> [(Int, String)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir + "/snapshots")) ?? []
+        return names.compactMap { n -> (Int, String)? in
+            guard n.hasPrefix("snapshot-"), n.hasSuffix(".safetensors"),
+                  let images = Int(n.dropFirst("snapshot-".count).dropLast(".safetensors".count)) else { return nil }
+            return (images, dir + "/snapshots/" + n)
+        }.sorted { $0.0 < $1.0 }
+    }
+
+    /// The colour of each row that has a curve (in table order).
+    static func colours(_ rows: [StudyRow]) -> [String: SeriesPlot.Color] {
+        var out: [String: SeriesPlot.Color] = [:]
+        for r in rows where r.curve.count >= 2 { out[r.name] = SeriesPlot.palette[out.count % SeriesPlot.palette.count] }
+        return out
+    }
+
+    func plotCurves(_ rows: [StudyRow], reference: Double?) throws {
+        let colours = Self.colours(rows)
+        let series = rows.compactMap { r in colours[r.name].map { SeriesPlot.Series(points: r.curve, color: $0) } }
+        guard !series.isEmpty else { return }
+        try FileManager.default.createDirectory(atPath: folder + "/figures", withIntermediateDirectories: true)
+        try atomicWriteFile(try PNG.encode(SeriesPlot.render(series, references: reference.map { [$0] } ?? [])), to: folder + "/" + Self.curveFile)
     }
 }
 
@@ -296,17 +346,38 @@ enum StudyReport {
                      + "(evaluations, and whatever runs it trained). Wall-clock and CPU seconds are per run (mean over seeds; "
                      + "CPU = user + system of the distill process, less sensitive than wall-clock to other work on the machine); "
                      + "peak MiB is the largest resident set of any seed.\n\n", rows.reduce(0) { $0 + $1.seconds.reduce(0, +) } / 60, minutes)
-        s += "| row | " + keys.joined(separator: " | ") + " | before training (" + keys[0] + ") | seeds | NFE | images | wall-clock s | CPU s | peak MiB |\n"
-        s += "|---|" + keys.map { _ in "---:|" }.joined() + "---:|---:|---:|---:|---:|---:|---:|\n"
+        s += "| row | " + keys.joined(separator: " | ") + " | before training (" + keys[0] + ") | seeds | NFE | images | wall-clock s | CPU s | peak MiB | samples |\n"
+        s += "|---|" + keys.map { _ in "---:|" }.joined() + "---:|---:|---:|---:|---:|---:|---:|---|\n"
         func mean(_ xs: [Double]) -> String { xs.isEmpty ? "" : String(format: "%.0f", MeanSpread(xs).mean) }
         for r in rows {
             let cells = keys.map { k in r.stat(r.after, k).map { String(format: k == "modes" ? "%.1f" : "%.4f +- %.4f", $0.mean, $0.std) } ?? "" }
             let before = r.stat(r.before, keys[0]).map { String(format: "%.4f", $0.mean) } ?? ""
             let peak = r.peakMiB.isEmpty ? "" : String(format: "%.0f", r.peakMiB.max()!)
             s += "| \(r.name) | " + cells.joined(separator: " | ")
-                + " | \(before) | \(r.after.count) | \(r.nfe) | \(r.images > 0 ? String(r.images) : "") | \(mean(r.seconds)) | \(mean(r.cpuSeconds)) | \(peak) |\n"
+                + " | \(before) | \(r.after.count) | \(r.nfe) | \(r.images > 0 ? String(r.images) : "") | \(mean(r.seconds)) | \(mean(r.cpuSeconds)) | \(peak) | "
+                + (r.grid.map { "[grid](\($0))" } ?? "") + " |\n"
+        }
+        let colours = StudyFigures.colours(rows)
+        if !colours.isEmpty {
+            s += "\n![\(keys[0]) against generator images seen](\(StudyFigures.curveFile))\n\n"
+            s += "\(keys[0]) (log scale) against generator images seen, first seed of each row, \(count) samples per point "
+                + "(each run's snapshots); grey dashes: the teacher at its full NFE. Colours: "
+                + rows.compactMap { r in colours[r.name].map { "\(r.name) \($0.name)" } }.joined(separator: "; ") + ".\n"
         }
         return s
+    }
+
+    /// Writes the table between the study's markers in `path`, with its figures copied to
+    /// `docs/study-MARKER/` and the table's links pointed there.
+    static func writeDocs(_ table: String, marker: String, figures: StudyFigures, path: String = "docs/RESULTS.md") throws {
+        let docsDir = (path as NSString).deletingLastPathComponent, sub = "study-\(marker)"
+        let target = (docsDir.isEmpty ? "." : docsDir) + "/" + sub
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: figures.folder + "/figures")) ?? [] where name.hasSuffix(".png") {
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: figures.folder + "/figures/" + name))
+            try atomicWriteFile(Array(bytes), to: target + "/" + name)
+        }
+        try writeDocs(table.replacingOccurrences(of: "](figures/", with: "](\(sub)/"), marker: marker, path: path)
     }
 
     static func writeDocs(_ table: String, marker: String, path: String = "docs/RESULTS.md") throws {

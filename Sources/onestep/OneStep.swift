@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import SamplerServer
 
 @main
@@ -8,4 +9,28 @@ struct OneStep: AsyncParsableCommand {
         abstract: "Train, serve and measure one-step generative models.",
         subcommands: [Train.self, Sample.self, Eval.self, InitGenerator.self, Distill.self, ServeCommand.self, RequestCommand.self, GenerateCommand.self, LoadTestCommand.self, Experiment.self, Bench.self]
     )
+
+    /// ArgumentParser's entry point, with standard output line-buffered first: progress and
+    /// per-seed lines reach a log file as they are printed, not when the process exits.
+    static func main() async {
+        lineBufferStandardOutput()
+        do {
+            var command = try parseAsRoot()
+            if var async = command as? AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// setvbuf(stdout, _IOLBF). Swift 6 refuses to read C's global `stdout` (shared mutable state), so
+/// the stream is found through its symbol (RTLD_DEFAULT is a null handle on glibc).
+func lineBufferStandardOutput() {
+    guard let symbol = dlsym(nil, "stdout") else { return }
+    guard let stream = symbol.assumingMemoryBound(to: UnsafeMutablePointer<FILE>?.self).pointee else { return }
+    setvbuf(stream, nil, _IOLBF, 0)
 }

@@ -20,16 +20,7 @@ final class ClientCommandTests: XCTestCase {
     }
 
     func run(_ bin: String, _ args: [String]) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bin)
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, text)
+        try runCommand(bin, args, in: FileManager.default.currentDirectoryPath)
     }
 
     func testRequestWritesPNGGridAndNPYAndLoadTestPrintsPercentiles() throws {

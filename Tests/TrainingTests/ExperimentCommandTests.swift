@@ -1,5 +1,6 @@
 import Foundation
 import ServingTestSupport
+import TensorCore
 import XCTest
 
 /// `onestep experiment paper --quick` end to end on a tiny budget: every row of the study is run
@@ -11,18 +12,10 @@ final class ExperimentCommandTests: XCTestCase {
         let out = NSTemporaryDirectory() + "onestep-study-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: out) }
         func study() throws -> (Int32, String, Double) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: bin)
-            p.arguments = ["experiment", "paper", "--quick", "--seeds", "1", "--images", "1024", "--n", "200", "--threads", "1", "--out", out]
-            p.currentDirectoryURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
             let t0 = Date()
-            try p.run()
-            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            return (p.terminationStatus, text, Date().timeIntervalSince(t0))
+            let (status, text) = try runCommand(bin, ["experiment", "paper", "--quick", "--seeds", "1", "--images", "1024", "--n", "200",
+                                                      "--threads", "1", "--out", out])
+            return (status, text, Date().timeIntervalSince(t0))
         }
         let (status, text, seconds) = try study()
         XCTAssertEqual(status, 0, text)
@@ -41,6 +34,13 @@ final class ExperimentCommandTests: XCTestCase {
         let oneStepW2 = (oneStep?["after"] as? [[String: Double]])?.first?["sliced_w2"]
         XCTAssertNotNil(oneStepW2)
         XCTAssertEqual((dijsT?["before"] as? [[String: Double]])?.first?["sliced_w2"], oneStepW2)
+        // Figures: a sample grid per row, the metric against images seen.
+        XCTAssertTrue(table.contains("[grid](figures/samples-dijs-teacher.png)"), table)
+        XCTAssertTrue(table.contains("](figures/metric-vs-images.png)"), table)
+        for f in ["samples-teacher.png", "samples-teacher-one-step.png", "samples-dmd-teacher.png", "samples-dijs-teacher-best-of-16.png", "metric-vs-images.png"] {
+            let png = try PNG.read(path: out + "/figures/" + f)
+            XCTAssertGreaterThan(png.width, 100, f)
+        }
         let evals = try String(contentsOfFile: out + "/evals.jsonl", encoding: .utf8)
         XCTAssertGreaterThan(((dijsR?["peak_mib"] as? [Double])?.first) ?? 0, 1, "peak memory of the child run")
         XCTAssertGreaterThan(((dijsR?["cpu_seconds"] as? [Double])?.first) ?? 0, 0.1, "CPU time of the child run")
