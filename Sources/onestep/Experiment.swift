@@ -95,6 +95,8 @@ struct Experiment: AsyncParsableCommand {
                                 try evaluate(try Snapshot.load(path: path), seed: 1000, bestOf: 1)
                             }[evaluate.keys[0]] ?? .nan)
                         }
+                        // Runs older than snapshot 0: their logged starting point (the "before" column).
+                        if runRows[i].curve.first?.x != 0, let b = runRows[i].before.first?[evaluate.keys[0]] { runRows[i].curve.insert((0, b), at: 0) }
                         runRows[i].grid = try figures.grid(try Snapshot.load(path: latest), name: "\(method)-\(arm)", bestOf: 1)
                     }
                     say("study: \(name), seed \(s): \(runRows[i].summary(evaluate.keys))")

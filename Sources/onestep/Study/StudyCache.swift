@@ -1,0 +1,56 @@
+import ArgumentParser
+import Diffusion
+import Foundation
+import TensorCore
+import Training
+
+/// Evaluations already made, one JSON line each in `STUDY/evals.jsonl`, keyed by what was measured
+/// (the snapshot file's SHA-256, what was drawn from it, seed, n, K): a resumed or rerun study
+/// evaluates nothing twice. A torn last line (an interruption) is ignored.
+final class StudyCache {
+    let path: String
+    private var entries: [String: [String: Double]] = [:]
+    /// SHA-256 per snapshot file, keyed by path, size and modification time: a file is hashed once.
+    private var hashes: [String: String] = [:]
+
+    init(path: String) {
+        self.path = path
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
+        for line in text.split(separator: "\n") {
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let key = o["key"] as? String, let v = o["values"] as? [String: Double] else { continue }
+            entries[key] = v
+        }
+    }
+
+    /// The values for `key`, measured by `compute` (values plus "nfe") unless already recorded.
+    func values(key: String, _ compute: () throws -> (values: [String: Double], nfe: Int)) throws -> [String: Double] {
+        if let v = entries[key] { return v }
+        var (v, nfe) = try compute()
+        v["nfe"] = Double(nfe)
+        let line = try JSONSerialization.data(withJSONObject: ["key": key, "values": v], options: [.sortedKeys]) + Data("\n".utf8)
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot write \(path)") }
+        defer { try? h.close() }
+        try h.seekToEnd()
+        try h.write(contentsOf: line)
+        try h.synchronize()
+        entries[key] = v
+        return v
+    }
+
+    /// Keyed by a snapshot file's content.
+    func values(file: String, variant: String = "as-is", seed: UInt64, count: Int, bestOf: Int,
+                _ compute: () throws -> (values: [String: Double], nfe: Int)) throws -> [String: Double] {
+        try values(key: "\(try sha256(file))|\(variant)|seed=\(seed)|n=\(count)|k=\(bestOf)", compute)
+    }
+
+    private func sha256(_ file: String) throws -> String {
+        let a = try FileManager.default.attributesOfItem(atPath: file)
+        let stamp = "\(file)|\((a[.size] as? NSNumber)?.intValue ?? -1)|\((a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
+        if let h = hashes[stamp] { return h }
+        let h = try sha256Hex(ofFile: file)
+        hashes[stamp] = h
+        return h
+    }
+}
