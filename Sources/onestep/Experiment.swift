@@ -21,7 +21,7 @@ struct Experiment: AsyncParsableCommand {
         @Flag(help: "The same study on 8 Gaussians (2-D), in minutes.") var quick = false
         @Option(help: "Study folder (runs, results).") var out: String?
         @Option(help: "Seeds per row (mean and spread).") var seeds = 3
-        @Option(help: "Generator training images per run (default: 128,000 quick, 102,400 MNIST).") var images: Int?
+        @Option(help: "Generator training images per run (default: 128,000 quick, 12,800 MNIST).") var images: Int?
         @Option(help: "Samples per evaluation (default: 2,000 quick, 10,000 MNIST).") var n: Int?
         @Option(help: "Threads per run.") var threads = 2
         @Flag(help: "Also write the table into docs/RESULTS.md (between the study markers).") var writeDocs = false

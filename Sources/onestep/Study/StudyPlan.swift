@@ -19,14 +19,18 @@ struct Study {
     static let quick = Study(name: "quick", teacher: "models/teachers/8gaussians-mlp.safetensors", data: "8gaussians",
                              images: 128_000, batch: 256, n: 2000, extra: ["--snapshot-every", "128000", "--grid", "256"],
                              budget: "sized for minutes on 2 cores")
-    /// Sized for about 8 hours of the 2-core development machine: 30 distillations of 19,200
-    /// generator images (DiJS from T runs about 28 images/s there, so about 12 minutes each; the
-    /// score-based baselines cost more per image) and about 2.5 hours of evaluation at n = 10,000
-    /// (the 35-NFE teacher alone is 1.05 million network evaluations).
+    /// Sized for about 8 hours of the 2-core development machine, from what its runs measured
+    /// there (2026-11-27, quiet): DiJS from T trains about 21 images/s on 2 threads and DMD about 20,
+    /// so a run of 12,800 generator images is about 10 minutes; arms M and S first train their own
+    /// 1,000 steps of 64 (about 10 minutes each); an evaluation at n = 10,000 of a one-step model is
+    /// about 45 s. 30 runs (about 5.8 h), their evaluations after and before training plus the first
+    /// seed's curve points (about 1.2 h), best-of-4 and best-of-16 (about 0.8 h). The 35-NFE teacher
+    /// (1.05 million network evaluations per seed) is evaluated once and cached.
     static let mnist = Study(name: "mnist", teacher: "models/serve/mnist-teacher/2/model.safetensors", data: "mnist",
-                             images: 19_200, batch: 64, n: 10_000,
-                             extra: ["--snapshot-every", "6400", "--grid", "64", "--lr-c", "2e-4", "--ema-half-life", "10000"],
-                             budget: "sized for about 8 hours of 2 cores: about 5.5 h of distillation, 2.5 h of evaluation")
+                             images: 12_800, batch: 64, n: 10_000,
+                             extra: ["--snapshot-every", "6400", "--grid", "64", "--lr-c", "2e-4", "--ema-half-life", "10000",
+                                     "--arm-steps", "1000"],
+                             budget: "sized for about 8 hours of 2 cores: about 6 h of distillation, 2 h of evaluation")
 }
 
 /// The distillation rows of the table, and the order a study runs them in.
