@@ -54,6 +54,8 @@ public struct InitialisationArms {
     public var learningRate: Float = 1e-3
     /// M stops early once its MSE to g_T is below this.
     public var mapTolerance: Float = 1e-3
+    /// Called after each step of the arms that train (M, S): (steps done, steps, batch loss).
+    public var progress: (@Sendable (Int, Int, Float) -> Void)?
 
     public init(seed: UInt64, sigmaInit: Float) {
         self.seed = seed
@@ -130,6 +132,7 @@ public struct InitialisationArms {
             mse = Float(sum / Double(B * n))
             guard mse.isFinite else { throw TrainingError(.diverged, "arm M: the regression onto the teacher diverged at step \(step)") }
             step += 1
+            progress?(step, steps, mse)
             if mse < mapTolerance { break }
             _ = d.backward(dOut: dy)
             GradientClip.clip(net.parameters, maxNorm: 1)
@@ -162,6 +165,7 @@ public struct InitialisationArms {
             }
             last = Float(sum / Double(B * n))
             if step == 0 { first = last }
+            progress?(step + 1, steps, last)
             guard last.isFinite else { throw TrainingError(.diverged, "arm S: training at sigma_init diverged at step \(step)") }
             _ = d.backward(dOut: dy)
             GradientClip.clip(net.parameters, maxNorm: 1)

@@ -60,6 +60,12 @@ public final class OneStepTrainer: @unchecked Sendable {
         var arms = InitialisationArms(seed: config.seed, sigmaInit: config.sigmaInit)
         if let s = config.armSteps { arms.steps = s }
         if let w = config.wrongSigmaInit { arms.wrongSigmaInit = w }
+        if [.map, .s].contains(config.initialisation) && !resume {
+            let bar = ProgressBar(total: arms.steps, label: "arm \(config.initialisation.letter)")
+            arms.progress = { done, total, loss in
+                bar.update(done, unit: "steps", extra: String(format: "loss %.5f", loss), force: done == total)
+            }
+        }
         // On resume the saved state replaces the weights: arms that train (M, S) are not rebuilt.
         let arm: GeneratorInit = resume && [.map, .s].contains(config.initialisation) ? .random : config.initialisation
         let built = try arms.build(arm, teacher: teacher, data: data)
