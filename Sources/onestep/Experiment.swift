@@ -64,13 +64,17 @@ struct Experiment: AsyncParsableCommand {
             let plan = StudyPlan.rows()
             var runRows = plan.map { StudyRow(name: $0.name, nfe: 1) }
             var dijsT: [String] = []
-            func writeTable(final: Bool) throws {
-                let all = rows + runRows
+            /// The table (partial: the rows so far; final: `rows`, which then hold them all), its figure,
+            /// results.md and, with --write-docs, the RESULTS.md section.
+            @discardableResult
+            func writeTable(final: Bool) throws -> String {
+                let all = final ? rows : rows + runRows
                 try figures.plotCurves(all, reference: rows.first?.stat(rows.first!.after, evaluate.keys[0])?.mean)
                 let table = StudyReport.markdown(rows: all, keys: evaluate.keys, study: study, seeds: seeds, images: runImages, count: count,
                                                  minutes: Date().timeIntervalSince(started) / 60, machine: machineDescription(), final: final)
                 try atomicWriteFile(Array(table.utf8), to: folder + "/results.md")
                 if writeDocs { try StudyReport.writeDocs(table, marker: study.name, figures: figures) }
+                return table
             }
             for s in 0..<seeds {
                 for i in StudyPlan.priority(plan) {
@@ -100,7 +104,7 @@ struct Experiment: AsyncParsableCommand {
                         runRows[i].grid = try figures.grid(try Snapshot.load(path: latest), name: "\(method)-\(arm)", bestOf: 1)
                     }
                     say("study: \(name), seed \(s): \(runRows[i].summary(evaluate.keys))")
-                    try writeTable(final: false)
+                    _ = try writeTable(final: false)
                 }
             }
             rows += runRows
@@ -118,14 +122,9 @@ struct Experiment: AsyncParsableCommand {
                 say("study: \(r.name): \(r.summary(evaluate.keys))")
                 rows.append(r)
             }
-            try figures.plotCurves(rows, reference: rows.first?.stat(rows.first!.after, evaluate.keys[0])?.mean)
-            let table = StudyReport.markdown(rows: rows, keys: evaluate.keys, study: study, seeds: seeds, images: runImages, count: count,
-                                             minutes: Date().timeIntervalSince(started) / 60, machine: machineDescription(), final: true)
-            try atomicWriteFile(Array(table.utf8), to: folder + "/results.md")
             try atomicWriteFile(Array(try JSONSerialization.data(withJSONObject: rows.map { $0.json(keys: evaluate.keys) }, options: [.prettyPrinted, .sortedKeys])),
                                 to: folder + "/results.json")
-            say(table)
-            if writeDocs { try StudyReport.writeDocs(table, marker: study.name, figures: figures) }
+            say(try writeTable(final: true))
         }
     }
 }
