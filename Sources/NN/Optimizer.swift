@@ -8,6 +8,15 @@ public final class Adam: @unchecked Sendable {
     public var beta2: Float
     public var eps: Float
     public var weightDecay: Float
+    /// Learning-rate multipliers for parts of the flat parameter buffer (non-overlapping ranges);
+    /// the rest steps at `learningRate`. Adam moves a weight by about the learning rate a step
+    /// whatever its gradient's size, so a re-initialised layer that must grow far needs a larger one.
+    public var scaledRanges: [(range: Range<Int>, factor: Float)] = [] {
+        didSet {
+            let r = scaledRanges.map(\.range).sorted { $0.lowerBound < $1.lowerBound }
+            precondition(zip(r, r.dropFirst()).allSatisfy { $0.upperBound <= $1.lowerBound }, "Adam.scaledRanges overlap")
+        }
+    }
     /// Steps taken (for bias correction); part of the training state.
     public private(set) var step: Int = 0
     public let m: Buffer
@@ -34,14 +43,24 @@ public final class Adam: @unchecked Sendable {
         let c1 = 1 - Float(pow(Double(b1), Double(step)))
         let c2 = 1 - Float(pow(Double(b2), Double(step)))
         let p = store.values.ptr, g = store.grads.ptr, mp = m.ptr, vp = v.ptr
-        for i in 0..<store.count {
-            let gi = g[i]
-            let mi = b1 * mp[i] + (1 - b1) * gi
-            let vi = b2 * vp[i] + (1 - b2) * gi * gi
-            mp[i] = mi
-            vp[i] = vi
-            p[i] -= lr * ((mi / c1) / ((vi / c2).squareRoot() + e) + wd * p[i])
+        func run(_ range: Range<Int>, _ lr: Float) {
+            for i in range {
+                let gi = g[i]
+                let mi = b1 * mp[i] + (1 - b1) * gi
+                let vi = b2 * vp[i] + (1 - b2) * gi * gi
+                mp[i] = mi
+                vp[i] = vi
+                p[i] -= lr * ((mi / c1) / ((vi / c2).squareRoot() + e) + wd * p[i])
+            }
         }
+        var start = 0
+        for (range, factor) in scaledRanges.sorted(by: { $0.range.lowerBound < $1.range.lowerBound }) {
+            precondition(range.upperBound <= store.count, "Adam.scaledRanges reach past the \(store.count) parameters")
+            run(start..<range.lowerBound, lr)
+            run(range, lr * factor)
+            start = range.upperBound
+        }
+        run(start..<store.count, lr)
     }
 
     /// Restores the step count from a training state.

@@ -19,6 +19,7 @@ struct Distill: AsyncParsableCommand {
     var initArm = "teacher"
     @Option(help: "Arms M and S: their own training steps.") var armSteps: Int?
     @Option(help: "Arm F2: the wrong sigma_init.") var wrongSigmaInit: Float?
+    @Option(help: "Multiplier of --lr-g for the generator's output layer (e.g. after F1 re-initialised it).") var lrOutputScale: Float?
     @Option(help: "SiD's alpha (default 1.2).") var sidAlpha: Float?
     @Option(help: "Run folder.") var out: String
     @Option(help: "Generator training images in total (generator steps x batch; default 200,000; with --resume it only extends the run).")
@@ -72,6 +73,7 @@ struct Distill: AsyncParsableCommand {
             config.classifierWarmupSteps = warmupC
             config.armSteps = armSteps
             config.wrongSigmaInit = wrongSigmaInit
+            config.outputLayerLearningRateScale = lrOutputScale
             config.sidAlpha = sidAlpha
             config.fklCap = fklCap
             config.emaHalfLifeImages = emaHalfLife

@@ -35,6 +35,34 @@ final class OptimizerTests: XCTestCase {
         XCTAssertLessThan(s.values.array.map(abs).max()!, 0.05)
     }
 
+    /// A scaled range steps at its own learning rate (so without weight decay its change is exactly
+    /// the factor times the plain one); the rest, moments included, is untouched by the scaling.
+    func testScaledRangesStepFasterThereOnly() {
+        func store() -> ParameterStore {
+            let s = ParameterStore()
+            s.register("a", shape: [3], initialiser: .constant(0))
+            s.register("out", shape: [2], initialiser: .constant(0))
+            s.values.assign([1, -2, 0.5, 0, 0.25])
+            return s
+        }
+        let plain = store(), scaled = store()
+        let adamPlain = Adam(count: 5, learningRate: 0.01), adamScaled = Adam(count: 5, learningRate: 0.01)
+        adamScaled.scaledRanges = [(3..<5, 10)]
+        for g: [Float] in [[0.5, -1, 2, 0.3, -0.7], [0.1, 0.4, -2, 0.2, -0.1], [0.3, 0.2, 1, -0.6, 0.9]] {
+            let before = plain.values.array, beforeScaled = scaled.values.array
+            plain.grads.assign(g)
+            scaled.grads.assign(g)
+            adamPlain.update(plain)
+            adamScaled.update(scaled)
+            for i in 0..<3 { XCTAssertEqual(scaled.values.array[i] - beforeScaled[i], plain.values.array[i] - before[i]) }
+            for i in 3..<5 {
+                XCTAssertEqual(scaled.values.array[i] - beforeScaled[i], 10 * (plain.values.array[i] - before[i]), accuracy: 1e-6)
+            }
+            XCTAssertEqual(adamScaled.m.array, adamPlain.m.array)
+            XCTAssertEqual(adamScaled.v.array, adamPlain.v.array)
+        }
+    }
+
     func testClipScalesToMaxNorm() {
         let s = ParameterStore()
         s.register("w", shape: [2], initialiser: .constant(0))

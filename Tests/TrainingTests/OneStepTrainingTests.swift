@@ -29,6 +29,40 @@ final class OneStepTrainingTests: XCTestCase {
         return c
     }
 
+    /// `--lr-output-scale`: after one generator step the output layer has moved `factor` times as far
+    /// as with the plain rate (Adam's step is proportional to it), every other weight the same.
+    func testOutputLayerLearningRateScale() throws {
+        var moves: [[String: [Float]]] = []
+        for factor: Float? in [nil, 10] {
+            let path = tempRun()
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            var c = config(initialisation: .f1, images: 256)
+            c.outputLayerLearningRateScale = factor
+            let t = try OneStepTrainer(config: c, runPath: path, resume: false)
+            t.showProgress = false
+            let store = t.network.parameters, before = store.values.array
+            try t.train()
+            let after = store.values.array
+            moves.append(Dictionary(uniqueKeysWithValues: store.entries.map { e in
+                (e.name, (e.offset..<(e.offset + e.count)).map { after[$0] - before[$0] })
+            }))
+        }
+        var largest: Float = 0
+        for (name, plain) in moves[0] {
+            let scaled = try XCTUnwrap(moves[1][name])
+            if InitialisationArms.isOutputLayer(name) {
+                for (a, b) in zip(plain, scaled) { XCTAssertEqual(b, 10 * a, accuracy: 1e-5, name) }
+                largest = max(largest, plain.map(abs).max() ?? 0)
+            } else {
+                XCTAssertEqual(plain, scaled, "\(name) steps at the plain rate")
+            }
+        }
+        XCTAssertGreaterThan(largest, 1e-4, "the output layer moved")
+        var bad = config(images: 256)
+        bad.outputLayerLearningRateScale = 0
+        XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("--lr-output-scale must be positive")) }
+    }
+
     func testDiJSFromTeacherLowersSlicedW2() throws {
         let path = tempRun()
         defer { try? FileManager.default.removeItem(atPath: path) }

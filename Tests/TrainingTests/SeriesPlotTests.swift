@@ -30,6 +30,48 @@ final class SeriesPlotTests: XCTestCase {
         XCTAssertEqual(pixel(image, 5, 5), [255, 255, 255], "background outside the plot")
     }
 
+    /// The black pixels `PixelFont` lights for `text` at (x, y), scale 2.
+    func glyphPixels(_ text: String, x: Int, y: Int) -> Set<[Int]> {
+        var out = Set<[Int]>()
+        PixelFont.draw(text, x: x, y: y, scale: 2) { out.insert([$0, $1]) }
+        return out
+    }
+
+    func black(_ image: PNG.Image, in xs: Range<Int>, _ ys: Range<Int>) -> Set<[Int]> {
+        var out = Set<[Int]>()
+        for y in ys { for x in xs where pixel(image, x, y) == [0, 0, 0] { out.insert([x, y]) } }
+        return out
+    }
+
+    func testTicksCarryTheirNumbers() {
+        let image = SeriesPlot.render([SeriesPlot.Series(points: [(0, 1000), (6400, 100), (12800, 10)], color: SeriesPlot.palette[0])],
+                                      width: 200, height: 100)
+        // Plot rows 12 to 70, the axis at column 40, ticks in columns 35 to 39: three decades (1000, 100, 10).
+        let ticks = (12...70).filter { pixel(image, 37, $0) == [0, 0, 0] }
+        guard ticks.count == 3 else { return XCTFail("decade ticks at rows \(ticks)") }
+        let y100 = ticks[1]
+        XCTAssertEqual(Double(y100), 12 + 58 - 28.5, accuracy: 1, "log axis: 100 halfway between 10 and 1000")
+        let w = PixelFont.width("100", scale: 2)
+        XCTAssertEqual(black(image, in: 0..<40 - 5, (y100 - 8)..<(y100 + 8)), glyphPixels("100", x: 40 - 7 - w, y: y100 - 5),
+                       "'100' right-aligned left of its tick, centred on it, and nothing else there")
+        let below = 12 + 58 + 6..<100
+        let right = glyphPixels("12800", x: 200 - PixelFont.width("12800", scale: 2), y: 12 + 58 + 8)
+        XCTAssertTrue(right.isSubset(of: black(image, in: 100..<200, below)), "the last x label is pulled inside the image")
+        XCTAssertTrue(glyphPixels("0", x: 40 - 3, y: 12 + 58 + 8).isSubset(of: black(image, in: 0..<60, below)), "the first x label centred under its tick")
+        XCTAssertTrue(glyphPixels("6400", x: 40 + 74 - 15, y: 12 + 58 + 8).isSubset(of: black(image, in: 60..<140, below)), "the middle one")
+    }
+
+    func testPixelFont() {
+        let digits = (0...9).map { glyphPixels(String($0), x: 0, y: 0) }
+        XCTAssertEqual(Set(digits).count, 10, "ten distinct digits")
+        XCTAssertEqual(digits[8].count, 13 * 4, "an 8 lights 13 cells of 2x2 pixels")
+        XCTAssertEqual(PixelFont.width("1000", scale: 2), 30)
+        XCTAssertEqual((-4...4).map(PixelFont.decade), ["1e-4", "1e-3", "0.01", "0.1", "1", "10", "100", "1000", "1e4"])
+        XCTAssertEqual([6400, 0, -3, 0.5, 1e8].map(PixelFont.label), ["6400", "0", "-3", "0.5", "1e+08"])
+        XCTAssertTrue([6400, 0.5, 1e8, -2.5e-7].map(PixelFont.label).allSatisfy(PixelFont.canDraw))
+        XCTAssertFalse(PixelFont.canDraw("nan"))
+    }
+
     func testNoSeriesGivesEmptyAxes() {
         let image = SeriesPlot.render([], width: 120, height: 80)
         XCTAssertEqual(image.pixels.count, 120 * 80 * 3)

@@ -43,6 +43,10 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
     public var wrongSigmaInit: Float?
     /// SiD's alpha (nil: 1.2).
     public var sidAlpha: Float?
+    /// Multiplier of `lr_generator` for the generator's output layer (`InitialisationArms.isOutputLayer`;
+    /// nil: 1). Arm F1 re-initialises that layer (the U-Net's to zero), and Adam grows it by about
+    /// one learning rate a step: with a small budget it is bound by that step size.
+    public var outputLayerLearningRateScale: Float?
 
     public init() {}
 
@@ -54,6 +58,7 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
         case snapshotEveryImages = "snapshot_every_images", gridSamples = "grid_samples", seed
         case pMean = "p_mean", pStd = "p_std", fklCap = "fkl_cap", classifierWarmupSteps = "classifier_warmup_steps"
         case armSteps = "arm_steps", wrongSigmaInit = "wrong_sigma_init", sidAlpha = "sid_alpha"
+        case outputLayerLearningRateScale = "lr_output_scale"
     }
 
     /// Throws naming the first invalid field.
@@ -80,6 +85,7 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
         if let w = wrongSigmaInit, !(w > 0) || !w.isFinite { try fail("--wrong-sigma-init must be positive, got \(w)") }
         if let c = classifierInit, !["teacher", "random"].contains(c) { try fail("--classifier-init must be teacher or random, got '\(c)'") }
         if let a = sidAlpha, !a.isFinite { try fail("--sid-alpha must be finite, got \(a)") }
+        if let s = outputLayerLearningRateScale, !(s > 0) || !s.isFinite { try fail("--lr-output-scale must be positive, got \(s)") }
     }
 
     public func divergence() throws -> RatioDivergence { try RatioDivergence(method: method, fklCap: fklCap) }

@@ -102,6 +102,10 @@ public final class OneStepTrainer: @unchecked Sendable {
             critic = RatioCritic(classifier: c, divergence: d, noise: config.noise)
         }
         adamG = Adam(count: net.parameters.count, learningRate: config.generatorLearningRate, beta1: config.beta1)
+        if let factor = config.outputLayerLearningRateScale, factor != 1 {
+            adamG.scaledRanges = net.parameters.entries.filter { InitialisationArms.isOutputLayer($0.name) }
+                .map { ($0.offset..<($0.offset + $0.count), factor) }
+        }
         adamC = Adam(count: critic.parameters.count, learningRate: config.classifierLearningRate, beta1: config.beta1)
         ema = EMA(net.parameters, halfLifeImages: config.emaHalfLifeImages)
         run = try RunFolder(path: runPath, resume: resume)

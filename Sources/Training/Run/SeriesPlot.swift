@@ -2,8 +2,9 @@ import Foundation
 import TensorCore
 
 /// Several series on one RGB line plot (x linear, y log10 when every value is positive), each in its
-/// own colour, with optional horizontal reference lines (grey). No text: the caller names the colours
-/// in the document that shows the figure (`SeriesPlot.palette`).
+/// own colour, with optional horizontal reference lines (grey). The only text is the ticks' numbers
+/// (`PixelFont`): the caller names the axes and the colours in the document that shows the figure
+/// (`SeriesPlot.palette`).
 public enum SeriesPlot {
     public struct Series: Sendable {
         public var points: [(x: Double, y: Double)]
@@ -29,8 +30,9 @@ public enum SeriesPlot {
         Color(name: "cyan", rgb: (23, 190, 207)), Color(name: "black", rgb: (0, 0, 0)),
     ]
 
-    /// The plot; axes span the data (and the references). Tick marks: x at each distinct x of the
-    /// data, y at each power of ten (log axis) inside the range.
+    /// The plot; axes span the data (and the references). Tick marks, each with its number: x at
+    /// each distinct x of the data (a label that would overlap the one before it is left out), y at
+    /// each power of ten (log axis) inside the range.
     public static func render(_ series: [Series], references: [Double] = [], width: Int = 640, height: Int = 400) -> PNG.Image {
         var px = [UInt8](repeating: 255, count: width * height * 3)
         let left = 40, right = 12, top = 12, bottom = 30
@@ -56,11 +58,25 @@ public enum SeriesPlot {
         let xSpan = x1 > x0 ? x1 - x0 : 1
         func X(_ x: Double) -> Int { left + Int(((x - x0) / xSpan * Double(plotW - 1)).rounded()) }
         func Y(_ y: Double) -> Int { top + plotH - Int(((f(y) - lo) / (hi - lo) * Double(plotH - 1)).rounded()) }
-        for x in Set(xs) { for d in 1...5 { set(X(x), top + plotH + d, (0, 0, 0)) } }
+        let black: (UInt8, UInt8, UInt8) = (0, 0, 0), scale = 2, textH = PixelFont.height(scale: scale)
+        var labelEnd = Int.min
+        for x in Set(xs).sorted() {
+            for d in 1...5 { set(X(x), top + plotH + d, black) }
+            let text = PixelFont.label(x), w = PixelFont.width(text, scale: scale)
+            let start = min(max(X(x) - w / 2, 0), width - w)
+            guard start > labelEnd + 2 * scale else { continue }
+            PixelFont.draw(text, x: start, y: top + plotH + 8, scale: scale) { set($0, $1, black) }
+            labelEnd = start + w
+        }
         if useLog {
             var p = floor(lo)
             while p <= hi {
-                if p >= lo { let y = top + plotH - Int(((p - lo) / (hi - lo) * Double(plotH - 1)).rounded()); for d in 1...5 { set(left - d, y, (0, 0, 0)) } }
+                if p >= lo {
+                    let y = top + plotH - Int(((p - lo) / (hi - lo) * Double(plotH - 1)).rounded())
+                    for d in 1...5 { set(left - d, y, black) }
+                    let text = PixelFont.decade(Int(p))
+                    PixelFont.draw(text, x: left - 7 - PixelFont.width(text, scale: scale), y: y - textH / 2, scale: scale) { set($0, $1, black) }
+                }
                 p += 1
             }
         }
