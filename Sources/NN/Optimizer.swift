@@ -8,12 +8,13 @@ public final class Adam: @unchecked Sendable {
     public var beta2: Float
     public var eps: Float
     public var weightDecay: Float
-    /// Learning-rate multipliers for parts of the flat parameter buffer (non-overlapping ranges);
-    /// the rest steps at `learningRate`. Adam moves a weight by about the learning rate a step
+    /// Learning-rate multipliers for parts of the flat parameter buffer (non-overlapping ranges, kept
+    /// sorted); the rest steps at `learningRate`. Adam moves a weight by about the learning rate a step
     /// whatever its gradient's size, so a re-initialised layer that must grow far needs a larger one.
     public var scaledRanges: [(range: Range<Int>, factor: Float)] = [] {
         didSet {
-            let r = scaledRanges.map(\.range).sorted { $0.lowerBound < $1.lowerBound }
+            scaledRanges.sort { $0.range.lowerBound < $1.range.lowerBound }
+            let r = scaledRanges.map(\.range)
             precondition(zip(r, r.dropFirst()).allSatisfy { $0.upperBound <= $1.lowerBound }, "Adam.scaledRanges overlap")
         }
     }
@@ -54,7 +55,7 @@ public final class Adam: @unchecked Sendable {
             }
         }
         var start = 0
-        for (range, factor) in scaledRanges.sorted(by: { $0.range.lowerBound < $1.range.lowerBound }) {
+        for (range, factor) in scaledRanges {
             precondition(range.upperBound <= store.count, "Adam.scaledRanges reach past the \(store.count) parameters")
             run(start..<range.lowerBound, lr)
             run(range, lr * factor)

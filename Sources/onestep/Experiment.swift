@@ -104,7 +104,7 @@ struct Experiment: AsyncParsableCommand {
                         runRows[i].grid = try figures.grid(try Snapshot.load(path: latest), name: "\(method)-\(arm)", bestOf: 1)
                     }
                     say("study: \(name), seed \(s): \(runRows[i].summary(evaluate.keys))")
-                    _ = try writeTable(final: false)
+                    try writeTable(final: false)
                 }
             }
             rows += runRows

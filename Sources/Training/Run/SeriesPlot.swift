@@ -57,7 +57,8 @@ public enum SeriesPlot {
         lo -= pad; hi += pad
         let xSpan = x1 > x0 ? x1 - x0 : 1
         func X(_ x: Double) -> Int { left + Int(((x - x0) / xSpan * Double(plotW - 1)).rounded()) }
-        func Y(_ y: Double) -> Int { top + plotH - Int(((f(y) - lo) / (hi - lo) * Double(plotH - 1)).rounded()) }
+        func row(_ fy: Double) -> Int { top + plotH - Int(((fy - lo) / (hi - lo) * Double(plotH - 1)).rounded()) }
+        func Y(_ y: Double) -> Int { row(f(y)) }
         let black: (UInt8, UInt8, UInt8) = (0, 0, 0), scale = 2, textH = PixelFont.height(scale: scale)
         var labelEnd = Int.min
         for x in Set(xs).sorted() {
@@ -72,7 +73,7 @@ public enum SeriesPlot {
             var p = floor(lo)
             while p <= hi {
                 if p >= lo {
-                    let y = top + plotH - Int(((p - lo) / (hi - lo) * Double(plotH - 1)).rounded())
+                    let y = row(p)
                     for d in 1...5 { set(left - d, y, black) }
                     let text = PixelFont.decade(Int(p))
                     PixelFont.draw(text, x: left - 7 - PixelFont.width(text, scale: scale), y: y - textH / 2, scale: scale) { set($0, $1, black) }
