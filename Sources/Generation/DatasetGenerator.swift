@@ -122,7 +122,7 @@ public final class DatasetGenerator: Sendable {
         progress(GenerationProgress(done: finished, total: total, alreadyDone: already))
 
         var firstError: Error?
-        try await withThrowingTaskGroup(of: ChunkResult.self) { group in
+        await withThrowingTaskGroup(of: ChunkResult.self) { group in
             var next = 0
             func launch() {
                 guard next < pending.count else { return }

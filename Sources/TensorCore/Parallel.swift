@@ -23,7 +23,7 @@ public func parallelFor(_ n: Int, work: Int, _ body: (Int) -> Void) {
     parallelFor(n, threads: min(kernelThreads, n, byWork), body)
 }
 
-@inlinable @usableFromInline
+@inlinable
 func parallelFor(_ n: Int, threads t: Int, _ body: (Int) -> Void) {
     if t <= 1 {
         for i in 0..<n { body(i) }

@@ -98,7 +98,7 @@ final class DaemonTests: XCTestCase {
                     let good = FileManager.default.contents(atPath: "\(root)/vec/5/model.safetensors")!
                     let tmp = "\(root)/vec/.6.tmp"
                     try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-                    FileManager.default.createFile(atPath: "\(tmp)/model.safetensors", contents: good.prefix(good.count / 2))
+                    XCTAssertTrue(FileManager.default.createFile(atPath: "\(tmp)/model.safetensors", contents: good.prefix(good.count / 2)))
                     try FileManager.default.moveItem(atPath: tmp, toPath: "\(root)/vec/6")
                     try await Task.sleep(for: .milliseconds(800))
                     stop.store(1)

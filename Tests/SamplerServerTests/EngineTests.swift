@@ -75,7 +75,7 @@ final class EngineTests: XCTestCase {
     func testCorruptCheckpointIsRefusedWithMessage() async throws {
         let root = try Fixtures.repository()
         let path = "\(root)/bad.safetensors"
-        FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3, 4, 5, 6, 7, 8, 9]))
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3, 4, 5, 6, 7, 8, 9])))
         do {
             _ = try await DiffusionEngine().load(name: "bad", version: 1, path: path)
             XCTFail("loaded a corrupt file")

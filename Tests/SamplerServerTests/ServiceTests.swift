@@ -401,7 +401,7 @@ final class ServiceTests: XCTestCase {
         // A corrupt version 2 does not replace version 1.
         let bad = "\(h.root)/vec/2"
         try FileManager.default.createDirectory(atPath: bad, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: "\(bad)/model.safetensors", contents: Data("garbage".utf8))
+        XCTAssertTrue(FileManager.default.createFile(atPath: "\(bad)/model.safetensors", contents: Data("garbage".utf8)))
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 5), root: h.root, name: "img", version: 2)
         // Incomplete (no rename yet) versions are ignored.
         try FileManager.default.createDirectory(atPath: "\(h.root)/img/.9.tmp", withIntermediateDirectories: true)

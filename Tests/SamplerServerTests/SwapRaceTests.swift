@@ -40,7 +40,7 @@ final class RepositoryLayoutTests: XCTestCase {
     func testFoldersWithoutVersionsAreNotModelsAndDoNotBlockReadiness() async throws {
         let root = try Fixtures.repository()
         try FileManager.default.createDirectory(atPath: "\(root)/evaluator", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: "\(root)/evaluator/mnist-lenet.safetensors", contents: Data([1, 2, 3]))
+        XCTAssertTrue(FileManager.default.createFile(atPath: "\(root)/evaluator/mnist-lenet.safetensors", contents: Data([1, 2, 3])))
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 1), root: root, name: "vec", version: 1)
         let repo = ModelRepository(config: .init(root: root, warmupSamples: 1), engine: DiffusionEngine())
         await repo.poll()

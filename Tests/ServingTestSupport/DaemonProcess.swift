@@ -34,7 +34,7 @@ public final class DaemonProcess: @unchecked Sendable {
         self.root = root
         let portFile = "\(root)/ports-\(UUID().uuidString).json"
         logPath = "\(root)/daemon-\(UUID().uuidString).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        XCTAssertTrue(FileManager.default.createFile(atPath: logPath, contents: nil), "cannot create \(logPath)")
         process.executableURL = URL(fileURLWithPath: bin)
         process.arguments = prefix + ["--repository", root, "--port", "0", "--metrics-port", "0", "--port-file", portFile,
                                       "--log-format", "text", "--log-level", "warning"] + arguments

@@ -29,7 +29,7 @@ final class StudyCache {
         var (v, nfe) = try compute()
         v["nfe"] = Double(nfe)
         let line = try JSONSerialization.data(withJSONObject: ["key": key, "values": v], options: [.sortedKeys]) + Data("\n".utf8)
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let h = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot write \(path)") }
         defer { try? h.close() }
         try h.seekToEnd()

@@ -73,7 +73,7 @@ enum StudyRunner {
 
     static func appendLine(_ o: [String: Double], to path: String) throws {
         let line = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) + Data("\n".utf8)
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let h = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot write \(path)") }
         defer { try? h.close() }
         try h.seekToEnd()
