@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import TensorCore
+import TestSupport
 
 final class PNGTests: XCTestCase {
     /// Pixels as Pillow reads them from `path`: mode, width, height and hex bytes.
