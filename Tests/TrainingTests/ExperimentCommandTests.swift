@@ -37,7 +37,7 @@ final class ExperimentCommandTests: XCTestCase {
         // The per-seed column holds the run's own value, as the JSON has it.
         let dijsTW2 = try XCTUnwrap((dijsT?["after"] as? [[String: Double]])?.first?["sliced_w2"])
         let dijsTLine = try XCTUnwrap(table.components(separatedBy: "\n").first { $0.hasPrefix("| DiJS, init T |") })
-        XCTAssertTrue(dijsTLine.contains("| " + String(format: "%.4g", dijsTW2) + " |"), dijsTLine)
+        XCTAssertTrue(dijsTLine.contains("| " + String(format: "%#.4g", dijsTW2) + " |"), dijsTLine)
         // Figures: a sample grid per row, the metric against images seen.
         XCTAssertTrue(table.contains("[grid](figures/samples-dijs-teacher.png)"), table)
         XCTAssertTrue(table.contains("](figures/metric-vs-images.png)"), table)

@@ -38,9 +38,9 @@ enum StudyReport {
         return s
     }
 
-    /// One metric of every seed in seed order ("14.27, 13.09, 18.37"), so a reader sees the spread's shape.
+    /// One metric of every seed in seed order ("14.27, 13.09, 18.37"; four significant digits, zeros kept), so a reader sees the spread's shape.
     static func perSeed(_ runs: [[String: Double]], _ key: String) -> String {
-        runs.compactMap { $0[key] }.map { String(format: "%.4g", $0) }.joined(separator: ", ")
+        runs.compactMap { $0[key] }.map { String(format: "%#.4g", $0) }.joined(separator: ", ")
     }
 
     /// Writes the table between the study's markers in `path`, with its figures copied to
