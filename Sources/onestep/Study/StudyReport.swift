@@ -12,7 +12,7 @@ enum StudyReport {
             + "the seeds column says how many runs each row has so far).\n\n"
         s += "Study `\(study.name)` (`onestep experiment paper\(study.name == "quick" ? " --quick" : "")`): teacher "
             + "`\(study.teacher)`, data \(study.data), \(images) generator images per run (batch \(study.batch)), "
-            + "\(seeds) seeds (mean +- std), \(count) samples per evaluation (\(study.budget) at the defaults); \(machine); \(ISO8601DateFormatter().string(from: Date())); "
+            + "\(seeds) seeds (mean +- std), \(count) samples per evaluation (\(study.budget) at the defaults); \(machine); table written \(ISO8601DateFormatter().string(from: Date())) (the runs ran when their log lines say); "
             + String(format: "distillations %.1f minutes of wall-clock in all (sum over runs, whenever they ran); this invocation %.1f minutes "
                      + "(evaluations, and whatever runs it trained). Wall-clock and CPU seconds are per run (mean over seeds; "
                      + "CPU = user + system of the distill process, less sensitive than wall-clock to other work on the machine); "
