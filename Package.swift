@@ -76,12 +76,12 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Diffusion", "NN", "TensorCore", "TestSupport", "ServingTestSupport"],
                     exclude: ["Fixtures"]),
         .target(name: "ServingTestSupport", dependencies: [
-            "Diffusion", "NN", "TensorCore",
+            "Diffusion", "NN", "TensorCore", "TestSupport",
             .product(name: "GRPCCore", package: "grpc-swift-2"),
             .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         ], path: "Tests/ServingTestSupport"),
         .testTarget(name: "SamplerServerTests", dependencies: [
-            "SamplerServer", "SamplerAPI", "Diffusion", "NN", "TensorCore", "ServingTestSupport",
+            "SamplerServer", "SamplerAPI", "Diffusion", "NN", "TensorCore", "TestSupport", "ServingTestSupport",
             .product(name: "GRPCCore", package: "grpc-swift-2"),
             .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
             .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

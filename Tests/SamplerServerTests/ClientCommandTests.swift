@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import SamplerServer
 import ServingTestSupport
+import TestSupport
 
 /// `onestep request` and `onestep loadtest` (or the dev `onestep-client`) against a real daemon.
 final class ClientCommandTests: XCTestCase {
@@ -69,16 +70,11 @@ final class ClientCommandTests: XCTestCase {
 
     /// clients/python/sample_pngs.py (committed stubs, grpcio only) writes one PNG per sample.
     func testPythonExampleSavesPNGs() throws {
-        let env = ProcessInfo.processInfo.environment
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let candidates: [String?] = [env["ONESTEP_SERVE_PYTHON"], env["ONESTEP_PYTHON"], root.appendingPathComponent(".venv/bin/python").path]
-        guard let py = candidates.compactMap({ $0 }).first(where: { p in
-            FileManager.default.isExecutableFile(atPath: p) && ((try? run(p, ["-c", "import grpc, google.protobuf"]))?.0 == 0)
-        }) else { throw XCTSkip("no Python with grpcio (set ONESTEP_SERVE_PYTHON)") }
+        let py = try servePython(probe: "import grpc, google.protobuf")
         let repo = try Fixtures.repository()
         try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: repo, name: "img", version: 2)
         let daemon = try DaemonProcess(root: repo)
-        let (status, text) = try run(py, [root.appendingPathComponent("clients/python/sample_pngs.py").path, "--server", "127.0.0.1:\(daemon.grpcPort)",
+        let (status, text) = try run(py, [packageRoot + "/clients/python/sample_pngs.py", "--server", "127.0.0.1:\(daemon.grpcPort)",
                                           "--model", "img", "--count", "3", "--seed", "5", "--out", "\(repo)/pngs"])
         XCTAssertEqual(status, 0, text)
         let files = (try? FileManager.default.contentsOfDirectory(atPath: "\(repo)/pngs"))?.sorted() ?? []

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import SamplerServer
 import ServingTestSupport
+import TestSupport
 
 /// Starts the real daemon on 127.0.0.1 (a free port) and runs clients/python/e2e_test.py against it:
 /// Triton's unmodified tritonclient for the KServe V2 API, grpcio for the Sampler API and health.
@@ -10,22 +11,7 @@ import ServingTestSupport
 /// ONESTEP_PYTHON, else `.venv/bin/python` (skipped when none has them). The daemon binary is
 /// ONESTEP_SERVE_BIN, else `onestep` (run as `onestep serve`) or `onestep-serve` beside the tests.
 final class PythonEndToEndTests: XCTestCase {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    func python() throws -> String {
-        let env = ProcessInfo.processInfo.environment
-        let candidates: [String?] = [env["ONESTEP_SERVE_PYTHON"], env["ONESTEP_PYTHON"], Self.packageRoot.appendingPathComponent(".venv/bin/python").path]
-        for case let p? in candidates where FileManager.default.isExecutableFile(atPath: p) {
-            let probe = Process()
-            probe.executableURL = URL(fileURLWithPath: p)
-            probe.arguments = ["-c", "import tritonclient.grpc, grpc_tools, numpy"]
-            probe.standardError = FileHandle.nullDevice
-            try probe.run()
-            probe.waitUntilExit()
-            if probe.terminationStatus == 0 { return p }
-        }
-        throw XCTSkip("no Python with tritonclient[grpc], grpcio-tools and numpy (set ONESTEP_SERVE_PYTHON)")
-    }
+    func python() throws -> String { try servePython(probe: "import tritonclient.grpc, grpc_tools, numpy") }
 
     func daemon() throws -> (String, [String]) {
         if let bin = ProcessInfo.processInfo.environment["ONESTEP_SERVE_BIN"] { return (bin, []) }
@@ -70,8 +56,8 @@ final class PythonEndToEndTests: XCTestCase {
 
         let client = Process()
         client.executableURL = URL(fileURLWithPath: py)
-        client.arguments = [Self.packageRoot.appendingPathComponent("clients/python/e2e_test.py").path,
-                            "--url", "127.0.0.1:\(grpcPort)", "--metrics-port", "\(ports?["metrics"] as? Int ?? -1)", "--protos", Self.packageRoot.appendingPathComponent("Protos").path]
+        client.arguments = [packageRoot + "/clients/python/e2e_test.py",
+                            "--url", "127.0.0.1:\(grpcPort)", "--metrics-port", "\(ports?["metrics"] as? Int ?? -1)", "--protos", packageRoot + "/Protos"]
         let out = Pipe()
         client.standardOutput = out
         client.standardError = out

@@ -5,10 +5,6 @@ import TensorCore
 /// The venv Python for cross-checks: $ONESTEP_PYTHON, else `.venv/bin/python` at the package root.
 /// Fails the test (never skips) when neither exists: `make test` always provides it.
 public enum CrossCheckPython {
-    public static var packageRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    }
-
     public static func executable(file: StaticString = #filePath, line: UInt = #line) throws -> String {
         if let p = ProcessInfo.processInfo.environment["ONESTEP_PYTHON"], !p.isEmpty {
             guard FileManager.default.isExecutableFile(atPath: p) else {
@@ -17,7 +13,7 @@ public enum CrossCheckPython {
             }
             return p
         }
-        let p = packageRoot.appendingPathComponent(".venv/bin/python").path
+        let p = packageRoot + "/.venv/bin/python"
         guard FileManager.default.isExecutableFile(atPath: p) else {
             XCTFail("no Python for cross-checks: set ONESTEP_PYTHON or run `make venv` (looked for \(p))",
                     file: file, line: line)

@@ -28,13 +28,7 @@ final class StudyCache {
         if let v = entries[key] { return v }
         var (v, nfe) = try compute()
         v["nfe"] = Double(nfe)
-        let line = try JSONSerialization.data(withJSONObject: ["key": key, "values": v], options: [.sortedKeys]) + Data("\n".utf8)
-        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let h = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot write \(path)") }
-        defer { try? h.close() }
-        try h.seekToEnd()
-        try h.write(contentsOf: line)
-        try h.synchronize()
+        try StudyRunner.appendLine(["key": key, "values": v], to: path)
         entries[key] = v
         return v
     }

@@ -71,13 +71,16 @@ enum StudyRunner {
                        peakMiB: peaks.max())
     }
 
-    static func appendLine(_ o: [String: Double], to path: String) throws {
+    /// Appends `o` as one JSON line (keys sorted) to `path`, created if missing, and flushes it to
+    /// disk: the study's records must outlive an interruption.
+    static func appendLine(_ o: [String: Any], to path: String) throws {
         let line = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) + Data("\n".utf8)
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let h = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot write \(path)") }
         defer { try? h.close() }
         try h.seekToEnd()
         try h.write(contentsOf: line)
+        try h.synchronize()
     }
 
     /// posix_spawn + wait4: exit status, the child's CPU seconds (user + system) and peak RSS (KiB);
