@@ -12,7 +12,7 @@ SERVE_PY := $(SERVE_VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8001
 SERVE_REPO ?= models/serve
-DEB_PACKAGES := libopenblas-dev libpng-dev pkg-config protobuf-compiler grpc-proto
+DEB_PACKAGES := libopenblas-dev libpng-dev libdnnl-dev pkg-config protobuf-compiler grpc-proto
 RELEASE_FLAGS := -c release -Xswiftc -enable-testing
 
 .PHONY: all deps venv venv-peers venv-serve build build-tests test serve publish bench bench-peers fixtures clean
@@ -65,6 +65,7 @@ test: deps venv venv-serve data build-tests
 	ONESTEP_PYTHON=$(abspath $(PY)) ONESTEP_SERVE_PYTHON=$(abspath $(SERVE_PY)) \
 	  $(SWIFT) test --skip-build $(RELEASE_FLAGS)
 	bash deploy/test_deploy.sh .build/release/onestep
+	python3 tools/check_links.py
 
 ## The sampling daemon with the bundled models (models/serve/MODEL/VERSION/model.safetensors).
 serve: deps build

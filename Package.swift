@@ -36,6 +36,9 @@ let package = Package(
         // C shims: reached from exactly one Swift file each (TensorCore/BLAS.swift, TensorCore/PNG.swift).
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        // oneDNN 2.6 (Debian's libdnnl-dev ships no pkg-config file: the module map links it); reached only from OneDNN.
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
+        .target(name: "OneDNN", dependencies: ["CDNNL"], exclude: ["README.md"]),
 
         // Compute core and model code, shared by trainer and server (no gRPC below this line).
         .target(name: "TensorCore", dependencies: ["COpenBLAS", "CPNG"], exclude: ["README.md"]),
@@ -61,7 +64,7 @@ let package = Package(
         .target(name: "Generation", dependencies: ["SamplerServer", "SamplerClient", "Diffusion", "TensorCore"], exclude: ["README.md"]),
 
         .executableTarget(name: "onestep", dependencies: [
-            "TensorCore", "NN", "Diffusion", "Training", "SamplerServer", "SamplerClient", "Generation",
+            "TensorCore", "NN", "Diffusion", "Training", "SamplerServer", "SamplerClient", "Generation", "OneDNN",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
@@ -70,6 +73,7 @@ let package = Package(
 
         .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
+        .testTarget(name: "OneDNNTests", dependencies: ["OneDNN"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore", "TestSupport"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "NN", "TensorCore", "TestSupport"]),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the committed Swift code in Sources/SamplerAPI from the .proto files (TOOLCHAIN.md, gRPC).
+# Regenerates the committed Swift code in Sources/SamplerAPI from the .proto files (CONTRIBUTING.md, "Adding an RPC").
 #
 #   Protos/generate.sh          regenerate into Sources/SamplerAPI
 #   Protos/generate.sh --check  regenerate into a temporary folder and fail if it differs from the

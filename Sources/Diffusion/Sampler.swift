@@ -67,12 +67,17 @@ public struct SamplerConfig: Sendable, Codable, Equatable {
         case solver, steps, rho, sigmaMin = "sigma_min", sigmaMax = "sigma_max"
     }
 
+    /// Most steps a sampler may take (a bound on untrusted snapshot metadata: 8,191 Heun NFE).
+    public static let maxSteps = 4_096
+
     public var sigmas: [Float] { KarrasSchedule.sigmas(steps: steps, sigmaMin: sigmaMin, sigmaMax: sigmaMax, rho: rho) }
     public var nfe: Int { KarrasSchedule.nfe(steps: steps, solver: solver) }
 
     /// Throws `invalidArgument` naming the bad field.
     public func validate() throws {
-        guard steps >= 1 else { throw DiffusionError(.invalidArgument, "sampler steps must be at least 1, got \(steps)") }
+        guard steps >= 1, steps <= Self.maxSteps else {
+            throw DiffusionError(.invalidArgument, "sampler steps must be in 1...\(Self.maxSteps), got \(steps)")
+        }
         guard sigmaMin > 0, sigmaMax >= sigmaMin, sigmaMax.isFinite else {
             throw DiffusionError(.invalidArgument, "sampler needs 0 < sigma_min <= sigma_max, got \(sigmaMin), \(sigmaMax)")
         }

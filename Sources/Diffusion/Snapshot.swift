@@ -156,7 +156,7 @@ public struct Snapshot {
         _ = try (need("arch"), need("config"))
         let network: any Denoiser
         do {
-            network = try NetworkCheckpoint.makeDenoiser(metadata: meta)
+            network = try NetworkCheckpoint.makeDenoiser(metadata: meta, shapes: file.shapes)
             try network.parameters.load { file.tensors[$0] }
         } catch {
             throw DiffusionError(.snapshot, "\(source): main network does not match its metadata", cause: "\(error)")
@@ -183,7 +183,15 @@ public struct Snapshot {
             }
             let prefix = name + "."
             let tensors = file.names.filter { $0.hasPrefix(prefix) }.map { (String($0.dropFirst(prefix.count)), file.tensors[$0]!) }
-            parts.append(SnapshotPart(name: name, arch: meta[key]!, configJSON: config, tensors: tensors))
+            let part = SnapshotPart(name: name, arch: meta[key]!, configJSON: config, tensors: tensors)
+            if RatioClassifiers.architectures.contains(part.arch) {
+                // A classifier is built only when best-of-K needs it; its configuration is checked
+                // now, so a hostile one is refused at load and not in the middle of serving.
+                do { try RatioClassifiers.checkPlanned(part) } catch {
+                    throw DiffusionError(.snapshot, "\(source): part '\(name)' does not match its metadata", cause: "\(error)")
+                }
+            }
+            parts.append(part)
         }
         let known = Set(network.parameters.entries.map(\.name))
         if let stray = file.names.first(where: { n in !known.contains(n) && !parts.contains { n.hasPrefix($0.name + ".") } }) {

@@ -73,9 +73,9 @@ public final class DatasetGenerator: Sendable {
     public init(source: any SampleSource, options o: GenerationOptions) throws {
         let info = source.info
         guard o.chunk >= 1, o.chunk <= 1_000_000 else { throw GenerationError(.invalidArgument, "--chunk must be in 1...1000000, got \(o.chunk)") }
-        guard o.batch >= 1 else { throw GenerationError(.invalidArgument, "--batch must be at least 1, got \(o.batch)") }
-        guard o.inFlight >= 1 else { throw GenerationError(.invalidArgument, "--in-flight must be at least 1, got \(o.inFlight)") }
-        guard o.bestOf >= 1 else { throw GenerationError(.invalidArgument, "--best-of must be at least 1, got \(o.bestOf)") }
+        guard o.batch >= 1, o.batch <= 65_536 else { throw GenerationError(.invalidArgument, "--batch must be in 1...65536, got \(o.batch)") }
+        guard o.inFlight >= 1, o.inFlight <= 1_024 else { throw GenerationError(.invalidArgument, "--in-flight must be in 1...1024, got \(o.inFlight)") }
+        guard o.bestOf >= 1, o.bestOf <= 1_024 else { throw GenerationError(.invalidArgument, "--best-of must be in 1...1024, got \(o.bestOf)") }
         try o.labels.check(numClasses: info.numClasses, model: info.model)
         try o.format.check(sampleShape: info.sampleShape, model: info.model)
         if o.format == .idx && info.numClasses > 256 {

@@ -81,7 +81,8 @@ public struct ChunkPlan: Sendable {
     /// Seeds of chunk `k`.
     public func seeds(ofChunk k: Int) -> ClosedRange<UInt64> {
         let lo = range.first + UInt64(k * chunkSize)
-        return lo...min(range.last, lo + UInt64(chunkSize) - 1)
+        // Written so that no sum passes range.last (which may be UInt64.max).
+        return lo...(lo + min(UInt64(chunkSize) - 1, range.last - lo))
     }
 
     /// The chunk holding seed `s`.

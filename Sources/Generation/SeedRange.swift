@@ -14,7 +14,7 @@ public struct SeedRange: Sendable, Equatable, CustomStringConvertible {
             throw GenerationError(.invalidArgument, "seed range \(first)-\(last) is empty: the last seed must not be below the first")
         }
         guard last - first < Self.maxCount else {
-            throw GenerationError(.invalidArgument, "seed range \(first)-\(last) has \(last - first + 1) seeds; at most \(Self.maxCount) per run")
+            throw GenerationError(.invalidArgument, "seed range \(first)-\(last) has more than \(Self.maxCount) seeds; at most \(Self.maxCount) per run")
         }
         self.first = first
         self.last = last

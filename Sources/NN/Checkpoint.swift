@@ -6,8 +6,13 @@ import TensorCore
 public enum NetworkCheckpoint {
     public static let format = "onestep-1"
 
-    /// Builds an initialised (not loaded) network from checkpoint metadata.
-    public static func makeDenoiser(metadata: [String: String], seed: UInt64 = 0) throws -> any Denoiser {
+    /// Builds an initialised (not loaded) network from checkpoint metadata. With `shapes` (the
+    /// tensors a file holds, name -> shape), an architecture whose parameters are not all there is
+    /// refused before it is allocated.
+    public static func makeDenoiser(metadata: [String: String], seed: UInt64 = 0, shapes: [String: [Int]]? = nil) throws -> any Denoiser {
+        if let shapes {
+            try checkPlanned(shapes: shapes) { try makeDenoiser(metadata: metadata, seed: seed) }
+        }
         guard let fmt = metadata["format"] else {
             throw NNError(.checkpoint, "metadata has no 'format' (expected '\(format)'): not a OneStep checkpoint")
         }
@@ -31,6 +36,27 @@ public enum NetworkCheckpoint {
         }
     }
 
+    /// Throws unless every parameter of the network `build` makes is among `shapes` (tensor name ->
+    /// shape, what a file holds) with the same shape; with `exact`, also unless every tensor of
+    /// `shapes` is one of them. The network is sized without being allocated
+    /// (`ParameterStore.plannedEntries`), so a hostile architecture costs nothing before it is refused.
+    public static func checkPlanned(shapes: [String: [Int]], exact: Bool = false, _ build: () throws -> any ParameterOwner) throws {
+        let planned = try ParameterStore.plannedEntries(build)
+        for e in planned {
+            guard let shape = shapes[e.name] else {
+                throw NNError(.missingParameter, "checkpoint has no tensor '\(e.name)' (shape \(e.shape))")
+            }
+            guard shape == e.shape else {
+                throw NNError(.shapeMismatch, "tensor '\(e.name)': expected shape \(e.shape), checkpoint has \(shape)")
+            }
+        }
+        if exact, planned.count != shapes.count {
+            let known = Set(planned.map(\.name))
+            let stray = shapes.keys.sorted().first { !known.contains($0) } ?? "?"
+            throw NNError(.checkpoint, "tensor '\(stray)' is not a parameter of this architecture")
+        }
+    }
+
     /// Metadata describing `net` (merge your own keys on top).
     public static func metadata(of net: any Denoiser) -> [String: String] {
         ["format": format, "arch": net.architecture, "config": net.configJSON]
@@ -45,7 +71,7 @@ public enum NetworkCheckpoint {
     /// Reads a checkpoint (validated as untrusted) and returns the network with its weights.
     public static func load(path: String) throws -> (any Denoiser, SafetensorsFile) {
         let file = try SafetensorsFile.read(path: path)
-        let net = try makeDenoiser(metadata: file.metadata)
+        let net = try makeDenoiser(metadata: file.metadata, shapes: file.shapes)
         try net.parameters.load { file.tensors[$0] }
         return (net, file)
     }

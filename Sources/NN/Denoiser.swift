@@ -4,7 +4,7 @@
 /// Returned pointers stay valid until the next call of the same method. The network copies what
 /// backward needs, so the caller's input buffers may be released once `forward` returns. One instance serves one
 /// thread; make another instance (and copy the parameters) per worker.
-public protocol Denoiser: AnyObject {
+public protocol Denoiser: ParameterOwner {
     /// Parameters and gradients in flat buffers.
     var parameters: ParameterStore { get }
     /// Shape of one sample: `[C, H, W]` or `[D]`.

@@ -21,8 +21,8 @@ public struct LeNetConfig: Codable, Sendable, Equatable {
         guard resolution == 28 else {
             throw NNError(.invalidConfig, "lenet config: resolution must be 28 (got \(resolution))")
         }
-        guard inChannels >= 1, classes >= 2 else {
-            throw NNError(.invalidConfig, "lenet config: in_channels must be >= 1 and classes >= 2")
+        guard ArchitectureLimits.imageChannels.contains(inChannels), (2...ArchitectureLimits.classes.upperBound).contains(classes) else {
+            throw NNError(.invalidConfig, "lenet config: in_channels must be in \(ArchitectureLimits.imageChannels) and classes in 2...\(ArchitectureLimits.classes.upperBound)")
         }
     }
 }
@@ -39,7 +39,7 @@ public struct LeNetConfig: Codable, Sendable, Equatable {
 /// Parameter names (PyTorch `nn.Module` attribute names): `conv1.weight/bias`, `conv2.*`, `fc1.*`,
 /// `fc2.*`, `fc3.*`. Activations are CBHW internally; inputs and outputs are batch-major.
 /// Not thread-safe: one forward/backward at a time per instance.
-public final class LeNet: @unchecked Sendable {
+public final class LeNet: ParameterOwner, @unchecked Sendable {
     public static let architecture = "lenet"
     /// Width of the penultimate feature vector.
     public static let featureDim = 84
@@ -160,6 +160,7 @@ public final class LeNet: @unchecked Sendable {
         } catch {
             throw NNError(.checkpoint, "\(path): 'config' is not a valid lenet config", cause: "\(error)")
         }
+        try NetworkCheckpoint.checkPlanned(shapes: file.shapes) { try LeNet(config) }
         let net = try LeNet(config)
         try net.parameters.load { file.tensors[$0] }
         return (net, file)

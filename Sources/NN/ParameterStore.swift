@@ -47,10 +47,28 @@ public final class ParameterStore: @unchecked Sendable {
         return try body()
     }
 
-    public init() {}
+    /// While true (inside `ParameterStore.plannedCount`), stores made on this task record their
+    /// layout but allocate nothing: a network can be sized before it is built.
+    @TaskLocal static var planning = false
+    /// False for a store made by `plannedCount`: layout only, no values.
+    public let allocates: Bool
+
+    public init() { allocates = !Self.planning }
 
     /// Total number of scalars.
-    public var count: Int { values.count }
+    public private(set) var count = 0
+
+    /// The number of parameters of the network `build` makes, counted without allocating them (the
+    /// network it builds is a layout only and must not be run). Lets a loader refuse an
+    /// architecture from an untrusted file before its size is allocated.
+    public static func plannedCount(_ build: () throws -> any ParameterOwner) rethrows -> Int {
+        try plannedEntries(build).reduce(0) { $0 + $1.count }
+    }
+
+    /// The named tensors (names, shapes, offsets) of the network `build` makes, without allocating.
+    public static func plannedEntries(_ build: () throws -> any ParameterOwner) rethrows -> [ParameterEntry] {
+        try $planning.withValue(true) { try build().parameters.entries }
+    }
 
     /// Start of the values of the tensor at `offset` (layers keep offsets, not pointers).
     @inlinable public func value(_ offset: Int) -> UnsafeMutablePointer<Float> { values.ptr + offset }
@@ -61,15 +79,26 @@ public final class ParameterStore: @unchecked Sendable {
     @discardableResult
     public func register(_ name: String, shape: [Int], initialiser: ParameterInit) -> Int {
         precondition(index[name] == nil, "parameter \(name) registered twice")
-        let offset = values.count
-        precondition(offset == entries.last.map { $0.offset + $0.count } ?? 0)
+        let offset = count
+        // Architecture fields are bounded by their configs' `validate`; this catches a bound missed.
+        var size = 1
+        for d in shape {
+            let (p, o) = size.multipliedReportingOverflow(by: d)
+            precondition(!o && d >= 0, "parameter \(name) shape \(shape) overflows")
+            size = p
+        }
+        let (end, o) = offset.addingReportingOverflow(size)
+        precondition(!o, "parameter count overflows at \(name)")
         let entry = ParameterEntry(name: name, shape: shape, offset: offset)
         index[name] = entries.count
         entries.append(entry)
         inits.append(initialiser)
+        count = end
         // Values are set by `initialise` or `load` once the network is built; growth may drop them.
-        values.resize(offset + entry.count)
-        grads.resize(offset + entry.count)
+        if allocates {
+            values.resize(end)
+            grads.resize(end)
+        }
         return offset
     }
 
@@ -77,6 +106,7 @@ public final class ParameterStore: @unchecked Sendable {
 
     /// Fills every tensor by its initialiser from the counter-based RNG (stream = tensor position).
     public func initialise(seed: UInt64) {
+        guard allocates else { return }
         let v = values.ptr
         do {
             for (i, e) in entries.enumerated() {
@@ -107,6 +137,7 @@ public final class ParameterStore: @unchecked Sendable {
 
     /// Loads every registered tensor from `lookup`; throws naming a missing or mis-shaped tensor.
     public func load(_ lookup: (String) -> Tensor?) throws {
+        precondition(allocates, "a planned (layout-only) store cannot load values")
         for e in entries {
             guard let t = lookup(e.name) else {
                 throw NNError(.missingParameter, "checkpoint has no tensor '\(e.name)' (shape \(e.shape))")
@@ -140,4 +171,9 @@ public final class ParameterStore: @unchecked Sendable {
     public func gradient(_ name: String) -> [Float]? {
         entry(name).map { Array(UnsafeBufferPointer(start: grads.ptr + $0.offset, count: $0.count)) }
     }
+}
+
+/// Anything whose parameters live in one `ParameterStore` (denoisers, classifiers, evaluators).
+public protocol ParameterOwner: AnyObject {
+    var parameters: ParameterStore { get }
 }

@@ -6,7 +6,7 @@ import TensorCore
 /// dL/dc [B], accumulates parameter gradients and returns dL/dx (the generator's gradient flows
 /// through it). One instance serves one thread; returned pointers stay valid until the next call of
 /// the same method.
-public protocol RatioClassifier: AnyObject, Sendable {
+public protocol RatioClassifier: ParameterOwner, Sendable {
     var parameters: ParameterStore { get }
     /// Floats per sample.
     var sampleSize: Int { get }
@@ -43,6 +43,9 @@ extension RatioClassifier {
 
 /// Builds classifiers from checkpoint metadata.
 public enum RatioClassifiers {
+    /// The classifier architectures `make` builds.
+    public static let architectures: Set<String> = [RatioClassifierMLP.architecture, RatioClassifierUNet.architecture]
+
     /// An initialised (not loaded) classifier for an `arch`/`config` pair.
     public static func make(arch: String, configJSON: String, seed: UInt64 = 0) throws -> any RatioClassifier {
         switch arch {

@@ -39,6 +39,7 @@ public struct RatioClassifierConfig: Codable, Sendable, Equatable {
 
     public func validate() throws {
         func fail(_ m: String) throws -> Never { throw NNError(.invalidConfig, "ratio-mlp config: \(m)") }
+        try ArchitectureLimits.checkMLP(dim: dim, width: width, blocks: blocks, noiseChannels: noiseChannels, numClasses: numClasses, "ratio-mlp")
         if dim < 1 { try fail("dim must be at least 1") }
         if width < 1 { try fail("width must be at least 1") }
         if blocks < 0 { try fail("blocks must be 0 or more") }
@@ -164,6 +165,7 @@ public final class RatioClassifierMLP: RatioClassifier, @unchecked Sendable {
         guard let arch = file.metadata["arch"], let json = file.metadata["config"] else {
             throw NNError(.checkpoint, "\(path): metadata needs 'arch' and 'config'")
         }
+        try NetworkCheckpoint.checkPlanned(shapes: file.shapes, exact: true) { try make(arch: arch, configJSON: json) }
         let net = try make(arch: arch, configJSON: json)
         try net.parameters.load { file.tensors[$0] }
         return net

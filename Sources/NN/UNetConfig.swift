@@ -21,13 +21,26 @@ public struct UNetConfig: Codable, Sendable, Equatable {
     /// Resolution at each level (each stride-2 convolution maps r to (r + 1) / 2).
     public var resolutions: [Int] {
         var r = [resolution]
-        for _ in 1..<channels.count { r.append((r.last! + 1) / 2) }
+        for _ in 1..<max(1, channels.count) { r.append((r.last! + 1) / 2) }
         return r
     }
 
-    /// Throws with a message naming the first invalid field.
+    /// Throws with a message naming the first invalid field (bounds: `ArchitectureLimits`).
     public func validate() throws {
         func fail(_ m: String) throws -> Never { throw NNError(.invalidConfig, "unet config: \(m)") }
+        typealias L = ArchitectureLimits
+        try L.check(inChannels, L.imageChannels, "in_channels", "unet")
+        try L.check(outChannels, L.imageChannels, "out_channels", "unet")
+        try L.check(resolution, L.resolution, "resolution", "unet")
+        try L.check(channels.count, L.levels, "number of levels (channels)", "unet")
+        for c in channels { try L.check(c, L.width, "channels entry", "unet") }
+        try L.check(blocksPerLevel, L.blocks, "blocks_per_level", "unet")
+        try L.check(noiseChannels, L.embedding, "noise_channels", "unet")
+        try L.check(embChannels, L.embedding, "emb_channels", "unet")
+        try L.check(numClasses, L.classes, "num_classes", "unet")
+        if channels.max()! * resolution * resolution > L.activationPerSample {
+            try fail("channels \(channels) at resolution \(resolution) need more than \(L.activationPerSample) floats per sample")
+        }
         if inChannels < 1 || outChannels < 1 { try fail("in_channels and out_channels must be at least 1") }
         if channels.isEmpty || channels.contains(where: { $0 < 4 || $0 % 4 != 0 }) {
             try fail("channels \(channels) must be non-empty multiples of 4")
@@ -88,6 +101,7 @@ public struct MLPConfig: Codable, Sendable, Equatable {
 
     public func validate() throws {
         func fail(_ m: String) throws -> Never { throw NNError(.invalidConfig, "mlp config: \(m)") }
+        try ArchitectureLimits.checkMLP(dim: dim, width: width, blocks: blocks, noiseChannels: noiseChannels, numClasses: numClasses, "mlp")
         if dim < 1 { try fail("dim must be at least 1") }
         if width < 1 { try fail("width must be at least 1") }
         if blocks < 0 { try fail("blocks must be 0 or more") }

@@ -42,6 +42,9 @@ public struct SafetensorsFile: Sendable {
         tensors[name] = tensor
     }
 
+    /// Every tensor's shape by name (what a loader checks a planned network against).
+    public var shapes: [String: [Int]] { tensors.mapValues(\.shape) }
+
     /// The tensors in `names` order.
     public var orderedTensors: [(String, Tensor)] { names.map { ($0, tensors[$0]!) } }
 

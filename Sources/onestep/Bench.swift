@@ -49,6 +49,9 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Run the forward rows in the batch-invariant mode the daemon uses (one product shape per sample).")
     var batchInvariant = false
 
+    @Flag(help: "Also time the U-Net's convolutions through im2col + sgemm and through oneDNN (NHWC), side by side.")
+    var convs = false
+
     func validate() throws {
         guard !parseInts(threads).isEmpty, parseInts(threads).allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--threads needs positive integers, e.g. 1,2")
@@ -85,6 +88,8 @@ struct Bench: AsyncParsableCommand {
             try BenchWeights.export(all, to: dir, seed: seed)
             print("exported weights and io sample to \(dir)\n")
         }
+
+        if convs { try BenchConv.printTable(batches: batchList, threads: threadList, repeats: reps) }
 
         var rows: [BenchRow] = []
         for t in threadList {

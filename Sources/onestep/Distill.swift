@@ -6,7 +6,7 @@ import Training
 
 /// `onestep distill --teacher T --method dijs --init teacher --out runs/NAME`: trains a one-step
 /// generator through a density-ratio classifier, without the teacher's score (METHOD.md; DiJS,
-/// DiRKL, DiFKL). Vector data (MLP teachers: 2-D sets, 8x8 digits) for now.
+/// DiRKL, DiFKL; the score-based baselines dmd and sid), for vector (MLP) and image (U-Net) teachers.
 struct Distill: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distill",

@@ -26,10 +26,11 @@ struct Eval: AsyncParsableCommand {
     var stamp: String?
 
     func run() async throws {
+        try Check.count("--n", n, 10...(1 << 22))
+        try Check.count("--seeds", seeds, 1...1_000)
+        try Check.count("--best-of", bestOf, 1...1_024)
+        try Check.count("--threads", threads, 1...1_024)
         setComputeThreads(threads)
-        guard n >= 10 else { throw ValidationError("--n must be at least 10") }
-        guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
-        guard bestOf >= 1 else { throw ValidationError("--best-of must be at least 1") }
         let rule = try BestOfRuleOption.parse(bestOfRule)
         let snap = try Snapshot.load(path: model)
         var sampler = snap.sampler
@@ -42,7 +43,7 @@ struct Eval: AsyncParsableCommand {
             var runs: [PointMetricsReport] = []
             var nfe = 1
             for k in 0..<seeds {
-                let (x, f) = try drawSamples(snap, count: n, seed: seed + UInt64(k), sampler: sampler, bestOf: bestOf, bestOfRule: rule)
+                let (x, f) = try drawSamples(snap, count: n, seed: seed &+ UInt64(k), sampler: sampler, bestOf: bestOf, bestOfRule: rule)
                 nfe = f
                 runs.append(try Metrics.pointReport(x, reference: reference, toy: toy))
             }
@@ -67,7 +68,7 @@ struct Eval: AsyncParsableCommand {
             var nfe = 1
             for k in 0..<seeds {
                 let start = Date()
-                let (x, f) = try drawSamples(snap, count: n, seed: seed + UInt64(k), sampler: sampler, bestOf: bestOf, bestOfRule: rule)
+                let (x, f) = try drawSamples(snap, count: n, seed: seed &+ UInt64(k), sampler: sampler, bestOf: bestOf, bestOfRule: rule)
                 nfe = f
                 runs.append(try Metrics.imageReport(generated: try evaluator.evaluate(images: x), reference: ref))
                 print(String(format: "seed %d: FD_LeNet %.3f (%.0f s)", Int(seed) + k, runs.last!.fd, Date().timeIntervalSince(start)))

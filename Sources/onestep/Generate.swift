@@ -47,8 +47,9 @@ struct GenerateCommand: AsyncParsableCommand {
     @Option(help: "File holding the bearer token (else the ONESTEP_TOKEN environment variable).") var tokenFile: String?
 
     func validate() throws {
-        guard timeout > 0, attempts >= 1 else { throw ValidationError("--timeout must be positive and --attempts at least 1") }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        try Check.seconds("--timeout", timeout)
+        try Check.count("--attempts", attempts, 1...1_000)
+        try Check.count("--threads", threads, 1...1_024)
     }
 
     func run() async throws {

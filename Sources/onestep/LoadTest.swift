@@ -47,10 +47,18 @@ struct LoadTestCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard ["closed", "open"].contains(mode) else { throw ValidationError("--mode must be closed or open") }
-        if mode == "open" { guard let r = rate, r > 0 else { throw ValidationError("--mode open needs --rate R (requests per second)") } }
-        guard concurrency >= 1, count >= 1, duration > 0, warmup >= 0, attempts >= 1 else {
-            throw ValidationError("--concurrency, --count and --attempts must be at least 1, --duration positive")
+        if mode == "open" {
+            guard let r = rate else { throw ValidationError("--mode open needs --rate R (requests per second)") }
+            guard r.isFinite, r >= 0.01, r <= 1_000_000 else { throw ValidationError("--rate must be in 0.01...1000000 requests per second, got \(r)") }
         }
+        try Check.count("--concurrency", concurrency, 1...100_000)
+        try Check.count("--count", count, 1...Int(UInt32.max))
+        try Check.count("--attempts", attempts, 1...1_000)
+        try Check.count("--max-batch-size", maxBatchSize, 1...ServerConfig.maxCount)
+        try Check.seconds("--duration", duration)
+        try Check.seconds("--warmup", warmup, 0...86_400)
+        try Check.seconds("--timeout", timeout)
+        try Check.seconds("--max-queue-delay-ms", maxQueueDelayMs / 1000, 0...60)
     }
 
     func run() async throws {

@@ -34,10 +34,11 @@ struct RequestCommand: AsyncParsableCommand {
     @Flag(help: "Stream the samples (progress on standard error) instead of one response.") var stream = false
 
     func validate() throws {
-        guard count >= 1 else { throw ValidationError("--count must be at least 1") }
+        try Check.count("--count", count, 1...Int(UInt32.max))
         guard ["png", "npy"].contains(format) else { throw ValidationError("--format must be png or npy") }
         guard version == nil || label == nil else { throw ValidationError("give --version or --label, not both") }
-        guard timeout > 0, attempts >= 1 else { throw ValidationError("--timeout must be positive and --attempts at least 1") }
+        try Check.seconds("--timeout", timeout)
+        try Check.count("--attempts", attempts, 1...1_000)
     }
 
     func run() async throws {

@@ -15,15 +15,16 @@ struct Sample: AsyncParsableCommand {
     @Option(help: "Teacher ODE steps (Heun: 2*steps-1 network evaluations); default from the snapshot.") var steps: Int?
     @Option(help: "Solver for teachers: heun or euler.") var solver: String?
     @Option(help: "Class label for every sample (conditional models); default cycles through the classes.") var label: Int?
-    @Option(help: "Best-of-K (generators that ship a ratio classifier): K candidates per sample, keep the top-scored.") var bestOf = 1
+    @Option(help: "Best-of-K (generators that ship a ratio classifier): K candidates per sample, the classifier picks one (--best-of-rule).") var bestOf = 1
     @Option(help: "Best-of-K rule: resample (weights exp(score)) or best (top score); default: the snapshot's.") var bestOfRule: String?
     @Option(help: "Threads (BLAS and kernels).") var threads = 2
     @Option(help: "Output: .png (grid) or .npy (float32 [N, ...]).") var out: String
 
     func run() async throws {
+        try Check.count("--n", n, 1...(1 << 20))
+        try Check.count("--best-of", bestOf, 1...1_024)
+        try Check.count("--threads", threads, 1...1_024)
         setComputeThreads(threads)
-        guard n >= 1 else { throw ValidationError("--n must be at least 1") }
-        guard bestOf >= 1 else { throw ValidationError("--best-of must be at least 1") }
         let snap = try Snapshot.load(path: model)
         let d = snap.makeEDMDenoiser()
         let ids = SampleID.range(seed: seed, 0..<n)

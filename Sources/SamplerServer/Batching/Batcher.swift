@@ -218,6 +218,17 @@ public struct Batcher: Sendable {
         return actions + schedule(now: now)
     }
 
+    /// Shutdown past its drain timeout: stop taking requests and fail every request still queued or
+    /// running now (`draining`: UNAVAILABLE, retry elsewhere); batches still running are forgotten
+    /// when they report. `drained` follows once they have.
+    public mutating func abort(now: Time) -> [Action] {
+        draining = true
+        let failed = entries.values.sorted { $0.seq < $1.seq }
+        entries.removeAll()
+        queuedSamples = 0
+        return failed.map { .fail($0.id, .draining) } + schedule(now: now)
+    }
+
     /// Stop taking requests; finish those already queued, then report `drained`.
     public mutating func drain(now: Time) -> [Action] {
         draining = true

@@ -86,6 +86,11 @@ public actor Lane {
         await withCheckedContinuation { drainWaiters.append($0) }
     }
 
+    /// Fails every request still queued or running (shutdown past its drain timeout).
+    public func abort() {
+        handle(batcher.abort(now: now))
+    }
+
     private var now: Duration { epoch.duration(to: clock.now) }
 
     /// Cancels a request: its queued samples never reach a batch; its stream ends with CANCELLED.
@@ -223,9 +228,13 @@ public actor Lane {
 }
 
 extension Duration {
+    /// Whole nanoseconds, saturating at Int64's range (a duration of more than 292 years).
     var nanoseconds: Int64 {
         let (s, a) = components
-        return s * 1_000_000_000 + a / 1_000_000_000
+        let (ns, o) = s.multipliedReportingOverflow(by: 1_000_000_000)
+        if o { return s < 0 ? .min : .max }
+        let (sum, o2) = ns.addingReportingOverflow(a / 1_000_000_000)
+        return o2 ? (ns < 0 ? .min : .max) : sum
     }
     var milliseconds: Int64 { nanoseconds / 1_000_000 }
     var microseconds: Int64 { nanoseconds / 1_000 }

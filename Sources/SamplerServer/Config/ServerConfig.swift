@@ -22,6 +22,10 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public var warmupSamples = 4
     /// Models loaded at start; empty: all.
     public var models: [String] = []
+    /// Models that must be ready for the server to be ready (health "" and ServerReady); empty:
+    /// every model that has been ready since start, so a broken extra model never takes the server
+    /// out of service (it is reported on its own health name and in RepositoryIndex).
+    public var requiredModels: [String] = []
 
     // Batching (per model version).
     public var maxBatchSize = 64
@@ -67,7 +71,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case host, port, metricsPort = "metrics_port", repository, pollSeconds = "poll_seconds", versionPolicy = "version_policy"
-        case requireReadyMarker = "require_ready_marker", warmupSamples = "warmup_samples", models
+        case requireReadyMarker = "require_ready_marker", warmupSamples = "warmup_samples", models, requiredModels = "required_models"
         case maxBatchSize = "max_batch_size", maxQueueDelayMs = "max_queue_delay_ms", preferredBatchSizes = "preferred_batch_sizes"
         case maxConcurrentBatches = "max_concurrent_batches", maxQueuedSamples = "max_queued_samples"
         case maxQueuedRequests = "max_queued_requests", maxSamplesPerRequest = "max_samples_per_request", maxBestOf = "max_best_of"
@@ -87,7 +91,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         }
         try get(.host, &host); try get(.port, &port); try get(.metricsPort, &metricsPort); try get(.repository, &repository)
         try get(.pollSeconds, &pollSeconds); try get(.versionPolicy, &versionPolicy); try get(.requireReadyMarker, &requireReadyMarker)
-        try get(.warmupSamples, &warmupSamples); try get(.models, &models); try get(.maxBatchSize, &maxBatchSize)
+        try get(.warmupSamples, &warmupSamples); try get(.models, &models); try get(.requiredModels, &requiredModels); try get(.maxBatchSize, &maxBatchSize)
         try get(.maxQueueDelayMs, &maxQueueDelayMs); try get(.preferredBatchSizes, &preferredBatchSizes)
         try get(.maxConcurrentBatches, &maxConcurrentBatches); try get(.maxQueuedSamples, &maxQueuedSamples)
         try get(.maxQueuedRequests, &maxQueuedRequests); try get(.maxSamplesPerRequest, &maxSamplesPerRequest)
@@ -134,8 +138,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
             let parts = versionPolicy.split(separator: ":", maxSplits: 1).map(String.init)
             if parts.count == 2, parts[0] == "latest", let n = Int(parts[1]), n >= 1 { return .latest(n) }
             if parts.count == 2, parts[0] == "specific" {
-                let vs = parts[1].split(separator: ",").compactMap { Int64($0.trimmingCharacters(in: .whitespaces)) }
-                if !vs.isEmpty { return .specific(vs) }
+                let items = parts[1].split(separator: ",", omittingEmptySubsequences: false)
+                let vs = items.compactMap { Int64($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 >= 1 }
+                if !vs.isEmpty && vs.count == items.count { return .specific(vs) }
             }
             throw ServerError(.invalidConfiguration, "version policy '\(versionPolicy)' is not 'latest:N', 'all' or 'specific:V1,V2'")
         }
@@ -147,13 +152,31 @@ public struct ServerConfig: Codable, Sendable, Equatable {
                        maxQueuedSamples: maxQueuedSamples, maxQueuedRequests: maxQueuedRequests)
     }
 
+    /// Largest duration setting, seconds (one day).
+    public static let maxSeconds = 86_400.0
+    /// Largest count setting (batch size, queue bounds, samples per request).
+    public static let maxCount = 1 << 24
+
     /// Checks every field; throws naming the first bad one.
     public func validate() throws {
         func bad(_ m: String) -> ServerError { ServerError(.invalidConfiguration, m) }
         guard (0...65535).contains(port) else { throw bad("port must be in 0...65535, got \(port)") }
         guard (-1...65535).contains(metricsPort) else { throw bad("metrics_port must be -1 (off) or in 0...65535") }
-        guard pollSeconds >= 0, shutdownGraceSeconds >= 0, maxConnectionAgeSeconds >= 0, maxQueueDelayMs >= 0 else {
-            throw bad("durations must not be negative")
+        // Every number is bounded before it is converted or multiplied (the file is untrusted input).
+        for (name, value, most) in [("poll_seconds", pollSeconds, Self.maxSeconds), ("shutdown_grace_seconds", shutdownGraceSeconds, Self.maxSeconds),
+                                    ("max_connection_age_seconds", maxConnectionAgeSeconds, Self.maxSeconds),
+                                    ("max_queue_delay_ms", maxQueueDelayMs, 60_000)] {
+            guard value.isFinite, value >= 0, value <= most else { throw bad("\(name) must be a number in 0...\(Int(most)), got \(value)") }
+        }
+        for (name, value, range) in [("max_batch_size", maxBatchSize, 1...Self.maxCount), ("max_concurrent_batches", maxConcurrentBatches, 1...1_024),
+                                     ("max_queued_samples", maxQueuedSamples, 1...Self.maxCount), ("max_queued_requests", maxQueuedRequests, 1...Self.maxCount),
+                                     ("max_samples_per_request", maxSamplesPerRequest, 1...Self.maxCount), ("max_best_of", maxBestOf, 1...1_024),
+                                     ("max_request_bytes", maxRequestBytes, 1_024...(1 << 30)), ("max_concurrent_streams", maxConcurrentStreams, 1...65_535),
+                                     ("warmup_samples", warmupSamples, 0...4_096)] {
+            guard range.contains(value) else { throw bad("\(name) must be in \(range.lowerBound)...\(range.upperBound), got \(value)") }
+        }
+        if let p = preferredBatchSizes.first(where: { !(1...maxBatchSize).contains($0) }) {
+            throw bad("preferred batch size \(p) must be in 1...\(maxBatchSize) (the max batch size)")
         }
         _ = try versionPolicyValue
         try batcherConfig.validate()

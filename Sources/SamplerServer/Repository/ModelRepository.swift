@@ -54,15 +54,20 @@ public actor ModelRepository {
         public var batcher: Batcher.Config
         /// Models to load at start; nil: every model folder.
         public var startupModels: [String]?
+        /// Models the server needs to be ready (health "" and ServerReady); nil: every model that
+        /// has been ready since start. A model outside this set that fails to load is reported on
+        /// its own health name and in the index, and never takes the server out of service.
+        public var requiredModels: [String]?
 
         public init(root: String, policy: VersionPolicy = .latest(1), requireReadyMarker: Bool = false, warmupSamples: Int = 4,
-                    batcher: Batcher.Config = .init(), startupModels: [String]? = nil) {
+                    batcher: Batcher.Config = .init(), startupModels: [String]? = nil, requiredModels: [String]? = nil) {
             self.root = root
             self.policy = policy
             self.requireReadyMarker = requireReadyMarker
             self.warmupSamples = warmupSamples
             self.batcher = batcher
             self.startupModels = startupModels
+            self.requiredModels = requiredModels
         }
     }
 
@@ -79,6 +84,8 @@ public actor ModelRepository {
         var labels: [String: Int64] = [:]
         /// Explicitly unloaded: polling leaves it alone until loaded again.
         var unloaded = false
+        /// Some version has been ready since start (the default readiness set).
+        var everReady = false
     }
 
     public let config: Config
@@ -146,9 +153,14 @@ public actor ModelRepository {
         return Self.defaultVersion(m) != nil
     }
 
-    /// Every model is ready (or there are none that should be).
+    /// Every required model is ready: the configured `requiredModels`, or else every model that has
+    /// been ready since start and is neither unloaded nor gone from disk. A model that never loaded
+    /// (a broken or half-copied folder) does not count against the server.
     public func allReady() -> Bool {
-        models.values.allSatisfy { $0.unloaded || Self.defaultVersion($0) != nil }
+        if let required = config.requiredModels {
+            return required.allSatisfy { name in models[name].map { Self.defaultVersion($0) != nil } ?? false }
+        }
+        return models.values.allSatisfy { $0.unloaded || !$0.everReady || Self.defaultVersion($0) != nil }
     }
 
     /// A stream that yields whenever any state changes (for health Watch).
@@ -180,6 +192,14 @@ public actor ModelRepository {
         do { names = try Self.modelFolders(config.root) } catch {
             logger.error("cannot read the model repository", metadata: ["root": "\(config.root)", "error": "\(error)"])
             return
+        }
+        // A model whose folder is gone is drained and forgotten: its health name and index entries go.
+        for gone in models.keys.sorted() where !names.contains(gone) {
+            let lanes = models[gone]!.versions.values.compactMap(\.lane)
+            models[gone] = nil
+            logger.notice("model folder removed: model unloaded", metadata: ["model": "\(gone)"])
+            changed()
+            for lane in lanes { Task { await lane.drain() } }
         }
         for name in names where config.startupModels.map({ $0.contains(name) }) ?? true || models[name] != nil {
             if models[name]?.unloaded == true { continue }
@@ -219,6 +239,12 @@ public actor ModelRepository {
         changed()
         logger.info("model unloaded", metadata: ["model": "\(name)"])
         for l in lanes { await l.drain() }
+    }
+
+    /// Fails every request still queued or running on any lane (shutdown past its drain timeout).
+    public func abortAll() async {
+        let lanes = models.values.flatMap { $0.versions.values.compactMap(\.lane) }
+        for l in lanes { await l.abort() }
     }
 
     /// Drains every lane (graceful shutdown).
@@ -265,6 +291,7 @@ public actor ModelRepository {
             let lane = Lane(model: handle, engine: engine, config: config.batcher)
             let old = models[name]?.versions[v]?.lane
             models[name]?.versions[v] = VersionEntry(state: .ready, reason: "", lane: lane, path: path, modified: modified)
+            models[name]?.everReady = true
             changed()
             logger.info("model version ready", metadata: ["model": "\(name)", "version": "\(v)"])
             if let old { Task { await old.drain() } }

@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// The daemon: repository, services, gRPC server and metrics endpoint in one ServiceGroup that
 /// starts them in order and, on SIGTERM or SIGINT, reports NOT_SERVING, stops accepting, drains
@@ -28,7 +29,8 @@ public struct OneStepServer: Sendable {
         let repository = ModelRepository(
             config: .init(root: config.repository, policy: try config.versionPolicyValue, requireReadyMarker: config.requireReadyMarker,
                           warmupSamples: config.warmupSamples, batcher: config.batcherConfig,
-                          startupModels: config.models.isEmpty ? nil : config.models),
+                          startupModels: config.models.isEmpty ? nil : config.models,
+                          requiredModels: config.requiredModels.isEmpty ? nil : config.requiredModels),
             engine: engine, logger: logger)
         let shutdown = ShutdownFlag()
         let limits = RequestLimits(maxSamplesPerRequest: config.maxSamplesPerRequest, maxBestOf: config.maxBestOf)
@@ -74,6 +76,7 @@ public struct OneStepServer: Sendable {
         if config.pollSeconds > 0 { lifecycle.append(RepositoryPoller(repository: repository, interval: config.pollSeconds)) }
         lifecycle.append(GRPCServerService(server: server, repository: repository, shutdown: shutdown,
                                            grace: .milliseconds(Int64(config.shutdownGraceSeconds * 1000)), logger: logger))
+        SecondSignalExit.install(logger: logger)
         let group = ServiceGroup(configuration: .init(services: lifecycle.map { .init(service: $0) },
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         let log = logger
@@ -91,8 +94,12 @@ public struct OneStepServer: Sendable {
     }
 }
 
-/// The gRPC server as a lifecycle service: on graceful shutdown it reports NOT_SERVING, drains the
-/// model lanes (bounded by `grace`) and then stops the server.
+/// The gRPC server as a lifecycle service. On graceful shutdown (SIGTERM/SIGINT) it reports
+/// NOT_SERVING (new requests are refused with UNAVAILABLE) and drains the model lanes for at most
+/// `grace`; past that every request still queued or running fails with UNAVAILABLE. Then the server
+/// stops (GOAWAY; grpc-swift cancels the RPCs still open when it begins, which is why it comes after
+/// the drain), and if calls are still open 5 s later the process exits (status 1). A second signal
+/// exits at once.
 struct GRPCServerService: Service {
     let server: GRPCServer<HTTP2ServerTransport.Posix>
     let repository: ModelRepository
@@ -104,17 +111,56 @@ struct GRPCServerService: Service {
         try await withGracefulShutdownHandler {
             try await server.serve()
         } onGracefulShutdown: { [server, repository, shutdown, grace, logger] in
-            logger.info("shutting down: not serving, draining queued requests")
+            logger.notice("shutting down: not serving, draining queued requests",
+                          metadata: ["drain_timeout_s": "\(Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18)"])
             shutdown.set()
             Task {
-                await withTaskGroup(of: Void.self) { g in
-                    g.addTask { await repository.drainAll() }
-                    g.addTask { try? await Task.sleep(for: grace) }
-                    await g.next()
-                    g.cancelAll()
+                let drained = DoneFlag()
+                Task { await repository.drainAll(); drained.set() }
+                let deadline = ContinuousClock.now + grace
+                while !drained.isSet && ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                if !drained.isSet {
+                    logger.warning("drain timeout: the requests still queued or running fail with UNAVAILABLE")
+                    await repository.abortAll()
                 }
                 server.beginGracefulShutdown()
+                guard !drained.isSet else { return }
+                try? await Task.sleep(for: .seconds(5))
+                logger.error("exiting: calls still open 5 s after the drain timeout")
+                exit(1)
             }
+        }
+    }
+}
+
+/// A flag set once, read from any task.
+final class DoneFlag: Sendable {
+    private let value = Mutex(false)
+    var isSet: Bool { value.withLock { $0 } }
+    func set() { value.withLock { $0 = true } }
+}
+
+/// Exits at once on the second SIGTERM/SIGINT (the first starts the graceful drain, which the
+/// service group handles): an operator's second Ctrl-C is never ignored.
+enum SecondSignalExit {
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+
+    private static let count = Mutex(0)
+
+    static func install(logger: Logger) {
+        for sig in [SIGTERM, SIGINT] {
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                let n = count.withLock { c -> Int in c += 1; return c }
+                if n >= 2 {
+                    logger.critical("second signal during shutdown: exiting now")
+                    exit(1)
+                }
+            }
+            source.resume()
+            sources.append(source)
         }
     }
 }

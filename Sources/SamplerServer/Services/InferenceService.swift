@@ -152,7 +152,7 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
         var seeds: [Int64]?
         var labels: [Int64]?
         for (i, input) in m.inputs.enumerated() {
-            let values = try Self.int64Tensor(input, raw: usesRaw ? m.rawInputContents[i] : nil)
+            let values = try Self.int64Tensor(input, raw: usesRaw ? m.rawInputContents[i] : nil, limit: frontend.limits.maxSamplesPerRequest)
             switch input.name {
             case "seed":
                 guard seeds == nil else { throw ServerError(.invalidArgument, "input 'seed' given twice") }
@@ -212,7 +212,7 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
             default: throw ServerError(.invalidArgument, "parameter 'timeout' must be an integer number of microseconds")
             }
             if us > 0 {
-                let own = ContinuousClock.now + .microseconds(us)
+                let own = SamplerServer.deadline(after: .microseconds(us))
                 deadline = deadline.map { min($0, own) } ?? own
             }
         }
@@ -244,25 +244,30 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
         return r
     }
 
-    /// An INT64 [N] (or [N, 1]) tensor from typed or raw contents.
-    static func int64Tensor(_ t: Inference_ModelInferRequest.InferInputTensor, raw: Data?) throws(ServerError) -> [Int64] {
+    /// An INT64 [N] (or [N, 1]) tensor from typed or raw contents. N comes from the network: it is
+    /// checked against `limit` (samples per request) before any size is computed from it.
+    static func int64Tensor(_ t: Inference_ModelInferRequest.InferInputTensor, raw: Data?, limit: Int) throws(ServerError) -> [Int64] {
         guard t.datatype == "INT64" else {
             throw ServerError(.invalidArgument, "input '\(t.name)' has datatype \(t.datatype.isEmpty ? "(none)" : t.datatype); it must be INT64")
         }
         guard t.shape.count == 1 || (t.shape.count == 2 && t.shape[1] == 1), let n = t.shape.first, n >= 0 else {
             throw ServerError(.invalidArgument, "input '\(t.name)' has shape \(t.shape); it must be [N] (or [N, 1])")
         }
+        guard n <= Int64(limit) else {
+            throw ServerError(.invalidArgument, "input '\(t.name)' has shape \(t.shape): \(n) samples; the limit is \(limit) per request (split it)")
+        }
+        let count = Int(n)
         if let raw {
-            guard raw.count == Int(n) * 8 else {
-                throw ServerError(.invalidArgument, "input '\(t.name)' has \(raw.count) raw bytes; shape \(t.shape) of INT64 needs \(n * 8)")
+            guard raw.count == count * 8 else {
+                throw ServerError(.invalidArgument, "input '\(t.name)' has \(raw.count) raw bytes; shape \(t.shape) of INT64 needs \(count * 8)")
             }
             return raw.withUnsafeBytes { b in
-                (0..<Int(n)).map { Int64(littleEndian: b.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
+                (0..<count).map { Int64(littleEndian: b.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
             }
         }
         let v = t.contents.int64Contents
-        guard v.count == Int(n) else {
-            throw ServerError(.invalidArgument, "input '\(t.name)' has \(v.count) int64_contents values; shape \(t.shape) needs \(n)")
+        guard v.count == count else {
+            throw ServerError(.invalidArgument, "input '\(t.name)' has \(v.count) int64_contents values; shape \(t.shape) needs \(count)")
         }
         return v
     }

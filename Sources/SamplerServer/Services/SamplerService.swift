@@ -111,12 +111,12 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
                 $0.model = lane.model.name
                 $0.version = lane.model.version
                 $0.sampleShape = d.sampleShape.map(Int64.init)
-                $0.numClasses = Int32(d.numClasses)
+                $0.numClasses = Int32(clamping: d.numClasses)
                 $0.kind = d.kind
                 $0.sigmaInit = d.sigmaInit ?? 0
-                $0.nfe = Int32(d.nfe)
-                $0.maxBatchSize = UInt32(cfg.maxBatchSize)
-                $0.maxSamplesPerRequest = UInt32(frontend.limits.maxSamplesPerRequest)
+                $0.nfe = Int32(clamping: d.nfe)
+                $0.maxBatchSize = UInt32(clamping: cfg.maxBatchSize)
+                $0.maxSamplesPerRequest = UInt32(clamping: frontend.limits.maxSamplesPerRequest)
                 $0.supportsBestOf = d.hasClassifier
                 $0.labels = labels
                 $0.provenance = d.provenance

@@ -33,6 +33,15 @@ func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
     do { return try await body() } catch let e as ServerError { throw RPCError(e) }
 }
 
+/// The longest deadline a request may set (grpc-timeout or V2 `timeout`): longer ones are cut to
+/// this, so no deadline arithmetic downstream can overflow.
+let maxRequestTimeout = Duration.seconds(86_400)
+
+/// `now + timeout`, the timeout cut to `maxRequestTimeout`.
+func deadline(after timeout: Duration, now: ContinuousClock.Instant = .now) -> ContinuousClock.Instant {
+    now + min(timeout, maxRequestTimeout)
+}
+
 /// The absolute deadline from the request's `grpc-timeout` header, if any.
 func deadline(from metadata: Metadata, now: ContinuousClock.Instant = .now) -> ContinuousClock.Instant? {
     guard let value = metadata[stringValues: "grpc-timeout"].first(where: { _ in true }), value.count >= 2, value.count <= 9,
@@ -47,5 +56,5 @@ func deadline(from metadata: Metadata, now: ContinuousClock.Instant = .now) -> C
     case "n": d = .nanoseconds(amount)
     default: return nil
     }
-    return now + d
+    return deadline(after: d, now: now)
 }

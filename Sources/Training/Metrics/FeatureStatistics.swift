@@ -1,7 +1,7 @@
 import Foundation
 import TensorCore
 
-/// Sample quality metrics (design note DATA.md, "Metrics"; METHOD.md, "How results are measured").
+/// Sample quality metrics (docs/DATA.md, "Metrics"; docs/METHOD.md, "How results are measured").
 /// Feature sets are row-major `[n, dim]` Float arrays; all arithmetic is in Double.
 public enum Metrics {}
 

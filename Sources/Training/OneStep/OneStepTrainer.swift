@@ -21,11 +21,11 @@ public final class OneStepTrainer: @unchecked Sendable {
     public let run: RunFolder
     /// The generator's raw network F (trained weights; the EMA lives in `ema`).
     public let network: any Denoiser
-    /// The ratio classifier (score-free family); nil for DMD.
+    /// The ratio classifier (score-free family); nil for DMD and SiD.
     public let classifier: (any RatioClassifier)!
     /// What the generator is trained against (the classifier, or DMD's fake score).
     public let critic: any OneStepCritic
-    /// The f-divergence (score-free family); nil for DMD.
+    /// The f-divergence (score-free family); nil for DMD and SiD.
     public let divergence: RatioDivergence?
     let generator: EDMDenoiser
     let teacherSigmaData: Float

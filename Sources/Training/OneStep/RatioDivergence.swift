@@ -21,9 +21,8 @@ import Foundation
 /// | DiFKL  | r log r           (KL(p || q))              | exp(c) (capped)     | exp(min(c, cap)) |
 ///
 /// For DiJS the loss is therefore `L = -E[softplus(c)] / 2 = E[log(1 - sigmoid(c))] / 2` (the
-/// saturating GAN generator loss, halved). METHOD.md's table writes `h = -softplus(c)/2` next to
-/// that same loss; with `L = -E[h]` only `h = +softplus(c)/2` gives it (and only it descends the JS
-/// divergence), so the "i.e. loss = ..." form is the one implemented.
+/// saturating GAN generator loss, halved): with `L = -E[h]` only `h = +softplus(c)/2` gives it, and
+/// only it descends the JS divergence (docs/METHOD.md states it this way).
 ///
 /// DiFKL's weight exp(c) explodes where the generator misses mass: above `cap` the value continues
 /// linearly (h = e^cap (1 + c - cap)), so h' = exp(min(c, cap)) is capped but never zero.

@@ -1,0 +1,189 @@
+import CDNNL
+import Synchronization
+
+/// oneDNN convolution primitives for one shape (`DNNLConvolutionKey`), created once: the forward
+/// (inference, or training when `key.training`), and for training sets backward-data and
+/// backward-weights(+bias). Obtain shared instances from `DNNLConvolutionCache`.
+///
+/// Tensors (raw pointers, f32): src `[B, C, H, W]` / dst `[B, OC, Ho, Wo]` in `key.layout`
+/// (NCHW or NHWC), weights `[OC, C, k, k]` plain OIHW (or `PackedWeights`), bias `[OC]`.
+/// The primitives pick their own weights layout (format "any"); plain weights are reordered into
+/// the scratch on each call, packed weights are used as they are.
+///
+/// Thread safety: immutable after init. Calls that pass a `DNNLScratch` may run concurrently (one
+/// scratch per concurrent worker). Calls without one use a scratch owned by this object, behind a
+/// lock, so they are safe but serialised.
+public final class DNNLConvolution: @unchecked Sendable {
+    public let key: DNNLConvolutionKey
+    let engine: OneDNNEngine
+
+    let srcMD: dnnl_memory_desc_t
+    let dstMD: dnnl_memory_desc_t
+    let plainWeightsMD: dnnl_memory_desc_t
+    let biasMD: dnnl_memory_desc_t
+
+    let forwardPrimitive: Primitive
+    /// The weights layout the forward chose, and plain -> chosen (nil when they are the same).
+    let forwardWeightsMD: dnnl_memory_desc_t
+    let forwardWeightsReorder: Primitive?
+
+    let backwardDataPrimitive: Primitive?
+    let backwardDataWeightsMD: dnnl_memory_desc_t
+    let backwardDataWeightsReorder: Primitive?
+
+    let backwardWeightsPrimitive: Primitive?
+    /// The diff-weights layout backward-weights chose, and chosen -> plain (nil when the same).
+    let backwardWeightsDiffMD: dnnl_memory_desc_t
+    let backwardWeightsReorder: Primitive?
+
+    private let ownedScratch = Mutex<DNNLScratch?>(nil)
+
+    public init(_ key: DNNLConvolutionKey, engine engineArg: OneDNNEngine? = nil) throws(OneDNNError) {
+        try key.validate()
+        let engine: OneDNNEngine
+        if let e = engineArg { engine = e } else { engine = try OneDNNEngine.shared() }
+        self.key = key
+        self.engine = engine
+        let tag: dnnl_format_tag_t = key.layout == .nchw ? dnnl_nchw : dnnl_nhwc
+        let b = key.batch, c = key.inChannels, oc = key.outChannels, k = key.kernel
+        srcMD = try md4(b, c, key.height, key.width, tag)
+        dstMD = try md4(b, oc, key.outHeight, key.outWidth, tag)
+        plainWeightsMD = try md4(oc, c, k, k, dnnl_oihw)
+        biasMD = key.bias ? try md1(oc) : dnnl_memory_desc_t()
+        let anyWeights = try md4(oc, c, k, k, dnnl_format_tag_any)
+        let strides: [Int64] = [Int64(key.stride), Int64(key.stride)]
+        let pads: [Int64] = [Int64(key.padding), Int64(key.padding)]
+        let what = key.description
+
+        // Forward.
+        var src = srcMD, dst = dstMD, wAny = anyWeights, bias = biasMD
+        var fd = dnnl_convolution_desc_t()
+        try check(dnnl_convolution_forward_desc_init(&fd, key.training ? dnnl_forward_training : dnnl_forward_inference,
+                                                     dnnl_convolution_direct, &src, &wAny, &bias, &dst,
+                                                     strides, pads, pads),
+                  "dnnl_convolution_forward_desc_init", what)
+        let fpd = try withAttr(postOps: key.postOps) { attr throws(OneDNNError) -> dnnl_primitive_desc_t in
+            var pd: dnnl_primitive_desc_t?
+            try check(dnnl_primitive_desc_create(&pd, &fd, attr, engine.engine, nil),
+                      "dnnl_primitive_desc_create", "forward \(what)")
+            return pd!
+        }
+        forwardPrimitive = try Primitive(pd: fpd, what: "forward \(what)")
+        forwardWeightsMD = forwardPrimitive.md(dnnl_query_weights_md)
+        forwardWeightsReorder = mdEqual(forwardWeightsMD, plainWeightsMD) ? nil
+            : try makeReorder(from: plainWeightsMD, to: forwardWeightsMD, engine: engine, what: "weights \(what)")
+
+        guard key.training else {
+            backwardDataPrimitive = nil
+            backwardDataWeightsMD = dnnl_memory_desc_t()
+            backwardDataWeightsReorder = nil
+            backwardWeightsPrimitive = nil
+            backwardWeightsDiffMD = dnnl_memory_desc_t()
+            backwardWeightsReorder = nil
+            return
+        }
+        let hint = forwardPrimitive.pd
+
+        // Backward data.
+        var bdd = dnnl_convolution_desc_t()
+        try check(dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct, &src, &wAny, &dst,
+                                                           strides, pads, pads),
+                  "dnnl_convolution_backward_data_desc_init", what)
+        let bdpd = try withAttr { attr throws(OneDNNError) -> dnnl_primitive_desc_t in
+            var pd: dnnl_primitive_desc_t?
+            try check(dnnl_primitive_desc_create(&pd, &bdd, attr, engine.engine, hint),
+                      "dnnl_primitive_desc_create", "backward-data \(what)")
+            return pd!
+        }
+        let bd = try Primitive(pd: bdpd, what: "backward-data \(what)")
+        backwardDataPrimitive = bd
+        backwardDataWeightsMD = bd.md(dnnl_query_weights_md)
+        backwardDataWeightsReorder = mdEqual(backwardDataWeightsMD, plainWeightsMD) ? nil
+            : try makeReorder(from: plainWeightsMD, to: backwardDataWeightsMD, engine: engine,
+                              what: "backward-data weights \(what)")
+
+        // Backward weights (+ bias).
+        var bwd = dnnl_convolution_desc_t()
+        try check(dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &src, &wAny, &bias, &dst,
+                                                              strides, pads, pads),
+                  "dnnl_convolution_backward_weights_desc_init", what)
+        let bwpd = try withAttr { attr throws(OneDNNError) -> dnnl_primitive_desc_t in
+            var pd: dnnl_primitive_desc_t?
+            try check(dnnl_primitive_desc_create(&pd, &bwd, attr, engine.engine, hint),
+                      "dnnl_primitive_desc_create", "backward-weights \(what)")
+            return pd!
+        }
+        let bw = try Primitive(pd: bwpd, what: "backward-weights \(what)")
+        backwardWeightsPrimitive = bw
+        backwardWeightsDiffMD = bw.md(dnnl_query_diff_weights_md)
+        backwardWeightsReorder = mdEqual(backwardWeightsDiffMD, plainWeightsMD) ? nil
+            : try makeReorder(from: backwardWeightsDiffMD, to: plainWeightsMD, engine: engine,
+                              what: "backward-weights diff weights \(what)")
+    }
+
+    // MARK: Introspection
+
+    /// oneDNN's implementation names, e.g. "jit:avx2", "brg:avx512_core", "gemm:jit".
+    public var forwardImplementation: String { forwardPrimitive.implementation }
+    public var backwardDataImplementation: String? { backwardDataPrimitive?.implementation }
+    public var backwardWeightsImplementation: String? { backwardWeightsPrimitive?.implementation }
+
+    /// The layouts the primitives chose, as oneDNN format strings (e.g. "f32::blocked:Acdb8a:f0").
+    public var layoutSummary: String {
+        var s = "src \(formatString(srcMD)), weights \(formatString(forwardWeightsMD)), dst \(formatString(dstMD))"
+        if key.training {
+            s += "; bwd-data weights \(formatString(backwardDataWeightsMD)), bwd-weights diff \(formatString(backwardWeightsDiffMD))"
+        }
+        return s
+    }
+
+    /// Whether the forward uses the plain OIHW weights directly (then packing is a copy).
+    public var forwardUsesPlainWeights: Bool { forwardWeightsReorder == nil }
+
+    // MARK: Scratch sizes
+
+    /// Region sizes (bytes) each operation carves from the scratch, in order.
+    func forwardRegions(packed: Bool) -> [Int] {
+        // Plain weights (or packed ones of another layout) may need a reorder into a temporary.
+        if packed { return [forwardPrimitive.scratchpadBytes] }
+        return [forwardPrimitive.scratchpadBytes, forwardWeightsReorder?.scratchpadBytes ?? 0, mdBytes(forwardWeightsMD)]
+    }
+
+    func backwardDataRegions() -> [Int] {
+        guard let bd = backwardDataPrimitive else { return [] }
+        // Room for a reorder from plain or from packed weights.
+        return [bd.scratchpadBytes, backwardDataWeightsReorder?.scratchpadBytes ?? 0, mdBytes(backwardDataWeightsMD)]
+    }
+
+    func backwardWeightsRegions() -> [Int] {
+        guard let bw = backwardWeightsPrimitive else { return [] }
+        if backwardWeightsReorder == nil { return [bw.scratchpadBytes] }
+        return [bw.scratchpadBytes, backwardWeightsReorder!.scratchpadBytes, mdBytes(backwardWeightsDiffMD)]
+    }
+
+    /// Bytes a `DNNLScratch` needs for every operation of this convolution.
+    public var scratchBytes: Int {
+        [forwardRegions(packed: false), backwardDataRegions(), backwardWeightsRegions()]
+            .map { $0.reduce(0) { $0 + align64($1) } }.max() ?? 0
+    }
+
+    /// Runs `body` with the caller's scratch, or with this object's own scratch under its lock.
+    func withScratch<T>(_ scratch: DNNLScratch?, _ body: (DNNLScratch) throws(OneDNNError) -> T) throws(OneDNNError) -> T {
+        if let scratch { return try body(scratch) }
+        let bytes = scratchBytes
+        let engine = self.engine
+        return try ownedScratch.withLock { (owned: inout DNNLScratch?) throws(OneDNNError) -> T in
+            if owned == nil { owned = try DNNLScratch(bytes: bytes, engine: engine) }
+            return try body(owned!)
+        }
+    }
+}
+
+/// A oneDNN-style format tag of a memory descriptor: outer dims by decreasing stride (upper case
+/// when blocked), then the inner blocks, e.g. "acdb" (NHWC), "Acdb8a", "ABcd8b8a".
+func formatString(_ md: dnnl_memory_desc_t) -> String {
+    var m = md
+    var buf = [CChar](repeating: 0, count: 128)
+    cdnnl_md_format(&m, &buf, buf.count)
+    return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

@@ -1,0 +1,19 @@
+import ArgumentParser
+
+/// Checks of command-line numbers before anything is computed from them: a value out of range is a
+/// clear error, never an overflow or a trapping conversion later.
+enum Check {
+    /// A duration in seconds: finite, in `range` (default: more than 0, at most a day).
+    static func seconds(_ flag: String, _ value: Double, _ range: ClosedRange<Double> = 0.001...86_400) throws {
+        guard value.isFinite, range.contains(value) else {
+            throw ValidationError("\(flag) must be a number of seconds in \(range.lowerBound)...\(range.upperBound), got \(value)")
+        }
+    }
+
+    /// A count in `range`.
+    static func count(_ flag: String, _ value: Int, _ range: ClosedRange<Int>) throws {
+        guard range.contains(value) else {
+            throw ValidationError("\(flag) must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
+        }
+    }
+}
