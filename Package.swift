@@ -42,7 +42,7 @@ let package = Package(
 
         // Compute core and model code, shared by trainer and server (no gRPC below this line).
         .target(name: "TensorCore", dependencies: ["COpenBLAS", "CPNG"], exclude: ["README.md"]),
-        .target(name: "NN", dependencies: ["TensorCore"], exclude: ["README.md"]),
+        .target(name: "NN", dependencies: ["TensorCore", "OneDNN"], exclude: ["README.md"]),
         .target(name: "Diffusion", dependencies: ["NN", "TensorCore"], exclude: ["README.md"]),
         .target(name: "Training", dependencies: ["Diffusion", "NN", "TensorCore"], exclude: ["README.md"]),
 

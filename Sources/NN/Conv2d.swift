@@ -1,8 +1,9 @@
 import TensorCore
 
-/// 2-D convolution over CBHW activations `[C, B, H, W]` by im2col + one GEMM per batch chunk.
-/// Weight `[OC, C, k, k]`, bias `[OC]` (PyTorch layout). The im2col scratch is shared by every
-/// convolution of a network (`scratch`), since only one runs at a time.
+/// 2-D convolution over CBHW activations `[C, B, H, W]`, by the process's `ConvolutionEngine`:
+/// oneDNN (NHWC inside, reordered at the edges) or im2col + one GEMM per batch chunk.
+/// Weight `[OC, C, k, k]`, bias `[OC]` (PyTorch layout). The scratch (im2col columns, or oneDNN's
+/// NHWC staging) is shared by every convolution of a network (`scratch`), since only one runs at a time.
 public final class Conv2d: @unchecked Sendable {
     public let inChannels, outChannels, kernel, stride, padding: Int
     let store: ParameterStore
@@ -14,6 +15,7 @@ public final class Conv2d: @unchecked Sendable {
     private var x: UnsafePointer<Float>?
     private var geometry: ConvGeometry?
     private var batch = 0
+    private lazy var dnnl = OneDNNConv()
 
     public init(_ store: ParameterStore, _ name: String, inChannels: Int, outChannels: Int,
                 kernel: Int, stride: Int = 1, padding: Int = 0, scratch: Buffer, zeroInit: Bool = false) {
@@ -48,6 +50,11 @@ public final class Conv2d: @unchecked Sendable {
         self.batch = batch
         let y: UnsafeMutablePointer<Float>
         if let dst { y = dst } else { out.resize(outChannels * batch * g.outHeight * g.outWidth); y = out.ptr }
+        if ConvolutionEngine.current == .oneDNN {
+            dnnl.forward(g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, sampleBias: sampleBias, staging: scratch,
+                         frozen: store.weightsFrozen)
+            return y
+        }
         let need = Conv2D.scratchCount(g, batch: batch)
         if scratch.count < need { scratch.resize(need) }
         Conv2D.forward(g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, scratch: scratch.ptr,
@@ -60,9 +67,15 @@ public final class Conv2d: @unchecked Sendable {
     @discardableResult
     public func backward(_ dy: UnsafePointer<Float>, needInput: Bool = true) -> UnsafeMutablePointer<Float> {
         guard let x, let g = geometry else { preconditionFailure("Conv2d.backward before forward") }
+        dIn.resize(inChannels * batch * g.height * g.width)
+        if ConvolutionEngine.current == .oneDNN {
+            dnnl.backward(g, batch: batch, x: x, weight: store.value(w), dy: dy,
+                          dWeight: store.accumulatesGradients ? store.grad(w) : nil, dBias: store.accumulatesGradients ? store.grad(b) : nil,
+                          dx: needInput ? dIn.ptr : nil, staging: scratch)
+            return dIn.ptr
+        }
         let need = Conv2D.backwardScratchCount(g, batch: batch)
         if scratch.count < need { scratch.resize(need) }
-        dIn.resize(inChannels * batch * g.height * g.width)
         Conv2D.backward(g, batch: batch, x: x, weight: store.value(w), dy: dy,
                         dWeight: store.accumulatesGradients ? store.grad(w) : nil, dBias: store.accumulatesGradients ? store.grad(b) : nil,
                         dx: needInput ? dIn.ptr : nil, scratch: scratch.ptr, overwriteDx: true, scratchCapacity: scratch.count)

@@ -34,6 +34,11 @@ public final class ParameterStore: @unchecked Sendable {
     /// Serving sets it; training leaves it off (whole-batch GEMMs are faster).
     public var batchInvariant = false
 
+    /// Set by a server once a network is loaded: its parameter values will not change again, so
+    /// layers may keep them in a faster layout (oneDNN's packed convolution weights, made on first
+    /// use). Values written after setting it are not seen by those layers.
+    public var weightsFrozen = false
+
     /// When false, backward passes through the network that owns this store compute input gradients
     /// only and leave `grads` untouched (no weight-gradient products): for a frozen network that a
     /// loss is differentiated through (the teacher in SiD, the classifier in a generator step).

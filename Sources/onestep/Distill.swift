@@ -47,6 +47,7 @@ struct Distill: AsyncParsableCommand {
 
     func run() async throws {
         setComputeThreads(threads)
+        announceCompute(threads: threads)
         var config = OneStepConfig()
         if resume {
             guard let text = try? Data(contentsOf: URL(fileURLWithPath: out + "/config.json")) else {

@@ -28,6 +28,7 @@ struct Experiment: AsyncParsableCommand {
 
         func run() async throws {
             setComputeThreads(threads)
+            announceCompute(threads: threads)
             guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
             let study = quick ? Study.quick : Study.mnist
             let folder = out ?? "runs/paper-\(study.name)"

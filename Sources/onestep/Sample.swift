@@ -25,6 +25,7 @@ struct Sample: AsyncParsableCommand {
         try Check.count("--best-of", bestOf, 1...1_024)
         try Check.count("--threads", threads, 1...1_024)
         setComputeThreads(threads)
+        announceCompute(threads: threads)
         let snap = try Snapshot.load(path: model)
         let d = snap.makeEDMDenoiser()
         let ids = SampleID.range(seed: seed, 0..<n)

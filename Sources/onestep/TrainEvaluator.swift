@@ -23,6 +23,7 @@ struct TrainEvaluator: AsyncParsableCommand {
 
     func run() async throws {
         setComputeThreads(threads)
+        announceCompute(threads: threads)
         let train = try ImageDataset.load(name: data, split: .train, dataDir: dataDir)
         let test = try ImageDataset.load(name: data, split: .test, dataDir: dataDir)
         var cfg = EvaluatorTrainingConfig.committed(dataset: data)

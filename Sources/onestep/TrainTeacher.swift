@@ -33,6 +33,7 @@ struct TrainTeacher: AsyncParsableCommand {
 
     func run() async throws {
         setComputeThreads(threads)
+        announceCompute(threads: threads)
         var config = TeacherConfig()
         if resume {
             guard let text = try? Data(contentsOf: URL(fileURLWithPath: out + "/config.json")) else {

@@ -1,4 +1,12 @@
 import ArgumentParser
+import Foundation
+import NN
+
+/// One line on standard error naming the compute kernels this run uses (chosen at start).
+func announceCompute(threads: Int) {
+    let line = "onestep: \(threads) thread\(threads == 1 ? "" : "s"); \(ConvolutionEngine.summary); GEMM: OpenBLAS \(BenchMachine.openBLASInfo)\n"
+    FileHandle.standardError.write(Data(line.utf8))
+}
 
 /// Checks of command-line numbers before anything is computed from them: a value out of range is a
 /// clear error, never an overflow or a trapping conversion later.

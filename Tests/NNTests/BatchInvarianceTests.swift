@@ -21,7 +21,7 @@ final class BatchInvarianceTests: XCTestCase {
         let c = randomArray(count, seed: 7)
         let labels: [Int32]? = net.numClasses > 0 ? (0..<count).map { Int32($0 % net.numClasses) } : nil
         for threads in [1, 2] {
-            BLAS.setThreads(threads)
+            setComputeThreads(threads)
             let whole = outputs(net, inputs: x, c: c, labels: labels, order: Array(0..<count))
             let reversed = outputs(net, inputs: x, c: c, labels: labels, order: Array((0..<count).reversed()))
             for i in [0, count / 2, count - 1] {
@@ -30,15 +30,19 @@ final class BatchInvarianceTests: XCTestCase {
                 XCTAssertEqual(reversed[i].map(\.bitPattern), whole[i].map(\.bitPattern), "sample \(i) moved (\(threads) threads)", file: file, line: line)
             }
         }
-        BLAS.setThreads(1)
+        setComputeThreads(1)
     }
 
     func testUNet() throws {
-        check(try UNet(tinyUNetConfig(numClasses: 10)), count: 19)
+        try forEachConvolutionEngine { _ in
+            check(try UNet(tinyUNetConfig(numClasses: 10)), count: 19)
+        }
     }
 
     func testDefaultUNetShapes() throws {
-        check(try UNet(UNetConfig()), count: 9)
+        try forEachConvolutionEngine { _ in
+            check(try UNet(UNetConfig()), count: 9)
+        }
     }
 
     func testMLP() throws {

@@ -28,20 +28,22 @@ final class FiniteDifferenceTests: XCTestCase {
     }
 
     func testConv2dAllGeometries() {
-        for (k, st, pad) in [(3, 1, 1), (3, 2, 1), (1, 1, 0)] {
-            let s = ParameterStore()
-            let scratch = Buffer()
-            let conv = Conv2d(s, "c", inChannels: 3, outChannels: 4, kernel: k, stride: st, padding: pad, scratch: scratch)
-            randomizeParameters(s, seed: 5)
-            let (B, H, W) = (2, 7, 6)
-            let g = conv.geometry(height: H, width: W)
-            let x = randomArray(3 * B * H * W, seed: 6)
-            gc.check(store: s, input: x, run: { x in
-                x.withUnsafeBufferPointer {
-                    Array(UnsafeBufferPointer(start: conv.forward($0.baseAddress!, batch: B, height: H, width: W),
-                                              count: 4 * B * g.outHeight * g.outWidth))
-                }
-            }, back: { r in r.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: conv.backward($0.baseAddress!), count: x.count)) } })
+        forEachConvolutionEngine { _ in
+            for (k, st, pad) in [(3, 1, 1), (3, 2, 1), (1, 1, 0)] {
+                let s = ParameterStore()
+                let scratch = Buffer()
+                let conv = Conv2d(s, "c", inChannels: 3, outChannels: 4, kernel: k, stride: st, padding: pad, scratch: scratch)
+                randomizeParameters(s, seed: 5)
+                let (B, H, W) = (2, 7, 6)
+                let g = conv.geometry(height: H, width: W)
+                let x = randomArray(3 * B * H * W, seed: 6)
+                gc.check(store: s, input: x, run: { x in
+                    x.withUnsafeBufferPointer {
+                        Array(UnsafeBufferPointer(start: conv.forward($0.baseAddress!, batch: B, height: H, width: W),
+                                                  count: 4 * B * g.outHeight * g.outWidth))
+                    }
+                }, back: { r in r.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: conv.backward($0.baseAddress!), count: x.count)) } })
+            }
         }
     }
 
@@ -106,21 +108,23 @@ final class FiniteDifferenceTests: XCTestCase {
     }
 
     func testWholeUNet() throws {
-        var cfg = UNetConfig()
-        cfg.resolution = 8
-        cfg.channels = [8, 12]
-        cfg.blocksPerLevel = 1
-        cfg.noiseChannels = 4
-        cfg.embChannels = 8
-        cfg.numClasses = 3
-        let net = try UNet(cfg)
-        randomizeParameters(net.parameters, seed: 13, scale: 0.25)
-        let B = 2
-        let x = randomArray(B * 64, seed: 14)
-        let c: [Float] = [-0.7, 0.4]
-        let labels: [Int32] = [2, 0]
-        GradientCheck(samplesPerTensor: 2).check(store: net.parameters, input: x,
-            run: { net.forward(x: $0, cNoise: c, labels: labels) }, back: { net.backward(dOut: $0) })
+        try forEachConvolutionEngine { _ in
+            var cfg = UNetConfig()
+            cfg.resolution = 8
+            cfg.channels = [8, 12]
+            cfg.blocksPerLevel = 1
+            cfg.noiseChannels = 4
+            cfg.embChannels = 8
+            cfg.numClasses = 3
+            let net = try UNet(cfg)
+            randomizeParameters(net.parameters, seed: 13, scale: 0.25)
+            let B = 2
+            let x = randomArray(B * 64, seed: 14)
+            let c: [Float] = [-0.7, 0.4]
+            let labels: [Int32] = [2, 0]
+            GradientCheck(samplesPerTensor: 2).check(store: net.parameters, input: x,
+                run: { net.forward(x: $0, cNoise: c, labels: labels) }, back: { net.backward(dOut: $0) })
+        }
     }
 
     func testWholeMLP() throws {

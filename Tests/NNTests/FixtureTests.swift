@@ -79,24 +79,26 @@ final class FixtureTests: XCTestCase {
     }
 
     func testConvolutions() throws {
-        for name in ["conv3x3_s1_p1", "conv3x3_s2_p1", "conv1x1", "conv3x3_s1_p1_6x5", "conv3x3_s2_p1_6x5"] {
-            let f = try load(name)
-            let w = try f.t("param.weight"), xin = try f.t("input"), yref = try f.t("output")
-            let k = w.shape[2]
-            let stride = name.contains("s2") ? 2 : 1
-            let s = ParameterStore()
-            let conv = Conv2d(s, "c", inChannels: w.shape[1], outChannels: w.shape[0], kernel: k, stride: stride,
-                              padding: k == 3 ? 1 : 0, scratch: Buffer())
-            try loadParams(s, f, prefix: "c")
-            let x = nchwToCBHW(xin), dy = nchwToCBHW(try f.t("dout"))
-            let y = x.withUnsafeBufferPointer {
-                cbhwToNCHW(conv.forward($0.baseAddress!, batch: xin.shape[0], height: xin.shape[2], width: xin.shape[3]), shape: yref.shape)
+        try forEachConvolutionEngine { _ in
+            for name in ["conv3x3_s1_p1", "conv3x3_s2_p1", "conv1x1", "conv3x3_s1_p1_6x5", "conv3x3_s2_p1_6x5"] {
+                let f = try load(name)
+                let w = try f.t("param.weight"), xin = try f.t("input"), yref = try f.t("output")
+                let k = w.shape[2]
+                let stride = name.contains("s2") ? 2 : 1
+                let s = ParameterStore()
+                let conv = Conv2d(s, "c", inChannels: w.shape[1], outChannels: w.shape[0], kernel: k, stride: stride,
+                                  padding: k == 3 ? 1 : 0, scratch: Buffer())
+                try loadParams(s, f, prefix: "c")
+                let x = nchwToCBHW(xin), dy = nchwToCBHW(try f.t("dout"))
+                let y = x.withUnsafeBufferPointer {
+                    cbhwToNCHW(conv.forward($0.baseAddress!, batch: xin.shape[0], height: xin.shape[2], width: xin.shape[3]), shape: yref.shape)
+                }
+                assertClose(y, yref.storage, "\(name) output")
+                let dx = dy.withUnsafeBufferPointer { cbhwToNCHW(conv.backward($0.baseAddress!), shape: xin.shape) }
+                withExtendedLifetime(x) {}  // layers keep pointers to their inputs until backward
+                assertClose(dx, try f.a("grad.input"), "\(name) grad.input")
+                try checkParamGrads(s, f, prefix: "c")
             }
-            assertClose(y, yref.storage, "\(name) output")
-            let dx = dy.withUnsafeBufferPointer { cbhwToNCHW(conv.backward($0.baseAddress!), shape: xin.shape) }
-            withExtendedLifetime(x) {}  // layers keep pointers to their inputs until backward
-            assertClose(dx, try f.a("grad.input"), "\(name) grad.input")
-            try checkParamGrads(s, f, prefix: "c")
         }
     }
 
@@ -158,27 +160,29 @@ final class FixtureTests: XCTestCase {
     }
 
     func testResBlocks() throws {
-        for name in ["resblock_same", "resblock_skip"] {
-            let f = try load(name)
-            let cfg = f.config
-            let ci = cfg["in_channels"] as! Int, co = cfg["out_channels"] as! Int, E = cfg["emb_channels"] as! Int
-            let s = ParameterStore()
-            let block = ResBlock(s, "b", inChannels: ci, outChannels: co, embChannels: E, scratch: Buffer())
-            try loadParams(s, f, prefix: "b")
-            let xin = try f.t("input"), e = try f.a("emb"), yref = try f.t("output")
-            let (B, H, W) = (xin.shape[0], xin.shape[2], xin.shape[3])
-            let x = nchwToCBHW(xin), dy = nchwToCBHW(try f.t("dout"))
-            let y = x.withUnsafeBufferPointer { xp in e.withUnsafeBufferPointer { ep in
-                cbhwToNCHW(block.forward(xp.baseAddress!, emb: ep.baseAddress!, batch: B, height: H, width: W), shape: yref.shape)
-            } }
-            assertClose(y, yref.storage, "\(name) output")
-            let dEmb = Buffer(count: B * E)
-            dEmb.zero()
-            let dx = dy.withUnsafeBufferPointer { cbhwToNCHW(block.backward($0.baseAddress!, dEmb: dEmb.ptr), shape: xin.shape) }
-            withExtendedLifetime((x, e)) {}  // layers keep pointers to their inputs until backward
-            assertClose(dx, try f.a("grad.input"), "\(name) grad.input")
-            assertClose(dEmb.array, try f.a("grad.emb"), "\(name) grad.emb")
-            try checkParamGrads(s, f, prefix: "b")
+        try forEachConvolutionEngine { _ in
+            for name in ["resblock_same", "resblock_skip"] {
+                let f = try load(name)
+                let cfg = f.config
+                let ci = cfg["in_channels"] as! Int, co = cfg["out_channels"] as! Int, E = cfg["emb_channels"] as! Int
+                let s = ParameterStore()
+                let block = ResBlock(s, "b", inChannels: ci, outChannels: co, embChannels: E, scratch: Buffer())
+                try loadParams(s, f, prefix: "b")
+                let xin = try f.t("input"), e = try f.a("emb"), yref = try f.t("output")
+                let (B, H, W) = (xin.shape[0], xin.shape[2], xin.shape[3])
+                let x = nchwToCBHW(xin), dy = nchwToCBHW(try f.t("dout"))
+                let y = x.withUnsafeBufferPointer { xp in e.withUnsafeBufferPointer { ep in
+                    cbhwToNCHW(block.forward(xp.baseAddress!, emb: ep.baseAddress!, batch: B, height: H, width: W), shape: yref.shape)
+                } }
+                assertClose(y, yref.storage, "\(name) output")
+                let dEmb = Buffer(count: B * E)
+                dEmb.zero()
+                let dx = dy.withUnsafeBufferPointer { cbhwToNCHW(block.backward($0.baseAddress!, dEmb: dEmb.ptr), shape: xin.shape) }
+                withExtendedLifetime((x, e)) {}  // layers keep pointers to their inputs until backward
+                assertClose(dx, try f.a("grad.input"), "\(name) grad.input")
+                assertClose(dEmb.array, try f.a("grad.emb"), "\(name) grad.emb")
+                try checkParamGrads(s, f, prefix: "b")
+            }
         }
     }
 
@@ -205,19 +209,21 @@ final class FixtureTests: XCTestCase {
 
     /// Whole networks, built from the checkpoint metadata as a user's model would be.
     func testWholeNetworks() throws {
-        for name in ["unet_small", "unet_small_cond", "mlp_small", "mlp_small_cond"] {
-            let f = try load(name)
-            let net = try makeDenoiser(metadata: f.file.metadata)
-            XCTAssertEqual(net.parameters.entries.count, f.file.names.filter { $0.hasPrefix("param.") }.count, "\(name): parameter count")
-            try loadParams(net.parameters, f, prefix: "")
-            let x = try f.a("input"), c = try f.a("c_noise"), dy = try f.a("dout")
-            let labels = (try? f.a("labels"))?.map { Int32($0) }
-            let y = net.forward(x: x, cNoise: c, labels: labels)
-            assertClose(y, try f.a("output"), "\(name) output")
-            net.parameters.zeroGrad()
-            let dx = net.backward(dOut: dy)
-            assertClose(dx, try f.a("grad.input"), "\(name) grad.input")
-            try checkParamGrads(net.parameters, f, prefix: "")
+        try forEachConvolutionEngine { _ in
+            for name in ["unet_small", "unet_small_cond", "mlp_small", "mlp_small_cond"] {
+                let f = try load(name)
+                let net = try makeDenoiser(metadata: f.file.metadata)
+                XCTAssertEqual(net.parameters.entries.count, f.file.names.filter { $0.hasPrefix("param.") }.count, "\(name): parameter count")
+                try loadParams(net.parameters, f, prefix: "")
+                let x = try f.a("input"), c = try f.a("c_noise"), dy = try f.a("dout")
+                let labels = (try? f.a("labels"))?.map { Int32($0) }
+                let y = net.forward(x: x, cNoise: c, labels: labels)
+                assertClose(y, try f.a("output"), "\(name) output")
+                net.parameters.zeroGrad()
+                let dx = net.backward(dOut: dy)
+                assertClose(dx, try f.a("grad.input"), "\(name) grad.input")
+                try checkParamGrads(net.parameters, f, prefix: "")
+            }
         }
     }
 }

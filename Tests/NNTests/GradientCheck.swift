@@ -85,3 +85,13 @@ func tinyUNetConfig(numClasses: Int = 0) -> UNetConfig {
     cfg.numClasses = numClasses
     return cfg
 }
+
+/// Runs `body` once per convolution engine (oneDNN, then im2col), restoring the process's choice.
+func forEachConvolutionEngine(_ body: (ConvolutionEngine) throws -> Void) rethrows {
+    let was = ConvolutionEngine.current
+    defer { ConvolutionEngine.current = was }
+    for e in ConvolutionEngine.allCases {
+        ConvolutionEngine.current = e
+        try body(e)
+    }
+}

@@ -33,8 +33,10 @@ public final class DiffusionEngine: SampleEngine {
             self.snapshot = snapshot
             self.denoiser = snapshot.makeEDMDenoiser()
             snapshot.network.parameters.batchInvariant = true
+            snapshot.network.parameters.weightsFrozen = true
             classifier = try snapshot.classifier()
             classifier?.parameters.batchInvariant = true
+            classifier?.parameters.weightsFrozen = true
         }
     }
 

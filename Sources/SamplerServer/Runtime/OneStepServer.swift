@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import NN
 import ServiceLifecycle
 import Synchronization
 
@@ -63,6 +64,7 @@ public struct OneStepServer: Sendable {
                                                    transportSecurity: security, config: transportConfig)
         let server = GRPCServer(transport: transport, services: services, interceptors: interceptors)
 
+        logger.info("compute kernels", metadata: ["convolutions": "\(ConvolutionEngine.summary)"])
         logger.info("loading models", metadata: ["repository": "\(config.repository)"])
         await repository.poll()
         for m in await repository.status() {
