@@ -39,6 +39,10 @@ public final class DNNLConvolution: @unchecked Sendable {
     private let ownedScratch = Mutex<DNNLScratch?>(nil)
 
     public init(_ key: DNNLConvolutionKey, engine engineArg: OneDNNEngine? = nil) throws(OneDNNError) {
+        // Primitives are planned for the OpenMP threads of the creating thread: make that the key's.
+        let callerThreads = omp_get_max_threads()
+        omp_set_num_threads(Int32(max(1, key.threads)))
+        defer { omp_set_num_threads(callerThreads) }
         try key.validate()
         let engine: OneDNNEngine
         if let e = engineArg { engine = e } else { engine = try OneDNNEngine.shared() }

@@ -41,10 +41,15 @@ public struct DNNLConvolutionKey: Sendable, Hashable, CustomStringConvertible {
     public let training: Bool
     /// Fused into the forward only; backward primitives ignore them.
     public let postOps: [DNNLPostOp]
+    /// OpenMP threads the primitives are planned for: oneDNN fixes a primitive's thread count when
+    /// it is created (its parallel regions ask for that many, whatever the caller's setting later),
+    /// so primitives for different thread budgets are different primitives. Default: the calling
+    /// thread's current OpenMP setting.
+    public let threads: Int
 
     public init(batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int,
                 stride: Int = 1, padding: Int = 0, bias: Bool = true, layout: DNNLActivationLayout = .nhwc,
-                training: Bool = false, postOps: [DNNLPostOp] = []) {
+                training: Bool = false, postOps: [DNNLPostOp] = [], threads: Int? = nil) {
         self.batch = batch
         self.inChannels = inChannels
         self.outChannels = outChannels
@@ -57,6 +62,7 @@ public struct DNNLConvolutionKey: Sendable, Hashable, CustomStringConvertible {
         self.layout = layout
         self.training = training
         self.postOps = postOps
+        self.threads = threads ?? OneDNNEngine.maxThreads
     }
 
     /// `(H + 2p - k) / s + 1` (floor, as in PyTorch and the project's ConvGeometry).
@@ -78,6 +84,6 @@ public struct DNNLConvolutionKey: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         "conv b\(batch) \(inChannels)->\(outChannels) \(height)x\(width) k\(kernel) s\(stride) p\(padding)"
             + (bias ? " bias" : "") + " \(layout.rawValue)" + (training ? " train" : "")
-            + (postOps.isEmpty ? "" : " post\(postOps)")
+            + (postOps.isEmpty ? "" : " post\(postOps)") + " \(threads)t"
     }
 }

@@ -27,6 +27,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     /// out of service (it is reported on its own health name and in RepositoryIndex).
     public var requiredModels: [String] = []
 
+    /// Threads of the compute engine (convolutions, GEMMs, elementwise kernels); 0: every core.
+    public var computeThreads = 0
+
     // Batching (per model version).
     public var maxBatchSize = 64
     public var maxQueueDelayMs = 2.0
@@ -72,7 +75,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case host, port, metricsPort = "metrics_port", repository, pollSeconds = "poll_seconds", versionPolicy = "version_policy"
         case requireReadyMarker = "require_ready_marker", warmupSamples = "warmup_samples", models, requiredModels = "required_models"
-        case maxBatchSize = "max_batch_size", maxQueueDelayMs = "max_queue_delay_ms", preferredBatchSizes = "preferred_batch_sizes"
+        case computeThreads = "compute_threads", maxBatchSize = "max_batch_size", maxQueueDelayMs = "max_queue_delay_ms", preferredBatchSizes = "preferred_batch_sizes"
         case maxConcurrentBatches = "max_concurrent_batches", maxQueuedSamples = "max_queued_samples"
         case maxQueuedRequests = "max_queued_requests", maxSamplesPerRequest = "max_samples_per_request", maxBestOf = "max_best_of"
         case maxRequestBytes = "max_request_bytes", maxConcurrentStreams = "max_concurrent_streams"
@@ -91,7 +94,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         }
         try get(.host, &host); try get(.port, &port); try get(.metricsPort, &metricsPort); try get(.repository, &repository)
         try get(.pollSeconds, &pollSeconds); try get(.versionPolicy, &versionPolicy); try get(.requireReadyMarker, &requireReadyMarker)
-        try get(.warmupSamples, &warmupSamples); try get(.models, &models); try get(.requiredModels, &requiredModels); try get(.maxBatchSize, &maxBatchSize)
+        try get(.warmupSamples, &warmupSamples); try get(.models, &models); try get(.requiredModels, &requiredModels); try get(.computeThreads, &computeThreads); try get(.maxBatchSize, &maxBatchSize)
         try get(.maxQueueDelayMs, &maxQueueDelayMs); try get(.preferredBatchSizes, &preferredBatchSizes)
         try get(.maxConcurrentBatches, &maxConcurrentBatches); try get(.maxQueuedSamples, &maxQueuedSamples)
         try get(.maxQueuedRequests, &maxQueuedRequests); try get(.maxSamplesPerRequest, &maxSamplesPerRequest)
@@ -157,6 +160,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     /// Largest count setting (batch size, queue bounds, samples per request).
     public static let maxCount = 1 << 24
 
+    /// The engine's thread count: `compute_threads`, or every core when it is 0.
+    public var effectiveComputeThreads: Int { computeThreads > 0 ? computeThreads : max(1, ProcessInfo.processInfo.activeProcessorCount) }
+
     /// Checks every field; throws naming the first bad one.
     public func validate() throws {
         func bad(_ m: String) -> ServerError { ServerError(.invalidConfiguration, m) }
@@ -172,7 +178,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
                                      ("max_queued_samples", maxQueuedSamples, 1...Self.maxCount), ("max_queued_requests", maxQueuedRequests, 1...Self.maxCount),
                                      ("max_samples_per_request", maxSamplesPerRequest, 1...Self.maxCount), ("max_best_of", maxBestOf, 1...1_024),
                                      ("max_request_bytes", maxRequestBytes, 1_024...(1 << 30)), ("max_concurrent_streams", maxConcurrentStreams, 1...65_535),
-                                     ("warmup_samples", warmupSamples, 0...4_096)] {
+                                     ("warmup_samples", warmupSamples, 0...4_096), ("compute_threads", computeThreads, 0...1_024)] {
             guard range.contains(value) else { throw bad("\(name) must be in \(range.lowerBound)...\(range.upperBound), got \(value)") }
         }
         if let p = preferredBatchSizes.first(where: { !(1...maxBatchSize).contains($0) }) {

@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import NN
+import TensorCore
 import ServiceLifecycle
 import Synchronization
 
@@ -64,7 +65,8 @@ public struct OneStepServer: Sendable {
                                                    transportSecurity: security, config: transportConfig)
         let server = GRPCServer(transport: transport, services: services, interceptors: interceptors)
 
-        logger.info("compute kernels", metadata: ["convolutions": "\(ConvolutionEngine.summary)"])
+        setComputeThreads(config.effectiveComputeThreads)
+        logger.info("compute kernels", metadata: ["threads": "\(config.effectiveComputeThreads)", "convolutions": "\(ConvolutionEngine.summary)"])
         logger.info("loading models", metadata: ["repository": "\(config.repository)"])
         await repository.poll()
         for m in await repository.status() {
