@@ -7,11 +7,17 @@
 ///
 /// Policy (SERVING.md):
 /// - **By sample, not by request**: a batch takes up to `maxBatchSize` samples from any number of
-///   requests; a large request is split across batches. Within a priority class the batch capacity
-///   is water-filled: every waiting request gets an equal share (a small request fits whole), the
-///   leftover goes to the others, ties to the earliest deadline, then the earliest arrival. So a
-///   small request is served in the first batch formed after it arrives, however large the
-///   requests ahead of it.
+///   requests; a large request is split across batches. Within a priority class, requests with a
+///   deadline are served first, earliest deadline first and whole (what admission promised them);
+///   the capacity left is water-filled over the requests without one: every waiting request gets
+///   an equal share (a small request fits whole), the leftover goes to the others, ties to the
+///   earliest arrival. So a small request is served in the first batch formed after it arrives,
+///   however large the requests ahead of it.
+/// - **Deadline-aware admission**: once a batch time is measured, a request with a deadline is
+///   refused at once (`deadlineUnreachable`, RESOURCE_EXHAUSTED with a retry hint) when the work
+///   ahead of it would end after its deadline, or when taking it would push a queued request of its
+///   class past its own deadline. Work is never started for a caller that cannot be served in time;
+///   under overload, what is admitted completes in time (goodput near capacity, not collapse).
 /// - **Priority classes**: a class takes capacity only after every higher class is served.
 /// - **When to dispatch** (only while fewer than `maxConcurrentBatches` run): at once if a full
 ///   batch is queued; at once with the largest preferred size that the queue can fill; otherwise
@@ -70,6 +76,9 @@ public struct Batcher: Sendable {
     public enum Failure: Sendable, Equatable {
         /// Queue full (samples or requests); retry after the hint.
         case queueFull(retryAfter: Duration)
+        /// Refused at admission: by the measured batch time, the work ahead of the request ends
+        /// after its deadline (`expected` from now); retry after the hint, or with a longer deadline.
+        case deadlineUnreachable(expected: Duration, retryAfter: Duration)
         case deadlineExceeded
         case cancelled
         /// The engine failed on a batch holding some of its samples.
@@ -159,6 +168,11 @@ public struct Batcher: Sendable {
         if let d = deadline, d <= now { return [.fail(id, .deadlineExceeded)] }
         if queuedSamples + count > config.maxQueuedSamples || entries.count + 1 > config.maxQueuedRequests {
             return [.fail(id, .queueFull(retryAfter: retryHint(extraSamples: count)))]
+        }
+        // Deadline-aware admission: work that cannot finish in time is refused now, not computed
+        // for a caller that will have gone (only once a batch time has been measured).
+        if let d = deadline, let expected = admissionRefusal(count: count, priority: priority, deadline: d, now: now) {
+            return [.fail(id, .deadlineUnreachable(expected: expected, retryAfter: retryHint(extraSamples: count)))]
         }
         entries[id] = Entry(id: id, priority: priority, deadline: deadline, arrival: now, seq: nextSeq, count: count)
         nextSeq += 1
@@ -296,7 +310,14 @@ public struct Batcher: Sendable {
         var take: [RequestID: Int] = [:]
         let order = entries.values.filter { $0.unassigned > 0 }.sorted(by: Self.servesFirst)
         for priority in Priority.allCases where remaining > 0 {
-            let cls = order.filter { $0.priority == priority }
+            // Requests with deadlines first, earliest deadline first and whole (what admission
+            // promised them); then water-filling over those without.
+            for e in order where e.priority == priority && e.deadline != nil && remaining > 0 {
+                let n = min(e.unassigned, remaining)
+                take[e.id, default: 0] += n
+                remaining -= n
+            }
+            let cls = order.filter { $0.priority == priority && $0.deadline == nil }
             var need = Dictionary(uniqueKeysWithValues: cls.map { ($0.id, $0.unassigned) })
             while remaining > 0 {
                 let hungry = cls.filter { need[$0.id]! > 0 }
@@ -333,6 +354,53 @@ public struct Batcher: Sendable {
         case (.none, .some): return false
         default: return a.seq < b.seq
         }
+    }
+
+    /// How long until `samples` queued samples are computed, by the measured batch time (nil before
+    /// one is measured): whole batches over the executor slots, after the batch already running on
+    /// every slot.
+    func timeToCompute(_ samples: Int) -> Duration? {
+        guard let perBatch = batchTimeEstimate else { return nil }
+        let batches = (samples + config.maxBatchSize - 1) / config.maxBatchSize
+        let rounds = (batches + config.maxConcurrentBatches - 1) / config.maxConcurrentBatches
+        let busy = running.count >= config.maxConcurrentBatches ? 1 : 0
+        return perBatch * (rounds + busy)
+    }
+
+    /// Earliest-deadline-first admission for a request of `count` samples due at `deadline`: nil when
+    /// it and every request with a deadline of its class that it would overtake still finish before
+    /// their deadlines (a request still running at its deadline is expired), else when it would complete (from now). Higher classes are served first, whole; requests
+    /// of the class with deadlines are served in deadline order, before those without (see
+    /// `formBatch`); lower classes wait. Nil before a batch time is measured.
+    func admissionRefusal(count: Int, priority: Priority, deadline: Time, now: Time) -> Duration? {
+        guard batchTimeEstimate != nil else { return nil }
+        var ahead = entries.values.filter { $0.priority < priority }.reduce(0) { $0 + $1.unassigned }
+        let sameClass = entries.values.filter { $0.priority == priority && $0.deadline != nil && $0.unassigned > 0 }
+            .sorted(by: Self.servesFirst)
+        var own: Duration?
+        for e in sameClass {
+            if own == nil && e.deadline! > deadline {
+                ahead += count
+                own = timeToCompute(ahead)!
+                if now + own! >= deadline { return own }
+            }
+            ahead += e.unassigned
+            if own != nil, now + timeToCompute(ahead)! >= e.deadline! { return own }
+        }
+        if own == nil {
+            ahead += count
+            let t = timeToCompute(ahead)!
+            if now + t >= deadline { return t }
+        }
+        return nil
+    }
+
+    /// When a new request of `count` samples at `priority`, due after every queued deadline, would
+    /// complete (tests and diagnostics).
+    func expectedCompletion(count: Int, priority: Priority) -> Duration? {
+        let ahead = entries.values.filter { $0.priority < priority || ($0.priority == priority && $0.deadline != nil) }
+            .reduce(count) { $0 + $1.unassigned }
+        return timeToCompute(ahead)
     }
 
     /// Time until the queue has room: the batches ahead of it (plus this one's overflow) times the

@@ -211,6 +211,11 @@ public actor Lane {
             return ServerError(.resourceExhausted,
                                "the queue of \(what) is full (\(queued) samples waiting); retry after \(retry.milliseconds) ms",
                                retryAfter: retry)
+        case .deadlineUnreachable(let expected, let retry):
+            return ServerError(.resourceExhausted,
+                               "the deadline cannot be met: \(what) has about \(expected.milliseconds) ms of work for this request "
+                               + "(\(queued) samples waiting); retry after \(retry.milliseconds) ms or with a longer deadline",
+                               retryAfter: retry)
         case .deadlineExceeded:
             return ServerError(.deadlineExceeded, "the deadline passed before the samples of \(what) were computed")
         case .cancelled:
