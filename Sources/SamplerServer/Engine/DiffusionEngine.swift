@@ -15,6 +15,9 @@ import TensorCore
 /// whatever else shares its batch while elementwise work and scheduling stay batched.
 public final class DiffusionEngine: SampleEngine {
     private let queue = DispatchQueue(label: "onestep.engine", qos: .userInitiated)
+    /// Reading and validating checkpoints happens here, off the serving queue: a large or hostile
+    /// file being checked never holds up the batches of the versions already serving.
+    private let loadQueue = DispatchQueue(label: "onestep.engine.load", qos: .utility)
     /// Samples per network call.
     public let networkBatch: Int
 
@@ -41,7 +44,7 @@ public final class DiffusionEngine: SampleEngine {
     }
 
     public func load(name: String, version: Int64, path: String) async throws -> ModelHandle {
-        try await onQueue {
+        try await onQueue(loadQueue) {
             let snap: Snapshot
             do { snap = try Snapshot.load(path: path) } catch {
                 throw ServerError(.loadFailed, "\(name) version \(version): cannot load '\(path)'", cause: "\(error)")
@@ -88,9 +91,10 @@ public final class DiffusionEngine: SampleEngine {
         }
     }
 
-    private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { cont in
-            queue.async { cont.resume(with: Result { try body() }) }
+    private func onQueue<T: Sendable>(_ q: DispatchQueue? = nil, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        let q = q ?? queue
+        return try await withCheckedThrowingContinuation { cont in
+            q.async { cont.resume(with: Result { try body() }) }
         }
     }
 }

@@ -97,10 +97,12 @@ struct SamplingFrontend: Sendable {
             let picked = BestOfK.pick(samples: r.samples, scores: scores, k: k, sampleSize: d.sampleSize, rule: d.bestOfRule, ids: job.ids)
             return (picked.samples, r.queue, r.compute, r.lane, picked.scores)
         }
-        let n = job.lane.model.description.sampleSize
-        var out = [Float](repeating: 0, count: job.ids.count * n)
         var queue = Duration.zero, compute = Duration.zero
+        // The output is allocated once the lane has admitted the request (a refused request costs
+        // no memory proportional to its size).
         let (lane, id, stream) = try await run(job)
+        let n = lane.model.description.sampleSize
+        var out = [Float](repeating: 0, count: job.ids.count * n)
         try await withRPCCancellationHandler {
             for try await chunk in stream {
                 out.replaceSubrange(chunk.offsets.lowerBound * n..<chunk.offsets.upperBound * n, with: chunk.samples)
