@@ -11,6 +11,7 @@ SERVE_VENV ?= .venv-serve
 SERVE_PY := $(SERVE_VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8001
+METRICS_PORT ?= 8002
 SERVE_REPO ?= models/serve
 DEB_PACKAGES := libopenblas-dev libpng-dev libdnnl-dev pkg-config protobuf-compiler grpc-proto
 RELEASE_FLAGS := -c release -Xswiftc -enable-testing
@@ -69,9 +70,9 @@ test: deps venv venv-serve data build-tests
 
 ## The sampling daemon with the bundled models (models/serve/MODEL/VERSION/model.safetensors).
 serve: deps build
-	@echo "onestep serve: gRPC on $(HOST):$(PORT) (Sampler API, KServe V2, health, reflection), metrics on $(HOST):8002/metrics"
+	@echo "onestep serve: gRPC on $(HOST):$(PORT) (Sampler API, KServe V2, health, reflection), metrics on $(HOST):$(METRICS_PORT)/metrics"
 	@echo "try:  .build/release/onestep request --server $(HOST):$(PORT) --model mnist-onestep --count 16 --seed 0 --out samples.png"
-	.build/release/onestep serve --host $(HOST) --port $(PORT) --repository $(SERVE_REPO) --poll-seconds 2 --log-format text
+	.build/release/onestep serve --host $(HOST) --port $(PORT) --metrics-port $(METRICS_PORT) --repository $(SERVE_REPO) --poll-seconds 2 --log-format text
 
 ## Publishes the next version of MODEL from a run's newest snapshot (or SNAPSHOT=file): copied aside,
 ## then renamed into place, so a running daemon picks it up complete and swaps to it.

@@ -7,6 +7,7 @@ struct OneStep: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "onestep",
         abstract: "Train, serve and measure one-step generative models.",
+        version: "onestep \(OneStepServer.version)",
         subcommands: [Train.self, Sample.self, Eval.self, InitGenerator.self, Distill.self, ServeCommand.self, RequestCommand.self, GenerateCommand.self, LoadTestCommand.self, Experiment.self, Bench.self]
     )
 

@@ -48,6 +48,18 @@ final class HostileDaemonTests: XCTestCase {
         XCTAssertEqual(daemon.waitForExit(timeout: 30), 0)
     }
 
+    /// `--version`, and `--metrics-port -1` (as the help writes it) parses.
+    func testVersionAndNegativeMetricsPort() throws {
+        let (bin, prefix) = try DaemonProcess.binary()
+        guard prefix == ["serve"] else { throw XCTSkip("needs the onestep executable") }
+        let (s1, o1) = try runCommand(bin, ["--version"])
+        XCTAssertEqual(s1, 0, o1)
+        XCTAssertTrue(o1.contains(OneStepServer.version), o1)
+        let (s2, o2) = try runCommand(bin, ["serve", "--metrics-port", "-1", "--print-config"])
+        XCTAssertEqual(s2, 0, o2)
+        XCTAssertTrue(o2.contains("\"metrics_port\" : -1"), o2)
+    }
+
     func testGenerateAtTheTopOfTheSeedRangeAndWithHugeFlags() throws {
         let (bin, prefix) = try DaemonProcess.binary()
         guard prefix == ["serve"] else { throw XCTSkip("needs the onestep executable") }

@@ -14,7 +14,7 @@ public struct ServeCommand: AsyncParsableCommand {
     @Option(help: "JSON configuration file (any subset of the keys --print-config shows).") var config: String?
     @Option(help: "Address to listen on (default 127.0.0.1).") var host: String?
     @Option(help: "gRPC port (default 8001; 0 picks a free one).") var port: Int?
-    @Option(help: "Prometheus /metrics port (default 8002; -1 off; 0 picks a free one).") var metricsPort: Int?
+    @Option(parsing: .unconditional, help: "Prometheus /metrics port (default 8002; -1 off; 0 picks a free one).") var metricsPort: Int?
     @Option(help: "Model repository root: MODEL/VERSION/model.safetensors (default ./models).") var repository: String?
     @Option(help: "Seconds between repository scans (default 0: off).") var pollSeconds: Double?
     @Option(help: "latest:N, all, or specific:V1,V2 (default latest:1).") var versionPolicy: String?
