@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import OneDNN
 import TensorCore
+import TestSupport
 @testable import NN
 
 /// The two convolution engines against each other, oneDNN's bitwise invariances on the served
@@ -70,19 +71,9 @@ final class ConvolutionEngineTests: XCTestCase {
     /// without AVX): a child test process, since the ISA is fixed at oneDNN's first call.
     func testLowestISAPassesTheFixtures() throws {
         if ProcessInfo.processInfo.environment["ONEDNN_MAX_CPU_ISA"] != nil { throw XCTSkip("already restricted") }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-        p.arguments = ["NNTests.FixtureTests", "NNTests.BatchInvarianceTests", "NNTests.ConvolutionEngineTests/testThreadCountInvarianceOfTheServedShapes"]
-        var env = ProcessInfo.processInfo.environment
-        env["ONEDNN_MAX_CPU_ISA"] = "SSE41"
-        p.environment = env
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0, out)
+        let (status, out) = try runProcess(CommandLine.arguments[0], ["NNTests.FixtureTests", "NNTests.BatchInvarianceTests",
+            "NNTests.ConvolutionEngineTests/testThreadCountInvarianceOfTheServedShapes"], environment: ["ONEDNN_MAX_CPU_ISA": "SSE41"])
+        XCTAssertEqual(status, 0, out)
         XCTAssertTrue(out.contains("isa sse41"), out)
         XCTAssertTrue(out.contains(" with 0 failures"), out)
     }

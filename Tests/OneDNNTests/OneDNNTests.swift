@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import XCTest
+import TestSupport
 @testable import OneDNN
 
 /// Naive NCHW convolution with Double accumulation (the reference for every oneDNN result).
@@ -324,23 +325,10 @@ final class OneDNNTests: XCTestCase {
         if ProcessInfo.processInfo.environment["ONEDNN_MAX_CPU_ISA"] != nil {
             throw XCTSkip("already in a restricted-ISA process")
         }
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0])
-        let p = Process()
-        p.executableURL = exe
-        p.arguments = ["OneDNNTests.OneDNNTests/testUnderEnvironmentISA"]
-        var env = ProcessInfo.processInfo.environment
-        env["ONEDNN_MAX_CPU_ISA"] = "SSE41"
-        env["ONEDNN_ISA_CHILD"] = "1"
-        p.environment = env
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let out = String(decoding: data, as: UTF8.self)
+        let (status, out) = try runProcess(CommandLine.arguments[0], ["OneDNNTests.OneDNNTests/testUnderEnvironmentISA"],
+                                           environment: ["ONEDNN_MAX_CPU_ISA": "SSE41", "ONEDNN_ISA_CHILD": "1"])
         print(out.split(separator: "\n").filter { $0.contains("ISA child") || $0.contains("error") }.joined(separator: "\n"))
-        XCTAssertEqual(p.terminationStatus, 0, out)
+        XCTAssertEqual(status, 0, out)
         XCTAssertTrue(out.contains("ISA child: isa sse41"), out)
     }
 

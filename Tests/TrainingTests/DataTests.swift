@@ -1,5 +1,6 @@
 import Foundation
 import TensorCore
+import TestSupport
 import XCTest
 @testable import Training
 
@@ -20,17 +21,7 @@ private func makeTempDir() throws -> String {
 
 /// Runs the system python3 (the fetch script needs nothing but the standard library).
 private func runPython(_ args: [String]) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3"] + args
-    p.currentDirectoryURL = URL(fileURLWithPath: repoRoot)
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    try p.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    try runProcess("/usr/bin/env", ["python3"] + args, in: repoRoot)
 }
 
 final class IDXTests: XCTestCase {
