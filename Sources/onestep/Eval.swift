@@ -1,6 +1,7 @@
 import ArgumentParser
 import Diffusion
 import Foundation
+import NN
 import TensorCore
 import Training
 
@@ -37,7 +38,8 @@ struct Eval: AsyncParsableCommand {
         var sampler = snap.sampler
         if let steps { sampler = SamplerConfig(solver: sampler?.solver ?? .heun, steps: steps) }
         var report: [String: Any] = ["model": model, "data": data, "n": n, "seeds": seeds, "kind": snap.kind.rawValue, "best_of": bestOf, "best_of_rule": bestOfRule ?? "snapshot",
-                                     "date": ISO8601DateFormatter().string(from: Date()), "machine": machineDescription()]
+                                     "date": ISO8601DateFormatter().string(from: Date()), "machine": machineDescription(),
+                                     "kernels": ConvolutionEngine.summary]
         if let toy = try? Toy2D(name: data) {
             let reference = toy.sample(n: n, seed: 424242)
             let floor = try Metrics.pointReport(toy.sample(n: n, seed: 434343), reference: reference, toy: toy)
