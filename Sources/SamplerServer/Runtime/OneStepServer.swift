@@ -66,7 +66,7 @@ public struct OneStepServer: Sendable {
         let server = GRPCServer(transport: transport, services: services, interceptors: interceptors)
 
         setComputeThreads(config.effectiveComputeThreads)
-        logger.info("compute kernels", metadata: ["threads": "\(config.effectiveComputeThreads)", "convolutions": "\(ConvolutionEngine.summary)"])
+        logger.info("compute kernels", metadata: ["threads": "\(config.effectiveComputeThreads)", "kernels": "\(ConvolutionEngine.summary)"])
         logger.info("loading models", metadata: ["repository": "\(config.repository)"])
         await repository.poll()
         for m in await repository.status() {
