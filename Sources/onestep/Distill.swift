@@ -46,8 +46,7 @@ struct Distill: AsyncParsableCommand {
     var resume = false
 
     func run() async throws {
-        setComputeThreads(threads)
-        announceCompute(threads: threads)
+        useCompute(threads: threads)
         var config = OneStepConfig()
         if resume {
             guard let text = try? Data(contentsOf: URL(fileURLWithPath: out + "/config.json")) else {

@@ -31,8 +31,7 @@ struct Eval: AsyncParsableCommand {
         try Check.count("--seeds", seeds, 1...1_000)
         try Check.count("--best-of", bestOf, 1...1_024)
         try Check.count("--threads", threads, 1...1_024)
-        setComputeThreads(threads)
-        announceCompute(threads: threads)
+        useCompute(threads: threads)
         let rule = try BestOfRuleOption.parse(bestOfRule)
         let snap = try Snapshot.load(path: model)
         var sampler = snap.sampler

@@ -27,8 +27,7 @@ struct Experiment: AsyncParsableCommand {
         @Flag(help: "Also write the table into docs/RESULTS.md (between the study markers).") var writeDocs = false
 
         func run() async throws {
-            setComputeThreads(threads)
-            announceCompute(threads: threads)
+            useCompute(threads: threads)
             guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
             let study = quick ? Study.quick : Study.mnist
             let folder = out ?? "runs/paper-\(study.name)"

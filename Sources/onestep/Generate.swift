@@ -58,8 +58,7 @@ struct GenerateCommand: AsyncParsableCommand {
         let part = try shard.map(Shard.init(parsing:)) ?? .whole
         let source: any SampleSource
         if server.isEmpty {
-            setComputeThreads(threads)
-            announceCompute(threads: threads)
+            useCompute(threads: threads)
             source = try await LocalSource(repository: repository, model: model, version: version, batch: batch)
         } else {
             let config = try SamplerClient.Configuration(endpoints: server, token: try ClientToken.read(file: tokenFile),

@@ -58,7 +58,9 @@ struct LoadTestCommand: AsyncParsableCommand {
         try Check.seconds("--duration", duration)
         try Check.seconds("--warmup", warmup, 0...86_400)
         try Check.seconds("--timeout", timeout)
-        try Check.seconds("--max-queue-delay-ms", maxQueueDelayMs / 1000, 0...60)
+        guard maxQueueDelayMs.isFinite, (0...60_000).contains(maxQueueDelayMs) else {
+            throw ValidationError("--max-queue-delay-ms must be a number of milliseconds in 0...60000, got \(maxQueueDelayMs)")
+        }
     }
 
     func run() async throws {

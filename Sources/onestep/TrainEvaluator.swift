@@ -22,8 +22,7 @@ struct TrainEvaluator: AsyncParsableCommand {
     @Option(help: "Output checkpoint (default models/evaluator/<data>-lenet.safetensors).") var out: String?
 
     func run() async throws {
-        setComputeThreads(threads)
-        announceCompute(threads: threads)
+        useCompute(threads: threads)
         let train = try ImageDataset.load(name: data, split: .train, dataDir: dataDir)
         let test = try ImageDataset.load(name: data, split: .test, dataDir: dataDir)
         var cfg = EvaluatorTrainingConfig.committed(dataset: data)

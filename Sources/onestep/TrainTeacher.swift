@@ -32,8 +32,7 @@ struct TrainTeacher: AsyncParsableCommand {
     var resume = false
 
     func run() async throws {
-        setComputeThreads(threads)
-        announceCompute(threads: threads)
+        useCompute(threads: threads)
         var config = TeacherConfig()
         if resume {
             guard let text = try? Data(contentsOf: URL(fileURLWithPath: out + "/config.json")) else {

@@ -1,9 +1,12 @@
 import ArgumentParser
 import Foundation
 import NN
+import TensorCore
 
-/// One line on standard error naming the compute kernels this run uses (chosen at start).
-func announceCompute(threads: Int) {
+/// Sets the process's compute threads (TensorCore's one budget: OpenBLAS, oneDNN, the kernels)
+/// and says on standard error which kernels this run uses (chosen at start).
+func useCompute(threads: Int) {
+    setComputeThreads(threads)
     let line = "onestep: \(threads) thread\(threads == 1 ? "" : "s"); \(ConvolutionEngine.summary); GEMM: OpenBLAS \(BenchMachine.openBLASInfo)\n"
     FileHandle.standardError.write(Data(line.utf8))
 }

@@ -181,9 +181,6 @@ public struct ServerConfig: Codable, Sendable, Equatable {
                                      ("warmup_samples", warmupSamples, 0...4_096), ("compute_threads", computeThreads, 0...1_024)] {
             guard range.contains(value) else { throw bad("\(name) must be in \(range.lowerBound)...\(range.upperBound), got \(value)") }
         }
-        if let p = preferredBatchSizes.first(where: { !(1...maxBatchSize).contains($0) }) {
-            throw bad("preferred batch size \(p) must be in 1...\(maxBatchSize) (the max batch size)")
-        }
         _ = try versionPolicyValue
         try batcherConfig.validate()
         guard maxSamplesPerRequest >= 1, maxSamplesPerRequest <= maxQueuedSamples else {
