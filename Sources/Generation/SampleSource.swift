@@ -34,7 +34,9 @@ public final class LocalSource: SampleSource {
     private let handle: ModelHandle
 
     /// `version` nil: the newest version folder holding a `model.safetensors`.
-    public init(repository: String, model: String, version: Int64?, batch: Int) async throws {
+    /// `instances`: engine instances sharing the process's compute threads (a call of `batch`
+    /// samples is split over them).
+    public init(repository: String, model: String, version: Int64?, batch: Int, instances: Int = 1) async throws {
         let dir = (repository as NSString).appendingPathComponent(model)
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
@@ -56,7 +58,7 @@ public final class LocalSource: SampleSource {
             v = newest
         }
         let path = versions.first { $0.version == v }!.path
-        engine = DiffusionEngine(networkBatch: max(1, batch))
+        engine = DiffusionEngine(networkBatch: max(1, batch), instances: max(1, instances))
         do { handle = try await engine.load(name: model, version: v, path: path) } catch {
             throw GenerationError(.source, "cannot load model '\(model)' version \(v)", cause: "\(error)")
         }

@@ -38,6 +38,7 @@ struct GenerateCommand: AsyncParsableCommand {
     @Option(help: "Samples per call (network batch in process; request size for daemons).") var batch = 256
     @Option(help: "Chunks in flight at once (default: 2 in process, 2 per daemon).") var inFlight: Int?
     @Option(help: "Threads for in-process compute (BLAS and kernels).") var threads = 2
+    @Option(help: "In-process engine instances sharing --threads (0: one per thread).") var instances = 0
     @Option(help: "Best-of-K: K candidates per sample, the model's ratio classifier keeps one (needs a model that ships one).")
     var bestOf = 1
     @Option(help: "Generate part i of n (0-based): the run's chunks k with k mod n = i.") var shard: String?
@@ -50,6 +51,7 @@ struct GenerateCommand: AsyncParsableCommand {
         try Check.seconds("--timeout", timeout)
         try Check.count("--attempts", attempts, 1...1_000)
         try Check.count("--threads", threads, 1...1_024)
+        try Check.count("--instances", instances, 0...256)
     }
 
     func run() async throws {
@@ -58,8 +60,9 @@ struct GenerateCommand: AsyncParsableCommand {
         let part = try shard.map(Shard.init(parsing:)) ?? .whole
         let source: any SampleSource
         if server.isEmpty {
-            useCompute(threads: threads)
-            source = try await LocalSource(repository: repository, model: model, version: version, batch: batch)
+            let n = instances > 0 ? instances : threads
+            useCompute(threads: max(1, threads / n), instances: n)
+            source = try await LocalSource(repository: repository, model: model, version: version, batch: batch, instances: n)
         } else {
             let config = try SamplerClient.Configuration(endpoints: server, token: try ClientToken.read(file: tokenFile),
                                                          timeout: .milliseconds(Int64(timeout * 1000)), retry: RetryPolicy(maxAttempts: attempts))

@@ -42,6 +42,8 @@ struct LoadTestCommand: AsyncParsableCommand {
     @Option(help: "Drive this model repository in this process (same batcher and engine, no gRPC) instead of --server.") var inProcess: String?
     @Option(help: "--in-process: most samples per batch.") var maxBatchSize: Int = 64
     @Option(help: "--in-process: longest wait for a fuller batch, ms.") var maxQueueDelayMs: Double = 2
+    @Option(help: "--in-process: compute threads (0: every core, as serve).") var threads: Int = 0
+    @Option(help: "--in-process: engine instances sharing the threads (0: one per thread, as serve).") var instances: Int = 0
     @Option(help: "File holding the bearer token (else ONESTEP_TOKEN).") var tokenFile: String?
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
@@ -55,6 +57,8 @@ struct LoadTestCommand: AsyncParsableCommand {
         try Check.count("--count", count, 1...Int(UInt32.max))
         try Check.count("--attempts", attempts, 1...1_000)
         try Check.count("--max-batch-size", maxBatchSize, 1...ServerConfig.maxCount)
+        try Check.count("--threads", threads, 0...1_024)
+        try Check.count("--instances", instances, 0...256)
         try Check.seconds("--duration", duration)
         try Check.seconds("--warmup", warmup, 0...86_400)
         try Check.seconds("--timeout", timeout)
@@ -68,7 +72,11 @@ struct LoadTestCommand: AsyncParsableCommand {
         let target: LoadTarget
         var client: SamplerClient?
         if let root = inProcess {
-            target = try await .inProcess(InProcessTarget(root: root, model: model, version: version,
+            var server = ServerConfig()
+            server.computeThreads = threads
+            server.instances = instances
+            useCompute(threads: server.threadsPerInstance, instances: server.effectiveInstances)
+            target = try await .inProcess(InProcessTarget(root: root, model: model, version: version, instances: server.effectiveInstances,
                                                           batcher: .init(maxBatchSize: maxBatchSize, maxQueueDelay: .microseconds(Int64(maxQueueDelayMs * 1000)))))
         } else {
             let c = try SamplerClient(.init(endpoints: server, token: try ClientToken.read(file: tokenFile),
@@ -110,9 +118,9 @@ enum LoadTarget: Sendable {
 struct InProcessTarget: Sendable {
     let lane: Lane
 
-    init(root: String, model: String, version: Int64?, batcher: Batcher.Config) async throws {
+    init(root: String, model: String, version: Int64?, instances: Int, batcher: Batcher.Config) async throws {
         let repository = ModelRepository(config: .init(root: root, policy: .all, warmupSamples: 2, batcher: batcher, startupModels: [model]),
-                                         engine: DiffusionEngine(), logger: Self.quietLogger)
+                                         engine: DiffusionEngine(instances: instances), logger: Self.quietLogger)
         await repository.poll()
         lane = try await repository.lane(model: model, version: version)
     }

@@ -5,9 +5,11 @@ import TensorCore
 
 /// Sets the process's compute threads (TensorCore's one budget: OpenBLAS, oneDNN, the kernels)
 /// and says on standard error which kernels this run uses (chosen at start).
-func useCompute(threads: Int) {
+/// `instances` > 1: that many engine instances run at once, `threads` each.
+func useCompute(threads: Int, instances: Int = 1) {
     setComputeThreads(threads)
-    let line = "onestep: \(threads) thread\(threads == 1 ? "" : "s"); \(ConvolutionEngine.summary); GEMM: OpenBLAS \(BenchMachine.openBLASInfo)\n"
+    let each = instances > 1 ? " x \(instances) engine instances" : ""
+    let line = "onestep: \(threads) thread\(threads == 1 ? "" : "s")\(each); \(ConvolutionEngine.summary); GEMM: OpenBLAS \(BenchMachine.openBLASInfo)\n"
     FileHandle.standardError.write(Data(line.utf8))
 }
 

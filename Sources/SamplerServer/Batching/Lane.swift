@@ -39,6 +39,9 @@ public actor Lane {
     public init(model: ModelHandle, engine: any SampleEngine, config: Batcher.Config) {
         self.model = model
         self.engine = engine
+        // One batch per engine instance can run at once.
+        var config = config
+        config.maxConcurrentBatches = max(config.maxConcurrentBatches, model.instances)
         self.batcher = Batcher(config: config)
         self.epoch = clock.now
         self.metrics = LaneMetrics(model: model.name, version: model.version)

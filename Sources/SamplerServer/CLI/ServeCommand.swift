@@ -20,6 +20,7 @@ public struct ServeCommand: AsyncParsableCommand {
     @Option(help: "latest:N, all, or specific:V1,V2 (default latest:1).") var versionPolicy: String?
     @Option(help: "Most samples per batch (default 64).") var maxBatchSize: Int?
     @Option(help: "Compute threads (convolutions, GEMMs, kernels; default 0: every core).") var threads: Int?
+    @Option(help: "Engine instances per model version, sharing the threads (default 0: one per thread).") var instances: Int?
     @Option(help: "Longest wait for a fuller batch, ms (default 2).") var maxQueueDelayMs: Double?
     @Option(help: "Most samples per request (default 4096).") var maxSamplesPerRequest: Int?
     @Option(help: "Most samples queued per model version (default 65536).") var maxQueuedSamples: Int?
@@ -45,6 +46,7 @@ public struct ServeCommand: AsyncParsableCommand {
         if let v = versionPolicy { c.versionPolicy = v }
         if let v = maxBatchSize { c.maxBatchSize = v }
         if let v = threads { c.computeThreads = v }
+        if let v = instances { c.instances = v }
         if let v = maxQueueDelayMs { c.maxQueueDelayMs = v }
         if let v = maxSamplesPerRequest { c.maxSamplesPerRequest = v }
         if let v = maxQueuedSamples { c.maxQueuedSamples = v }

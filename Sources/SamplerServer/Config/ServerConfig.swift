@@ -29,6 +29,12 @@ public struct ServerConfig: Codable, Sendable, Equatable {
 
     /// Threads of the compute engine (convolutions, GEMMs, elementwise kernels); 0: every core.
     public var computeThreads = 0
+    /// Engine instances per model version (network replicas running batches at once, Triton's
+    /// instance group); the compute threads are shared out: `compute_threads / instances` each.
+    /// 0: one instance per compute thread.
+    public var instances = 0
+    /// Instance counts of single models, overriding `instances` (e.g. {"mnist-teacher": 1}).
+    public var modelInstances: [String: Int] = [:]
 
     // Batching (per model version).
     public var maxBatchSize = 64
@@ -75,7 +81,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case host, port, metricsPort = "metrics_port", repository, pollSeconds = "poll_seconds", versionPolicy = "version_policy"
         case requireReadyMarker = "require_ready_marker", warmupSamples = "warmup_samples", models, requiredModels = "required_models"
-        case computeThreads = "compute_threads", maxBatchSize = "max_batch_size", maxQueueDelayMs = "max_queue_delay_ms", preferredBatchSizes = "preferred_batch_sizes"
+        case computeThreads = "compute_threads", instances, modelInstances = "model_instances", maxBatchSize = "max_batch_size", maxQueueDelayMs = "max_queue_delay_ms", preferredBatchSizes = "preferred_batch_sizes"
         case maxConcurrentBatches = "max_concurrent_batches", maxQueuedSamples = "max_queued_samples"
         case maxQueuedRequests = "max_queued_requests", maxSamplesPerRequest = "max_samples_per_request", maxBestOf = "max_best_of"
         case maxRequestBytes = "max_request_bytes", maxConcurrentStreams = "max_concurrent_streams"
@@ -94,7 +100,8 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         }
         try get(.host, &host); try get(.port, &port); try get(.metricsPort, &metricsPort); try get(.repository, &repository)
         try get(.pollSeconds, &pollSeconds); try get(.versionPolicy, &versionPolicy); try get(.requireReadyMarker, &requireReadyMarker)
-        try get(.warmupSamples, &warmupSamples); try get(.models, &models); try get(.requiredModels, &requiredModels); try get(.computeThreads, &computeThreads); try get(.maxBatchSize, &maxBatchSize)
+        try get(.warmupSamples, &warmupSamples); try get(.models, &models); try get(.requiredModels, &requiredModels); try get(.computeThreads, &computeThreads)
+        try get(.instances, &instances); try get(.modelInstances, &modelInstances); try get(.maxBatchSize, &maxBatchSize)
         try get(.maxQueueDelayMs, &maxQueueDelayMs); try get(.preferredBatchSizes, &preferredBatchSizes)
         try get(.maxConcurrentBatches, &maxConcurrentBatches); try get(.maxQueuedSamples, &maxQueuedSamples)
         try get(.maxQueuedRequests, &maxQueuedRequests); try get(.maxSamplesPerRequest, &maxSamplesPerRequest)
@@ -162,6 +169,10 @@ public struct ServerConfig: Codable, Sendable, Equatable {
 
     /// The engine's thread count: `compute_threads`, or every core when it is 0.
     public var effectiveComputeThreads: Int { computeThreads > 0 ? computeThreads : max(1, ProcessInfo.processInfo.activeProcessorCount) }
+    /// Engine instances per model version: `instances`, or one per compute thread when it is 0.
+    public var effectiveInstances: Int { instances > 0 ? instances : effectiveComputeThreads }
+    /// Threads of one engine instance: the compute threads shared out over the instances.
+    public var threadsPerInstance: Int { max(1, effectiveComputeThreads / effectiveInstances) }
 
     /// Checks every field; throws naming the first bad one.
     public func validate() throws {
@@ -174,11 +185,13 @@ public struct ServerConfig: Codable, Sendable, Equatable {
                                     ("max_queue_delay_ms", maxQueueDelayMs, 60_000)] {
             guard value.isFinite, value >= 0, value <= most else { throw bad("\(name) must be a number in 0...\(Int(most)), got \(value)") }
         }
-        for (name, value, range) in [("max_batch_size", maxBatchSize, 1...Self.maxCount), ("max_concurrent_batches", maxConcurrentBatches, 1...1_024),
+        let perModel = modelInstances.sorted(by: { $0.key < $1.key }).map { ("model_instances[\($0.key)]", $0.value, 1...256) }
+        for (name, value, range) in perModel + [("max_batch_size", maxBatchSize, 1...Self.maxCount), ("max_concurrent_batches", maxConcurrentBatches, 1...1_024),
                                      ("max_queued_samples", maxQueuedSamples, 1...Self.maxCount), ("max_queued_requests", maxQueuedRequests, 1...Self.maxCount),
                                      ("max_samples_per_request", maxSamplesPerRequest, 1...Self.maxCount), ("max_best_of", maxBestOf, 1...1_024),
                                      ("max_request_bytes", maxRequestBytes, 1_024...(1 << 30)), ("max_concurrent_streams", maxConcurrentStreams, 1...65_535),
-                                     ("warmup_samples", warmupSamples, 0...4_096), ("compute_threads", computeThreads, 0...1_024)] {
+                                     ("warmup_samples", warmupSamples, 0...4_096), ("compute_threads", computeThreads, 0...1_024),
+                                     ("instances", instances, 0...256)] {
             guard range.contains(value) else { throw bad("\(name) must be in \(range.lowerBound)...\(range.upperBound), got \(value)") }
         }
         _ = try versionPolicyValue

@@ -37,14 +37,17 @@ public struct ModelDescription: Sendable, Equatable {
 }
 
 /// One loaded model version. `payload` is whatever the engine that loaded it needs (for
-/// `DiffusionEngine`, the denoiser); the server treats it as opaque.
+/// `DiffusionEngine`, its instances); the server treats it as opaque.
 public final class ModelHandle: Sendable {
     public let name: String
     public let version: Int64
     public let description: ModelDescription
     public let payload: any Sendable
+    /// Batches the engine can run at once for this version (its engine instances).
+    public let instances: Int
 
-    public init(name: String, version: Int64, description: ModelDescription, payload: any Sendable) {
+    public init(name: String, version: Int64, description: ModelDescription, payload: any Sendable, instances: Int = 1) {
+        self.instances = max(1, instances)
         self.name = name
         self.version = version
         self.description = description

@@ -17,9 +17,10 @@ public struct OneStepServer: Sendable {
     public let engine: any SampleEngine
     public let logger: Logger
 
-    public init(config: ServerConfig, engine: any SampleEngine = DiffusionEngine(), logger: Logger) {
+    /// `engine` nil: the `DiffusionEngine` with the configuration's instances.
+    public init(config: ServerConfig, engine: (any SampleEngine)? = nil, logger: Logger) {
         self.config = config
-        self.engine = engine
+        self.engine = engine ?? DiffusionEngine(instances: config.effectiveInstances, modelInstances: config.modelInstances)
         self.logger = logger
     }
 
@@ -65,8 +66,9 @@ public struct OneStepServer: Sendable {
                                                    transportSecurity: security, config: transportConfig)
         let server = GRPCServer(transport: transport, services: services, interceptors: interceptors)
 
-        setComputeThreads(config.effectiveComputeThreads)
-        logger.info("compute kernels", metadata: ["threads": "\(config.effectiveComputeThreads)", "kernels": "\(ConvolutionEngine.summary)"])
+        setComputeThreads(config.threadsPerInstance)
+        logger.info("compute kernels", metadata: ["threads": "\(config.effectiveComputeThreads)", "instances": "\(config.effectiveInstances)",
+                                                  "threads_per_instance": "\(config.threadsPerInstance)", "kernels": "\(ConvolutionEngine.summary)"])
         logger.info("loading models", metadata: ["repository": "\(config.repository)"])
         await repository.poll()
         for m in await repository.status() {
