@@ -40,8 +40,6 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Skip the training-step rows.")
     var noTrain = false
 
-    @Flag(help: "Keep OpenBLAS's own kernel choice (by default the bench re-runs itself with OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs this OpenBLAS does not recognise).")
-    var keepBlasCore = false
 
     @Option(help: "Only these networks (comma-separated: unet, mlp).")
     var networks: String = "unet,mlp"
@@ -64,7 +62,6 @@ struct Bench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if !keepBlasCore { BenchMachine.preferAVX512BLAS() }
         let threadList = parseInts(threads), batchList = parseInts(batches)
         let reps = quick ? min(repeats, 3) : repeats
         let nets = Set(networks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })

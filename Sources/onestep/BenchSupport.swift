@@ -104,60 +104,11 @@ enum BenchTimer {
 
 /// Machine description printed above the table.
 enum BenchMachine {
-    static var cpuModel: String {
-        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown" }
-        for line in text.split(separator: "\n") where line.hasPrefix("model name") {
-            if let colon = line.firstIndex(of: ":") {
-                return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            }
-        }
-        return "unknown"
-    }
+    static var cpuModel: String { BLASKernels.cpuModel }
 
     static var loadAverage: String {
         ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "?")
             .split(separator: " ").prefix(3).joined(separator: " ")
-    }
-
-    /// OpenBLAS's kernel family and build config, looked up at run time (informational only).
-    static var openBLASInfo: String {
-        typealias Fn = @convention(c) () -> UnsafePointer<CChar>?
-        let handle = dlopen(nil, RTLD_NOW)
-        var parts: [String] = []
-        for sym in ["openblas_get_corename", "openblas_get_config"] {
-            if let p = dlsym(handle, sym) {
-                let f = unsafeBitCast(p, to: Fn.self)
-                if let s = f() { parts.append(String(cString: s)) }
-            }
-        }
-        return parts.isEmpty ? "unknown" : parts.joined(separator: "; ")
-    }
-
-    static var cpuFlags: Set<Substring> {
-        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return [] }
-        for line in text.split(separator: "\n") where line.hasPrefix("flags") {
-            return Set(line.split(separator: " "))
-        }
-        return []
-    }
-
-    /// Debian's OpenBLAS 0.3.21 falls back to its Haswell (AVX2) kernels on CPUs newer than it knows
-    /// (AMD Zen 4/5), though they run its SkylakeX (AVX-512) kernels about twice as fast. The kernel
-    /// family is chosen when the library loads, from OPENBLAS_CORETYPE, so when that is unset, the
-    /// CPU has the AVX-512 subsets SkylakeX needs and OpenBLAS chose an AVX2 family, re-execute this
-    /// process with OPENBLAS_CORETYPE=SkylakeX. sgemm rows and networks then use the same kernels.
-    static func preferAVX512BLAS() {
-        guard getenv("OPENBLAS_CORETYPE") == nil else { return }
-        let core = openBLASInfo.split(separator: ";").first.map(String.init) ?? ""
-        guard ["Haswell", "Zen"].contains(core) else { return }
-        let need: [Substring] = ["avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl"]
-        let flags = cpuFlags
-        guard need.allSatisfy(flags.contains) else { return }
-        setenv("OPENBLAS_CORETYPE", "SkylakeX", 1)
-        setenv("ONESTEP_BENCH_CORE_NOTE", "OPENBLAS_CORETYPE=SkylakeX set by onestep bench (OpenBLAS chose \(core)); --keep-blas-core keeps that", 1)
-        execv("/proc/self/exe", CommandLine.unsafeArgv)
-        // Only reached if exec failed: carry on with the kernels OpenBLAS chose.
-        unsetenv("OPENBLAS_CORETYPE")
     }
 
     static func printHeader() {
@@ -167,8 +118,7 @@ enum BenchMachine {
         let release = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
         print("onestep bench, \(date)")
         print("CPU: \(cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores visible; Linux \(release)")
-        print("OpenBLAS: \(openBLASInfo)")
-        if let note = getenv("ONESTEP_BENCH_CORE_NOTE") { print("  (\(String(cString: note)))") }
+        print("OpenBLAS: \(BLASKernels.buildConfig); kernels \(BLASKernels.summary)")
         print("load average before: \(loadAverage)\n")
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SamplerServer
+import TensorCore
 
 @main
 struct OneStep: AsyncParsableCommand {
@@ -8,12 +9,16 @@ struct OneStep: AsyncParsableCommand {
         commandName: "onestep",
         abstract: "Train, serve and measure one-step generative models.",
         version: "onestep \(OneStepServer.version)",
-        subcommands: [Train.self, Sample.self, Eval.self, InitGenerator.self, Distill.self, ServeCommand.self, RequestCommand.self, GenerateCommand.self, LoadTestCommand.self, Experiment.self, Bench.self]
+        subcommands: [Train.self, Sample.self, Eval.self, InitGenerator.self, Distill.self, ServeCommand.self, RequestCommand.self, KernelsCommand.self, GenerateCommand.self, LoadTestCommand.self, Experiment.self, Bench.self]
     )
 
     /// ArgumentParser's entry point, with standard output line-buffered first: progress and
     /// per-seed lines reach a log file as they are printed, not when the process exits.
     static func main() async {
+        // A probe child measures sgemm and exits; otherwise the OpenBLAS kernel family is chosen
+        // (possibly re-executing this process) before any command runs.
+        BLASKernels.probeIfAsked()
+        BLASKernels.choose()
         lineBufferStandardOutput()
         do {
             var command = try parseAsRoot()

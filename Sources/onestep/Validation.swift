@@ -9,7 +9,7 @@ import TensorCore
 func useCompute(threads: Int, instances: Int = 1) {
     setComputeThreads(threads)
     let each = instances > 1 ? " x \(instances) engine instances" : ""
-    let line = "onestep: \(threads) thread\(threads == 1 ? "" : "s")\(each); \(ConvolutionEngine.summary); GEMM: OpenBLAS \(BenchMachine.openBLASInfo)\n"
+    let line = "onestep: \(threads) thread\(threads == 1 ? "" : "s")\(each); \(ConvolutionEngine.summary); GEMM: \(BLASKernels.summary)\n"
     FileHandle.standardError.write(Data(line.utf8))
 }
 

@@ -71,12 +71,15 @@ final class InstanceTests: XCTestCase {
         return "\(root)/m/1/model.safetensors"
     }
 
+    /// The snapshot loaded by an engine of one instance and by one of `instances` (split down to single samples).
+    func load(_ snap: Snapshot, instances: Int) async throws -> (single: DiffusionEngine, one: ModelHandle, many: DiffusionEngine, all: ModelHandle) {
+        let path = try install(snap)
+        let single = DiffusionEngine(instances: 1), many = DiffusionEngine(instances: instances, minSamplesPerInstance: 1)
+        return (single, try await single.load(name: "m", version: 1, path: path), many, try await many.load(name: "m", version: 1, path: path))
+    }
+
     func testEveryInstanceMakesTheSameBitsAsOneInstanceAlone() async throws {
-        let path = try install(try Fixtures.imageGenerator(seed: 3))
-        let single = DiffusionEngine(instances: 1)
-        let many = DiffusionEngine(instances: 3, minSamplesPerInstance: 1)
-        let h1 = try await single.load(name: "m", version: 1, path: path)
-        let h3 = try await many.load(name: "m", version: 1, path: path)
+        let (single, h1, many, h3) = try await load(try Fixtures.imageGenerator(seed: 3), instances: 3)
         XCTAssertEqual(h1.instances, 1)
         XCTAssertEqual(h3.instances, 3)
         XCTAssertEqual(h3.description, h1.description)
@@ -95,11 +98,7 @@ final class InstanceTests: XCTestCase {
     }
 
     func testBestOfScoresAreTheSameOnEveryInstance() async throws {
-        let path = try install(try Fixtures.vectorGeneratorWithClassifier(seed: 5))
-        let single = DiffusionEngine(instances: 1)
-        let many = DiffusionEngine(instances: 2, minSamplesPerInstance: 1)
-        let h1 = try await single.load(name: "m", version: 1, path: path)
-        let h2 = try await many.load(name: "m", version: 1, path: path)
+        let (single, h1, many, h2) = try await load(try Fixtures.vectorGeneratorWithClassifier(seed: 5), instances: 2)
         let ids = SampleID.range(seed: 9, 0..<11)
         let samples = try await single.run(model: h1, ids: ids, labels: nil)
         let s1 = try await single.score(model: h1, samples: samples, count: ids.count, labels: nil)

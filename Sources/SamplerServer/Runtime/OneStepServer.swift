@@ -68,7 +68,8 @@ public struct OneStepServer: Sendable {
 
         setComputeThreads(config.threadsPerInstance)
         logger.info("compute kernels", metadata: ["threads": "\(config.effectiveComputeThreads)", "instances": "\(config.effectiveInstances)",
-                                                  "threads_per_instance": "\(config.threadsPerInstance)", "kernels": "\(ConvolutionEngine.summary)"])
+                                                  "threads_per_instance": "\(config.threadsPerInstance)", "kernels": "\(ConvolutionEngine.summary)",
+                                                  "gemm": "\(BLASKernels.summary)"])
         logger.info("loading models", metadata: ["repository": "\(config.repository)"])
         await repository.poll()
         for m in await repository.status() {

@@ -1,0 +1,26 @@
+import ArgumentParser
+import Foundation
+import NN
+import OneDNN
+import TensorCore
+
+/// `onestep kernels`: which compute kernels this machine gets, and why (every compute subcommand
+/// chooses the same way at start and logs the same lines).
+struct KernelsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "Print the compute kernels chosen for this CPU (OpenBLAS family, oneDNN ISA, convolution engine).",
+        discussion: """
+            OpenBLAS's kernel family is chosen at start: OPENBLAS_CORETYPE when set (ONESTEP_BLAS_CORE=own keeps
+            OpenBLAS's own choice), else the fastest candidate by a one-thread sgemm measurement, remembered per
+            CPU in ~/.cache/onestep/blas-kernels.json (ONESTEP_CACHE_DIR moves it). oneDNN dispatches by ISA
+            itself (ONEDNN_MAX_CPU_ISA caps it); ONESTEP_CONV=im2col|onednn picks the convolution engine.
+            """)
+
+    func run() throws {
+        print("CPU: \(BLASKernels.cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        print("GEMM: \(BLASKernels.summary)")
+        print("OpenBLAS build: \(BLASKernels.buildConfig)")
+        print(ConvolutionEngine.summary)
+    }
+}
