@@ -87,8 +87,8 @@ bench: build
 	.build/release/onestep bench
 
 bench-peers: build venv-peers
-	.build/release/onestep bench --export-weights .build/bench-weights
-	$(PY) tools/bench_peers.py --weights .build/bench-weights
+	.build/release/onestep bench --export-weights .build/bench-weights --json .build/bench-weights/swift.json
+	$(PY) tools/bench_peers.py --weights .build/bench-weights --swift-json .build/bench-weights/swift.json
 
 ## Regenerates the committed PyTorch fixtures (needs the peers venv).
 fixtures: venv-peers

@@ -106,6 +106,57 @@ def ort_session(model_bytes, threads):
     return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 
+def side_by_side(swift, peer_rows):
+    """Rows of the combined table from the Swift bench's JSON rows and this run's peer rows.
+
+    Key: (network, kind, batch, threads) with kind "forward" or "train". Ratios are peer median /
+    OneStep median (above 1: OneStep is faster). The ceiling is the fastest sgemm row of the Swift run
+    at that thread count; "% of sgemm" is OneStep's GFLOP/s over it.
+    """
+    ceiling = {}
+    for r in swift["rows"]:
+        if r["engine"] == "sgemm":
+            ceiling[r["threads"]] = max(ceiling.get(r["threads"], 0.0), r["gflops"])
+    peers = {}
+    for e, a, b, t, _best, med, _sps, _gfs in peer_rows:
+        kind = "train" if e.endswith("train") else "forward"
+        peers[(a, kind, int(b), int(t), e.split()[0])] = med
+    out = []
+    for r in swift["rows"]:
+        kind = {"swift": "forward", "swift train": "train"}.get(r["engine"])
+        if kind is None:
+            continue
+        key = (r["network"], kind, int(r["batch"]), int(r["threads"]))
+        ort, pt = peers.get(key + ("onnxruntime",)), peers.get(key + ("pytorch",))
+        best_peer = min([m for m in (ort, pt) if m is not None], default=None)
+        ceil = ceiling.get(r["threads"])
+        out.append(dict(network=key[0], kind=kind, batch=key[2], threads=key[3], onestep=r["median_ms"], ort=ort, pt=pt,
+                        vs_best=(best_peer / r["median_ms"]) if best_peer else None, gflops=r["gflops"],
+                        ceiling=ceil, pct=(100 * r["gflops"] / ceil) if ceil else None))
+    return out
+
+
+def print_side_by_side(path, peer_rows):
+    import json
+    with open(path) as f:
+        swift = json.load(f)
+    print(f"\nSide by side, medians in ms (OneStep: {swift['date']}, {swift['cpu']}, {swift['cores']} cores; "
+          f"{swift['gemm']}; {swift['convolutions']}; load average after {swift['load_average_after']}):\n")
+    print("| network | row | batch | threads | OneStep ms | onnxruntime ms | PyTorch ms | OneStep vs best peer "
+          "| OneStep GFLOP/s | sgemm ceiling | % of ceiling |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def f(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    for r in side_by_side(swift, peer_rows):
+        print(f"| {r['network']} | {r['kind']} | {r['batch']} | {r['threads']} | {r['onestep']:.3f} | {f(r['ort'], '.3f')} "
+              f"| {f(r['pt'], '.3f')} | {f(r['vs_best'], '.2f')}x | {r['gflops']:.2f} | {f(r['ceiling'], '.1f')} "
+              f"| {f(r['pct'], '.0f')}% |")
+    print("\n(OneStep vs best peer: the faster peer's median over OneStep's; above 1x OneStep is faster. "
+          "sgemm ceiling: the fastest sgemm row of the same OneStep run at that thread count.)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default=None, help="directory with unet/mlp/io .safetensors")
@@ -120,6 +171,9 @@ def main():
                     help="GroupNormalization (opset 21) or Reshape+InstanceNormalization")
     ap.add_argument("--save-onnx", default=None, help="also write <DIR>/{unet,mlp}.onnx")
     ap.add_argument("--self-test", action="store_true")
+    ap.add_argument("--swift-json", default=None,
+                    help="rows of `onestep bench --json FILE` from the same session: also print one side-by-side "
+                         "table (OneStep, onnxruntime, PyTorch, ratios, the same-run sgemm ceiling)")
     args = ap.parse_args()
 
     threads, batches = ints(args.threads), ints(args.batches)
@@ -234,6 +288,9 @@ def main():
     for e, a, b, t, best, med, sps, gfs in rows:
         print(f"| {e} | {a} | {b} | {t} | {best:.3f} | {med:.3f} | {sps:,.0f} | {gfs:.2f} |")
     print("\n(pytorch train: one step = forward + backward + Adam, GFLOP/s counts 3x forward FLOPs)")
+
+    if args.swift_json:
+        print_side_by_side(args.swift_json, rows)
 
     if diffs:
         print("\n| network | comparison | batch | max abs diff | max abs output |")

@@ -28,6 +28,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Write unet/mlp/io .safetensors for tools/bench_peers.py into this directory.")
     var exportWeights: String?
 
+    @Option(help: "Also write the rows and the machine as JSON to this file (tools/bench_peers.py --swift-json merges them with the peers' rows).")
+    var json: String?
+
     @Option(help: "Seed of the random weights and inputs.")
     var seed: UInt64 = 7
 
@@ -126,6 +129,24 @@ struct Bench: AsyncParsableCommand {
         print("(sgemm rows: C[M,N] = A[M,K] B[K,N], row-major, 2*M*N*K FLOP)")
         print("load average after: \(BenchMachine.loadAverage)\n")
         BenchRow.printCPUTable(rows)
+        if let json { try Self.writeJSON(rows, to: json) }
+    }
+
+    struct Record: Encodable {
+        var date: String, cpu: String, cores: Int, gemm: String, convolutions: String, loadAverageAfter: String
+        var rows: [BenchRow]
+    }
+
+    static func writeJSON(_ rows: [BenchRow], to path: String) throws {
+        let record = Record(date: ISO8601DateFormatter().string(from: Date()), cpu: BenchMachine.cpuModel,
+                            cores: ProcessInfo.processInfo.activeProcessorCount, gemm: BLASKernels.summary,
+                            convolutions: ConvolutionEngine.summary, loadAverageAfter: BenchMachine.loadAverage, rows: rows)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.keyEncodingStrategy = .convertToSnakeCase
+        do { try enc.encode(record).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw ValidationError("cannot write --json '\(path)': \(error)")
+        }
     }
 }
 

@@ -8,7 +8,7 @@ import Glibc
 // Pieces of `onestep bench`: timing, machine description, random weights, export, table rows.
 
 /// One line of the bench table.
-struct BenchRow {
+struct BenchRow: Encodable {
     var engine: String
     var network: String
     var batch: String

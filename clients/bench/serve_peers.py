@@ -299,24 +299,26 @@ class Load:
         return decode_sample(await self.stub.ModelInfer(make_request(self.model, seeds), timeout=timeout))
 
     async def closed(self, count: int, concurrency: int, warmup: float, duration: float) -> dict:
-        t0 = time.monotonic()
+        """`concurrency` requests always in flight; counts the requests that complete inside the
+        measured window (whenever they started); issues none after the window and lets the ones in
+        flight finish (uncounted), so the server is idle again when it returns."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
         t_meas, t_end = t0 + warmup, t0 + warmup + duration
         done = fails = 0
         lat = []
 
         async def worker():
             nonlocal done, fails
-            while True:
-                s = time.monotonic()
-                if s >= t_end:
-                    return
+            while loop.time() < t_end:
+                s = loop.time()
                 try:
-                    await self.stub.ModelInfer(make_request(self.model, self.seeds(count)), timeout=60)
+                    await self.stub.ModelInfer(make_request(self.model, self.seeds(count)), timeout=120)
                     ok = True
                 except grpc.aio.AioRpcError:
                     ok = False
-                e = time.monotonic()
-                if s >= t_meas and e <= t_end:
+                e = loop.time()
+                if t_meas <= e <= t_end:
                     if ok:
                         done += 1
                         lat.append(e - s)
