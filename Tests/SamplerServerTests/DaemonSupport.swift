@@ -1,3 +1,4 @@
+import ServingTestSupport
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -35,4 +36,19 @@ final class SharedInt: Sendable {
     func add(_ d: Int) { a.add(d, ordering: .relaxed) }
     func max(_ v: Int) { a.max(v, ordering: .relaxed) }
     func store(_ v: Int) { a.store(v, ordering: .relaxed) }
+}
+
+/// Runs `body` while reading the daemon's resident memory every 5 ms; returns the body's result and
+/// the peak seen (KiB, at least `from`).
+func watchingPeakRSS<T: Sendable>(_ daemon: DaemonProcess, from: Int, _ body: () async throws -> T) async rethrows -> (T, Int) {
+    let peak = SharedInt(from)
+    let watch = Task {
+        while !Task.isCancelled {
+            if let r = daemon.rssKiB { peak.max(r) }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+    defer { watch.cancel() }
+    let result = try await body()
+    return (result, peak.value)
 }

@@ -145,15 +145,8 @@ final class DaemonTests: XCTestCase {
                                                                 "--max-samples-per-request", "64"])
         _ = try await daemon.withClient { c in await Self.sample(c, model: "vec", seed: 0, count: 8) }
         let baseline = try XCTUnwrap(daemon.rssKiB)
-        let peak = SharedInt(baseline)
-        let sampling = Task {
-            while !Task.isCancelled {
-                if let r = daemon.rssKiB { peak.max(r) }
-                try? await Task.sleep(for: .milliseconds(10))
-            }
-        }
         // 1,600 requests of 32 samples at once on 8 connections: far past 64 queued samples.
-        let outcomes = try await daemon.withClients(8) { clients in
+        let (outcomes, peak) = try await watchingPeakRSS(daemon, from: baseline) { try await daemon.withClients(8) { clients in
             await withTaskGroup(of: (RPCError.Code?, String, String?).self) { group in
                 for i in 0..<1600 {
                     let c = clients[i % clients.count]
@@ -166,8 +159,7 @@ final class DaemonTests: XCTestCase {
                 for await o in group { out.append(o) }
                 return out
             }
-        }
-        sampling.cancel()
+        } }
         let rejected = outcomes.filter { $0.0 == .resourceExhausted }
         let ok = outcomes.filter { $0.0 == nil }
         let other = outcomes.filter { $0.0 != nil && $0.0 != .resourceExhausted }
@@ -178,7 +170,7 @@ final class DaemonTests: XCTestCase {
             XCTAssertNotNil(r.2.flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil }, "no retry hint: \(r.1)")
             XCTAssertTrue(r.1.contains("full"), r.1)
         }
-        let grown = peak.value - baseline
+        let grown = peak - baseline
         print("overload: \(ok.count) ok, \(rejected.count) RESOURCE_EXHAUSTED; RSS \(baseline) KiB -> peak +\(grown) KiB")
         XCTAssertLessThan(grown, 256 * 1024, "RSS grew by \(grown) KiB under the flood")
         // Normal service afterwards.

@@ -13,7 +13,7 @@ final class SwapRaceTests: XCTestCase {
         let repo = ModelRepository(config: .init(root: root, warmupSamples: 1, batcher: .init(maxBatchSize: 4, maxQueueDelay: .milliseconds(1))),
                                    engine: DiffusionEngine())
         await repo.poll()
-        let frontend = SamplingFrontend(repository: repo, limits: .init())
+        let frontend = SamplingFrontend(repository: repo, limits: .init(), budget: MemoryBudget(limit: 1 << 26))
         let stale = try await frontend.lane(model: "vec", version: nil, label: nil)
         XCTAssertEqual(stale.model.version, 1)
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 2), root: root, name: "vec", version: 2)

@@ -24,6 +24,7 @@ public struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Longest wait for a fuller batch, ms (default 2).") var maxQueueDelayMs: Double?
     @Option(help: "Most samples per request (default 4096).") var maxSamplesPerRequest: Int?
     @Option(help: "Most samples queued per model version (default 65536).") var maxQueuedSamples: Int?
+    @Option(help: "Request memory budget in MiB (samples, candidates, responses held at once; default 1024).") var memoryBudgetMb: Int?
     @Option(help: "Close connections after this many seconds (default 0: never).") var maxConnectionAgeSeconds: Double?
     @Option(help: "TLS certificate chain (PEM).") var tlsCertificateChain: String?
     @Option(help: "TLS private key (PEM).") var tlsPrivateKey: String?
@@ -50,6 +51,10 @@ public struct ServeCommand: AsyncParsableCommand {
         if let v = maxQueueDelayMs { c.maxQueueDelayMs = v }
         if let v = maxSamplesPerRequest { c.maxSamplesPerRequest = v }
         if let v = maxQueuedSamples { c.maxQueuedSamples = v }
+        if let v = memoryBudgetMb {
+            guard (1...(1 << 20)).contains(v) else { throw ServerError(.invalidConfiguration, "--memory-budget-mb must be in 1...1048576, got \(v)") }
+            c.memoryBudgetBytes = v << 20
+        }
         if let v = maxConnectionAgeSeconds { c.maxConnectionAgeSeconds = v }
         if let v = tlsCertificateChain { c.tlsCertificateChain = v }
         if let v = tlsPrivateKey { c.tlsPrivateKey = v }

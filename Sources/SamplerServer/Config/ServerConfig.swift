@@ -48,6 +48,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     // Limits.
     public var maxSamplesPerRequest = 4_096
     public var maxBestOf = 16
+    /// Bytes that requests may hold at once (samples, best-of-K candidates, encoded responses),
+    /// reserved at admission; a request past it gets RESOURCE_EXHAUSTED. Default 1 GiB.
+    public var memoryBudgetBytes = 1 << 30
     /// Largest request message accepted, bytes.
     public var maxRequestBytes = 4 << 20
     /// Concurrent HTTP/2 streams per connection.
@@ -83,7 +86,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         case requireReadyMarker = "require_ready_marker", warmupSamples = "warmup_samples", models, requiredModels = "required_models"
         case computeThreads = "compute_threads", instances, modelInstances = "model_instances", maxBatchSize = "max_batch_size", maxQueueDelayMs = "max_queue_delay_ms", preferredBatchSizes = "preferred_batch_sizes"
         case maxConcurrentBatches = "max_concurrent_batches", maxQueuedSamples = "max_queued_samples"
-        case maxQueuedRequests = "max_queued_requests", maxSamplesPerRequest = "max_samples_per_request", maxBestOf = "max_best_of"
+        case maxQueuedRequests = "max_queued_requests", maxSamplesPerRequest = "max_samples_per_request", maxBestOf = "max_best_of", memoryBudgetBytes = "memory_budget_bytes"
         case maxRequestBytes = "max_request_bytes", maxConcurrentStreams = "max_concurrent_streams"
         case maxConnectionAgeSeconds = "max_connection_age_seconds", shutdownGraceSeconds = "shutdown_grace_seconds"
         case tlsCertificateChain = "tls_certificate_chain", tlsPrivateKey = "tls_private_key", tokenFile = "token_file"
@@ -105,7 +108,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         try get(.maxQueueDelayMs, &maxQueueDelayMs); try get(.preferredBatchSizes, &preferredBatchSizes)
         try get(.maxConcurrentBatches, &maxConcurrentBatches); try get(.maxQueuedSamples, &maxQueuedSamples)
         try get(.maxQueuedRequests, &maxQueuedRequests); try get(.maxSamplesPerRequest, &maxSamplesPerRequest)
-        try get(.maxBestOf, &maxBestOf); try get(.maxRequestBytes, &maxRequestBytes); try get(.maxConcurrentStreams, &maxConcurrentStreams)
+        try get(.maxBestOf, &maxBestOf); try get(.memoryBudgetBytes, &memoryBudgetBytes); try get(.maxRequestBytes, &maxRequestBytes); try get(.maxConcurrentStreams, &maxConcurrentStreams)
         try get(.maxConnectionAgeSeconds, &maxConnectionAgeSeconds); try get(.shutdownGraceSeconds, &shutdownGraceSeconds)
         tlsCertificateChain = try c.decodeIfPresent(String.self, forKey: .tlsCertificateChain)
         tlsPrivateKey = try c.decodeIfPresent(String.self, forKey: .tlsPrivateKey)
@@ -191,7 +194,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
                                      ("max_samples_per_request", maxSamplesPerRequest, 1...Self.maxCount), ("max_best_of", maxBestOf, 1...1_024),
                                      ("max_request_bytes", maxRequestBytes, 1_024...(1 << 30)), ("max_concurrent_streams", maxConcurrentStreams, 1...65_535),
                                      ("warmup_samples", warmupSamples, 0...4_096), ("compute_threads", computeThreads, 0...1_024),
-                                     ("instances", instances, 0...256)] {
+                                     ("instances", instances, 0...256), ("memory_budget_bytes", memoryBudgetBytes, (1 << 20)...(1 << 40))] {
             guard range.contains(value) else { throw bad("\(name) must be in \(range.lowerBound)...\(range.upperBound), got \(value)") }
         }
         _ = try versionPolicyValue

@@ -37,9 +37,10 @@ public struct OneStepServer: Sendable {
             engine: engine, logger: logger)
         let shutdown = ShutdownFlag()
         let limits = RequestLimits(maxSamplesPerRequest: config.maxSamplesPerRequest, maxBestOf: config.maxBestOf)
+        let budget = MemoryBudget(limit: config.memoryBudgetBytes)
         let services: [any RegistrableRPCService] = [
-            SamplerService(repository: repository, limits: limits),
-            InferenceService(repository: repository, limits: limits, isShuttingDown: { shutdown.isSet }),
+            SamplerService(repository: repository, limits: limits, budget: budget),
+            InferenceService(repository: repository, limits: limits, isShuttingDown: { shutdown.isSet }, budget: budget),
             HealthService(repository: repository, shutdown: shutdown),
             ReflectionService(),
         ]

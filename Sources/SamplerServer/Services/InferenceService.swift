@@ -16,8 +16,8 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
     let isShuttingDown: @Sendable () -> Bool
 
     public init(repository: ModelRepository, limits: RequestLimits, serverVersion: String = OneStepServer.version,
-                isShuttingDown: @escaping @Sendable () -> Bool = { false }) {
-        frontend = SamplingFrontend(repository: repository, limits: limits)
+                isShuttingDown: @escaping @Sendable () -> Bool = { false }, budget: MemoryBudget = MemoryBudget(limit: ServerConfig().memoryBudgetBytes)) {
+        frontend = SamplingFrontend(repository: repository, limits: limits, budget: budget)
         self.serverVersion = serverVersion
         self.isShuttingDown = isShuttingDown
     }
@@ -218,6 +218,11 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
         }
 
         let job = SampleJob(lane: lane, ids: ids, labels: label32, priority: priority, deadline: deadline, version: requestedVersion)
+        return try await frontend.withMemory(for: job) { try await respond(m, job: job, seeds: seeds, wanted: wanted) }
+    }
+
+    private func respond(_ m: Inference_ModelInferRequest, job: SampleJob, seeds: [Int64], wanted: [(name: String, raw: Bool)]) async throws -> Inference_ModelInferResponse {
+        let ids = job.ids, d = job.lane.model.description
         let (samples, _, _, servedBy, _) = try await frontend.runAll(job)
 
         var r = Inference_ModelInferResponse()

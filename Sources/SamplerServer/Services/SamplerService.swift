@@ -7,20 +7,22 @@ import SamplerAPI
 public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
     let frontend: SamplingFrontend
 
-    public init(repository: ModelRepository, limits: RequestLimits) {
-        frontend = SamplingFrontend(repository: repository, limits: limits)
+    public init(repository: ModelRepository, limits: RequestLimits, budget: MemoryBudget = MemoryBudget(limit: ServerConfig().memoryBudgetBytes)) {
+        frontend = SamplingFrontend(repository: repository, limits: limits, budget: budget)
     }
 
     public func sample(request: ServerRequest<Onestep_Sampler_V1_SampleRequest>,
                        context: ServerContext) async throws -> ServerResponse<Onestep_Sampler_V1_SampleResponse> {
         try await mapErrors {
             let (job, format) = try await prepare(request.message, metadata: request.metadata)
-            let (samples, queue, compute, lane, scores) = try await frontend.runAll(job)
-            var response = try encode(samples, ids: job.ids, labels: job.labels, lane: lane, format: format)
-            response.scores = scores ?? []
-            response.queueUs = UInt64(max(0, queue.microseconds))
-            response.computeUs = UInt64(max(0, compute.microseconds))
-            return ServerResponse(message: response)
+            return try await frontend.withMemory(for: job) {
+                let (samples, queue, compute, lane, scores) = try await frontend.runAll(job)
+                var response = try encode(samples, ids: job.ids, labels: job.labels, lane: lane, format: format)
+                response.scores = scores ?? []
+                response.queueUs = UInt64(max(0, queue.microseconds))
+                response.computeUs = UInt64(max(0, compute.microseconds))
+                return ServerResponse(message: response)
+            }
         }
     }
 
@@ -29,7 +31,7 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
         let (job, format) = try await mapErrors { try await prepare(request.message, metadata: request.metadata) }
         let frontend = self.frontend
         return StreamingServerResponse { writer in
-            try await mapErrors {
+            try await mapErrors { try await frontend.withMemory(for: job, streamed: true) {
                 if job.bestOf > 1 {
                     // Candidates are chosen once all are scored: one message.
                     let (samples, queue, compute, lane, scores) = try await frontend.runAll(job)
@@ -73,7 +75,7 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
                     Task { await lane.cancel(id) }
                 }
                 return [:]
-            }
+            } }
         }
     }
 

@@ -33,6 +33,18 @@ struct SampleJob: Sendable {
 struct SamplingFrontend: Sendable {
     let repository: ModelRepository
     let limits: RequestLimits
+    /// Bytes requests may hold at once (shared by both APIs).
+    let budget: MemoryBudget
+
+    /// Runs `body` holding the memory `job` needs at its peak (`MemoryBudget.bytes`); a streamed
+    /// job without best-of-K holds at most a few batches at a time. Refused (RESOURCE_EXHAUSTED,
+    /// retry hint) before anything is allocated when the budget cannot take it.
+    func withMemory<T>(for job: SampleJob, streamed: Bool = false, _ body: () async throws -> T) async throws -> T {
+        var samples = job.ids.count
+        if streamed && job.bestOf <= 1 { samples = min(samples, 4 * (await job.lane.batcherConfig.maxBatchSize)) }
+        let bytes = MemoryBudget.bytes(samples: samples, sampleSize: job.lane.model.description.sampleSize, candidates: job.bestOf)
+        return try await budget.withReservation(bytes, what: "a request of \(job.ids.count) samples\(job.bestOf > 1 ? " x best-of-\(job.bestOf)" : "")", body)
+    }
 
     func lane(model: String, version: Int64?, label: String?) async throws(ServerError) -> Lane {
         guard !model.isEmpty else { throw ServerError(.invalidArgument, "the request names no model") }
