@@ -20,6 +20,8 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public var requireReadyMarker = false
     /// Samples run through a new version before it turns ready.
     public var warmupSamples = 4
+    /// Longest a new version's warm-up may take before the version is refused; 0: no limit.
+    public var warmupTimeoutSeconds = 60.0
     /// Models loaded at start; empty: all.
     public var models: [String] = []
     /// Models that must be ready for the server to be ready (health "" and ServerReady); empty:
@@ -83,7 +85,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case host, port, metricsPort = "metrics_port", repository, pollSeconds = "poll_seconds", versionPolicy = "version_policy"
-        case requireReadyMarker = "require_ready_marker", warmupSamples = "warmup_samples", models, requiredModels = "required_models"
+        case requireReadyMarker = "require_ready_marker", warmupSamples = "warmup_samples", warmupTimeoutSeconds = "warmup_timeout_seconds", models, requiredModels = "required_models"
         case computeThreads = "compute_threads", instances, modelInstances = "model_instances", maxBatchSize = "max_batch_size", maxQueueDelayMs = "max_queue_delay_ms", preferredBatchSizes = "preferred_batch_sizes"
         case maxConcurrentBatches = "max_concurrent_batches", maxQueuedSamples = "max_queued_samples"
         case maxQueuedRequests = "max_queued_requests", maxSamplesPerRequest = "max_samples_per_request", maxBestOf = "max_best_of", memoryBudgetBytes = "memory_budget_bytes"
@@ -103,7 +105,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         }
         try get(.host, &host); try get(.port, &port); try get(.metricsPort, &metricsPort); try get(.repository, &repository)
         try get(.pollSeconds, &pollSeconds); try get(.versionPolicy, &versionPolicy); try get(.requireReadyMarker, &requireReadyMarker)
-        try get(.warmupSamples, &warmupSamples); try get(.models, &models); try get(.requiredModels, &requiredModels); try get(.computeThreads, &computeThreads)
+        try get(.warmupSamples, &warmupSamples); try get(.warmupTimeoutSeconds, &warmupTimeoutSeconds); try get(.models, &models); try get(.requiredModels, &requiredModels); try get(.computeThreads, &computeThreads)
         try get(.instances, &instances); try get(.modelInstances, &modelInstances); try get(.maxBatchSize, &maxBatchSize)
         try get(.maxQueueDelayMs, &maxQueueDelayMs); try get(.preferredBatchSizes, &preferredBatchSizes)
         try get(.maxConcurrentBatches, &maxConcurrentBatches); try get(.maxQueuedSamples, &maxQueuedSamples)
@@ -185,6 +187,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         // Every number is bounded before it is converted or multiplied (the file is untrusted input).
         for (name, value, most) in [("poll_seconds", pollSeconds, Self.maxSeconds), ("shutdown_grace_seconds", shutdownGraceSeconds, Self.maxSeconds),
                                     ("max_connection_age_seconds", maxConnectionAgeSeconds, Self.maxSeconds),
+                                    ("warmup_timeout_seconds", warmupTimeoutSeconds, Self.maxSeconds),
                                     ("max_queue_delay_ms", maxQueueDelayMs, 60_000)] {
             guard value.isFinite, value >= 0, value <= most else { throw bad("\(name) must be a number in 0...\(Int(most)), got \(value)") }
         }

@@ -1,3 +1,4 @@
+import Synchronization
 import Diffusion
 import Foundation
 import Logging
@@ -51,6 +52,9 @@ public actor ModelRepository {
         public var requireReadyMarker: Bool
         /// Samples run through a new version before it turns ready (0: no warm-up run).
         public var warmupSamples: Int
+        /// Longest a warm-up may take; past it the version is refused (its run finishes on its own
+        /// instances, never on a serving version's). nil: no limit.
+        public var warmupTimeout: Duration?
         public var batcher: Batcher.Config
         /// Models to load at start; nil: every model folder.
         public var startupModels: [String]?
@@ -60,8 +64,10 @@ public actor ModelRepository {
         public var requiredModels: [String]?
 
         public init(root: String, policy: VersionPolicy = .latest(1), requireReadyMarker: Bool = false, warmupSamples: Int = 4,
-                    batcher: Batcher.Config = .init(), startupModels: [String]? = nil, requiredModels: [String]? = nil) {
+                    batcher: Batcher.Config = .init(), startupModels: [String]? = nil, requiredModels: [String]? = nil,
+                    warmupTimeout: Duration? = nil) {
             self.root = root
+            self.warmupTimeout = warmupTimeout
             self.policy = policy
             self.requireReadyMarker = requireReadyMarker
             self.warmupSamples = warmupSamples
@@ -316,11 +322,29 @@ public actor ModelRepository {
         let n = min(config.warmupSamples, config.batcher.maxBatchSize)
         let ids = (0..<n).map { SampleID(seed: 0, index: UInt64($0)) }
         let labels: [Int32]? = d.numClasses > 0 ? (0..<n).map { Int32($0 % d.numClasses) } : nil
-        let out = try await engine.run(model: handle, ids: ids, labels: labels)
+        let engine = self.engine
+        let run = Task { try await engine.run(model: handle, ids: ids, labels: labels) }
+        guard let out = try await Self.value(of: run, within: config.warmupTimeout) else {
+            throw ServerError(.loadFailed, "warm-up of \(n) samples took longer than \(config.warmupTimeout!) (warmup_timeout_seconds); the version is refused")
+        }
         guard out.count == n * d.sampleSize else {
             throw ServerError(.loadFailed, "warm-up returned \(out.count) values, expected \(n * d.sampleSize)")
         }
         guard out.allSatisfy(\.isFinite) else { throw ServerError(.loadFailed, "warm-up produced non-finite values") }
+    }
+
+    /// The task's value, or nil when `limit` passes first (the task runs on; nobody waits for it).
+    static func value<T: Sendable>(of task: Task<T, any Error>, within limit: Duration?) async throws -> T? {
+        guard let limit else { return try await task.value }
+        let first = FirstResult<T?>()
+        return try await withCheckedThrowingContinuation { c in
+            first.set(c)
+            Task { first.resume(with: await task.result.map { Optional($0) }) }
+            Task {
+                try? await Task.sleep(for: limit)
+                first.resume(with: .success(nil))
+            }
+        }
     }
 
     private func retire(_ name: String, _ v: Int64, reason: String) {
@@ -392,4 +416,20 @@ public actor ModelRepository {
 
 extension Character {
     var isASCIIDigit: Bool { isASCII && isNumber }
+}
+
+/// Resumes a continuation once, with whichever result arrives first.
+final class FirstResult<T: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<T, any Error>?, done: Bool)>((nil, false))
+
+    func set(_ c: CheckedContinuation<T, any Error>) { state.withLock { $0.continuation = c } }
+
+    func resume(with result: Result<T, any Error>) {
+        let c: CheckedContinuation<T, any Error>? = state.withLock { s in
+            guard !s.done, let c = s.continuation else { return nil }
+            s.done = true
+            return c
+        }
+        c?.resume(with: result)
+    }
 }

@@ -33,7 +33,8 @@ public struct OneStepServer: Sendable {
             config: .init(root: config.repository, policy: try config.versionPolicyValue, requireReadyMarker: config.requireReadyMarker,
                           warmupSamples: config.warmupSamples, batcher: config.batcherConfig,
                           startupModels: config.models.isEmpty ? nil : config.models,
-                          requiredModels: config.requiredModels.isEmpty ? nil : config.requiredModels),
+                          requiredModels: config.requiredModels.isEmpty ? nil : config.requiredModels,
+                          warmupTimeout: config.warmupTimeoutSeconds > 0 ? .milliseconds(Int64(config.warmupTimeoutSeconds * 1000)) : nil),
             engine: engine, logger: logger)
         let shutdown = ShutdownFlag()
         let limits = RequestLimits(maxSamplesPerRequest: config.maxSamplesPerRequest, maxBestOf: config.maxBestOf)
