@@ -42,6 +42,11 @@ final class MemoryBudgetTests: XCTestCase {
         XCTAssertEqual(budget.inUse, 0)
         _ = try? await budget.withReservation(10, what: "throws") { throw ServerError(.internalError, "x") }
         XCTAssertEqual(budget.inUse, 0, "a failing request gives its bytes back")
+        for bad in [0, -1, 1 << 19, (1 << 40) + 1, Int.max, Int.min] {
+            var c = ServerConfig()
+            c.memoryBudgetBytes = bad
+            XCTAssertThrowsError(try c.validate(), "\(bad)") { XCTAssertTrue("\($0)".contains("memory_budget_bytes"), "\($0)") }
+        }
     }
 
     func metrics(_ port: Int?) throws -> String {

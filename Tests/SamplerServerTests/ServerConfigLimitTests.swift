@@ -9,6 +9,7 @@ final class ServerConfigLimitTests: XCTestCase {
         let doubles: [(String, WritableKeyPath<ServerConfig, Double>)] = [
             ("poll_seconds", \.pollSeconds), ("shutdown_grace_seconds", \.shutdownGraceSeconds),
             ("max_connection_age_seconds", \.maxConnectionAgeSeconds), ("max_queue_delay_ms", \.maxQueueDelayMs),
+            ("warmup_timeout_seconds", \.warmupTimeoutSeconds),
         ]
         for (name, key) in doubles {
             for v in [-1, .infinity, -.infinity, .nan, 1e300, 9.3e15] {
