@@ -15,8 +15,11 @@ METRICS_PORT ?= 8002
 SERVE_REPO ?= models/serve
 DEB_PACKAGES := libopenblas-dev libpng-dev libdnnl-dev pkg-config protobuf-compiler grpc-proto
 RELEASE_FLAGS := -c release -Xswiftc -enable-testing
+# Seconds per fuzz target: a short run in `make test`, a longer one in `make fuzz`.
+FUZZ_TEST_SECONDS ?= 10
+FUZZ_SECONDS ?= 300
 
-.PHONY: all deps venv venv-peers venv-serve build build-tests test serve publish bench bench-peers fixtures clean
+.PHONY: all deps venv venv-peers venv-serve build build-tests test serve publish bench bench-peers fixtures fuzz clean
 
 all: build
 
@@ -66,7 +69,12 @@ test: deps venv venv-serve data build-tests
 	ONESTEP_PYTHON=$(abspath $(PY)) ONESTEP_SERVE_PYTHON=$(abspath $(SERVE_PY)) \
 	  $(SWIFT) test --skip-build $(RELEASE_FLAGS)
 	bash deploy/test_deploy.sh .build/release/onestep
+	FUZZ_FLAGS=-seed=1 fuzz/run_all.sh $(FUZZ_TEST_SECONDS) .build/fuzz/artifacts-test
 	python3 tools/check_links.py
+
+## libFuzzer targets (fuzz/README.md): regression files replayed, then FUZZ_SECONDS per target.
+fuzz: deps
+	fuzz/run_all.sh $(FUZZ_SECONDS)
 
 ## The sampling daemon with the bundled models (models/serve/MODEL/VERSION/model.safetensors).
 serve: deps build

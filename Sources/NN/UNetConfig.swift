@@ -45,6 +45,16 @@ public struct UNetConfig: Codable, Sendable, Equatable {
         if channels.isEmpty || channels.contains(where: { $0 < 4 || $0 % 4 != 0 }) {
             try fail("channels \(channels) must be non-empty multiples of 4")
         }
+        // Every GroupNorm width (a level's channels, or two levels' concatenated in the decoder)
+        // must split into its groups (min(32, width / 4)): 136 = 100 + 36 would not.
+        for (i, a) in channels.enumerated() {
+            for b in [0] + channels[i...] {
+                let w = a + b, g = GroupNorm.defaultGroups(w)
+                if w % g != 0 {
+                    try fail("channels \(channels): GroupNorm width \(w)\(b == 0 ? "" : " (\(a) + \(b) concatenated)") does not split into \(g) groups (widths from 128 on must be multiples of 32)")
+                }
+            }
+        }
         if blocksPerLevel < 1 { try fail("blocks_per_level must be at least 1") }
         if noiseChannels < 2 || noiseChannels % 2 != 0 { try fail("noise_channels must be even and at least 2") }
         if embChannels < 1 { try fail("emb_channels must be at least 1") }
