@@ -33,11 +33,13 @@ final class RapidResetTests: XCTestCase {
         // Interactive callers keep the engine busy: the reset streams (normal priority) get no batch
         // capacity while they are queued, so every sample computed for them would be a leak.
         let blockers = 6, blockerCount: UInt32 = 4096
-        let (outcomes, blocked) = try await daemon.withClients(3) { clients in
+        // 200 reset streams per connection, under the daemon's 256 concurrent streams: no stream
+        // waits on the client side (a stream queued there could be opened after its cancellation).
+        let (outcomes, blocked) = try await daemon.withClients(4) { clients in
             async let blocked: [RPCError.Code?] = withTaskGroup(of: RPCError.Code?.self) { group in
                 for i in 0..<blockers {
                     group.addTask {
-                        await outcome { _ = try await Onestep_Sampler_V1_Sampler.Client(wrapping: clients[2]).sample(.with {
+                        await outcome { _ = try await Onestep_Sampler_V1_Sampler.Client(wrapping: clients[3]).sample(.with {
                             $0.model = "img"; $0.seed = UInt64(i); $0.count = blockerCount; $0.priority = .interactive
                         }) }.code
                     }
@@ -51,7 +53,7 @@ final class RapidResetTests: XCTestCase {
             let reset: [RPCError.Code?] = await withTaskGroup(of: RPCError.Code?.self) { group in
                 for i in 0..<streams {
                     group.addTask {
-                        let call = Task { await DaemonTests.sample(clients[i % 2], model: "img", seed: UInt64(1000 + i), count: count) }
+                        let call = Task { await DaemonTests.sample(clients[i % 3], model: "img", seed: UInt64(1000 + i), count: count) }
                         try? await Task.sleep(for: .milliseconds(30))
                         call.cancel()
                         return await call.value.code
@@ -73,9 +75,10 @@ final class RapidResetTests: XCTestCase {
         let cancelledInQueue = try metric("onestep_request_failure_total", daemon.metricsPort, where: "reason=\"cancelled\"")
         print("rapid reset: \(streams) streams of \(count) samples reset; \(completed) completed before their reset, \(Int(cancelledInQueue)) cancelled in the queue; \(Int(computed)) samples computed for them of \(Int(requested)) asked (counter \(before) -> \(total))")
         XCTAssertEqual(completed, 0, "a reset stream completed: the blockers did not keep the engine busy")
-        // Measured here: 0.2-1.9% of the asked samples were computed (512 to 5,952 of 307,200: 1 to 11
-        // requests' worth), where the target is at most one batch per engine instance: a
-        // known gap (see the closing note of 2026-12-05); this bound keeps it from growing.
+        // Measured here: 0-1.9% of the asked samples were computed (0 to 5,952 of 307,200, in whole
+        // batches of 64 but not whole requests: some cancellations reach the lane late), where the
+        // issue's target is at most one batch per engine instance: a
+        // known gap (docs/SERVING.md, "Memory budget" and after); this bound keeps it from growing.
         XCTAssertLessThan(computed, requested * 0.05, "samples were computed for reset streams")
         XCTAssertGreaterThan(cancelledInQueue, 0, "no reset reached the queue: the test did not reset queued streams")
         let after = try await daemon.withClient { c in await DaemonTests.sample(c, model: "img", seed: 9, count: 4) }
