@@ -1,4 +1,5 @@
 import ServingTestSupport
+import TestSupport
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -51,4 +52,22 @@ func watchingPeakRSS<T: Sendable>(_ daemon: DaemonProcess, from: Int, _ body: ()
     defer { watch.cancel() }
     let result = try await body()
     return (result, peak.value)
+}
+
+/// The daemon's Prometheus page, fetched with curl (skips the test when curl is missing).
+func scrapeMetrics(_ daemon: DaemonProcess) throws -> String {
+    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") else { throw XCTSkip("curl is not installed") }
+    let port = try XCTUnwrap(daemon.metricsPort, "the daemon serves no metrics")
+    let r = try runProcess("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(port)/metrics"])
+    XCTAssertEqual(r.status, 0, r.output)
+    return r.output
+}
+
+/// The sum of metric `name`'s samples on a Prometheus page whose labels contain every string of
+/// `labels` (a metric without labels: `labels` empty); nil when there is none.
+func metricValue(_ page: String, _ name: String, labels: [String] = []) -> Double? {
+    let values = page.split(separator: "\n")
+        .filter { line in (line.hasPrefix(name + "{") || line.hasPrefix(name + " ")) && labels.allSatisfy { line.contains($0) } }
+        .compactMap { Double($0.split(separator: " ").last ?? "") }
+    return values.isEmpty ? nil : values.reduce(0, +)
 }

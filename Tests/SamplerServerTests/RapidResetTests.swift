@@ -11,24 +11,18 @@ import TestSupport
 /// onestep_samples_total and onestep_request_failure_total{reason="cancelled"}.
 final class RapidResetTests: XCTestCase {
     /// The sum of a metric's samples for model img.
-    func metric(_ name: String, _ port: Int?, where filter: String = "") throws -> Double {
-        let r = try runProcess("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(try XCTUnwrap(port))/metrics"])
-        XCTAssertEqual(r.status, 0, r.output)
-        return r.output.split(separator: "\n").filter { $0.hasPrefix(name + "{") && $0.contains("model=\"img\"") && (filter.isEmpty || $0.contains(filter)) }
-            .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+    func metric(_ name: String, _ daemon: DaemonProcess, labels: [String] = []) throws -> Double {
+        metricValue(try scrapeMetrics(daemon), name, labels: ["model=\"img\""] + labels) ?? 0
     }
 
-    func samplesTotal(_ port: Int?) throws -> Double { try metric("onestep_samples_total", port) }
-
     func testResetStreamsAreNotComputed() async throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") else { throw XCTSkip("curl is not installed") }
         let root = try Fixtures.repository()
         try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: root, name: "img", version: 1)
         let daemon = try DaemonProcess(root: root, arguments: ["--max-batch-size", "64", "--max-queue-delay-ms", "20"])
         let warm = try await daemon.withClient { c in await DaemonTests.sample(c, model: "img", seed: 0, count: 4) }
         XCTAssertNil(warm.code, warm.message)
         try await Task.sleep(for: .milliseconds(200))
-        let before = try samplesTotal(daemon.metricsPort)
+        let before = try metric("onestep_samples_total", daemon)
         let streams = 600, count: UInt32 = 512
         // Interactive callers keep the engine busy: the reset streams (normal priority) get no batch
         // capacity while they are queued, so every sample computed for them would be a leak.
@@ -67,12 +61,12 @@ final class RapidResetTests: XCTestCase {
         }
         XCTAssertEqual(blocked.filter { $0 != nil }.count, 0, "\(blocked)")
         try await Task.sleep(for: .milliseconds(300))
-        let total = try samplesTotal(daemon.metricsPort)
+        let total = try metric("onestep_samples_total", daemon)
         let computed = total - before - Double(blockers) * Double(blockerCount)
         let requested = Double(streams) * Double(count)
         let completed = outcomes.filter { $0 == nil }.count
         // The resets came after the requests had reached the model's queue (else this proves nothing).
-        let cancelledInQueue = try metric("onestep_request_failure_total", daemon.metricsPort, where: "reason=\"cancelled\"")
+        let cancelledInQueue = try metric("onestep_request_failure_total", daemon, labels: ["reason=\"cancelled\""])
         print("rapid reset: \(streams) streams of \(count) samples reset; \(completed) completed before their reset, \(Int(cancelledInQueue)) cancelled in the queue; \(Int(computed)) samples computed for them of \(Int(requested)) asked (counter \(before) -> \(total))")
         XCTAssertEqual(completed, 0, "a reset stream completed: the blockers did not keep the engine busy")
         // Measured here: 0-1.9% of the asked samples were computed (0 to 5,952 of 307,200, in whole

@@ -9,6 +9,14 @@ final class InstancePool<Instance: AnyObject & Sendable>: Sendable {
     private struct State {
         var free: [Int]
         var waiters: [(want: Int, continuation: CheckedContinuation<[Int], Never>)] = []
+
+        /// Up to `most` free instances, taken out (nil when none is free).
+        mutating func take(most: Int) -> [Int]? {
+            guard !free.isEmpty else { return nil }
+            let n = min(most, free.count)
+            defer { free.removeLast(n) }
+            return Array(free.suffix(n))
+        }
     }
 
     let instances: [Instance]
@@ -27,21 +35,12 @@ final class InstancePool<Instance: AnyObject & Sendable>: Sendable {
     /// Takes between 1 and `most` free instances (as many as are free now), waiting for one if none is.
     func acquire(most: Int) async -> [Int] {
         let most = max(1, most)
-        let now: [Int]? = state.withLock { s in
-            guard s.waiters.isEmpty, !s.free.isEmpty else { return nil }
-            let n = min(most, s.free.count)
-            defer { s.free.removeLast(n) }
-            return Array(s.free.suffix(n))
-        }
+        let now: [Int]? = state.withLock { s in s.waiters.isEmpty ? s.take(most: most) : nil }
         if let now { return now }
         return await withCheckedContinuation { c in
             // Registered under the lock; a release between the check above and here sees the waiter.
             let handed: [Int]? = state.withLock { s in
-                if s.waiters.isEmpty, !s.free.isEmpty {
-                    let n = min(most, s.free.count)
-                    defer { s.free.removeLast(n) }
-                    return Array(s.free.suffix(n))
-                }
+                if s.waiters.isEmpty, let got = s.take(most: most) { return got }
                 s.waiters.append((most, c))
                 return nil
             }
@@ -54,11 +53,9 @@ final class InstancePool<Instance: AnyObject & Sendable>: Sendable {
         let wake: [(CheckedContinuation<[Int], Never>, [Int])] = state.withLock { s in
             s.free.append(contentsOf: indices)
             var out: [(CheckedContinuation<[Int], Never>, [Int])] = []
-            while !s.waiters.isEmpty, !s.free.isEmpty {
-                let w = s.waiters.removeFirst()
-                let n = min(w.want, s.free.count)
-                out.append((w.continuation, Array(s.free.suffix(n))))
-                s.free.removeLast(n)
+            while let w = s.waiters.first, let got = s.take(most: w.want) {
+                s.waiters.removeFirst()
+                out.append((w.continuation, got))
             }
             return out
         }
