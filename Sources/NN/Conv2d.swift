@@ -1,11 +1,14 @@
 import TensorCore
 
-/// 2-D convolution over CBHW activations `[C, B, H, W]`, by the process's `ConvolutionEngine`:
-/// oneDNN (NHWC inside, reordered at the edges) or im2col + one GEMM per batch chunk.
+/// 2-D convolution over activations in `layout` (CBHW `[C, B, H, W]` or NHWC `[B, H, W, C]`), by the
+/// process's `ConvolutionEngine`: oneDNN (NHWC inside: NHWC activations go straight in, CBHW ones
+/// are reordered at the edges) or im2col + one GEMM per batch chunk (CBHW inside: NHWC activations
+/// are reordered at the edges, the fallback path).
 /// Weight `[OC, C, k, k]`, bias `[OC]` (PyTorch layout). The scratch (im2col columns, or oneDNN's
 /// NHWC staging) is shared by every convolution of a network (`scratch`), since only one runs at a time.
 public final class Conv2d: @unchecked Sendable {
     public let inChannels, outChannels, kernel, stride, padding: Int
+    public let layout: ActivationLayout
     let store: ParameterStore
     let w: Int, b: Int
     let scratch: Buffer
@@ -16,10 +19,14 @@ public final class Conv2d: @unchecked Sendable {
     private var geometry: ConvGeometry?
     private var batch = 0
     private lazy var dnnl = OneDNNConv()
+    /// NHWC activations on the im2col engine: the input, output (or its gradient) and input gradient in CBHW.
+    private lazy var cbhw = (x: Buffer(), y: Buffer(), dx: Buffer())
 
     public init(_ store: ParameterStore, _ name: String, inChannels: Int, outChannels: Int,
-                kernel: Int, stride: Int = 1, padding: Int = 0, scratch: Buffer, zeroInit: Bool = false) {
+                kernel: Int, stride: Int = 1, padding: Int = 0, scratch: Buffer, zeroInit: Bool = false,
+                layout: ActivationLayout = .cbhw) {
         self.store = store
+        self.layout = layout
         self.inChannels = inChannels
         self.outChannels = outChannels
         self.kernel = kernel
@@ -37,29 +44,46 @@ public final class Conv2d: @unchecked Sendable {
                      kernel: kernel, stride: stride, padding: padding)
     }
 
-    /// y [OC, B, Ho, Wo] from x [C, B, H, W] (+ `sampleBias[b, o]`, `[B, OC]`, when given); x must
-    /// stay valid until `backward`. With `into`, the output goes there (`[OC, B, Ho, Wo]` floats)
-    /// instead of `out`.
+    /// y `[OC]` (in `layout`) from x `[C]` (+ `sampleBias[b, o]`, `[B, OC]`, when given); x must stay
+    /// valid until `backward`. With `into`, the output goes to that channel slice instead of `out`.
     @discardableResult
     public func forward(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: Int,
-                        sampleBias: UnsafePointer<Float>? = nil,
-                        into dst: UnsafeMutablePointer<Float>? = nil) -> UnsafeMutablePointer<Float> {
+                        sampleBias: UnsafePointer<Float>? = nil, into slice: ChannelSlice? = nil) -> UnsafeMutablePointer<Float> {
         let g = geometry(height: height, width: width)
         self.x = x
         self.geometry = g
         self.batch = batch
+        let n = outChannels * batch * g.outHeight * g.outWidth
+        // The output goes straight into the slice when it is contiguous there.
+        let direct = slice.flatMap { layout.compactRegion(of: $0, channels: outChannels, batch: batch, hw: g.outHeight * g.outWidth) }
         let y: UnsafeMutablePointer<Float>
-        if let dst { y = dst } else { out.resize(outChannels * batch * g.outHeight * g.outWidth); y = out.ptr }
-        if ConvolutionEngine.current == .oneDNN {
+        if let direct { y = direct } else { out.resize(n); y = out.ptr }
+        switch (ConvolutionEngine.current, layout) {
+        case (.oneDNN, _):
             dnnl.forward(g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, sampleBias: sampleBias, staging: scratch,
-                         frozen: store.weightsFrozen)
-            return y
+                         frozen: store.weightsFrozen, layout: layout)
+        case (.im2col, .cbhw):
+            im2colForward(g, batch: batch, x: x, y: y, sampleBias: sampleBias)
+        case (.im2col, .nhwc):
+            let (xc, yc, _) = cbhw
+            xc.resize(inChannels * batch * height * width)
+            yc.resize(n)
+            Layout.nhwcToCBHW(x, xc.ptr, batch: batch, channels: inChannels, hw: height * width)
+            im2colForward(g, batch: batch, x: xc.ptr, y: yc.ptr, sampleBias: sampleBias)
+            Layout.cbhwToNHWC(yc.ptr, y, batch: batch, channels: outChannels, hw: g.outHeight * g.outWidth)
         }
+        if let slice, direct == nil {
+            layout.write(y, channels: outChannels, batch: batch, hw: g.outHeight * g.outWidth, into: slice)
+        }
+        return y
+    }
+
+    private func im2colForward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                               sampleBias: UnsafePointer<Float>?) {
         let need = Conv2D.scratchCount(g, batch: batch)
         if scratch.count < need { scratch.resize(need) }
         Conv2D.forward(g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, scratch: scratch.ptr,
                        sampleBias: sampleBias, batchInvariant: store.batchInvariant)
-        return y
     }
 
     /// Accumulates dW, db (unless the store is frozen: `accumulatesGradients`); writes dIn = dL/dx
@@ -68,17 +92,31 @@ public final class Conv2d: @unchecked Sendable {
     public func backward(_ dy: UnsafePointer<Float>, needInput: Bool = true) -> UnsafeMutablePointer<Float> {
         guard let x, let g = geometry else { preconditionFailure("Conv2d.backward before forward") }
         dIn.resize(inChannels * batch * g.height * g.width)
-        if ConvolutionEngine.current == .oneDNN {
-            dnnl.backward(g, batch: batch, x: x, weight: store.value(w), dy: dy,
-                          dWeight: store.accumulatesGradients ? store.grad(w) : nil, dBias: store.accumulatesGradients ? store.grad(b) : nil,
-                          dx: needInput ? dIn.ptr : nil, staging: scratch)
-            return dIn.ptr
+        let dWeight = store.accumulatesGradients ? store.grad(w) : nil, dBias = store.accumulatesGradients ? store.grad(b) : nil
+        switch (ConvolutionEngine.current, layout) {
+        case (.oneDNN, _):
+            dnnl.backward(g, batch: batch, x: x, weight: store.value(w), dy: dy, dWeight: dWeight, dBias: dBias,
+                          dx: needInput ? dIn.ptr : nil, staging: scratch, layout: layout)
+        case (.im2col, .cbhw):
+            im2colBackward(g, x: x, dy: dy, dWeight: dWeight, dBias: dBias, dx: needInput ? dIn.ptr : nil)
+        case (.im2col, .nhwc):
+            // The forward left x in CBHW in cbhw.x.
+            let (xc, dyc, dxc) = cbhw
+            let plane = g.outHeight * g.outWidth
+            dyc.resize(outChannels * batch * plane)
+            dxc.resize(dIn.count)
+            Layout.nhwcToCBHW(dy, dyc.ptr, batch: batch, channels: outChannels, hw: plane)
+            im2colBackward(g, x: xc.ptr, dy: dyc.ptr, dWeight: dWeight, dBias: dBias, dx: needInput ? dxc.ptr : nil)
+            if needInput { Layout.cbhwToNHWC(dxc.ptr, dIn.ptr, batch: batch, channels: inChannels, hw: g.height * g.width) }
         }
+        return dIn.ptr
+    }
+
+    private func im2colBackward(_ g: ConvGeometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
+                                dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?) {
         let need = Conv2D.backwardScratchCount(g, batch: batch)
         if scratch.count < need { scratch.resize(need) }
-        Conv2D.backward(g, batch: batch, x: x, weight: store.value(w), dy: dy,
-                        dWeight: store.accumulatesGradients ? store.grad(w) : nil, dBias: store.accumulatesGradients ? store.grad(b) : nil,
-                        dx: needInput ? dIn.ptr : nil, scratch: scratch.ptr, overwriteDx: true, scratchCapacity: scratch.count)
-        return dIn.ptr
+        Conv2D.backward(g, batch: batch, x: x, weight: store.value(w), dy: dy, dWeight: dWeight, dBias: dBias,
+                        dx: dx, scratch: scratch.ptr, overwriteDx: true, scratchCapacity: scratch.count)
     }
 }

@@ -5,10 +5,12 @@ import TensorCore
 /// Which implementation runs the `Conv2d` layers of every network in the process.
 ///
 /// - `oneDNN` (the default): oneDNN's direct convolutions on NHWC activations (`jit:avx2` /
-///   `avx512` by the CPU, chosen by oneDNN at run time), with the network's CBHW activations
-///   reordered at each convolution's edges. On NHWC oneDNN's kernels are bitwise invariant to the
-///   batch and to the thread count, so the batch-invariant (serving) mode needs no per-sample path.
-/// - `im2col`: im2col + OpenBLAS sgemm (the original path; batch invariance by one GEMM per sample).
+///   `avx512` by the CPU, chosen by oneDNN at run time). The U-Net family then keeps NHWC from the
+///   first layer to the last (`ActivationLayout.network`); CBHW networks (LeNet) are reordered at
+///   each convolution's edges. On NHWC oneDNN's kernels are bitwise invariant to the batch and to
+///   the thread count, so the batch-invariant (serving) mode needs no per-sample path.
+/// - `im2col`: im2col + OpenBLAS sgemm on CBHW (the original path; batch invariance by one GEMM per
+///   sample).
 ///
 /// `ONESTEP_CONV=im2col|onednn` picks at start; tests switch with `ConvolutionEngine.current`.
 public enum ConvolutionEngine: String, Sendable, CaseIterable {
@@ -22,13 +24,14 @@ public enum ConvolutionEngine: String, Sendable, CaseIterable {
 
     /// One line for logs: the engine, and for oneDNN its version and ISA.
     public static var summary: String {
-        current == .oneDNN ? "convolutions: \(OneDNNEngine.summary)" : "convolutions: im2col + OpenBLAS sgemm"
+        (current == .oneDNN ? "convolutions: \(OneDNNEngine.summary)" : "convolutions: im2col + OpenBLAS sgemm")
+            + ", U-Net activations \(ActivationLayout.network.rawValue.uppercased())"
     }
 }
 
 /// The oneDNN side of one `Conv2d`: primitives from the process-wide caches, its own oneDNN
-/// scratchpad, and NHWC staging carved from the network's shared scratch buffer (only one
-/// convolution of a network runs at a time). CBHW in and out, like the im2col path.
+/// scratchpad, and (for CBHW activations) NHWC staging carved from the network's shared scratch
+/// buffer (only one convolution of a network runs at a time).
 final class OneDNNConv: @unchecked Sendable {
     private var scratchpad: DNNLScratch?
     /// The weights in the forward primitive's layout, made once when the store's weights are frozen.
@@ -60,14 +63,20 @@ final class OneDNNConv: @unchecked Sendable {
         }
     }
 
-    /// y [OC, B, Ho, Wo] = conv(x [C, B, H, W]) + bias (+ sampleBias [B, OC]).
+    /// y = conv(x) + bias (+ sampleBias [B, OC]), x and y in `layout` (NHWC runs in place, CBHW
+    /// through reorders into the staging buffer).
     func forward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-                 y: UnsafeMutablePointer<Float>, sampleBias: UnsafePointer<Float>?, staging: Buffer, frozen: Bool) {
+                 y: UnsafeMutablePointer<Float>, sampleBias: UnsafePointer<Float>?, staging: Buffer, frozen: Bool,
+                 layout: ActivationLayout) {
         let (conv, pad) = prepare(g, batch: batch)
         let nx = batch * g.inChannels * g.height * g.width, ny = batch * g.outChannels * g.outHeight * g.outWidth
-        staging.resize(nx + ny)
-        let xn = staging.ptr, yn = staging.ptr + nx
-        reorder(x, xn, batch: batch, channels: g.inChannels, side: (g.height, g.width), from: .cbhw, to: .nhwc, scratch: pad)
+        var xn = x, yn = y
+        if layout == .cbhw {
+            staging.resize(nx + ny)
+            reorder(x, staging.ptr, batch: batch, channels: g.inChannels, side: (g.height, g.width), from: .cbhw, to: .nhwc, scratch: pad)
+            xn = UnsafePointer(staging.ptr)
+            yn = staging.ptr + nx
+        }
         do {
             if frozen {
                 if packed == nil { packed = try conv.packWeights(weight, scratch: pad) }
@@ -79,39 +88,58 @@ final class OneDNNConv: @unchecked Sendable {
         } catch {
             fatalError("oneDNN forward \(conv.key) failed: \(error)")
         }
-        reorder(yn, y, batch: batch, channels: g.outChannels, side: (g.outHeight, g.outWidth), from: .nhwc, to: .cbhw, scratch: pad)
-        if let sampleBias {
-            let oc = g.outChannels, plane = g.outHeight * g.outWidth
-            parallelFor(oc, work: batch * plane) { c in
-                for b in 0..<batch {
-                    let v = sampleBias[b * oc + c], p = y + (c * batch + b) * plane
-                    for i in 0..<plane { p[i] += v }
-                }
+        if let sampleBias { Self.addSampleBiasNHWC(yn, sampleBias, batch: batch, channels: g.outChannels, plane: g.outHeight * g.outWidth) }
+        if layout == .cbhw {
+            reorder(yn, y, batch: batch, channels: g.outChannels, side: (g.outHeight, g.outWidth), from: .nhwc, to: .cbhw, scratch: pad)
+        }
+    }
+
+    /// y [B, plane, C] += t[b, c].
+    static func addSampleBiasNHWC(_ y: UnsafeMutablePointer<Float>, _ t: UnsafePointer<Float>, batch: Int, channels c: Int, plane: Int) {
+        parallelFor(batch, work: plane * c) { b in
+            let tb = t + b * c
+            for p in (b * plane)..<((b + 1) * plane) {
+                let row = y + p * c
+                var i = 0
+                while i + 8 <= c { VMath.store(VMath.load(row + i) + VMath.load(tb + i), row + i); i += 8 }
+                while i < c { row[i] += tb[i]; i += 1 }
             }
         }
     }
 
-    /// Accumulates dWeight, dBias (when given) and writes dx [C, B, H, W] (when given) from
-    /// dy [OC, B, Ho, Wo] and the forward's input x.
+    /// Accumulates dWeight, dBias (when given) and writes dx (when given) from dy and the forward's
+    /// input x, all in `layout`.
     func backward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                   dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
-                  staging: Buffer) {
+                  staging: Buffer, layout: ActivationLayout) {
         let (conv, pad) = prepare(g, batch: batch)
         let nx = batch * g.inChannels * g.height * g.width, ny = batch * g.outChannels * g.outHeight * g.outWidth
         let nw = g.outChannels * g.colRows, oc = g.outChannels
-        staging.resize(nx + ny + nw + oc)
-        let xn = staging.ptr, dyn = staging.ptr + nx, dw = dyn + ny, db = dw + nw
-        reorder(dy, dyn, batch: batch, channels: oc, side: (g.outHeight, g.outWidth), from: .cbhw, to: .nhwc, scratch: pad)
+        let blocked = layout == .cbhw
+        staging.resize((blocked ? nx + ny : 0) + nw + oc)
+        let dw = staging.ptr + (blocked ? nx + ny : 0), db = dw + nw
+        var dyn = dy
+        if blocked {
+            reorder(dy, staging.ptr + nx, batch: batch, channels: oc, side: (g.outHeight, g.outWidth), from: .cbhw, to: .nhwc, scratch: pad)
+            dyn = UnsafePointer(staging.ptr + nx)
+        }
         do {
             if let dWeight {
-                reorder(x, xn, batch: batch, channels: g.inChannels, side: (g.height, g.width), from: .cbhw, to: .nhwc, scratch: pad)
+                var xn = x
+                if blocked {
+                    reorder(x, staging.ptr, batch: batch, channels: g.inChannels, side: (g.height, g.width), from: .cbhw, to: .nhwc, scratch: pad)
+                    xn = UnsafePointer(staging.ptr)
+                }
                 try conv.backwardWeights(src: xn, diffDst: dyn, diffWeights: dw, diffBias: db, scratch: pad)
                 BLAS.saxpy(n: nw, alpha: 1, x: dw, y: dWeight)
                 if let dBias { BLAS.saxpy(n: oc, alpha: 1, x: db, y: dBias) }
             }
             if let dx {
-                try conv.backwardData(diffDst: dyn, weights: weight, diffSrc: xn, scratch: pad)
-                reorder(xn, dx, batch: batch, channels: g.inChannels, side: (g.height, g.width), from: .nhwc, to: .cbhw, scratch: pad)
+                let dxn = blocked ? staging.ptr : dx
+                try conv.backwardData(diffDst: dyn, weights: weight, diffSrc: dxn, scratch: pad)
+                if blocked {
+                    reorder(dxn, dx, batch: batch, channels: g.inChannels, side: (g.height, g.width), from: .nhwc, to: .cbhw, scratch: pad)
+                }
             }
         } catch {
             fatalError("oneDNN backward \(conv.key) failed: \(error)")

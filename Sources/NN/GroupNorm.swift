@@ -1,30 +1,37 @@
 import TensorCore
 import Foundation
 
-/// GroupNorm over CBHW activations `[C, B, H, W]`, optionally fused with a following SiLU
-/// (`silu(groupnorm(x))` in one pass, the pattern every ResBlock uses).
+/// GroupNorm over image activations in `layout` (CBHW `[C, B, H, W]` here, NHWC `[B, H, W, C]` in
+/// GroupNorm+NHWC.swift), optionally fused with a following SiLU (`silu(groupnorm(x))` in one
+/// pass, the pattern every ResBlock uses). Each sample's statistics are computed by one job, so
+/// the result does not depend on the batch or the thread count.
 /// Groups: `min(32, C / 4)`, eps 1e-5, biased variance (PyTorch `nn.GroupNorm`).
 public final class GroupNorm: @unchecked Sendable {
     public let channels: Int
     public let groups: Int
     public let fusedSiLU: Bool
     public let eps: Float = 1e-5
+    public let layout: ActivationLayout
     let store: ParameterStore
     let w: Int, b: Int
 
     public let out = Buffer()
     public let dIn = Buffer()
-    private let mean = Buffer()  // [B, G]
-    private let rstd = Buffer()  // [B, G]
-    private let partials = Buffer()  // [B, C, 2] per-sample dgamma, dbeta
-    private var x: UnsafePointer<Float>?
-    private var batch = 0, hw = 0
+    let mean = Buffer()  // [B, G]
+    let rstd = Buffer()  // [B, G]
+    let partials = Buffer()  // [B, C, 2] per-sample dgamma, dbeta
+    /// NHWC: per-sample channel vectors (coefficients, moments) of the job that owns the sample.
+    let perSample = Buffer()
+    var x: UnsafePointer<Float>?
+    var batch = 0, hw = 0
 
     /// The group count the networks use for `channels`.
     public static func defaultGroups(_ channels: Int) -> Int { min(32, max(1, channels / 4)) }
 
-    public init(_ store: ParameterStore, _ name: String, channels: Int, groups: Int? = nil, fusedSiLU: Bool) {
+    public init(_ store: ParameterStore, _ name: String, channels: Int, groups: Int? = nil, fusedSiLU: Bool,
+                layout: ActivationLayout = .cbhw) {
         self.store = store
+        self.layout = layout
         self.channels = channels
         self.groups = groups ?? GroupNorm.defaultGroups(channels)
         precondition(channels % self.groups == 0, "GroupNorm: \(channels) channels not divisible by \(self.groups) groups")
@@ -33,7 +40,7 @@ public final class GroupNorm: @unchecked Sendable {
         b = store.register("\(name).bias", shape: [channels], initialiser: .constant(0))
     }
 
-    /// out = [silu](gamma * (x - mean) * rstd + beta), x [C, B, hw].
+    /// out = [silu](gamma * (x - mean) * rstd + beta), x `[C]` of `batch` x `hw` pixels in `layout`.
     @discardableResult
     public func forward(_ x: UnsafePointer<Float>, batch: Int, hw: Int) -> UnsafeMutablePointer<Float> {
         self.x = x
@@ -42,6 +49,7 @@ public final class GroupNorm: @unchecked Sendable {
         out.resize(channels * batch * hw)
         mean.resize(batch * groups)
         rstd.resize(batch * groups)
+        if layout == .nhwc { return forwardNHWC(x) }
         let cg = channels / groups
         let n = Double(cg * hw)
         let gamma = store.value(w), beta = store.value(b), y = out.ptr
@@ -86,14 +94,26 @@ public final class GroupNorm: @unchecked Sendable {
     public func backward(_ dz: UnsafePointer<Float>) -> UnsafeMutablePointer<Float> {
         guard let x else { preconditionFailure("GroupNorm.backward before forward") }
         dIn.resize(channels * batch * hw)
+        partials.resize(2 * channels * batch)
+        if layout == .nhwc { backwardNHWC(x, dz) } else { backwardCBHW(x, dz) }
+        let dgamma = store.grad(w), dbeta = store.grad(b), partial = partials.ptr
+        for bi in 0..<(store.accumulatesGradients ? batch : 0) {
+            for c in 0..<channels {
+                dgamma[c] += partial[2 * (bi * channels + c)]
+                dbeta[c] += partial[2 * (bi * channels + c) + 1]
+            }
+        }
+        return dIn.ptr
+    }
+
+    /// dIn and the per-sample parameter gradients in `partials`, CBHW.
+    private func backwardCBHW(_ x: UnsafePointer<Float>, _ dz: UnsafePointer<Float>) {
         let cg = channels / groups, G = groups, batch = self.batch, hw = self.hw
         let n = Float(cg * hw)
         let gamma = store.value(w), beta = store.value(b)
-        let dgamma = store.grad(w), dbeta = store.grad(b)
         let dx = dIn.ptr, mp = mean.ptr, rp = rstd.ptr, silu = fusedSiLU
         // Parameter gradients are per channel, summed over the batch: accumulate per group job
         // into a private [C] pair, then reduce (no data race between jobs of different samples).
-        partials.resize(2 * channels * batch)
         let partial = partials.ptr
         parallelFor(batch * G, work: cg * hw) { job in
             let bi = job / G, g = job % G
@@ -146,12 +166,5 @@ public final class GroupNorm: @unchecked Sendable {
                 }
             }
         }
-        for bi in 0..<(store.accumulatesGradients ? batch : 0) {
-            for c in 0..<channels {
-                dgamma[c] += partial[2 * (bi * channels + c)]
-                dbeta[c] += partial[2 * (bi * channels + c) + 1]
-            }
-        }
-        return dx
     }
 }

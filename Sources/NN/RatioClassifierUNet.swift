@@ -25,6 +25,8 @@ public final class RatioClassifierUNet: RatioClassifier, @unchecked Sendable {
     public static let architecture = "ratio-unet"
 
     public let config: RatioClassifierUNetConfig
+    /// The activations' layout inside (as the U-Net's).
+    public let layout: ActivationLayout
     public let parameters = ParameterStore()
     let scratch = Buffer()
     let embed: EmbeddingMLP
@@ -38,18 +40,19 @@ public final class RatioClassifierUNet: RatioClassifier, @unchecked Sendable {
     private let dPool = Buffer(), dEmb = Buffer(), dX = Buffer()
     private var batch = 0
 
-    public init(_ config: RatioClassifierUNetConfig, seed: UInt64 = 0) throws {
+    public init(_ config: RatioClassifierUNetConfig, seed: UInt64 = 0, layout: ActivationLayout = .network) throws {
         try config.unet.validate()
         self.config = config
+        self.layout = layout
         let u = config.unet, s = parameters
-        let encoder = UNetEncoder(s, u, scratch: scratch)
+        let encoder = UNetEncoder(s, u, scratch: scratch, layout: layout)
         embed = encoder.embed
         convIn = encoder.convIn
         enc = encoder.enc
         downs = encoder.downs
         mid = encoder.mid
         let cin = u.channels[u.channels.count - 1]
-        headNorm = GroupNorm(s, "head.norm", channels: cin, fusedSiLU: true)
+        headNorm = GroupNorm(s, "head.norm", channels: cin, fusedSiLU: true, layout: layout)
         headOut = Linear(s, "head.out", inFeatures: cin, outFeatures: 1, zeroInit: true)
         parameters.initialise(seed: seed)
     }
@@ -72,10 +75,10 @@ public final class RatioClassifierUNet: RatioClassifier, @unchecked Sendable {
         batch = B
         let u = config.unet, res = u.resolutions, L = u.channels.count, n = sampleSize
         ClassifierPreconditioning.fill(sigma: sigma, sigmaData: config.sigmaData, batch: B, cIn: cIn, cNoise: cNoise)
-        // c_in x, NCHW -> CBHW.
+        // c_in x, NCHW -> the inside layout.
         ClassifierPreconditioning.scaleRows(x, by: cIn.ptr, batch: B, size: n, into: scaled)
         xin.resize(B * n)
-        Layout.nchwToCBHW(scaled.ptr, xin.ptr, batch: B, channels: u.inChannels, hw: res[0] * res[0])
+        layout.fromNCHW(scaled.ptr, xin.ptr, batch: B, channels: u.inChannels, hw: res[0] * res[0])
         let e = embed.forward(cNoise: cNoise.ptr, labels: labels, batch: B)
         var h = UnsafePointer(convIn.forward(xin.ptr, batch: B, height: res[0], width: res[0]))
         for l in 0..<L {
@@ -90,8 +93,7 @@ public final class RatioClassifierUNet: RatioClassifier, @unchecked Sendable {
         for c in 0..<C {
             for b in 0..<B {
                 var acc: Float = 0
-                let o = (c * B + b) * hw
-                for i in o..<(o + hw) { acc += a[i] }
+                for p in 0..<hw { acc += a[index(c, b, p, C, B, hw)] }
                 pooled.ptr[b * C + c] = acc * inv
             }
         }
@@ -110,8 +112,7 @@ public final class RatioClassifierUNet: RatioClassifier, @unchecked Sendable {
         for c in 0..<C {
             for b in 0..<B {
                 let g = dp[b * C + c] * inv
-                let o = (c * B + b) * hw
-                for i in o..<(o + hw) { dPool.ptr[i] = g }
+                for p in 0..<hw { dPool.ptr[index(c, b, p, C, B, hw)] = g }
             }
         }
         var dh = mid.backward(headNorm.backward(dPool.ptr), dEmb: dEmb.ptr)
@@ -122,12 +123,18 @@ public final class RatioClassifierUNet: RatioClassifier, @unchecked Sendable {
         let dxc = convIn.backward(dh)
         embed.backward(dEmb.ptr)
         dX.resize(B * n)
-        Layout.cbhwToNCHW(dxc, dX.ptr, batch: B, channels: u.inChannels, hw: res[0] * res[0])
+        layout.toNCHW(dxc, dX.ptr, batch: B, channels: u.inChannels, hw: res[0] * res[0])
         for b in 0..<B {
             let k = cIn.ptr[b]
             for j in (b * n)..<((b + 1) * n) { dX.ptr[j] *= k }
         }
         return dX.ptr
+    }
+
+    /// Where element (channel c, sample b, pixel p) of a `[C]` activation lies (the head's pooling
+    /// runs over the last level's few pixels, so plain indexing is enough).
+    private func index(_ c: Int, _ b: Int, _ p: Int, _ C: Int, _ B: Int, _ hw: Int) -> Int {
+        layout == .cbhw ? (c * B + b) * hw + p : (b * hw + p) * C + c
     }
 
     public var flopsPerSample: Int {

@@ -3,9 +3,10 @@ import TensorCore
 /// The image residual block with embedding injection (docs/NN_SPEC.md):
 /// `h = conv0(silu(norm0(x))) + affine(e); h = conv1(silu(norm1(h)));`
 /// `out = (h + skip(x)) * sqrt(1/2)`, skip a 1x1 convolution when the channel count changes.
-/// Activations CBHW `[C, B, H, W]`.
+/// Activations in `layout` (CBHW or NHWC).
 public final class ResBlock: @unchecked Sendable {
     public let inChannels, outChannels, embChannels: Int
+    public let layout: ActivationLayout
     let norm0: GroupNorm
     let conv0: Conv2d
     let affine: Linear
@@ -21,27 +22,28 @@ public final class ResBlock: @unchecked Sendable {
     private var batch = 0, height = 0, width = 0
 
     public init(_ store: ParameterStore, _ name: String, inChannels: Int, outChannels: Int,
-                embChannels: Int, scratch: Buffer) {
+                embChannels: Int, scratch: Buffer, layout: ActivationLayout = .cbhw) {
+        self.layout = layout
         self.inChannels = inChannels
         self.outChannels = outChannels
         self.embChannels = embChannels
-        norm0 = GroupNorm(store, "\(name).norm0", channels: inChannels, fusedSiLU: true)
+        norm0 = GroupNorm(store, "\(name).norm0", channels: inChannels, fusedSiLU: true, layout: layout)
         conv0 = Conv2d(store, "\(name).conv0", inChannels: inChannels, outChannels: outChannels,
-                       kernel: 3, padding: 1, scratch: scratch)
+                       kernel: 3, padding: 1, scratch: scratch, layout: layout)
         affine = Linear(store, "\(name).affine", inFeatures: embChannels, outFeatures: outChannels)
-        norm1 = GroupNorm(store, "\(name).norm1", channels: outChannels, fusedSiLU: true)
+        norm1 = GroupNorm(store, "\(name).norm1", channels: outChannels, fusedSiLU: true, layout: layout)
         conv1 = Conv2d(store, "\(name).conv1", inChannels: outChannels, outChannels: outChannels,
-                       kernel: 3, padding: 1, scratch: scratch)
+                       kernel: 3, padding: 1, scratch: scratch, layout: layout)
         skip = inChannels != outChannels
-            ? Conv2d(store, "\(name).skip", inChannels: inChannels, outChannels: outChannels, kernel: 1, scratch: scratch)
+            ? Conv2d(store, "\(name).skip", inChannels: inChannels, outChannels: outChannels, kernel: 1, scratch: scratch, layout: layout)
             : nil
     }
 
-    /// out [Cout, B, H, W] from x [Cin, B, H, W] and e [B, E]; written to `into` when given (it may
-    /// not overlap x), else to `out`.
+    /// out `[Cout]` from x `[Cin]` and e [B, E], returned compact; also in the channel slice `into`
+    /// when given (which may not overlap x; written in place where the layout allows).
     @discardableResult
     public func forward(_ x: UnsafePointer<Float>, emb e: UnsafePointer<Float>, batch: Int, height: Int, width: Int,
-                        into dst: UnsafeMutablePointer<Float>? = nil) -> UnsafeMutablePointer<Float> {
+                        into slice: ChannelSlice? = nil) -> UnsafeMutablePointer<Float> {
         self.x = x
         self.batch = batch
         self.height = height
@@ -53,14 +55,15 @@ public final class ResBlock: @unchecked Sendable {
         let a1 = norm1.forward(h0, batch: batch, hw: hw)
         let h1 = conv1.forward(a1, batch: batch, height: height, width: width)
         let n = co * batch * hw
+        let direct = slice.flatMap { layout.compactRegion(of: $0, channels: co, batch: batch, hw: hw) }
         let y: UnsafeMutablePointer<Float>
-        if let dst { y = dst } else { out.resize(n); y = out.ptr }
+        if let direct { y = direct } else { out.resize(n); y = out.ptr }
         let s: UnsafePointer<Float> = skip.map { UnsafePointer($0.forward(x, batch: batch, height: height, width: width)) } ?? x
         let k = ResBlock.skipScale
-        parallelFor(co, work: batch * hw) { c in
-            let o = c * batch * hw
-            for i in o..<(o + batch * hw) { y[i] = (h1[i] + s[i]) * k }
+        layout.forEachRun(channels: co, batch: batch, hw: hw, into: ChannelSlice(y, total: co)) { i, y, n in
+            for j in 0..<n { y[j] = (h1[i + j] + s[i + j]) * k }
         }
+        if let slice, direct == nil { layout.write(y, channels: co, batch: batch, hw: hw, into: slice) }
         return y
     }
 
@@ -74,13 +77,27 @@ public final class ResBlock: @unchecked Sendable {
         parallelFor(co, work: batch * hw) { c in
             let o = c * batch * hw
             for i in o..<(o + batch * hw) { d[i] = dout[i] * k }
-        }
+        }  // elementwise: the same in either layout
         let da1 = conv1.backward(d)
         let dh0 = norm1.backward(da1)
         // affine: dt[b, c] = sum over the plane of dh0.
         let dt = affine.out.ptr  // reuse: affine's output is not needed any more
-        parallelFor(co, work: batch * hw) { c in
-            for bi in 0..<batch { dt[bi * co + c] = VMath.sum(dh0 + (c * batch + bi) * hw, hw) }
+        switch layout {
+        case .cbhw:
+            parallelFor(co, work: batch * hw) { c in
+                for bi in 0..<batch { dt[bi * co + c] = VMath.sum(dh0 + (c * batch + bi) * hw, hw) }
+            }
+        case .nhwc:
+            parallelFor(batch, work: co * hw) { bi in
+                let t = dt + bi * co, rows = dh0 + bi * hw * co
+                for c in 0..<co { t[c] = 0 }
+                for p in 0..<hw {
+                    let row = rows + p * co
+                    var c = 0
+                    while c + 8 <= co { VMath.store(VMath.load(t + c) + VMath.load(row + c), t + c); c += 8 }
+                    while c < co { t[c] += row[c]; c += 1 }
+                }
+            }
         }
         let de = affine.backward(dt)
         BLAS.saxpy(n: batch * embChannels, alpha: 1, x: de, y: dEmb)

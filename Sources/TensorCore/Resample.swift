@@ -34,6 +34,33 @@ public enum Resample {
         }
     }
 
+    /// NHWC: y [B, 2H, 2W, C], each input pixel's channel vector repeated into a 2x2 block.
+    public static func upsampleNearest2xNHWC(_ x: UnsafePointer<Float>, batch: Int, height h: Int, width w: Int,
+                                             channels c: Int, y: UnsafeMutablePointer<Float>) {
+        let row = 2 * w * c
+        parallelFor(batch * h, work: 4 * w * c) { r in
+            let src = x + r * w * c, d0 = y + 2 * r * row
+            for j in 0..<w {
+                (d0 + 2 * j * c).update(from: src + j * c, count: c)
+                (d0 + (2 * j + 1) * c).update(from: src + j * c, count: c)
+            }
+            (d0 + row).update(from: d0, count: row)
+        }
+    }
+
+    /// NHWC: dx [B, H, W, C] += sum of each 2x2 block of dy [B, 2H, 2W, C].
+    public static func upsampleNearest2xBackwardNHWC(dy: UnsafePointer<Float>, batch: Int, height h: Int, width w: Int,
+                                                     channels c: Int, dx: UnsafeMutablePointer<Float>) {
+        let row = 2 * w * c
+        parallelFor(batch * h, work: 4 * w * c) { r in
+            let r0 = dy + 2 * r * row, r1 = r0 + row, d = dx + r * w * c
+            for j in 0..<w {
+                let a = r0 + 2 * j * c, b = r1 + 2 * j * c, o = d + j * c
+                for k in 0..<c { o[k] += (a[k] + a[c + k]) + (b[k] + b[c + k]) }
+            }
+        }
+    }
+
     /// y [P, H/2, W/2] = mean of each 2x2 block of x [P, H, W]. Requires even H and W.
     public static func avgPool2x2(_ x: UnsafePointer<Float>, planes: Int, height h: Int, width w: Int,
                                   y: UnsafeMutablePointer<Float>) {

@@ -14,7 +14,8 @@ struct KernelsCommand: ParsableCommand {
             OpenBLAS's kernel family is chosen at start: OPENBLAS_CORETYPE when set (ONESTEP_BLAS_CORE=own keeps
             OpenBLAS's own choice), else the fastest candidate by a one-thread sgemm measurement, remembered per
             CPU in ~/.cache/onestep/blas-kernels.json (ONESTEP_CACHE_DIR moves it). oneDNN dispatches by ISA
-            itself (ONEDNN_MAX_CPU_ISA caps it); ONESTEP_CONV=im2col|onednn picks the convolution engine.
+            itself (ONEDNN_MAX_CPU_ISA caps it); ONESTEP_CONV=im2col|onednn picks the convolution engine,
+            ONESTEP_LAYOUT=nhwc|cbhw the U-Net's activation layout (default: NHWC on oneDNN, CBHW on im2col).
             """)
 
     func run() throws {

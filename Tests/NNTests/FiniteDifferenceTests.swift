@@ -30,9 +30,11 @@ final class FiniteDifferenceTests: XCTestCase {
     func testConv2dAllGeometries() {
         forEachConvolutionEngine { _ in
             for (k, st, pad) in [(3, 1, 1), (3, 2, 1), (1, 1, 0)] {
+              for layout in ActivationLayout.allCases {
                 let s = ParameterStore()
                 let scratch = Buffer()
-                let conv = Conv2d(s, "c", inChannels: 3, outChannels: 4, kernel: k, stride: st, padding: pad, scratch: scratch)
+                let conv = Conv2d(s, "c", inChannels: 3, outChannels: 4, kernel: k, stride: st, padding: pad, scratch: scratch,
+                                  layout: layout)
                 randomizeParameters(s, seed: 5)
                 let (B, H, W) = (2, 7, 6)
                 let g = conv.geometry(height: H, width: W)
@@ -43,21 +45,27 @@ final class FiniteDifferenceTests: XCTestCase {
                                                   count: 4 * B * g.outHeight * g.outWidth))
                     }
                 }, back: { r in r.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: conv.backward($0.baseAddress!), count: x.count)) } })
+              }
             }
         }
     }
 
+    /// Both layouts; 12 channels in 3 groups leave a partial vector of lanes in NHWC.
     func testGroupNormPlainAndFusedSiLU() {
         for fused in [false, true] {
+          for layout in ActivationLayout.allCases {
+           for (C, G) in [(8, 2), (12, 3)] {
             let s = ParameterStore()
-            let gn = GroupNorm(s, "gn", channels: 8, groups: 2, fusedSiLU: fused)
+            let gn = GroupNorm(s, "gn", channels: C, groups: G, fusedSiLU: fused, layout: layout)
             randomizeParameters(s, seed: 7)
-            for i in 0..<8 { s.values.ptr[i] += 1 }  // gamma around 1
+            for i in 0..<C { s.values.ptr[i] += 1 }  // gamma around 1
             let (B, HW) = (2, 25)
-            let x = randomArray(8 * B * HW, seed: 8, scale: 2)
+            let x = randomArray(C * B * HW, seed: 8, scale: 2)
             gc.check(store: s, input: x, run: { x in
                 x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: gn.forward($0.baseAddress!, batch: B, hw: HW), count: x.count)) }
             }, back: { r in r.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: gn.backward($0.baseAddress!), count: x.count)) } })
+           }
+          }
         }
     }
 
@@ -72,9 +80,10 @@ final class FiniteDifferenceTests: XCTestCase {
 
     /// The block's input is x and e concatenated, so both input gradients are checked.
     func testResBlockWithAndWithoutSkipConv() {
-        for (ci, co) in [(8, 8), (8, 16)] {
+        for (ci, co) in [(8, 8), (8, 16), (12, 20)] {
+          for layout in ActivationLayout.allCases {
             let s = ParameterStore()
-            let block = ResBlock(s, "b", inChannels: ci, outChannels: co, embChannels: 5, scratch: Buffer())
+            let block = ResBlock(s, "b", inChannels: ci, outChannels: co, embChannels: 5, scratch: Buffer(), layout: layout)
             randomizeParameters(s, seed: 10)
             let (B, H, W) = (2, 4, 5)
             let nx = ci * B * H * W, ne = B * 5
@@ -90,6 +99,7 @@ final class FiniteDifferenceTests: XCTestCase {
                 let dx = r.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: block.backward($0.baseAddress!, dEmb: dEmb.ptr), count: nx)) }
                 return dx + dEmb.array
             })
+          }
         }
     }
 
@@ -109,6 +119,7 @@ final class FiniteDifferenceTests: XCTestCase {
 
     func testWholeUNet() throws {
         try forEachConvolutionEngine { _ in
+          for layout in ActivationLayout.allCases {
             var cfg = UNetConfig()
             cfg.resolution = 8
             cfg.channels = [8, 12]
@@ -116,7 +127,7 @@ final class FiniteDifferenceTests: XCTestCase {
             cfg.noiseChannels = 4
             cfg.embChannels = 8
             cfg.numClasses = 3
-            let net = try UNet(cfg)
+            let net = try UNet(cfg, layout: layout)
             randomizeParameters(net.parameters, seed: 13, scale: 0.25)
             let B = 2
             let x = randomArray(B * 64, seed: 14)
@@ -124,6 +135,7 @@ final class FiniteDifferenceTests: XCTestCase {
             let labels: [Int32] = [2, 0]
             GradientCheck(samplesPerTensor: 2).check(store: net.parameters, input: x,
                 run: { net.forward(x: $0, cNoise: c, labels: labels) }, back: { net.backward(dOut: $0) })
+          }
         }
     }
 

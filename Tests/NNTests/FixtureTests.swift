@@ -47,19 +47,21 @@ final class FixtureTests: XCTestCase {
         }
     }
 
-    func nchwToCBHW(_ x: Tensor) -> [Float] {
+    /// An NCHW fixture tensor in `layout`.
+    func fromNCHW(_ x: Tensor, _ layout: ActivationLayout) -> [Float] {
         let (b, c, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
         var y = [Float](repeating: 0, count: x.count)
         x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
-            Layout.nchwToCBHW(xp.baseAddress!, yp.baseAddress!, batch: b, channels: c, hw: hw)
+            layout.fromNCHW(xp.baseAddress!, yp.baseAddress!, batch: b, channels: c, hw: hw)
         } }
         return y
     }
 
-    func cbhwToNCHW(_ p: UnsafePointer<Float>, shape: [Int]) -> [Float] {
+    /// An activation in `layout` as NCHW `shape`.
+    func toNCHW(_ p: UnsafePointer<Float>, shape: [Int], _ layout: ActivationLayout) -> [Float] {
         var y = [Float](repeating: 0, count: shape.reduce(1, *))
         y.withUnsafeMutableBufferPointer {
-            Layout.cbhwToNCHW(p, $0.baseAddress!, batch: shape[0], channels: shape[1], hw: shape[2] * shape[3])
+            layout.toNCHW(p, $0.baseAddress!, batch: shape[0], channels: shape[1], hw: shape[2] * shape[3])
         }
         return y
     }
@@ -80,6 +82,7 @@ final class FixtureTests: XCTestCase {
 
     func testConvolutions() throws {
         try forEachConvolutionEngine { _ in
+          for layout in ActivationLayout.allCases {
             for name in ["conv3x3_s1_p1", "conv3x3_s2_p1", "conv1x1", "conv3x3_s1_p1_6x5", "conv3x3_s2_p1_6x5"] {
                 let f = try load(name)
                 let w = try f.t("param.weight"), xin = try f.t("input"), yref = try f.t("output")
@@ -87,35 +90,38 @@ final class FixtureTests: XCTestCase {
                 let stride = name.contains("s2") ? 2 : 1
                 let s = ParameterStore()
                 let conv = Conv2d(s, "c", inChannels: w.shape[1], outChannels: w.shape[0], kernel: k, stride: stride,
-                                  padding: k == 3 ? 1 : 0, scratch: Buffer())
+                                  padding: k == 3 ? 1 : 0, scratch: Buffer(), layout: layout)
                 try loadParams(s, f, prefix: "c")
-                let x = nchwToCBHW(xin), dy = nchwToCBHW(try f.t("dout"))
+                let x = fromNCHW(xin, layout), dy = fromNCHW(try f.t("dout"), layout)
                 let y = x.withUnsafeBufferPointer {
-                    cbhwToNCHW(conv.forward($0.baseAddress!, batch: xin.shape[0], height: xin.shape[2], width: xin.shape[3]), shape: yref.shape)
+                    toNCHW(conv.forward($0.baseAddress!, batch: xin.shape[0], height: xin.shape[2], width: xin.shape[3]), shape: yref.shape, layout)
                 }
-                assertClose(y, yref.storage, "\(name) output")
-                let dx = dy.withUnsafeBufferPointer { cbhwToNCHW(conv.backward($0.baseAddress!), shape: xin.shape) }
+                assertClose(y, yref.storage, "\(name) output (\(layout))")
+                let dx = dy.withUnsafeBufferPointer { toNCHW(conv.backward($0.baseAddress!), shape: xin.shape, layout) }
                 withExtendedLifetime(x) {}  // layers keep pointers to their inputs until backward
-                assertClose(dx, try f.a("grad.input"), "\(name) grad.input")
+                assertClose(dx, try f.a("grad.input"), "\(name) grad.input (\(layout))")
                 try checkParamGrads(s, f, prefix: "c")
             }
+          }
         }
     }
 
     func testGroupNorm() throws {
         let f = try load("groupnorm")
         let xin = try f.t("input")
-        let s = ParameterStore()
-        let gn = GroupNorm(s, "g", channels: 8, groups: f.config["groups"] as? Int ?? 2, fusedSiLU: false)
-        try loadParams(s, f, prefix: "g")
-        let hw = xin.shape[2] * xin.shape[3]
-        let x = nchwToCBHW(xin), dy = nchwToCBHW(try f.t("dout"))
-        let y = x.withUnsafeBufferPointer { cbhwToNCHW(gn.forward($0.baseAddress!, batch: 2, hw: hw), shape: xin.shape) }
-        assertClose(y, try f.a("output"), "output")
-        let dx = dy.withUnsafeBufferPointer { cbhwToNCHW(gn.backward($0.baseAddress!), shape: xin.shape) }
-        withExtendedLifetime(x) {}  // layers keep pointers to their inputs until backward
-        assertClose(dx, try f.a("grad.input"), "grad.input")
-        try checkParamGrads(s, f, prefix: "g")
+        for layout in ActivationLayout.allCases {
+            let s = ParameterStore()
+            let gn = GroupNorm(s, "g", channels: 8, groups: f.config["groups"] as? Int ?? 2, fusedSiLU: false, layout: layout)
+            try loadParams(s, f, prefix: "g")
+            let hw = xin.shape[2] * xin.shape[3]
+            let x = fromNCHW(xin, layout), dy = fromNCHW(try f.t("dout"), layout)
+            let y = x.withUnsafeBufferPointer { toNCHW(gn.forward($0.baseAddress!, batch: 2, hw: hw), shape: xin.shape, layout) }
+            assertClose(y, try f.a("output"), "output (\(layout))")
+            let dx = dy.withUnsafeBufferPointer { toNCHW(gn.backward($0.baseAddress!), shape: xin.shape, layout) }
+            withExtendedLifetime(x) {}  // layers keep pointers to their inputs until backward
+            assertClose(dx, try f.a("grad.input"), "grad.input (\(layout))")
+            try checkParamGrads(s, f, prefix: "g")
+        }
     }
 
     func testSiLU() throws {
@@ -156,33 +162,49 @@ final class FixtureTests: XCTestCase {
             } }
             assertClose(y, yref.storage, "\(name) output")
             assertClose(dx, try f.a("grad.input"), "\(name) grad.input")
+            guard up else { continue }
+            // The NHWC kernels on the same fixture.
+            let (B, C) = (xin.shape[0], xin.shape[1])
+            let xn = fromNCHW(xin, .nhwc), dyn = fromNCHW(try f.t("dout"), .nhwc)
+            var yn = [Float](repeating: 0, count: yref.count), dxn = [Float](repeating: 0, count: xin.count)
+            xn.withUnsafeBufferPointer { xp in yn.withUnsafeMutableBufferPointer { yp in
+                Resample.upsampleNearest2xNHWC(xp.baseAddress!, batch: B, height: h, width: w, channels: C, y: yp.baseAddress!)
+            } }
+            dyn.withUnsafeBufferPointer { dp in dxn.withUnsafeMutableBufferPointer { xp in
+                Resample.upsampleNearest2xBackwardNHWC(dy: dp.baseAddress!, batch: B, height: h, width: w, channels: C, dx: xp.baseAddress!)
+            } }
+            assertClose(yn.withUnsafeBufferPointer { toNCHW($0.baseAddress!, shape: yref.shape, .nhwc) }, yref.storage, "\(name) NHWC output")
+            assertClose(dxn.withUnsafeBufferPointer { toNCHW($0.baseAddress!, shape: xin.shape, .nhwc) }, try f.a("grad.input"),
+                        "\(name) NHWC grad.input")
         }
     }
 
     func testResBlocks() throws {
         try forEachConvolutionEngine { _ in
+          for layout in ActivationLayout.allCases {
             for name in ["resblock_same", "resblock_skip"] {
                 let f = try load(name)
                 let cfg = f.config
                 let ci = cfg["in_channels"] as! Int, co = cfg["out_channels"] as! Int, E = cfg["emb_channels"] as! Int
                 let s = ParameterStore()
-                let block = ResBlock(s, "b", inChannels: ci, outChannels: co, embChannels: E, scratch: Buffer())
+                let block = ResBlock(s, "b", inChannels: ci, outChannels: co, embChannels: E, scratch: Buffer(), layout: layout)
                 try loadParams(s, f, prefix: "b")
                 let xin = try f.t("input"), e = try f.a("emb"), yref = try f.t("output")
                 let (B, H, W) = (xin.shape[0], xin.shape[2], xin.shape[3])
-                let x = nchwToCBHW(xin), dy = nchwToCBHW(try f.t("dout"))
+                let x = fromNCHW(xin, layout), dy = fromNCHW(try f.t("dout"), layout)
                 let y = x.withUnsafeBufferPointer { xp in e.withUnsafeBufferPointer { ep in
-                    cbhwToNCHW(block.forward(xp.baseAddress!, emb: ep.baseAddress!, batch: B, height: H, width: W), shape: yref.shape)
+                    toNCHW(block.forward(xp.baseAddress!, emb: ep.baseAddress!, batch: B, height: H, width: W), shape: yref.shape, layout)
                 } }
-                assertClose(y, yref.storage, "\(name) output")
+                assertClose(y, yref.storage, "\(name) output (\(layout))")
                 let dEmb = Buffer(count: B * E)
                 dEmb.zero()
-                let dx = dy.withUnsafeBufferPointer { cbhwToNCHW(block.backward($0.baseAddress!, dEmb: dEmb.ptr), shape: xin.shape) }
+                let dx = dy.withUnsafeBufferPointer { toNCHW(block.backward($0.baseAddress!, dEmb: dEmb.ptr), shape: xin.shape, layout) }
                 withExtendedLifetime((x, e)) {}  // layers keep pointers to their inputs until backward
                 assertClose(dx, try f.a("grad.input"), "\(name) grad.input")
                 assertClose(dEmb.array, try f.a("grad.emb"), "\(name) grad.emb")
                 try checkParamGrads(s, f, prefix: "b")
             }
+          }
         }
     }
 
