@@ -89,6 +89,8 @@ let package = Package(
             .product(name: "GRPCCore", package: "grpc-swift-2"),
             .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
             .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "SamplerClientTests", dependencies: ["SamplerClient", "SamplerAPI", "ServingTestSupport"] + grpc),
         .testTarget(name: "GenerationTests", dependencies: [

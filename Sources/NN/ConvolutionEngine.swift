@@ -24,7 +24,7 @@ public enum ConvolutionEngine: String, Sendable, CaseIterable {
 
     /// One line for logs: the engine, and for oneDNN its version and ISA.
     public static var summary: String {
-        (current == .oneDNN ? "convolutions: \(OneDNNEngine.summary)" : "convolutions: im2col + OpenBLAS sgemm")
+        (current == .oneDNN ? "convolutions: \(OneDNNEngine.summary), \(OpenMPWait.summary)" : "convolutions: im2col + OpenBLAS sgemm")
             + ", U-Net activations \(ActivationLayout.network.rawValue.uppercased())"
     }
 }

@@ -62,9 +62,10 @@ public final class OneDNNEngine: @unchecked Sendable {
         }
     }
 
-    /// One line for logs: "oneDNN 2.6.3 (OpenMP, isa avx2, 2 threads)".
+    /// One line for logs: "oneDNN 2.6.3 (OpenMP, isa avx2)". Thread counts are per calling thread
+    /// (see `setThreadsForCurrentThread`), so the process's budget is logged by its owner instead.
     public static var summary: String {
-        "oneDNN \(version) (OpenMP, isa \(effectiveISA), \(maxThreads) threads)"
+        "oneDNN \(version) (OpenMP, isa \(effectiveISA))"
     }
 
     /// OpenMP's thread count for parallel regions started from the CALLING thread

@@ -14,6 +14,8 @@ public struct ServerError: Error, Sendable, CustomStringConvertible, Equatable {
         case unimplemented
         case invalidConfiguration
         case loadFailed
+        /// A listening socket could not be opened (address in use, no permission, bad host).
+        case listenFailed
         case internalError
     }
 

@@ -46,28 +46,50 @@ public enum BLASKernels {
         exit(0)
     }
 
-    /// Decides the kernel family (see the type's comment); may re-execute the process.
+    /// Decides the kernel family (see the type's comment) and OpenMP's wait policy (`OpenMPWait`);
+    /// re-executes the process when either has to change.
     public static func choose() {
         let env = ProcessInfo.processInfo.environment
-        if let set = env["OPENBLAS_CORETYPE"] {
-            if set.isEmpty {
-                // OpenBLAS reads an empty setting as an unknown family and falls back to a generic
-                // choice: start again without it, so it detects the CPU itself.
-                unsetenv("OPENBLAS_CORETYPE")
-                execv("/proc/self/exe", CommandLine.unsafeArgv)
-            }
+        if env["OPENBLAS_CORETYPE"] == "" {
+            // OpenBLAS reads an empty setting as an unknown family and falls back to a generic
+            // choice: start again without it, so it detects the CPU itself.
+            unsetenv("OPENBLAS_CORETYPE")
+            _ = OpenMPWait.preferPassive(env)
+            execv("/proc/self/exe", CommandLine.unsafeArgv)
+        }
+        let waitChanged = OpenMPWait.preferPassive(env)
+        let core = decideCore(env)
+        guard waitChanged || core != nil else { return }
+        if let core {
+            setenv("OPENBLAS_CORETYPE", core.name, 1)
+            setenv(noteVariable, core.note, 1)
+        }
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        // Only reached if exec failed: carry on with what the libraries loaded.
+        if waitChanged { OpenMPWait.restartFailed() }
+        if let core {
+            unsetenv("OPENBLAS_CORETYPE")
+            unsetenv(noteVariable)
+            reason = "OpenBLAS's own choice (re-executing with \(core.name) failed: errno \(errno))"
+        }
+    }
+
+    /// Sets `reason`; returns the family to switch to (and the note that explains it), or nil to keep
+    /// the loaded one.
+    static func decideCore(_ env: [String: String]) -> (name: String, note: String)? {
+        if env["OPENBLAS_CORETYPE"] != nil {
             reason = env[noteVariable] ?? "OPENBLAS_CORETYPE from the environment"
-            return
+            return nil
         }
         let own = coreName
         if env["ONESTEP_BLAS_CORE"] == "own" {
             reason = "OpenBLAS's own choice, kept by ONESTEP_BLAS_CORE=own"
-            return
+            return nil
         }
         let candidates = [own] + extraCandidates(own: own, env: env).filter { $0 != own }
         guard candidates.count > 1 else {
             reason = "OpenBLAS's own choice, the only candidate for this CPU"
-            return
+            return nil
         }
         let key = [cpuModel, String(cpuFlags.sorted().joined(separator: " ").hashValueStable, radix: 16), buildConfig,
                    candidates.joined(separator: ",")].joined(separator: " | ")
@@ -96,16 +118,10 @@ public enum BLASKernels {
         how += ", 1-thread sgemm GFLOP/s: \(speeds)"
         guard entry.core != own else {
             reason = "OpenBLAS's own choice, \(how)"
-            return
+            return nil
         }
-        let note = "chosen by onestep over OpenBLAS's \(own), \(how)"
-        setenv("OPENBLAS_CORETYPE", entry.core, 1)
-        setenv(noteVariable, note, 1)
-        execv("/proc/self/exe", CommandLine.unsafeArgv)
-        // Only reached if exec failed: carry on with the family OpenBLAS loaded.
-        unsetenv("OPENBLAS_CORETYPE")
-        unsetenv(noteVariable)
-        reason = "OpenBLAS's own choice (re-executing with \(entry.core) failed: errno \(errno)), \(how)"
+        reason = "chosen by onestep over OpenBLAS's \(own), \(how)"
+        return (entry.core, reason)
     }
 
     struct Entry: Codable {

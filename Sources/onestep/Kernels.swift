@@ -16,11 +16,14 @@ struct KernelsCommand: ParsableCommand {
             CPU in ~/.cache/onestep/blas-kernels.json (ONESTEP_CACHE_DIR moves it). oneDNN dispatches by ISA
             itself (ONEDNN_MAX_CPU_ISA caps it); ONESTEP_CONV=im2col|onednn picks the convolution engine,
             ONESTEP_LAYOUT=nhwc|cbhw the U-Net's activation layout (default: NHWC on oneDNN, CBHW on im2col).
+            OpenMP (oneDNN's threads) waits passively between parallel regions (OMP_WAIT_POLICY=passive, set at
+            start unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is in the environment).
             """)
 
     func run() throws {
         print("CPU: \(BLASKernels.cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores")
         print("GEMM: \(BLASKernels.summary)")
+        print("OpenMP: \(OpenMPWait.summary)")
         print("OpenBLAS build: \(BLASKernels.buildConfig)")
         print(ConvolutionEngine.summary)
     }

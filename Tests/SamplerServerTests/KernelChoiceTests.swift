@@ -54,4 +54,28 @@ final class KernelChoiceTests: XCTestCase {
         let bogus = try gemmLine(["ONESTEP_BLAS_CANDIDATES": "NoSuchCore", "ONESTEP_CACHE_DIR": cache])
         XCTAssertTrue(bogus.contains("NoSuchCore failed") && bogus.hasPrefix("GEMM: OpenBLAS \(loaded) "), bogus)
     }
+
+    /// OpenMP (oneDNN's team) waits passively unless the environment says how: `onestep` sets
+    /// OMP_WAIT_POLICY and re-executes, and libgomp itself (OMP_DISPLAY_ENV) reports no spinning.
+    func testOpenMPWaitsPassivelyUnlessTheEnvironmentSays() throws {
+        let env = ProcessInfo.processInfo.environment
+        if env["OMP_WAIT_POLICY"] != nil || env["GOMP_SPINCOUNT"] != nil {
+            throw XCTSkip("the test environment sets OpenMP's wait policy itself")
+        }
+        let (bin, _) = try DaemonProcess.binary()
+        func run(_ extra: [String: String]) throws -> (summary: String, libgomp: String) {
+            let r = try runProcess(bin, ["kernels"], environment: ["OMP_DISPLAY_ENV": "VERBOSE"].merging(extra) { $1 })
+            XCTAssertEqual(r.status, 0, r.output)
+            let lines = r.output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            // libgomp prints its settings when it loads, so a re-executed process prints them twice: the last is in force.
+            return (lines.first { $0.hasPrefix("OpenMP: ") } ?? "(no OpenMP line in \(r.output))",
+                    lines.last { $0.hasPrefix("GOMP_SPINCOUNT = ") } ?? "(libgomp printed no GOMP_SPINCOUNT in \(r.output))")
+        }
+        let chosen = try run([:])
+        XCTAssertEqual(chosen.summary, "OpenMP: OpenMP waits passively (set by onestep)")
+        XCTAssertEqual(chosen.libgomp, "GOMP_SPINCOUNT = '0'", "libgomp's default spins 300000 times")
+        let told = try run(["OMP_WAIT_POLICY": "active"])
+        XCTAssertEqual(told.summary, "OpenMP: OMP_WAIT_POLICY=active from the environment")
+        XCTAssertNotEqual(told.libgomp, "GOMP_SPINCOUNT = '0'")
+    }
 }

@@ -13,7 +13,7 @@ final class MetricsEndpoint: Service, Sendable {
     let port: Int
     let registry: PrometheusCollectorRegistry
     let logger: Logger
-    private let bound = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, any Error>])>((nil, []))
+    private let bound = Mutex<(outcome: Result<Int, any Error>?, waiters: [CheckedContinuation<Int, any Error>])>((nil, []))
 
     init(host: String, port: Int, registry: PrometheusCollectorRegistry = PrometheusMetricsFactory.defaultRegistry, logger: Logger) {
         self.host = host
@@ -22,37 +22,53 @@ final class MetricsEndpoint: Service, Sendable {
         self.logger = logger
     }
 
-    /// The port once bound.
+    /// The port once bound; throws when binding failed.
     func boundPort() async throws -> Int {
         try await withCheckedThrowingContinuation { c in
-            let p = bound.withLock { s -> Int? in
-                if s.port == nil { s.waiters.append(c) }
-                return s.port
+            let outcome = bound.withLock { s -> Result<Int, any Error>? in
+                if s.outcome == nil { s.waiters.append(c) }
+                return s.outcome
             }
-            if let p { c.resume(returning: p) }
+            if let outcome { c.resume(with: outcome) }
         }
+    }
+
+    private func settle(_ outcome: Result<Int, any Error>) {
+        let waiters = bound.withLock { s -> [CheckedContinuation<Int, any Error>] in
+            s.outcome = outcome
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume(with: outcome) }
     }
 
     func run() async throws {
         let registry = self.registry
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(MetricsHandler(registry: registry))
+        let channel: any Channel
+        do {
+            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.pipeline.configureHTTPServerPipeline().flatMap {
+                        channel.pipeline.addHandler(MetricsHandler(registry: registry))
+                    }
                 }
-            }
-            .bind(host: host, port: port).get()
-        let p = channel.localAddress?.port ?? port
-        let waiters = bound.withLock { s -> [CheckedContinuation<Int, any Error>] in
-            s.port = p
-            defer { s.waiters = [] }
-            return s.waiters
+                .bind(host: host, port: port).get()
+        } catch {
+            let failure = ServerError(.listenFailed, "cannot listen for metrics on \(host):\(port) (--metrics-port; -1 turns the endpoint off)",
+                                      cause: "\(error)")
+            settle(.failure(failure))
+            throw failure
         }
-        for w in waiters { w.resume(returning: p) }
-        try await withGracefulShutdownHandler {
-            try await channel.closeFuture.get()
-        } onGracefulShutdown: {
+        settle(.success(channel.localAddress?.port ?? port))
+        // Closed on graceful shutdown, and when the service group is cancelled (another service failed).
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await channel.closeFuture.get()
+            } onGracefulShutdown: {
+                channel.close(promise: nil)
+            }
+        } onCancel: {
             channel.close(promise: nil)
         }
     }

@@ -27,6 +27,12 @@ public struct OneStepServer: Sendable {
     /// Runs until SIGTERM/SIGINT. `onListening` receives the gRPC and metrics ports once bound.
     public func run(onListening: @escaping @Sendable (_ grpcPort: Int, _ metricsPort: Int?) -> Void = { _, _ in }) async throws {
         try config.validate()
+        // Ports in use are refused before the models load (seconds), not after.
+        try await PortCheck.ensureFree(host: config.host, port: config.port, what: "gRPC", flags: "--host, --port")
+        if config.metricsPort > 0 {
+            try await PortCheck.ensureFree(host: config.host, port: config.metricsPort, what: "metrics",
+                                           flags: "--metrics-port; -1 turns the endpoint off")
+        }
         let token = try config.readToken(file: config.tokenFile, env: config.tokenEnv)
         let adminToken = try config.readToken(file: config.adminTokenFile, env: config.adminTokenEnv)
         let repository = ModelRepository(
@@ -84,21 +90,40 @@ public struct OneStepServer: Sendable {
         if let metrics { lifecycle.append(metrics) }
         if config.pollSeconds > 0 { lifecycle.append(RepositoryPoller(repository: repository, interval: config.pollSeconds)) }
         lifecycle.append(GRPCServerService(server: server, repository: repository, shutdown: shutdown,
-                                           grace: .milliseconds(Int64(config.shutdownGraceSeconds * 1000)), logger: logger))
+                                           grace: .milliseconds(Int64(config.shutdownGraceSeconds * 1000)), logger: logger,
+                                           address: "\(config.host):\(config.port)"))
         SecondSignalExit.install(logger: logger)
         let group = ServiceGroup(configuration: .init(services: lifecycle.map { .init(service: $0) },
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         let log = logger
         try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
             tasks.addTask {
-                guard let address = try await server.listeningAddress, let ipv4 = address.ipv4 else { return }
-                let metricsPort = try await metrics?.boundPort()
+                do {
+                    try await group.run()
+                } catch {
+                    // A port that cannot be bound (or any failed service) ends the process at once, loudly.
+                    log.critical("cannot serve: \(error)")
+                    throw error
+                }
+            }
+            tasks.addTask {
+                // When a service cannot listen, the group's error (above) is the one to report.
+                guard let address = try? await server.listeningAddress, let ipv4 = address.ipv4 else { return }
+                var metricsPort: Int?
+                if let metrics {
+                    guard let port = try? await metrics.boundPort() else { return }
+                    metricsPort = port
+                }
                 log.info("listening", metadata: ["grpc": "\(ipv4.host):\(ipv4.port)", "metrics": "\(metricsPort.map(String.init) ?? "off")",
                                                  "tls": "\(config.tlsCertificateChain != nil)", "auth": "\(token != nil)"])
                 onListening(ipv4.port, metricsPort)
             }
-            try await tasks.waitForAll()
+            do {
+                try await tasks.waitForAll()
+            } catch {
+                tasks.cancelAll()
+                throw error
+            }
         }
     }
 }
@@ -115,10 +140,16 @@ struct GRPCServerService: Service {
     let shutdown: ShutdownFlag
     let grace: Duration
     let logger: Logger
+    /// host:port, for the message when the server cannot listen.
+    let address: String
 
     func run() async throws {
         try await withGracefulShutdownHandler {
-            try await server.serve()
+            do {
+                try await server.serve()
+            } catch {
+                throw ServerError(.listenFailed, "the gRPC server on \(address) stopped (--host, --port)", cause: "\(error)")
+            }
         } onGracefulShutdown: { [server, repository, shutdown, grace, logger] in
             logger.notice("shutting down: not serving, draining queued requests",
                           metadata: ["drain_timeout_s": "\(Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18)"])

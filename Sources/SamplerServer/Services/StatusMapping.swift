@@ -16,7 +16,7 @@ extension RPCError {
         case .permissionDenied: code = .permissionDenied
         case .failedPrecondition, .loadFailed: code = .failedPrecondition
         case .unimplemented: code = .unimplemented
-        case .invalidConfiguration, .internalError: code = .internalError
+        case .invalidConfiguration, .listenFailed, .internalError: code = .internalError
         }
         var metadata: Metadata = [:]
         if let retry = e.retryAfter {

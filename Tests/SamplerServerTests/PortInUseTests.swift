@@ -1,0 +1,79 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import XCTest
+import TestSupport
+@testable import SamplerServer
+import ServingTestSupport
+
+/// A port that is already taken ends `onestep serve` at once, non-zero, with the address and the
+/// reason (it used to hang silently, deaf to SIGTERM), for the gRPC and the metrics port, before
+/// the models load; and the services' own bind reports the same way when the port is taken later.
+final class PortInUseTests: XCTestCase {
+    /// A listening socket on 127.0.0.1 with a kernel-chosen port, held until the test ends.
+    func takePort() async throws -> (any Channel, Int) {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        return (channel, try XCTUnwrap(channel.localAddress?.port))
+    }
+
+    func serve(_ arguments: [String]) throws -> (status: Int32?, seconds: Double, output: String) {
+        let (bin, prefix) = try DaemonProcess.binary()
+        let root = try Fixtures.repository()
+        try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: root, name: "m", version: 1)
+        let log = "\(root)/serve.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bin)
+        p.arguments = prefix + ["--repository", root, "--log-format", "json"] + arguments
+        p.standardOutput = FileHandle(forWritingAtPath: log)
+        p.standardError = FileHandle(forWritingAtPath: log)
+        let t0 = Date()
+        try p.run()
+        while p.isRunning && Date().timeIntervalSince(t0) < 20 { Thread.sleep(forTimeInterval: 0.02) }
+        let took = Date().timeIntervalSince(t0)
+        if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit(); return (nil, took, DaemonProcess.tail(log)) }
+        return (p.terminationStatus, took, DaemonProcess.tail(log))
+    }
+
+    func testTakenGRPCPortExitsAtOnceWithTheReason() async throws {
+        let (held, port) = try await takePort()
+        defer { held.close(promise: nil) }
+        let r = try serve(["--port", "\(port)", "--metrics-port", "-1"])
+        XCTAssertNotNil(r.status, "still running after 20 s: \(r.output)")
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertLessThan(r.seconds, 5, r.output)
+        XCTAssertTrue(r.output.contains("cannot listen for gRPC on 127.0.0.1:\(port)"), r.output)
+        XCTAssertTrue(r.output.contains("Address already in use"), r.output)
+    }
+
+    func testTakenMetricsPortExitsAtOnceWithTheReason() async throws {
+        let (held, port) = try await takePort()
+        defer { held.close(promise: nil) }
+        let r = try serve(["--port", "0", "--metrics-port", "\(port)"])
+        XCTAssertNotNil(r.status, "still running after 20 s: \(r.output)")
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertLessThan(r.seconds, 5, r.output)
+        XCTAssertTrue(r.output.contains("cannot listen for metrics on 127.0.0.1:\(port)"), r.output)
+    }
+
+    /// The metrics service's own bind (a port taken after the start-up check): it fails with the
+    /// reason, and a caller waiting for its port gets the error instead of waiting forever.
+    func testMetricsEndpointReportsAFailedBindToWaiters() async throws {
+        let (held, port) = try await takePort()
+        defer { held.close(promise: nil) }
+        let endpoint = MetricsEndpoint(host: "127.0.0.1", port: port, logger: .init(label: "test"))
+        let waiter = Task { try await endpoint.boundPort() }
+        do {
+            try await endpoint.run()
+            XCTFail("bound a taken port")
+        } catch let e as ServerError {
+            XCTAssertEqual(e.code, .listenFailed)
+        }
+        do {
+            _ = try await waiter.value
+            XCTFail("a waiter got a port")
+        } catch let e as ServerError {
+            XCTAssertEqual(e.code, .listenFailed)
+        }
+    }
+}
