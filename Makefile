@@ -80,7 +80,7 @@ fuzz: deps
 serve: deps build
 	@echo "onestep serve: gRPC on $(HOST):$(PORT) (Sampler API, KServe V2, health, reflection), metrics on $(HOST):$(METRICS_PORT)/metrics"
 	@echo "try:  .build/release/onestep request --server $(HOST):$(PORT) --model mnist-onestep --count 16 --seed 0 --out samples.png"
-	.build/release/onestep serve --host $(HOST) --port $(PORT) --metrics-port $(METRICS_PORT) --repository $(SERVE_REPO) --poll-seconds 2 --log-format text
+	.build/release/onestep serve --host $(HOST) --port $(PORT) --metrics-port $(METRICS_PORT) --repository $(SERVE_REPO) --poll-seconds 2 --log-format text --strict
 
 ## Publishes the next version of MODEL from a run's newest snapshot (or SNAPSHOT=file): copied aside,
 ## then renamed into place, so a running daemon picks it up complete and swaps to it.

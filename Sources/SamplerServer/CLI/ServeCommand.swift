@@ -32,6 +32,9 @@ public struct ServeCommand: AsyncParsableCommand {
     @Option(help: "File holding the admin token (model load and unload).") var adminTokenFile: String?
     @Option(help: "trace, debug, info, notice, warning, error, critical (default info).") var logLevel: String?
     @Option(help: "json or text (default json).") var logFormat: String?
+    @Option(help: "Access-log lines a second at most (one per RPC; default 100; 0 off).") var accessLogPerSecond: Int?
+    @Flag(inversion: .prefixedNo, help: "Exit non-zero at start when the repository is missing or empty, or a required model fails to load (default off).")
+    var strict: Bool?
     @Flag(help: "Print the effective configuration as JSON and exit.") var printConfig = false
     @Option(help: "Write the bound gRPC and metrics ports as JSON to this file once listening.") var portFile: String?
 
@@ -62,6 +65,8 @@ public struct ServeCommand: AsyncParsableCommand {
         if let v = adminTokenFile { c.adminTokenFile = v }
         if let v = logLevel { c.logLevel = v }
         if let v = logFormat { c.logFormat = v }
+        if let v = strict { c.strict = v }
+        if let v = accessLogPerSecond { c.accessLogPerSecond = v }
         try c.validate()
         return c
     }

@@ -28,6 +28,10 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     /// every model that has been ready since start, so a broken extra model never takes the server
     /// out of service (it is reported on its own health name and in RepositoryIndex).
     public var requiredModels: [String] = []
+    /// Exit at start, non-zero, when the repository is missing or no model in it loads, or a
+    /// required model fails to load (Triton's `--exit-on-error` / `--strict-readiness`); off: serve
+    /// whatever loads and report not ready while nothing does.
+    public var strict = false
 
     /// Threads of the compute engine (convolutions, GEMMs, elementwise kernels); 0: every core.
     public var computeThreads = 0
@@ -80,12 +84,15 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public var logLevel = "info"
     /// `json` (one object per line) or `text`.
     public var logFormat = "json"
+    /// Access-log lines (one per RPC: method, status, ms, peer; health and reflection not logged)
+    /// at most this many a second, the rest counted; 0 turns the access log off.
+    public var accessLogPerSecond = 100
 
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case host, port, metricsPort = "metrics_port", repository, pollSeconds = "poll_seconds", versionPolicy = "version_policy"
-        case requireReadyMarker = "require_ready_marker", warmupSamples = "warmup_samples", warmupTimeoutSeconds = "warmup_timeout_seconds", models, requiredModels = "required_models"
+        case requireReadyMarker = "require_ready_marker", warmupSamples = "warmup_samples", warmupTimeoutSeconds = "warmup_timeout_seconds", models, requiredModels = "required_models", strict
         case computeThreads = "compute_threads", instances, modelInstances = "model_instances", maxBatchSize = "max_batch_size", maxQueueDelayMs = "max_queue_delay_ms", preferredBatchSizes = "preferred_batch_sizes"
         case maxConcurrentBatches = "max_concurrent_batches", maxQueuedSamples = "max_queued_samples"
         case maxQueuedRequests = "max_queued_requests", maxSamplesPerRequest = "max_samples_per_request", maxBestOf = "max_best_of", memoryBudgetBytes = "memory_budget_bytes"
@@ -93,7 +100,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         case maxConnectionAgeSeconds = "max_connection_age_seconds", shutdownGraceSeconds = "shutdown_grace_seconds"
         case tlsCertificateChain = "tls_certificate_chain", tlsPrivateKey = "tls_private_key", tokenFile = "token_file"
         case tokenEnv = "token_env", adminTokenFile = "admin_token_file", adminTokenEnv = "admin_token_env"
-        case logLevel = "log_level", logFormat = "log_format"
+        case logLevel = "log_level", logFormat = "log_format", accessLogPerSecond = "access_log_per_second"
     }
 
     /// Missing keys keep their defaults; unknown keys are an error (a typo must not pass silently).
@@ -105,7 +112,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         }
         try get(.host, &host); try get(.port, &port); try get(.metricsPort, &metricsPort); try get(.repository, &repository)
         try get(.pollSeconds, &pollSeconds); try get(.versionPolicy, &versionPolicy); try get(.requireReadyMarker, &requireReadyMarker)
-        try get(.warmupSamples, &warmupSamples); try get(.warmupTimeoutSeconds, &warmupTimeoutSeconds); try get(.models, &models); try get(.requiredModels, &requiredModels); try get(.computeThreads, &computeThreads)
+        try get(.warmupSamples, &warmupSamples); try get(.warmupTimeoutSeconds, &warmupTimeoutSeconds); try get(.models, &models); try get(.requiredModels, &requiredModels); try get(.strict, &strict); try get(.computeThreads, &computeThreads)
         try get(.instances, &instances); try get(.modelInstances, &modelInstances); try get(.maxBatchSize, &maxBatchSize)
         try get(.maxQueueDelayMs, &maxQueueDelayMs); try get(.preferredBatchSizes, &preferredBatchSizes)
         try get(.maxConcurrentBatches, &maxConcurrentBatches); try get(.maxQueuedSamples, &maxQueuedSamples)
@@ -118,6 +125,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         try get(.tokenEnv, &tokenEnv)
         adminTokenFile = try c.decodeIfPresent(String.self, forKey: .adminTokenFile)
         try get(.adminTokenEnv, &adminTokenEnv); try get(.logLevel, &logLevel); try get(.logFormat, &logFormat)
+        try get(.accessLogPerSecond, &accessLogPerSecond)
         let any = try decoder.container(keyedBy: AnyKey.self)
         let known = Set(CodingKeys.allCases.map(\.rawValue))
         if let bad = any.allKeys.first(where: { !known.contains($0.stringValue) }) {
@@ -212,6 +220,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
             throw bad("TLS needs both tls_certificate_chain and tls_private_key")
         }
         guard ["json", "text"].contains(logFormat) else { throw bad("log_format must be json or text") }
+        guard (0...1_000_000).contains(accessLogPerSecond) else { throw bad("access_log_per_second must be in 0...1000000, got \(accessLogPerSecond)") }
     }
 
     /// The bearer token, from its file or environment variable (whitespace trimmed).

@@ -159,14 +159,16 @@ public actor ModelRepository {
         return Self.defaultVersion(m) != nil
     }
 
-    /// Every required model is ready: the configured `requiredModels`, or else every model that has
-    /// been ready since start and is neither unloaded nor gone from disk. A model that never loaded
-    /// (a broken or half-copied folder) does not count against the server.
+    /// Every required model is ready: the configured `requiredModels`, or else at least one model is
+    /// ready and so is every model that has been ready since start and is neither unloaded nor gone
+    /// from disk. A model that never loaded (a broken or half-copied folder) does not count against
+    /// the server; a server with nothing to serve is not ready.
     public func allReady() -> Bool {
         if let required = config.requiredModels {
             return required.allSatisfy { name in models[name].map { Self.defaultVersion($0) != nil } ?? false }
         }
-        return models.values.allSatisfy { $0.unloaded || !$0.everReady || Self.defaultVersion($0) != nil }
+        return models.values.contains { !$0.unloaded && Self.defaultVersion($0) != nil }
+            && models.values.allSatisfy { $0.unloaded || !$0.everReady || Self.defaultVersion($0) != nil }
     }
 
     /// A stream that yields whenever any state changes (for health Watch).

@@ -53,8 +53,9 @@ public struct OneStepServer: Sendable {
         ]
         // Without any token, load/unload stay open only on a loopback address.
         let loopback = config.host == "127.0.0.1" || config.host == "::1" || config.host == "localhost"
-        let interceptors: [any ServerInterceptor] = (token == nil && adminToken == nil && loopback)
-            ? [] : [AuthInterceptor(token: token, adminToken: adminToken)]
+        let observer = RequestObserver(logger: logger, accessLog: config.accessLogPerSecond > 0 ? AccessLogLimiter(perSecond: config.accessLogPerSecond) : nil)
+        let interceptors: [any ServerInterceptor] = [observer] + ((token == nil && adminToken == nil && loopback)
+            ? [] : [AuthInterceptor(token: token, adminToken: adminToken)])
 
         let security: HTTP2ServerTransport.Posix.TransportSecurity
         if let chain = config.tlsCertificateChain, let key = config.tlsPrivateKey {
@@ -80,9 +81,18 @@ public struct OneStepServer: Sendable {
                                                   "gemm": "\(BLASKernels.summary)"])
         logger.info("loading models", metadata: ["repository": "\(config.repository)"])
         await repository.poll()
-        for m in await repository.status() {
+        let loaded = await repository.status()
+        for m in loaded {
             logger.info("model", metadata: ["model": "\(m.name)", "default_version": "\(m.defaultVersion.map(String.init) ?? "none")",
                                             "versions": "\(m.versions.map { "\($0.version):\($0.state.rawValue)" }.joined(separator: ","))"])
+        }
+        if let problem = Self.startProblem(config: config, loaded: loaded) {
+            guard !config.strict else {
+                let error = ServerError(.loadFailed, "--strict: \(problem)")
+                logger.critical("cannot serve: \(error)")
+                throw error
+            }
+            logger.warning("not ready: \(problem)")
         }
 
         var lifecycle: [any Service] = []
@@ -125,6 +135,32 @@ public struct OneStepServer: Sendable {
                 throw error
             }
         }
+    }
+
+    /// Why the repository as loaded at start leaves nothing (or not every required model) to
+    /// serve; nil when it is fine.
+    static func startProblem(config: ServerConfig, loaded: [ModelStatus]) -> String? {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: config.repository, isDirectory: &isDirectory), isDirectory.boolValue else {
+            return "the repository '\(config.repository)' does not exist or is not a folder (--repository)"
+        }
+        func why(_ m: ModelStatus) -> String {
+            let reasons = m.versions.map { "\($0.version) \($0.state.rawValue)\($0.reason.isEmpty ? "" : ": \($0.reason)")" }
+            return "'\(m.name)' (\(reasons.isEmpty ? "no complete version folder" : reasons.joined(separator: "; ")))"
+        }
+        if !config.requiredModels.isEmpty {
+            let missing = config.requiredModels.filter { name in loaded.first { $0.name == name }?.defaultVersion == nil }
+            guard missing.isEmpty else {
+                return "required models not ready: " + missing.map { name in loaded.first { $0.name == name }.map(why) ?? "'\(name)' (no such folder)" }
+                    .joined(separator: ", ")
+            }
+            return nil
+        }
+        if loaded.isEmpty { return "the repository '\(config.repository)' holds no model folder (MODEL/VERSION/model.safetensors)" }
+        if !loaded.contains(where: { $0.defaultVersion != nil }) {
+            return "no model in '\(config.repository)' loaded: " + loaded.map(why).joined(separator: ", ")
+        }
+        return nil
     }
 }
 

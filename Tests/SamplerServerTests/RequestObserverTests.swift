@@ -1,0 +1,47 @@
+import Foundation
+import GRPCCore
+import SamplerAPI
+import XCTest
+@testable import SamplerServer
+import ServingTestSupport
+
+/// Every RPC, refused ones included, is counted by method and status, timed end to end, and
+/// written to the access log (rate-limited); health checks are counted but not logged.
+final class RequestObserverTests: XCTestCase {
+    func testEveryCallIsCountedTimedAndLogged() async throws {
+        let root = try Fixtures.repository()
+        try Fixtures.install(try Fixtures.vectorGenerator(seed: 1), root: root, name: "vec", version: 1)
+        let daemon = try DaemonProcess(root: root, arguments: ["--log-level", "info"])
+        try await daemon.withClient { client in
+            let good = await DaemonTests.sample(client, model: "vec", seed: 1, count: 2)
+            XCTAssertNil(good.code, good.message)
+            for _ in 0..<2 {
+                let missing = await DaemonTests.sample(client, model: "no-such-model", seed: 1, count: 2)
+                XCTAssertEqual(missing.code, .notFound)
+            }
+            let tooMany = await DaemonTests.sample(client, model: "vec", seed: 1, count: 1_000_000)
+            XCTAssertEqual(tooMany.code, .invalidArgument, tooMany.message)
+            _ = await ReadinessIsolationTests.health(client, "")
+        }
+        let page = try scrapeMetrics(daemon)
+        let sample = "method=\"onestep.sampler.v1.Sampler/Sample\""
+        XCTAssertEqual(metricValue(page, "onestep_grpc_requests_total", labels: [sample, "code=\"ok\""]), 1, page)
+        XCTAssertEqual(metricValue(page, "onestep_grpc_requests_total", labels: [sample, "code=\"notFound\""]), 2, page)
+        XCTAssertEqual(metricValue(page, "onestep_grpc_requests_total", labels: [sample, "code=\"invalidArgument\""]), 1, page)
+        XCTAssertEqual(metricValue(page, "onestep_grpc_request_duration_seconds_count", labels: [sample]), 4, page)
+        XCTAssertEqual(metricValue(page, "onestep_grpc_requests_total", labels: ["grpc.health.v1.Health/Check", "code=\"ok\""]), 1, page)
+        let lines = daemon.log.split(separator: "\n").filter { $0.contains("rpc") && $0.contains("method=onestep.sampler.v1.Sampler/Sample") }
+        XCTAssertEqual(lines.count, 4, daemon.log)
+        XCTAssertEqual(lines.filter { $0.contains("code=notFound") }.count, 2, daemon.log)
+        XCTAssertTrue(lines.allSatisfy { $0.contains("peer=") && $0.contains("ms=") }, daemon.log)
+        XCTAssertFalse(daemon.log.contains("method=grpc.health.v1.Health/Check"), "probes are not logged")
+    }
+
+    func testAccessLogLimiterCountsTheLinesOverTheRate() {
+        let limiter = AccessLogLimiter(perSecond: 3)
+        XCTAssertEqual((0..<5).map { _ in limiter.admit(now: 100.1) }, [0, 0, 0, nil, nil])
+        XCTAssertEqual(limiter.admit(now: 100.9), nil)
+        XCTAssertEqual(limiter.admit(now: 101.0), 3, "the next second's first line reports the 3 dropped")
+        XCTAssertEqual(limiter.admit(now: 101.2), 0)
+    }
+}
