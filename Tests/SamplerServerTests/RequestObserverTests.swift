@@ -35,6 +35,20 @@ final class RequestObserverTests: XCTestCase {
         XCTAssertEqual(lines.filter { $0.contains("code=notFound") }.count, 2, daemon.log)
         XCTAssertTrue(lines.allSatisfy { $0.contains("peer=") && $0.contains("ms=") }, daemon.log)
         XCTAssertFalse(daemon.log.contains("method=grpc.health.v1.Health/Check"), "probes are not logged")
+
+        // Per lane: the batch-size histogram and the pending samples; the process from /proc.
+        XCTAssertEqual(metricValue(page, "onestep_batch_size_sum", labels: ["model=\"vec\""]), 2, "one batch, the good call's (warm-up runs outside the lane)\n\(page)")
+        XCTAssertEqual(metricValue(page, "onestep_batch_size_count", labels: ["model=\"vec\""]), 1, page)
+        XCTAssertEqual(metricValue(page, "onestep_batch_size_bucket", labels: ["model=\"vec\"", "le=\"2.0\""]), 1, page)
+        XCTAssertEqual(metricValue(page, "onestep_pending_samples", labels: ["model=\"vec\""]), 0, page)
+        let rss = try XCTUnwrap(metricValue(page, "process_resident_memory_bytes"), page)
+        let kib = try XCTUnwrap(daemon.rssKiB)
+        XCTAssertEqual(rss / 1024, Double(kib), accuracy: Double(kib) * 0.5, "RSS from /proc/self/stat near VmRSS")
+        XCTAssertGreaterThan(try XCTUnwrap(metricValue(page, "process_open_fds")), 3)
+        XCTAssertGreaterThan(try XCTUnwrap(metricValue(page, "process_cpu_seconds_total")), 0)
+        XCTAssertGreaterThan(try XCTUnwrap(metricValue(page, "process_threads")), 1)
+        let start = try XCTUnwrap(metricValue(page, "process_start_time_seconds"))
+        XCTAssertEqual(start, Date().timeIntervalSince1970, accuracy: 120)
     }
 
     func testAccessLogLimiterCountsTheLinesOverTheRate() {

@@ -126,6 +126,7 @@ public actor Lane {
     private var runningBatches: [BatchID: Batcher.Batch] = [:]
 
     private func handle(_ actions: [Batcher.Action]) {
+        defer { metrics.pendingSamples.record(batcher.pendingSamples) }
         for action in actions {
             switch action {
             case .execute(let batch):
@@ -180,6 +181,7 @@ public actor Lane {
         }
         metrics.batches.increment()
         metrics.samples.increment(by: batch.size)
+        metrics.batchSize.record(batch.size)
         let engine = self.engine, model = self.model, id = batch.id, labelsCopy = labels
         Task { [weak self] in
             let result: Result<[Float], any Error>
@@ -253,6 +255,10 @@ struct LaneMetrics: Sendable {
     let dims: [(String, String)]
     let success, batches, samples, batchFailures: Counter
     let pendingRequests: Meter
+    /// Samples queued and not yet in a batch.
+    let pendingSamples: Gauge
+    /// Samples per batch run (a histogram).
+    let batchSize: Recorder
     let queueTime, computeTime: Metrics.Timer
 
     init(model: String, version: Int64) {
@@ -262,6 +268,8 @@ struct LaneMetrics: Sendable {
         samples = Counter(label: "onestep_samples_total", dimensions: dims)
         batchFailures = Counter(label: "onestep_batch_failure_total", dimensions: dims)
         pendingRequests = Meter(label: "onestep_pending_requests", dimensions: dims)
+        pendingSamples = Gauge(label: "onestep_pending_samples", dimensions: dims)
+        batchSize = Recorder(label: "onestep_batch_size", dimensions: dims, aggregate: true)
         queueTime = Metrics.Timer(label: "onestep_queue_duration_seconds", dimensions: dims, preferredDisplayUnit: .seconds)
         computeTime = Metrics.Timer(label: "onestep_compute_duration_seconds", dimensions: dims, preferredDisplayUnit: .seconds)
     }

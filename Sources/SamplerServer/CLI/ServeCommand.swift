@@ -85,7 +85,9 @@ public struct ServeCommand: AsyncParsableCommand {
             h.logLevel = level
             return h
         }
-        MetricsSystem.bootstrap(PrometheusMetricsFactory())
+        var factory = PrometheusMetricsFactory()
+        factory.valueHistogramBuckets["onestep_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+        MetricsSystem.bootstrap(factory)
         let logger = Logger(label: "onestep.serve")
         let portFile = self.portFile
         try await OneStepServer(config: cfg, logger: logger).run { grpc, metrics in
