@@ -68,9 +68,9 @@ public final class Conv2d: @unchecked Sendable {
             let (xc, yc, _) = cbhw
             xc.resize(inChannels * batch * height * width)
             yc.resize(n)
-            Layout.nhwcToCBHW(x, xc.ptr, batch: batch, channels: inChannels, hw: height * width)
+            Layout.convert(x, xc.ptr, batch: batch, channels: inChannels, hw: height * width, from: .nhwc, to: .cbhw)
             im2colForward(g, batch: batch, x: xc.ptr, y: yc.ptr, sampleBias: sampleBias)
-            Layout.cbhwToNHWC(yc.ptr, y, batch: batch, channels: outChannels, hw: g.outHeight * g.outWidth)
+            Layout.convert(yc.ptr, y, batch: batch, channels: outChannels, hw: g.outHeight * g.outWidth, from: .cbhw, to: .nhwc)
         }
         if let slice, direct == nil {
             layout.write(y, channels: outChannels, batch: batch, hw: g.outHeight * g.outWidth, into: slice)
@@ -105,9 +105,9 @@ public final class Conv2d: @unchecked Sendable {
             let plane = g.outHeight * g.outWidth
             dyc.resize(outChannels * batch * plane)
             dxc.resize(dIn.count)
-            Layout.nhwcToCBHW(dy, dyc.ptr, batch: batch, channels: outChannels, hw: plane)
+            Layout.convert(dy, dyc.ptr, batch: batch, channels: outChannels, hw: plane, from: .nhwc, to: .cbhw)
             im2colBackward(g, x: xc.ptr, dy: dyc.ptr, dWeight: dWeight, dBias: dBias, dx: needInput ? dxc.ptr : nil)
-            if needInput { Layout.cbhwToNHWC(dxc.ptr, dIn.ptr, batch: batch, channels: inChannels, hw: g.height * g.width) }
+            if needInput { Layout.convert(dxc.ptr, dIn.ptr, batch: batch, channels: inChannels, hw: g.height * g.width, from: .cbhw, to: .nhwc) }
         }
         return dIn.ptr
     }

@@ -1,4 +1,5 @@
 import Foundation
+import OneDNN
 import TensorCore
 
 /// How a network's image activations lie in memory.
@@ -109,7 +110,7 @@ extension ActivationLayout {
     func fromNCHW(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, channels: Int, hw: Int) {
         switch self {
         case .cbhw: Layout.nchwToCBHW(x, y, batch: batch, channels: channels, hw: hw)
-        case .nhwc: Layout.nchwToNHWC(x, y, batch: batch, channels: channels, hw: hw)
+        case .nhwc: Layout.convert(x, y, batch: batch, channels: channels, hw: hw, from: .nchw, to: .nhwc)
         }
     }
 
@@ -117,7 +118,7 @@ extension ActivationLayout {
     func toNCHW(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, channels: Int, hw: Int) {
         switch self {
         case .cbhw: Layout.cbhwToNCHW(x, y, batch: batch, channels: channels, hw: hw)
-        case .nhwc: Layout.nhwcToNCHW(x, y, batch: batch, channels: channels, hw: hw)
+        case .nhwc: Layout.convert(x, y, batch: batch, channels: channels, hw: hw, from: .nhwc, to: .nchw)
         }
     }
 }
@@ -144,45 +145,15 @@ public enum Layout {
         }
     }
 
-    /// y [B, HW, C] from x [B, C, HW].
-    public static func nchwToNHWC(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, channels: Int, hw: Int) {
-        if channels == 1 || hw == 1 { y.update(from: x, count: batch * channels * hw); return }
-        parallelFor(batch, work: channels * hw) { b in
-            let xs = x + b * channels * hw, ys = y + b * channels * hw
-            for c in 0..<channels { for p in 0..<hw { ys[p * channels + c] = xs[c * hw + p] } }
-        }
-    }
-
-    /// y [B, C, HW] from x [B, HW, C].
-    public static func nhwcToNCHW(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, channels: Int, hw: Int) {
-        if channels == 1 || hw == 1 { y.update(from: x, count: batch * channels * hw); return }
-        parallelFor(batch, work: channels * hw) { b in
-            let xs = x + b * channels * hw, ys = y + b * channels * hw
-            for p in 0..<hw { for c in 0..<channels { ys[c * hw + p] = xs[p * channels + c] } }
-        }
-    }
-
-    /// y [C, B, HW] from x [B, HW, C].
-    public static func nhwcToCBHW(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, channels: Int, hw: Int) {
-        if channels == 1 { y.update(from: x, count: batch * hw); return }
-        for b in 0..<batch {
-            let xs = x + b * channels * hw
-            for c in 0..<channels {
-                let ys = y + (c * batch + b) * hw
-                for p in 0..<hw { ys[p] = xs[p * channels + c] }
-            }
-        }
-    }
-
-    /// y [B, HW, C] from x [C, B, HW].
-    public static func cbhwToNHWC(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, channels: Int, hw: Int) {
-        if channels == 1 { y.update(from: x, count: batch * hw); return }
-        for b in 0..<batch {
-            let ys = y + b * channels * hw
-            for c in 0..<channels {
-                let xs = x + (c * batch + b) * hw
-                for p in 0..<hw { ys[p * channels + c] = xs[p] }
-            }
+    /// y (layout `to`) from x (layout `from`), `hw` pixels per image: the process's cached oneDNN
+    /// reorder for the pair (`DNNLLayout.convert`), a copy when the layouts agree.
+    public static func convert(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, channels: Int, hw: Int,
+                               from: DNNLTensorLayout, to: DNNLTensorLayout) {
+        do {
+            // An image of hw x 1 pixels lies in memory as one of H x W with H * W = hw, in every layout.
+            try DNNLLayout.convert(x, y, batch: batch, channels: channels, height: hw, width: 1, from: from, to: to)
+        } catch {
+            fatalError("oneDNN reorder \(from)->\(to) failed: \(error)")
         }
     }
 }

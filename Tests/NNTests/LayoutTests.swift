@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import TensorCore
+import OneDNN
 import TestSupport
 @testable import NN
 
@@ -63,17 +64,17 @@ final class LayoutTests: XCTestCase {
         func nchw(_ b: Int, _ c: Int, _ p: Int) -> Float { x[(b * C + c) * HW + p] }
         var nhwc = [Float](repeating: 0, count: x.count), cbhw = nhwc, back = nhwc, viaCBHW = nhwc
         x.withUnsafeBufferPointer { xp in nhwc.withUnsafeMutableBufferPointer { np in
-            Layout.nchwToNHWC(xp.baseAddress!, np.baseAddress!, batch: B, channels: C, hw: HW)
+            Layout.convert(xp.baseAddress!, np.baseAddress!, batch: B, channels: C, hw: HW, from: .nchw, to: .nhwc)
         } }
         for b in 0..<B { for c in 0..<C { for p in 0..<HW { XCTAssertEqual(nhwc[(b * HW + p) * C + c], nchw(b, c, p)) } } }
         nhwc.withUnsafeBufferPointer { np in
-            cbhw.withUnsafeMutableBufferPointer { Layout.nhwcToCBHW(np.baseAddress!, $0.baseAddress!, batch: B, channels: C, hw: HW) }
-            back.withUnsafeMutableBufferPointer { Layout.nhwcToNCHW(np.baseAddress!, $0.baseAddress!, batch: B, channels: C, hw: HW) }
+            cbhw.withUnsafeMutableBufferPointer { Layout.convert(np.baseAddress!, $0.baseAddress!, batch: B, channels: C, hw: HW, from: .nhwc, to: .cbhw) }
+            back.withUnsafeMutableBufferPointer { Layout.convert(np.baseAddress!, $0.baseAddress!, batch: B, channels: C, hw: HW, from: .nhwc, to: .nchw) }
         }
         for b in 0..<B { for c in 0..<C { for p in 0..<HW { XCTAssertEqual(cbhw[(c * B + b) * HW + p], nchw(b, c, p)) } } }
         XCTAssertEqual(back, x)
         cbhw.withUnsafeBufferPointer { cp in
-            viaCBHW.withUnsafeMutableBufferPointer { Layout.cbhwToNHWC(cp.baseAddress!, $0.baseAddress!, batch: B, channels: C, hw: HW) }
+            viaCBHW.withUnsafeMutableBufferPointer { Layout.convert(cp.baseAddress!, $0.baseAddress!, batch: B, channels: C, hw: HW, from: .cbhw, to: .nhwc) }
         }
         XCTAssertEqual(viaCBHW, nhwc)
 

@@ -35,25 +35,25 @@ final class PortInUseTests: XCTestCase {
         return (p.terminationStatus, took, DaemonProcess.tail(log))
     }
 
-    func testTakenGRPCPortExitsAtOnceWithTheReason() async throws {
+    /// `serve` with `arguments(port)` while `port` is taken: it must exit non-zero within 5 s and
+    /// name "<what> on 127.0.0.1:<port>" and the reason.
+    func assertRefused(_ what: String, _ arguments: (Int) -> [String], line: UInt = #line) async throws {
         let (held, port) = try await takePort()
         defer { held.close(promise: nil) }
-        let r = try serve(["--port", "\(port)", "--metrics-port", "-1"])
-        XCTAssertNotNil(r.status, "still running after 20 s: \(r.output)")
-        XCTAssertNotEqual(r.status, 0)
-        XCTAssertLessThan(r.seconds, 5, r.output)
-        XCTAssertTrue(r.output.contains("cannot listen for gRPC on 127.0.0.1:\(port)"), r.output)
-        XCTAssertTrue(r.output.contains("Address already in use"), r.output)
+        let r = try serve(arguments(port))
+        XCTAssertNotNil(r.status, "still running after 20 s: \(r.output)", line: line)
+        XCTAssertNotEqual(r.status, 0, line: line)
+        XCTAssertLessThan(r.seconds, 5, r.output, line: line)
+        XCTAssertTrue(r.output.contains("cannot listen for \(what) on 127.0.0.1:\(port)"), r.output, line: line)
+        XCTAssertTrue(r.output.contains("Address already in use"), r.output, line: line)
+    }
+
+    func testTakenGRPCPortExitsAtOnceWithTheReason() async throws {
+        try await assertRefused("gRPC") { ["--port", "\($0)", "--metrics-port", "-1"] }
     }
 
     func testTakenMetricsPortExitsAtOnceWithTheReason() async throws {
-        let (held, port) = try await takePort()
-        defer { held.close(promise: nil) }
-        let r = try serve(["--port", "0", "--metrics-port", "\(port)"])
-        XCTAssertNotNil(r.status, "still running after 20 s: \(r.output)")
-        XCTAssertNotEqual(r.status, 0)
-        XCTAssertLessThan(r.seconds, 5, r.output)
-        XCTAssertTrue(r.output.contains("cannot listen for metrics on 127.0.0.1:\(port)"), r.output)
+        try await assertRefused("metrics") { ["--port", "0", "--metrics-port", "\($0)"] }
     }
 
     /// The metrics service's own bind (a port taken after the start-up check): it fails with the

@@ -55,8 +55,7 @@ final class MetricsEndpoint: Service, Sendable {
                 }
                 .bind(host: host, port: port).get()
         } catch {
-            let failure = ServerError(.listenFailed, "cannot listen for metrics on \(host):\(port) (--metrics-port; -1 turns the endpoint off)",
-                                      cause: "\(error)")
+            let failure = PortCheck.refusal(what: "metrics", host: host, port: port, flags: PortCheck.metricsFlags, cause: error)
             settle(.failure(failure))
             throw failure
         }

@@ -30,8 +30,7 @@ public struct OneStepServer: Sendable {
         // Ports in use are refused before the models load (seconds), not after.
         try await PortCheck.ensureFree(host: config.host, port: config.port, what: "gRPC", flags: "--host, --port")
         if config.metricsPort > 0 {
-            try await PortCheck.ensureFree(host: config.host, port: config.metricsPort, what: "metrics",
-                                           flags: "--metrics-port; -1 turns the endpoint off")
+            try await PortCheck.ensureFree(host: config.host, port: config.metricsPort, what: "metrics", flags: PortCheck.metricsFlags)
         }
         let token = try config.readToken(file: config.tokenFile, env: config.tokenEnv)
         let adminToken = try config.readToken(file: config.adminTokenFile, env: config.adminTokenEnv)

@@ -13,7 +13,14 @@ enum PortCheck {
                 .bind(host: host, port: port).get()
             try await channel.close().get()
         } catch {
-            throw ServerError(.listenFailed, "cannot listen for \(what) on \(host):\(port) (\(flags))", cause: "\(error)")
+            throw refusal(what: what, host: host, port: port, flags: flags, cause: error)
         }
     }
+
+    /// The error for a port that cannot be bound, here or when a service binds it for real.
+    static func refusal(what: String, host: String, port: Int, flags: String, cause: any Error) -> ServerError {
+        ServerError(.listenFailed, "cannot listen for \(what) on \(host):\(port) (\(flags))", cause: "\(cause)")
+    }
+
+    static let metricsFlags = "--metrics-port; -1 turns the endpoint off"
 }

@@ -30,9 +30,9 @@ struct RequestObserver: ServerInterceptor {
             let name = code.map { "\($0)" } ?? "ok"
             Counter(label: "onestep_grpc_requests_total", dimensions: [("method", method), ("code", name)]).increment()
             Metrics.Timer(label: "onestep_grpc_request_duration_seconds", dimensions: [("method", method)], preferredDisplayUnit: .seconds)
-                .recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+                .recordNanoseconds(elapsed.nanoseconds)
             guard let accessLog, !Self.quiet.contains(service), let suppressed = accessLog.admit() else { return }
-            var meta: Logger.Metadata = ["method": "\(method)", "code": "\(name)", "ms": "\(String(format: "%.2f", elapsed / .milliseconds(1)))",
+            var meta: Logger.Metadata = ["method": "\(method)", "code": "\(name)", "ms": "\(String(format: "%.2f", Double(elapsed.microseconds) / 1000))",
                                          "peer": "\(peer)"]
             if suppressed > 0 { meta["suppressed_before"] = "\(suppressed)" }
             logger.info("rpc", metadata: meta)
