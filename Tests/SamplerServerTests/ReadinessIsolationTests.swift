@@ -71,6 +71,8 @@ final class ReadinessIsolationTests: XCTestCase {
             try FileManager.default.removeItem(atPath: "\(root)/half")
             h = try await Self.health(client, "broken", becomes: "notFound")
             XCTAssertEqual(h, "notFound")
+            // The two folders may go in different scans: wait for the second as well.
+            _ = try await Self.health(client, "half", becomes: "notFound")
             index = try await v2.repositoryIndex(.init())
             XCTAssertEqual(Set(index.models.map(\.name)), ["vec"])
 
