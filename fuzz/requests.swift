@@ -4,8 +4,8 @@
 // Sources/SamplerAPI/grpc_service.pb.swift) and of the Sampler API requests (`SampleRequest`,
 // `ModelInfoRequest`, `ListModelsRequest`, sampler.pb.swift), as GRPCProtobuf's deserializer calls
 // them. A decoded message must survive serialize -> decode unchanged.
-// What it does NOT reach: the services' validation (`InferenceService.int64Tensor`, `version`, the
-// seed/label/output checks in `infer`, `SamplerService.prepare`), which live in SamplerServer beside
+// What it does NOT reach: the services' validation (`KServeInferCodec.int64Tensor`, `version`, the
+// seed/label/output checks in `KServeInferCodec.decode`, `SamplerService.prepare`), which live in SamplerServer beside
 // GRPCCore; see fuzz/README.md for the refactor that would let this target call them.
 import SamplerAPI
 import SwiftProtobuf

@@ -159,21 +159,3 @@ extension Snapshot {
         return c
     }
 }
-
-extension BestOfK {
-    /// Best-of-`k` one-step samples of a generator snapshot that ships a classifier, in process:
-    /// the kept samples and their scores.
-    public static func generate(_ snapshot: Snapshot, ids: [SampleID], labels: [Int32]?, k: Int, rule: Rule? = nil, maxBatch: Int = 256) throws
-        -> (samples: [Float], scores: [Float]) {
-        guard snapshot.kind == .generator else { throw DiffusionError(.invalidArgument, "best-of-K needs a one-step generator snapshot") }
-        guard let classifier = try snapshot.classifier() else {
-            throw DiffusionError(.invalidArgument, "best-of-K needs a generator snapshot that ships a ratio classifier (part 'classifier')")
-        }
-        let d = snapshot.makeEDMDenoiser()
-        let (candidates, candidateLabels) = expand(ids, labels: labels, k: k)
-        let all = OneStepGenerator.generate(denoiser: d, sigmaInit: snapshot.sigmaInit ?? OneStepGenerator.defaultSigmaInit,
-                                            ids: candidates, labels: candidateLabels, maxBatch: maxBatch)
-        let scores = Self.scores(classifier: classifier, samples: all, count: candidates.count, labels: candidateLabels, maxBatch: maxBatch)
-        return pick(samples: all, scores: scores, k: k, sampleSize: d.sampleSize, rule: rule ?? Self.rule(of: snapshot), ids: ids)
-    }
-}

@@ -2,10 +2,33 @@ import Foundation
 import NN
 import TensorCore
 
-/// What a snapshot holds: a multi-step teacher or a one-step generator.
-public enum SnapshotKind: String, Sendable, CaseIterable {
-    case teacher
-    case generator
+/// What a snapshot holds, with the settings that say how it samples (so no two fields can
+/// disagree): a multi-step teacher with its ODE solver settings, or a one-step generator with the
+/// noise level it starts from. `Sampling` is the one place that turns a kind into samples.
+public enum SnapshotKind: Sendable, Equatable {
+    /// A teacher: sampled by the EDM ODE (`ProbabilityFlowODE`) with these default settings.
+    case teacher(ODESettings)
+    /// A one-step generator: `g(z) = D(sigma_init z, sigma_init)`.
+    case generator(sigmaInit: Float)
+
+    /// The metadata name (`kind`): `teacher` or `generator`.
+    public var name: String {
+        switch self {
+        case .teacher: "teacher"
+        case .generator: "generator"
+        }
+    }
+
+    public var isTeacher: Bool { if case .teacher = self { true } else { false } }
+    public var isGenerator: Bool { !isTeacher }
+
+    /// Network evaluations per sample with the stored settings.
+    public var nfe: Int {
+        switch self {
+        case .teacher(let s): s.nfe
+        case .generator: 1
+        }
+    }
 }
 
 /// An extra network stored beside the main one (e.g. the density-ratio classifier that ships with a
@@ -30,32 +53,27 @@ public struct SnapshotPart: Sendable {
 /// parameters (normally its EMA weights) under their spec names, and `__metadata__` holding
 /// `format` (`onestep-1`), `arch`, `config` (from `NetworkCheckpoint.metadata(of:)`), `kind`
 /// (`teacher` | `generator`), `sigma_data`, `sigma_init` (generators), `sampler` (teachers: JSON of
-/// `SamplerConfig`), `provenance` (JSON object) and, per extra part, `<name>_arch`/`<name>_config`.
+/// `ODESettings`), `provenance` (JSON object) and, per extra part, `<name>_arch`/`<name>_config`.
+/// The kind carries `sigma_init` or the sampler settings (`SnapshotKind`).
 public struct Snapshot {
     public static let reservedKeys: Set<String> = ["format", "arch", "config", "kind", "sigma_data", "sigma_init",
                                                    "sampler", "provenance"]
 
+    /// Teacher (with its sampler settings) or generator (with its sigma_init).
     public var kind: SnapshotKind
     /// The main network F, with the weights that were saved (or that `save` will write by default).
     public var network: any Denoiser
     public var sigmaData: Float
-    /// Generators only: the noise level of `g(z) = D(sigma_init z, sigma_init)`.
-    public var sigmaInit: Float?
-    /// Teachers only: default sampler settings.
-    public var sampler: SamplerConfig?
     /// Free-form description (run, data, steps, commit...). Non-string JSON values read back as JSON text.
     public var provenance: [String: String]
     /// Extra networks, stored under their name prefix.
     public var parts: [SnapshotPart]
 
     public init(kind: SnapshotKind, network: any Denoiser, sigmaData: Float = EDMDenoiser.defaultSigmaData,
-                sigmaInit: Float? = nil, sampler: SamplerConfig? = nil, provenance: [String: String] = [:],
-                parts: [SnapshotPart] = []) {
+                provenance: [String: String] = [:], parts: [SnapshotPart] = []) {
         self.kind = kind
         self.network = network
         self.sigmaData = sigmaData
-        self.sigmaInit = sigmaInit
-        self.sampler = sampler
         self.provenance = provenance
         self.parts = parts
     }
@@ -66,10 +84,12 @@ public struct Snapshot {
     /// The `__metadata__` map this snapshot is written with.
     public func metadata() throws -> [String: String] {
         var meta = NetworkCheckpoint.metadata(of: network)
-        meta["kind"] = kind.rawValue
+        meta["kind"] = kind.name
         meta["sigma_data"] = "\(sigmaData)"
-        if let s = sigmaInit { meta["sigma_init"] = "\(s)" }
-        if let s = sampler { meta["sampler"] = try Self.json(s) }
+        switch kind {
+        case .generator(let s): meta["sigma_init"] = "\(s)"
+        case .teacher(let s): meta["sampler"] = try Self.json(s)
+        }
         meta["provenance"] = try Self.json(provenance)
         for p in parts {
             meta["\(p.name)_arch"] = p.arch
@@ -82,12 +102,11 @@ public struct Snapshot {
     public func validate() throws {
         guard sigmaData > 0, sigmaData.isFinite else { throw DiffusionError(.snapshot, "sigma_data must be positive, got \(sigmaData)") }
         switch kind {
-        case .generator:
-            guard let s = sigmaInit, s > 0, s.isFinite else {
-                throw DiffusionError(.snapshot, "a generator snapshot needs a positive sigma_init")
+        case .generator(let s):
+            guard s > 0, s.isFinite else {
+                throw DiffusionError(.snapshot, "a generator snapshot needs a positive sigma_init, got \(s)")
             }
-        case .teacher:
-            guard let s = sampler else { throw DiffusionError(.snapshot, "a teacher snapshot needs sampler defaults") }
+        case .teacher(let s):
             do { try s.validate() } catch let e as DiffusionError {
                 throw DiffusionError(.snapshot, "invalid sampler defaults", cause: e.description)
             }
@@ -150,7 +169,7 @@ public struct Snapshot {
             throw DiffusionError(.snapshot, "\(source): format '\(fmt)' is not supported (this build reads '\(NetworkCheckpoint.format)')")
         }
         let kindName = try need("kind")
-        guard let kind = SnapshotKind(rawValue: kindName) else {
+        guard ["teacher", "generator"].contains(kindName) else {
             throw DiffusionError(.snapshot, "\(source): unknown kind '\(kindName)' (known: teacher, generator)")
         }
         _ = try (need("arch"), need("config"))
@@ -162,12 +181,11 @@ public struct Snapshot {
             throw DiffusionError(.snapshot, "\(source): main network does not match its metadata", cause: "\(error)")
         }
         let sigmaData = try positive(need("sigma_data"), "sigma_data", source)
-        var sigmaInit: Float?
-        var sampler: SamplerConfig?
-        switch kind {
-        case .generator: sigmaInit = try positive(need("sigma_init"), "sigma_init", source)
-        case .teacher:
-            do { sampler = try JSONDecoder().decode(SamplerConfig.self, from: Data(need("sampler").utf8)) } catch let e as DiffusionError {
+        let kind: SnapshotKind
+        if kindName == "generator" {
+            kind = .generator(sigmaInit: try positive(need("sigma_init"), "sigma_init", source))
+        } else {
+            do { kind = .teacher(try JSONDecoder().decode(ODESettings.self, from: Data(need("sampler").utf8))) } catch let e as DiffusionError {
                 throw e
             } catch {
                 throw DiffusionError(.snapshot, "\(source): 'sampler' is not valid sampler JSON", cause: "\(error)")
@@ -197,8 +215,7 @@ public struct Snapshot {
         if let stray = file.names.first(where: { n in !known.contains(n) && !parts.contains { n.hasPrefix($0.name + ".") } }) {
             throw DiffusionError(.snapshot, "\(source): tensor '\(stray)' belongs to neither the main network nor a declared part")
         }
-        let snap = Snapshot(kind: kind, network: network, sigmaData: sigmaData, sigmaInit: sigmaInit, sampler: sampler,
-                            provenance: provenance, parts: parts)
+        let snap = Snapshot(kind: kind, network: network, sigmaData: sigmaData, provenance: provenance, parts: parts)
         do { try snap.validate() } catch let e as DiffusionError {
             throw DiffusionError(.snapshot, "\(source): \(e.message)", cause: e.cause)
         }

@@ -72,12 +72,13 @@ public final class LocalSource: SampleSource {
     public func samples(seeds: [UInt64], labels: [Int32]?, bestOf: Int) async throws -> [Float] {
         let ids = seeds.map { SampleID(seed: $0, index: 0) }
         guard bestOf > 1 else { return try await engine.run(model: handle, ids: ids, labels: labels) }
-        let (candidates, candidateLabels) = BestOfK.expand(ids, labels: labels, k: bestOf)
-        let all = try await engine.run(model: handle, ids: candidates, labels: candidateLabels)
-        guard let scores = try await engine.score(model: handle, samples: all, count: candidates.count, labels: candidateLabels) else {
+        guard info.supportsBestOf else {
             throw GenerationError(.source, "model '\(info.model)' version \(info.version) ships no ratio classifier: --best-of needs one")
         }
-        return BestOfK.pick(samples: all, scores: scores, k: bestOf, sampleSize: info.sampleSize, rule: handle.description.bestOfRule, ids: ids).samples
+        let (engine, handle) = (self.engine, self.handle)
+        return try await BestOfK.compose(ids, labels: labels, k: bestOf, rule: handle.description.bestOfRule, sampleSize: info.sampleSize,
+                                         run: { try await engine.run(model: handle, ids: $0, labels: $1) },
+                                         score: { try await engine.score(model: handle, samples: $0, count: $1, labels: $2) }).samples
     }
 
     public func close() async {}

@@ -80,9 +80,9 @@ public final class Conv2d: @unchecked Sendable {
 
     private func im2colForward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                                sampleBias: UnsafePointer<Float>?) {
-        let need = Conv2D.scratchCount(g, batch: batch)
+        let need = Im2colConvolution.scratchCount(g, batch: batch)
         if scratch.count < need { scratch.resize(need) }
-        Conv2D.forward(g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, scratch: scratch.ptr,
+        Im2colConvolution.forward(g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, scratch: scratch.ptr,
                        sampleBias: sampleBias, batchInvariant: store.batchInvariant)
     }
 
@@ -114,9 +114,9 @@ public final class Conv2d: @unchecked Sendable {
 
     private func im2colBackward(_ g: ConvGeometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
                                 dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?) {
-        let need = Conv2D.backwardScratchCount(g, batch: batch)
+        let need = Im2colConvolution.backwardScratchCount(g, batch: batch)
         if scratch.count < need { scratch.resize(need) }
-        Conv2D.backward(g, batch: batch, x: x, weight: store.value(w), dy: dy, dWeight: dWeight, dBias: dBias,
+        Im2colConvolution.backward(g, batch: batch, x: x, weight: store.value(w), dy: dy, dWeight: dWeight, dBias: dBias,
                         dx: dx, scratch: scratch.ptr, overwriteDx: true, scratchCapacity: scratch.count)
     }
 }

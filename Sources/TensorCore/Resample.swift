@@ -99,7 +99,7 @@ public enum Resample {
     public static func globalAvgPool(_ x: UnsafePointer<Float>, planes: Int, hw: Int,
                                      y: UnsafeMutablePointer<Float>) {
         let inv = 1 / Float(hw)
-        for p in 0..<planes { y[p] = Conv2D.rowSum(x + p * hw, hw) * inv }
+        for p in 0..<planes { y[p] = Im2colConvolution.rowSum(x + p * hw, hw) * inv }
     }
 
     /// dx [P, hw] += dy[p] / hw over each plane.

@@ -31,9 +31,9 @@ enum BenchConv {
                     let w = (0..<(oc * c * k * k)).map { _ in rng.nextUniform() - 0.5 }
                     let bias = (0..<oc).map { _ in rng.nextUniform() - 0.5 }
                     var y = [Float](repeating: 0, count: key.dstCount)
-                    var scratch = [Float](repeating: 0, count: max(1, Conv2D.scratchCount(g, batch: b)))
+                    var scratch = [Float](repeating: 0, count: max(1, Im2colConvolution.scratchCount(g, batch: b)))
                     let (_, im2col) = BenchTimer.measure(repeats: repeats) {
-                        Conv2D.forward(g, batch: b, x: x, weight: w, bias: bias, y: &y, scratch: &scratch)
+                        Im2colConvolution.forward(g, batch: b, x: x, weight: w, bias: bias, y: &y, scratch: &scratch)
                     }
                     let conv = try DNNLConvolutionCache.shared.convolution(key)
                     let packed = try conv.packWeights(w)

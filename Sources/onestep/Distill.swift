@@ -57,7 +57,7 @@ struct Distill: AsyncParsableCommand {
         } else {
             guard let teacher else { throw ValidationError("--teacher is required (except with --resume)") }
             config.teacher = teacher
-            config.method = method.lowercased()
+            config.method = try DistillationMethod(parsing: method)
             config.initialisation = try GeneratorInit(parsing: initArm)
             config.totalImages = images ?? 200_000
             config.batchSize = batch
@@ -69,7 +69,10 @@ struct Distill: AsyncParsableCommand {
             config.data = data ?? ""
             config.dataDir = dataDir
             config.classifier = RatioClassifierConfig(width: classifierWidth, blocks: classifierBlocks)
-            config.classifierInit = classifierInit
+            guard let start = ClassifierInit(rawValue: classifierInit) else {
+                throw ValidationError("--classifier-init must be teacher or random, got '\(classifierInit)'")
+            }
+            config.classifierInit = start
             config.classifierWarmupSteps = warmupC
             config.armSteps = armSteps
             config.wrongSigmaInit = wrongSigmaInit
@@ -81,8 +84,8 @@ struct Distill: AsyncParsableCommand {
             config.gridSamples = grid
             config.seed = seed
         }
-        let trainer = try OneStepTrainer(config: config, runPath: out, resume: resume)
-        print("distill: \(trainer.config.method), init \(trainer.config.initialisation.rawValue), generator \(trainer.network.parameters.count) "
+        let trainer = try ConfigFlags.naming(ConfigFlags.distill) { try OneStepTrainer(config: config, runPath: out, resume: resume) }
+        print("distill: \(trainer.config.method.rawValue), init \(trainer.config.initialisation.rawValue), generator \(trainer.network.parameters.count) "
               + "parameters, \(trainer.config.isScoreBased ? "fake score" : "classifier") \(trainer.critic.parameters.count), data \(trainer.config.data), "
               + "\(trainer.config.totalImages) images, run folder \(out)")
         try trainer.train()

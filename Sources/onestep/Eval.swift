@@ -34,9 +34,13 @@ struct Eval: AsyncParsableCommand {
         useCompute(threads: threads)
         let rule = try BestOfRuleOption.parse(bestOfRule)
         let snap = try Snapshot.load(path: model)
-        var sampler = snap.sampler
-        if let steps { sampler = SamplerConfig(solver: sampler?.solver ?? .heun, steps: steps) }
-        var report: [String: Any] = ["model": model, "data": data, "n": n, "seeds": seeds, "kind": snap.kind.rawValue, "best_of": bestOf, "best_of_rule": bestOfRule ?? "snapshot",
+        var sampler: ODESettings?
+        if let steps {
+            guard case .teacher(var stored) = snap.kind else { throw ValidationError("--steps applies to teachers; \(model) is a one-step generator") }
+            stored.steps = steps
+            sampler = stored
+        }
+        var report: [String: Any] = ["model": model, "data": data, "n": n, "seeds": seeds, "kind": snap.kind.name, "best_of": bestOf, "best_of_rule": bestOfRule ?? "snapshot",
                                      "date": ISO8601DateFormatter().string(from: Date()), "machine": machineDescription(),
                                      "kernels": ConvolutionEngine.summary]
         if let toy = try? Toy2D(name: data) {
@@ -45,7 +49,7 @@ struct Eval: AsyncParsableCommand {
             var runs: [PointMetricsReport] = []
             var nfe = 1
             for k in 0..<seeds {
-                let (x, f) = try drawSamples(snap, count: n, seed: seed &+ UInt64(k), sampler: sampler, bestOf: bestOf, bestOfRule: rule)
+                let (x, f) = try await drawSamples(snap, count: n, seed: seed &+ UInt64(k), sampler: sampler, bestOf: bestOf, bestOfRule: rule)
                 nfe = f
                 runs.append(try Metrics.pointReport(x, reference: reference, toy: toy))
             }
@@ -70,7 +74,7 @@ struct Eval: AsyncParsableCommand {
             var nfe = 1
             for k in 0..<seeds {
                 let start = Date()
-                let (x, f) = try drawSamples(snap, count: n, seed: seed &+ UInt64(k), sampler: sampler, bestOf: bestOf, bestOfRule: rule)
+                let (x, f) = try await drawSamples(snap, count: n, seed: seed &+ UInt64(k), sampler: sampler, bestOf: bestOf, bestOfRule: rule)
                 nfe = f
                 runs.append(try Metrics.imageReport(generated: try evaluator.evaluate(images: x), reference: ref))
                 print(String(format: "seed %d: FD_LeNet %.3f (%.0f s)", Int(seed) + k, runs.last!.fd, Date().timeIntervalSince(start)))

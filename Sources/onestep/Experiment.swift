@@ -42,18 +42,18 @@ struct Experiment: AsyncParsableCommand {
             func say(_ s: String) { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
 
             // References: the teacher at 35 NFE and in one step (no training).
-            let oneStep = Snapshot(kind: .generator, network: teacher.network, sigmaData: teacher.sigmaData, sigmaInit: OneStepGenerator.defaultSigmaInit,
-                               provenance: ["method": "teacher-one-step"])
+            let oneStep = Snapshot(kind: .generator(sigmaInit: OneStepGenerator.defaultSigmaInit), network: teacher.network,
+                                   sigmaData: teacher.sigmaData, provenance: ["method": "teacher-one-step"])
             for (name, variant, snap) in [("teacher, 35 NFE", "as-is", teacher), ("teacher in one step (no training)", "one-step", oneStep)] {
                 var r = StudyRow(name: name, nfe: 0)
                 for s in 0..<seeds {
-                    let v = try cache.values(file: study.teacher, variant: variant, seed: UInt64(1000 + s), count: count, bestOf: 1) {
-                        try evaluate(snap, seed: UInt64(1000 + s), bestOf: 1)
+                    let v = try await cache.values(file: study.teacher, variant: variant, seed: UInt64(1000 + s), count: count, bestOf: 1) {
+                        try await evaluate(snap, seed: UInt64(1000 + s), bestOf: 1)
                     }
                     r.after.append(v)
                     r.nfe = Int(v["nfe"] ?? 0)
                 }
-                r.grid = try figures.grid(snap, name: variant == "as-is" ? "teacher" : "teacher-one-step", bestOf: 1)
+                r.grid = try await figures.grid(snap, name: variant == "as-is" ? "teacher" : "teacher-one-step", bestOf: 1)
                 say("study: \(name): \(r.summary(evaluate.keys))")
                 rows.append(r)
             }
@@ -83,10 +83,10 @@ struct Experiment: AsyncParsableCommand {
                     let res = try StudyRunner.distill(dir: dir, teacher: study.teacher, method: method, arm: arm, seed: UInt64(s),
                                                       images: runImages, batch: study.batch, threads: threads, extra: study.extra)
                     let latest = dir + "/snapshots/latest.safetensors"
-                    runRows[i].after.append(try cache.values(file: latest, seed: UInt64(1000 + s), count: count, bestOf: 1) {
-                        try evaluate(try Snapshot.load(path: latest), seed: UInt64(1000 + s), bestOf: 1)
+                    runRows[i].after.append(try await cache.values(file: latest, seed: UInt64(1000 + s), count: count, bestOf: 1) {
+                        try await evaluate(try Snapshot.load(path: latest), seed: UInt64(1000 + s), bestOf: 1)
                     })
-                    if let before = try evaluate.before(dir: dir, seed: UInt64(1000 + s), cache: cache) { runRows[i].before.append(before) }
+                    if let before = try await evaluate.before(dir: dir, seed: UInt64(1000 + s), cache: cache) { runRows[i].before.append(before) }
                     runRows[i].seconds.append(res.seconds)
                     if let cpu = res.cpuSeconds { runRows[i].cpuSeconds.append(cpu) }
                     if let peak = res.peakMiB { runRows[i].peakMiB.append(peak) }
@@ -94,14 +94,16 @@ struct Experiment: AsyncParsableCommand {
                     if method == "dijs" && arm == "teacher" { dijsT.append(dir) }
                     if s == 0 {
                         // Figures from the first seed: FD against images seen, and its samples.
-                        runRows[i].curve = try StudyFigures.snapshots(inRun: dir).map { (images, path) in
-                            (Double(images), try cache.values(file: path, seed: 1000, count: count, bestOf: 1) {
-                                try evaluate(try Snapshot.load(path: path), seed: 1000, bestOf: 1)
-                            }[evaluate.keys[0]] ?? .nan)
+                        runRows[i].curve = []
+                        for (images, path) in try StudyFigures.snapshots(inRun: dir) {
+                            let v = try await cache.values(file: path, seed: 1000, count: count, bestOf: 1) {
+                                try await evaluate(try Snapshot.load(path: path), seed: 1000, bestOf: 1)
+                            }
+                            runRows[i].curve.append((Double(images), v[evaluate.keys[0]] ?? .nan))
                         }
                         // Runs older than snapshot 0: their logged starting point (the "before" column).
                         if runRows[i].curve.first?.x != 0, let b = runRows[i].before.first?[evaluate.keys[0]] { runRows[i].curve.insert((0, b), at: 0) }
-                        runRows[i].grid = try figures.grid(try Snapshot.load(path: latest), name: "\(method)-\(arm)", bestOf: 1)
+                        runRows[i].grid = try await figures.grid(try Snapshot.load(path: latest), name: "\(method)-\(arm)", bestOf: 1)
                     }
                     say("study: \(name), seed \(s): \(runRows[i].summary(evaluate.keys))")
                     try writeTable(final: false)
@@ -113,11 +115,11 @@ struct Experiment: AsyncParsableCommand {
                 var r = StudyRow(name: "DiJS, init T, best-of-\(k)", nfe: k)
                 for (s, dir) in dijsT.enumerated() {
                     let latest = dir + "/snapshots/latest.safetensors"
-                    r.after.append(try cache.values(file: latest, seed: UInt64(1000 + s), count: count, bestOf: k) {
-                        try evaluate(try Snapshot.load(path: latest), seed: UInt64(1000 + s), bestOf: k)
+                    r.after.append(try await cache.values(file: latest, seed: UInt64(1000 + s), count: count, bestOf: k) {
+                        try await evaluate(try Snapshot.load(path: latest), seed: UInt64(1000 + s), bestOf: k)
                     })
                 }
-                if let first = dijsT.first { r.grid = try figures.grid(try Snapshot.load(path: first + "/snapshots/latest.safetensors"), name: "dijs-teacher-best-of-\(k)", bestOf: k) }
+                if let first = dijsT.first { r.grid = try await figures.grid(try Snapshot.load(path: first + "/snapshots/latest.safetensors"), name: "dijs-teacher-best-of-\(k)", bestOf: k) }
                 r.images = runImages
                 say("study: \(r.name): \(r.summary(evaluate.keys))")
                 rows.append(r)

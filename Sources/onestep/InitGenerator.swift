@@ -18,13 +18,12 @@ struct InitGenerator: AsyncParsableCommand {
     func run() async throws {
         guard sigmaInit > 0, sigmaInit.isFinite else { throw ValidationError("--sigma-init must be positive") }
         let t = try Snapshot.load(path: teacher)
-        guard t.kind == .teacher else { throw ValidationError("\(teacher) is a \(t.kind.rawValue) snapshot, not a teacher") }
+        guard t.kind.isTeacher else { throw ValidationError("\(teacher) is a \(t.kind.name) snapshot, not a teacher") }
         var provenance = t.provenance
         provenance["method"] = "teacher-in-one-step (no training)"
         provenance["teacher"] = teacher
         provenance["teacher_sha256"] = try sha256Hex(ofFile: teacher)
-        let g = Snapshot(kind: .generator, network: t.network, sigmaData: t.sigmaData, sigmaInit: sigmaInit,
-                         provenance: provenance)
+        let g = Snapshot(kind: .generator(sigmaInit: sigmaInit), network: t.network, sigmaData: t.sigmaData, provenance: provenance)
         try g.save(to: out)
         print("generator (sigma_init \(sigmaInit)) from \(teacher) -> \(out)")
     }

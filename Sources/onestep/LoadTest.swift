@@ -288,7 +288,7 @@ struct MakeBenchModelCommand: ParsableCommand {
         cfg.inChannels = imageChannels
         cfg.outChannels = imageChannels
         cfg.channels = channels.split(separator: ",").compactMap { Int($0) }
-        let snap = Snapshot(kind: .generator, network: try UNet(cfg, seed: 1), sigmaInit: 2.5,
+        let snap = Snapshot(kind: .generator(sigmaInit: 2.5), network: try UNet(cfg, seed: 1),
                             provenance: ["note": "random initialisation, for benchmarks only"])
         let dir = (repository as NSString).appendingPathComponent(name)
         let tmp = (dir as NSString).appendingPathComponent(".\(version).tmp")

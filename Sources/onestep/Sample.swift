@@ -26,40 +26,31 @@ struct Sample: AsyncParsableCommand {
         try Check.count("--threads", threads, 1...1_024)
         useCompute(threads: threads)
         let snap = try Snapshot.load(path: model)
-        let d = snap.makeEDMDenoiser()
-        let ids = SampleID.range(seed: seed, 0..<n)
-        var labels: [Int32]?
-        if d.numClasses > 0 {
-            if let label, !(0..<d.numClasses).contains(label) {
-                throw ValidationError("--label \(label) is outside 0..<\(d.numClasses)")
-            }
-            labels = (0..<n).map { Int32(label ?? $0 % d.numClasses) }
-        } else if label != nil {
-            throw ValidationError("--label given but the model is unconditional")
-        }
-        let start = Date()
-        let x: [Float]
-        var nfe = 1
-        switch snap.kind {
-        case .teacher:
-            var cfg = snap.sampler ?? SamplerConfig()
+        var solverSettings: ODESettings?
+        if steps != nil || solver != nil {
+            guard case .teacher(var cfg) = snap.kind else { throw ValidationError("--steps and --solver apply to teachers; \(model) is a one-step generator") }
             if let steps { cfg.steps = steps }
             if let solver {
                 guard let s = ODESolver(rawValue: solver) else { throw ValidationError("--solver must be heun or euler") }
                 cfg.solver = s
             }
-            try cfg.validate()
-            nfe = cfg.nfe
-            x = EDMSampler(cfg).sample(denoiser: d, ids: ids, labels: labels)
-        case .generator:
-            let sigmaInit = snap.sigmaInit ?? OneStepGenerator.defaultSigmaInit
-            guard bestOf > 1 else {
-                x = OneStepGenerator.generate(denoiser: d, sigmaInit: sigmaInit, ids: ids, labels: labels)
-                break
-            }
-            x = try BestOfK.generate(snap, ids: ids, labels: labels, k: bestOf, rule: try BestOfRuleOption.parse(bestOfRule)).samples
-            nfe = bestOf
+            solverSettings = cfg
         }
+        let sampling = try Sampling(snap, solver: solverSettings)
+        let d = sampling.denoiser
+        let ids = SampleID.range(seed: seed, 0..<n)
+        var labels = Sampling.cycledLabels(count: n, numClasses: d.numClasses)
+        if let label {
+            guard d.numClasses > 0 else { throw ValidationError("--label given but the model is unconditional") }
+            guard (0..<d.numClasses).contains(label) else { throw ValidationError("--label \(label) is outside 0..<\(d.numClasses)") }
+            labels = Array(repeating: Int32(label), count: n)
+        }
+        if bestOf > 1 && sampling.classifier == nil {
+            throw ValidationError("--best-of needs a one-step generator that ships a ratio classifier; \(model) has none")
+        }
+        let start = Date()
+        let x = try await sampling.samples(ids, labels: labels, bestOf: bestOf, rule: try BestOfRuleOption.parse(bestOfRule)).samples
+        let nfe = sampling.nfe * bestOf
         let dt = Date().timeIntervalSince(start)
         if out.hasSuffix(".npy") {
             try NPY.write(x, shape: [n] + d.sampleShape, to: out)

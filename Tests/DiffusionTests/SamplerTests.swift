@@ -24,7 +24,7 @@ final class SamplerTests: XCTestCase {
     func testNFECountsNetworkEvaluations() {
         for solver in ODESolver.allCases {
             let f = GaussianOptimalF(mu: [0.1], s: [0.3])
-            let sampler = EDMSampler(SamplerConfig(solver: solver, steps: 18), maxBatch: 64)
+            let sampler = ProbabilityFlowODE(ODESettings(solver: solver, steps: 18), maxBatch: 64)
             _ = sampler.sample(denoiser: EDMDenoiser(f), ids: SampleID.range(seed: 1, 0..<10))
             XCTAssertEqual(f.calls, KarrasSchedule.nfe(steps: 18, solver: solver))
         }
@@ -32,7 +32,7 @@ final class SamplerTests: XCTestCase {
 
     /// Heun on the 1-D linear ODE dy/dsigma = sigma/(s^2+sigma^2) y that the optimal Gaussian denoiser
     /// induces (y = x - mu), in Double: the ratio y(0) / y_exact(0) for this schedule.
-    static func referenceRatio(s: Double, config: SamplerConfig) -> Double {
+    static func referenceRatio(s: Double, config: ODESettings) -> Double {
         let t = config.sigmas.map(Double.init)
         let f = { (y: Double, sg: Double) in sg / (s * s + sg * sg) * y }
         var y = t[0]
@@ -57,8 +57,8 @@ final class SamplerTests: XCTestCase {
             for i in 0..<n { SampleNoise.fill(seed: 42, index: UInt64(i), UnsafeMutableBufferPointer(rebasing: p[2 * i..<2 * i + 2])) }
         }
         /// Per dimension: least-squares ratio of (out - mu) to (exact - mu), and the sample mean and std.
-        func measure(_ config: SamplerConfig) -> [(ratio: Double, mean: Double, std: Double)] {
-            let out = EDMSampler(config, maxBatch: 500).sample(denoiser: d, ids: ids)
+        func measure(_ config: ODESettings) -> [(ratio: Double, mean: Double, std: Double)] {
+            let out = ProbabilityFlowODE(config, maxBatch: 500).sample(denoiser: d, ids: ids)
             return (0..<2).map { j in
                 var num = 0.0, den = 0.0, sum = 0.0, sq = 0.0
                 for i in 0..<n {
@@ -73,8 +73,8 @@ final class SamplerTests: XCTestCase {
                 return (num / den, m, ((sq / Double(n) - m * m) * Double(n) / Double(n - 1)).squareRoot())
             }
         }
-        let heun = SamplerConfig(solver: .heun, steps: 18), euler = SamplerConfig(solver: .euler, steps: 18)
-        let h = measure(heun), e = measure(euler), fine = measure(SamplerConfig(solver: .heun, steps: 80))
+        let heun = ODESettings(solver: .heun, steps: 18), euler = ODESettings(solver: .euler, steps: 18)
+        let h = measure(heun), e = measure(euler), fine = measure(ODESettings(solver: .heun, steps: 80))
         for j in 0..<2 {
             // The sampler is exactly Algorithm 1: same ratio as a Double-precision reference.
             XCTAssertEqual(h[j].ratio, Self.referenceRatio(s: sd[j], config: heun), accuracy: 1e-3)
@@ -97,7 +97,7 @@ final class SamplerTests: XCTestCase {
         let d = EDMDenoiser(GaussianOptimalF(means: [[0.5, 0.1, -0.3], [-0.4, 0.2, 0.6]], s: [0.2, 0.1, 0.3]))
         let ids = SampleID.range(seed: 9, 0..<32)
         let runs = [1, 7, 32].map { maxBatch in
-            (EDMSampler(SamplerConfig(steps: 6), maxBatch: maxBatch).sample(denoiser: d, ids: ids),
+            (ProbabilityFlowODE(ODESettings(steps: 6), maxBatch: maxBatch).sample(denoiser: d, ids: ids),
              OneStepGenerator.generate(denoiser: d, ids: ids, maxBatch: maxBatch))
         }
         for r in runs.dropFirst() {
@@ -105,7 +105,7 @@ final class SamplerTests: XCTestCase {
             XCTAssertEqual(r.1.map(\.bitPattern), runs[0].1.map(\.bitPattern))
         }
         // Explicit (seed, index) pairs: sample (9, 20) alone equals its place in the batch.
-        let alone = EDMSampler(SamplerConfig(steps: 6)).sample(denoiser: d, ids: [SampleID(seed: 9, index: 20)])
+        let alone = ProbabilityFlowODE(ODESettings(steps: 6)).sample(denoiser: d, ids: [SampleID(seed: 9, index: 20)])
         XCTAssertEqual(alone.map(\.bitPattern), Array(runs[0].0[60..<63]).map(\.bitPattern))
     }
 
@@ -117,7 +117,7 @@ final class SamplerTests: XCTestCase {
         let ids = SampleID.range(seed: 9, 0..<32)
         let labels = (0..<32).map { Int32($0 % 4) }
         let runs = [1, 7, 32].map { maxBatch in
-            (EDMSampler(SamplerConfig(steps: 4), maxBatch: maxBatch).sample(denoiser: d, ids: ids, labels: labels),
+            (ProbabilityFlowODE(ODESettings(steps: 4), maxBatch: maxBatch).sample(denoiser: d, ids: ids, labels: labels),
              OneStepGenerator.generate(denoiser: d, ids: ids, labels: labels, maxBatch: maxBatch))
         }
         for r in runs.dropFirst() {

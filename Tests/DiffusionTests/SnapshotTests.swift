@@ -20,14 +20,12 @@ final class SnapshotTests: XCTestCase {
         let net = try randomMLP(dim: 2, width: 8, seed: 2)
         let ema = EMA(net.parameters, halfLifeImages: 10, rampUp: nil)
         for i in 0..<ema.values.count { ema.values.ptr[i] += 0.25 }   // differ from the live weights
-        let snap = Snapshot(kind: .teacher, network: net, sampler: SamplerConfig(solver: .euler, steps: 12),
+        let snap = Snapshot(kind: .teacher(ODESettings(solver: .euler, steps: 12)), network: net,
                             provenance: ["run": "t1", "steps": "300"])
         try snap.save(to: path("t.safetensors"), weights: ema.values)
         let back = try Snapshot.load(path: path("t.safetensors"))
-        XCTAssertEqual(back.kind, .teacher)
+        XCTAssertEqual(back.kind, .teacher(ODESettings(solver: .euler, steps: 12)))
         XCTAssertEqual(back.sigmaData, 0.5)
-        XCTAssertNil(back.sigmaInit)
-        XCTAssertEqual(back.sampler, SamplerConfig(solver: .euler, steps: 12))
         XCTAssertEqual(back.provenance, ["run": "t1", "steps": "300"])
         XCTAssertEqual(back.network.architecture, "mlp")
         XCTAssertEqual(back.network.parameters.values.array, ema.values.array)
@@ -42,11 +40,10 @@ final class SnapshotTests: XCTestCase {
         let head = try Tensor(shape: [1, 4], storage: [1, 2, 3, 4])
         let part = SnapshotPart(name: "classifier", arch: "mlp_classifier", configJSON: "{\"width\":4}",
                                 tensors: [("head.weight", head)])
-        try Snapshot(kind: .generator, network: net, sigmaInit: 2.5, parts: [part]).save(to: path("g.safetensors"))
+        try Snapshot(kind: .generator(sigmaInit: 2.5), network: net, parts: [part]).save(to: path("g.safetensors"))
         let back = try Snapshot.load(path: path("g.safetensors"))
-        XCTAssertEqual(back.kind, .generator)
-        XCTAssertEqual(back.sigmaInit, 2.5)
-        XCTAssertNil(back.sampler)
+        XCTAssertEqual(back.kind, .generator(sigmaInit: 2.5))
+        XCTAssertNil(try SafetensorsFile.read(path: path("g.safetensors")).metadata["sampler"])
         XCTAssertEqual(back.parts.count, 1)
         XCTAssertEqual(back.parts[0].name, "classifier")
         XCTAssertEqual(back.parts[0].arch, "mlp_classifier")
@@ -58,24 +55,28 @@ final class SnapshotTests: XCTestCase {
         XCTAssertEqual(gen, OneStepGenerator.generate(denoiser: EDMDenoiser(net), ids: SampleID.range(seed: 1, 0..<3)))
     }
 
-    func testSaveRefusesIncompleteSnapshots() throws {
+    func testSaveRefusesInvalidSnapshots() throws {
         let net = try randomMLP(dim: 2, width: 8)
-        XCTAssertThrowsError(try Snapshot(kind: .generator, network: net).save(to: path("a"))) {
-            XCTAssertTrue("\($0)".contains("sigma_init"), "\($0)")
+        // A generator without sigma_init or a teacher without sampler settings cannot be written
+        // down (`SnapshotKind` carries them); wrong values are refused.
+        for bad: Float in [0, -1, .nan, .infinity] {
+            XCTAssertThrowsError(try Snapshot(kind: .generator(sigmaInit: bad), network: net).save(to: path("a"))) {
+                XCTAssertTrue("\($0)".contains("sigma_init"), "\($0)")
+            }
         }
-        XCTAssertThrowsError(try Snapshot(kind: .teacher, network: net).save(to: path("b"))) {
+        XCTAssertThrowsError(try Snapshot(kind: .teacher(ODESettings(steps: 0)), network: net).save(to: path("b"))) {
             XCTAssertTrue("\($0)".contains("sampler"), "\($0)")
         }
         let clash = SnapshotPart(name: "blocks", arch: "x", configJSON: "{}", tensors: [])
-        XCTAssertThrowsError(try Snapshot(kind: .generator, network: net, sigmaInit: 2.5, parts: [clash]).save(to: path("c")))
-        XCTAssertThrowsError(try Snapshot(kind: .generator, network: net, sigmaInit: 2.5).save(to: path("d"), weights: Buffer(count: 3)))
+        XCTAssertThrowsError(try Snapshot(kind: .generator(sigmaInit: 2.5), network: net, parts: [clash]).save(to: path("c")))
+        XCTAssertThrowsError(try Snapshot(kind: .generator(sigmaInit: 2.5), network: net).save(to: path("d"), weights: Buffer(count: 3)))
     }
 
     /// Mutates a valid generator file and expects `decode` to refuse it with a message containing `expect`.
     func assertRefused(_ expect: String, file: StaticString = #filePath, line: UInt = #line,
                        _ mutate: (inout [String: String], inout [(String, Tensor)]) throws -> Void) throws {
         let net = try randomMLP(dim: 2, width: 8)
-        try Snapshot(kind: .generator, network: net, sigmaInit: 2.5).save(to: path("ok.safetensors"))
+        try Snapshot(kind: .generator(sigmaInit: 2.5), network: net).save(to: path("ok.safetensors"))
         let good = try SafetensorsFile.read(path: path("ok.safetensors"))
         var meta = good.metadata, tensors = good.orderedTensors
         try mutate(&meta, &tensors)

@@ -49,11 +49,11 @@ final class FrozenBackwardTests: XCTestCase {
             let B = 2
             let x = randomArray(g.inChannels * B * g.height * g.width, seed: 1), w = randomArray(g.outChannels * g.colRows, seed: 2)
             let dy = randomArray(g.outChannels * B * g.outHeight * g.outWidth, seed: 3)
-            var scratch = [Float](repeating: 0, count: Conv2D.backwardScratchCount(g, batch: B))
+            var scratch = [Float](repeating: 0, count: Im2colConvolution.backwardScratchCount(g, batch: B))
             var dW = [Float](repeating: 0, count: w.count), dx1 = [Float](repeating: 0, count: x.count), dx2 = dx1
-            Conv2D.backward(g, batch: B, x: x, weight: w, dy: dy, dWeight: &dW, dBias: nil, dx: &dx1, scratch: &scratch, overwriteDx: true,
+            Im2colConvolution.backward(g, batch: B, x: x, weight: w, dy: dy, dWeight: &dW, dBias: nil, dx: &dx1, scratch: &scratch, overwriteDx: true,
                             scratchCapacity: scratch.count)
-            Conv2D.backward(g, batch: B, x: x, weight: w, dy: dy, dWeight: nil, dBias: nil, dx: &dx2, scratch: &scratch, overwriteDx: true,
+            Im2colConvolution.backward(g, batch: B, x: x, weight: w, dy: dy, dWeight: nil, dBias: nil, dx: &dx2, scratch: &scratch, overwriteDx: true,
                             scratchCapacity: scratch.count)
             XCTAssertEqual(dx2.map(\.bitPattern), dx1.map(\.bitPattern), "\(g)")
             XCTAssertGreaterThan(dx1.map(abs).max() ?? 0, 0)

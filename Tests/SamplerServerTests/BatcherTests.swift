@@ -19,7 +19,7 @@ final class BatcherTests: XCTestCase {
         actions.compactMap { if case .complete(let id) = $0 { return id } else { return nil } }
     }
     func delivered(_ actions: [A]) -> [Batcher.Slice] {
-        actions.compactMap { if case .deliver(let s, _) = $0 { return s } else { return nil } }
+        actions.compactMap { if case .deliver(let s, _, _) = $0 { return s } else { return nil } }
     }
     func requests(in batch: Batcher.Batch) -> Set<RequestID> { Set(batch.slices.map(\.request)) }
 
@@ -56,6 +56,21 @@ final class BatcherTests: XCTestCase {
         XCTAssertEqual(bs[0].slices, [.init(request: r(1), offsets: 0..<2), .init(request: r(2), offsets: 0..<2)],
                        "water-filled: each request gets half")
         XCTAssertEqual(b.pendingSamples, 2)
+        // Completion delivers each slice with its place in the batch's results, and lifecycle
+        // phases: a drain finishes what is queued, then reports `drained` once.
+        let done = b.batchCompleted(bs[0].id, now: ms(2))
+        let positions = done.compactMap { if case .deliver(let s, _, let p) = $0 { return (s.request, p) } else { return nil } }
+        XCTAssertEqual(positions.map(\.0), [r(1), r(2)])
+        XCTAssertEqual(positions.map(\.1), [0, 2])
+        XCTAssertFalse(b.isDraining)
+        let drain = b.drain(now: ms(3))
+        XCTAssertTrue(b.isDraining)
+        XCTAssertEqual(batches(drain).map(\.size), [2], "queued work still runs while draining")
+        XCTAssertFalse(drain.contains(.drained))
+        let last = b.batchCompleted(batches(drain)[0].id, now: ms(4))
+        XCTAssertEqual(last.filter { $0 == .drained }.count, 1)
+        XCTAssertFalse(b.wakeUp(now: ms(5)).contains(.drained), "reported once")
+        XCTAssertEqual(failures(b.submit(r(3), count: 1, now: ms(6))).map(\.1), [.draining])
     }
 
     func testPreferredSizeDispatchesAtOnce() {
@@ -356,7 +371,7 @@ final class BatcherTests: XCTestCase {
                         XCTAssertGreaterThan(batch.size, 0)
                         for s in batch.slices { XCTAssertFalse(failed.contains(s.request), "trial \(trial)") }
                         runningBatches.append(batch.id)
-                    case .deliver(let s, _):
+                    case .deliver(let s, _, _):
                         got[s.request, default: []].append(contentsOf: s.offsets)
                     case .complete(let id):
                         ended[id, default: 0] += 1

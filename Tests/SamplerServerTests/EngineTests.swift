@@ -22,8 +22,8 @@ final class EngineTests: XCTestCase {
     func testLoadDescribesModel() async throws {
         let (_, h, _) = try await loadImageModel()
         XCTAssertEqual(h.description.sampleShape, [1, 8, 8])
-        XCTAssertEqual(h.description.kind, "generator")
-        XCTAssertEqual(h.description.sigmaInit, 2.5)
+        XCTAssertEqual(h.description.kind.name, "generator")
+        XCTAssertEqual(h.description.kind, .generator(sigmaInit: 2.5))
         XCTAssertEqual(h.description.nfe, 1)
         XCTAssertEqual(h.description.provenance["fixture"], "imageGenerator")
     }
@@ -90,5 +90,40 @@ final class EngineTests: XCTestCase {
         var chunks: [SampleChunk] = []
         for try await c in stream { chunks.append(c) }
         return chunks.sorted { $0.offsets.lowerBound < $1.offsets.lowerBound }.flatMap(\.samples)
+    }
+
+    /// What `onestep eval`, `sample` and `generate` draw (`Sampling` on the snapshot file) is what the
+    /// daemon's engine serves, bitwise: plain samples of a whole batch (the MLP's products are
+    /// where plain and batch-invariant arithmetic differ), conditional samples, and best-of-K
+    /// composed over the engine as the daemon composes it.
+    func testEvaluationDrawsTheServedSamples() async throws {
+        let root = try Fixtures.repository()
+        try Fixtures.install(try Fixtures.vectorGeneratorWithClassifier(seed: 4, numClasses: 3), root: root, name: "vec", version: 1)
+        let path = "\(root)/vec/1/model.safetensors"
+        let engine = DiffusionEngine(networkBatch: 64)
+        let h = try await engine.load(name: "vec", version: 1, path: path)
+        let sampling = try Sampling(try Snapshot.load(path: path), maxBatch: 64)
+        let ids = SampleID.range(seed: 21, 0..<48)
+        let labels = try XCTUnwrap(Sampling.cycledLabels(count: ids.count, numClasses: 3))
+        XCTAssertEqual(labels.prefix(4), [0, 1, 2, 0])
+        let served = try await engine.run(model: h, ids: ids, labels: labels)
+        XCTAssertEqual(bits(sampling.sample(ids, labels: labels)), bits(served))
+        let drawn = try await sampling.samples(ids, labels: labels, bestOf: 4)
+        let composed = try await BestOfK.compose(ids, labels: labels, k: 4, rule: h.description.bestOfRule, sampleSize: 2,
+                                                 run: { try await engine.run(model: h, ids: $0, labels: $1) },
+                                                 score: { try await engine.score(model: h, samples: $0, count: $1, labels: $2) })
+        XCTAssertEqual(bits(drawn.samples), bits(composed.samples))
+        XCTAssertEqual(drawn.scores, composed.scores)
+        XCTAssertNotEqual(bits(drawn.samples), bits(served), "best-of-4 keeps other candidates for some samples")
+    }
+
+    /// Solver settings replace a teacher's stored ones, are checked, and do not apply to generators.
+    func testSamplingSolverOverride() throws {
+        let gen = try Fixtures.vectorGenerator()
+        XCTAssertThrowsError(try Sampling(gen, solver: ODESettings(steps: 4))) { XCTAssertTrue("\($0)".contains("teachers"), "\($0)") }
+        let teacher = Snapshot(kind: .teacher(ODESettings(steps: 10)), network: gen.network)
+        XCTAssertEqual(try Sampling(teacher).nfe, 19)
+        XCTAssertEqual(try Sampling(teacher, solver: ODESettings(solver: .euler, steps: 6)).nfe, 6)
+        XCTAssertThrowsError(try Sampling(teacher, solver: ODESettings(steps: 0)))
     }
 }

@@ -57,7 +57,7 @@ final class MemoryBudgetTests: XCTestCase {
         // and its response (2 MiB) fits the client's 4 MiB message limit.
         let net = try MLPDenoiser(MLPConfig(dim: 2_048, width: 8, blocks: 1, noiseChannels: 8), seed: 3)
         Fixtures.randomize(net.parameters, seed: 3)
-        try Fixtures.install(Snapshot(kind: .generator, network: net, sigmaInit: 2.5), root: root, name: "wide", version: 1)
+        try Fixtures.install(Snapshot(kind: .generator(sigmaInit: 2.5), network: net), root: root, name: "wide", version: 1)
         let budgetMiB = 16
         let daemon = try DaemonProcess(root: root, arguments: ["--memory-budget-mb", "\(budgetMiB)", "--max-samples-per-request", "1024",
                                                                 "--max-batch-size", "64", "--max-queued-samples", "65536"])

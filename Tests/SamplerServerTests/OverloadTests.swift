@@ -19,7 +19,7 @@ final class OverloadTests: XCTestCase {
         let root = try Fixtures.repository()
         // A model slow enough to overload from one test process: a 20-step teacher of the 8x8 U-Net.
         let image = try Fixtures.imageGenerator(seed: 1)
-        try Fixtures.install(Snapshot(kind: .teacher, network: image.network, sampler: SamplerConfig(steps: 20)), root: root, name: "img", version: 1)
+        try Fixtures.install(Snapshot(kind: .teacher(ODESettings(steps: 20)), network: image.network), root: root, name: "img", version: 1)
         let daemon = try DaemonProcess(root: root, arguments: ["--max-batch-size", "64", "--threads", "1"])
         let perRequest: UInt32 = 64
         let result = try await daemon.withClients(4) { clients in

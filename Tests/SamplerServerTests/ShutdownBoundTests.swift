@@ -14,7 +14,7 @@ final class ShutdownBoundTests: XCTestCase {
     func slowRepository() throws -> String {
         let root = try Fixtures.repository()
         let image = try Fixtures.imageGenerator(seed: 3)
-        let teacher = Snapshot(kind: .teacher, network: image.network, sampler: SamplerConfig(steps: 200))
+        let teacher = Snapshot(kind: .teacher(ODESettings(steps: 200)), network: image.network)
         try Fixtures.install(teacher, root: root, name: "slow", version: 1)
         return root
     }

@@ -20,9 +20,9 @@ final class SwapRaceTests: XCTestCase {
         await repo.poll()  // latest:1 retires version 1: its lane drains
         await stale.drain()
         let job = SampleJob(lane: stale, ids: SampleID.range(seed: 1, 0..<3), labels: nil, priority: .normal, deadline: nil)
-        let (samples, _, _, lane, _) = try await frontend.runAll(job)
-        XCTAssertEqual(lane.model.version, 2, "ran on the new version")
-        XCTAssertEqual(samples.count, 3 * 2)
+        let result = try await frontend.runAll(job)
+        XCTAssertEqual(result.lane.model.version, 2, "ran on the new version")
+        XCTAssertEqual(result.samples.count, 3 * 2)
         // A request that pinned the retired version is told so (UNAVAILABLE), not silently moved.
         var pinned = job
         pinned.version = 1

@@ -19,7 +19,7 @@ final class WarmupLimitTests: XCTestCase {
         // beside the repository's versions and renamed into place below.
         let staged = "\(root)/img/.2.tmp"
         try FileManager.default.createDirectory(atPath: staged, withIntermediateDirectories: true)
-        try Snapshot(kind: .teacher, network: generator.network, sampler: SamplerConfig(steps: 4096)).save(to: "\(staged)/model.safetensors")
+        try Snapshot(kind: .teacher(ODESettings(steps: 4096)), network: generator.network).save(to: "\(staged)/model.safetensors")
         let daemon = try DaemonProcess(root: root, arguments: ["--config", config])
         let failures = SharedInt(0), calls = SharedInt(0), stop = SharedInt(0), slowest = SharedInt(0)
         let (index, refusedAfter) = try await daemon.withClient { client in

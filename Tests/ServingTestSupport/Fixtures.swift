@@ -18,14 +18,14 @@ public enum Fixtures {
         cfg.numClasses = numClasses
         let net = try UNet(cfg, seed: seed)
         randomize(net.parameters, seed: seed)
-        return Snapshot(kind: .generator, network: net, sigmaInit: 2.5, provenance: ["fixture": "imageGenerator"])
+        return Snapshot(kind: .generator(sigmaInit: 2.5), network: net, provenance: ["fixture": "imageGenerator"])
     }
 
     /// A random-weight MLP generator on 2-D vectors.
     public static func vectorGenerator(seed: UInt64 = 1) throws -> Snapshot {
         let net = try MLPDenoiser(MLPConfig(dim: 2, width: 16, blocks: 1, noiseChannels: 8), seed: seed)
         randomize(net.parameters, seed: seed)
-        return Snapshot(kind: .generator, network: net, sigmaInit: 2.5)
+        return Snapshot(kind: .generator(sigmaInit: 2.5), network: net)
     }
 
     /// A vector generator that ships a random-weight ratio classifier (part `classifier`), so
@@ -35,7 +35,7 @@ public enum Fixtures {
         randomize(net.parameters, seed: seed)
         let c = try RatioClassifierMLP(RatioClassifierConfig(dim: 2, width: 16, blocks: 1, noiseChannels: 8, numClasses: numClasses), seed: seed &+ 1)
         randomize(c.parameters, seed: seed &+ 1, scale: 0.5)
-        return Snapshot(kind: .generator, network: net, sigmaInit: 2.5, parts: [try c.snapshotPart()])
+        return Snapshot(kind: .generator(sigmaInit: 2.5), network: net, parts: [try c.snapshotPart()])
     }
 
     public static func randomize(_ p: ParameterStore, seed: UInt64, scale: Float = 0.3) {

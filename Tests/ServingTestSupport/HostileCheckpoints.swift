@@ -71,8 +71,7 @@ public enum HostileCheckpoints {
                 try emit(vector, "classifier-\(key)-\(v)") { try setJSON(&$0, "classifier_config", [key], v) }
             }
         }
-        let teacher = Snapshot(kind: .teacher, network: try MLPDenoiser(MLPConfig(dim: 2, width: 16, blocks: 1, noiseChannels: 8)),
-                               sampler: SamplerConfig(steps: 4))
+        let teacher = Snapshot(kind: .teacher(ODESettings(steps: 4)), network: try MLPDenoiser(MLPConfig(dim: 2, width: 16, blocks: 1, noiseChannels: 8)))
         for v in extremes {
             try emit(teacher, "sampler-steps-\(v)") { try setJSON(&$0, "sampler", ["steps"], v) }
         }

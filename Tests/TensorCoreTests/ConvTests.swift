@@ -12,7 +12,7 @@ final class ConvTests: XCTestCase {
     private struct Result { var y, dW, dB, dx: [Float] }
 
     /// Runs forward and backward (accumulating onto non-zero starting gradients) through either path.
-    private func run(_ g: ConvGeometry, batch: Int, fast: Bool, scratchLimit: Int = Conv2D.defaultScratchLimit,
+    private func run(_ g: ConvGeometry, batch: Int, fast: Bool, scratchLimit: Int = Im2colConvolution.defaultScratchLimit,
                      withBias: Bool = true) -> Result {
         let x = randn(g.inChannels * batch * g.height * g.width, seed: 1)
         let w = randn(g.outChannels * g.colRows, seed: 2)
@@ -21,13 +21,13 @@ final class ConvTests: XCTestCase {
         var r = Result(y: [Float](repeating: .nan, count: dy.count),
                        dW: randn(w.count, seed: 5), dB: randn(bias.count, seed: 6), dx: randn(x.count, seed: 7))
         var scratch = [Float](repeating: .nan,
-                              count: max(1, Conv2D.scratchCount(g, batch: batch, scratchLimit: scratchLimit)))
+                              count: max(1, Im2colConvolution.scratchCount(g, batch: batch, scratchLimit: scratchLimit)))
         x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
             dy.withUnsafeBufferPointer { dyp in scratch.withUnsafeMutableBufferPointer { sp in
                 let bptr = withBias ? bp.baseAddress! : nil
                 r.y.withUnsafeMutableBufferPointer { yp in
                     if fast {
-                        Conv2D.forward(g, batch: batch, x: xp.baseAddress!, weight: wp.baseAddress!, bias: bptr,
+                        Im2colConvolution.forward(g, batch: batch, x: xp.baseAddress!, weight: wp.baseAddress!, bias: bptr,
                                        y: yp.baseAddress!, scratch: sp.baseAddress!, scratchLimit: scratchLimit)
                     } else {
                         Reference.conv2dForward(g, batch: batch, x: xp.baseAddress!, weight: wp.baseAddress!,
@@ -37,7 +37,7 @@ final class ConvTests: XCTestCase {
                 r.dW.withUnsafeMutableBufferPointer { dWp in r.dB.withUnsafeMutableBufferPointer { dBp in
                     r.dx.withUnsafeMutableBufferPointer { dxp in
                         if fast {
-                            Conv2D.backward(g, batch: batch, x: xp.baseAddress!, weight: wp.baseAddress!,
+                            Im2colConvolution.backward(g, batch: batch, x: xp.baseAddress!, weight: wp.baseAddress!,
                                             dy: dyp.baseAddress!, dWeight: dWp.baseAddress!, dBias: dBp.baseAddress!,
                                             dx: dxp.baseAddress!, scratch: sp.baseAddress!, scratchLimit: scratchLimit)
                         } else {
@@ -52,7 +52,7 @@ final class ConvTests: XCTestCase {
         return r
     }
 
-    private func compare(_ g: ConvGeometry, batch: Int, scratchLimit: Int = Conv2D.defaultScratchLimit,
+    private func compare(_ g: ConvGeometry, batch: Int, scratchLimit: Int = Im2colConvolution.defaultScratchLimit,
                          withBias: Bool = true, file: StaticString = #filePath, line: UInt = #line) {
         let f = run(g, batch: batch, fast: true, scratchLimit: scratchLimit, withBias: withBias)
         let r = run(g, batch: batch, fast: false, withBias: withBias)
@@ -68,9 +68,9 @@ final class ConvTests: XCTestCase {
         XCTAssertEqual([g.outHeight, g.outWidth, g.colRows], [4, 4, 27])
         let h = ConvGeometry(inChannels: 2, outChannels: 2, height: 5, width: 6, kernel: 3)
         XCTAssertEqual([h.outHeight, h.outWidth], [3, 4])
-        XCTAssertEqual(Conv2D.scratchCount(ConvGeometry(inChannels: 4, outChannels: 4, height: 3, width: 3, kernel: 1),
+        XCTAssertEqual(Im2colConvolution.scratchCount(ConvGeometry(inChannels: 4, outChannels: 4, height: 3, width: 3, kernel: 1),
                                            batch: 8), 0)
-        XCTAssertEqual(Conv2D.scratchCount(g, batch: 3), 27 * 3 * 16)
+        XCTAssertEqual(Im2colConvolution.scratchCount(g, batch: 3), 27 * 3 * 16)
     }
 
     func testFastMatchesReferenceAcrossGeometries() {
@@ -91,7 +91,7 @@ final class ConvTests: XCTestCase {
         let g = ConvGeometry(inChannels: 3, outChannels: 5, height: 7, width: 7, kernel: 3, stride: 1, padding: 1)
         let perSample = g.colRows * g.outHeight * g.outWidth
         // Chunks of 2 samples over a batch of 5 (last chunk short), and of 1 sample.
-        XCTAssertEqual(Conv2D.chunkSize(g, batch: 5, scratchLimit: 2 * perSample + 7), 2)
+        XCTAssertEqual(Im2colConvolution.chunkSize(g, batch: 5, scratchLimit: 2 * perSample + 7), 2)
         compare(g, batch: 5, scratchLimit: 2 * perSample + 7)
         compare(g, batch: 5, scratchLimit: 1)
         let s2 = ConvGeometry(inChannels: 2, outChannels: 3, height: 5, width: 6, kernel: 3, stride: 2, padding: 1)
@@ -102,8 +102,8 @@ final class ConvTests: XCTestCase {
         let g = ConvGeometry(inChannels: 2, outChannels: 3, height: 5, width: 5, kernel: 3, padding: 1)
         let x = randn(2 * 2 * 25, seed: 1), w = randn(3 * g.colRows, seed: 2), dy = randn(3 * 2 * 25, seed: 4)
         var dW1 = [Float](repeating: 0, count: w.count), dW2 = dW1
-        var scratch = [Float](repeating: 0, count: Conv2D.scratchCount(g, batch: 2))
-        Conv2D.backward(g, batch: 2, x: x, weight: w, dy: dy, dWeight: &dW1, dBias: nil, dx: nil, scratch: &scratch)
+        var scratch = [Float](repeating: 0, count: Im2colConvolution.scratchCount(g, batch: 2))
+        Im2colConvolution.backward(g, batch: 2, x: x, weight: w, dy: dy, dWeight: &dW1, dBias: nil, dx: nil, scratch: &scratch)
         Reference.conv2dBackward(g, batch: 2, x: x, weight: w, dy: dy, dWeight: &dW2, dBias: nil, dx: nil)
         XCTAssertLessThan(maxRelativeError(dW1, dW2, floor: 1), 1e-5)
     }

@@ -9,20 +9,20 @@ final class CommittedTeacherTests: XCTestCase {
     static let models = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("models/teachers").path
 
-    func testEightGaussianTeacherSamplesCoverEveryMode() throws {
+    func testEightGaussianTeacherSamplesCoverEveryMode() async throws {
         let snap = try Snapshot.load(path: Self.models + "/8gaussians-mlp.safetensors")
-        XCTAssertEqual(snap.kind, .teacher)
-        let (x, nfe) = try drawSamples(snap, count: 4000, seed: 5)
+        XCTAssertTrue(snap.kind.isTeacher)
+        let (x, nfe) = try await drawSamples(snap, count: 4000, seed: 5)
         XCTAssertEqual(nfe, 35)
         let report = try Metrics.pointReport(x, reference: Toy2D.eightGaussians.sample(n: 4000, seed: 6), toy: .eightGaussians)
         XCTAssertLessThan(report.slicedW2, 0.1)
         XCTAssertEqual(report.modesCovered, 8)
     }
 
-    func testDigitsTeacherSamplesLookLikeDigits() throws {
+    func testDigitsTeacherSamplesLookLikeDigits() async throws {
         let snap = try Snapshot.load(path: Self.models + "/digits-mlp.safetensors")
         XCTAssertEqual(snap.network.sampleShape, [64])
-        let (x, _) = try drawSamples(snap, count: 500, seed: 5, sampler: SamplerConfig(steps: 10))
+        let (x, _) = try await drawSamples(snap, count: 500, seed: 5, sampler: ODESettings(steps: 10))
         let data = try ImageDataset.load(name: "digits", split: .train, dataDir: Self.models + "/../../Tests/Data").images
         // Pixel statistics close to the data's; pure noise or a collapsed model would not be.
         func stats(_ v: [Float]) -> (Double, Double) {

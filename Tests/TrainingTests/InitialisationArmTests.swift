@@ -36,7 +36,7 @@ final class InitialisationArmTests: XCTestCase {
         let r = try arms.build(.random, teacher: try load(), data: data)
         XCTAssertNotEqual(values(r.network)["in_proj.weight"], original["in_proj.weight"], "R is a fresh network")
 
-        let f1 = try arms.build(.f1, teacher: try load(), data: data)
+        let f1 = try arms.build(.freshOutputLayer, teacher: try load(), data: data)
         let v1 = values(f1.network)
         XCTAssertGreaterThan(f1.report["reinitialised_parameters"] ?? 0, 0)
         for (name, v) in v1 {
@@ -47,7 +47,7 @@ final class InitialisationArmTests: XCTestCase {
             }
         }
 
-        let f2 = try arms.build(.f2, teacher: try load(), data: data)
+        let f2 = try arms.build(.wrongSigmaInit, teacher: try load(), data: data)
         XCTAssertEqual(values(f2.network), original, "F2 keeps every weight")
         XCTAssertEqual(f2.sigmaInit, 20, "and evaluates them at a wrong sigma_init")
     }
@@ -91,7 +91,7 @@ final class InitialisationArmTests: XCTestCase {
         arms.batch = 128
         arms.learningRate = 3e-3
         let data = ToyTrainingData(.eightGaussians)
-        let s = try arms.build(.s, teacher: try load(), data: data)
+        let s = try arms.build(.singleNoiseLevel, teacher: try load(), data: data)
         let r = try arms.build(.random, teacher: try load(), data: data)
         let (ls, lr, lt) = (lossAt(s.network, sigma: 2.5, sigmaData: teacher.sigmaData), lossAt(r.network, sigma: 2.5, sigmaData: teacher.sigmaData),
                             lossAt(teacher.network, sigma: 2.5, sigmaData: teacher.sigmaData))
@@ -101,7 +101,10 @@ final class InitialisationArmTests: XCTestCase {
     }
 
     func testArmNamesAndLetters() throws {
-        XCTAssertEqual(try GeneratorInit(parsing: "F1"), .f1)
+        XCTAssertEqual(try GeneratorInit(parsing: "F1"), .freshOutputLayer)
+        XCTAssertEqual(try GeneratorInit(parsing: "f2"), .wrongSigmaInit)
+        XCTAssertEqual(try GeneratorInit(parsing: "single-noise-level"), .singleNoiseLevel)
+        XCTAssertEqual(GeneratorInit.singleNoiseLevel.rawValue, "s", "stored names stay the paper's")
         XCTAssertEqual(try GeneratorInit(parsing: "T"), .teacher)
         XCTAssertEqual(try GeneratorInit(parsing: "map"), .map)
         XCTAssertEqual(GeneratorInit.allCases.map(\.letter), ["T", "R", "M", "F1", "F2", "S"])

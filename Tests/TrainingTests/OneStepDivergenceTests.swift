@@ -116,8 +116,8 @@ final class OneStepDivergenceTests: XCTestCase {
         let fkl = RatioDivergence.forwardKL(cap: 2)
         XCTAssertEqual(fkl.hPrime(5), Foundation.exp(2), accuracy: 1e-12)
         XCTAssertEqual(fkl.h(3), Foundation.exp(2) * 2, accuracy: 1e-12)
-        XCTAssertEqual(try RatioDivergence(method: "DiJS").method, "dijs")
-        XCTAssertThrowsError(try RatioDivergence(method: "sid"))
+        XCTAssertEqual(try RatioDivergence(method: DistillationMethod(parsing: "DiJS")).method, "dijs")
+        XCTAssertThrowsError(try RatioDivergence(method: .sid))
     }
 
     /// The whole chain, generator parameters -> g(z) -> + sigma n -> classifier -> h, against central

@@ -21,7 +21,7 @@ final class OneStepImageTests: XCTestCase {
         var rng = Philox4x32(seed: 5, stream: 0)
         for i in 0..<net.parameters.count { net.parameters.values.ptr[i] = 0.2 * (2 * rng.nextUniform() - 1) }
         let path = NSTemporaryDirectory() + "onestep-tiny-teacher-\(UUID().uuidString).safetensors"
-        try Snapshot(kind: .teacher, network: net, sampler: SamplerConfig(steps: 4), provenance: ["data": "digits"]).save(to: path)
+        try Snapshot(kind: .teacher(ODESettings(steps: 4)), network: net, provenance: ["data": "digits"]).save(to: path)
         return path
     }
 
@@ -60,7 +60,7 @@ final class OneStepImageTests: XCTestCase {
         XCTAssertEqual(second.classifier.parameters.values.array, whole.classifier.parameters.values.array)
 
         var random = c
-        random.classifierInit = "random"
+        random.classifierInit = .random
         let r = try OneStepTrainer(config: random, runPath: a + "-r", resume: false)
         defer { try? FileManager.default.removeItem(atPath: a + "-r") }
         XCTAssertNotEqual(try r.classifier.parameters.tensor("enc.0.block0.conv0.weight").storage,

@@ -15,7 +15,7 @@ final class OneStepTrainingTests: XCTestCase {
         NSTemporaryDirectory() + "onestep-\(UUID().uuidString)"
     }
 
-    func config(method: String = "dijs", initialisation: GeneratorInit = .teacher, images: Int, batch: Int = 256) -> OneStepConfig {
+    func config(method: DistillationMethod = .dijs, initialisation: GeneratorInit = .teacher, images: Int, batch: Int = 256) -> OneStepConfig {
         var c = OneStepConfig()
         c.teacher = Self.teacher
         c.method = method
@@ -36,7 +36,7 @@ final class OneStepTrainingTests: XCTestCase {
         for factor: Float? in [nil, 10] {
             let path = tempRun()
             defer { try? FileManager.default.removeItem(atPath: path) }
-            var c = config(initialisation: .f1, images: 256)
+            var c = config(initialisation: .freshOutputLayer, images: 256)
             c.outputLayerLearningRateScale = factor
             let t = try OneStepTrainer(config: c, runPath: path, resume: false)
             t.showProgress = false
@@ -60,10 +60,10 @@ final class OneStepTrainingTests: XCTestCase {
         XCTAssertGreaterThan(largest, 1e-4, "the output layer moved")
         var bad = config(images: 256)
         bad.outputLayerLearningRateScale = 0
-        XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("--lr-output-scale must be positive")) }
+        XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("lr_output_scale must be positive")) }
     }
 
-    func testDiJSFromTeacherLowersSlicedW2() throws {
+    func testDiJSFromTeacherLowersSlicedW2() async throws {
         let path = tempRun()
         defer { try? FileManager.default.removeItem(atPath: path) }
         var c = config(images: 256 * 300)
@@ -73,7 +73,7 @@ final class OneStepTrainingTests: XCTestCase {
         let t = try OneStepTrainer(config: c, runPath: path, resume: false)
         t.showProgress = false
         let before = try XCTUnwrap(t.evaluatePoints())
-        let untrained = t.samples(count: 64, seed: 3, ema: true)
+        let untrained = try t.samples(count: 64, seed: 3, ema: true)
         let start = Date()
         try t.train()
         let seconds = Date().timeIntervalSince(start)
@@ -90,12 +90,12 @@ final class OneStepTrainingTests: XCTestCase {
         // The starting point is kept as snapshot 0: the generator its arm built, before any step.
         let initial = try Snapshot.load(path: t.run.snapshotPath(imagesSeen: 0))
         XCTAssertEqual(initial.provenance["images_seen"], "0")
-        XCTAssertEqual(try drawSamples(initial, count: 64, seed: 3).x, untrained)
+        let initialSamples = try await drawSamples(initial, count: 64, seed: 3).x
+        XCTAssertEqual(initialSamples, untrained)
         XCTAssertTrue(FileManager.default.fileExists(atPath: path + "/config.json"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: t.run.samplesPath(imagesSeen: t.imagesSeen)))
         let snap = try Snapshot.load(path: t.run.latestSnapshotPath)
-        XCTAssertEqual(snap.kind, .generator)
-        XCTAssertEqual(snap.sigmaInit, 2.5)
+        XCTAssertEqual(snap.kind, .generator(sigmaInit: 2.5))
         XCTAssertEqual(snap.provenance["method"], "dijs")
         XCTAssertEqual(snap.provenance["init"], "teacher")
         XCTAssertEqual(snap.provenance["teacher_sha256"], try sha256Hex(ofFile: Self.teacher))
@@ -104,7 +104,7 @@ final class OneStepTrainingTests: XCTestCase {
         let cls = try RatioClassifiers.load(part: part)
         let x: [Float] = [1.4, 0, 0.3, 0.2], s: [Float] = [0.05, 0.5]
         XCTAssertEqual(cls.forward(x: x, sigma: s), t.classifier.forward(x: x, sigma: s))
-        let (samples, nfe) = try drawSamples(snap, count: 2000, seed: 0xE7A1)
+        let (samples, nfe) = try await drawSamples(snap, count: 2000, seed: 0xE7A1)
         XCTAssertEqual(nfe, 1)
         XCTAssertEqual(try Metrics.pointReport(samples, reference: Toy2D.eightGaussians.sample(n: 2000, seed: 0xDA7A), toy: .eightGaussians).slicedW2,
                        afterEMA.slicedW2, accuracy: 1e-9)
@@ -113,7 +113,7 @@ final class OneStepTrainingTests: XCTestCase {
     /// Stopping after 2 steps and resuming for 2 more gives the same bits as 4 uninterrupted steps
     /// (generator, EMA and classifier), for every member and both arms.
     func testResumeIsExact() throws {
-        for (method, arm) in [("dijs", GeneratorInit.teacher), ("difkl", .random)] {
+        for (method, arm) in [(DistillationMethod.dijs, GeneratorInit.teacher), (.difkl, .random)] {
             var c = config(method: method, initialisation: arm, images: 4 * 32, batch: 32)
             c.classifierSteps = 2
             c.classifierWarmupSteps = 1
@@ -132,9 +132,9 @@ final class OneStepTrainingTests: XCTestCase {
             XCTAssertEqual(second.step, 2)
             try second.train()
             XCTAssertEqual(second.step, 4)
-            XCTAssertEqual(second.network.parameters.values.array, whole.network.parameters.values.array, method)
-            XCTAssertEqual(second.classifier.parameters.values.array, whole.classifier.parameters.values.array, method)
-            XCTAssertEqual(try second.emaNetwork().parameters.values.array, try whole.emaNetwork().parameters.values.array, method)
+            XCTAssertEqual(second.network.parameters.values.array, whole.network.parameters.values.array, method.rawValue)
+            XCTAssertEqual(second.classifier.parameters.values.array, whole.classifier.parameters.values.array, method.rawValue)
+            XCTAssertEqual(try second.emaNetwork().parameters.values.array, try whole.emaNetwork().parameters.values.array, method.rawValue)
         }
     }
 
@@ -151,7 +151,8 @@ final class OneStepTrainingTests: XCTestCase {
         XCTAssertEqual(t.config.classifier.dim, 2)
         try t.saveState()
         XCTAssertThrowsError(try OneStepTrainer(config: config(images: 256), runPath: path + "/t", resume: false))  // run exists
-        XCTAssertThrowsError(try OneStepTrainer(config: config(method: "gan", images: 256), runPath: path + "/x", resume: false))
+        XCTAssertThrowsError(try DistillationMethod(parsing: "gan")) { XCTAssertTrue("\($0)".contains("unknown method 'gan'"), "\($0)") }
+        XCTAssertEqual(try DistillationMethod(parsing: "JS"), .dijs)
         var bad = config(images: 256)
         bad.classifierSteps = 0
         XCTAssertThrowsError(try bad.validate())
@@ -162,7 +163,7 @@ final class OneStepTrainingTests: XCTestCase {
 /// frozen, exact resume, no classifier shipped.
 final class DMDBaselineTests: XCTestCase {
     /// A score-based baseline run on 8 Gaussians: batch 64, one fake-score step per generator step.
-    static func config(method: String, steps: Int) -> OneStepConfig {
+    static func config(method: DistillationMethod, steps: Int) -> OneStepConfig {
         var c = OneStepConfig()
         c.teacher = OneStepTrainingTests.teacher
         c.method = method
@@ -177,7 +178,7 @@ final class DMDBaselineTests: XCTestCase {
     }
 
     func testDMDRunsResumesAndKeepsTheTeacherFrozen() throws {
-        let c = Self.config(method: "dmd", steps: 40)
+        let c = Self.config(method: .dmd, steps: 40)
         let a = NSTemporaryDirectory() + "onestep-dmd-\(UUID().uuidString)", b = a + "-b"
         defer { for p in [a, b] { try? FileManager.default.removeItem(atPath: p) } }
         let teacher = try Snapshot.load(path: c.teacher)

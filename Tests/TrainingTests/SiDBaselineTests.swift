@@ -77,7 +77,7 @@ final class SiDBaselineTests: XCTestCase {
     }
 
     func testSiDRunsAndKeepsTheTeacherFrozen() throws {
-        let c = DMDBaselineTests.config(method: "sid", steps: 60)
+        let c = DMDBaselineTests.config(method: .sid, steps: 60)
         let path = NSTemporaryDirectory() + "onestep-sid-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: path) }
         let teacher = try Snapshot.load(path: c.teacher)

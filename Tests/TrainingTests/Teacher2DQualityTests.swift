@@ -24,12 +24,12 @@ final class Teacher2DQualityTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let trainer = try TeacherTrainer(config: c, runPath: dir, resume: false)
         trainer.showProgress = false
-        let untrained = try Snapshot(kind: .teacher, network: MLPDenoiser(c.mlp, seed: 3)).makeEDMDenoiser()
+        let untrained = try Snapshot(kind: .teacher(ODESettings()), network: MLPDenoiser(c.mlp, seed: 3)).makeEDMDenoiser()
         try trainer.train()
 
         let snap = try Snapshot.load(path: trainer.run.latestSnapshotPath)
         let ids = SampleID.range(seed: 11, 0..<2000)
-        let sampler = EDMSampler(SamplerConfig(solver: .heun, steps: 18))
+        let sampler = ProbabilityFlowODE(ODESettings(solver: .heun, steps: 18))
         let trained = sampler.sample(denoiser: snap.makeEDMDenoiser(), ids: ids)
         let before = sampler.sample(denoiser: untrained, ids: ids)
         let data = Toy2D.eightGaussians.sample(n: 2000, seed: 99)

@@ -67,7 +67,7 @@ final class TeacherTrainingTests: XCTestCase {
         var c = smallConfig()
         c.batchSize = 0
         XCTAssertThrowsError(try TeacherTrainer(config: c, runPath: tempDir(), resume: false)) { e in
-            XCTAssertTrue("\(e)".contains("--batch"), "\(e)")
+            XCTAssertTrue("\(e)".contains("batch_size must be at least 1"), "\(e)")
         }
         c = smallConfig()
         c.arch = "unet"

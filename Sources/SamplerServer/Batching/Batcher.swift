@@ -108,8 +108,9 @@ public struct Batcher: Sendable {
     public enum Action: Sendable, Equatable {
         /// Run this batch now; report `batchCompleted` or `batchFailed`.
         case execute(Batch)
-        /// Hand the results of `slice` (from batch `batch`) to its request.
-        case deliver(Slice, batch: BatchID)
+        /// Hand the results of `slice` to its request: they are the batch's samples
+        /// `position ..< position + slice.offsets.count` (in the results `batchCompleted` reported).
+        case deliver(Slice, batch: BatchID, position: Int)
         /// Every sample of the request has been delivered.
         case complete(RequestID)
         /// The request ends now without (all) its samples; nothing more will be said about it.
@@ -139,8 +140,14 @@ public struct Batcher: Sendable {
     private var nextSeq: UInt64 = 0
     private var queuedSamples = 0
     private var scheduledWakeUp: Time?
-    private var draining = false
-    private var drainedReported = false
+    /// Where the batcher is in its life: taking requests, draining (finishing what it holds, taking
+    /// nothing new), or drained (empty, `drained` reported once).
+    enum Phase: Equatable {
+        case accepting
+        case draining
+        case drained
+    }
+    private var phase = Phase.accepting
     private var batchTimeEstimate: Duration?
 
     public init(config: Config) {
@@ -155,7 +162,7 @@ public struct Batcher: Sendable {
     public var activeRequests: Int { entries.count }
     /// Batches handed out and not yet reported.
     public var runningBatches: Int { running.count }
-    public var isDraining: Bool { draining }
+    public var isDraining: Bool { phase != .accepting }
 
     // MARK: - Events
 
@@ -164,7 +171,7 @@ public struct Batcher: Sendable {
                                 now: Time) -> [Action] {
         guard count >= 1 else { return [.fail(id, .invalidCount(count))] }
         guard entries[id] == nil else { return [.fail(id, .duplicateID)] }
-        if draining { return [.fail(id, .draining)] }
+        if isDraining { return [.fail(id, .draining)] }
         if let d = deadline, d <= now { return [.fail(id, .deadlineExceeded)] }
         if queuedSamples + count > config.maxQueuedSamples || entries.count + 1 > config.maxQueuedRequests {
             return [.fail(id, .queueFull(retryAfter: retryHint(extraSamples: count)))]
@@ -200,7 +207,9 @@ public struct Batcher: Sendable {
             batchTimeEstimate = batchTimeEstimate.map { $0 * 0.8 + t * 0.2 } ?? t
         }
         var actions: [Action] = []
+        var position = 0
         for slice in batch.slices {
+            defer { position += slice.offsets.count }
             guard var e = entries[slice.request] else { continue }  // failed or cancelled meanwhile
             if let d = e.deadline, d <= now {
                 entries[slice.request] = nil
@@ -208,7 +217,7 @@ public struct Batcher: Sendable {
                 actions.append(.fail(slice.request, .deadlineExceeded))
                 continue
             }
-            actions.append(.deliver(slice, batch: id))
+            actions.append(.deliver(slice, batch: id, position: position))
             e.delivered += slice.offsets.count
             if e.delivered == e.count {
                 entries[slice.request] = nil
@@ -236,7 +245,7 @@ public struct Batcher: Sendable {
     /// running now (`draining`: UNAVAILABLE, retry elsewhere); batches still running are forgotten
     /// when they report. `drained` follows once they have.
     public mutating func abort(now: Time) -> [Action] {
-        draining = true
+        if phase == .accepting { phase = .draining }
         let failed = entries.values.sorted { $0.seq < $1.seq }
         entries.removeAll()
         queuedSamples = 0
@@ -245,7 +254,7 @@ public struct Batcher: Sendable {
 
     /// Stop taking requests; finish those already queued, then report `drained`.
     public mutating func drain(now: Time) -> [Action] {
-        draining = true
+        if phase == .accepting { phase = .draining }
         return schedule(now: now)
     }
 
@@ -263,8 +272,8 @@ public struct Batcher: Sendable {
             scheduledWakeUp = w
             actions.append(.wakeUp(at: w))
         }
-        if draining, entries.isEmpty, running.isEmpty, !drainedReported {
-            drainedReported = true
+        if phase == .draining, entries.isEmpty, running.isEmpty {
+            phase = .drained
             actions.append(.drained)
         }
         return actions
@@ -286,7 +295,7 @@ public struct Batcher: Sendable {
         if queuedSamples >= config.maxBatchSize { return config.maxBatchSize }
         if let p = config.preferredBatchSizes.filter({ $0 <= queuedSamples }).max() { return p }
         if let oldest = oldestQueuedArrival(), now - oldest >= config.maxQueueDelay { return queuedSamples }
-        if draining { return queuedSamples }
+        if isDraining { return queuedSamples }
         return nil
     }
 

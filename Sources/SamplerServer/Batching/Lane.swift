@@ -23,7 +23,6 @@ public actor Lane {
     private let epoch: ContinuousClock.Instant
     private var nextID: UInt64 = 0
     private var pending: [RequestID: Pending] = [:]
-    private var outputs: [BatchID: (batch: Batcher.Batch, samples: [Float], start: ContinuousClock.Instant, compute: Duration)] = [:]
     private var timer: Task<Void, Never>?
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
     private var drained = false
@@ -110,29 +109,32 @@ public actor Lane {
         metrics.computeTime.recordNanoseconds(compute.nanoseconds)
         switch result {
         case .success(let samples):
-            if let batch = runningBatches[id] {
-                outputs[id] = (batch, samples, started, compute)
-            }
-            runningBatches[id] = nil
-            handle(batcher.batchCompleted(id, computeTime: compute, now: now))
-            outputs[id] = nil
+            // The results travel with the batcher's actions for this batch (its `deliver`s).
+            handle(batcher.batchCompleted(id, computeTime: compute, now: now),
+                   finished: FinishedBatch(id: id, samples: samples, start: started, compute: compute))
         case .failure(let error):
-            runningBatches[id] = nil
             metrics.batchFailures.increment()
             handle(batcher.batchFailed(id, message: "\(error)", now: now))
         }
     }
 
-    private var runningBatches: [BatchID: Batcher.Batch] = [:]
+    /// A batch's results, handed over with the actions that deliver them.
+    private struct FinishedBatch {
+        let id: BatchID
+        let samples: [Float]
+        let start: ContinuousClock.Instant
+        let compute: Duration
+    }
 
-    private func handle(_ actions: [Batcher.Action]) {
+    private func handle(_ actions: [Batcher.Action], finished: FinishedBatch? = nil) {
         defer { metrics.pendingSamples.record(batcher.pendingSamples) }
         for action in actions {
             switch action {
             case .execute(let batch):
                 start(batch)
-            case .deliver(let slice, let batchID):
-                deliver(slice, from: batchID)
+            case .deliver(let slice, let batchID, let position):
+                guard let finished, finished.id == batchID else { preconditionFailure("the batcher delivered batch \(batchID) outside its completion") }
+                deliver(slice, at: position, of: finished)
             case .complete(let id):
                 if let p = pending.removeValue(forKey: id) {
                     p.continuation.finish()
@@ -173,7 +175,6 @@ public actor Lane {
             if conditional { labels!.append(contentsOf: p.labels.map { Array($0[slice.offsets]) } ?? Array(repeating: 0, count: slice.offsets.count)) }
         }
         let started = clock.now
-        runningBatches[batch.id] = batch
         for slice in batch.slices {
             if let p = pending[slice.request] {
                 metrics.queueTime.recordNanoseconds(p.submitted.duration(to: started).nanoseconds)
@@ -190,17 +191,12 @@ public actor Lane {
         }
     }
 
-    private func deliver(_ slice: Batcher.Slice, from batchID: BatchID) {
-        guard let out = outputs[batchID], let p = pending[slice.request] else { return }
+    private func deliver(_ slice: Batcher.Slice, at position: Int, of out: FinishedBatch) {
+        guard let p = pending[slice.request] else { return }
         let n = model.description.sampleSize
-        var position = 0
-        for s in out.batch.slices {
-            if s.request == slice.request { break }
-            position += s.offsets.count
-        }
         let lo = position * n, hi = (position + slice.offsets.count) * n
         guard hi <= out.samples.count else {
-            p.continuation.finish(throwing: ServerError(.internalError, "engine returned \(out.samples.count) values for \(out.batch.size) samples"))
+            p.continuation.finish(throwing: ServerError(.internalError, "engine returned \(out.samples.count) values, too few for the batch"))
             return
         }
         let chunk = SampleChunk(offsets: slice.offsets, samples: Array(out.samples[lo..<hi]),

@@ -12,7 +12,7 @@ import TensorCore
 ///
 /// Bitwise batch invariance: OpenBLAS's results depend on the matrix sizes and on a column's
 /// position, so whole-batch products are not bitwise batch-invariant. Loaded networks therefore run
-/// in the NN module's batch-invariant mode (`ParameterStore.batchInvariant`: every sample's
+/// (through `Sampling`, as evaluation does) in the NN module's batch-invariant mode (`ParameterStore.batchInvariant`: every sample's
 /// products have the same shape whatever the batch), which makes sample (s, i) the same bits
 /// whatever else shares its batch while elementwise work and scheduling stay batched.
 public final class DiffusionEngine: SampleEngine {
@@ -37,28 +37,12 @@ public final class DiffusionEngine: SampleEngine {
         self.minSamplesPerInstance = max(1, minSamplesPerInstance)
     }
 
-    /// One instance: a replica of the version's networks.
-    final class Loaded: @unchecked Sendable {
-        let denoiser: EDMDenoiser
-        let snapshot: Snapshot
-        /// The ratio classifier shipped as part `classifier` (best-of-K), if any.
-        let classifier: (any RatioClassifier)?
-        init(snapshot: Snapshot) throws {
-            self.snapshot = snapshot
-            self.denoiser = snapshot.makeEDMDenoiser()
-            snapshot.network.parameters.batchInvariant = true
-            snapshot.network.parameters.weightsFrozen = true
-            classifier = try snapshot.classifier()
-            classifier?.parameters.batchInvariant = true
-            classifier?.parameters.weightsFrozen = true
-        }
-    }
-
-    /// What a handle's payload holds: the version's instances.
-    typealias Instances = InstancePool<Loaded>
+    /// What a handle's payload holds: the version's instances, each a replica of its networks
+    /// sampled through the one sampling path (`Sampling`).
+    typealias Instances = InstancePool<Sampling>
 
     public func load(name: String, version: Int64, path: String) async throws -> ModelHandle {
-        let count = modelInstances[name] ?? instances
+        let count = modelInstances[name] ?? instances, networkBatch = self.networkBatch
         return try await withCheckedThrowingContinuation { cont in
             loadQueue.async {
                 cont.resume(with: Result {
@@ -68,15 +52,14 @@ public final class DiffusionEngine: SampleEngine {
                     // The file is read once: every instance decodes the same bytes.
                     let file: SafetensorsFile
                     do { file = try SafetensorsFile.read(path: path) } catch { throw failed(error) }
-                    var replicas: [Loaded] = []
+                    var replicas: [Sampling] = []
                     do {
-                        for _ in 0..<count { replicas.append(try Loaded(snapshot: Snapshot.decode(file, source: path))) }
+                        for _ in 0..<count { replicas.append(try Sampling(Snapshot.decode(file, source: path), maxBatch: networkBatch)) }
                     } catch { throw failed(error) }
-                    let first = replicas[0], snap = first.snapshot, d = first.denoiser
-                    let nfe = snap.kind == .generator ? 1 : (snap.sampler?.nfe ?? 1)
-                    let desc = ModelDescription(sampleShape: d.sampleShape, numClasses: d.numClasses, kind: snap.kind.rawValue,
-                                                sigmaInit: snap.sigmaInit, nfe: nfe, provenance: snap.provenance,
-                                                hasClassifier: first.classifier != nil, bestOfRule: BestOfK.rule(of: snap))
+                    let first = replicas[0]
+                    let desc = ModelDescription(sampleShape: first.sampleShape, numClasses: first.numClasses, kind: first.kind,
+                                                provenance: first.snapshot.provenance, hasClassifier: first.classifier != nil,
+                                                bestOfRule: first.bestOfRule)
                     return ModelHandle(name: name, version: version, description: desc,
                                        payload: Instances(replicas, label: "onestep.engine.\(name).\(version)"), instances: count)
                 })
@@ -95,18 +78,8 @@ public final class DiffusionEngine: SampleEngine {
     /// (at least one, waiting for it): sample k is the same bits whichever instance makes it.
     public func run(model: ModelHandle, ids: [SampleID], labels: [Int32]?) async throws -> [Float] {
         let pool = try pool(model)
-        let chunk = networkBatch
-        let parts = try await pool.split(ids.count, minPart: minSamplesPerInstance) { loaded, r in
-            let ids = Array(ids[r]), labels = labels.map { Array($0[r]) }
-            let snap = loaded.snapshot
-            switch snap.kind {
-            case .generator:
-                return OneStepGenerator.generate(denoiser: loaded.denoiser, sigmaInit: snap.sigmaInit ?? OneStepGenerator.defaultSigmaInit,
-                                                 ids: ids, labels: labels, maxBatch: chunk)
-            case .teacher:
-                let sampler = EDMSampler(snap.sampler ?? SamplerConfig(), maxBatch: chunk)
-                return sampler.sample(denoiser: loaded.denoiser, ids: ids, labels: labels)
-            }
+        let parts = try await pool.split(ids.count, minPart: minSamplesPerInstance) { sampling, r in
+            sampling.sample(Array(ids[r]), labels: labels.map { Array($0[r]) })
         }
         return parts.count == 1 ? parts[0] : Array(parts.joined())
     }
@@ -115,10 +88,9 @@ public final class DiffusionEngine: SampleEngine {
         let pool = try pool(model)
         guard pool.instances[0].classifier != nil else { return nil }
         guard count > 0 else { return [] }
-        let chunk = networkBatch, size = samples.count / count
-        let parts = try await pool.split(count, minPart: minSamplesPerInstance) { loaded, r in
-            BestOfK.scores(classifier: loaded.classifier!, samples: Array(samples[r.lowerBound * size..<r.upperBound * size]), count: r.count,
-                           labels: labels.map { Array($0[r]) }, maxBatch: chunk)
+        let size = samples.count / count
+        let parts = try await pool.split(count, minPart: minSamplesPerInstance) { sampling, r in
+            sampling.score(Array(samples[r.lowerBound * size..<r.upperBound * size]), count: r.count, labels: labels.map { Array($0[r]) }) ?? []
         }
         return parts.count == 1 ? parts[0] : Array(parts.joined())
     }

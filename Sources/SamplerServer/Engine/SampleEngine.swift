@@ -6,30 +6,26 @@ public struct ModelDescription: Sendable, Equatable {
     public var sampleShape: [Int]
     /// 0: unconditional; otherwise labels are in `0..<numClasses`.
     public var numClasses: Int
-    /// `generator` or `teacher`.
-    public var kind: String
-    /// Generators: the noise level of `g(z) = D(sigma_init z, sigma_init)`.
-    public var sigmaInit: Float?
-    /// Network evaluations per sample.
-    public var nfe: Int
+    /// Teacher (with its ODE settings) or generator (with its sigma_init).
+    public var kind: SnapshotKind
     public var provenance: [String: String]
     /// Whether best-of-K can rank candidates (the snapshot ships a ratio classifier).
     public var hasClassifier: Bool
     /// How best-of-K keeps one of K candidates.
     public var bestOfRule: BestOfK.Rule
 
-    public init(sampleShape: [Int], numClasses: Int = 0, kind: String = "generator", sigmaInit: Float? = nil, nfe: Int = 1,
+    public init(sampleShape: [Int], numClasses: Int = 0, kind: SnapshotKind = .generator(sigmaInit: OneStepGenerator.defaultSigmaInit),
                 provenance: [String: String] = [:], hasClassifier: Bool = false, bestOfRule: BestOfK.Rule = .resample) {
         self.sampleShape = sampleShape
         self.numClasses = numClasses
         self.kind = kind
-        self.sigmaInit = sigmaInit
-        self.nfe = nfe
         self.provenance = provenance
         self.hasClassifier = hasClassifier
         self.bestOfRule = bestOfRule
     }
 
+    /// Network evaluations per sample.
+    public var nfe: Int { kind.nfe }
     /// Floats per sample.
     public var sampleSize: Int { sampleShape.reduce(1, *) }
     /// Whether a sample is an image (`[C, H, W]`).

@@ -322,8 +322,8 @@ public actor ModelRepository {
         guard d.sampleSize > 0 else { throw ServerError(.loadFailed, "model has an empty sample shape") }
         guard config.warmupSamples > 0 else { return }
         let n = min(config.warmupSamples, config.batcher.maxBatchSize)
-        let ids = (0..<n).map { SampleID(seed: 0, index: UInt64($0)) }
-        let labels: [Int32]? = d.numClasses > 0 ? (0..<n).map { Int32($0 % d.numClasses) } : nil
+        let ids = SampleID.range(seed: 0, 0..<n)
+        let labels = Sampling.cycledLabels(count: n, numClasses: d.numClasses)
         let engine = self.engine
         let run = Task { try await engine.run(model: handle, ids: ids, labels: labels) }
         guard let out = try await Self.value(of: run, within: config.warmupTimeout) else {

@@ -16,12 +16,7 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
         try await mapErrors {
             let (job, format) = try await prepare(request.message, metadata: request.metadata)
             return try await frontend.withMemory(for: job) {
-                let (samples, queue, compute, lane, scores) = try await frontend.runAll(job)
-                var response = try encode(samples, ids: job.ids, labels: job.labels, lane: lane, format: format)
-                response.scores = scores ?? []
-                response.queueUs = UInt64(max(0, queue.microseconds))
-                response.computeUs = UInt64(max(0, compute.microseconds))
-                return ServerResponse(message: response)
+                ServerResponse(message: try encode(try await frontend.runAll(job), job: job, format: format))
             }
         }
     }
@@ -34,11 +29,7 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
             try await mapErrors { try await frontend.withMemory(for: job, streamed: true) {
                 if job.bestOf > 1 {
                     // Candidates are chosen once all are scored: one message.
-                    let (samples, queue, compute, lane, scores) = try await frontend.runAll(job)
-                    var part = try encode(samples, ids: job.ids, labels: job.labels, lane: lane, format: format)
-                    part.scores = scores ?? []
-                    part.queueUs = UInt64(max(0, queue.microseconds))
-                    part.computeUs = UInt64(max(0, compute.microseconds))
+                    let part = try encode(try await frontend.runAll(job), job: job, format: format)
                     try await writer.write(.with {
                         $0.offset = 0
                         $0.chunk = part
@@ -114,8 +105,8 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
                 $0.version = lane.model.version
                 $0.sampleShape = d.sampleShape.map(Int64.init)
                 $0.numClasses = Int32(clamping: d.numClasses)
-                $0.kind = d.kind
-                $0.sigmaInit = d.sigmaInit ?? 0
+                $0.kind = d.kind.name
+                if case .generator(let sigmaInit) = d.kind { $0.sigmaInit = sigmaInit }
                 $0.nfe = Int32(clamping: d.nfe)
                 $0.maxBatchSize = UInt32(clamping: cfg.maxBatchSize)
                 $0.maxSamplesPerRequest = UInt32(clamping: frontend.limits.maxSamplesPerRequest)
@@ -197,6 +188,15 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
         case .label(let l)?: return (nil, l)
         case nil: return (nil, nil)
         }
+    }
+
+    /// A whole job's response: its samples, the kept candidates' scores (best-of-K) and its times.
+    private func encode(_ result: JobResult, job: SampleJob, format: Onestep_Sampler_V1_OutputFormat) throws -> Onestep_Sampler_V1_SampleResponse {
+        var r = try encode(result.samples, ids: job.ids, labels: job.labels, lane: result.lane, format: format)
+        r.scores = result.scores ?? []
+        r.queueUs = UInt64(max(0, result.queue.microseconds))
+        r.computeUs = UInt64(max(0, result.compute.microseconds))
+        return r
     }
 
     private func encode(_ samples: [Float], ids: [SampleID], labels: [Int32]?, lane: Lane,

@@ -70,13 +70,19 @@ struct SamplingFrontend: Sendable {
         }
     }
 
+    /// How many times a job follows its selector to a newer lane before it waits on the last one
+    /// (`submit`, which admits it even while draining). Each attempt means a hot swap retired the
+    /// lane between resolution and submission; several in a row happen only under a storm of
+    /// publishes, and the bound keeps such a storm from spinning a request forever.
+    static let resolveAttempts = 8
+
     /// Runs a job and returns the lane that took it and its chunks as they complete. A lane that
     /// started draining between resolution and submission (a hot swap retiring its version) is
     /// skipped: the request's selector is resolved again and the job goes to the new lane, provided
     /// the new version makes samples of the same description (else UNAVAILABLE, retry).
     func run(_ job: SampleJob) async throws(ServerError) -> (lane: Lane, id: RequestID, chunks: AsyncThrowingStream<SampleChunk, any Error>) {
         var lane = job.lane
-        for _ in 0..<8 {
+        for _ in 0..<Self.resolveAttempts {
             if let r = await lane.submitIfOpen(ids: job.ids, labels: job.labels, priority: job.priority, deadline: job.deadline) {
                 return (lane, r.id, r.chunks)
             }
@@ -93,22 +99,35 @@ struct SamplingFrontend: Sendable {
 
     /// Runs a job to the end: all samples, sample-major, with the longest queue and compute times,
     /// the lane (model version) that produced them, and (best-of-K) the kept candidates' scores.
-    /// Best-of-K runs the K candidates of every sample as one job through the lane (so they batch
-    /// with other requests), then scores them with the version's ratio classifier.
-    func runAll(_ job: SampleJob) async throws -> (samples: [Float], queue: Duration, compute: Duration, lane: Lane, scores: [Float]?) {
-        if job.bestOf > 1 {
-            let k = job.bestOf
-            var expanded = job
-            expanded.bestOf = 1
-            (expanded.ids, expanded.labels) = BestOfK.expand(job.ids, labels: job.labels, k: k)
-            let r = try await runAll(expanded)
-            guard let scores = try await r.lane.score(samples: r.samples, count: expanded.ids.count, labels: expanded.labels) else {
-                throw ServerError(.failedPrecondition, "model '\(r.lane.model.name)' version \(r.lane.model.version) ships no ratio classifier for best-of-K")
-            }
-            let d = r.lane.model.description
-            let picked = BestOfK.pick(samples: r.samples, scores: scores, k: k, sampleSize: d.sampleSize, rule: d.bestOfRule, ids: job.ids)
-            return (picked.samples, r.queue, r.compute, r.lane, picked.scores)
-        }
+    /// Best-of-K (`BestOfK.compose`) runs the K candidates of every sample as one job through the
+    /// lane (so they batch with other requests), then scores them with the version's ratio
+    /// classifier.
+    func runAll(_ job: SampleJob) async throws -> JobResult {
+        guard job.bestOf > 1 else { return try await runSamples(job) }
+        let d = job.lane.model.description
+        var candidates = job, ran: JobResult?
+        candidates.bestOf = 1
+        let picked = try await BestOfK.compose(job.ids, labels: job.labels, k: job.bestOf, rule: d.bestOfRule, sampleSize: d.sampleSize,
+            run: { ids, labels in
+                (candidates.ids, candidates.labels) = (ids, labels)
+                let r = try await runSamples(candidates)
+                ran = r
+                return r.samples
+            },
+            score: { samples, count, labels in
+                let lane = ran!.lane
+                guard let scores = try await lane.score(samples: samples, count: count, labels: labels) else {
+                    throw ServerError(.failedPrecondition, "model '\(lane.model.name)' version \(lane.model.version) ships no ratio classifier for best-of-K")
+                }
+                return scores
+            })
+        var result = ran!
+        (result.samples, result.scores) = (picked.samples, picked.scores)
+        return result
+    }
+
+    /// Runs a job's ids (no best-of-K) and gathers its chunks.
+    private func runSamples(_ job: SampleJob) async throws -> JobResult {
         var queue = Duration.zero, compute = Duration.zero
         // The output is allocated once the lane has admitted the request (a refused request costs
         // no memory proportional to its size).
@@ -124,6 +143,20 @@ struct SamplingFrontend: Sendable {
         } onCancelRPC: {
             Task { await lane.cancel(id) }
         }
-        return (out, queue, compute, lane, nil)
+        return JobResult(samples: out, queue: queue, compute: compute, lane: lane, scores: nil)
     }
+}
+
+/// What a job produced.
+struct JobResult: Sendable {
+    /// Sample-major floats, in the job's order.
+    var samples: [Float]
+    /// The longest time one of its batches waited in the queue.
+    var queue: Duration
+    /// Compute time summed over its batches.
+    var compute: Duration
+    /// The lane (model version) that made the samples.
+    var lane: Lane
+    /// Best-of-K: the kept candidates' scores.
+    var scores: [Float]?
 }

@@ -3,22 +3,17 @@ import Diffusion
 import NN
 import TensorCore
 
-/// Draws samples from a snapshot: a teacher by its ODE sampler, a generator in one step.
-/// Labels cycle through the classes for conditional models (balanced histogram by construction).
-public func drawSamples(_ snap: Snapshot, count: Int, seed: UInt64, sampler: SamplerConfig? = nil, bestOf: Int = 1,
-                        bestOfRule: BestOfK.Rule? = nil) throws -> (x: [Float], nfe: Int) {
-    let d = snap.makeEDMDenoiser()
+/// Draws samples (seed, 0..<count) from a snapshot through the one sampling path (`Sampling`: a
+/// teacher by its ODE sampler, `sampler` replacing its stored settings; a generator in one step;
+/// best-of-K when `bestOf` > 1), in the daemon's arithmetic. Labels cycle through the classes for
+/// conditional models. Returns the samples and the network evaluations per sample.
+public func drawSamples(_ snap: Snapshot, count: Int, seed: UInt64, sampler: ODESettings? = nil, bestOf: Int = 1,
+                        bestOfRule: BestOfK.Rule? = nil) async throws -> (x: [Float], nfe: Int) {
+    let sampling = try Sampling(snap, solver: sampler)
     let ids = SampleID.range(seed: seed, 0..<count)
-    let labels: [Int32]? = d.numClasses > 0 ? (0..<count).map { Int32($0 % d.numClasses) } : nil
-    if bestOf > 1 { return (try BestOfK.generate(snap, ids: ids, labels: labels, k: bestOf, rule: bestOfRule).samples, bestOf) }
-    switch snap.kind {
-    case .teacher:
-        let cfg = sampler ?? snap.sampler ?? SamplerConfig()
-        return (EDMSampler(cfg).sample(denoiser: d, ids: ids, labels: labels), cfg.nfe)
-    case .generator:
-        return (OneStepGenerator.generate(denoiser: d, sigmaInit: snap.sigmaInit ?? OneStepGenerator.defaultSigmaInit,
-                                          ids: ids, labels: labels), 1)
-    }
+    let labels = Sampling.cycledLabels(count: count, numClasses: sampling.numClasses)
+    let x = try await sampling.samples(ids, labels: labels, bestOf: bestOf, rule: bestOfRule).samples
+    return (x, sampling.nfe * bestOf)
 }
 
 /// Metrics of 2-D samples against fresh data from the same toy distribution.

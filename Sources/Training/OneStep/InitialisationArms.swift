@@ -3,7 +3,9 @@ import Foundation
 import NN
 import TensorCore
 
-/// How the one-step generator is initialised (METHOD.md, "The initialisation study").
+/// How the one-step generator is initialised (METHOD.md, "The initialisation study"). Cases are named
+/// for what they do; the stored names (config.json, provenance `init`) and the paper's letters stay
+/// as they were (`f1`, `f2`, `s`; T, R, M, F1, F2, S).
 public enum GeneratorInit: String, Codable, Sendable, CaseIterable {
     /// Arm T: the teacher's weights (features and map).
     case teacher
@@ -12,11 +14,11 @@ public enum GeneratorInit: String, Codable, Sendable, CaseIterable {
     /// Arm M: a random network regressed onto T's outputs g_T(z) (the map, not the features).
     case map
     /// Arm F1: the teacher's weights with the output layer re-initialised (features, not the map).
-    case f1
+    case freshOutputLayer = "f1"
     /// Arm F2: the teacher's weights evaluated at a wrong sigma_init (features, not the map).
-    case f2
+    case wrongSigmaInit = "f2"
     /// Arm S: a denoiser trained at sigma_init alone (features from one noise level only).
-    case s
+    case singleNoiseLevel = "s"
 
     /// The arm's letter in METHOD.md's table.
     public var letter: String {
@@ -24,18 +26,32 @@ public enum GeneratorInit: String, Codable, Sendable, CaseIterable {
         case .teacher: "T"
         case .random: "R"
         case .map: "M"
-        case .f1: "F1"
-        case .f2: "F2"
-        case .s: "S"
+        case .freshOutputLayer: "F1"
+        case .wrongSigmaInit: "F2"
+        case .singleNoiseLevel: "S"
         }
     }
 
-    /// Parses a name (`teacher`, `random`, `map`, `f1`, `f2`, `s`) or a letter (T, R, M, F1, F2, S).
+    /// What the arm is called where a name is wanted: the stored name for T, R, M; the
+    /// description for the others (`fresh-output-layer`, `wrong-sigma-init`, `single-noise-level`).
+    public var descriptiveName: String {
+        switch self {
+        case .teacher, .random, .map: rawValue
+        case .freshOutputLayer: "fresh-output-layer"
+        case .wrongSigmaInit: "wrong-sigma-init"
+        case .singleNoiseLevel: "single-noise-level"
+        }
+    }
+
+    /// Parses a stored name (`teacher`, `random`, `map`, `f1`, `f2`, `s`), a descriptive name
+    /// (`fresh-output-layer`, ...) or a letter (T, R, M, F1, F2, S).
     public init(parsing text: String) throws {
         let t = text.lowercased()
-        let byLetter: [String: GeneratorInit] = ["t": .teacher, "r": .random, "m": .map]
-        guard let arm = GeneratorInit(rawValue: t) ?? byLetter[t] else {
-            throw TrainingError(.invalidConfig, "--init must be one of teacher (T), random (R), map (M), f1 (F1), f2 (F2), s (S); got '\(text)'")
+        var named: [String: GeneratorInit] = [:]
+        for arm in Self.allCases { (named[arm.letter.lowercased()], named[arm.descriptiveName]) = (arm, arm) }
+        guard let arm = GeneratorInit(rawValue: t) ?? named[t] else {
+            throw TrainingError(.invalidConfig, "init must be one of teacher (T), random (R), map (M), fresh-output-layer (f1, F1), "
+                                + "wrong-sigma-init (f2, F2), single-noise-level (s, S); got '\(text)'")
         }
         self = arm
     }
@@ -77,7 +93,7 @@ public struct InitialisationArms {
             return Built(network: teacher.network, sigmaInit: sigmaInit, report: [:])
         case .random:
             return Built(network: try fresh(), sigmaInit: sigmaInit, report: [:])
-        case .f1:
+        case .freshOutputLayer:
             let net = teacher.network
             let reinit = try fresh()
             var n = 0
@@ -87,13 +103,13 @@ public struct InitialisationArms {
                 n += e.count
             }
             return Built(network: net, sigmaInit: sigmaInit, report: ["reinitialised_parameters": Double(n)])
-        case .f2:
+        case .wrongSigmaInit:
             return Built(network: teacher.network, sigmaInit: wrongSigmaInit, report: ["wrong_sigma_init": Double(wrongSigmaInit)])
         case .map:
             let net = try fresh()
             let mse = try regressOntoTeacher(net, teacher: teacher)
             return Built(network: net, sigmaInit: sigmaInit, report: ["map_mse": Double(mse.final), "map_steps": Double(mse.steps)])
-        case .s:
+        case .singleNoiseLevel:
             let net = try fresh()
             let loss = try trainAtOneSigma(net, sigmaData: teacher.sigmaData, data: data)
             return Built(network: net, sigmaInit: sigmaInit, report: ["s_loss_first": Double(loss.first), "s_loss_last": Double(loss.last)])

@@ -1,6 +1,40 @@
 import Diffusion
 import NN
 
+/// How a one-step generator is distilled (METHOD.md): the score-free family, which trains against a
+/// density-ratio classifier, or a score-based baseline, which trains against a fake score network.
+public enum DistillationMethod: String, Codable, Sendable, CaseIterable {
+    /// Score-free, Jensen-Shannon divergence.
+    case dijs
+    /// Score-free, reverse KL.
+    case dirkl
+    /// Score-free, forward KL (logit capped, `fkl_cap`).
+    case difkl
+    /// Score-based baseline: DMD-style reverse KL with a fake score network.
+    case dmd
+    /// Score-based baseline: score identity distillation.
+    case sid
+
+    /// A name in any case, or the divergence's short name (`js`, `rkl`, `fkl`).
+    public init(parsing text: String) throws {
+        let aliases: [String: DistillationMethod] = ["js": .dijs, "rkl": .dirkl, "fkl": .difkl]
+        guard let m = DistillationMethod(rawValue: text.lowercased()) ?? aliases[text.lowercased()] else {
+            throw TrainingError(.invalidConfig, "unknown method '\(text)' (choose dijs, dirkl, difkl, or the baselines dmd, sid)")
+        }
+        self = m
+    }
+
+    /// A baseline that trains a fake score network instead of a ratio classifier.
+    public var isScoreBased: Bool { self == .dmd || self == .sid }
+}
+
+/// Where the image ratio classifier (`ratio-unet`) starts.
+public enum ClassifierInit: String, Codable, Sendable, CaseIterable {
+    /// The teacher's encoder half (METHOD.md).
+    case teacher
+    case random
+}
+
 /// Everything that defines a one-step training run (DiJS / DiRKL / DiFKL, or the DMD / SiD baselines); written to
 /// `config.json` beside the run.
 public struct OneStepConfig: Codable, Sendable, Equatable {
@@ -11,13 +45,12 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
     /// Data set of real samples; empty: the teacher's provenance `data`.
     public var data = ""
     public var dataDir = "data"
-    /// dijs | dirkl | difkl (score-free) | dmd | sid (score-based baselines).
-    public var method = "dijs"
+    public var method = DistillationMethod.dijs
     public var initialisation = GeneratorInit.teacher
     public var sigmaInit: Float = OneStepGenerator.defaultSigmaInit
     public var classifier = RatioClassifierConfig()
-    /// Image classifier (`ratio-unet`) start: `teacher` (nil: the default; its encoder half) or `random`.
-    public var classifierInit: String?
+    /// Image classifier (`ratio-unet`) start (nil: the default, `teacher`).
+    public var classifierInit: ClassifierInit?
     public var batchSize = 256
     /// Classifier steps (fresh batches) per generator step.
     public var classifierSteps = 2
@@ -61,37 +94,36 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
         case outputLayerLearningRateScale = "lr_output_scale"
     }
 
-    /// Throws naming the first invalid field.
+    /// Throws naming the first invalid field by its `config.json` key (the CLI names its flags).
     public func validate() throws {
         func fail(_ m: String) throws -> Never { throw TrainingError(.invalidConfig, m) }
-        if !isScoreBased { _ = try divergence() }
-        if teacher.isEmpty { try fail("--teacher is required") }
-        if batchSize < 1 { try fail("--batch must be at least 1, got \(batchSize)") }
-        if classifierSteps < 1 { try fail("--k must be at least 1, got \(classifierSteps)") }
-        if !(generatorLearningRate > 0) { try fail("--lr-g must be positive, got \(generatorLearningRate)") }
-        if !(classifierLearningRate > 0) { try fail("--lr-c must be positive, got \(classifierLearningRate)") }
+        if teacher.isEmpty { try fail("teacher is required") }
+        if batchSize < 1 { try fail("batch_size must be at least 1, got \(batchSize)") }
+        if classifierSteps < 1 { try fail("classifier_steps must be at least 1, got \(classifierSteps)") }
+        if !(generatorLearningRate > 0) { try fail("lr_generator must be positive, got \(generatorLearningRate)") }
+        if !(classifierLearningRate > 0) { try fail("lr_classifier must be positive, got \(classifierLearningRate)") }
         if !(beta1 >= 0 && beta1 < 1) { try fail("beta1 must be in [0, 1), got \(beta1)") }
-        if !(sigmaInit > 0) || !sigmaInit.isFinite { try fail("--sigma-init must be positive, got \(sigmaInit)") }
-        if totalImages < batchSize { try fail("--images (\(totalImages)) must be at least one batch (\(batchSize))") }
-        if snapshotEveryImages < 1 { try fail("--snapshot-every must be positive") }
-        if emaHalfLifeImages < 0 { try fail("--ema-half-life must be non-negative") }
+        if !(sigmaInit > 0) || !sigmaInit.isFinite { try fail("sigma_init must be positive, got \(sigmaInit)") }
+        if totalImages < batchSize { try fail("total_images (\(totalImages)) must be at least one batch (\(batchSize))") }
+        if snapshotEveryImages < 1 { try fail("snapshot_every_images must be positive") }
+        if emaHalfLifeImages < 0 { try fail("ema_half_life_images must be non-negative") }
         if !(pStd > 0) { try fail("p_std must be positive") }
         if !(fklCap > 0) { try fail("fkl_cap must be positive") }
-        if classifierWarmupSteps < 0 { try fail("classifier warm-up steps must be 0 or more") }
+        if classifierWarmupSteps < 0 { try fail("classifier_warmup_steps must be 0 or more") }
         let side = Int(Double(gridSamples).squareRoot())
-        if gridSamples < 1 || side * side != gridSamples { try fail("--grid must be a square number, got \(gridSamples)") }
+        if gridSamples < 1 || side * side != gridSamples { try fail("grid_samples must be a square number, got \(gridSamples)") }
         try classifier.validate()
-        if let a = armSteps, a < 1 { try fail("--arm-steps must be at least 1, got \(a)") }
-        if let w = wrongSigmaInit, !(w > 0) || !w.isFinite { try fail("--wrong-sigma-init must be positive, got \(w)") }
-        if let c = classifierInit, !["teacher", "random"].contains(c) { try fail("--classifier-init must be teacher or random, got '\(c)'") }
-        if let a = sidAlpha, !a.isFinite { try fail("--sid-alpha must be finite, got \(a)") }
-        if let s = outputLayerLearningRateScale, !(s > 0) || !s.isFinite { try fail("--lr-output-scale must be positive, got \(s)") }
+        if let a = armSteps, a < 1 { try fail("arm_steps must be at least 1, got \(a)") }
+        if let w = wrongSigmaInit, !(w > 0) || !w.isFinite { try fail("wrong_sigma_init must be positive, got \(w)") }
+        if let a = sidAlpha, !a.isFinite { try fail("sid_alpha must be finite, got \(a)") }
+        if let s = outputLayerLearningRateScale, !(s > 0) || !s.isFinite { try fail("lr_output_scale must be positive, got \(s)") }
     }
 
+    /// The score-free method's divergence (throws for the score-based baselines).
     public func divergence() throws -> RatioDivergence { try RatioDivergence(method: method, fklCap: fklCap) }
     /// A score-based baseline (a fake score network instead of a ratio classifier): `dmd` (DMD-style
     /// reverse KL) or `sid` (score identity distillation).
-    public var isScoreBased: Bool { method == "dmd" || method == "sid" }
+    public var isScoreBased: Bool { method.isScoreBased }
     public var noise: RatioNoiseLevels { RatioNoiseLevels(pMean: pMean, pStd: pStd) }
     /// Generator steps in the run.
     public var totalSteps: Int { totalImages / batchSize }

@@ -60,14 +60,14 @@ public final class OneStepTrainer: @unchecked Sendable {
         var arms = InitialisationArms(seed: config.seed, sigmaInit: config.sigmaInit)
         if let s = config.armSteps { arms.steps = s }
         if let w = config.wrongSigmaInit { arms.wrongSigmaInit = w }
-        if [.map, .s].contains(config.initialisation) && !resume {
+        if [.map, .singleNoiseLevel].contains(config.initialisation) && !resume {
             let bar = ProgressBar(total: arms.steps, label: "arm \(config.initialisation.letter)")
             arms.progress = { done, total, loss in
                 bar.update(done, unit: "steps", extra: String(format: "loss %.5f", loss), force: done == total)
             }
         }
         // On resume the saved state replaces the weights: arms that train (M, S) are not rebuilt.
-        let arm: GeneratorInit = resume && [.map, .s].contains(config.initialisation) ? .random : config.initialisation
+        let arm: GeneratorInit = resume && [.map, .singleNoiseLevel].contains(config.initialisation) ? .random : config.initialisation
         let built = try arms.build(arm, teacher: teacher, data: data)
         let net = built.network
         if !resume { config.sigmaInit = built.sigmaInit }
@@ -91,7 +91,7 @@ public final class OneStepTrainer: @unchecked Sendable {
             let real = try Snapshot.load(path: config.teacher).makeEDMDenoiser(), fakeStart = try Snapshot.load(path: config.teacher).makeEDMDenoiser()
             classifier = nil
             divergence = nil
-            critic = config.method == "sid"
+            critic = config.method == .sid
                 ? SiDCritic(teacher: real, fake: fakeStart, noise: config.noise, alpha: config.sidAlpha ?? SiDCritic.defaultAlpha)
                 : DMDCritic(teacher: real, fake: fakeStart, noise: config.noise)
         } else {
@@ -119,7 +119,7 @@ public final class OneStepTrainer: @unchecked Sendable {
             try run.writeConfig(config)
             if !built.report.isEmpty { run.log(["event": "init_arm", "arm": config.initialisation.letter].merging(built.report.mapValues { $0 as Any }) { a, _ in a }) }
             run.log(["event": "start", "generator_parameters": net.parameters.count,
-                     "classifier_parameters": critic.parameters.count, "method": config.method,
+                     "classifier_parameters": critic.parameters.count, "method": config.method.rawValue,
                      "init": config.initialisation.rawValue, "data": config.data, "teacher_sha256": sha])
         }
     }
@@ -132,7 +132,7 @@ public final class OneStepTrainer: @unchecked Sendable {
         let seed = config.seed &+ 0x5243
         guard let unet = generator as? UNet else { return try RatioClassifierMLP(config.classifier, seed: seed) }
         let c = try RatioClassifierUNet(RatioClassifierUNetConfig(unet: unet.config, sigmaData: teacher.sigmaData), seed: seed)
-        if config.classifierInit != "random", let t = teacher.network as? UNet { c.initialise(fromTeacher: t) }
+        if config.classifierInit != .random, let t = teacher.network as? UNet { c.initialise(fromTeacher: t) }
         return c
     }
 
@@ -206,7 +206,7 @@ public final class OneStepTrainer: @unchecked Sendable {
     /// step, the untrained generator as `snapshot-000000000` (its arm's starting point).
     public func train(stopAfterSteps: Int? = nil) throws {
         let B = config.batchSize, K = config.classifierSteps, total = config.totalSteps
-        let bar = ProgressBar(total: total * B, label: config.method, alreadyDone: imagesSeen)
+        let bar = ProgressBar(total: total * B, label: config.method.rawValue, alreadyDone: imagesSeen)
         let lastStep = min(total, stopAfterSteps.map { step + $0 } ?? total)
         if step == 0, step < lastStep {
             // The generator as its initialisation arm built it (metrics "before training").
@@ -259,17 +259,20 @@ public final class OneStepTrainer: @unchecked Sendable {
     }
 
     /// The generator with the EMA weights (what snapshots publish), as a fresh network.
-    public func emaNetwork() throws -> any Denoiser {
+    public func emaNetwork() throws -> any Denoiser { try networkCopy(values: ema.values) }
+
+    /// A fresh generator network holding `values` (the store's layout).
+    private func networkCopy(values: Buffer) throws -> any Denoiser {
         let net = try NetworkCheckpoint.makeDenoiser(metadata: NetworkCheckpoint.metadata(of: network))
-        net.parameters.values.ptr.update(from: ema.values.ptr, count: ema.values.count)
+        net.parameters.values.ptr.update(from: values.ptr, count: values.count)
         return net
     }
 
     /// The generator snapshot (EMA weights, classifier as part `classifier`, provenance).
     public func makeSnapshot() throws -> Snapshot {
-        Snapshot(kind: .generator, network: try emaNetwork(), sigmaData: teacherSigmaData, sigmaInit: config.sigmaInit,
+        Snapshot(kind: .generator(sigmaInit: config.sigmaInit), network: try emaNetwork(), sigmaData: teacherSigmaData,
                  provenance: [
-                    "method": config.method, "init": config.initialisation.rawValue, "teacher": config.teacher,
+                    "method": config.method.rawValue, "init": config.initialisation.rawValue, "teacher": config.teacher,
                     "teacher_sha256": config.teacherSHA256, "data": config.data, "images_seen": String(imagesSeen),
                     "classifier_images_seen": String(step * config.classifierSteps * config.batchSize),
                     "steps": String(step), "run": run.path, "seed": String(config.seed), "config": jsonText(config),
@@ -283,7 +286,7 @@ public final class OneStepTrainer: @unchecked Sendable {
         let snap = try makeSnapshot()
         try snap.save(to: run.snapshotPath(imagesSeen: imagesSeen))
         try snap.save(to: run.latestSnapshotPath)
-        let x = samples(count: config.gridSamples, seed: config.seed, ema: true)
+        let x = try samples(count: config.gridSamples, seed: config.seed, ema: true)
         try PNG.write(try SampleGrid.picture(x, count: config.gridSamples, sampleShape: data.sampleShape),
                       to: run.samplesPath(imagesSeen: imagesSeen))
         let losses = run.readLog().compactMap { $0["loss_c"] as? Double }
@@ -292,18 +295,18 @@ public final class OneStepTrainer: @unchecked Sendable {
         run.log(["event": "snapshot", "step": step, "images_seen": imagesSeen])
     }
 
-    /// One-step samples for ids (seed, 0..<count), from the EMA weights or the current ones.
-    public func samples(count: Int, seed: UInt64, ema useEMA: Bool) -> [Float] {
-        let net: any Denoiser = useEMA ? ((try? emaNetwork()) ?? network) : network
-        let labels: [Int32]? = net.numClasses > 0 ? (0..<count).map { Int32($0 % net.numClasses) } : nil
-        return OneStepGenerator.generate(denoiser: EDMDenoiser(net, sigmaData: teacherSigmaData), sigmaInit: config.sigmaInit,
-                                         ids: SampleID.range(seed: seed, 0..<count), labels: labels)
+    /// One-step samples for ids (seed, 0..<count), from the EMA weights or the current ones, made
+    /// as `onestep eval` and the daemon make them (`Sampling`, on a copy of the network).
+    public func samples(count: Int, seed: UInt64, ema useEMA: Bool) throws -> [Float] {
+        let net = try networkCopy(values: useEMA ? ema.values : network.parameters.values)
+        let sampling = try Sampling(Snapshot(kind: .generator(sigmaInit: config.sigmaInit), network: net, sigmaData: teacherSigmaData))
+        return sampling.sample(SampleID.range(seed: seed, 0..<count), labels: Sampling.cycledLabels(count: count, numClasses: net.numClasses))
     }
 
     /// For 2-D toy data: metrics of `count` EMA samples against fresh data (nil for other data).
     public func evaluatePoints(count: Int = 2000, ema useEMA: Bool = true) throws -> PointMetricsReport? {
         guard let toy = try? Toy2D(name: config.data) else { return nil }
-        let x = samples(count: count, seed: 0xE7A1, ema: useEMA)
+        let x = try samples(count: count, seed: 0xE7A1, ema: useEMA)
         return try Metrics.pointReport(x, reference: toy.sample(n: count, seed: 0xDA7A), toy: toy)
     }
 

@@ -37,13 +37,13 @@ public enum RatioDivergence: Sendable {
     /// Default cap of DiFKL's logit.
     public static let defaultFKLCap = 5.0
 
-    /// `dijs`, `dirkl`, `difkl` (also `js`, `rkl`, `fkl`).
-    public init(method: String, fklCap: Double = RatioDivergence.defaultFKLCap) throws {
-        switch method.lowercased() {
-        case "dijs", "js": self = .jensenShannon
-        case "dirkl", "rkl": self = .reverseKL
-        case "difkl", "fkl": self = .forwardKL(cap: fklCap)
-        default: throw TrainingError(.invalidConfig, "unknown method '\(method)' (choose dijs, dirkl, difkl, or the baselines dmd, sid)")
+    /// The divergence of a score-free method (`dijs`, `dirkl`, `difkl`).
+    public init(method: DistillationMethod, fklCap: Double = RatioDivergence.defaultFKLCap) throws {
+        switch method {
+        case .dijs: self = .jensenShannon
+        case .dirkl: self = .reverseKL
+        case .difkl: self = .forwardKL(cap: fklCap)
+        case .dmd, .sid: throw TrainingError(.invalidConfig, "\(method.rawValue) is a score-based baseline: it has no density-ratio divergence")
         }
     }
 

@@ -5,11 +5,11 @@ import TensorCore
 public enum SampleGrid {
     /// Samples `count` points with seeds (seed, 0..<count) (labels cycle through the classes for a
     /// conditional model) and renders them.
-    public static func render(denoiser: EDMDenoiser, sampler: SamplerConfig, count: Int, seed: UInt64,
+    public static func render(denoiser: EDMDenoiser, sampler: ODESettings, count: Int, seed: UInt64,
                               sampleShape: [Int]) throws -> PNG.Image {
         let ids = SampleID.range(seed: seed, 0..<count)
-        let labels: [Int32]? = denoiser.numClasses > 0 ? (0..<count).map { Int32($0 % denoiser.numClasses) } : nil
-        let x = EDMSampler(sampler, maxBatch: 64).sample(denoiser: denoiser, ids: ids, labels: labels)
+        let labels = Sampling.cycledLabels(count: count, numClasses: denoiser.numClasses)
+        let x = ProbabilityFlowODE(sampler, maxBatch: 64).sample(denoiser: denoiser, ids: ids, labels: labels)
         return try picture(x, count: count, sampleShape: sampleShape)
     }
 

@@ -23,7 +23,7 @@ public struct TeacherConfig: Codable, Sendable, Equatable {
     public var snapshotEveryImages = 100_000
     /// Samples in each snapshot's grid (a square number) and the sampler used for it.
     public var gridSamples = 64
-    public var sampler = SamplerConfig()
+    public var sampler = ODESettings()
     public var seed: UInt64 = 0
     public var pMean: Float = -1.2
     public var pStd: Float = 1.2
@@ -38,17 +38,17 @@ public struct TeacherConfig: Codable, Sendable, Equatable {
         case pMean = "p_mean", pStd = "p_std"
     }
 
-    /// Throws naming the first invalid field.
+    /// Throws naming the first invalid field by its `config.json` key (the CLI names its flags).
     public func validate() throws {
         func fail(_ m: String) throws -> Never { throw TrainingError(.invalidConfig, m) }
-        if !["unet", "mlp"].contains(arch) { try fail("--arch must be unet or mlp, got '\(arch)'") }
-        if batchSize < 1 { try fail("--batch must be at least 1, got \(batchSize)") }
-        if !(learningRate > 0) { try fail("--lr must be positive, got \(learningRate)") }
-        if totalImages < batchSize { try fail("--images (\(totalImages)) must be at least one batch (\(batchSize))") }
-        if snapshotEveryImages < 1 { try fail("--snapshot-every must be positive") }
-        if emaHalfLifeImages < 0 { try fail("--ema-half-life must be non-negative") }
+        if !["unet", "mlp"].contains(arch) { try fail("arch must be unet or mlp, got '\(arch)'") }
+        if batchSize < 1 { try fail("batch_size must be at least 1, got \(batchSize)") }
+        if !(learningRate > 0) { try fail("learning_rate must be positive, got \(learningRate)") }
+        if totalImages < batchSize { try fail("total_images (\(totalImages)) must be at least one batch (\(batchSize))") }
+        if snapshotEveryImages < 1 { try fail("snapshot_every_images must be positive") }
+        if emaHalfLifeImages < 0 { try fail("ema_half_life_images must be non-negative") }
         let side = Int(Double(gridSamples).squareRoot())
-        if gridSamples < 1 || side * side != gridSamples { try fail("--grid must be a square number, got \(gridSamples)") }
+        if gridSamples < 1 || side * side != gridSamples { try fail("grid_samples must be a square number, got \(gridSamples)") }
         try sampler.validate()
         if arch == "unet" { try unet.validate() } else { try mlp.validate() }
     }

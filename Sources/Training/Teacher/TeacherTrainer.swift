@@ -113,7 +113,7 @@ public final class TeacherTrainer: @unchecked Sendable {
         try saveState()
         let emaNet = try NetworkCheckpoint.makeDenoiser(metadata: NetworkCheckpoint.metadata(of: network))
         emaNet.parameters.values.ptr.update(from: ema.values.ptr, count: ema.values.count)
-        let snap = Snapshot(kind: .teacher, network: emaNet, sampler: config.sampler, provenance: [
+        let snap = Snapshot(kind: .teacher(config.sampler), network: emaNet, provenance: [
             "data": config.data, "images_seen": String(imagesSeen), "steps": String(step),
             "run": run.path, "seed": String(config.seed), "config": jsonText(config),
         ])

@@ -24,9 +24,9 @@ final class StudyCache {
     }
 
     /// The values for `key`, measured by `compute` (values plus "nfe") unless already recorded.
-    func values(key: String, _ compute: () throws -> (values: [String: Double], nfe: Int)) throws -> [String: Double] {
+    func values(key: String, _ compute: () async throws -> (values: [String: Double], nfe: Int)) async throws -> [String: Double] {
         if let v = entries[key] { return v }
-        var (v, nfe) = try compute()
+        var (v, nfe) = try await compute()
         v["nfe"] = Double(nfe)
         try StudyRunner.appendLine(["key": key, "values": v], to: path)
         entries[key] = v
@@ -35,8 +35,8 @@ final class StudyCache {
 
     /// Keyed by a snapshot file's content.
     func values(file: String, variant: String = "as-is", seed: UInt64, count: Int, bestOf: Int,
-                _ compute: () throws -> (values: [String: Double], nfe: Int)) throws -> [String: Double] {
-        try values(key: "\(try sha256(file))|\(variant)|seed=\(seed)|n=\(count)|k=\(bestOf)", compute)
+                _ compute: () async throws -> (values: [String: Double], nfe: Int)) async throws -> [String: Double] {
+        try await values(key: "\(try sha256(file))|\(variant)|seed=\(seed)|n=\(count)|k=\(bestOf)", compute)
     }
 
     private func sha256(_ file: String) throws -> String {

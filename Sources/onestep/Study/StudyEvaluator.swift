@@ -9,7 +9,7 @@ import Training
 struct StudyEvaluator {
     let keys: [String]
     let count: Int
-    let measure: (Snapshot, UInt64, Int) throws -> (values: [String: Double], nfe: Int)
+    let measure: (Snapshot, UInt64, Int) async throws -> (values: [String: Double], nfe: Int)
 
     init(data: String, count: Int) throws {
         self.count = count
@@ -17,7 +17,7 @@ struct StudyEvaluator {
             let reference = toy.sample(n: count, seed: 424242)
             keys = ["sliced_w2", "mmd2", "modes"]
             measure = { snap, seed, k in
-                let (x, nfe) = try drawSamples(snap, count: count, seed: seed, bestOf: k)
+                let (x, nfe) = try await drawSamples(snap, count: count, seed: seed, bestOf: k)
                 let r = try Metrics.pointReport(x, reference: reference, toy: toy)
                 return (["sliced_w2": r.slicedW2, "mmd2": r.mmd2, "modes": Double(r.modesCovered ?? -1)], nfe)
             }
@@ -26,23 +26,23 @@ struct StudyEvaluator {
             let ref = try evaluator.evaluate(try ImageDataset.load(name: data, split: .test, dataDir: "data").prefix(count))
             keys = ["fd_lenet", "kid", "precision", "recall"]
             measure = { snap, seed, k in
-                let (x, nfe) = try drawSamples(snap, count: count, seed: seed, bestOf: k)
+                let (x, nfe) = try await drawSamples(snap, count: count, seed: seed, bestOf: k)
                 let r = try Metrics.imageReport(generated: try evaluator.evaluate(images: x), reference: ref)
                 return (["fd_lenet": r.fd, "kid": r.kid.mean, "precision": r.precision, "recall": r.recall], nfe)
             }
         }
     }
 
-    func callAsFunction(_ snap: Snapshot, seed: UInt64, bestOf: Int) throws -> (values: [String: Double], nfe: Int) {
-        try measure(snap, seed, bestOf)
+    func callAsFunction(_ snap: Snapshot, seed: UInt64, bestOf: Int) async throws -> (values: [String: Double], nfe: Int) {
+        try await measure(snap, seed, bestOf)
     }
 
     /// The generator before training: its arm's starting point (`snapshot-000000000`, written by
     /// `distill` before the first step), else what an older 2-D run logged (`eval_initial`).
-    func before(dir: String, seed: UInt64, cache: StudyCache) throws -> [String: Double]? {
+    func before(dir: String, seed: UInt64, cache: StudyCache) async throws -> [String: Double]? {
         let initial = dir + "/snapshots/snapshot-000000000.safetensors"
         if FileManager.default.fileExists(atPath: initial) {
-            return try cache.values(file: initial, seed: seed, count: count, bestOf: 1) { try measure(try Snapshot.load(path: initial), seed, 1) }
+            return try await cache.values(file: initial, seed: seed, count: count, bestOf: 1) { try await measure(try Snapshot.load(path: initial), seed, 1) }
         }
         guard let text = try? String(contentsOfFile: dir + "/log.jsonl", encoding: .utf8) else { return nil }
         for line in text.split(separator: "\n") {

@@ -13,12 +13,12 @@ struct StudyFigures {
     init(folder: String) { self.folder = folder }
 
     /// Writes `figures/samples-NAME.png` once (kept on resume) and returns its relative path.
-    func grid(_ snap: Snapshot, name: String, bestOf: Int) throws -> String {
+    func grid(_ snap: Snapshot, name: String, bestOf: Int) async throws -> String {
         let rel = "figures/samples-\(name).png", path = folder + "/" + rel
         if FileManager.default.fileExists(atPath: path) { return rel }
         try FileManager.default.createDirectory(atPath: folder + "/figures", withIntermediateDirectories: true)
         let count = snap.network.sampleShape == [2] ? 1000 : 64
-        let (x, _) = try drawSamples(snap, count: count, seed: 1, bestOf: bestOf)
+        let (x, _) = try await drawSamples(snap, count: count, seed: 1, bestOf: bestOf)
         let image = try SampleGrid.picture(x, count: count, sampleShape: snap.network.sampleShape)
         try atomicWriteFile(try PNG.encode(image), to: path)
         return rel

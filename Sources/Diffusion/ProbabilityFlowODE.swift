@@ -47,8 +47,9 @@ public enum KarrasSchedule {
     }
 }
 
-/// Sampler settings; also stored in teacher snapshots as the `sampler` metadata (JSON keys below).
-public struct SamplerConfig: Sendable, Codable, Equatable {
+/// Settings of a teacher's ODE sampling (solver, steps, noise range); stored in teacher snapshots as
+/// the `sampler` metadata (JSON keys below).
+public struct ODESettings: Sendable, Codable, Equatable {
     public var solver: ODESolver = .heun
     public var steps = 18
     public var sigmaMin: Float = 0.002
@@ -85,17 +86,19 @@ public struct SamplerConfig: Sendable, Codable, Equatable {
     }
 }
 
-/// EDM's deterministic sampler (Algorithm 1) from `x = sigma_max * z`, in sub-batches of at most
+/// The teacher's multi-step sampling: EDM's deterministic sampler (Algorithm 1), which integrates the
+/// probability-flow ODE from `x = sigma_max * z` (named for the ODE, not "sampler", which is the
+/// daemon's gRPC API), in sub-batches of at most
 /// `maxBatch` samples. Every operation is per sample, so sample i's output is the same bits whatever
 /// batch it runs in (as long as the network itself is batch-invariant). Scratch is reused between
 /// calls; one instance serves one thread.
-public final class EDMSampler: @unchecked Sendable {
-    public var config: SamplerConfig
+public final class ProbabilityFlowODE: @unchecked Sendable {
+    public var config: ODESettings
     public var maxBatch: Int
 
     private let x = Buffer(), xNext = Buffer(), d = Buffer(), sig = Buffer()
 
-    public init(_ config: SamplerConfig = SamplerConfig(), maxBatch: Int = 256) {
+    public init(_ config: ODESettings = ODESettings(), maxBatch: Int = 256) {
         precondition(maxBatch >= 1, "maxBatch must be at least 1")
         self.config = config
         self.maxBatch = maxBatch

@@ -49,7 +49,7 @@ public struct ConvGeometry: Sendable, Equatable {
 /// chunks whose column matrix fits `scratchLimit` floats; each chunk's product is written straight
 /// into `y` at column offset `b0*Ho*Wo` with `ldc = B*Ho*Wo`. Pointwise (1x1 s1 p0) convolutions use
 /// `x` as the column matrix and need no scratch.
-public enum Conv2D {
+public enum Im2colConvolution {
     /// Default bound on the column scratch, in floats (2 MiB): small enough that a chunk's column
     /// matrix stays in cache between im2col and the GEMM, which measured faster than larger chunks.
     public static let defaultScratchLimit = 1 << 19
@@ -256,7 +256,7 @@ extension Reference {
     }
 
     /// Direct-loop convolution gradients in CBHW with the same accumulate semantics as
-    /// `Conv2D.backward`: dWeight += ∂L/∂W, dBias += ∂L/∂b, dx += ∂L/∂x (when non-nil), given dy = ∂L/∂y.
+    /// `Im2colConvolution.backward`: dWeight += ∂L/∂W, dBias += ∂L/∂b, dx += ∂L/∂x (when non-nil), given dy = ∂L/∂y.
     public static func conv2dBackward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>,
                                       weight: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                       dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
