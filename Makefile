@@ -84,11 +84,10 @@ serve: deps build
 
 ## Publishes the next version of MODEL from a run's newest snapshot (or SNAPSHOT=file): copied aside,
 ## then renamed into place, so a running daemon picks it up complete and swaps to it.
-publish:
+publish: build
 	@test -n "$(RUN)$(SNAPSHOT)" -a -n "$(MODEL)" || { echo "usage: make publish MODEL=NAME RUN=runs/NAME | SNAPSHOT=file"; exit 1; }
-	@snap=$${SNAPSHOT:-$$(ls -t $(RUN)/snapshots/*.safetensors | head -1)}; d=$(SERVE_REPO)/$(MODEL); mkdir -p $$d; \
-	 v=$$(( $$(ls $$d | grep -E '^[0-9]+$$' | sort -n | tail -1) + 1 )); \
-	 mkdir -p $$d/.$$v.tmp && cp "$$snap" $$d/.$$v.tmp/model.safetensors && sync && mv $$d/.$$v.tmp $$d/$$v && echo "published $$snap as $$d/$$v"
+	@snap=$${SNAPSHOT:-$$(ls -t $(RUN)/snapshots/*.safetensors | head -1)}; \
+	 .build/release/onestep publish --model $(MODEL) --snapshot "$$snap" --repository $(SERVE_REPO)
 
 ## Speed tables (docs/BENCHMARKS.md): the Swift engine, then PyTorch and onnxruntime on the same weights.
 bench: build

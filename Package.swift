@@ -45,10 +45,12 @@ let package = Package(
         .target(name: "NN", dependencies: ["TensorCore", "OneDNN"], exclude: ["README.md"]),
         .target(name: "Diffusion", dependencies: ["NN", "TensorCore"], exclude: ["README.md"]),
         .target(name: "Training", dependencies: ["Diffusion", "NN", "TensorCore"], exclude: ["README.md"]),
+        // Serving engine without the server: snapshots loaded as network replicas, the repository on disk.
+        .target(name: "Engine", dependencies: ["Diffusion", "NN", "TensorCore"], exclude: ["README.md"]),
 
         // Serving: generated protocol code, the daemon, the typed client.
         .target(name: "SamplerAPI", dependencies: grpc, exclude: ["README.md"]),
-        .target(name: "SamplerServer", dependencies: ["SamplerAPI", "Diffusion", "NN", "TensorCore"] + grpc + [
+        .target(name: "SamplerServer", dependencies: ["SamplerAPI", "Engine", "Diffusion", "NN", "TensorCore"] + grpc + [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -56,16 +58,17 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], exclude: ["README.md"]),
         .target(name: "SamplerClient", dependencies: ["SamplerAPI"] + grpc, exclude: ["README.md"]),
 
         // Bulk data sets: from the engine in process or from daemons through the client.
-        .target(name: "Generation", dependencies: ["SamplerServer", "SamplerClient", "Diffusion", "TensorCore"], exclude: ["README.md"]),
+        .target(name: "Generation", dependencies: ["Engine", "SamplerClient", "Diffusion", "TensorCore"], exclude: ["README.md"]),
 
         .executableTarget(name: "onestep", dependencies: [
-            "TensorCore", "NN", "Diffusion", "Training", "SamplerServer", "SamplerClient", "Generation", "OneDNN",
+            "TensorCore", "NN", "Diffusion", "Training", "Engine", "SamplerServer", "SamplerClient", "Generation", "OneDNN",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -80,12 +83,12 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Diffusion", "NN", "TensorCore", "TestSupport", "ServingTestSupport"],
                     exclude: ["Fixtures"]),
         .target(name: "ServingTestSupport", dependencies: [
-            "Diffusion", "NN", "TensorCore", "TestSupport",
+            "Diffusion", "Engine", "NN", "TensorCore", "TestSupport",
             .product(name: "GRPCCore", package: "grpc-swift-2"),
             .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         ], path: "Tests/ServingTestSupport"),
         .testTarget(name: "SamplerServerTests", dependencies: [
-            "SamplerServer", "SamplerAPI", "Diffusion", "NN", "TensorCore", "TestSupport", "ServingTestSupport",
+            "SamplerServer", "Engine", "SamplerAPI", "Diffusion", "NN", "TensorCore", "TestSupport", "ServingTestSupport",
             .product(name: "GRPCCore", package: "grpc-swift-2"),
             .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
             .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -94,7 +97,7 @@ let package = Package(
         ]),
         .testTarget(name: "SamplerClientTests", dependencies: ["SamplerClient", "SamplerAPI", "ServingTestSupport"] + grpc),
         .testTarget(name: "GenerationTests", dependencies: [
-            "Generation", "SamplerClient", "Training", "Diffusion", "TensorCore", "ServingTestSupport",
+            "Generation", "Engine", "SamplerClient", "Training", "Diffusion", "TensorCore", "ServingTestSupport",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,7 +1,7 @@
 import Diffusion
 import Foundation
 import SamplerClient
-import SamplerServer
+import Engine
 
 /// What a model version makes, as far as a generation run needs to know.
 public struct SourceInfo: Sendable, Equatable {
@@ -44,7 +44,7 @@ public final class LocalSource: SampleSource {
             throw GenerationError(.source, "no model '\(model)' in repository '\(repository)'"
                                   + (known.isEmpty ? "" : " (it has: \(known.joined(separator: ", ")))"))
         }
-        let versions = ModelRepository.versionsOnDisk(modelFolder: dir)
+        let versions = RepositoryLayout.versionsOnDisk(modelFolder: dir)
         let v: Int64
         if let version {
             guard versions.contains(where: { $0.version == version }) else {

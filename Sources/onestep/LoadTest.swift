@@ -1,5 +1,6 @@
 import ArgumentParser
 import Diffusion
+import Engine
 import Foundation
 import GRPCCore
 import Histogram
@@ -290,12 +291,7 @@ struct MakeBenchModelCommand: ParsableCommand {
         cfg.channels = channels.split(separator: ",").compactMap { Int($0) }
         let snap = Snapshot(kind: .generator(sigmaInit: 2.5), network: try UNet(cfg, seed: 1),
                             provenance: ["note": "random initialisation, for benchmarks only"])
-        let dir = (repository as NSString).appendingPathComponent(name)
-        let tmp = (dir as NSString).appendingPathComponent(".\(version).tmp")
-        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-        try snap.save(to: (tmp as NSString).appendingPathComponent("model.safetensors"))
-        let final = (dir as NSString).appendingPathComponent("\(version)")
-        try FileManager.default.moveItem(atPath: tmp, toPath: final)
-        print("wrote \(final)/model.safetensors")
+        let published = try RepositoryLayout.publish(snap, root: repository, model: name, version: Int64(version))
+        print("wrote \(published.path)")
     }
 }

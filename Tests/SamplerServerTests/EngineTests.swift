@@ -1,4 +1,5 @@
 import Foundation
+@testable import Engine
 import XCTest
 import Diffusion
 import TensorCore
@@ -79,7 +80,7 @@ final class EngineTests: XCTestCase {
         do {
             _ = try await DiffusionEngine().load(name: "bad", version: 1, path: path)
             XCTFail("loaded a corrupt file")
-        } catch let e as ServerError {
+        } catch let e as EngineError {
             XCTAssertEqual(e.code, .loadFailed)
             XCTAssertTrue(e.message.contains("cannot load"), e.message)
         }

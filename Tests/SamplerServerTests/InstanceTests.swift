@@ -1,4 +1,5 @@
 import Foundation
+@testable import Engine
 import Synchronization
 import XCTest
 import Diffusion

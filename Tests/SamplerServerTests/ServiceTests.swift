@@ -1,4 +1,5 @@
 import Foundation
+import Engine
 import XCTest
 import GRPCCore
 import GRPCInProcessTransport

@@ -1,5 +1,6 @@
 import Foundation
 import Diffusion
+import Engine
 import NN
 import TensorCore
 
@@ -52,10 +53,6 @@ public enum Fixtures {
 
     /// Writes `snapshot` as `root/name/version/model.safetensors` (built aside, then renamed).
     public static func install(_ snapshot: Snapshot, root: String, name: String, version: Int) throws {
-        let modelDir = (root as NSString).appendingPathComponent(name)
-        let tmp = (modelDir as NSString).appendingPathComponent(".\(version).tmp")
-        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-        try snapshot.save(to: (tmp as NSString).appendingPathComponent("model.safetensors"))
-        try FileManager.default.moveItem(atPath: tmp, toPath: (modelDir as NSString).appendingPathComponent("\(version)"))
+        try RepositoryLayout.publish(snapshot, root: root, model: name, version: Int64(version))
     }
 }

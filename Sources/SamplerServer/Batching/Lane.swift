@@ -1,4 +1,5 @@
 import Diffusion
+import Engine
 import Metrics
 
 /// Samples `offsets` of one request, as one batch produced them.

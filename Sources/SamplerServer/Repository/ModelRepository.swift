@@ -1,5 +1,6 @@
 import Synchronization
 import Diffusion
+import Engine
 import Foundation
 import Logging
 import Metrics
@@ -197,7 +198,7 @@ public actor ModelRepository {
     /// Scans the repository and loads what the policy wants (startup and polling).
     public func poll() async {
         let names: [String]
-        do { names = try Self.modelFolders(config.root) } catch {
+        do { names = try RepositoryLayout.modelFolders(config.root) } catch {
             logger.error("cannot read the model repository", metadata: ["root": "\(config.root)", "error": "\(error)"])
             return
         }
@@ -213,14 +214,14 @@ public actor ModelRepository {
             if models[name]?.unloaded == true { continue }
             // A folder with no version folder at all (e.g. `models/evaluator`, which holds other
             // files) is not a model, unless it was one already or was named explicitly.
-            if models[name] == nil && config.startupModels == nil && !Self.hasVersionFolder((config.root as NSString).appendingPathComponent(name)) { continue }
+            if models[name] == nil && config.startupModels == nil && !RepositoryLayout.hasVersionFolder((config.root as NSString).appendingPathComponent(name)) { continue }
             await reconcile(name)
         }
     }
 
     /// Explicit load (admin): (re)reads the model's folder and applies the policy, even if unloaded.
     public func load(_ name: String) async throws(ServerError) {
-        guard Self.isValidName(name) else { throw ServerError(.invalidArgument, "'\(name)' is not a valid model name") }
+        guard RepositoryLayout.isValidName(name) else { throw ServerError(.invalidArgument, "'\(name)' is not a valid model name") }
         let dir = (config.root as NSString).appendingPathComponent(name)
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
@@ -265,7 +266,7 @@ public actor ModelRepository {
     /// `force`: also retry versions that failed or were unloaded (explicit load).
     private func reconcile(_ name: String, force: Bool = false) async {
         let dir = (config.root as NSString).appendingPathComponent(name)
-        let onDisk = Self.completeVersions(dir, requireMarker: config.requireReadyMarker)
+        let onDisk = RepositoryLayout.completeVersions(dir, requireMarker: config.requireReadyMarker)
         var m = models[name] ?? ModelEntry()
         m.labels = Self.readLabels(dir, logger: logger)
         let wanted = Set(Self.select(onDisk.map(\.version), policy: config.policy))
@@ -358,40 +359,6 @@ public actor ModelRepository {
 
     // MARK: - Disk
 
-    static func isValidName(_ name: String) -> Bool {
-        !name.isEmpty && !name.hasPrefix(".") && !name.contains("/") && name.count <= 128
-    }
-
-    static func modelFolders(_ root: String) throws -> [String] {
-        try FileManager.default.contentsOfDirectory(atPath: root).filter { n in
-            var isDir: ObjCBool = false
-            return isValidName(n) && FileManager.default.fileExists(atPath: (root as NSString).appendingPathComponent(n), isDirectory: &isDir) && isDir.boolValue
-        }.sorted()
-    }
-
-    static func hasVersionFolder(_ dir: String) -> Bool {
-        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).contains { !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }
-    }
-
-    static func completeVersions(_ dir: String, requireMarker: Bool) -> [(version: Int64, path: String, modified: Date?)] {
-        guard let items = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
-        return items.compactMap { item in
-            guard !item.isEmpty, item.allSatisfy(\.isASCIIDigit), let v = Int64(item), v > 0 else { return nil }
-            let vdir = (dir as NSString).appendingPathComponent(item)
-            let file = (vdir as NSString).appendingPathComponent("model.safetensors")
-            guard FileManager.default.fileExists(atPath: file) else { return nil }
-            if requireMarker && !FileManager.default.fileExists(atPath: (vdir as NSString).appendingPathComponent("READY")) { return nil }
-            let modified = (try? FileManager.default.attributesOfItem(atPath: file))?[.modificationDate] as? Date
-            return (v, file, modified)
-        }
-    }
-
-    /// The version folders of one model folder that hold a `model.safetensors` (no READY marker
-    /// needed), sorted by version: what an offline tool sees in a repository.
-    public static func versionsOnDisk(modelFolder dir: String) -> [(version: Int64, path: String)] {
-        completeVersions(dir, requireMarker: false).map { ($0.version, $0.path) }.sorted { $0.version < $1.version }
-    }
-
     static func select(_ versions: [Int64], policy: VersionPolicy) -> [Int64] {
         let sorted = versions.sorted()
         switch policy {
@@ -414,10 +381,6 @@ public actor ModelRepository {
         }
         return out
     }
-}
-
-extension Character {
-    var isASCIIDigit: Bool { isASCII && isNumber }
 }
 
 /// Resumes a continuation once, with whichever result arrives first.

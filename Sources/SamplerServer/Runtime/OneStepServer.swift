@@ -1,4 +1,5 @@
 import Foundation
+import Engine
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging

@@ -1,4 +1,5 @@
 import Diffusion
+import Engine
 import GRPCCore
 
 /// Per-request limits (SERVING.md, "Security and limits").

@@ -46,8 +46,8 @@ public final class DiffusionEngine: SampleEngine {
         return try await withCheckedThrowingContinuation { cont in
             loadQueue.async {
                 cont.resume(with: Result {
-                    func failed(_ error: any Error) -> ServerError {
-                        ServerError(.loadFailed, "\(name) version \(version): cannot load '\(path)'", cause: "\(error)")
+                    func failed(_ error: any Error) -> EngineError {
+                        EngineError(.loadFailed, "\(name) version \(version): cannot load '\(path)'", cause: "\(error)")
                     }
                     // The file is read once: every instance decodes the same bytes.
                     let file: SafetensorsFile
@@ -69,7 +69,7 @@ public final class DiffusionEngine: SampleEngine {
 
     private func pool(_ model: ModelHandle) throws -> Instances {
         guard let pool = model.payload as? Instances else {
-            throw ServerError(.internalError, "model \(model.name) was not loaded by this engine")
+            throw EngineError(.notLoaded, "model \(model.name) was not loaded by this engine")
         }
         return pool
     }

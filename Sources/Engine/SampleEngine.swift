@@ -54,7 +54,7 @@ public final class ModelHandle: Sendable {
 /// Turns a batch of sample identities into samples. Implementations must make sample k a pure
 /// function of (model, ids[k], labels?[k]): the same bits whatever else shares the batch.
 public protocol SampleEngine: Sendable {
-    /// Loads and validates a checkpoint file (untrusted input); throws `loadFailed` with a message.
+    /// Loads and validates a checkpoint file (untrusted input); throws `EngineError(.loadFailed)` with a message.
     func load(name: String, version: Int64, path: String) async throws -> ModelHandle
     /// `ids.count * sampleSize` floats, sample-major. `labels`: one per id, or nil.
     func run(model: ModelHandle, ids: [SampleID], labels: [Int32]?) async throws -> [Float]

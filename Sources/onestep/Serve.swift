@@ -3,10 +3,11 @@ import Foundation
 import Logging
 import Metrics
 import Prometheus
+import SamplerServer
 
 /// `onestep serve`: the sampling daemon. Flags override the configuration file; both are optional.
-public struct ServeCommand: AsyncParsableCommand {
-    public static let configuration = CommandConfiguration(
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Serve one-step generators over gRPC (Sampler API, KServe V2, health, reflection).",
         discussion: "Defaults are documented in ServerConfig (SamplerServer/Config/ServerConfig.swift); --print-config shows the effective values. Tokens come from files or environment variables, never from flags.")
@@ -38,9 +39,9 @@ public struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Print the effective configuration as JSON and exit.") var printConfig = false
     @Option(help: "Write the bound gRPC and metrics ports as JSON to this file once listening.") var portFile: String?
 
-    public init() {}
+    init() {}
 
-    public func effectiveConfig() throws -> ServerConfig {
+    func effectiveConfig() throws -> ServerConfig {
         var c = try config.map(ServerConfig.load(path:)) ?? ServerConfig()
         if let v = host { c.host = v }
         if let v = port { c.port = v }
@@ -71,7 +72,7 @@ public struct ServeCommand: AsyncParsableCommand {
         return c
     }
 
-    public func run() async throws {
+    func run() async throws {
         let cfg: ServerConfig
         do { cfg = try effectiveConfig() } catch let e as ServerError { throw ValidationError(e.description) }
         if printConfig {
