@@ -1,7 +1,7 @@
 // libFuzzer target: the snapshot loader on arbitrary file bytes, the way the daemon loads a model
-// version (SamplerServer DiffusionEngine.load): `SafetensorsFile.decode(bytes:)`, then
+// version (Engine DiffusionEngine.load): `SafetensorsFile.decode(bytes:)`, then
 // `Snapshot.decode(_:)` (metadata, architecture bounds, planned parameters, weights, parts), then
-// what an instance builds from it (`makeEDMDenoiser()`, `classifier()`, `BestOfK.rule(of:)`).
+// what an engine instance builds from it (`Sampling`: denoiser, classifier, best-of-K rule).
 // Any thrown error is a clean refusal; a trap, sanitizer report, timeout or OOM is a finding.
 // Most random bytes stop in the safetensors header: the seeds are valid small snapshots
 // (fuzz/corpus/snapshot), and `snapshot_meta` is the structure-aware variant for the metadata.
@@ -14,9 +14,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
     guard let file = try? SafetensorsFile.decode(bytes: bytes) else { return 0 }
     guard let snap = try? Snapshot.decode(file, source: "fuzz") else { return 0 }
-    _ = snap.makeEDMDenoiser()
-    _ = BestOfK.rule(of: snap)
-    _ = try? snap.classifier()
+    _ = try? Sampling(snap)  // what an engine instance is: denoiser, classifier, best-of-K rule
     _ = try? snap.metadata()
     return 0
 }

@@ -7,8 +7,8 @@
 //   @drop=NAME            leave tensor NAME out
 //   @shape=NAME:D0,D1,..  give tensor NAME that shape instead (zeros)
 //   @tensor=NAME:D0,..    add a tensor
-// and calls `Snapshot.decode(_:)` plus what a serving instance builds from it (`makeEDMDenoiser`,
-// `classifier()`, `BestOfK.rule(of:)`). Any thrown error is a clean refusal.
+// and calls `Snapshot.decode(_:)` plus what a serving instance builds from it (
+// `Sampling`). Any thrown error is a clean refusal.
 // With ONESTEP_FUZZ_DUMP=DIR in the environment, every input that decodes is also written to DIR
 // as a .safetensors file (how fuzz/corpus/snapshot and fuzz/corpus/safetensors get valid seeds).
 // With ONESTEP_FUZZ_EXPORT=DIR, the file is written there at each stage *before* product code runs
@@ -141,9 +141,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if let dir = exportDir { save(file, to: dir) }
 
     guard let snap = try? Snapshot.decode(file, source: "fuzz") else { return 0 }
-    _ = snap.makeEDMDenoiser()
-    _ = BestOfK.rule(of: snap)
-    _ = try? snap.classifier()
+    _ = try? Sampling(snap)  // what an engine instance is: denoiser, classifier, best-of-K rule
     _ = try? snap.metadata()
     if let dir = dumpDir { save(file, to: dir) }
     return 0

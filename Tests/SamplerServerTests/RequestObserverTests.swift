@@ -49,6 +49,24 @@ final class RequestObserverTests: XCTestCase {
         XCTAssertGreaterThan(try XCTUnwrap(metricValue(page, "process_threads")), 1)
         let start = try XCTUnwrap(metricValue(page, "process_start_time_seconds"))
         XCTAssertEqual(start, Date().timeIntervalSince1970, accuracy: 120)
+
+        // Every family on the page has HELP text, right before its TYPE line (exposition format).
+        let pageLines = page.split(separator: "\n")
+        let types = pageLines.indices.filter { pageLines[$0].hasPrefix("# TYPE ") }
+        XCTAssertGreaterThanOrEqual(types.count, 15, page)
+        for i in types {
+            let name = pageLines[i].dropFirst(7).prefix { $0 != " " }
+            XCTAssertTrue(i > 0 && pageLines[i - 1].hasPrefix("# HELP \(name) ") && pageLines[i - 1].count > "# HELP \(name) ".count + 5,
+                          "no HELP for \(name)")
+        }
+        XCTAssertTrue(page.contains("# HELP onestep_batch_size Samples per batch run.\n# TYPE onestep_batch_size histogram"), page)
+    }
+
+    func testHelpLinesGoBeforeTypeLinesOnce() {
+        let page = "# TYPE onestep_samples_total counter\nonestep_samples_total 3\n# HELP x own\n# TYPE x gauge\nx 1\n# TYPE y gauge\ny 2\n"
+        let annotated = String(decoding: MetricHelp.annotate(Array(page.utf8)), as: UTF8.self)
+        XCTAssertEqual(annotated, "# HELP onestep_samples_total Samples computed.\n" + page, "known names gain HELP; unknown or annotated ones are kept")
+        XCTAssertEqual(MetricHelp.annotate([]), [])
     }
 
     func testAccessLogLimiterCountsTheLinesOverTheRate() {

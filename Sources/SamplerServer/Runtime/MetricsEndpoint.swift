@@ -84,7 +84,7 @@ private final class MetricsHandler: ChannelInboundHandler, Sendable {
         guard case .head(let head) = unwrapInboundIn(data) else { return }
         let ok = head.method == .GET && (head.uri == "/metrics" || head.uri.hasPrefix("/metrics?"))
         if ok { ProcessMetrics.update() }
-        let body = ok ? registry.emitToBuffer() : Array("not found: try GET /metrics\n".utf8)
+        let body = ok ? MetricHelp.annotate(registry.emitToBuffer()) : Array("not found: try GET /metrics\n".utf8)
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: ok ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain")
         headers.add(name: "content-length", value: "\(body.count)")

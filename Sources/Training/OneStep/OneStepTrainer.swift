@@ -40,78 +40,30 @@ public final class OneStepTrainer: @unchecked Sendable {
     private let fake = Buffer(), z = Buffer(), gIn = Buffer(), gSigma = Buffer()
 
     /// Loads the teacher, builds generator (per arm) and classifier, opens the run; with `resume`,
-    /// restores the saved state (the teacher file must be unchanged).
+    /// restores the saved state (the teacher file must be unchanged). The parts are built in order
+    /// by `OneStepTrainer+Build.swift`: teacher and data, the arm's generator, the critic, the
+    /// optimisers.
     public init(config: OneStepConfig, runPath: String, resume: Bool) throws {
         var config = config
         try config.validate()
-        let teacher = try Snapshot.load(path: config.teacher)
-        let sha = try sha256Hex(ofFile: config.teacher)
-        if resume, !config.teacherSHA256.isEmpty, config.teacherSHA256 != sha {
-            throw TrainingError(.checkpoint, "--resume: \(config.teacher) changed since the run started (sha256 \(sha), run recorded \(config.teacherSHA256))")
-        }
-        config.teacherSHA256 = sha
-        if config.data.isEmpty {
-            guard let d = teacher.provenance["data"], !d.isEmpty else {
-                throw TrainingError(.invalidConfig, "the teacher's provenance names no data set: pass --data")
-            }
-            config.data = d
-        }
-        let data = try openTrainingData(name: config.data, dataDir: config.dataDir, flat: teacher.network.sampleShape.count == 1)
-        var arms = InitialisationArms(seed: config.seed, sigmaInit: config.sigmaInit)
-        if let s = config.armSteps { arms.steps = s }
-        if let w = config.wrongSigmaInit { arms.wrongSigmaInit = w }
-        if [.map, .singleNoiseLevel].contains(config.initialisation) && !resume {
-            let bar = ProgressBar(total: arms.steps, label: "arm \(config.initialisation.letter)")
-            arms.progress = { done, total, loss in
-                bar.update(done, unit: "steps", extra: String(format: "loss %.5f", loss), force: done == total)
-            }
-        }
-        // On resume the saved state replaces the weights: arms that train (M, S) are not rebuilt.
-        let arm: GeneratorInit = resume && [.map, .singleNoiseLevel].contains(config.initialisation) ? .random : config.initialisation
-        let built = try arms.build(arm, teacher: teacher, data: data)
+        let (teacher, sha, data) = try Self.openTeacherAndData(&config, resume: resume)
+        let built = try Self.buildGenerator(&config, teacher: teacher, data: data, resume: resume)
         let net = built.network
-        if !resume { config.sigmaInit = built.sigmaInit }
-        guard data.sampleShape.reduce(1, *) == net.sampleSize else {
-            throw TrainingError(.invalidConfig, "data '\(config.data)' has samples of shape \(data.sampleShape), the teacher makes \(net.sampleShape)")
-        }
-        if net.numClasses > 0 && data.classes != net.numClasses {
-            throw TrainingError(.invalidConfig, "the teacher is conditional on \(net.numClasses) classes, data '\(config.data)' has \(data.classes)")
-        }
-        config.classifier.dim = net.sampleSize
-        config.classifier.numClasses = net.numClasses
-        config.classifier.sigmaData = teacher.sigmaData
+        let critic = try Self.makeCritic(&config, teacher: teacher, generator: net)
         try config.validate()
+        let (adamG, adamC) = Self.makeOptimisers(config, generator: net, critic: critic.critic)
         self.config = config
         self.data = data
         network = net
         teacherSigmaData = teacher.sigmaData
         generator = EDMDenoiser(net, sigmaData: teacher.sigmaData)
-        if config.isScoreBased {
-            // Two more copies of the teacher: the frozen real score and the fake score's start.
-            let real = try Snapshot.load(path: config.teacher).makeEDMDenoiser(), fakeStart = try Snapshot.load(path: config.teacher).makeEDMDenoiser()
-            classifier = nil
-            divergence = nil
-            critic = config.method == .sid
-                ? SiDCritic(teacher: real, fake: fakeStart, noise: config.noise, alpha: config.sidAlpha ?? SiDCritic.defaultAlpha)
-                : DMDCritic(teacher: real, fake: fakeStart, noise: config.noise)
-        } else {
-            let c = try Self.makeClassifier(config: config, teacher: teacher, generator: net)
-            let d = try config.divergence()
-            classifier = c
-            divergence = d
-            critic = RatioCritic(classifier: c, divergence: d, noise: config.noise)
-        }
-        adamG = Adam(count: net.parameters.count, learningRate: config.generatorLearningRate, beta1: config.beta1)
-        if let factor = config.outputLayerLearningRateScale, factor != 1 {
-            adamG.scaledRanges = net.parameters.entries.filter { InitialisationArms.isOutputLayer($0.name) }
-                .map { ($0.offset..<($0.offset + $0.count), factor) }
-        }
-        adamC = Adam(count: critic.parameters.count, learningRate: config.classifierLearningRate, beta1: config.beta1)
+        (self.critic, classifier, divergence) = critic
+        (self.adamG, self.adamC) = (adamG, adamC)
         ema = EMA(net.parameters, halfLifeImages: config.emaHalfLifeImages)
         run = try RunFolder(path: runPath, resume: resume)
         if resume {
             let saved = try OneStepState.load(path: run.statePath, generator: net.parameters, generatorAdam: adamG, ema: ema,
-                                              classifier: critic.parameters, classifierAdam: adamC)
+                                              classifier: critic.critic.parameters, classifierAdam: adamC)
             step = saved.step
             imagesSeen = saved.imagesSeen
             run.log(["event": "resume", "step": step, "images_seen": imagesSeen])
@@ -119,22 +71,12 @@ public final class OneStepTrainer: @unchecked Sendable {
             try run.writeConfig(config)
             if !built.report.isEmpty { run.log(["event": "init_arm", "arm": config.initialisation.letter].merging(built.report.mapValues { $0 as Any }) { a, _ in a }) }
             run.log(["event": "start", "generator_parameters": net.parameters.count,
-                     "classifier_parameters": critic.parameters.count, "method": config.method.rawValue,
+                     "classifier_parameters": critic.critic.parameters.count, "method": config.method.rawValue,
                      "init": config.initialisation.rawValue, "data": config.data, "teacher_sha256": sha])
         }
     }
 
     // MARK: Steps
-
-    /// Images: the teacher U-Net's encoder half with a small head (`RatioClassifierUNet`), started
-    /// from the teacher's weights unless `classifier_init` is `random`. Vectors: the MLP classifier.
-    static func makeClassifier(config: OneStepConfig, teacher: Snapshot, generator: any Denoiser) throws -> any RatioClassifier {
-        let seed = config.seed &+ 0x5243
-        guard let unet = generator as? UNet else { return try RatioClassifierMLP(config.classifier, seed: seed) }
-        let c = try RatioClassifierUNet(RatioClassifierUNetConfig(unet: unet.config, sigmaData: teacher.sigmaData), seed: seed)
-        if config.classifierInit != .random, let t = teacher.network as? UNet { c.initialise(fromTeacher: t) }
-        return c
-    }
 
     /// One classifier step on real batch `index` and a fresh generated batch (stream `tag | index`).
     @discardableResult
