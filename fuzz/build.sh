@@ -76,6 +76,8 @@ if [ -d "$PROTOBUF_SRC" ]; then
     DEPS=(); build_module SwiftProtobuf -enable-upcoming-feature ExistentialAny -package-name swift_protobuf -- "$PROTOBUF_SRC"/*.swift
     # Only the generated messages (*.pb.swift): the *.grpc.swift stubs need GRPCCore.
     DEPS=(SwiftProtobuf); build_module SamplerAPI -- Sources/SamplerAPI/*.pb.swift
+    # The services' request checks: written without gRPC so that they compile on their own.
+    DEPS=(Diffusion SwiftProtobuf SamplerAPI); build_module ServingChecks -- Sources/SamplerServer/ServerError.swift Sources/SamplerServer/Services/RequestChecks.swift
 fi
 
 TARGETS="${TARGETS:-$(for f in fuzz/*.swift; do basename "$f" .swift; done)}"
@@ -86,6 +88,7 @@ for t in $TARGETS; do
     if grep -q '^import SamplerAPI' "$src"; then
         if [ $HAVE_PROTO = 0 ]; then echo "warning: skipping $t (no swift-protobuf at $PROTOBUF_SRC)" >&2; continue; fi
         objs+=("$OUT/obj/SwiftProtobuf.o" "$OUT/obj/SamplerAPI.o")
+        grep -q '^import ServingChecks' "$src" && objs+=("$OUT/obj/ServingChecks.o")
     fi
     sum="$( { echo "$STAMP_FLAGS"; cat "$src"; cat "$OUT"/obj/*.stamp; } | sha256sum | cut -c1-64)"
     if [ -x "$OUT/$t" ] && [ -f "$OUT/obj/fuzz-$t.stamp2" ] && [ "$(cat "$OUT/obj/fuzz-$t.stamp2")" = "$sum" ]; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes one target for a fixed time. Usage:
 #   fuzz/run.sh TARGET SECONDS [ARTIFACT_DIR]
-# TARGET: safetensors | snapshot | snapshot_meta | requests (a binary in $FUZZ_BIN,
+# TARGET: safetensors | snapshot | snapshot_meta | requests | checks (a binary in $FUZZ_BIN,
 # default .build/fuzz, made by fuzz/build.sh). Seeds: fuzz/corpus/TARGET and
 # Tests/Data/fuzz-regressions/TARGET (read only); inputs it finds go to $FUZZ_BIN/work/TARGET.
 # Crashes, timeouts (-timeout=2 s per input) and out-of-memory (-rss_limit_mb=2048) are written to

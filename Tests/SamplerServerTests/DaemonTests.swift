@@ -52,7 +52,7 @@ final class DaemonTests: XCTestCase {
             let r = try await Inference_GRPCInferenceService.Client(wrapping: c).modelInfer(.with {
                 $0.modelName = model
                 $0.inputs = [.with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [Int64(seeds.count)] }]
-                $0.rawInputContents = [KServeInferCodec.int64Bytes(seeds)]
+                $0.rawInputContents = [InferRequestChecks.int64Bytes(seeds)]
                 $0.outputs = [.with { $0.name = "sample" }]
             })
             call.version = Int64(r.modelVersion) ?? -1

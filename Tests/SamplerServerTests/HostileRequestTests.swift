@@ -51,7 +51,7 @@ extension ServiceTests {
             let ok = try await v2.modelInfer(.with {
                 $0.modelName = "vec"
                 $0.inputs = [.with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [2] }]
-                $0.rawInputContents = [KServeInferCodec.int64Bytes([5, 6])]
+                $0.rawInputContents = [InferRequestChecks.int64Bytes([5, 6])]
             })
             return (codes, ok)
         }

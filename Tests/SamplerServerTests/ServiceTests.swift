@@ -262,7 +262,7 @@ final class ServiceTests: XCTestCase {
                 $0.modelName = "img"
                 $0.id = "req-1"
                 $0.inputs = [.with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [3] }]
-                $0.rawInputContents = [KServeInferCodec.int64Bytes(seeds)]
+                $0.rawInputContents = [InferRequestChecks.int64Bytes(seeds)]
             }
             let typedReq = Inference_ModelInferRequest.with {
                 $0.modelName = "img"

@@ -34,7 +34,7 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
     public func modelReady(request: ServerRequest<Inference_ModelReadyRequest>,
                            context: ServerContext) async throws -> ServerResponse<Inference_ModelReadyResponse> {
         try await mapErrors {
-            let version = try KServeInferCodec.version(request.message.version)
+            let version = try InferRequestChecks.version(request.message.version)
             let ready = await frontend.repository.isReady(request.message.name, version: version)
             return ServerResponse(message: .with { $0.ready = ready && !isShuttingDown() })
         }
@@ -53,7 +53,7 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
                               context: ServerContext) async throws -> ServerResponse<Inference_ModelMetadataResponse> {
         try await mapErrors {
             let m = request.message
-            let lane = try await frontend.lane(model: m.name, version: try KServeInferCodec.version(m.version), label: nil)
+            let lane = try await frontend.lane(model: m.name, version: try InferRequestChecks.version(m.version), label: nil)
             let d = lane.model.description
             let versions = await frontend.repository.status(of: m.name)?.versions.filter { $0.state == .ready }.map { "\($0.version)" } ?? []
             return ServerResponse(message: .with {

@@ -120,13 +120,7 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
     // MARK: - Request checking and encoding
 
     private func prepare(_ m: Onestep_Sampler_V1_SampleRequest, metadata: Metadata) async throws -> (SampleJob, Onestep_Sampler_V1_OutputFormat) {
-        let format: Onestep_Sampler_V1_OutputFormat
-        switch m.format {
-        case .unspecified, .float32: format = .float32
-        case .uint8: format = .uint8
-        case .png: format = .png
-        case .UNRECOGNIZED(let v): throw ServerError(.invalidArgument, "unknown output format \(v) (FLOAT32 = 1, UINT8 = 2, PNG = 3)")
-        }
+        let format = try SampleRequestChecks.format(m)
         let priority: Priority
         switch m.priority {
         case .unspecified, .normal: priority = .normal
@@ -134,31 +128,12 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
         case .bulk: priority = .bulk
         case .UNRECOGNIZED(let v): throw ServerError(.invalidArgument, "unknown priority \(v) (INTERACTIVE = 1, NORMAL = 2, BULK = 3)")
         }
-        let limit = frontend.limits.maxSamplesPerRequest
-        let ids: [SampleID]
-        if !m.seeds.isEmpty {
-            guard m.count == 0 || Int(m.count) == m.seeds.count else {
-                throw ServerError(.invalidArgument, "count \(m.count) disagrees with the \(m.seeds.count) explicit seeds (give 0 or the same number)")
-            }
-            guard m.seeds.count <= limit else {
-                throw ServerError(.invalidArgument, "the request asks for \(m.seeds.count) samples; the limit is \(limit) per request")
-            }
-            ids = m.seeds.map { SampleID(seed: $0, index: 0) }
-        } else {
-            guard m.count <= limit else {
-                throw ServerError(.invalidArgument, "the request asks for \(m.count) samples; the limit is \(limit) per request")
-            }
-            guard m.firstIndex <= UInt64.max - UInt64(m.count) else {
-                throw ServerError(.invalidArgument, "first_index + count overflows 64 bits")
-            }
-            ids = (0..<UInt64(m.count)).map { SampleID(seed: m.seed, index: m.firstIndex + $0) }
-        }
+        let ids = try SampleRequestChecks.ids(m, limit: frontend.limits.maxSamplesPerRequest)
         let (version, label) = Self.selector(m.versionSelector)
         let lane = try await frontend.lane(model: m.model, version: version, label: label)
         let d = lane.model.description
-        var labels: [Int32]? = m.labels.isEmpty ? nil : m.labels
-        if let l = labels, l.count == 1, ids.count > 1 { labels = Array(repeating: l[0], count: ids.count) }
-        try frontend.validate(ids: ids, labels: labels, model: d)
+        let labels = SampleRequestChecks.labels(m, count: ids.count)
+        try frontend.limits.validate(ids: ids, labels: labels, numClasses: d.numClasses)
         if format == .png && !(d.isImage && (d.sampleShape[0] == 1 || d.sampleShape[0] == 3)) {
             throw ServerError(.invalidArgument, "PNG output needs an image model with 1 or 3 channels; '\(m.model)' makes samples of shape \(d.sampleShape)")
         }

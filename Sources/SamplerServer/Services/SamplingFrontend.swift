@@ -2,19 +2,6 @@ import Diffusion
 import Engine
 import GRPCCore
 
-/// Per-request limits (SERVING.md, "Security and limits").
-public struct RequestLimits: Sendable, Equatable {
-    /// Most samples one request may ask for.
-    public var maxSamplesPerRequest: Int
-    /// Most best-of-K candidates per sample.
-    public var maxBestOf: Int
-
-    public init(maxSamplesPerRequest: Int = 4_096, maxBestOf: Int = 16) {
-        self.maxSamplesPerRequest = maxSamplesPerRequest
-        self.maxBestOf = maxBestOf
-    }
-}
-
 /// A validated sampling request, whatever API it came from.
 struct SampleJob: Sendable {
     var lane: Lane
@@ -50,25 +37,6 @@ struct SamplingFrontend: Sendable {
     func lane(model: String, version: Int64?, label: String?) async throws(ServerError) -> Lane {
         guard !model.isEmpty else { throw ServerError(.invalidArgument, "the request names no model") }
         return try await repository.lane(model: model, version: version, label: label)
-    }
-
-    /// Checks counts and labels against the limits and the model.
-    func validate(ids: [SampleID], labels: [Int32]?, model: ModelDescription) throws(ServerError) {
-        guard !ids.isEmpty else { throw ServerError(.invalidArgument, "the request asks for no samples (count 0 and no seeds)") }
-        guard ids.count <= limits.maxSamplesPerRequest else {
-            throw ServerError(.invalidArgument, "the request asks for \(ids.count) samples; the limit is \(limits.maxSamplesPerRequest) per request (split it, or stream)")
-        }
-        if model.numClasses > 0 {
-            guard let labels else {
-                throw ServerError(.invalidArgument, "this model is class-conditional (\(model.numClasses) classes): give labels, one per sample or one for all")
-            }
-            guard labels.count == ids.count else { throw ServerError(.invalidArgument, "got \(labels.count) labels for \(ids.count) samples") }
-            if let bad = labels.first(where: { $0 < 0 || Int($0) >= model.numClasses }) {
-                throw ServerError(.invalidArgument, "label \(bad) is outside 0..<\(model.numClasses)")
-            }
-        } else if let labels, !labels.isEmpty {
-            throw ServerError(.invalidArgument, "this model is unconditional: it takes no labels")
-        }
     }
 
     /// How many times a job follows its selector to a newer lane before it waits on the last one

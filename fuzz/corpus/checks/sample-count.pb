@@ -1,0 +1,2 @@
+
+mnist-onestep (*0dHPX
