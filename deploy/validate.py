@@ -403,11 +403,12 @@ def validate_k8s(cfg):
     check(all(k in res.get("requests", {}) for k in ("cpu", "memory")) and all(k in res.get("limits", {}) for k in ("cpu", "memory")),
           "Deployment container sets cpu and memory requests and limits")
     env = {e.get("name"): e for e in c.get("env", [])}
-    ob = env.get("OPENBLAS_NUM_THREADS", {}).get("value")
+    threads = [a.split("=", 1)[1] for a in c.get("args", []) if str(a).startswith("--threads=")]
     lim = res.get("limits", {}).get("cpu")
-    if check(ob is not None, "Deployment sets OPENBLAS_NUM_THREADS") and lim is not None:
-        check(str(ob).isdigit() and int(ob) == max(1, int(cpu_cores(lim))),
-              f"OPENBLAS_NUM_THREADS {ob} equals the CPU limit {lim}")
+    if check(len(threads) == 1, "Deployment passes --threads (the container sees the node's cores, not its limit)") and lim is not None:
+        check(threads[0].isdigit() and int(threads[0]) == max(1, int(cpu_cores(lim))),
+              f"--threads={threads[0]} equals the CPU limit {lim}")
+    check("OPENBLAS_NUM_THREADS" not in env, "Deployment leaves OPENBLAS_NUM_THREADS to the daemon (--threads sets every pool)")
     for tok in ("ONESTEP_TOKEN",):
         e = env.get(tok)
         if e is not None:
@@ -550,7 +551,7 @@ def validate_systemd(cfg, use_tools):
     check(tsv >= cfg["shutdownGraceSeconds"], f"TimeoutStopSec={ts} >= shutdown grace {cfg['shutdownGraceSeconds']:g} s")
     check(bool(s.get("EnvironmentFile")), "EnvironmentFile for the tokens")
     envs = " ".join(s.get("Environment", []))
-    check("OPENBLAS_NUM_THREADS=" in envs, "Environment sets OPENBLAS_NUM_THREADS")
+    check("OPENBLAS_NUM_THREADS=" not in envs, "Environment leaves OPENBLAS_NUM_THREADS to the daemon (it uses every core, or --threads)")
     for k in ("ProtectHome", "PrivateTmp", "PrivateDevices", "ProtectKernelTunables", "ProtectKernelModules",
               "ProtectControlGroups", "RestrictNamespaces", "LockPersonality", "RestrictSUIDSGID"):
         check(last(k) in yes, f"{k}=yes")
