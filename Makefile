@@ -19,7 +19,7 @@ RELEASE_FLAGS := -c release -Xswiftc -enable-testing
 FUZZ_TEST_SECONDS ?= 10
 FUZZ_SECONDS ?= 300
 
-.PHONY: all deps venv venv-peers venv-serve build build-tests test serve publish bench bench-peers fixtures fuzz clean
+.PHONY: all deps venv venv-peers venv-serve build build-tests lint format test serve publish bench bench-peers fixtures fuzz clean
 
 all: build
 
@@ -65,7 +65,18 @@ build: deps
 build-tests: deps
 	$(SWIFT) build --build-tests $(RELEASE_FLAGS)
 
-test: deps venv venv-serve data build-tests
+## Style: swift-format with .swift-format (120 columns); generated protobuf/gRPC code and the
+## package manifest are left as they are. `make format` rewrites, `make lint` (part of test) checks.
+SWIFT_SOURCES = $(shell find Sources Tests fuzz clients/swift Protos/tools -name .build -prune -o -name '*.swift' \
+	! -name '*.pb.swift' ! -name '*.grpc.swift' ! -name Package.swift -print 2>/dev/null | sort)
+
+lint:
+	$(SWIFT) format lint --strict --configuration .swift-format $(SWIFT_SOURCES)
+
+format:
+	$(SWIFT) format -i --configuration .swift-format $(SWIFT_SOURCES)
+
+test: deps lint venv venv-serve data build-tests
 	ONESTEP_PYTHON=$(abspath $(PY)) ONESTEP_SERVE_PYTHON=$(abspath $(SERVE_PY)) \
 	  $(SWIFT) test --skip-build $(RELEASE_FLAGS)
 	bash deploy/test_deploy.sh .build/release/onestep

@@ -19,7 +19,10 @@ func checkInfer(_ bytes: [UInt8]) {
     _ = try? InferRequestChecks.outputs(m)
     for name in ["priority", "timeout"] { _ = try? InferRequestChecks.integer(m.parameters[name], name) }
     for classes in [0, 10] {
-        guard let (seeds, labels) = try? InferRequestChecks.inputs(m, numClasses: classes, limit: limits.maxSamplesPerRequest) else { continue }
+        guard
+            let (seeds, labels) = try? InferRequestChecks.inputs(
+                m, numClasses: classes, limit: limits.maxSamplesPerRequest)
+        else { continue }
         let ids = seeds.map { SampleID(seed: UInt64(bitPattern: $0), index: 0) }
         _ = try? limits.validate(ids: ids, labels: labels, numClasses: classes)
         _ = InferRequestChecks.int64Bytes(seeds)

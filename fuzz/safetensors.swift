@@ -16,10 +16,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         fatalError("SafetensorsFile.decode threw a non-TensorCoreError: \(type(of: error)): \(error)")
     }
     // Invariants of a decoded file.
-    precondition(Set(file.names) == Set(file.tensors.keys) && file.names.count == file.tensors.count,
-                 "names and tensors disagree")
+    precondition(
+        Set(file.names) == Set(file.tensors.keys) && file.names.count == file.tensors.count,
+        "names and tensors disagree")
     for (name, t) in file.orderedTensors {
-        precondition(t.shape.allSatisfy { $0 >= 0 } && t.shape.reduce(1, *) == t.count, "tensor '\(name)': shape/count mismatch")
+        precondition(
+            t.shape.allSatisfy { $0 >= 0 } && t.shape.reduce(1, *) == t.count, "tensor '\(name)': shape/count mismatch")
     }
     // Round trip through the writer.
     let again: SafetensorsFile
@@ -33,8 +35,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     for (name, t) in file.orderedTensors {
         let u = again.tensors[name]!
         precondition(u.shape == t.shape, "tensor '\(name)': shape changed in the round trip")
-        precondition(zip(u.storage, t.storage).allSatisfy { $0.bitPattern == $1.bitPattern },
-                     "tensor '\(name)': values changed in the round trip")
+        precondition(
+            zip(u.storage, t.storage).allSatisfy { $0.bitPattern == $1.bitPattern },
+            "tensor '\(name)': values changed in the round trip")
     }
     return 0
 }

@@ -84,7 +84,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         switch key {
         case "@drop": drop.insert(String(value))
         case "@shape", "@tensor":
-            guard let colon = value.lastIndex(of: ":"), let d = dims(value[value.index(after: colon)...]) else { continue }
+            guard let colon = value.lastIndex(of: ":"), let d = dims(value[value.index(after: colon)...]) else {
+                continue
+            }
             let name = String(value[..<colon])
             if key == "@shape" { reshape[name] = d } else { extra.append((name, d)) }
         default: meta[key] = String(value)
@@ -132,7 +134,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         for key in partKeys where reachedParts {
             let part = String(key.dropLast(5))
             guard let arch = meta[key], let config = meta["\(part)_config"],
-                  let entries = planned({ try RatioClassifiers.make(arch: arch, configJSON: config) }) else { continue }
+                let entries = planned({ try RatioClassifiers.make(arch: arch, configJSON: config) })
+            else { continue }
             shapes += entries.map { ("\(part).\($0.name)", $0.shape) }
         }
     }

@@ -12,6 +12,6 @@ let package = Package(
     ],
     targets: [
         // A placeholder so the package has a target of its own; the products used are the dependencies'.
-        .executableTarget(name: "proto-tools", path: "Sources/proto-tools"),
+        .executableTarget(name: "proto-tools", path: "Sources/proto-tools")
     ]
 )

@@ -14,7 +14,9 @@ extension RatioClassifiers {
     /// shapes, none missing or extra) without allocating the network (the part is untrusted).
     public static func checkPlanned(_ part: SnapshotPart) throws {
         let shapes = Dictionary(part.tensors.map { ($0.0, $0.1.shape) }, uniquingKeysWith: { a, _ in a })
-        try NetworkCheckpoint.checkPlanned(shapes: shapes, exact: true) { try make(arch: part.arch, configJSON: part.configJSON) }
+        try NetworkCheckpoint.checkPlanned(shapes: shapes, exact: true) {
+            try make(arch: part.arch, configJSON: part.configJSON)
+        }
     }
 
     /// Builds and loads a classifier from a snapshot part.
@@ -42,8 +44,11 @@ public enum BestOfK {
 
     public static func candidate(_ id: SampleID, _ j: Int) -> SampleID {
         guard j > 0 else { return id }
-        let b = Philox4x32.block(counter: (UInt32(truncatingIfNeeded: j), 0x4B43_414E, UInt32(truncatingIfNeeded: id.seed),
-                                           UInt32(truncatingIfNeeded: id.seed >> 32)), key: (0x4245_5354, 0x4F46_4B21))
+        let b = Philox4x32.block(
+            counter: (
+                UInt32(truncatingIfNeeded: j), 0x4B43_414E, UInt32(truncatingIfNeeded: id.seed),
+                UInt32(truncatingIfNeeded: id.seed >> 32)
+            ), key: (0x4245_5354, 0x4F46_4B21))
         return SampleID(seed: UInt64(b.0) | UInt64(b.1) << 32, index: id.index)
     }
 
@@ -107,8 +112,10 @@ public enum BestOfK {
 
     /// The kept candidate of every group of K (samples sample-major, `sampleSize` floats each) and
     /// its score.
-    public static func pick(samples: [Float], scores: [Float], k: Int, sampleSize: Int, rule: Rule = .best,
-                            ids: [SampleID] = []) -> (samples: [Float], scores: [Float]) {
+    public static func pick(
+        samples: [Float], scores: [Float], k: Int, sampleSize: Int, rule: Rule = .best,
+        ids: [SampleID] = []
+    ) -> (samples: [Float], scores: [Float]) {
         precondition(samples.count == scores.count * sampleSize, "one score per candidate")
         let chosen = choose(scores: scores, k: k, rule: rule, ids: ids)
         var out: [Float] = []
@@ -121,9 +128,12 @@ public enum BestOfK {
     }
 
     /// Logits of `count` samples (sample-major floats) at `scoreSigma`, in batches of `maxBatch`.
-    public static func scores(classifier: any RatioClassifier, samples: [Float], count: Int, labels: [Int32]?, maxBatch: Int = 256) -> [Float] {
+    public static func scores(
+        classifier: any RatioClassifier, samples: [Float], count: Int, labels: [Int32]?, maxBatch: Int = 256
+    ) -> [Float] {
         let d = classifier.sampleSize
-        precondition(samples.count == count * d, "\(count) samples of \(d) floats expected, got \(samples.count) floats")
+        precondition(
+            samples.count == count * d, "\(count) samples of \(d) floats expected, got \(samples.count) floats")
         var out = [Float](repeating: 0, count: count)
         var start = 0
         while start < count {
@@ -133,9 +143,14 @@ public enum BestOfK {
                 sigma.withUnsafeBufferPointer { s in
                     let logits: UnsafeMutablePointer<Float>
                     if let labels {
-                        logits = labels.withUnsafeBufferPointer { classifier.forward(x.baseAddress! + start * d, sigma: s.baseAddress!, labels: $0.baseAddress! + start, batch: n) }
+                        logits = labels.withUnsafeBufferPointer {
+                            classifier.forward(
+                                x.baseAddress! + start * d, sigma: s.baseAddress!, labels: $0.baseAddress! + start,
+                                batch: n)
+                        }
                     } else {
-                        logits = classifier.forward(x.baseAddress! + start * d, sigma: s.baseAddress!, labels: nil, batch: n)
+                        logits = classifier.forward(
+                            x.baseAddress! + start * d, sigma: s.baseAddress!, labels: nil, batch: n)
                     }
                     for b in 0..<n { out[start + b] = logits[b] }
                 }
@@ -153,8 +168,10 @@ extension Snapshot {
         guard let part = parts.first(where: { $0.name == "classifier" }) else { return nil }
         let c = try RatioClassifiers.load(part: part)
         guard c.sampleSize == network.sampleSize, c.numClasses == network.numClasses else {
-            throw DiffusionError(.snapshot, "the snapshot's classifier takes \(c.sampleSize) floats and \(c.numClasses) classes; "
-                                 + "its generator makes \(network.sampleSize) floats with \(network.numClasses) classes")
+            throw DiffusionError(
+                .snapshot,
+                "the snapshot's classifier takes \(c.sampleSize) floats and \(c.numClasses) classes; "
+                    + "its generator makes \(network.sampleSize) floats with \(network.numClasses) classes")
         }
         return c
     }

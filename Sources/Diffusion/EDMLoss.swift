@@ -45,7 +45,7 @@ public final class EDMLoss: @unchecked Sendable {
     }
 
     /// Stream tag that keeps loss noise apart from per-sample noise (`SampleNoise`, streams = indices).
-    public static let streamTag: UInt64 = 0x4544_4D4C_0000_0000   // "EDML" in the high word
+    public static let streamTag: UInt64 = 0x4544_4D4C_0000_0000  // "EDML" in the high word
 
     /// The generator for training step `step` of a run seeded `seed`:
     /// `Philox4x32(seed: seed, stream: streamTag | step)`.
@@ -60,8 +60,10 @@ public final class EDMLoss: @unchecked Sendable {
     /// Draw order: first `batch` normals for ln(sigma) (sample order), then the noise `n` for all
     /// `batch * M` elements in layout order, all with `rng.nextNormal()`/`fillNormal` semantics.
     @discardableResult
-    public func compute(denoiser: EDMDenoiser, x0: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
-                        batch: Int, rng: inout Philox4x32) -> Float {
+    public func compute(
+        denoiser: EDMDenoiser, x0: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
+        batch: Int, rng: inout Philox4x32
+    ) -> Float {
         precondition(batch > 0, "batch must be positive")
         let m = denoiser.sampleSize, total = batch * m
         sigma.resize(batch)
@@ -93,12 +95,16 @@ public final class EDMLoss: @unchecked Sendable {
 
     /// Array convenience for tests and tools.
     @discardableResult
-    public func compute(denoiser: EDMDenoiser, x0: [Float], labels: [Int32]? = nil,
-                        rng: inout Philox4x32) -> Float {
+    public func compute(
+        denoiser: EDMDenoiser, x0: [Float], labels: [Int32]? = nil,
+        rng: inout Philox4x32
+    ) -> Float {
         let batch = x0.count / denoiser.sampleSize
         precondition(batch * denoiser.sampleSize == x0.count, "x0 is not a whole number of samples")
         return x0.withUnsafeBufferPointer { xp in
-            guard let labels else { return compute(denoiser: denoiser, x0: xp.baseAddress!, labels: nil, batch: batch, rng: &rng) }
+            guard let labels else {
+                return compute(denoiser: denoiser, x0: xp.baseAddress!, labels: nil, batch: batch, rng: &rng)
+            }
             precondition(labels.count == batch, "need one label per sample")
             return labels.withUnsafeBufferPointer {
                 compute(denoiser: denoiser, x0: xp.baseAddress!, labels: $0.baseAddress!, batch: batch, rng: &rng)

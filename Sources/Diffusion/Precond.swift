@@ -37,10 +37,10 @@ public final class EDMDenoiser: @unchecked Sendable {
     public let sigmaData: Float
 
     private let cSkip = Buffer(), cOut = Buffer(), cIn = Buffer(), cNoise = Buffer()
-    private let scaledX = Buffer()   // c_in * x, F's input; must live until backward (layers keep it)
-    private let out = Buffer()       // D
-    private let dF = Buffer()        // c_out * dL/dD
-    private let dX = Buffer()        // dL/dx
+    private let scaledX = Buffer()  // c_in * x, F's input; must live until backward (layers keep it)
+    private let out = Buffer()  // D
+    private let dF = Buffer()  // c_out * dL/dD
+    private let dX = Buffer()  // dL/dx
     private var batch = 0
 
     public init(_ network: any Denoiser, sigmaData: Float = EDMDenoiser.defaultSigmaData) {
@@ -55,8 +55,10 @@ public final class EDMDenoiser: @unchecked Sendable {
     public var parameters: ParameterStore { network.parameters }
 
     /// D(x, sigma) for `batch` samples; `sigma[b] > 0`. `labels` only for class-conditional networks.
-    public func forward(_ x: UnsafePointer<Float>, sigma: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
-                        batch: Int) -> UnsafeMutablePointer<Float> {
+    public func forward(
+        _ x: UnsafePointer<Float>, sigma: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
+        batch: Int
+    ) -> UnsafeMutablePointer<Float> {
         precondition(batch > 0, "batch must be positive")
         self.batch = batch
         let n = sampleSize, total = batch * n
@@ -111,19 +113,22 @@ public final class EDMDenoiser: @unchecked Sendable {
     public func forward(x: [Float], sigma: [Float], labels: [Int32]? = nil) -> [Float] {
         let batch = sigma.count
         precondition(x.count == batch * sampleSize, "x has \(x.count) elements, expected \(batch * sampleSize)")
-        return x.withUnsafeBufferPointer { xp in sigma.withUnsafeBufferPointer { sp in
-            let run = { (lp: UnsafePointer<Int32>?) -> [Float] in
-                let d = self.forward(xp.baseAddress!, sigma: sp.baseAddress!, labels: lp, batch: batch)
-                return Array(UnsafeBufferPointer(start: d, count: batch * self.sampleSize))
+        return x.withUnsafeBufferPointer { xp in
+            sigma.withUnsafeBufferPointer { sp in
+                let run = { (lp: UnsafePointer<Int32>?) -> [Float] in
+                    let d = self.forward(xp.baseAddress!, sigma: sp.baseAddress!, labels: lp, batch: batch)
+                    return Array(UnsafeBufferPointer(start: d, count: batch * self.sampleSize))
+                }
+                if let labels { return labels.withUnsafeBufferPointer { run($0.baseAddress!) } }
+                return run(nil)
             }
-            if let labels { return labels.withUnsafeBufferPointer { run($0.baseAddress!) } }
-            return run(nil)
-        } }
+        }
     }
 
     /// Array convenience: backward of the last forward, returns dL/dx.
     public func backward(dOut: [Float]) -> [Float] {
-        precondition(dOut.count == batch * sampleSize, "dOut has \(dOut.count) elements, expected \(batch * sampleSize)")
+        precondition(
+            dOut.count == batch * sampleSize, "dOut has \(dOut.count) elements, expected \(batch * sampleSize)")
         return dOut.withUnsafeBufferPointer { d in
             Array(UnsafeBufferPointer(start: backward(d.baseAddress!), count: dOut.count))
         }

@@ -56,7 +56,9 @@ public struct ODESettings: Sendable, Codable, Equatable {
     public var sigmaMax: Float = 80
     public var rho: Float = 7
 
-    public init(solver: ODESolver = .heun, steps: Int = 18, sigmaMin: Float = 0.002, sigmaMax: Float = 80, rho: Float = 7) {
+    public init(
+        solver: ODESolver = .heun, steps: Int = 18, sigmaMin: Float = 0.002, sigmaMax: Float = 80, rho: Float = 7
+    ) {
         self.solver = solver
         self.steps = steps
         self.sigmaMin = sigmaMin
@@ -80,9 +82,12 @@ public struct ODESettings: Sendable, Codable, Equatable {
             throw DiffusionError(.invalidArgument, "sampler steps must be in 1...\(Self.maxSteps), got \(steps)")
         }
         guard sigmaMin > 0, sigmaMax >= sigmaMin, sigmaMax.isFinite else {
-            throw DiffusionError(.invalidArgument, "sampler needs 0 < sigma_min <= sigma_max, got \(sigmaMin), \(sigmaMax)")
+            throw DiffusionError(
+                .invalidArgument, "sampler needs 0 < sigma_min <= sigma_max, got \(sigmaMin), \(sigmaMax)")
         }
-        guard rho > 0, rho.isFinite else { throw DiffusionError(.invalidArgument, "sampler rho must be positive, got \(rho)") }
+        guard rho > 0, rho.isFinite else {
+            throw DiffusionError(.invalidArgument, "sampler rho must be positive, got \(rho)")
+        }
     }
 }
 
@@ -116,7 +121,8 @@ public final class ProbabilityFlowODE: @unchecked Sendable {
             x.resize(batch * n)
             for b in 0..<batch {
                 let id = ids[start + b]
-                SampleNoise.fill(seed: id.seed, index: id.index, UnsafeMutableBufferPointer(start: x.ptr + b * n, count: n))
+                SampleNoise.fill(
+                    seed: id.seed, index: id.index, UnsafeMutableBufferPointer(start: x.ptr + b * n, count: n))
             }
             let s0 = sigmas[0]
             for j in 0..<batch * n { x.ptr[j] *= s0 }
@@ -165,8 +171,10 @@ public enum OneStepGenerator {
     public static let defaultSigmaInit: Float = 2.5
 
     /// `[N, ...sampleShape]` samples for `ids`, in sub-batches of at most `maxBatch`.
-    public static func generate(denoiser: EDMDenoiser, sigmaInit: Float = defaultSigmaInit, ids: [SampleID],
-                                labels: [Int32]? = nil, maxBatch: Int = 256) -> [Float] {
+    public static func generate(
+        denoiser: EDMDenoiser, sigmaInit: Float = defaultSigmaInit, ids: [SampleID],
+        labels: [Int32]? = nil, maxBatch: Int = 256
+    ) -> [Float] {
         precondition(maxBatch >= 1 && sigmaInit > 0, "need maxBatch >= 1 and sigmaInit > 0")
         precondition(labels == nil || labels!.count == ids.count, "need one label per sample")
         let n = denoiser.sampleSize
@@ -178,7 +186,8 @@ public enum OneStepGenerator {
             z.withUnsafeMutableBufferPointer { zp in
                 for b in 0..<batch {
                     let id = ids[start + b]
-                    SampleNoise.fill(seed: id.seed, index: id.index, UnsafeMutableBufferPointer(rebasing: zp[b * n..<(b + 1) * n]))
+                    SampleNoise.fill(
+                        seed: id.seed, index: id.index, UnsafeMutableBufferPointer(rebasing: zp[b * n..<(b + 1) * n]))
                 }
                 for j in 0..<batch * n { zp[j] *= sigmaInit }
             }

@@ -34,7 +34,8 @@ public final class Sampling: @unchecked Sendable {
         var kind = snapshot.kind
         if let solver {
             guard kind.isTeacher else {
-                throw DiffusionError(.invalidArgument, "ODE solver settings apply to teachers; this snapshot is a one-step generator")
+                throw DiffusionError(
+                    .invalidArgument, "ODE solver settings apply to teachers; this snapshot is a one-step generator")
             }
             try solver.validate()
             kind = .teacher(solver)
@@ -61,7 +62,8 @@ public final class Sampling: @unchecked Sendable {
     public func sample(_ ids: [SampleID], labels: [Int32]?) -> [Float] {
         switch kind {
         case .generator(let sigmaInit):
-            return OneStepGenerator.generate(denoiser: denoiser, sigmaInit: sigmaInit, ids: ids, labels: labels, maxBatch: maxBatch)
+            return OneStepGenerator.generate(
+                denoiser: denoiser, sigmaInit: sigmaInit, ids: ids, labels: labels, maxBatch: maxBatch)
         case .teacher(let settings):
             return ProbabilityFlowODE(settings, maxBatch: maxBatch).sample(denoiser: denoiser, ids: ids, labels: labels)
         }
@@ -70,17 +72,20 @@ public final class Sampling: @unchecked Sendable {
     /// The classifier's scores of `count` samples (`BestOfK.scores`); nil without a classifier.
     public func score(_ samples: [Float], count: Int, labels: [Int32]?) -> [Float]? {
         guard let classifier else { return nil }
-        return BestOfK.scores(classifier: classifier, samples: samples, count: count, labels: labels, maxBatch: maxBatch)
+        return BestOfK.scores(
+            classifier: classifier, samples: samples, count: count, labels: labels, maxBatch: maxBatch)
     }
 
     /// Best-of-`k` samples of `ids` (plain samples for k = 1) and, for k > 1, the kept candidates'
     /// scores. `rule` nil: the snapshot's.
     public func samples(_ ids: [SampleID], labels: [Int32]?, bestOf k: Int = 1, rule: BestOfK.Rule? = nil) async throws
-        -> (samples: [Float], scores: [Float]?) {
+        -> (samples: [Float], scores: [Float]?)
+    {
         guard k > 1 else { return (sample(ids, labels: labels), nil) }
-        let r = try await BestOfK.compose(ids, labels: labels, k: k, rule: rule ?? bestOfRule, sampleSize: sampleSize,
-                                          run: { self.sample($0, labels: $1) },
-                                          score: { self.score($0, count: $1, labels: $2) })
+        let r = try await BestOfK.compose(
+            ids, labels: labels, k: k, rule: rule ?? bestOfRule, sampleSize: sampleSize,
+            run: { self.sample($0, labels: $1) },
+            score: { self.score($0, count: $1, labels: $2) })
         return (r.samples, r.scores)
     }
 
@@ -97,15 +102,19 @@ extension BestOfK {
     /// (`run`: the daemon's batcher, so candidates share batches with other traffic, or a
     /// `Sampling` in process), scores them (`score`: nil when the model has no classifier) and keeps
     /// one per id by `rule`.
-    public static func compose(_ ids: [SampleID], labels: [Int32]?, k: Int, rule: Rule, sampleSize: Int,
-                               run: ([SampleID], [Int32]?) async throws -> [Float],
-                               score: ([Float], Int, [Int32]?) async throws -> [Float]?) async throws
-        -> (samples: [Float], scores: [Float]) {
+    public static func compose(
+        _ ids: [SampleID], labels: [Int32]?, k: Int, rule: Rule, sampleSize: Int,
+        run: ([SampleID], [Int32]?) async throws -> [Float],
+        score: ([Float], Int, [Int32]?) async throws -> [Float]?
+    ) async throws
+        -> (samples: [Float], scores: [Float])
+    {
         precondition(k >= 1, "k must be at least 1")
         let (candidates, candidateLabels) = expand(ids, labels: labels, k: k)
         let all = try await run(candidates, candidateLabels)
         guard let scores = try await score(all, candidates.count, candidateLabels) else {
-            throw DiffusionError(.invalidArgument, "best-of-K needs a generator that ships a ratio classifier (part 'classifier')")
+            throw DiffusionError(
+                .invalidArgument, "best-of-K needs a generator that ships a ratio classifier (part 'classifier')")
         }
         return pick(samples: all, scores: scores, k: k, sampleSize: sampleSize, rule: rule, ids: ids)
     }

@@ -56,8 +56,10 @@ public struct SnapshotPart: Sendable {
 /// `ODESettings`), `provenance` (JSON object) and, per extra part, `<name>_arch`/`<name>_config`.
 /// The kind carries `sigma_init` or the sampler settings (`SnapshotKind`).
 public struct Snapshot {
-    public static let reservedKeys: Set<String> = ["format", "arch", "config", "kind", "sigma_data", "sigma_init",
-                                                   "sampler", "provenance"]
+    public static let reservedKeys: Set<String> = [
+        "format", "arch", "config", "kind", "sigma_data", "sigma_init",
+        "sampler", "provenance",
+    ]
 
     /// Teacher (with its sampler settings) or generator (with its sigma_init).
     public var kind: SnapshotKind
@@ -69,8 +71,10 @@ public struct Snapshot {
     /// Extra networks, stored under their name prefix.
     public var parts: [SnapshotPart]
 
-    public init(kind: SnapshotKind, network: any Denoiser, sigmaData: Float = EDMDenoiser.defaultSigmaData,
-                provenance: [String: String] = [:], parts: [SnapshotPart] = []) {
+    public init(
+        kind: SnapshotKind, network: any Denoiser, sigmaData: Float = EDMDenoiser.defaultSigmaData,
+        provenance: [String: String] = [:], parts: [SnapshotPart] = []
+    ) {
         self.kind = kind
         self.network = network
         self.sigmaData = sigmaData
@@ -100,7 +104,9 @@ public struct Snapshot {
 
     /// Checks the fields a reader will require; throws `snapshot` naming the problem.
     public func validate() throws {
-        guard sigmaData > 0, sigmaData.isFinite else { throw DiffusionError(.snapshot, "sigma_data must be positive, got \(sigmaData)") }
+        guard sigmaData > 0, sigmaData.isFinite else {
+            throw DiffusionError(.snapshot, "sigma_data must be positive, got \(sigmaData)")
+        }
         switch kind {
         case .generator(let s):
             guard s > 0, s.isFinite else {
@@ -111,7 +117,8 @@ public struct Snapshot {
                 throw DiffusionError(.snapshot, "invalid sampler defaults", cause: e.description)
             }
         }
-        let top = Set(network.parameters.entries.map { $0.name.split(separator: ".").first.map(String.init) ?? $0.name })
+        let top = Set(
+            network.parameters.entries.map { $0.name.split(separator: ".").first.map(String.init) ?? $0.name })
         var seen = Set<String>()
         for p in parts {
             guard p.name.range(of: "^[a-z][a-z0-9]*$", options: .regularExpression) != nil else {
@@ -166,7 +173,9 @@ public struct Snapshot {
         }
         let fmt = try need("format")
         guard fmt == NetworkCheckpoint.format else {
-            throw DiffusionError(.snapshot, "\(source): format '\(fmt)' is not supported (this build reads '\(NetworkCheckpoint.format)')")
+            throw DiffusionError(
+                .snapshot,
+                "\(source): format '\(fmt)' is not supported (this build reads '\(NetworkCheckpoint.format)')")
         }
         let kindName = try need("kind")
         guard ["teacher", "generator"].contains(kindName) else {
@@ -185,7 +194,9 @@ public struct Snapshot {
         if kindName == "generator" {
             kind = .generator(sigmaInit: try positive(need("sigma_init"), "sigma_init", source))
         } else {
-            do { kind = .teacher(try JSONDecoder().decode(ODESettings.self, from: Data(need("sampler").utf8))) } catch let e as DiffusionError {
+            do {
+                kind = .teacher(try JSONDecoder().decode(ODESettings.self, from: Data(need("sampler").utf8)))
+            } catch let e as DiffusionError {
                 throw e
             } catch {
                 throw DiffusionError(.snapshot, "\(source): 'sampler' is not valid sampler JSON", cause: "\(error)")
@@ -200,20 +211,26 @@ public struct Snapshot {
                 throw DiffusionError(.snapshot, "\(source): part '\(name)' has '\(key)' but no '\(name)_config'")
             }
             let prefix = name + "."
-            let tensors = file.names.filter { $0.hasPrefix(prefix) }.map { (String($0.dropFirst(prefix.count)), file.tensors[$0]!) }
+            let tensors = file.names.filter { $0.hasPrefix(prefix) }.map {
+                (String($0.dropFirst(prefix.count)), file.tensors[$0]!)
+            }
             let part = SnapshotPart(name: name, arch: meta[key]!, configJSON: config, tensors: tensors)
             if RatioClassifiers.architectures.contains(part.arch) {
                 // A classifier is built only when best-of-K needs it; its configuration is checked
                 // now, so a hostile one is refused at load and not in the middle of serving.
                 do { try RatioClassifiers.checkPlanned(part) } catch {
-                    throw DiffusionError(.snapshot, "\(source): part '\(name)' does not match its metadata", cause: "\(error)")
+                    throw DiffusionError(
+                        .snapshot, "\(source): part '\(name)' does not match its metadata", cause: "\(error)")
                 }
             }
             parts.append(part)
         }
         let known = Set(network.parameters.entries.map(\.name))
-        if let stray = file.names.first(where: { n in !known.contains(n) && !parts.contains { n.hasPrefix($0.name + ".") } }) {
-            throw DiffusionError(.snapshot, "\(source): tensor '\(stray)' belongs to neither the main network nor a declared part")
+        if let stray = file.names.first(where: { n in
+            !known.contains(n) && !parts.contains { n.hasPrefix($0.name + ".") }
+        }) {
+            throw DiffusionError(
+                .snapshot, "\(source): tensor '\(stray)' belongs to neither the main network nor a declared part")
         }
         let snap = Snapshot(kind: kind, network: network, sigmaData: sigmaData, provenance: provenance, parts: parts)
         do { try snap.validate() } catch let e as DiffusionError {
@@ -231,7 +248,8 @@ public struct Snapshot {
 
     private static func parseProvenance(_ text: String, _ source: String) throws -> [String: String] {
         guard let obj = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]),
-              let dict = obj as? [String: Any] else {
+            let dict = obj as? [String: Any]
+        else {
             throw DiffusionError(.snapshot, "\(source): 'provenance' must be a JSON object")
         }
         var out: [String: String] = [:]

@@ -1,5 +1,5 @@
-import Dispatch
 import Diffusion
+import Dispatch
 import NN
 import TensorCore
 
@@ -28,7 +28,9 @@ public final class DiffusionEngine: SampleEngine {
     /// Least samples an instance is given when a call is split over free instances.
     public let minSamplesPerInstance: Int
 
-    public init(networkBatch: Int = 256, instances: Int = 1, modelInstances: [String: Int] = [:], minSamplesPerInstance: Int = 4) {
+    public init(
+        networkBatch: Int = 256, instances: Int = 1, modelInstances: [String: Int] = [:], minSamplesPerInstance: Int = 4
+    ) {
         precondition(networkBatch >= 1, "networkBatch must be at least 1")
         // Counts come checked from ServerConfig.validate; anything else is clamped to 1...256.
         self.networkBatch = networkBatch
@@ -45,24 +47,31 @@ public final class DiffusionEngine: SampleEngine {
         let count = modelInstances[name] ?? instances, networkBatch = self.networkBatch
         return try await withCheckedThrowingContinuation { cont in
             loadQueue.async {
-                cont.resume(with: Result {
-                    func failed(_ error: any Error) -> EngineError {
-                        EngineError(.loadFailed, "\(name) version \(version): cannot load '\(path)'", cause: "\(error)")
-                    }
-                    // The file is read once: every instance decodes the same bytes.
-                    let file: SafetensorsFile
-                    do { file = try SafetensorsFile.read(path: path) } catch { throw failed(error) }
-                    var replicas: [Sampling] = []
-                    do {
-                        for _ in 0..<count { replicas.append(try Sampling(Snapshot.decode(file, source: path), maxBatch: networkBatch)) }
-                    } catch { throw failed(error) }
-                    let first = replicas[0]
-                    let desc = ModelDescription(sampleShape: first.sampleShape, numClasses: first.numClasses, kind: first.kind,
-                                                provenance: first.snapshot.provenance, hasClassifier: first.classifier != nil,
-                                                bestOfRule: first.bestOfRule)
-                    return ModelHandle(name: name, version: version, description: desc,
-                                       payload: Instances(replicas, label: "onestep.engine.\(name).\(version)"), instances: count)
-                })
+                cont.resume(
+                    with: Result {
+                        func failed(_ error: any Error) -> EngineError {
+                            EngineError(
+                                .loadFailed, "\(name) version \(version): cannot load '\(path)'", cause: "\(error)")
+                        }
+                        // The file is read once: every instance decodes the same bytes.
+                        let file: SafetensorsFile
+                        do { file = try SafetensorsFile.read(path: path) } catch { throw failed(error) }
+                        var replicas: [Sampling] = []
+                        do {
+                            for _ in 0..<count {
+                                replicas.append(
+                                    try Sampling(Snapshot.decode(file, source: path), maxBatch: networkBatch))
+                            }
+                        } catch { throw failed(error) }
+                        let first = replicas[0]
+                        let desc = ModelDescription(
+                            sampleShape: first.sampleShape, numClasses: first.numClasses, kind: first.kind,
+                            provenance: first.snapshot.provenance, hasClassifier: first.classifier != nil,
+                            bestOfRule: first.bestOfRule)
+                        return ModelHandle(
+                            name: name, version: version, description: desc,
+                            payload: Instances(replicas, label: "onestep.engine.\(name).\(version)"), instances: count)
+                    })
             }
         }
     }
@@ -90,7 +99,9 @@ public final class DiffusionEngine: SampleEngine {
         guard count > 0 else { return [] }
         let size = samples.count / count
         let parts = try await pool.split(count, minPart: minSamplesPerInstance) { sampling, r in
-            sampling.score(Array(samples[r.lowerBound * size..<r.upperBound * size]), count: r.count, labels: labels.map { Array($0[r]) }) ?? []
+            sampling.score(
+                Array(samples[r.lowerBound * size..<r.upperBound * size]), count: r.count,
+                labels: labels.map { Array($0[r]) }) ?? []
         }
         return parts.count == 1 ? parts[0] : Array(parts.joined())
     }

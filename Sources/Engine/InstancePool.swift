@@ -72,8 +72,10 @@ final class InstancePool<Instance: AnyObject & Sendable>: Sendable {
 
     /// Splits `n` items over up to `most` free instances (parts of at least `minPart` items), runs
     /// `body(instance, range)` for each part at once and returns the parts' results in order.
-    func split<T: Sendable>(_ n: Int, minPart: Int, most: Int = Int.max,
-                            _ body: @escaping @Sendable (Instance, Range<Int>) throws -> T) async throws -> [T] {
+    func split<T: Sendable>(
+        _ n: Int, minPart: Int, most: Int = Int.max,
+        _ body: @escaping @Sendable (Instance, Range<Int>) throws -> T
+    ) async throws -> [T] {
         let want = max(1, min(most, n / max(1, minPart)))
         let taken = await acquire(most: want)
         defer { release(taken) }

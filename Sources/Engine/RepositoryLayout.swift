@@ -22,25 +22,36 @@ public enum RepositoryLayout {
     public static func modelFolders(_ root: String) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: root).filter { n in
             var isDir: ObjCBool = false
-            return isValidName(n) && FileManager.default.fileExists(atPath: (root as NSString).appendingPathComponent(n), isDirectory: &isDir) && isDir.boolValue
+            return isValidName(n)
+                && FileManager.default.fileExists(
+                    atPath: (root as NSString).appendingPathComponent(n), isDirectory: &isDir)
+                && isDir.boolValue
         }.sorted()
     }
 
     /// Whether a model folder holds any version-named folder (complete or not).
     public static func hasVersionFolder(_ dir: String) -> Bool {
-        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).contains { !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).contains {
+            !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit)
+        }
     }
 
     /// The version folders of a model folder that hold a snapshot (and, if `requireMarker`, a
     /// `READY` file), unsorted, with the snapshot's modification time.
-    public static func completeVersions(_ dir: String, requireMarker: Bool) -> [(version: Int64, path: String, modified: Date?)] {
+    public static func completeVersions(_ dir: String, requireMarker: Bool) -> [(
+        version: Int64, path: String, modified: Date?
+    )] {
         guard let items = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
         return items.compactMap { item in
             guard !item.isEmpty, item.allSatisfy(\.isASCIIDigit), let v = Int64(item), v > 0 else { return nil }
             let vdir = (dir as NSString).appendingPathComponent(item)
             let file = (vdir as NSString).appendingPathComponent(snapshotFile)
             guard FileManager.default.fileExists(atPath: file) else { return nil }
-            if requireMarker && !FileManager.default.fileExists(atPath: (vdir as NSString).appendingPathComponent(readyMarker)) { return nil }
+            if requireMarker
+                && !FileManager.default.fileExists(atPath: (vdir as NSString).appendingPathComponent(readyMarker))
+            {
+                return nil
+            }
             let modified = (try? FileManager.default.attributesOfItem(atPath: file))?[.modificationDate] as? Date
             return (v, file, modified)
         }
@@ -56,13 +67,17 @@ public enum RepositoryLayout {
     /// one more than the highest version folder present. Returns the version and its file. Refuses
     /// an existing version (published versions are immutable: publish a new one).
     @discardableResult
-    public static func publish(_ snapshot: Snapshot, root: String, model: String, version: Int64? = nil) throws -> (version: Int64, path: String) {
+    public static func publish(_ snapshot: Snapshot, root: String, model: String, version: Int64? = nil) throws -> (
+        version: Int64, path: String
+    ) {
         try publish(root: root, model: model, version: version) { try snapshot.save(to: $0) }
     }
 
     /// Publishes a snapshot file (checked first: it must load as a snapshot) as a version of `model`.
     @discardableResult
-    public static func publish(snapshotAt source: String, root: String, model: String, version: Int64? = nil) throws -> (version: Int64, path: String) {
+    public static func publish(snapshotAt source: String, root: String, model: String, version: Int64? = nil) throws
+        -> (version: Int64, path: String)
+    {
         do { _ = try Snapshot.load(path: source) } catch {
             throw EngineError(.repository, "'\(source)' is not a snapshot that can be served", cause: "\(error)")
         }
@@ -73,21 +88,29 @@ public enum RepositoryLayout {
         }
     }
 
-    private static func publish(root: String, model: String, version: Int64?, write: (String) throws -> Void) throws -> (version: Int64, path: String) {
+    private static func publish(root: String, model: String, version: Int64?, write: (String) throws -> Void) throws
+        -> (version: Int64, path: String)
+    {
         guard isValidName(model) else {
-            throw EngineError(.repository, "'\(model)' is not a model name (not empty, no '/', not starting with '.', at most 128 characters)")
+            throw EngineError(
+                .repository,
+                "'\(model)' is not a model name (not empty, no '/', not starting with '.', at most 128 characters)")
         }
         let dir = (root as NSString).appendingPathComponent(model)
         let fm = FileManager.default
         do { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
             throw EngineError(.repository, "cannot create the model folder '\(dir)'", cause: "\(error)")
         }
-        let present = ((try? fm.contentsOfDirectory(atPath: dir)) ?? []).compactMap { $0.allSatisfy(\.isASCIIDigit) ? Int64($0) : nil }
+        let present = ((try? fm.contentsOfDirectory(atPath: dir)) ?? []).compactMap {
+            $0.allSatisfy(\.isASCIIDigit) ? Int64($0) : nil
+        }
         let v = version ?? ((present.max() ?? 0) + 1)
         guard v > 0 else { throw EngineError(.repository, "version must be a positive integer, got \(v)") }
         let final = (dir as NSString).appendingPathComponent(String(v))
         guard !present.contains(v), !fm.fileExists(atPath: final) else {
-            throw EngineError(.repository, "\(model) version \(v) already exists in '\(root)' (versions are immutable: publish a new one)")
+            throw EngineError(
+                .repository,
+                "\(model) version \(v) already exists in '\(root)' (versions are immutable: publish a new one)")
         }
         let staging = (dir as NSString).appendingPathComponent(".\(v).tmp")
         try? fm.removeItem(atPath: staging)  // left by an interrupted publish
@@ -98,10 +121,14 @@ public enum RepositoryLayout {
         do {
             try write(file)
             try flush(file)
-            guard rename(staging, final) == 0 else { throw EngineError(.repository, "cannot rename '\(staging)' to '\(final)'", cause: String(cString: strerror(errno))) }
+            guard rename(staging, final) == 0 else {
+                throw EngineError(
+                    .repository, "cannot rename '\(staging)' to '\(final)'", cause: String(cString: strerror(errno)))
+            }
         } catch {
             try? fm.removeItem(atPath: staging)
-            throw error as? EngineError ?? EngineError(.repository, "cannot write \(model) version \(v)", cause: "\(error)")
+            throw error as? EngineError
+                ?? EngineError(.repository, "cannot write \(model) version \(v)", cause: "\(error)")
         }
         return (v, (final as NSString).appendingPathComponent(snapshotFile))
     }
@@ -109,9 +136,13 @@ public enum RepositoryLayout {
     /// Flushes a written file to disk before it is renamed into place.
     private static func flush(_ path: String) throws {
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw EngineError(.repository, "cannot open '\(path)' to flush it", cause: String(cString: strerror(errno))) }
+        guard fd >= 0 else {
+            throw EngineError(.repository, "cannot open '\(path)' to flush it", cause: String(cString: strerror(errno)))
+        }
         defer { close(fd) }
-        guard fsync(fd) == 0 else { throw EngineError(.repository, "cannot flush '\(path)'", cause: String(cString: strerror(errno))) }
+        guard fsync(fd) == 0 else {
+            throw EngineError(.repository, "cannot flush '\(path)'", cause: String(cString: strerror(errno)))
+        }
     }
 }
 

@@ -14,8 +14,11 @@ public struct ModelDescription: Sendable, Equatable {
     /// How best-of-K keeps one of K candidates.
     public var bestOfRule: BestOfK.Rule
 
-    public init(sampleShape: [Int], numClasses: Int = 0, kind: SnapshotKind = .generator(sigmaInit: OneStepGenerator.defaultSigmaInit),
-                provenance: [String: String] = [:], hasClassifier: Bool = false, bestOfRule: BestOfK.Rule = .resample) {
+    public init(
+        sampleShape: [Int], numClasses: Int = 0,
+        kind: SnapshotKind = .generator(sigmaInit: OneStepGenerator.defaultSigmaInit),
+        provenance: [String: String] = [:], hasClassifier: Bool = false, bestOfRule: BestOfK.Rule = .resample
+    ) {
         self.sampleShape = sampleShape
         self.numClasses = numClasses
         self.kind = kind
@@ -42,7 +45,8 @@ public final class ModelHandle: Sendable {
     /// Batches the engine can run at once for this version (its engine instances).
     public let instances: Int
 
-    public init(name: String, version: Int64, description: ModelDescription, payload: any Sendable, instances: Int = 1) {
+    public init(name: String, version: Int64, description: ModelDescription, payload: any Sendable, instances: Int = 1)
+    {
         self.instances = max(1, instances)
         self.name = name
         self.version = version
@@ -63,5 +67,7 @@ public protocol SampleEngine: Sendable {
 }
 
 extension SampleEngine {
-    public func score(model: ModelHandle, samples: [Float], count: Int, labels: [Int32]?) async throws -> [Float]? { nil }
+    public func score(model: ModelHandle, samples: [Float], count: Int, labels: [Int32]?) async throws -> [Float]? {
+        nil
+    }
 }

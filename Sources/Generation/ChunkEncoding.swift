@@ -18,8 +18,10 @@ struct EncodedChunk {
 
 enum ChunkEncoding {
     /// `samples`: `seeds.count * prod(shape)` floats, sample-major, in [-1, 1] for images.
-    static func encode(format: OutputFormat, seeds: ClosedRange<UInt64>, labels: [Int32]?, samples: [Float],
-                       shape: [Int], numClasses: Int) throws -> EncodedChunk {
+    static func encode(
+        format: OutputFormat, seeds: ClosedRange<UInt64>, labels: [Int32]?, samples: [Float],
+        shape: [Int], numClasses: Int
+    ) throws -> EncodedChunk {
         let n = seeds.count, size = shape.reduce(1, *)
         precondition(samples.count == n * size, "chunk of \(n) samples needs \(n * size) floats, got \(samples.count)")
         let seedList = Array(seeds)
@@ -35,14 +37,18 @@ enum ChunkEncoding {
                 let bytes = try PNG.encode(pixels: pixels, width: w, height: h, channels: c)
                 let path = FileNames.png(seed: seedList[k])
                 files.append((path, bytes))
-                records.append(ManifestRecord(seed: seedList[k], label: labels?[k], file: path, row: nil, sha256: SHA256.hex(bytes)))
+                records.append(
+                    ManifestRecord(
+                        seed: seedList[k], label: labels?[k], file: path, row: nil, sha256: SHA256.hex(bytes)))
             }
             return EncodedChunk(files: files, records: records)
 
         case .npy:
             let path = FileNames.array(.npy, "samples", seeds: seeds)
             var files = [(path, try NPY.encode(samples, shape: [n] + shape))]
-            let rows = samples.withUnsafeBytes { raw in (0..<n).map { Array(raw[($0 * size * 4)..<(($0 + 1) * size * 4)]) } }
+            let rows = samples.withUnsafeBytes { raw in
+                (0..<n).map { Array(raw[($0 * size * 4)..<(($0 + 1) * size * 4)]) }
+            }
             if let labels {
                 files.append((FileNames.array(.npy, "labels", seeds: seeds), try NPY.encode(int32: labels, shape: [n])))
             }
@@ -62,13 +68,19 @@ enum ChunkEncoding {
             var files = [(path, header + rows.flatMap { $0 })]
             if let labels {
                 precondition(numClasses <= 256, "IDX labels are bytes")
-                files.append((FileNames.array(.idx, "labels", seeds: seeds), IDXEncoding.header(type: 0x08, shape: [n]) + labels.map { UInt8($0) }))
+                files.append(
+                    (
+                        FileNames.array(.idx, "labels", seeds: seeds),
+                        IDXEncoding.header(type: 0x08, shape: [n]) + labels.map { UInt8($0) }
+                    ))
             }
             return EncodedChunk(files: files, records: records(seedList, labels, path, rows))
         }
     }
 
-    private static func records(_ seeds: [UInt64], _ labels: [Int32]?, _ path: String, _ rows: [[UInt8]]) -> [ManifestRecord] {
+    private static func records(_ seeds: [UInt64], _ labels: [Int32]?, _ path: String, _ rows: [[UInt8]])
+        -> [ManifestRecord]
+    {
         rows.enumerated().map { k, row in
             ManifestRecord(seed: seeds[k], label: labels?[k], file: path, row: k, sha256: SHA256.hex(row))
         }
@@ -79,7 +91,8 @@ enum ChunkEncoding {
 /// number of dimensions, each dimension as a big-endian UInt32, then the data (big-endian).
 enum IDXEncoding {
     static func header(type: UInt8, shape: [Int]) -> [UInt8] {
-        [0, 0, type, UInt8(shape.count)] + shape.flatMap { d in (0..<4).map { UInt8(truncatingIfNeeded: UInt32(d) >> (24 - 8 * $0)) } }
+        [0, 0, type, UInt8(shape.count)]
+            + shape.flatMap { d in (0..<4).map { UInt8(truncatingIfNeeded: UInt32(d) >> (24 - 8 * $0)) } }
     }
 
     static func bigEndian(_ v: Float) -> [UInt8] {

@@ -17,8 +17,10 @@ public struct GenerationOptions: Sendable {
     /// Chunks in flight at once.
     public var inFlight: Int
 
-    public init(out: String, seeds: SeedRange, format: OutputFormat = .png, labels: LabelRule = .none, chunk: Int = 1000,
-                batch: Int = 256, bestOf: Int = 1, shard: Shard = .whole, resume: Bool = false, inFlight: Int = 2) {
+    public init(
+        out: String, seeds: SeedRange, format: OutputFormat = .png, labels: LabelRule = .none, chunk: Int = 1000,
+        batch: Int = 256, bestOf: Int = 1, shard: Shard = .whole, resume: Bool = false, inFlight: Int = 2
+    ) {
         self.out = out
         self.seeds = seeds
         self.format = format
@@ -72,29 +74,45 @@ public final class DatasetGenerator: Sendable {
 
     public init(source: any SampleSource, options o: GenerationOptions) throws {
         let info = source.info
-        guard o.chunk >= 1, o.chunk <= 1_000_000 else { throw GenerationError(.invalidArgument, "--chunk must be in 1...1000000, got \(o.chunk)") }
-        guard o.batch >= 1, o.batch <= 65_536 else { throw GenerationError(.invalidArgument, "--batch must be in 1...65536, got \(o.batch)") }
-        guard o.inFlight >= 1, o.inFlight <= 1_024 else { throw GenerationError(.invalidArgument, "--in-flight must be in 1...1024, got \(o.inFlight)") }
-        guard o.bestOf >= 1, o.bestOf <= 1_024 else { throw GenerationError(.invalidArgument, "--best-of must be in 1...1024, got \(o.bestOf)") }
+        guard o.chunk >= 1, o.chunk <= 1_000_000 else {
+            throw GenerationError(.invalidArgument, "--chunk must be in 1...1000000, got \(o.chunk)")
+        }
+        guard o.batch >= 1, o.batch <= 65_536 else {
+            throw GenerationError(.invalidArgument, "--batch must be in 1...65536, got \(o.batch)")
+        }
+        guard o.inFlight >= 1, o.inFlight <= 1_024 else {
+            throw GenerationError(.invalidArgument, "--in-flight must be in 1...1024, got \(o.inFlight)")
+        }
+        guard o.bestOf >= 1, o.bestOf <= 1_024 else {
+            throw GenerationError(.invalidArgument, "--best-of must be in 1...1024, got \(o.bestOf)")
+        }
         try o.labels.check(numClasses: info.numClasses, model: info.model)
         try o.format.check(sampleShape: info.sampleShape, model: info.model)
         if o.format == .idx && info.numClasses > 256 {
-            throw GenerationError(.invalidArgument, "IDX labels are bytes; model '\(info.model)' has \(info.numClasses) classes: use --format npy")
+            throw GenerationError(
+                .invalidArgument,
+                "IDX labels are bytes; model '\(info.model)' has \(info.numClasses) classes: use --format npy")
         }
         if o.bestOf > 1 && !info.supportsBestOf {
-            throw GenerationError(.invalidArgument, "model '\(info.model)' version \(info.version) ships no ratio classifier: --best-of needs one")
+            throw GenerationError(
+                .invalidArgument,
+                "model '\(info.model)' version \(info.version) ships no ratio classifier: --best-of needs one")
         }
         self.source = source
         options = o
-        spec = GenerationSpec(model: info.model, version: info.version, format: o.format, seeds: o.seeds, chunk: o.chunk, labels: o.labels,
-                              bestOf: o.bestOf, sampleShape: info.sampleShape, numClasses: info.numClasses, shards: o.shard.count)
+        spec = GenerationSpec(
+            model: info.model, version: info.version, format: o.format, seeds: o.seeds, chunk: o.chunk,
+            labels: o.labels,
+            bestOf: o.bestOf, sampleShape: info.sampleShape, numClasses: info.numClasses, shards: o.shard.count)
         plan = ChunkPlan(range: o.seeds, chunkSize: o.chunk, shard: o.shard)
     }
 
     func path(_ relative: String) -> String { (options.out as NSString).appendingPathComponent(relative) }
 
     /// Runs the shard to the end. `progress` is called after every chunk (and once at the start).
-    public func run(progress: @escaping @Sendable (GenerationProgress) -> Void = { _ in }) async throws -> GenerationSummary {
+    public func run(progress: @escaping @Sendable (GenerationProgress) -> Void = { _ in }) async throws
+        -> GenerationSummary
+    {
         let started = ContinuousClock.now
         try OutputFolder.prepare(options.out, spec: spec)
         let manifestPath = path(plan.manifestName)
@@ -103,8 +121,10 @@ public final class DatasetGenerator: Sendable {
         let existing = try ManifestFile.read(path: manifestPath)
         if !existing.isEmpty || FileManager.default.fileExists(atPath: manifestPath) {
             guard options.resume else {
-                throw GenerationError(.outputConflict, "'\(options.out)' already holds shard \(plan.shard)'s manifest (\(existing.count) samples): "
-                                      + "pass --resume to continue that run, or choose another --out")
+                throw GenerationError(
+                    .outputConflict,
+                    "'\(options.out)' already holds shard \(plan.shard)'s manifest (\(existing.count) samples): "
+                        + "pass --resume to continue that run, or choose another --out")
             }
             (kept, done) = try Resume.verify(existing, plan: plan, spec: spec, folder: options.out)
             if kept.count != existing.count || !Resume.endsWithNewline(manifestPath) {
@@ -155,10 +175,11 @@ public final class DatasetGenerator: Sendable {
         all.sort { $0.seed < $1.seed }
         try ManifestFile.rewrite(path: manifestPath, records: all, model: spec.model, version: spec.version)
         let seconds = Self.seconds(started.duration(to: .now))
-        let summary = GenerationSummary(model: spec.model, version: spec.version, format: spec.format.rawValue, seeds: spec.seeds,
-                                        shard: plan.shard.description, samples: total, generatedNow: total - already, alreadyDone: already,
-                                        seconds: seconds, samplesPerSecond: Double(total - already) / max(seconds, 1e-9),
-                                        source: source.info.location)
+        let summary = GenerationSummary(
+            model: spec.model, version: spec.version, format: spec.format.rawValue, seeds: spec.seeds,
+            shard: plan.shard.description, samples: total, generatedNow: total - already, alreadyDone: already,
+            seconds: seconds, samplesPerSecond: Double(total - already) / max(seconds, 1e-9),
+            source: source.info.location)
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         do { try atomicWriteFile(Array(try e.encode(summary)) + [0x0A], to: path(plan.summaryName)) } catch {
@@ -179,7 +200,9 @@ public final class DatasetGenerator: Sendable {
         let seeds = plan.seeds(ofChunk: k)
         let seedList = Array(seeds)
         let info = source.info
-        let labels: [Int32]? = options.labels == .none ? nil : seedList.map { options.labels.label(seed: $0, numClasses: info.numClasses)! }
+        let labels: [Int32]? =
+            options.labels == .none
+            ? nil : seedList.map { options.labels.label(seed: $0, numClasses: info.numClasses)! }
         var samples: [Float] = []
         samples.reserveCapacity(seedList.count * info.sampleSize)
         let per = max(1, min(options.batch, info.maxSamplesPerCall))
@@ -187,17 +210,21 @@ public final class DatasetGenerator: Sendable {
         while start < seedList.count {
             try Task.checkCancellation()
             let end = min(seedList.count, start + per)
-            let part = try await source.samples(seeds: Array(seedList[start..<end]), labels: labels.map { Array($0[start..<end]) },
-                                                bestOf: options.bestOf)
+            let part = try await source.samples(
+                seeds: Array(seedList[start..<end]), labels: labels.map { Array($0[start..<end]) },
+                bestOf: options.bestOf)
             samples += part
             start = end
         }
         let encoded: EncodedChunk
         do {
-            encoded = try ChunkEncoding.encode(format: spec.format, seeds: seeds, labels: labels, samples: samples,
-                                               shape: info.sampleShape, numClasses: info.numClasses)
+            encoded = try ChunkEncoding.encode(
+                format: spec.format, seeds: seeds, labels: labels, samples: samples,
+                shape: info.sampleShape, numClasses: info.numClasses)
         } catch {
-            throw GenerationError(.io, "cannot encode seeds \(seeds.lowerBound)-\(seeds.upperBound) as \(spec.format.rawValue)", cause: "\(error)")
+            throw GenerationError(
+                .io, "cannot encode seeds \(seeds.lowerBound)-\(seeds.upperBound) as \(spec.format.rawValue)",
+                cause: "\(error)")
         }
         var written: [String] = []
         do {
@@ -210,8 +237,10 @@ public final class DatasetGenerator: Sendable {
         } catch {
             for f in written { try? FileManager.default.removeItem(atPath: f) }
             if let e = error as? GenerationError { throw e }
-            throw GenerationError(.io, "cannot write seeds \(seeds.lowerBound)-\(seeds.upperBound) into '\(options.out)' (nothing of this chunk was kept; fix the cause and rerun with --resume)",
-                                  cause: "\(error)")
+            throw GenerationError(
+                .io,
+                "cannot write seeds \(seeds.lowerBound)-\(seeds.upperBound) into '\(options.out)' (nothing of this chunk was kept; fix the cause and rerun with --resume)",
+                cause: "\(error)")
         }
         return ChunkResult(records: encoded.records, files: written)
     }

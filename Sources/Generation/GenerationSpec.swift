@@ -24,8 +24,10 @@ public struct GenerationSpec: Codable, Sendable, Equatable {
 
     public static let fileName = "generate.json"
 
-    public init(model: String, version: Int64, format: OutputFormat, seeds: SeedRange, chunk: Int, labels: LabelRule,
-                bestOf: Int, sampleShape: [Int], numClasses: Int, shards: Int) {
+    public init(
+        model: String, version: Int64, format: OutputFormat, seeds: SeedRange, chunk: Int, labels: LabelRule,
+        bestOf: Int, sampleShape: [Int], numClasses: Int, shards: Int
+    ) {
         self.model = model
         self.version = version
         self.format = format
@@ -47,7 +49,8 @@ public struct GenerationSpec: Codable, Sendable, Equatable {
     /// Why `other` (found on disk) is a different run, or nil if it is this one.
     public func conflict(with other: GenerationSpec) -> String? {
         if other.model != model || other.version != version {
-            return "it holds samples of model '\(other.model)' version \(other.version), not '\(model)' version \(version)"
+            return
+                "it holds samples of model '\(other.model)' version \(other.version), not '\(model)' version \(version)"
         }
         var diffs: [String] = []
         if other.format != format { diffs.append("format \(other.format.rawValue) (asked: \(format.rawValue))") }
@@ -95,9 +98,13 @@ public struct ChunkPlan: Sendable {
     public var mySampleCount: Int { myChunks.reduce(0) { $0 + seeds(ofChunk: $1).count } }
 
     /// `manifest.jsonl` (unsharded) or `manifest-I-of-N.jsonl`.
-    public var manifestName: String { shard.count == 1 ? "manifest.jsonl" : "manifest-\(shard.index)-of-\(shard.count).jsonl" }
+    public var manifestName: String {
+        shard.count == 1 ? "manifest.jsonl" : "manifest-\(shard.index)-of-\(shard.count).jsonl"
+    }
     /// `summary.json` or `summary-I-of-N.json`.
-    public var summaryName: String { shard.count == 1 ? "summary.json" : "summary-\(shard.index)-of-\(shard.count).json" }
+    public var summaryName: String {
+        shard.count == 1 ? "summary.json" : "summary-\(shard.index)-of-\(shard.count).json"
+    }
 }
 
 /// Where each sample's bytes go (paths relative to the output folder).

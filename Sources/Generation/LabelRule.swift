@@ -22,7 +22,8 @@ public enum LabelRule: Sendable, Equatable, CustomStringConvertible {
         if t.hasPrefix("random:"), let s = UInt64(t.dropFirst(7)) { self = .random(seed: s); return }
         let body = t.hasPrefix("fixed:") ? String(t.dropFirst(6)) : t
         if let c = Int(body), c >= 0 { self = .fixed(c); return }
-        throw GenerationError(.invalidArgument, "labels '\(text)': expected none, cycle, fixed:C (a class number), or random[:SEED]")
+        throw GenerationError(
+            .invalidArgument, "labels '\(text)': expected none, cycle, fixed:C (a class number), or random[:SEED]")
     }
 
     public var description: String {
@@ -39,15 +40,23 @@ public enum LabelRule: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .none:
             guard numClasses == 0 else {
-                throw GenerationError(.invalidArgument, "model '\(model)' is class-conditional (\(numClasses) classes): give --labels cycle, fixed:C or random")
+                throw GenerationError(
+                    .invalidArgument,
+                    "model '\(model)' is class-conditional (\(numClasses) classes): give --labels cycle, fixed:C or random"
+                )
             }
         case .fixed(let c):
-            guard numClasses > 0 else { throw GenerationError(.invalidArgument, "model '\(model)' is unconditional: it takes no --labels") }
+            guard numClasses > 0 else {
+                throw GenerationError(.invalidArgument, "model '\(model)' is unconditional: it takes no --labels")
+            }
             guard c < numClasses else {
-                throw GenerationError(.invalidArgument, "label \(c) is out of range for model '\(model)' (classes 0...\(numClasses - 1))")
+                throw GenerationError(
+                    .invalidArgument, "label \(c) is out of range for model '\(model)' (classes 0...\(numClasses - 1))")
             }
         case .cycle, .random:
-            guard numClasses > 0 else { throw GenerationError(.invalidArgument, "model '\(model)' is unconditional: it takes no --labels") }
+            guard numClasses > 0 else {
+                throw GenerationError(.invalidArgument, "model '\(model)' is unconditional: it takes no --labels")
+            }
         }
     }
 

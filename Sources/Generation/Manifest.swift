@@ -20,7 +20,9 @@ final class ManifestFile {
         self.model = model
         self.version = version
         fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw GenerationError(.io, "cannot open the manifest '\(path)'", cause: String(cString: strerror(errno))) }
+        guard fd >= 0 else {
+            throw GenerationError(.io, "cannot open the manifest '\(path)'", cause: String(cString: strerror(errno)))
+        }
     }
 
     deinit { close(fd) }
@@ -80,19 +82,26 @@ final class ManifestFile {
         var out: [ManifestRecord] = []
         for (i, l) in lines.enumerated() where !l.isEmpty {
             guard let o = try? JSONSerialization.jsonObject(with: Data(l)) as? [String: Any],
-                  let seed = (o["seed"] as? NSNumber)?.uint64Value, let file = o["file"] as? String,
-                  let sha = o["sha256"] as? String else {
-                throw GenerationError(.corrupt, "manifest '\(path)' line \(i + 1) is not a sample record; remove the output folder and start again")
+                let seed = (o["seed"] as? NSNumber)?.uint64Value, let file = o["file"] as? String,
+                let sha = o["sha256"] as? String
+            else {
+                throw GenerationError(
+                    .corrupt,
+                    "manifest '\(path)' line \(i + 1) is not a sample record; remove the output folder and start again")
             }
-            out.append(ManifestRecord(seed: seed, label: (o["label"] as? NSNumber).map { $0.int32Value }, file: file,
-                                      row: (o["row"] as? NSNumber)?.intValue, sha256: sha))
+            out.append(
+                ManifestRecord(
+                    seed: seed, label: (o["label"] as? NSNumber).map { $0.int32Value }, file: file,
+                    row: (o["row"] as? NSNumber)?.intValue, sha256: sha))
         }
         return out
     }
 
     /// Replaces the manifest by `records` (atomically).
     static func rewrite(path: String, records: [ManifestRecord], model: String, version: Int64) throws {
-        do { try atomicWriteFile(Array(records.map { line($0, model: model, version: version) }.joined().utf8), to: path) } catch {
+        do {
+            try atomicWriteFile(Array(records.map { line($0, model: model, version: version) }.joined().utf8), to: path)
+        } catch {
             throw GenerationError(.io, "cannot rewrite the manifest '\(path)'", cause: "\(error)")
         }
     }

@@ -7,24 +7,33 @@ enum OutputFolder {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         if fm.fileExists(atPath: out, isDirectory: &isDir) {
-            guard isDir.boolValue else { throw GenerationError(.outputConflict, "--out '\(out)' is a file, not a folder") }
+            guard isDir.boolValue else {
+                throw GenerationError(.outputConflict, "--out '\(out)' is a file, not a folder")
+            }
         } else if let reason = makeDirectories(out) {
             throw GenerationError(.io, "cannot create the output folder '\(out)'", cause: reason)
         }
         let specPath = (out as NSString).appendingPathComponent(GenerationSpec.fileName)
         if fm.fileExists(atPath: specPath) {
-            guard let data = fm.contents(atPath: specPath), let found = try? JSONDecoder().decode(GenerationSpec.self, from: data) else {
+            guard let data = fm.contents(atPath: specPath),
+                let found = try? JSONDecoder().decode(GenerationSpec.self, from: data)
+            else {
                 throw GenerationError(.outputConflict, "'\(specPath)' is not a generation spec; choose another --out")
             }
             if let why = spec.conflict(with: found) {
-                throw GenerationError(.outputConflict, "'\(out)' is another generation run: \(why); choose another --out")
+                throw GenerationError(
+                    .outputConflict, "'\(out)' is another generation run: \(why); choose another --out")
             }
             return
         }
-        let items = ((try? fm.contentsOfDirectory(atPath: out)) ?? []).filter { !$0.hasPrefix(GenerationSpec.fileName + ".tmp-") }
+        let items = ((try? fm.contentsOfDirectory(atPath: out)) ?? []).filter {
+            !$0.hasPrefix(GenerationSpec.fileName + ".tmp-")
+        }
         guard items.isEmpty else {
-            throw GenerationError(.outputConflict, "'\(out)' is not empty and has no \(GenerationSpec.fileName) (not a generation folder); "
-                                  + "choose a new or empty folder")
+            throw GenerationError(
+                .outputConflict,
+                "'\(out)' is not empty and has no \(GenerationSpec.fileName) (not a generation folder); "
+                    + "choose a new or empty folder")
         }
         do { try atomicWriteFile(spec.encoded(), to: specPath) } catch {
             throw GenerationError(.io, "cannot write into the output folder '\(out)'", cause: "\(error)")
@@ -34,7 +43,9 @@ enum OutputFolder {
     static func makeParent(of path: String) throws {
         let dir = (path as NSString).deletingLastPathComponent
         guard !FileManager.default.fileExists(atPath: dir) else { return }
-        if let reason = makeDirectories(dir) { throw GenerationError(.io, "cannot create the folder '\(dir)'", cause: reason) }
+        if let reason = makeDirectories(dir) {
+            throw GenerationError(.io, "cannot create the folder '\(dir)'", cause: reason)
+        }
     }
 
     /// `mkdir -p` with the system's reason on failure (nil on success).
@@ -45,7 +56,9 @@ enum OutputFolder {
             if mkdir(prefix, 0o755) != 0 && errno != EEXIST { return String(cString: strerror(errno)) }
         }
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else { return "not a directory" }
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
+            return "not a directory"
+        }
         return nil
     }
 }
@@ -54,12 +67,17 @@ enum OutputFolder {
 enum Resume {
     /// The records of chunks that are complete and whose files hash as recorded, and those chunks.
     static func verify(_ records: [ManifestRecord], plan: ChunkPlan, spec: GenerationSpec, folder: String) throws
-        -> (kept: [ManifestRecord], done: Set<Int>) {
+        -> (kept: [ManifestRecord], done: Set<Int>)
+    {
         let mine = Set(plan.myChunks)
         var byChunk: [Int: [ManifestRecord]] = [:]
         for r in records {
-            guard r.seed >= plan.range.first, r.seed <= plan.range.last, mine.contains(plan.chunk(ofSeed: r.seed)) else {
-                throw GenerationError(.corrupt, "the manifest of shard \(plan.shard) in '\(folder)' lists seed \(r.seed), which is not in this shard of \(spec.seeds)")
+            guard r.seed >= plan.range.first, r.seed <= plan.range.last, mine.contains(plan.chunk(ofSeed: r.seed))
+            else {
+                throw GenerationError(
+                    .corrupt,
+                    "the manifest of shard \(plan.shard) in '\(folder)' lists seed \(r.seed), which is not in this shard of \(spec.seeds)"
+                )
             }
             byChunk[plan.chunk(ofSeed: r.seed), default: []].append(r)
         }
@@ -69,8 +87,9 @@ enum Resume {
             let seeds = plan.seeds(ofChunk: k)
             let sorted = rs.sorted { $0.seed < $1.seed }
             guard sorted.map(\.seed) == Array(seeds),
-                  sorted.allSatisfy({ $0.label == labels.label(seed: $0.seed, numClasses: spec.numClasses) }),
-                  filesMatch(sorted, seeds: seeds, labels: labels, spec: spec, folder: folder) else { continue }
+                sorted.allSatisfy({ $0.label == labels.label(seed: $0.seed, numClasses: spec.numClasses) }),
+                filesMatch(sorted, seeds: seeds, labels: labels, spec: spec, folder: folder)
+            else { continue }
             kept += sorted
             done.insert(k)
         }
@@ -78,7 +97,9 @@ enum Resume {
     }
 
     /// Whether the chunk's files exist and hash as the records say.
-    static func filesMatch(_ rs: [ManifestRecord], seeds: ClosedRange<UInt64>, labels: LabelRule, spec: GenerationSpec, folder: String) -> Bool {
+    static func filesMatch(
+        _ rs: [ManifestRecord], seeds: ClosedRange<UInt64>, labels: LabelRule, spec: GenerationSpec, folder: String
+    ) -> Bool {
         func full(_ rel: String) -> String { (folder as NSString).appendingPathComponent(rel) }
         switch spec.format {
         case .png:
@@ -87,7 +108,9 @@ enum Resume {
             }
         case .npy, .idx:
             let file = FileNames.array(spec.format, "samples", seeds: seeds)
-            guard rs.allSatisfy({ $0.file == file }), let data = FileManager.default.contents(atPath: full(file)) else { return false }
+            guard rs.allSatisfy({ $0.file == file }), let data = FileManager.default.contents(atPath: full(file)) else {
+                return false
+            }
             let bytes = [UInt8](data)
             let offset: Int
             if spec.format == .npy {
@@ -101,14 +124,20 @@ enum Resume {
             guard bytes.count > offset, (bytes.count - offset) % n == 0 else { return false }
             let rowSize = (bytes.count - offset) / n
             for (i, r) in rs.enumerated() {
-                guard r.row == i, SHA256.hex(bytes[(offset + i * rowSize)..<(offset + (i + 1) * rowSize)]) == r.sha256 else { return false }
+                guard r.row == i, SHA256.hex(bytes[(offset + i * rowSize)..<(offset + (i + 1) * rowSize)]) == r.sha256
+                else { return false }
             }
             if labels != .none {
                 let ls = rs.map { $0.label ?? -1 }
-                let expected: [UInt8]? = spec.format == .npy ? try? NPY.encode(int32: ls, shape: [n])
+                let expected: [UInt8]? =
+                    spec.format == .npy
+                    ? try? NPY.encode(int32: ls, shape: [n])
                     : IDXEncoding.header(type: 0x08, shape: [n]) + ls.map { UInt8(truncatingIfNeeded: $0) }
-                guard let got = FileManager.default.contents(atPath: full(FileNames.array(spec.format, "labels", seeds: seeds))),
-                      [UInt8](got) == expected else { return false }
+                guard
+                    let got = FileManager.default.contents(
+                        atPath: full(FileNames.array(spec.format, "labels", seeds: seeds))),
+                    [UInt8](got) == expected
+                else { return false }
             }
             return true
         }
@@ -151,7 +180,9 @@ enum Resume {
             for item in (try? fm.contentsOfDirectory(atPath: full)) ?? [] {
                 guard let r = item.range(of: ".tmp-") else { continue }
                 let target = d == "." ? String(item[..<r.lowerBound]) : d + "/" + item[..<r.lowerBound]
-                if targets.contains(target) { try? fm.removeItem(atPath: (full as NSString).appendingPathComponent(item)) }
+                if targets.contains(target) {
+                    try? fm.removeItem(atPath: (full as NSString).appendingPathComponent(item))
+                }
             }
         }
     }

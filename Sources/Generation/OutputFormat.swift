@@ -20,11 +20,16 @@ public enum OutputFormat: String, Sendable, CaseIterable, Codable {
         switch self {
         case .png:
             guard shape.count == 3, shape[0] == 1 || shape[0] == 3 else {
-                throw GenerationError(.invalidArgument, "model '\(model)' makes samples of shape \(shape): PNG needs images with 1 or 3 channels; use --format npy")
+                throw GenerationError(
+                    .invalidArgument,
+                    "model '\(model)' makes samples of shape \(shape): PNG needs images with 1 or 3 channels; use --format npy"
+                )
             }
         case .idx:
             guard shape.count == 3 || shape.count == 1 else {
-                throw GenerationError(.invalidArgument, "model '\(model)' makes samples of shape \(shape): IDX holds images [C, H, W] or vectors [D]")
+                throw GenerationError(
+                    .invalidArgument,
+                    "model '\(model)' makes samples of shape \(shape): IDX holds images [C, H, W] or vectors [D]")
             }
         case .npy:
             break

@@ -1,7 +1,7 @@
 import Diffusion
+import Engine
 import Foundation
 import SamplerClient
-import Engine
 
 /// What a model version makes, as far as a generation run needs to know.
 public struct SourceInfo: Sendable, Equatable {
@@ -40,20 +40,28 @@ public final class LocalSource: SampleSource {
         let dir = (repository as NSString).appendingPathComponent(model)
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-            let known = ((try? FileManager.default.contentsOfDirectory(atPath: repository)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
-            throw GenerationError(.source, "no model '\(model)' in repository '\(repository)'"
-                                  + (known.isEmpty ? "" : " (it has: \(known.joined(separator: ", ")))"))
+            let known = ((try? FileManager.default.contentsOfDirectory(atPath: repository)) ?? []).filter {
+                !$0.hasPrefix(".")
+            }.sorted()
+            throw GenerationError(
+                .source,
+                "no model '\(model)' in repository '\(repository)'"
+                    + (known.isEmpty ? "" : " (it has: \(known.joined(separator: ", ")))"))
         }
         let versions = RepositoryLayout.versionsOnDisk(modelFolder: dir)
         let v: Int64
         if let version {
             guard versions.contains(where: { $0.version == version }) else {
-                throw GenerationError(.source, "model '\(model)' has no version \(version) in '\(repository)' (versions: \(versions.map { String($0.version) }.joined(separator: ", ")))")
+                throw GenerationError(
+                    .source,
+                    "model '\(model)' has no version \(version) in '\(repository)' (versions: \(versions.map { String($0.version) }.joined(separator: ", ")))"
+                )
             }
             v = version
         } else {
             guard let newest = versions.map(\.version).max() else {
-                throw GenerationError(.source, "model '\(model)' in '\(repository)' has no version folder with a model.safetensors")
+                throw GenerationError(
+                    .source, "model '\(model)' in '\(repository)' has no version folder with a model.safetensors")
             }
             v = newest
         }
@@ -63,8 +71,9 @@ public final class LocalSource: SampleSource {
             throw GenerationError(.source, "cannot load model '\(model)' version \(v)", cause: "\(error)")
         }
         let d = handle.description
-        info = SourceInfo(model: model, version: v, sampleShape: d.sampleShape, numClasses: d.numClasses,
-                          supportsBestOf: d.hasClassifier, maxSamplesPerCall: Int.max, location: "in process (\(path))")
+        info = SourceInfo(
+            model: model, version: v, sampleShape: d.sampleShape, numClasses: d.numClasses,
+            supportsBestOf: d.hasClassifier, maxSamplesPerCall: Int.max, location: "in process (\(path))")
     }
 
     /// Best-of-K as the daemon does it: the K candidates of every seed, scored by the version's
@@ -73,12 +82,15 @@ public final class LocalSource: SampleSource {
         let ids = seeds.map { SampleID(seed: $0, index: 0) }
         guard bestOf > 1 else { return try await engine.run(model: handle, ids: ids, labels: labels) }
         guard info.supportsBestOf else {
-            throw GenerationError(.source, "model '\(info.model)' version \(info.version) ships no ratio classifier: --best-of needs one")
+            throw GenerationError(
+                .source, "model '\(info.model)' version \(info.version) ships no ratio classifier: --best-of needs one")
         }
         let (engine, handle) = (self.engine, self.handle)
-        return try await BestOfK.compose(ids, labels: labels, k: bestOf, rule: handle.description.bestOfRule, sampleSize: info.sampleSize,
-                                         run: { try await engine.run(model: handle, ids: $0, labels: $1) },
-                                         score: { try await engine.score(model: handle, samples: $0, count: $1, labels: $2) }).samples
+        return try await BestOfK.compose(
+            ids, labels: labels, k: bestOf, rule: handle.description.bestOfRule, sampleSize: info.sampleSize,
+            run: { try await engine.run(model: handle, ids: $0, labels: $1) },
+            score: { try await engine.score(model: handle, samples: $0, count: $1, labels: $2) }
+        ).samples
     }
 
     public func close() async {}
@@ -96,11 +108,15 @@ public final class DaemonSource: SampleSource {
         let m: ModelInfoResponse
         do { m = try await client.modelInfo(model: model, version: version) } catch {
             await client.close()
-            throw GenerationError(.source, "cannot ask \(configuration.endpoints.map(\.description).joined(separator: ", ")) about model '\(model)'", cause: "\(error)")
+            throw GenerationError(
+                .source,
+                "cannot ask \(configuration.endpoints.map(\.description).joined(separator: ", ")) about model '\(model)'",
+                cause: "\(error)")
         }
-        info = SourceInfo(model: model, version: m.version, sampleShape: m.sampleShape.map { Int($0) }, numClasses: Int(m.numClasses),
-                          supportsBestOf: m.supportsBestOf, maxSamplesPerCall: max(1, Int(m.maxSamplesPerRequest)),
-                          location: configuration.endpoints.map(\.description).joined(separator: ", "))
+        info = SourceInfo(
+            model: model, version: m.version, sampleShape: m.sampleShape.map { Int($0) }, numClasses: Int(m.numClasses),
+            supportsBestOf: m.supportsBestOf, maxSamplesPerCall: max(1, Int(m.maxSamplesPerRequest)),
+            location: configuration.endpoints.map(\.description).joined(separator: ", "))
     }
 
     public func samples(seeds: [UInt64], labels: [Int32]?, bestOf: Int) async throws -> [Float] {
@@ -117,9 +133,12 @@ public final class DaemonSource: SampleSource {
         let r = try await client.sample(request)
         let floats = r.floats
         guard r.modelVersion == info.version, r.ids.count == seeds.count, floats.count == seeds.count * info.sampleSize,
-              zip(r.ids, seeds).allSatisfy({ $0.seed == $1 && $0.index == 0 }) else {
-            throw GenerationError(.source, "daemon answered for version \(r.modelVersion) with \(r.ids.count) samples (\(floats.count) floats); "
-                                  + "asked version \(info.version), \(seeds.count) samples of \(info.sampleSize) floats")
+            zip(r.ids, seeds).allSatisfy({ $0.seed == $1 && $0.index == 0 })
+        else {
+            throw GenerationError(
+                .source,
+                "daemon answered for version \(r.modelVersion) with \(r.ids.count) samples (\(floats.count) floats); "
+                    + "asked version \(info.version), \(seeds.count) samples of \(info.sampleSize) floats")
         }
         return floats
     }

@@ -11,10 +11,13 @@ public struct SeedRange: Sendable, Equatable, CustomStringConvertible {
 
     public init(first: UInt64, last: UInt64) throws {
         guard last >= first else {
-            throw GenerationError(.invalidArgument, "seed range \(first)-\(last) is empty: the last seed must not be below the first")
+            throw GenerationError(
+                .invalidArgument, "seed range \(first)-\(last) is empty: the last seed must not be below the first")
         }
         guard last - first < Self.maxCount else {
-            throw GenerationError(.invalidArgument, "seed range \(first)-\(last) has more than \(Self.maxCount) seeds; at most \(Self.maxCount) per run")
+            throw GenerationError(
+                .invalidArgument,
+                "seed range \(first)-\(last) has more than \(Self.maxCount) seeds; at most \(Self.maxCount) per run")
         }
         self.first = first
         self.last = last
@@ -26,14 +29,18 @@ public struct SeedRange: Sendable, Equatable, CustomStringConvertible {
         let parts = t.split(separator: "-", omittingEmptySubsequences: false)
         func number(_ s: Substring) throws -> UInt64 {
             guard !s.isEmpty, s.allSatisfy({ $0.isASCII && $0.isNumber }), let v = UInt64(s) else {
-                throw GenerationError(.invalidArgument, "seed range '\(text)': '\(s)' is not a non-negative integer (expected A-B, e.g. 0-59999)")
+                throw GenerationError(
+                    .invalidArgument,
+                    "seed range '\(text)': '\(s)' is not a non-negative integer (expected A-B, e.g. 0-59999)")
             }
             return v
         }
         switch parts.count {
         case 1: let a = try number(parts[0]); try self.init(first: a, last: a)
         case 2: try self.init(first: try number(parts[0]), last: try number(parts[1]))
-        default: throw GenerationError(.invalidArgument, "seed range '\(text)': expected A-B (inclusive, e.g. 0-59999) or a single seed")
+        default:
+            throw GenerationError(
+                .invalidArgument, "seed range '\(text)': expected A-B (inclusive, e.g. 0-59999) or a single seed")
         }
     }
 
@@ -64,7 +71,9 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
     /// Parses `i/n`.
     public init(parsing text: String) throws {
         let p = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard p.count == 2, let i = Int(p[0].trimmingCharacters(in: .whitespaces)), let n = Int(p[1].trimmingCharacters(in: .whitespaces)) else {
+        guard p.count == 2, let i = Int(p[0].trimmingCharacters(in: .whitespaces)),
+            let n = Int(p[1].trimmingCharacters(in: .whitespaces))
+        else {
             throw GenerationError(.invalidArgument, "shard '\(text)': expected i/n, e.g. 0/8 (0-based)")
         }
         try self.init(index: i, count: n)

@@ -46,7 +46,9 @@ public enum VMath {
     public static func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
 
     @inlinable @inline(__always)
-    public static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
+    public static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+    }
 
     /// The first `n` (< 8) elements of `p`, zero-padded.
     @inlinable @inline(__always)
@@ -130,7 +132,9 @@ public enum SiLU {
 
     /// dx = dy * silu'(x) where silu'(x) = s (1 + x (1 - s)), s = sigmoid(x). `dx` may equal `dy`.
     @inlinable
-    public static func backward(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, count: Int) {
+    public static func backward(
+        x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, count: Int
+    ) {
         var i = 0
         while i + 8 <= count {
             VMath.store(VMath.load(dy + i) * VMath.siluGrad(VMath.load(x + i)), dx + i)

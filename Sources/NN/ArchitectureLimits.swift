@@ -25,7 +25,8 @@ public enum ArchitectureLimits {
     public static let activationPerSample = 1 << 26
 
     /// The bounds shared by the vector networks (the MLP denoiser and the vector ratio classifier).
-    static func checkMLP(dim: Int, width: Int, blocks: Int, noiseChannels: Int, numClasses: Int, _ what: String) throws {
+    static func checkMLP(dim: Int, width: Int, blocks: Int, noiseChannels: Int, numClasses: Int, _ what: String) throws
+    {
         try check(dim, Self.dim, "dim", what)
         try check(width, Self.width, "width", what)
         try check(blocks, Self.blocks, "blocks", what)
@@ -36,7 +37,9 @@ public enum ArchitectureLimits {
     /// Throws `invalidConfig` naming `field` unless `value` lies in `range`.
     static func check(_ value: Int, _ range: ClosedRange<Int>, _ field: String, _ what: String) throws {
         guard range.contains(value) else {
-            throw NNError(.invalidConfig, "\(what) config: \(field) \(value) is outside \(range.lowerBound)...\(range.upperBound)")
+            throw NNError(
+                .invalidConfig, "\(what) config: \(field) \(value) is outside \(range.lowerBound)...\(range.upperBound)"
+            )
         }
     }
 }

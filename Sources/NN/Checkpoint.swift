@@ -9,7 +9,9 @@ public enum NetworkCheckpoint {
     /// Builds an initialised (not loaded) network from checkpoint metadata. With `shapes` (the
     /// tensors a file holds, name -> shape), an architecture whose parameters are not all there is
     /// refused before it is allocated.
-    public static func makeDenoiser(metadata: [String: String], seed: UInt64 = 0, shapes: [String: [Int]]? = nil) throws -> any Denoiser {
+    public static func makeDenoiser(metadata: [String: String], seed: UInt64 = 0, shapes: [String: [Int]]? = nil) throws
+        -> any Denoiser
+    {
         if let shapes {
             try checkPlanned(shapes: shapes) { try makeDenoiser(metadata: metadata, seed: seed) }
         }
@@ -40,7 +42,9 @@ public enum NetworkCheckpoint {
     /// shape, what a file holds) with the same shape; with `exact`, also unless every tensor of
     /// `shapes` is one of them. The network is sized without being allocated
     /// (`ParameterStore.plannedEntries`), so a hostile architecture costs nothing before it is refused.
-    public static func checkPlanned(shapes: [String: [Int]], exact: Bool = false, _ build: () throws -> any ParameterOwner) throws {
+    public static func checkPlanned(
+        shapes: [String: [Int]], exact: Bool = false, _ build: () throws -> any ParameterOwner
+    ) throws {
         let planned = try ParameterStore.plannedEntries(build)
         for e in planned {
             guard let shape = shapes[e.name] else {

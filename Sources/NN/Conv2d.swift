@@ -22,9 +22,11 @@ public final class Conv2d: @unchecked Sendable {
     /// NHWC activations on the im2col engine: the input, output (or its gradient) and input gradient in CBHW.
     private lazy var cbhw = (x: Buffer(), y: Buffer(), dx: Buffer())
 
-    public init(_ store: ParameterStore, _ name: String, inChannels: Int, outChannels: Int,
-                kernel: Int, stride: Int = 1, padding: Int = 0, scratch: Buffer, zeroInit: Bool = false,
-                layout: ActivationLayout = .cbhw) {
+    public init(
+        _ store: ParameterStore, _ name: String, inChannels: Int, outChannels: Int,
+        kernel: Int, stride: Int = 1, padding: Int = 0, scratch: Buffer, zeroInit: Bool = false,
+        layout: ActivationLayout = .cbhw
+    ) {
         self.store = store
         self.layout = layout
         self.inChannels = inChannels
@@ -40,28 +42,35 @@ public final class Conv2d: @unchecked Sendable {
     }
 
     public func geometry(height: Int, width: Int) -> ConvGeometry {
-        ConvGeometry(inChannels: inChannels, outChannels: outChannels, height: height, width: width,
-                     kernel: kernel, stride: stride, padding: padding)
+        ConvGeometry(
+            inChannels: inChannels, outChannels: outChannels, height: height, width: width,
+            kernel: kernel, stride: stride, padding: padding)
     }
 
     /// y `[OC]` (in `layout`) from x `[C]` (+ `sampleBias[b, o]`, `[B, OC]`, when given); x must stay
     /// valid until `backward`. With `into`, the output goes to that channel slice instead of `out`.
     @discardableResult
-    public func forward(_ x: UnsafePointer<Float>, batch: Int, height: Int, width: Int,
-                        sampleBias: UnsafePointer<Float>? = nil, into slice: ChannelSlice? = nil) -> UnsafeMutablePointer<Float> {
+    public func forward(
+        _ x: UnsafePointer<Float>, batch: Int, height: Int, width: Int,
+        sampleBias: UnsafePointer<Float>? = nil, into slice: ChannelSlice? = nil
+    ) -> UnsafeMutablePointer<Float> {
         let g = geometry(height: height, width: width)
         self.x = x
         self.geometry = g
         self.batch = batch
         let n = outChannels * batch * g.outHeight * g.outWidth
         // The output goes straight into the slice when it is contiguous there.
-        let direct = slice.flatMap { layout.compactRegion(of: $0, channels: outChannels, batch: batch, hw: g.outHeight * g.outWidth) }
+        let direct = slice.flatMap {
+            layout.compactRegion(of: $0, channels: outChannels, batch: batch, hw: g.outHeight * g.outWidth)
+        }
         let y: UnsafeMutablePointer<Float>
         if let direct { y = direct } else { out.resize(n); y = out.ptr }
         switch (ConvolutionEngine.current, layout) {
         case (.oneDNN, _):
-            dnnl.forward(g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, sampleBias: sampleBias, staging: scratch,
-                         frozen: store.weightsFrozen, layout: layout)
+            dnnl.forward(
+                g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, sampleBias: sampleBias,
+                staging: scratch,
+                frozen: store.weightsFrozen, layout: layout)
         case (.im2col, .cbhw):
             im2colForward(g, batch: batch, x: x, y: y, sampleBias: sampleBias)
         case (.im2col, .nhwc):
@@ -70,7 +79,8 @@ public final class Conv2d: @unchecked Sendable {
             yc.resize(n)
             Layout.convert(x, xc.ptr, batch: batch, channels: inChannels, hw: height * width, from: .nhwc, to: .cbhw)
             im2colForward(g, batch: batch, x: xc.ptr, y: yc.ptr, sampleBias: sampleBias)
-            Layout.convert(yc.ptr, y, batch: batch, channels: outChannels, hw: g.outHeight * g.outWidth, from: .cbhw, to: .nhwc)
+            Layout.convert(
+                yc.ptr, y, batch: batch, channels: outChannels, hw: g.outHeight * g.outWidth, from: .cbhw, to: .nhwc)
         }
         if let slice, direct == nil {
             layout.write(y, channels: outChannels, batch: batch, hw: g.outHeight * g.outWidth, into: slice)
@@ -78,12 +88,15 @@ public final class Conv2d: @unchecked Sendable {
         return y
     }
 
-    private func im2colForward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
-                               sampleBias: UnsafePointer<Float>?) {
+    private func im2colForward(
+        _ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+        sampleBias: UnsafePointer<Float>?
+    ) {
         let need = Im2colConvolution.scratchCount(g, batch: batch)
         if scratch.count < need { scratch.resize(need) }
-        Im2colConvolution.forward(g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, scratch: scratch.ptr,
-                       sampleBias: sampleBias, batchInvariant: store.batchInvariant)
+        Im2colConvolution.forward(
+            g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, scratch: scratch.ptr,
+            sampleBias: sampleBias, batchInvariant: store.batchInvariant)
     }
 
     /// Accumulates dW, db (unless the store is frozen: `accumulatesGradients`); writes dIn = dL/dx
@@ -92,11 +105,13 @@ public final class Conv2d: @unchecked Sendable {
     public func backward(_ dy: UnsafePointer<Float>, needInput: Bool = true) -> UnsafeMutablePointer<Float> {
         guard let x, let g = geometry else { preconditionFailure("Conv2d.backward before forward") }
         dIn.resize(inChannels * batch * g.height * g.width)
-        let dWeight = store.accumulatesGradients ? store.grad(w) : nil, dBias = store.accumulatesGradients ? store.grad(b) : nil
+        let dWeight = store.accumulatesGradients ? store.grad(w) : nil,
+            dBias = store.accumulatesGradients ? store.grad(b) : nil
         switch (ConvolutionEngine.current, layout) {
         case (.oneDNN, _):
-            dnnl.backward(g, batch: batch, x: x, weight: store.value(w), dy: dy, dWeight: dWeight, dBias: dBias,
-                          dx: needInput ? dIn.ptr : nil, staging: scratch, layout: layout)
+            dnnl.backward(
+                g, batch: batch, x: x, weight: store.value(w), dy: dy, dWeight: dWeight, dBias: dBias,
+                dx: needInput ? dIn.ptr : nil, staging: scratch, layout: layout)
         case (.im2col, .cbhw):
             im2colBackward(g, x: x, dy: dy, dWeight: dWeight, dBias: dBias, dx: needInput ? dIn.ptr : nil)
         case (.im2col, .nhwc):
@@ -107,16 +122,23 @@ public final class Conv2d: @unchecked Sendable {
             dxc.resize(dIn.count)
             Layout.convert(dy, dyc.ptr, batch: batch, channels: outChannels, hw: plane, from: .nhwc, to: .cbhw)
             im2colBackward(g, x: xc.ptr, dy: dyc.ptr, dWeight: dWeight, dBias: dBias, dx: needInput ? dxc.ptr : nil)
-            if needInput { Layout.convert(dxc.ptr, dIn.ptr, batch: batch, channels: inChannels, hw: g.height * g.width, from: .cbhw, to: .nhwc) }
+            if needInput {
+                Layout.convert(
+                    dxc.ptr, dIn.ptr, batch: batch, channels: inChannels, hw: g.height * g.width, from: .cbhw, to: .nhwc
+                )
+            }
         }
         return dIn.ptr
     }
 
-    private func im2colBackward(_ g: ConvGeometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
-                                dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?) {
+    private func im2colBackward(
+        _ g: ConvGeometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
+        dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?
+    ) {
         let need = Im2colConvolution.backwardScratchCount(g, batch: batch)
         if scratch.count < need { scratch.resize(need) }
-        Im2colConvolution.backward(g, batch: batch, x: x, weight: store.value(w), dy: dy, dWeight: dWeight, dBias: dBias,
-                        dx: dx, scratch: scratch.ptr, overwriteDx: true, scratchCapacity: scratch.count)
+        Im2colConvolution.backward(
+            g, batch: batch, x: x, weight: store.value(w), dy: dy, dWeight: dWeight, dBias: dBias,
+            dx: dx, scratch: scratch.ptr, overwriteDx: true, scratchCapacity: scratch.count)
     }
 }

@@ -18,13 +18,18 @@ public enum ConvolutionEngine: String, Sendable, CaseIterable {
     case im2col
 
     nonisolated(unsafe) public static var current: ConvolutionEngine = {
-        if let v = ProcessInfo.processInfo.environment["ONESTEP_CONV"], let e = ConvolutionEngine(rawValue: v.lowercased()) { return e }
+        if let v = ProcessInfo.processInfo.environment["ONESTEP_CONV"],
+            let e = ConvolutionEngine(rawValue: v.lowercased())
+        {
+            return e
+        }
         return .oneDNN
     }()
 
     /// One line for logs: the engine, and for oneDNN its version and ISA.
     public static var summary: String {
-        (current == .oneDNN ? "convolutions: \(OneDNNEngine.summary), \(OpenMPWait.summary)" : "convolutions: im2col + OpenBLAS sgemm")
+        (current == .oneDNN
+            ? "convolutions: \(OneDNNEngine.summary), \(OpenMPWait.summary)" : "convolutions: im2col + OpenBLAS sgemm")
             + ", U-Net activations \(ActivationLayout.network.rawValue.uppercased())"
     }
 }
@@ -38,26 +43,34 @@ final class OneDNNConv: @unchecked Sendable {
     private var packed: PackedWeights?
 
     private func key(_ g: ConvGeometry, batch: Int) -> DNNLConvolutionKey {
-        DNNLConvolutionKey(batch: batch, inChannels: g.inChannels, outChannels: g.outChannels, height: g.height, width: g.width,
-                           kernel: g.kernel, stride: g.stride, padding: g.padding, bias: true, layout: .nhwc, training: true)
+        DNNLConvolutionKey(
+            batch: batch, inChannels: g.inChannels, outChannels: g.outChannels, height: g.height, width: g.width,
+            kernel: g.kernel, stride: g.stride, padding: g.padding, bias: true, layout: .nhwc, training: true)
     }
 
     private func prepare(_ g: ConvGeometry, batch: Int) -> (DNNLConvolution, DNNLScratch) {
         OneDNNEngine.setThreadsForCurrentThread(kernelThreads)
         do {
             let conv = try DNNLConvolutionCache.shared.convolution(key(g, batch: batch))
-            if (scratchpad?.capacity ?? -1) < conv.scratchBytes { scratchpad = try DNNLScratch(bytes: conv.scratchBytes) }
+            if (scratchpad?.capacity ?? -1) < conv.scratchBytes {
+                scratchpad = try DNNLScratch(bytes: conv.scratchBytes)
+            }
             return (conv, scratchpad!)
         } catch {
-            fatalError("oneDNN cannot run \(g) at batch \(batch): \(error) (ONESTEP_CONV=im2col uses the im2col engine)")
+            fatalError(
+                "oneDNN cannot run \(g) at batch \(batch): \(error) (ONESTEP_CONV=im2col uses the im2col engine)")
         }
     }
 
-    private func reorder(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, batch: Int, channels: Int, side: (Int, Int),
-                         from: DNNLTensorLayout, to: DNNLTensorLayout, scratch: DNNLScratch) {
+    private func reorder(
+        _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, batch: Int, channels: Int, side: (Int, Int),
+        from: DNNLTensorLayout, to: DNNLTensorLayout, scratch: DNNLScratch
+    ) {
         do {
-            try DNNLReorderCache.shared.reorder(batch: batch, channels: channels, height: side.0, width: side.1, from: from, to: to)
-                .execute(src: src, dst: dst, scratch: scratch)
+            try DNNLReorderCache.shared.reorder(
+                batch: batch, channels: channels, height: side.0, width: side.1, from: from, to: to
+            )
+            .execute(src: src, dst: dst, scratch: scratch)
         } catch {
             fatalError("oneDNN reorder \(from)->\(to) failed: \(error)")
         }
@@ -65,15 +78,20 @@ final class OneDNNConv: @unchecked Sendable {
 
     /// y = conv(x) + bias (+ sampleBias [B, OC]), x and y in `layout` (NHWC runs in place, CBHW
     /// through reorders into the staging buffer).
-    func forward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-                 y: UnsafeMutablePointer<Float>, sampleBias: UnsafePointer<Float>?, staging: Buffer, frozen: Bool,
-                 layout: ActivationLayout) {
+    func forward(
+        _ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>,
+        y: UnsafeMutablePointer<Float>, sampleBias: UnsafePointer<Float>?, staging: Buffer, frozen: Bool,
+        layout: ActivationLayout
+    ) {
         let (conv, pad) = prepare(g, batch: batch)
         let nx = batch * g.inChannels * g.height * g.width, ny = batch * g.outChannels * g.outHeight * g.outWidth
         var xn = x, yn = y
         if layout == .cbhw {
             staging.resize(nx + ny)
-            reorder(x, staging.ptr, batch: batch, channels: g.inChannels, side: (g.height, g.width), from: .cbhw, to: .nhwc, scratch: pad)
+            reorder(
+                x, staging.ptr, batch: batch, channels: g.inChannels, side: (g.height, g.width), from: .cbhw, to: .nhwc,
+                scratch: pad)
             xn = UnsafePointer(staging.ptr)
             yn = staging.ptr + nx
         }
@@ -88,14 +106,21 @@ final class OneDNNConv: @unchecked Sendable {
         } catch {
             fatalError("oneDNN forward \(conv.key) failed: \(error)")
         }
-        if let sampleBias { Self.addSampleBiasNHWC(yn, sampleBias, batch: batch, channels: g.outChannels, plane: g.outHeight * g.outWidth) }
+        if let sampleBias {
+            Self.addSampleBiasNHWC(
+                yn, sampleBias, batch: batch, channels: g.outChannels, plane: g.outHeight * g.outWidth)
+        }
         if layout == .cbhw {
-            reorder(yn, y, batch: batch, channels: g.outChannels, side: (g.outHeight, g.outWidth), from: .nhwc, to: .cbhw, scratch: pad)
+            reorder(
+                yn, y, batch: batch, channels: g.outChannels, side: (g.outHeight, g.outWidth), from: .nhwc, to: .cbhw,
+                scratch: pad)
         }
     }
 
     /// y [B, plane, C] += t[b, c].
-    static func addSampleBiasNHWC(_ y: UnsafeMutablePointer<Float>, _ t: UnsafePointer<Float>, batch: Int, channels c: Int, plane: Int) {
+    static func addSampleBiasNHWC(
+        _ y: UnsafeMutablePointer<Float>, _ t: UnsafePointer<Float>, batch: Int, channels c: Int, plane: Int
+    ) {
         parallelFor(batch, work: plane * c) { b in
             let tb = t + b * c
             for p in (b * plane)..<((b + 1) * plane) {
@@ -109,9 +134,11 @@ final class OneDNNConv: @unchecked Sendable {
 
     /// Accumulates dWeight, dBias (when given) and writes dx (when given) from dy and the forward's
     /// input x, all in `layout`.
-    func backward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                  dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
-                  staging: Buffer, layout: ActivationLayout) {
+    func backward(
+        _ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+        dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
+        staging: Buffer, layout: ActivationLayout
+    ) {
         let (conv, pad) = prepare(g, batch: batch)
         let nx = batch * g.inChannels * g.height * g.width, ny = batch * g.outChannels * g.outHeight * g.outWidth
         let nw = g.outChannels * g.colRows, oc = g.outChannels
@@ -120,14 +147,18 @@ final class OneDNNConv: @unchecked Sendable {
         let dw = staging.ptr + (blocked ? nx + ny : 0), db = dw + nw
         var dyn = dy
         if blocked {
-            reorder(dy, staging.ptr + nx, batch: batch, channels: oc, side: (g.outHeight, g.outWidth), from: .cbhw, to: .nhwc, scratch: pad)
+            reorder(
+                dy, staging.ptr + nx, batch: batch, channels: oc, side: (g.outHeight, g.outWidth), from: .cbhw,
+                to: .nhwc, scratch: pad)
             dyn = UnsafePointer(staging.ptr + nx)
         }
         do {
             if let dWeight {
                 var xn = x
                 if blocked {
-                    reorder(x, staging.ptr, batch: batch, channels: g.inChannels, side: (g.height, g.width), from: .cbhw, to: .nhwc, scratch: pad)
+                    reorder(
+                        x, staging.ptr, batch: batch, channels: g.inChannels, side: (g.height, g.width), from: .cbhw,
+                        to: .nhwc, scratch: pad)
                     xn = UnsafePointer(staging.ptr)
                 }
                 try conv.backwardWeights(src: xn, diffDst: dyn, diffWeights: dw, diffBias: db, scratch: pad)
@@ -138,7 +169,9 @@ final class OneDNNConv: @unchecked Sendable {
                 let dxn = blocked ? staging.ptr : dx
                 try conv.backwardData(diffDst: dyn, weights: weight, diffSrc: dxn, scratch: pad)
                 if blocked {
-                    reorder(dxn, dx, batch: batch, channels: g.inChannels, side: (g.height, g.width), from: .nhwc, to: .cbhw, scratch: pad)
+                    reorder(
+                        dxn, dx, batch: batch, channels: g.inChannels, side: (g.height, g.width), from: .nhwc,
+                        to: .cbhw, scratch: pad)
                 }
             }
         } catch {

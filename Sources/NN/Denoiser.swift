@@ -18,8 +18,10 @@ public protocol Denoiser: ParameterOwner {
     var configJSON: String { get }
 
     /// F(x, c_noise, labels) for `batch` samples.
-    func forward(_ x: UnsafePointer<Float>, cNoise: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
-                 batch: Int) -> UnsafeMutablePointer<Float>
+    func forward(
+        _ x: UnsafePointer<Float>, cNoise: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
+        batch: Int
+    ) -> UnsafeMutablePointer<Float>
     /// Accumulates parameter gradients for dL/dF = `dOut` and returns dL/dx.
     func backward(_ dOut: UnsafePointer<Float>) -> UnsafeMutablePointer<Float>
 }
@@ -32,14 +34,16 @@ extension Denoiser {
     public func forward(x: [Float], cNoise: [Float], labels: [Int32]? = nil) -> [Float] {
         let batch = cNoise.count
         precondition(x.count == batch * sampleSize, "x has \(x.count) elements, expected \(batch * sampleSize)")
-        return x.withUnsafeBufferPointer { xp in cNoise.withUnsafeBufferPointer { cp in
-            let run = { (lp: UnsafePointer<Int32>?) -> [Float] in
-                let y = self.forward(xp.baseAddress!, cNoise: cp.baseAddress!, labels: lp, batch: batch)
-                return Array(UnsafeBufferPointer(start: y, count: batch * self.sampleSize))
+        return x.withUnsafeBufferPointer { xp in
+            cNoise.withUnsafeBufferPointer { cp in
+                let run = { (lp: UnsafePointer<Int32>?) -> [Float] in
+                    let y = self.forward(xp.baseAddress!, cNoise: cp.baseAddress!, labels: lp, batch: batch)
+                    return Array(UnsafeBufferPointer(start: y, count: batch * self.sampleSize))
+                }
+                if let labels { return labels.withUnsafeBufferPointer { run($0.baseAddress!) } }
+                return run(nil)
             }
-            if let labels { return labels.withUnsafeBufferPointer { run($0.baseAddress!) } }
-            return run(nil)
-        } }
+        }
     }
 
     /// Array convenience: backward of the last forward, returns dL/dx.

@@ -40,8 +40,10 @@ public final class EmbeddingMLP: @unchecked Sendable {
         self.noiseChannels = noiseChannels
         self.embChannels = embChannels
         self.numClasses = numClasses
-        labelWeight = numClasses > 0
-            ? store.register("map_label.weight", shape: [noiseChannels, numClasses], initialiser: .uniformFanIn(fanIn: numClasses))
+        labelWeight =
+            numClasses > 0
+            ? store.register(
+                "map_label.weight", shape: [noiseChannels, numClasses], initialiser: .uniformFanIn(fanIn: numClasses))
             : -1
         layer0 = Linear(store, "map_layer0", inFeatures: noiseChannels, outFeatures: embChannels)
         layer1 = Linear(store, "map_layer1", inFeatures: embChannels, outFeatures: embChannels)
@@ -49,8 +51,11 @@ public final class EmbeddingMLP: @unchecked Sendable {
 
     /// e [B, E]. `labels` (values in 0..<numClasses) is required iff the model is conditional.
     @discardableResult
-    public func forward(cNoise: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int) -> UnsafeMutablePointer<Float> {
-        precondition((labels != nil) == (numClasses > 0), "labels must be given exactly when the model is class-conditional")
+    public func forward(cNoise: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int)
+        -> UnsafeMutablePointer<Float>
+    {
+        precondition(
+            (labels != nil) == (numClasses > 0), "labels must be given exactly when the model is class-conditional")
         self.labels.removeAll(keepingCapacity: true)
         if let labels { self.labels.append(contentsOf: UnsafeBufferPointer(start: labels, count: batch)) }
         self.batch = batch
@@ -76,7 +81,7 @@ public final class EmbeddingMLP: @unchecked Sendable {
 
     /// Accumulates parameter gradients from de [B, E].
     public func backward(_ de: UnsafePointer<Float>) {
-        guard store.accumulatesGradients else { return }   // only parameter gradients start here
+        guard store.accumulatesGradients else { return }  // only parameter gradients start here
         let d1 = act1.backward(de)
         let d0 = act0.backward(layer1.backward(d1))
         let dpos = layer0.backward(d0, needInput: !labels.isEmpty)

@@ -1,5 +1,5 @@
-import TensorCore
 import Foundation
+import TensorCore
 
 /// GroupNorm over image activations in `layout` (CBHW `[C, B, H, W]` here, NHWC `[B, H, W, C]` in
 /// GroupNorm+NHWC.swift), optionally fused with a following SiLU (`silu(groupnorm(x))` in one
@@ -28,13 +28,16 @@ public final class GroupNorm: @unchecked Sendable {
     /// The group count the networks use for `channels`.
     public static func defaultGroups(_ channels: Int) -> Int { min(32, max(1, channels / 4)) }
 
-    public init(_ store: ParameterStore, _ name: String, channels: Int, groups: Int? = nil, fusedSiLU: Bool,
-                layout: ActivationLayout = .cbhw) {
+    public init(
+        _ store: ParameterStore, _ name: String, channels: Int, groups: Int? = nil, fusedSiLU: Bool,
+        layout: ActivationLayout = .cbhw
+    ) {
         self.store = store
         self.layout = layout
         self.channels = channels
         self.groups = groups ?? GroupNorm.defaultGroups(channels)
-        precondition(channels % self.groups == 0, "GroupNorm: \(channels) channels not divisible by \(self.groups) groups")
+        precondition(
+            channels % self.groups == 0, "GroupNorm: \(channels) channels not divisible by \(self.groups) groups")
         self.fusedSiLU = fusedSiLU
         w = store.register("\(name).weight", shape: [channels], initialiser: .constant(1))
         b = store.register("\(name).bias", shape: [channels], initialiser: .constant(0))
@@ -79,7 +82,9 @@ public final class GroupNorm: @unchecked Sendable {
                 var i = 0
                 if silu {
                     while i + 8 <= hw { VMath.store(VMath.silu(VMath.load(p + i) * av + shv), q + i); i += 8 }
-                    if i < hw { VMath.storePartial(VMath.silu(VMath.loadPartial(p + i, hw - i) * av + shv), q + i, hw - i) }
+                    if i < hw {
+                        VMath.storePartial(VMath.silu(VMath.loadPartial(p + i, hw - i) * av + shv), q + i, hw - i)
+                    }
                 } else {
                     while i + 8 <= hw { VMath.store(VMath.load(p + i) * av + shv, q + i); i += 8 }
                     while i < hw { q[i] = p[i] * a + sh; i += 1 }

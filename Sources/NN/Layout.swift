@@ -43,8 +43,10 @@ extension ActivationLayout {
     /// Calls `body(i, dst, n)` over runs that cover a compact `[channels]` tensor of `batch x hw`
     /// pixels in this layout: elements `i ..< i + n` of the compact tensor belong at `dst[0 ..< n]`
     /// of `slice`. Runs are disjoint and may execute on several threads.
-    func forEachRun(channels: Int, batch: Int, hw: Int, into slice: ChannelSlice,
-                    _ body: (Int, UnsafeMutablePointer<Float>, Int) -> Void) {
+    func forEachRun(
+        channels: Int, batch: Int, hw: Int, into slice: ChannelSlice,
+        _ body: (Int, UnsafeMutablePointer<Float>, Int) -> Void
+    ) {
         let count = channels * batch * hw
         let contiguous = self == .cbhw || (slice.offset == 0 && slice.total == channels)
         if contiguous {
@@ -55,7 +57,8 @@ extension ActivationLayout {
                 body(lo, dst + lo, min(chunk, count - lo))
             }
         } else {
-            let rows = batch * hw, rowsPerJob = max(1, 8_192 / max(1, channels)), jobs = (rows + rowsPerJob - 1) / rowsPerJob
+            let rows = batch * hw, rowsPerJob = max(1, 8_192 / max(1, channels)),
+                jobs = (rows + rowsPerJob - 1) / rowsPerJob
             parallelFor(jobs, work: rowsPerJob * channels) { k in
                 for r in (k * rowsPerJob)..<min(rows, (k + 1) * rowsPerJob) {
                     body(r * channels, slice.base + r * slice.total + slice.offset, channels)
@@ -73,26 +76,33 @@ extension ActivationLayout {
 
     /// Copies a compact `[channels]` tensor into `slice`.
     func write(_ src: UnsafePointer<Float>, channels: Int, batch: Int, hw: Int, into slice: ChannelSlice) {
-        forEachRun(channels: channels, batch: batch, hw: hw, into: slice) { i, d, n in d.update(from: src + i, count: n) }
+        forEachRun(channels: channels, batch: batch, hw: hw, into: slice) { i, d, n in d.update(from: src + i, count: n)
+        }
     }
 
     /// The `channels` channels at `offset` of a `total`-channel tensor, compact: in CBHW a pointer
     /// into `src` itself, in NHWC a copy in `buffer`.
-    func compact(_ src: UnsafeMutablePointer<Float>, offset: Int, channels: Int, total: Int, batch: Int, hw: Int,
-                 buffer: Buffer) -> UnsafeMutablePointer<Float> {
+    func compact(
+        _ src: UnsafeMutablePointer<Float>, offset: Int, channels: Int, total: Int, batch: Int, hw: Int,
+        buffer: Buffer
+    ) -> UnsafeMutablePointer<Float> {
         if self == .cbhw { return src + offset * batch * hw }
         if offset == 0 && channels == total { return src }
         buffer.resize(channels * batch * hw)
         let dst = buffer.ptr
         parallelFor(batch, work: hw * channels) { b in
-            for p in (b * hw)..<((b + 1) * hw) { (dst + p * channels).update(from: src + p * total + offset, count: channels) }
+            for p in (b * hw)..<((b + 1) * hw) {
+                (dst + p * channels).update(from: src + p * total + offset, count: channels)
+            }
         }
         return dst
     }
 
     /// dst (compact `[channels]`) += the `channels` channels at `offset` of the `total`-channel `src`.
-    func accumulate(_ src: UnsafePointer<Float>, offset: Int, total: Int, channels: Int, batch: Int, hw: Int,
-                    into dst: UnsafeMutablePointer<Float>) {
+    func accumulate(
+        _ src: UnsafePointer<Float>, offset: Int, total: Int, channels: Int, batch: Int, hw: Int,
+        into dst: UnsafeMutablePointer<Float>
+    ) {
         if self == .cbhw || (offset == 0 && channels == total) {
             let s = self == .cbhw ? src + offset * batch * hw : src
             BLAS.saxpy(n: channels * batch * hw, alpha: 1, x: s, y: dst)
@@ -126,7 +136,9 @@ extension ActivationLayout {
 /// Conversions between the external NCHW layout and the internal ones.
 public enum Layout {
     /// y [C, B, HW] from x [B, C, HW].
-    public static func nchwToCBHW(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, channels: Int, hw: Int) {
+    public static func nchwToCBHW(
+        _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, channels: Int, hw: Int
+    ) {
         if channels == 1 || batch == 1 { y.update(from: x, count: batch * channels * hw); return }
         for b in 0..<batch {
             for c in 0..<channels {
@@ -136,7 +148,9 @@ public enum Layout {
     }
 
     /// y [B, C, HW] from x [C, B, HW].
-    public static func cbhwToNCHW(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, channels: Int, hw: Int) {
+    public static func cbhwToNCHW(
+        _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, channels: Int, hw: Int
+    ) {
         if channels == 1 || batch == 1 { y.update(from: x, count: batch * channels * hw); return }
         for b in 0..<batch {
             for c in 0..<channels {
@@ -147,8 +161,10 @@ public enum Layout {
 
     /// y (layout `to`) from x (layout `from`), `hw` pixels per image: the process's cached oneDNN
     /// reorder for the pair (`DNNLLayout.convert`), a copy when the layouts agree.
-    public static func convert(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, channels: Int, hw: Int,
-                               from: DNNLTensorLayout, to: DNNLTensorLayout) {
+    public static func convert(
+        _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, channels: Int, hw: Int,
+        from: DNNLTensorLayout, to: DNNLTensorLayout
+    ) {
         do {
             // An image of hw x 1 pixels lies in memory as one of H x W with H * W = hw, in every layout.
             try DNNLLayout.convert(x, y, batch: batch, channels: channels, height: hw, width: 1, from: from, to: to)

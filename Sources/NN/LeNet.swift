@@ -21,8 +21,13 @@ public struct LeNetConfig: Codable, Sendable, Equatable {
         guard resolution == 28 else {
             throw NNError(.invalidConfig, "lenet config: resolution must be 28 (got \(resolution))")
         }
-        guard ArchitectureLimits.imageChannels.contains(inChannels), (2...ArchitectureLimits.classes.upperBound).contains(classes) else {
-            throw NNError(.invalidConfig, "lenet config: in_channels must be in \(ArchitectureLimits.imageChannels) and classes in 2...\(ArchitectureLimits.classes.upperBound)")
+        guard ArchitectureLimits.imageChannels.contains(inChannels),
+            (2...ArchitectureLimits.classes.upperBound).contains(classes)
+        else {
+            throw NNError(
+                .invalidConfig,
+                "lenet config: in_channels must be in \(ArchitectureLimits.imageChannels) and classes in 2...\(ArchitectureLimits.classes.upperBound)"
+            )
         }
     }
 }
@@ -58,7 +63,8 @@ public final class LeNet: ParameterOwner, @unchecked Sendable {
         try config.validate()
         self.config = config
         let s = parameters
-        conv1 = Conv2d(s, "conv1", inChannels: config.inChannels, outChannels: 6, kernel: 5, padding: 2, scratch: scratch)
+        conv1 = Conv2d(
+            s, "conv1", inChannels: config.inChannels, outChannels: 6, kernel: 5, padding: 2, scratch: scratch)
         conv2 = Conv2d(s, "conv2", inChannels: 6, outChannels: 16, kernel: 5, scratch: scratch)
         fc1 = Linear(s, "fc1", inFeatures: 400, outFeatures: 120)
         fc2 = Linear(s, "fc2", inFeatures: 120, outFeatures: 84)
@@ -149,10 +155,15 @@ public final class LeNet: ParameterOwner, @unchecked Sendable {
         let file = try SafetensorsFile.read(path: path)
         let meta = file.metadata
         guard meta["format"] == NetworkCheckpoint.format else {
-            throw NNError(.checkpoint, "\(path): metadata 'format' is \(meta["format"].map { "'\($0)'" } ?? "missing"), expected '\(NetworkCheckpoint.format)'")
+            throw NNError(
+                .checkpoint,
+                "\(path): metadata 'format' is \(meta["format"].map { "'\($0)'" } ?? "missing"), expected '\(NetworkCheckpoint.format)'"
+            )
         }
         guard meta["arch"] == architecture else {
-            throw NNError(.checkpoint, "\(path): architecture is \(meta["arch"].map { "'\($0)'" } ?? "missing"), expected 'lenet'")
+            throw NNError(
+                .checkpoint, "\(path): architecture is \(meta["arch"].map { "'\($0)'" } ?? "missing"), expected 'lenet'"
+            )
         }
         let config: LeNetConfig
         do {
@@ -171,8 +182,10 @@ public final class LeNet: ParameterOwner, @unchecked Sendable {
 public enum CrossEntropy {
     /// Mean over the batch of -log softmax(logits)[label]; writes dL/dlogits = (softmax - onehot) / B
     /// into `dLogits` (may be nil). Computed with the max subtracted, in Double per row.
-    public static func loss(logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, classes: Int,
-                            dLogits: UnsafeMutablePointer<Float>?) -> Float {
+    public static func loss(
+        logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, classes: Int,
+        dLogits: UnsafeMutablePointer<Float>?
+    ) -> Float {
         var total = 0.0
         let invB = 1 / Double(batch)
         for b in 0..<batch {

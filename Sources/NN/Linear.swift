@@ -17,16 +17,21 @@ public final class Linear: @unchecked Sendable {
     private var x: UnsafePointer<Float>?
     private var batch = 0
 
-    public init(_ store: ParameterStore, _ name: String, inFeatures: Int, outFeatures: Int,
-                bias: Bool = true, zeroInit: Bool = false) {
+    public init(
+        _ store: ParameterStore, _ name: String, inFeatures: Int, outFeatures: Int,
+        bias: Bool = true, zeroInit: Bool = false
+    ) {
         self.store = store
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
         self.hasBias = bias
         let initW: ParameterInit = zeroInit ? .constant(0) : .uniformFanIn(fanIn: inFeatures)
         w = store.register("\(name).weight", shape: [outFeatures, inFeatures], initialiser: initW)
-        b = bias ? store.register("\(name).bias", shape: [outFeatures],
-                                  initialiser: zeroInit ? .constant(0) : .uniformFanIn(fanIn: inFeatures)) : -1
+        b =
+            bias
+            ? store.register(
+                "\(name).bias", shape: [outFeatures],
+                initialiser: zeroInit ? .constant(0) : .uniformFanIn(fanIn: inFeatures)) : -1
     }
 
     /// y = x W^T + b. `x` [B, in] must stay valid until `backward`.
@@ -43,14 +48,16 @@ public final class Linear: @unchecked Sendable {
         if store.batchInvariant {
             // One product of the same shape per sample (see ParameterStore.batchInvariant).
             for r in 0..<batch {
-                BLAS.sgemm(transA: false, transB: true, m: 1, n: outFeatures, k: inFeatures,
-                           a: x + r * inFeatures, lda: inFeatures, b: store.value(w), ldb: inFeatures,
-                           beta: hasBias ? 1 : 0, c: y + r * outFeatures, ldc: outFeatures)
+                BLAS.sgemm(
+                    transA: false, transB: true, m: 1, n: outFeatures, k: inFeatures,
+                    a: x + r * inFeatures, lda: inFeatures, b: store.value(w), ldb: inFeatures,
+                    beta: hasBias ? 1 : 0, c: y + r * outFeatures, ldc: outFeatures)
             }
         } else {
-            BLAS.sgemm(transA: false, transB: true, m: batch, n: outFeatures, k: inFeatures,
-                       a: x, lda: inFeatures, b: store.value(w), ldb: inFeatures,
-                       beta: hasBias ? 1 : 0, c: y, ldc: outFeatures)
+            BLAS.sgemm(
+                transA: false, transB: true, m: batch, n: outFeatures, k: inFeatures,
+                a: x, lda: inFeatures, b: store.value(w), ldb: inFeatures,
+                beta: hasBias ? 1 : 0, c: y, ldc: outFeatures)
         }
         return y
     }
@@ -61,9 +68,10 @@ public final class Linear: @unchecked Sendable {
     public func backward(_ dy: UnsafePointer<Float>, needInput: Bool = true) -> UnsafeMutablePointer<Float> {
         guard let x else { preconditionFailure("Linear.backward before forward") }
         if store.accumulatesGradients {
-            BLAS.sgemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
-                       a: dy, lda: outFeatures, b: x, ldb: inFeatures,
-                       beta: 1, c: store.grad(w), ldc: inFeatures)
+            BLAS.sgemm(
+                transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch,
+                a: dy, lda: outFeatures, b: x, ldb: inFeatures,
+                beta: 1, c: store.grad(w), ldc: inFeatures)
         }
         if hasBias && store.accumulatesGradients {
             let db = store.grad(b)
@@ -74,9 +82,10 @@ public final class Linear: @unchecked Sendable {
         }
         dIn.resize(batch * inFeatures)
         if needInput {
-            BLAS.sgemm(transA: false, transB: false, m: batch, n: inFeatures, k: outFeatures,
-                       a: dy, lda: outFeatures, b: store.value(w), ldb: inFeatures,
-                       beta: 0, c: dIn.ptr, ldc: inFeatures)
+            BLAS.sgemm(
+                transA: false, transB: false, m: batch, n: inFeatures, k: outFeatures,
+                a: dy, lda: outFeatures, b: store.value(w), ldb: inFeatures,
+                beta: 0, c: dIn.ptr, ldc: inFeatures)
         }
         return dIn.ptr
     }

@@ -19,7 +19,9 @@ public final class MLPBlock: @unchecked Sendable {
 
     /// out [B, W] from h [B, W] and e [B, E].
     @discardableResult
-    public func forward(_ h: UnsafePointer<Float>, emb e: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+    public func forward(_ h: UnsafePointer<Float>, emb e: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<
+        Float
+    > {
         self.batch = batch
         let n = batch * width
         let t = fc0.forward(act0.forward(h, count: n), batch: batch)
@@ -33,7 +35,8 @@ public final class MLPBlock: @unchecked Sendable {
 
     /// Writes dIn = dL/dh; accumulates parameter gradients and `dEmb` += dL/de.
     @discardableResult
-    public func backward(_ dout: UnsafePointer<Float>, dEmb: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+    public func backward(_ dout: UnsafePointer<Float>, dEmb: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float>
+    {
         let n = batch * width
         let dt = act1.backward(fc1.backward(dout))
         BLAS.saxpy(n: batch * affine.inFeatures, alpha: 1, x: affine.backward(dt), y: dEmb)

@@ -35,8 +35,10 @@ public final class MLPDenoiser: Denoiser, @unchecked Sendable {
         return 2 * (N * W + W * W + D * W + config.blocks * 3 * W * W + W * D)
     }
 
-    public func forward(_ x: UnsafePointer<Float>, cNoise: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
-                        batch: Int) -> UnsafeMutablePointer<Float> {
+    public func forward(
+        _ x: UnsafePointer<Float>, cNoise: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
+        batch: Int
+    ) -> UnsafeMutablePointer<Float> {
         self.batch = batch
         let e = embed.forward(cNoise: cNoise, labels: labels, batch: batch)
         xin.resize(batch * config.dim)

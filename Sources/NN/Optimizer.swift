@@ -15,7 +15,8 @@ public final class Adam: @unchecked Sendable {
         didSet {
             scaledRanges.sort { $0.range.lowerBound < $1.range.lowerBound }
             let r = scaledRanges.map(\.range)
-            precondition(zip(r, r.dropFirst()).allSatisfy { $0.upperBound <= $1.lowerBound }, "Adam.scaledRanges overlap")
+            precondition(
+                zip(r, r.dropFirst()).allSatisfy { $0.upperBound <= $1.lowerBound }, "Adam.scaledRanges overlap")
         }
     }
     /// Steps taken (for bias correction); part of the training state.
@@ -23,8 +24,10 @@ public final class Adam: @unchecked Sendable {
     public let m: Buffer
     public let v: Buffer
 
-    public init(count: Int, learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
-                eps: Float = 1e-8, weightDecay: Float = 0) {
+    public init(
+        count: Int, learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999,
+        eps: Float = 1e-8, weightDecay: Float = 0
+    ) {
         self.learningRate = learningRate
         self.beta1 = beta1
         self.beta2 = beta2

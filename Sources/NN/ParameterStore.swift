@@ -148,7 +148,8 @@ public final class ParameterStore: @unchecked Sendable {
                 throw NNError(.missingParameter, "checkpoint has no tensor '\(e.name)' (shape \(e.shape))")
             }
             guard t.shape == e.shape else {
-                throw NNError(.shapeMismatch, "tensor '\(e.name)': expected shape \(e.shape), checkpoint has \(t.shape)")
+                throw NNError(
+                    .shapeMismatch, "tensor '\(e.name)': expected shape \(e.shape), checkpoint has \(t.shape)")
             }
             t.withUnsafeBufferPointer { (values.ptr + e.offset).update(from: $0.baseAddress!, count: e.count) }
         }

@@ -11,7 +11,8 @@ public final class AvgPool2x2Layer: @unchecked Sendable {
 
     /// y [P, H/2, W/2] from x [P, H, W].
     @discardableResult
-    public func forward(_ x: UnsafePointer<Float>, planes: Int, height: Int, width: Int) -> UnsafeMutablePointer<Float> {
+    public func forward(_ x: UnsafePointer<Float>, planes: Int, height: Int, width: Int) -> UnsafeMutablePointer<Float>
+    {
         self.planes = planes
         self.height = height
         self.width = width

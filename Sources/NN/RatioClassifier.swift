@@ -15,7 +15,8 @@ public protocol RatioClassifier: ParameterOwner, Sendable {
     var architecture: String { get }
     var configJSON: String { get }
     var flopsPerSample: Int { get }
-    func forward(_ x: UnsafePointer<Float>, sigma: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int) -> UnsafeMutablePointer<Float>
+    func forward(_ x: UnsafePointer<Float>, sigma: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int)
+        -> UnsafeMutablePointer<Float>
     func backward(_ dLogit: UnsafePointer<Float>) -> UnsafeMutablePointer<Float>
 }
 
@@ -24,13 +25,18 @@ extension RatioClassifier {
     public func forward(x: [Float], sigma: [Float], labels: [Int32]? = nil) -> [Float] {
         let batch = sigma.count
         precondition(x.count == batch * sampleSize, "x has \(x.count) elements, expected \(batch * sampleSize)")
-        return x.withUnsafeBufferPointer { xp in sigma.withUnsafeBufferPointer { sp in
-            let run = { (lp: UnsafePointer<Int32>?) -> [Float] in
-                Array(UnsafeBufferPointer(start: self.forward(xp.baseAddress!, sigma: sp.baseAddress!, labels: lp, batch: batch), count: batch))
+        return x.withUnsafeBufferPointer { xp in
+            sigma.withUnsafeBufferPointer { sp in
+                let run = { (lp: UnsafePointer<Int32>?) -> [Float] in
+                    Array(
+                        UnsafeBufferPointer(
+                            start: self.forward(xp.baseAddress!, sigma: sp.baseAddress!, labels: lp, batch: batch),
+                            count: batch))
+                }
+                if let labels { return labels.withUnsafeBufferPointer { run($0.baseAddress!) } }
+                return run(nil)
             }
-            if let labels { return labels.withUnsafeBufferPointer { run($0.baseAddress!) } }
-            return run(nil)
-        } }
+        }
     }
 
     /// Array convenience: backward of the last forward of `batch` samples, returns dL/dx.
@@ -49,15 +55,21 @@ public enum RatioClassifiers {
     /// An initialised (not loaded) classifier for an `arch`/`config` pair.
     public static func make(arch: String, configJSON: String, seed: UInt64 = 0) throws -> any RatioClassifier {
         switch arch {
-        case RatioClassifierMLP.architecture: return try RatioClassifierMLP.make(arch: arch, configJSON: configJSON, seed: seed)
+        case RatioClassifierMLP.architecture:
+            return try RatioClassifierMLP.make(arch: arch, configJSON: configJSON, seed: seed)
         case RatioClassifierUNet.architecture:
             let config: RatioClassifierUNetConfig
-            do { config = try JSONDecoder().decode(RatioClassifierUNetConfig.self, from: Data(configJSON.utf8)) } catch {
-                throw NNError(.checkpoint, "config of '\(arch)' is not valid JSON for that architecture", cause: "\(error)")
+            do { config = try JSONDecoder().decode(RatioClassifierUNetConfig.self, from: Data(configJSON.utf8)) } catch
+            {
+                throw NNError(
+                    .checkpoint, "config of '\(arch)' is not valid JSON for that architecture", cause: "\(error)")
             }
             return try RatioClassifierUNet(config, seed: seed)
         default:
-            throw NNError(.checkpoint, "architecture '\(arch)' is not a ratio classifier (known: \(RatioClassifierMLP.architecture), \(RatioClassifierUNet.architecture))")
+            throw NNError(
+                .checkpoint,
+                "architecture '\(arch)' is not a ratio classifier (known: \(RatioClassifierMLP.architecture), \(RatioClassifierUNet.architecture))"
+            )
         }
     }
 }
@@ -78,7 +90,9 @@ enum ClassifierPreconditioning {
     }
 
     /// out[b] = k[b] * x[b] for `batch` rows of `size` floats.
-    static func scaleRows(_ x: UnsafePointer<Float>, by k: UnsafePointer<Float>, batch: Int, size: Int, into out: Buffer) {
+    static func scaleRows(
+        _ x: UnsafePointer<Float>, by k: UnsafePointer<Float>, batch: Int, size: Int, into out: Buffer
+    ) {
         out.resize(batch * size)
         for b in 0..<batch {
             let f = k[b]

@@ -13,8 +13,10 @@ public struct RatioClassifierConfig: Codable, Sendable, Equatable {
     /// sigma_data of the input scaling c_in = 1 / sqrt(sigma^2 + sigma_data^2).
     public var sigmaData: Float = 0.5
 
-    public init(dim: Int = 2, width: Int = 128, blocks: Int = 2, noiseChannels: Int = 32, numClasses: Int = 0,
-                sigmaData: Float = 0.5) {
+    public init(
+        dim: Int = 2, width: Int = 128, blocks: Int = 2, noiseChannels: Int = 32, numClasses: Int = 0,
+        sigmaData: Float = 0.5
+    ) {
         self.dim = dim
         self.width = width
         self.blocks = blocks
@@ -39,7 +41,8 @@ public struct RatioClassifierConfig: Codable, Sendable, Equatable {
 
     public func validate() throws {
         func fail(_ m: String) throws -> Never { throw NNError(.invalidConfig, "ratio-mlp config: \(m)") }
-        try ArchitectureLimits.checkMLP(dim: dim, width: width, blocks: blocks, noiseChannels: noiseChannels, numClasses: numClasses, "ratio-mlp")
+        try ArchitectureLimits.checkMLP(
+            dim: dim, width: width, blocks: blocks, noiseChannels: noiseChannels, numClasses: numClasses, "ratio-mlp")
         if dim < 1 { try fail("dim must be at least 1") }
         if width < 1 { try fail("width must be at least 1") }
         if blocks < 0 { try fail("blocks must be 0 or more") }
@@ -72,7 +75,7 @@ public final class RatioClassifierMLP: RatioClassifier, @unchecked Sendable {
     let outAct = SiLULayer()
     let outProj: Linear
     private let cIn = Buffer(), cNoise = Buffer()
-    private let xin = Buffer()   // c_in * x (kept for backward: in_proj holds a pointer to it)
+    private let xin = Buffer()  // c_in * x (kept for backward: in_proj holds a pointer to it)
     private let dEmb = Buffer()
     private let dX = Buffer()
     private var batch = 0
@@ -100,11 +103,14 @@ public final class RatioClassifierMLP: RatioClassifier, @unchecked Sendable {
     }
 
     /// Logits c [B] for x [B, dim] at per-sample noise levels sigma [B] (> 0).
-    public func forward(_ x: UnsafePointer<Float>, sigma: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
-                        batch: Int) -> UnsafeMutablePointer<Float> {
+    public func forward(
+        _ x: UnsafePointer<Float>, sigma: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
+        batch: Int
+    ) -> UnsafeMutablePointer<Float> {
         precondition(batch > 0, "batch must be positive")
         self.batch = batch
-        ClassifierPreconditioning.fill(sigma: sigma, sigmaData: config.sigmaData, batch: batch, cIn: cIn, cNoise: cNoise)
+        ClassifierPreconditioning.fill(
+            sigma: sigma, sigmaData: config.sigmaData, batch: batch, cIn: cIn, cNoise: cNoise)
         ClassifierPreconditioning.scaleRows(x, by: cIn.ptr, batch: batch, size: config.dim, into: xin)
         let e = embed.forward(cNoise: cNoise.ptr, labels: labels, batch: batch)
         var h = UnsafePointer(inProj.forward(xin.ptr, batch: batch))
@@ -141,7 +147,8 @@ public final class RatioClassifierMLP: RatioClassifier, @unchecked Sendable {
     /// Builds an initialised (not loaded) classifier from an `arch`/`config` pair.
     public static func make(arch: String, configJSON: String, seed: UInt64 = 0) throws -> RatioClassifierMLP {
         guard arch == architecture else {
-            throw NNError(.checkpoint, "architecture '\(arch)' is not a vector ratio classifier (expected '\(architecture)')")
+            throw NNError(
+                .checkpoint, "architecture '\(arch)' is not a vector ratio classifier (expected '\(architecture)')")
         }
         let config: RatioClassifierConfig
         do { config = try JSONDecoder().decode(RatioClassifierConfig.self, from: Data(configJSON.utf8)) } catch {
@@ -160,7 +167,9 @@ public final class RatioClassifierMLP: RatioClassifier, @unchecked Sendable {
     public static func load(path: String) throws -> RatioClassifierMLP {
         let file = try SafetensorsFile.read(path: path)
         guard file.metadata["format"] == NetworkCheckpoint.format else {
-            throw NNError(.checkpoint, "\(path): format '\(file.metadata["format"] ?? "missing")' is not '\(NetworkCheckpoint.format)'")
+            throw NNError(
+                .checkpoint,
+                "\(path): format '\(file.metadata["format"] ?? "missing")' is not '\(NetworkCheckpoint.format)'")
         }
         guard let arch = file.metadata["arch"], let json = file.metadata["config"] else {
             throw NNError(.checkpoint, "\(path): metadata needs 'arch' and 'config'")

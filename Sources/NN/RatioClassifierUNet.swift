@@ -69,8 +69,10 @@ public final class RatioClassifierUNet: RatioClassifier, @unchecked Sendable {
         parameters.copyMatching(from: teacher.parameters)
     }
 
-    public func forward(_ x: UnsafePointer<Float>, sigma: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
-                        batch B: Int) -> UnsafeMutablePointer<Float> {
+    public func forward(
+        _ x: UnsafePointer<Float>, sigma: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
+        batch B: Int
+    ) -> UnsafeMutablePointer<Float> {
         precondition(B > 0, "batch must be positive")
         batch = B
         let u = config.unet, res = u.resolutions, L = u.channels.count, n = sampleSize
@@ -106,7 +108,7 @@ public final class RatioClassifierUNet: RatioClassifier, @unchecked Sendable {
         let hw = res[L - 1] * res[L - 1], C = mid.outChannels
         dEmb.resize(B * u.embChannels)
         dEmb.zero()
-        let dp = headOut.backward(dLogit)   // [B, C]
+        let dp = headOut.backward(dLogit)  // [B, C]
         dPool.resize(C * B * hw)
         let inv = 1 / Float(hw)
         for c in 0..<C {

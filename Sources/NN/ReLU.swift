@@ -8,7 +8,9 @@ public enum ReLU {
 
     /// dx = dy where x > 0, else 0 (the subgradient at 0 is 0, as in PyTorch). `dx` may equal `dy`.
     @inlinable
-    public static func backward(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, count: Int) {
+    public static func backward(
+        x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, count: Int
+    ) {
         for i in 0..<count { dx[i] = x[i] > 0 ? dy[i] : 0 }
     }
 }

@@ -21,29 +21,38 @@ public final class ResBlock: @unchecked Sendable {
     private var x: UnsafePointer<Float>?
     private var batch = 0, height = 0, width = 0
 
-    public init(_ store: ParameterStore, _ name: String, inChannels: Int, outChannels: Int,
-                embChannels: Int, scratch: Buffer, layout: ActivationLayout = .cbhw) {
+    public init(
+        _ store: ParameterStore, _ name: String, inChannels: Int, outChannels: Int,
+        embChannels: Int, scratch: Buffer, layout: ActivationLayout = .cbhw
+    ) {
         self.layout = layout
         self.inChannels = inChannels
         self.outChannels = outChannels
         self.embChannels = embChannels
         norm0 = GroupNorm(store, "\(name).norm0", channels: inChannels, fusedSiLU: true, layout: layout)
-        conv0 = Conv2d(store, "\(name).conv0", inChannels: inChannels, outChannels: outChannels,
-                       kernel: 3, padding: 1, scratch: scratch, layout: layout)
+        conv0 = Conv2d(
+            store, "\(name).conv0", inChannels: inChannels, outChannels: outChannels,
+            kernel: 3, padding: 1, scratch: scratch, layout: layout)
         affine = Linear(store, "\(name).affine", inFeatures: embChannels, outFeatures: outChannels)
         norm1 = GroupNorm(store, "\(name).norm1", channels: outChannels, fusedSiLU: true, layout: layout)
-        conv1 = Conv2d(store, "\(name).conv1", inChannels: outChannels, outChannels: outChannels,
-                       kernel: 3, padding: 1, scratch: scratch, layout: layout)
-        skip = inChannels != outChannels
-            ? Conv2d(store, "\(name).skip", inChannels: inChannels, outChannels: outChannels, kernel: 1, scratch: scratch, layout: layout)
+        conv1 = Conv2d(
+            store, "\(name).conv1", inChannels: outChannels, outChannels: outChannels,
+            kernel: 3, padding: 1, scratch: scratch, layout: layout)
+        skip =
+            inChannels != outChannels
+            ? Conv2d(
+                store, "\(name).skip", inChannels: inChannels, outChannels: outChannels, kernel: 1, scratch: scratch,
+                layout: layout)
             : nil
     }
 
     /// out `[Cout]` from x `[Cin]` and e [B, E], returned compact; also in the channel slice `into`
     /// when given (which may not overlap x; written in place where the layout allows).
     @discardableResult
-    public func forward(_ x: UnsafePointer<Float>, emb e: UnsafePointer<Float>, batch: Int, height: Int, width: Int,
-                        into slice: ChannelSlice? = nil) -> UnsafeMutablePointer<Float> {
+    public func forward(
+        _ x: UnsafePointer<Float>, emb e: UnsafePointer<Float>, batch: Int, height: Int, width: Int,
+        into slice: ChannelSlice? = nil
+    ) -> UnsafeMutablePointer<Float> {
         self.x = x
         self.batch = batch
         self.height = height
@@ -58,7 +67,8 @@ public final class ResBlock: @unchecked Sendable {
         let direct = slice.flatMap { layout.compactRegion(of: $0, channels: co, batch: batch, hw: hw) }
         let y: UnsafeMutablePointer<Float>
         if let direct { y = direct } else { out.resize(n); y = out.ptr }
-        let s: UnsafePointer<Float> = skip.map { UnsafePointer($0.forward(x, batch: batch, height: height, width: width)) } ?? x
+        let s: UnsafePointer<Float> =
+            skip.map { UnsafePointer($0.forward(x, batch: batch, height: height, width: width)) } ?? x
         let k = ResBlock.skipScale
         layout.forEachRun(channels: co, batch: batch, hw: hw, into: ChannelSlice(y, total: co)) { i, y, n in
             for j in 0..<n { y[j] = (h1[i + j] + s[i + j]) * k }
@@ -69,7 +79,8 @@ public final class ResBlock: @unchecked Sendable {
 
     /// Writes dIn = dL/dx; accumulates parameter gradients and `dEmb` [B, E] += dL/de.
     @discardableResult
-    public func backward(_ dout: UnsafePointer<Float>, dEmb: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+    public func backward(_ dout: UnsafePointer<Float>, dEmb: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float>
+    {
         let hw = height * width, co = outChannels, batch = self.batch
         let n = co * batch * hw, k = ResBlock.skipScale
         dh.resize(n)

@@ -41,18 +41,23 @@ public final class UNet: Denoiser, @unchecked Sendable {
         for l in stride(from: L - 1, through: 0, by: -1) {
             for i in 0..<config.blocksPerLevel {
                 let skipC = skipChannels.removeLast()
-                dec[l].append(ResBlock(s, "dec.\(l).block\(i)", inChannels: cin + skipC, outChannels: ch[l], embChannels: E, scratch: scratch,
-                                      layout: layout))
+                dec[l].append(
+                    ResBlock(
+                        s, "dec.\(l).block\(i)", inChannels: cin + skipC, outChannels: ch[l], embChannels: E,
+                        scratch: scratch,
+                        layout: layout))
                 cin = ch[l]
             }
             if l > 0 {
-                ups[l] = Conv2d(s, "dec.\(l).up", inChannels: ch[l], outChannels: ch[l], kernel: 3, padding: 1, scratch: scratch,
-                                layout: layout)
+                ups[l] = Conv2d(
+                    s, "dec.\(l).up", inChannels: ch[l], outChannels: ch[l], kernel: 3, padding: 1, scratch: scratch,
+                    layout: layout)
             }
         }
         outNorm = GroupNorm(s, "out.norm", channels: ch[0], fusedSiLU: true, layout: layout)
-        outConv = Conv2d(s, "out.conv", inChannels: ch[0], outChannels: config.outChannels, kernel: 3, padding: 1,
-                         scratch: scratch, zeroInit: true, layout: layout)
+        outConv = Conv2d(
+            s, "out.conv", inChannels: ch[0], outChannels: config.outChannels, kernel: 3, padding: 1,
+            scratch: scratch, zeroInit: true, layout: layout)
         enc = encoder.enc
         downs = encoder.downs
         self.dec = dec
@@ -68,8 +73,10 @@ public final class UNet: Denoiser, @unchecked Sendable {
     public var architecture: String { "unet" }
     public var configJSON: String { jsonString(config) }
 
-    public func forward(_ x: UnsafePointer<Float>, cNoise: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
-                        batch: Int) -> UnsafeMutablePointer<Float> {
+    public func forward(
+        _ x: UnsafePointer<Float>, cNoise: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
+        batch: Int
+    ) -> UnsafeMutablePointer<Float> {
         self.batch = batch
         let res = config.resolutions, L = config.channels.count, B = batch
         xin.resize(B * config.inChannels * res[0] * res[0])
@@ -92,25 +99,33 @@ public final class UNet: Denoiser, @unchecked Sendable {
         for l in 0..<L {
             for (j, block) in enc[l].enumerated() {
                 // dec[l][i] consumes the skip of enc[l][nb - 1 - i].
-                h = UnsafePointer(block.forward(h, emb: e, batch: B, height: res[l], width: res[l], into: skipOfCat(l, nb - 1 - j)))
+                h = UnsafePointer(
+                    block.forward(h, emb: e, batch: B, height: res[l], width: res[l], into: skipOfCat(l, nb - 1 - j)))
             }
             if l < L - 1 { h = UnsafePointer(downs[l].forward(h, batch: B, height: res[l], width: res[l])) }
         }
-        h = UnsafePointer(mid.forward(h, emb: e, batch: B, height: res[L - 1], width: res[L - 1], into: headOfCat(L - 1, 0)))
+        h = UnsafePointer(
+            mid.forward(h, emb: e, batch: B, height: res[L - 1], width: res[L - 1], into: headOfCat(L - 1, 0)))
         for l in stride(from: L - 1, through: 0, by: -1) {
             for (i, block) in dec[l].enumerated() {
                 let next = i + 1 < nb ? headOfCat(l, i + 1) : nil
-                h = UnsafePointer(block.forward(cats[l][i].ptr, emb: e, batch: B, height: res[l], width: res[l], into: next))
+                h = UnsafePointer(
+                    block.forward(cats[l][i].ptr, emb: e, batch: B, height: res[l], width: res[l], into: next))
             }
             if l > 0, let up = ups[l] {
                 let hc = dec[l][nb - 1].outChannels
                 upsampled[l].resize(hc * B * res[l - 1] * res[l - 1])
                 switch layout {
-                case .cbhw: Resample.upsampleNearest2x(h, planes: hc * B, height: res[l], width: res[l], y: upsampled[l].ptr)
-                case .nhwc: Resample.upsampleNearest2xNHWC(h, batch: B, height: res[l], width: res[l], channels: hc, y: upsampled[l].ptr)
+                case .cbhw:
+                    Resample.upsampleNearest2x(h, planes: hc * B, height: res[l], width: res[l], y: upsampled[l].ptr)
+                case .nhwc:
+                    Resample.upsampleNearest2xNHWC(
+                        h, batch: B, height: res[l], width: res[l], channels: hc, y: upsampled[l].ptr)
                 }
-                h = UnsafePointer(up.forward(upsampled[l].ptr, batch: B, height: res[l - 1], width: res[l - 1],
-                                             into: headOfCat(l - 1, 0)))
+                h = UnsafePointer(
+                    up.forward(
+                        upsampled[l].ptr, batch: B, height: res[l - 1], width: res[l - 1],
+                        into: headOfCat(l - 1, 0)))
             }
         }
         let a = outNorm.forward(h, batch: B, hw: res[0] * res[0])
@@ -137,9 +152,12 @@ public final class UNet: Denoiser, @unchecked Sendable {
                 dUp[l].resize(hc * B * res[l] * res[l])
                 dUp[l].zero()
                 switch layout {
-                case .cbhw: Resample.upsampleNearest2xBackward(dy: du, planes: hc * B, height: res[l], width: res[l], dx: dUp[l].ptr)
+                case .cbhw:
+                    Resample.upsampleNearest2xBackward(
+                        dy: du, planes: hc * B, height: res[l], width: res[l], dx: dUp[l].ptr)
                 case .nhwc:
-                    Resample.upsampleNearest2xBackwardNHWC(dy: du, batch: B, height: res[l], width: res[l], channels: hc, dx: dUp[l].ptr)
+                    Resample.upsampleNearest2xBackwardNHWC(
+                        dy: du, batch: B, height: res[l], width: res[l], channels: hc, dx: dUp[l].ptr)
                 }
                 dh = dUp[l].ptr
             }
@@ -148,7 +166,9 @@ public final class UNet: Denoiser, @unchecked Sendable {
                 let hc = block.inChannels - config.channels[l]  // h first, then the skip
                 dSkips.append((dcat, hc, block.inChannels))
                 // Consumed by the producing layer's backward before the next block's overwrites dHead.
-                dh = layout.compact(dcat, offset: 0, channels: hc, total: block.inChannels, batch: B, hw: res[l] * res[l], buffer: dHead)
+                dh = layout.compact(
+                    dcat, offset: 0, channels: hc, total: block.inChannels, batch: B, hw: res[l] * res[l], buffer: dHead
+                )
             }
         }
         dh = mid.backward(dh, dEmb: dEmb.ptr)
@@ -158,8 +178,10 @@ public final class UNet: Denoiser, @unchecked Sendable {
             if l < L - 1 { dh = downs[l].backward(dh) }
             for block in enc[l].reversed() {
                 let d = dSkips[k]
-                layout.accumulate(d.dcat, offset: d.offset, total: d.total, channels: config.channels[l], batch: B, hw: res[l] * res[l],
-                                  into: dh)
+                layout.accumulate(
+                    d.dcat, offset: d.offset, total: d.total, channels: config.channels[l], batch: B,
+                    hw: res[l] * res[l],
+                    into: dh)
                 k -= 1
                 dh = block.backward(dh, dEmb: dEmb.ptr)
             }
@@ -210,25 +232,32 @@ struct UNetEncoder {
     init(_ s: ParameterStore, _ config: UNetConfig, scratch: Buffer, layout: ActivationLayout) {
         let ch = config.channels, L = ch.count, E = config.embChannels
         embed = EmbeddingMLP(s, noiseChannels: config.noiseChannels, embChannels: E, numClasses: config.numClasses)
-        convIn = Conv2d(s, "enc.conv_in", inChannels: config.inChannels, outChannels: ch[0], kernel: 3, padding: 1, scratch: scratch,
-                        layout: layout)
+        convIn = Conv2d(
+            s, "enc.conv_in", inChannels: config.inChannels, outChannels: ch[0], kernel: 3, padding: 1,
+            scratch: scratch,
+            layout: layout)
         var enc: [[ResBlock]] = [], downs: [Conv2d] = [], skips: [Int] = []
         var cin = ch[0]
         for l in 0..<L {
             var level: [ResBlock] = []
             for i in 0..<config.blocksPerLevel {
-                level.append(ResBlock(s, "enc.\(l).block\(i)", inChannels: cin, outChannels: ch[l], embChannels: E, scratch: scratch,
-                                      layout: layout))
+                level.append(
+                    ResBlock(
+                        s, "enc.\(l).block\(i)", inChannels: cin, outChannels: ch[l], embChannels: E, scratch: scratch,
+                        layout: layout))
                 cin = ch[l]
                 skips.append(cin)
             }
             enc.append(level)
             if l < L - 1 {
-                downs.append(Conv2d(s, "enc.\(l).down", inChannels: ch[l], outChannels: ch[l], kernel: 3, stride: 2, padding: 1,
-                                    scratch: scratch, layout: layout))
+                downs.append(
+                    Conv2d(
+                        s, "enc.\(l).down", inChannels: ch[l], outChannels: ch[l], kernel: 3, stride: 2, padding: 1,
+                        scratch: scratch, layout: layout))
             }
         }
-        mid = ResBlock(s, "mid.block0", inChannels: cin, outChannels: cin, embChannels: E, scratch: scratch, layout: layout)
+        mid = ResBlock(
+            s, "mid.block0", inChannels: cin, outChannels: cin, embChannels: E, scratch: scratch, layout: layout)
         self.enc = enc
         self.downs = downs
         skipChannels = skips

@@ -39,7 +39,9 @@ public struct UNetConfig: Codable, Sendable, Equatable {
         try L.check(embChannels, L.embedding, "emb_channels", "unet")
         try L.check(numClasses, L.classes, "num_classes", "unet")
         if channels.max()! * resolution * resolution > L.activationPerSample {
-            try fail("channels \(channels) at resolution \(resolution) need more than \(L.activationPerSample) floats per sample")
+            try fail(
+                "channels \(channels) at resolution \(resolution) need more than \(L.activationPerSample) floats per sample"
+            )
         }
         if inChannels < 1 || outChannels < 1 { try fail("in_channels and out_channels must be at least 1") }
         if channels.isEmpty || channels.contains(where: { $0 < 4 || $0 % 4 != 0 }) {
@@ -51,7 +53,9 @@ public struct UNetConfig: Codable, Sendable, Equatable {
             for b in [0] + channels[i...] {
                 let w = a + b, g = GroupNorm.defaultGroups(w)
                 if w % g != 0 {
-                    try fail("channels \(channels): GroupNorm width \(w)\(b == 0 ? "" : " (\(a) + \(b) concatenated)") does not split into \(g) groups (widths from 128 on must be multiples of 32)")
+                    try fail(
+                        "channels \(channels): GroupNorm width \(w)\(b == 0 ? "" : " (\(a) + \(b) concatenated)") does not split into \(g) groups (widths from 128 on must be multiples of 32)"
+                    )
                 }
             }
         }
@@ -111,7 +115,8 @@ public struct MLPConfig: Codable, Sendable, Equatable {
 
     public func validate() throws {
         func fail(_ m: String) throws -> Never { throw NNError(.invalidConfig, "mlp config: \(m)") }
-        try ArchitectureLimits.checkMLP(dim: dim, width: width, blocks: blocks, noiseChannels: noiseChannels, numClasses: numClasses, "mlp")
+        try ArchitectureLimits.checkMLP(
+            dim: dim, width: width, blocks: blocks, noiseChannels: noiseChannels, numClasses: numClasses, "mlp")
         if dim < 1 { try fail("dim must be at least 1") }
         if width < 1 { try fail("width must be at least 1") }
         if blocks < 0 { try fail("blocks must be 0 or more") }

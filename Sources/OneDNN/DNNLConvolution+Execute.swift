@@ -4,35 +4,45 @@ extension DNNLConvolution {
     /// dst = conv(src, weights) + bias, then the key's post-ops. Overwrites dst (with a `.sum`
     /// post-op dst must hold the residual). `weights` is plain OIHW; `bias` is `[OC]`, required
     /// exactly when `key.bias`. `scratch`: see the type's thread-safety note.
-    public func forward(src: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                        dst: UnsafeMutablePointer<Float>, scratch: DNNLScratch? = nil) throws(OneDNNError) {
+    public func forward(
+        src: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        dst: UnsafeMutablePointer<Float>, scratch: DNNLScratch? = nil
+    ) throws(OneDNNError) {
         try forward(src: src, plain: weights, packed: nil, bias: bias, dst: dst, scratch: scratch)
     }
 
     /// As `forward(src:weights:...)` with weights packed by `packWeights`.
-    public func forward(src: UnsafePointer<Float>, packed: PackedWeights, bias: UnsafePointer<Float>?,
-                        dst: UnsafeMutablePointer<Float>, scratch: DNNLScratch? = nil) throws(OneDNNError) {
+    public func forward(
+        src: UnsafePointer<Float>, packed: PackedWeights, bias: UnsafePointer<Float>?,
+        dst: UnsafeMutablePointer<Float>, scratch: DNNLScratch? = nil
+    ) throws(OneDNNError) {
         try forward(src: src, plain: nil, packed: packed, bias: bias, dst: dst, scratch: scratch)
     }
 
     /// diffSrc = ∂L/∂src given diffDst = ∂L/∂dst. Overwrites diffSrc. Training sets only.
-    public func backwardData(diffDst: UnsafePointer<Float>, weights: UnsafePointer<Float>,
-                             diffSrc: UnsafeMutablePointer<Float>, scratch: DNNLScratch? = nil) throws(OneDNNError) {
+    public func backwardData(
+        diffDst: UnsafePointer<Float>, weights: UnsafePointer<Float>,
+        diffSrc: UnsafeMutablePointer<Float>, scratch: DNNLScratch? = nil
+    ) throws(OneDNNError) {
         try backwardData(diffDst: diffDst, plain: weights, packed: nil, diffSrc: diffSrc, scratch: scratch)
     }
 
     /// As `backwardData(diffDst:weights:...)` with packed weights.
-    public func backwardData(diffDst: UnsafePointer<Float>, packed: PackedWeights,
-                             diffSrc: UnsafeMutablePointer<Float>, scratch: DNNLScratch? = nil) throws(OneDNNError) {
+    public func backwardData(
+        diffDst: UnsafePointer<Float>, packed: PackedWeights,
+        diffSrc: UnsafeMutablePointer<Float>, scratch: DNNLScratch? = nil
+    ) throws(OneDNNError) {
         try backwardData(diffDst: diffDst, plain: nil, packed: packed, diffSrc: diffSrc, scratch: scratch)
     }
 
     /// diffWeights = ∂L/∂W (plain OIHW) and diffBias = ∂L/∂b (required exactly when `key.bias`).
     /// OVERWRITES both (the project's im2col backward accumulates: add into your gradient yourself).
     /// Training sets only.
-    public func backwardWeights(src: UnsafePointer<Float>, diffDst: UnsafePointer<Float>,
-                                diffWeights: UnsafeMutablePointer<Float>, diffBias: UnsafeMutablePointer<Float>?,
-                                scratch: DNNLScratch? = nil) throws(OneDNNError) {
+    public func backwardWeights(
+        src: UnsafePointer<Float>, diffDst: UnsafePointer<Float>,
+        diffWeights: UnsafeMutablePointer<Float>, diffBias: UnsafeMutablePointer<Float>?,
+        scratch: DNNLScratch? = nil
+    ) throws(OneDNNError) {
         guard let bw = backwardWeightsPrimitive else {
             throw OneDNNError(.invalidArgument, "backwardWeights on an inference-only \(key)")
         }
@@ -48,9 +58,12 @@ extension DNNLConvolution {
             if let diffBias { args.append((cdnnl_arg_diff_bias(), biasMD, UnsafeMutableRawPointer(diffBias))) }
             try bw.execute(args, scratchpad: r[0], engine: engine, stream: s.stream, what: "backwardWeights \(key)")
             if let reorder = backwardWeightsReorder {
-                try reorder.execute([(cdnnl_arg_from(), backwardWeightsDiffMD, target),
-                                     (cdnnl_arg_to(), plainWeightsMD, UnsafeMutableRawPointer(diffWeights))],
-                                    scratchpad: r[1], engine: engine, stream: s.stream, what: "diff weights \(key)")
+                try reorder.execute(
+                    [
+                        (cdnnl_arg_from(), backwardWeightsDiffMD, target),
+                        (cdnnl_arg_to(), plainWeightsMD, UnsafeMutableRawPointer(diffWeights)),
+                    ],
+                    scratchpad: r[1], engine: engine, stream: s.stream, what: "diff weights \(key)")
             }
         }
     }
@@ -59,44 +72,55 @@ extension DNNLConvolution {
 
     func checkBias(_ given: Bool, _ name: String) throws(OneDNNError) {
         if given != key.bias {
-            throw OneDNNError(.invalidArgument, key.bias ? "\(name) required by \(key)" : "\(name) given to \(key) without bias")
+            throw OneDNNError(
+                .invalidArgument, key.bias ? "\(name) required by \(key)" : "\(name) given to \(key) without bias")
         }
     }
 
-    func forward(src: UnsafePointer<Float>, plain: UnsafePointer<Float>?, packed: PackedWeights?,
-                 bias: UnsafePointer<Float>?, dst: UnsafeMutablePointer<Float>, scratch: DNNLScratch?) throws(OneDNNError) {
+    func forward(
+        src: UnsafePointer<Float>, plain: UnsafePointer<Float>?, packed: PackedWeights?,
+        bias: UnsafePointer<Float>?, dst: UnsafeMutablePointer<Float>, scratch: DNNLScratch?
+    ) throws(OneDNNError) {
         try checkBias(bias != nil, "bias")
         try withScratch(scratch) { s throws(OneDNNError) in
             // Packed weights of another layout need the plain path's room for a reorder.
             let direct = packed.map { mdEqual($0.md, forwardWeightsMD) } ?? false
             let sizes = forwardRegions(packed: direct)
             let r = try s.regions(sizes, what: "forward")
-            let w = try weights(plain: plain, packed: packed, target: forwardWeightsMD, plainReorder: forwardWeightsReorder,
-                                temp: direct ? nil : r[2], reorderScratch: direct ? nil : r[1], stream: s.stream)
+            let w = try weights(
+                plain: plain, packed: packed, target: forwardWeightsMD, plainReorder: forwardWeightsReorder,
+                temp: direct ? nil : r[2], reorderScratch: direct ? nil : r[1], stream: s.stream)
             var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer?)] = [
                 (cdnnl_arg_src(), srcMD, UnsafeMutableRawPointer(mutating: src)),
                 (cdnnl_arg_weights(), forwardWeightsMD, w),
                 (cdnnl_arg_dst(), dstMD, UnsafeMutableRawPointer(dst)),
             ]
             if let bias { args.append((cdnnl_arg_bias(), biasMD, UnsafeMutableRawPointer(mutating: bias))) }
-            try forwardPrimitive.execute(args, scratchpad: r[0], engine: engine, stream: s.stream, what: "forward \(key)")
+            try forwardPrimitive.execute(
+                args, scratchpad: r[0], engine: engine, stream: s.stream, what: "forward \(key)")
         }
     }
 
-    func backwardData(diffDst: UnsafePointer<Float>, plain: UnsafePointer<Float>?, packed: PackedWeights?,
-                      diffSrc: UnsafeMutablePointer<Float>, scratch: DNNLScratch?) throws(OneDNNError) {
+    func backwardData(
+        diffDst: UnsafePointer<Float>, plain: UnsafePointer<Float>?, packed: PackedWeights?,
+        diffSrc: UnsafeMutablePointer<Float>, scratch: DNNLScratch?
+    ) throws(OneDNNError) {
         guard let bd = backwardDataPrimitive else {
             throw OneDNNError(.invalidArgument, "backwardData on an inference-only \(key)")
         }
         try withScratch(scratch) { s throws(OneDNNError) in
             let r = try s.regions(backwardDataRegions(), what: "backwardData")
-            let w = try weights(plain: plain, packed: packed, target: backwardDataWeightsMD,
-                                plainReorder: backwardDataWeightsReorder, temp: r[2], reorderScratch: r[1],
-                                stream: s.stream)
-            try bd.execute([(cdnnl_arg_diff_dst(), dstMD, UnsafeMutableRawPointer(mutating: diffDst)),
-                            (cdnnl_arg_weights(), backwardDataWeightsMD, w),
-                            (cdnnl_arg_diff_src(), srcMD, UnsafeMutableRawPointer(diffSrc))],
-                           scratchpad: r[0], engine: engine, stream: s.stream, what: "backwardData \(key)")
+            let w = try weights(
+                plain: plain, packed: packed, target: backwardDataWeightsMD,
+                plainReorder: backwardDataWeightsReorder, temp: r[2], reorderScratch: r[1],
+                stream: s.stream)
+            try bd.execute(
+                [
+                    (cdnnl_arg_diff_dst(), dstMD, UnsafeMutableRawPointer(mutating: diffDst)),
+                    (cdnnl_arg_weights(), backwardDataWeightsMD, w),
+                    (cdnnl_arg_diff_src(), srcMD, UnsafeMutableRawPointer(diffSrc)),
+                ],
+                scratchpad: r[0], engine: engine, stream: s.stream, what: "backwardData \(key)")
         }
     }
 }

@@ -62,19 +62,24 @@ public final class DNNLConvolution: @unchecked Sendable {
         // Forward.
         var src = srcMD, dst = dstMD, wAny = anyWeights, bias = biasMD
         var fd = dnnl_convolution_desc_t()
-        try check(dnnl_convolution_forward_desc_init(&fd, key.training ? dnnl_forward_training : dnnl_forward_inference,
-                                                     dnnl_convolution_direct, &src, &wAny, &bias, &dst,
-                                                     strides, pads, pads),
-                  "dnnl_convolution_forward_desc_init", what)
+        try check(
+            dnnl_convolution_forward_desc_init(
+                &fd, key.training ? dnnl_forward_training : dnnl_forward_inference,
+                dnnl_convolution_direct, &src, &wAny, &bias, &dst,
+                strides, pads, pads),
+            "dnnl_convolution_forward_desc_init", what)
         let fpd = try withAttr(postOps: key.postOps) { attr throws(OneDNNError) -> dnnl_primitive_desc_t in
             var pd: dnnl_primitive_desc_t?
-            try check(dnnl_primitive_desc_create(&pd, &fd, attr, engine.engine, nil),
-                      "dnnl_primitive_desc_create", "forward \(what)")
+            try check(
+                dnnl_primitive_desc_create(&pd, &fd, attr, engine.engine, nil),
+                "dnnl_primitive_desc_create", "forward \(what)")
             return pd!
         }
         forwardPrimitive = try Primitive(pd: fpd, what: "forward \(what)")
         forwardWeightsMD = forwardPrimitive.md(dnnl_query_weights_md)
-        forwardWeightsReorder = mdEqual(forwardWeightsMD, plainWeightsMD) ? nil
+        forwardWeightsReorder =
+            mdEqual(forwardWeightsMD, plainWeightsMD)
+            ? nil
             : try makeReorder(from: plainWeightsMD, to: forwardWeightsMD, engine: engine, what: "weights \(what)")
 
         guard key.training else {
@@ -90,39 +95,51 @@ public final class DNNLConvolution: @unchecked Sendable {
 
         // Backward data.
         var bdd = dnnl_convolution_desc_t()
-        try check(dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct, &src, &wAny, &dst,
-                                                           strides, pads, pads),
-                  "dnnl_convolution_backward_data_desc_init", what)
+        try check(
+            dnnl_convolution_backward_data_desc_init(
+                &bdd, dnnl_convolution_direct, &src, &wAny, &dst,
+                strides, pads, pads),
+            "dnnl_convolution_backward_data_desc_init", what)
         let bdpd = try withAttr { attr throws(OneDNNError) -> dnnl_primitive_desc_t in
             var pd: dnnl_primitive_desc_t?
-            try check(dnnl_primitive_desc_create(&pd, &bdd, attr, engine.engine, hint),
-                      "dnnl_primitive_desc_create", "backward-data \(what)")
+            try check(
+                dnnl_primitive_desc_create(&pd, &bdd, attr, engine.engine, hint),
+                "dnnl_primitive_desc_create", "backward-data \(what)")
             return pd!
         }
         let bd = try Primitive(pd: bdpd, what: "backward-data \(what)")
         backwardDataPrimitive = bd
         backwardDataWeightsMD = bd.md(dnnl_query_weights_md)
-        backwardDataWeightsReorder = mdEqual(backwardDataWeightsMD, plainWeightsMD) ? nil
-            : try makeReorder(from: plainWeightsMD, to: backwardDataWeightsMD, engine: engine,
-                              what: "backward-data weights \(what)")
+        backwardDataWeightsReorder =
+            mdEqual(backwardDataWeightsMD, plainWeightsMD)
+            ? nil
+            : try makeReorder(
+                from: plainWeightsMD, to: backwardDataWeightsMD, engine: engine,
+                what: "backward-data weights \(what)")
 
         // Backward weights (+ bias).
         var bwd = dnnl_convolution_desc_t()
-        try check(dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &src, &wAny, &bias, &dst,
-                                                              strides, pads, pads),
-                  "dnnl_convolution_backward_weights_desc_init", what)
+        try check(
+            dnnl_convolution_backward_weights_desc_init(
+                &bwd, dnnl_convolution_direct, &src, &wAny, &bias, &dst,
+                strides, pads, pads),
+            "dnnl_convolution_backward_weights_desc_init", what)
         let bwpd = try withAttr { attr throws(OneDNNError) -> dnnl_primitive_desc_t in
             var pd: dnnl_primitive_desc_t?
-            try check(dnnl_primitive_desc_create(&pd, &bwd, attr, engine.engine, hint),
-                      "dnnl_primitive_desc_create", "backward-weights \(what)")
+            try check(
+                dnnl_primitive_desc_create(&pd, &bwd, attr, engine.engine, hint),
+                "dnnl_primitive_desc_create", "backward-weights \(what)")
             return pd!
         }
         let bw = try Primitive(pd: bwpd, what: "backward-weights \(what)")
         backwardWeightsPrimitive = bw
         backwardWeightsDiffMD = bw.md(dnnl_query_diff_weights_md)
-        backwardWeightsReorder = mdEqual(backwardWeightsDiffMD, plainWeightsMD) ? nil
-            : try makeReorder(from: backwardWeightsDiffMD, to: plainWeightsMD, engine: engine,
-                              what: "backward-weights diff weights \(what)")
+        backwardWeightsReorder =
+            mdEqual(backwardWeightsDiffMD, plainWeightsMD)
+            ? nil
+            : try makeReorder(
+                from: backwardWeightsDiffMD, to: plainWeightsMD, engine: engine,
+                what: "backward-weights diff weights \(what)")
     }
 
     // MARK: Introspection
@@ -136,7 +153,8 @@ public final class DNNLConvolution: @unchecked Sendable {
     public var layoutSummary: String {
         var s = "src \(formatString(srcMD)), weights \(formatString(forwardWeightsMD)), dst \(formatString(dstMD))"
         if key.training {
-            s += "; bwd-data weights \(formatString(backwardDataWeightsMD)), bwd-weights diff \(formatString(backwardWeightsDiffMD))"
+            s +=
+                "; bwd-data weights \(formatString(backwardDataWeightsMD)), bwd-weights diff \(formatString(backwardWeightsDiffMD))"
         }
         return s
     }
@@ -150,7 +168,9 @@ public final class DNNLConvolution: @unchecked Sendable {
     func forwardRegions(packed: Bool) -> [Int] {
         // Plain weights (or packed ones of another layout) may need a reorder into a temporary.
         if packed { return [forwardPrimitive.scratchpadBytes] }
-        return [forwardPrimitive.scratchpadBytes, forwardWeightsReorder?.scratchpadBytes ?? 0, mdBytes(forwardWeightsMD)]
+        return [
+            forwardPrimitive.scratchpadBytes, forwardWeightsReorder?.scratchpadBytes ?? 0, mdBytes(forwardWeightsMD),
+        ]
     }
 
     func backwardDataRegions() -> [Int] {
@@ -172,7 +192,9 @@ public final class DNNLConvolution: @unchecked Sendable {
     }
 
     /// Runs `body` with the caller's scratch, or with this object's own scratch under its lock.
-    func withScratch<T>(_ scratch: DNNLScratch?, _ body: (DNNLScratch) throws(OneDNNError) -> T) throws(OneDNNError) -> T {
+    func withScratch<T>(_ scratch: DNNLScratch?, _ body: (DNNLScratch) throws(OneDNNError) -> T) throws(OneDNNError)
+        -> T
+    {
         if let scratch { return try body(scratch) }
         let bytes = scratchBytes
         let engine = self.engine

@@ -47,9 +47,11 @@ public struct DNNLConvolutionKey: Sendable, Hashable, CustomStringConvertible {
     /// thread's current OpenMP setting.
     public let threads: Int
 
-    public init(batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int,
-                stride: Int = 1, padding: Int = 0, bias: Bool = true, layout: DNNLActivationLayout = .nhwc,
-                training: Bool = false, postOps: [DNNLPostOp] = [], threads: Int? = nil) {
+    public init(
+        batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int,
+        stride: Int = 1, padding: Int = 0, bias: Bool = true, layout: DNNLActivationLayout = .nhwc,
+        training: Bool = false, postOps: [DNNLPostOp] = [], threads: Int? = nil
+    ) {
         self.batch = batch
         self.inChannels = inChannels
         self.outChannels = outChannels
@@ -76,7 +78,8 @@ public struct DNNLConvolutionKey: Sendable, Hashable, CustomStringConvertible {
 
     func validate() throws(OneDNNError) {
         guard batch > 0, inChannels > 0, outChannels > 0, height > 0, width > 0, kernel > 0, stride > 0,
-              padding >= 0, height + 2 * padding >= kernel, width + 2 * padding >= kernel else {
+            padding >= 0, height + 2 * padding >= kernel, width + 2 * padding >= kernel
+        else {
             throw OneDNNError(.invalidArgument, "invalid convolution shape \(self)")
         }
     }

@@ -36,8 +36,10 @@ public final class DNNLReorder: @unchecked Sendable {
     let srcMD: dnnl_memory_desc_t
     let dstMD: dnnl_memory_desc_t
 
-    public init(batch: Int, channels: Int, height: Int, width: Int, from: DNNLTensorLayout, to: DNNLTensorLayout,
-                engine: OneDNNEngine? = nil) throws(OneDNNError) {
+    public init(
+        batch: Int, channels: Int, height: Int, width: Int, from: DNNLTensorLayout, to: DNNLTensorLayout,
+        engine: OneDNNEngine? = nil
+    ) throws(OneDNNError) {
         guard batch > 0, channels > 0, height > 0, width > 0 else {
             throw OneDNNError(.invalidArgument, "invalid reorder shape \(batch)x\(channels)x\(height)x\(width)")
         }
@@ -60,8 +62,10 @@ public final class DNNLReorder: @unchecked Sendable {
 
     /// dst (layout `to`) = src (layout `from`). Without a scratch, runs on the engine's default
     /// stream under a lock.
-    public func execute(src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>,
-                        scratch: DNNLScratch? = nil) throws(OneDNNError) {
+    public func execute(
+        src: UnsafePointer<Float>, dst: UnsafeMutablePointer<Float>,
+        scratch: DNNLScratch? = nil
+    ) throws(OneDNNError) {
         let what = "reorder \(from.rawValue)->\(to.rawValue)"
         let args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer?)] = [
             (cdnnl_arg_from(), srcMD, UnsafeMutableRawPointer(mutating: src)),
@@ -92,8 +96,10 @@ public enum DNNLLayout {
     private static let reorders = Mutex<[Key: DNNLReorder]>([:])
 
     /// The cached reorder for this shape and pair of layouts.
-    public static func reorder(batch: Int, channels: Int, height: Int, width: Int,
-                               from: DNNLTensorLayout, to: DNNLTensorLayout) throws(OneDNNError) -> DNNLReorder {
+    public static func reorder(
+        batch: Int, channels: Int, height: Int, width: Int,
+        from: DNNLTensorLayout, to: DNNLTensorLayout
+    ) throws(OneDNNError) -> DNNLReorder {
         let key = Key(b: batch, c: channels, h: height, w: width, from: from, to: to)
         return try reorders.withLock { (t: inout [Key: DNNLReorder]) throws(OneDNNError) -> DNNLReorder in
             if let r = t[key] { return r }
@@ -104,10 +110,12 @@ public enum DNNLLayout {
     }
 
     /// dst (layout `to`) = src (layout `from`) via a cached oneDNN reorder.
-    public static func convert(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
-                               batch: Int, channels: Int, height: Int, width: Int,
-                               from: DNNLTensorLayout, to: DNNLTensorLayout,
-                               scratch: DNNLScratch? = nil) throws(OneDNNError) {
+    public static func convert(
+        _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
+        batch: Int, channels: Int, height: Int, width: Int,
+        from: DNNLTensorLayout, to: DNNLTensorLayout,
+        scratch: DNNLScratch? = nil
+    ) throws(OneDNNError) {
         if from == to {
             dst.update(from: src, count: batch * channels * height * width)
             return
@@ -118,8 +126,10 @@ public enum DNNLLayout {
 
     /// Element offset of (b, c, y, x) in `layout`.
     @inline(__always)
-    public static func offset(_ layout: DNNLTensorLayout, b: Int, c: Int, y: Int, x: Int,
-                              batch: Int, channels: Int, height: Int, width: Int) -> Int {
+    public static func offset(
+        _ layout: DNNLTensorLayout, b: Int, c: Int, y: Int, x: Int,
+        batch: Int, channels: Int, height: Int, width: Int
+    ) -> Int {
         switch layout {
         case .cbhw: return ((c * batch + b) * height + y) * width + x
         case .nchw: return ((b * channels + c) * height + y) * width + x
@@ -128,15 +138,23 @@ public enum DNNLLayout {
     }
 
     /// dst (layout `to`) = src (layout `from`) by plain loops (no oneDNN).
-    public static func permute(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
-                               batch: Int, channels: Int, height: Int, width: Int,
-                               from: DNNLTensorLayout, to: DNNLTensorLayout) {
+    public static func permute(
+        _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
+        batch: Int, channels: Int, height: Int, width: Int,
+        from: DNNLTensorLayout, to: DNNLTensorLayout
+    ) {
         for b in 0..<batch {
             for c in 0..<channels {
                 for y in 0..<height {
                     for x in 0..<width {
-                        dst[offset(to, b: b, c: c, y: y, x: x, batch: batch, channels: channels, height: height, width: width)]
-                            = src[offset(from, b: b, c: c, y: y, x: x, batch: batch, channels: channels, height: height, width: width)]
+                        dst[
+                            offset(
+                                to, b: b, c: c, y: y, x: x, batch: batch, channels: channels, height: height,
+                                width: width)] =
+                            src[
+                                offset(
+                                    from, b: b, c: c, y: y, x: x, batch: batch, channels: channels, height: height,
+                                    width: width)]
                     }
                 }
             }
@@ -144,13 +162,16 @@ public enum DNNLLayout {
     }
 
     /// Array convenience for `permute`.
-    public static func permute(_ src: [Float], batch: Int, channels: Int, height: Int, width: Int,
-                               from: DNNLTensorLayout, to: DNNLTensorLayout) -> [Float] {
+    public static func permute(
+        _ src: [Float], batch: Int, channels: Int, height: Int, width: Int,
+        from: DNNLTensorLayout, to: DNNLTensorLayout
+    ) -> [Float] {
         precondition(src.count == batch * channels * height * width, "element count mismatch")
         return [Float](unsafeUninitializedCapacity: src.count) { buf, n in
             src.withUnsafeBufferPointer {
-                permute($0.baseAddress!, buf.baseAddress!, batch: batch, channels: channels, height: height, width: width,
-                        from: from, to: to)
+                permute(
+                    $0.baseAddress!, buf.baseAddress!, batch: batch, channels: channels, height: height, width: width,
+                    from: from, to: to)
             }
             n = src.count
         }

@@ -16,10 +16,13 @@ public final class DNNLReorderCache: Sendable {
     public init() {}
 
     /// The reorder of a `[batch, channels, height, width]` tensor from one layout to another.
-    public func reorder(batch: Int, channels: Int, height: Int, width: Int,
-                        from: DNNLTensorLayout, to: DNNLTensorLayout) throws(OneDNNError) -> DNNLReorder {
-        let key = Key(batch: batch, channels: channels, height: height, width: width, from: from, to: to,
-                      threads: OneDNNEngine.maxThreads)
+    public func reorder(
+        batch: Int, channels: Int, height: Int, width: Int,
+        from: DNNLTensorLayout, to: DNNLTensorLayout
+    ) throws(OneDNNError) -> DNNLReorder {
+        let key = Key(
+            batch: batch, channels: channels, height: height, width: width, from: from, to: to,
+            threads: OneDNNEngine.maxThreads)
         return try table.withLock { (t: inout [Key: DNNLReorder]) throws(OneDNNError) -> DNNLReorder in
             if let r = t[key] { return r }
             let r = try DNNLReorder(batch: batch, channels: channels, height: height, width: width, from: from, to: to)

@@ -32,7 +32,9 @@ public struct OneDNNError: Error, CustomStringConvertible, Sendable {
 
 /// Throws unless `status` is dnnl_success; `function` is the oneDNN C function that returned it.
 @inline(__always)
-func check(_ status: dnnl_status_t, _ function: StaticString, _ context: @autoclosure () -> String = "") throws(OneDNNError) {
+func check(_ status: dnnl_status_t, _ function: StaticString, _ context: @autoclosure () -> String = "")
+    throws(OneDNNError)
+{
     if status == dnnl_success { return }
     let code: OneDNNError.Code
     switch status {
@@ -42,6 +44,7 @@ func check(_ status: dnnl_status_t, _ function: StaticString, _ context: @autocl
     default: code = .runtime
     }
     let ctx = context()
-    throw OneDNNError(code, ctx.isEmpty ? "\(function) failed" : "\(function) failed: \(ctx)",
-                      status: Int(status.rawValue))
+    throw OneDNNError(
+        code, ctx.isEmpty ? "\(function) failed" : "\(function) failed: \(ctx)",
+        status: Int(status.rawValue))
 }

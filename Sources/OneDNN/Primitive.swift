@@ -46,8 +46,10 @@ final class Primitive: @unchecked Sendable {
     /// Runs the primitive on `stream` with the given (argument, descriptor, pointer) triples plus
     /// the scratchpad at `scratchpad`, and waits. Memory objects are created per call (cheap,
     /// no copies) so concurrent calls share nothing mutable.
-    func execute(_ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer?)], scratchpad: UnsafeMutableRawPointer?,
-                 engine: OneDNNEngine, stream: dnnl_stream_t, what: String) throws(OneDNNError) {
+    func execute(
+        _ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer?)], scratchpad: UnsafeMutableRawPointer?,
+        engine: OneDNNEngine, stream: dnnl_stream_t, what: String
+    ) throws(OneDNNError) {
         var all = args
         if scratchpadBytes > 0 {
             precondition(scratchpad != nil, "scratchpad required")
@@ -59,23 +61,28 @@ final class Primitive: @unchecked Sendable {
         for (arg, md, ptr) in all {
             var m: dnnl_memory_t?
             var desc = md
-            try check(dnnl_memory_create(&m, &desc, engine.engine, ptr ?? cdnnl_memory_none()),
-                      "dnnl_memory_create", what)
+            try check(
+                dnnl_memory_create(&m, &desc, engine.engine, ptr ?? cdnnl_memory_none()),
+                "dnnl_memory_create", what)
             execArgs.append(dnnl_exec_arg_t(arg: arg, memory: m))
         }
-        try check(dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs),
-                  "dnnl_primitive_execute", what)
+        try check(
+            dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs),
+            "dnnl_primitive_execute", what)
         try check(dnnl_stream_wait(stream), "dnnl_stream_wait", what)
     }
 }
 
 /// A fresh primitive attribute with user scratchpad and the given post-ops; destroyed after `body`.
-func withAttr<T>(postOps: [DNNLPostOp] = [], _ body: (dnnl_primitive_attr_t) throws(OneDNNError) -> T) throws(OneDNNError) -> T {
+func withAttr<T>(postOps: [DNNLPostOp] = [], _ body: (dnnl_primitive_attr_t) throws(OneDNNError) -> T)
+    throws(OneDNNError) -> T
+{
     var attr: dnnl_primitive_attr_t?
     try check(dnnl_primitive_attr_create(&attr), "dnnl_primitive_attr_create")
     defer { dnnl_primitive_attr_destroy(attr) }
-    try check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
-              "dnnl_primitive_attr_set_scratchpad_mode")
+    try check(
+        dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
+        "dnnl_primitive_attr_set_scratchpad_mode")
     if !postOps.isEmpty {
         var ops: dnnl_post_ops_t?
         try check(dnnl_post_ops_create(&ops), "dnnl_post_ops_create")
@@ -87,9 +94,11 @@ func withAttr<T>(postOps: [DNNLPostOp] = [], _ body: (dnnl_primitive_attr_t) thr
             case .relu:
                 try check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0), "dnnl_post_ops_append_eltwise")
             case .silu:
-                try check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_swish, 1, 0), "dnnl_post_ops_append_eltwise")
+                try check(
+                    dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_swish, 1, 0), "dnnl_post_ops_append_eltwise")
             case .sigmoid:
-                try check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_logistic, 0, 0), "dnnl_post_ops_append_eltwise")
+                try check(
+                    dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_logistic, 0, 0), "dnnl_post_ops_append_eltwise")
             }
         }
         try check(dnnl_primitive_attr_set_post_ops(attr, ops), "dnnl_primitive_attr_set_post_ops")
@@ -98,13 +107,16 @@ func withAttr<T>(postOps: [DNNLPostOp] = [], _ body: (dnnl_primitive_attr_t) thr
 }
 
 /// A reorder primitive between two descriptors (user scratchpad).
-func makeReorder(from src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t, engine: OneDNNEngine,
-                 what: String) throws(OneDNNError) -> Primitive {
+func makeReorder(
+    from src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t, engine: OneDNNEngine,
+    what: String
+) throws(OneDNNError) -> Primitive {
     var s = src, d = dst
     let pd = try withAttr { attr throws(OneDNNError) -> dnnl_primitive_desc_t in
         var pd: dnnl_primitive_desc_t?
-        try check(dnnl_reorder_primitive_desc_create(&pd, &s, engine.engine, &d, engine.engine, attr),
-                  "dnnl_reorder_primitive_desc_create", what)
+        try check(
+            dnnl_reorder_primitive_desc_create(&pd, &s, engine.engine, &d, engine.engine, attr),
+            "dnnl_reorder_primitive_desc_create", what)
         return pd!
     }
     return try Primitive(pd: pd, what: what)
@@ -120,10 +132,12 @@ func mdBytes(_ md: dnnl_memory_desc_t) -> Int {
     return Int(dnnl_memory_desc_get_size(&m))
 }
 
-func md4(_ d0: Int, _ d1: Int, _ d2: Int, _ d3: Int, _ tag: dnnl_format_tag_t) throws(OneDNNError) -> dnnl_memory_desc_t {
+func md4(_ d0: Int, _ d1: Int, _ d2: Int, _ d3: Int, _ tag: dnnl_format_tag_t) throws(OneDNNError) -> dnnl_memory_desc_t
+{
     var md = dnnl_memory_desc_t()
-    try check(cdnnl_md_4d(&md, Int64(d0), Int64(d1), Int64(d2), Int64(d3), tag), "dnnl_memory_desc_init_by_tag",
-              "[\(d0), \(d1), \(d2), \(d3)]")
+    try check(
+        cdnnl_md_4d(&md, Int64(d0), Int64(d1), Int64(d2), Int64(d3), tag), "dnnl_memory_desc_init_by_tag",
+        "[\(d0), \(d1), \(d2), \(d3)]")
     return md
 }
 

@@ -25,7 +25,9 @@ public struct SamplerEndpoint: Sendable, Hashable, CustomStringConvertible {
     public init(parsing s: String) throws {
         var text = Substring(s)
         if text.hasPrefix("http://") { text = text.dropFirst(7) }
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (1...65535).contains(port)
+        else {
             throw SamplerClientError("endpoint '\(s)' is not host:port")
         }
         var host = text[..<colon]
@@ -63,9 +65,12 @@ public struct RetryPolicy: Sendable, Equatable {
     public var retryableCodes: Set<RPCError.Code>
     public var minimumTryTime: Duration
 
-    public init(maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(50), maxBackoff: Duration = .seconds(5),
-                multiplier: Double = 2, jitter: Double = 0.2, retryableCodes: Set<RPCError.Code> = [.unavailable, .resourceExhausted],
-                minimumTryTime: Duration = .milliseconds(100)) {
+    public init(
+        maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(50), maxBackoff: Duration = .seconds(5),
+        multiplier: Double = 2, jitter: Double = 0.2,
+        retryableCodes: Set<RPCError.Code> = [.unavailable, .resourceExhausted],
+        minimumTryTime: Duration = .milliseconds(100)
+    ) {
         self.maxAttempts = max(1, maxAttempts)
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
@@ -129,8 +134,11 @@ public final class SamplerClient: Sendable {
         public var tls: Bool
         public var trustRoots: String?
 
-        public init(endpoints: [SamplerEndpoint], token: String? = nil, timeout: Duration? = .seconds(60), retry: RetryPolicy = .init(),
-                    maxResponseBytes: Int = 256 << 20, tls: Bool = false, trustRoots: String? = nil) {
+        public init(
+            endpoints: [SamplerEndpoint], token: String? = nil, timeout: Duration? = .seconds(60),
+            retry: RetryPolicy = .init(),
+            maxResponseBytes: Int = 256 << 20, tls: Bool = false, trustRoots: String? = nil
+        ) {
             self.endpoints = endpoints
             self.token = token
             self.timeout = timeout
@@ -141,8 +149,12 @@ public final class SamplerClient: Sendable {
         }
 
         /// From `host:port` strings.
-        public init(endpoints: [String], token: String? = nil, timeout: Duration? = .seconds(60), retry: RetryPolicy = .init()) throws {
-            self.init(endpoints: try endpoints.map(SamplerEndpoint.init(parsing:)), token: token, timeout: timeout, retry: retry)
+        public init(
+            endpoints: [String], token: String? = nil, timeout: Duration? = .seconds(60), retry: RetryPolicy = .init()
+        ) throws {
+            self.init(
+                endpoints: try endpoints.map(SamplerEndpoint.init(parsing:)), token: token, timeout: timeout,
+                retry: retry)
         }
     }
 
@@ -193,7 +205,9 @@ public final class SamplerClient: Sendable {
     }
 
     /// Runs `body` with a client and closes it afterwards.
-    public static func with<R: Sendable>(_ configuration: Configuration, _ body: (SamplerClient) async throws -> R) async throws -> R {
+    public static func with<R: Sendable>(_ configuration: Configuration, _ body: (SamplerClient) async throws -> R)
+        async throws -> R
+    {
         let client = try SamplerClient(configuration)
         do {
             let r = try await body(client)
@@ -219,7 +233,8 @@ public final class SamplerClient: Sendable {
     /// All samples in one response.
     public func sample(_ request: SampleRequest, timeout: Duration? = nil) async throws -> SampleResponse {
         try await withRetries(timeout: timeout) { client, metadata, options in
-            try await Onestep_Sampler_V1_Sampler.Client(wrapping: client).sample(request, metadata: metadata, options: options)
+            try await Onestep_Sampler_V1_Sampler.Client(wrapping: client).sample(
+                request, metadata: metadata, options: options)
         }
     }
 
@@ -228,14 +243,18 @@ public final class SamplerClient: Sendable {
     /// (version, seed, index), so nothing is duplicated or lost); `offset`, `completed` and `total`
     /// passed to `onChunk` always refer to the original request. Returns the number of samples.
     @discardableResult
-    public func sampleStream(_ request: SampleRequest, timeout: Duration? = nil,
-                             onChunk: @escaping @Sendable (SampleStreamResponse) async throws -> Void) async throws -> Int {
+    public func sampleStream(
+        _ request: SampleRequest, timeout: Duration? = nil,
+        onChunk: @escaping @Sendable (SampleStreamResponse) async throws -> Void
+    ) async throws -> Int {
         let received = Tally()
         let total = request.seeds.isEmpty ? Int(request.count) : request.seeds.count
         try await withRetries(timeout: timeout) { client, metadata, options in
             let done = received.value.withLock { $0 }
             let rest = Self.remainder(of: request, after: done)
-            try await Onestep_Sampler_V1_Sampler.Client(wrapping: client).sampleStream(rest, metadata: metadata, options: options) { response in
+            try await Onestep_Sampler_V1_Sampler.Client(wrapping: client).sampleStream(
+                rest, metadata: metadata, options: options
+            ) { response in
                 for try await var m in response.messages {
                     let n = m.chunk.ids.count
                     m.offset += UInt32(done)
@@ -251,17 +270,21 @@ public final class SamplerClient: Sendable {
 
     public func listModels(timeout: Duration? = nil) async throws -> ListModelsResponse {
         try await withRetries(timeout: timeout) { client, metadata, options in
-            try await Onestep_Sampler_V1_Sampler.Client(wrapping: client).listModels(.init(), metadata: metadata, options: options)
+            try await Onestep_Sampler_V1_Sampler.Client(wrapping: client).listModels(
+                .init(), metadata: metadata, options: options)
         }
     }
 
-    public func modelInfo(model: String, version: Int64? = nil, label: String? = nil, timeout: Duration? = nil) async throws -> ModelInfoResponse {
+    public func modelInfo(model: String, version: Int64? = nil, label: String? = nil, timeout: Duration? = nil)
+        async throws -> ModelInfoResponse
+    {
         try await withRetries(timeout: timeout) { client, metadata, options in
-            try await Onestep_Sampler_V1_Sampler.Client(wrapping: client).modelInfo(.with {
-                $0.model = model
-                if let version { $0.version = version }
-                if let label { $0.label = label }
-            }, metadata: metadata, options: options)
+            try await Onestep_Sampler_V1_Sampler.Client(wrapping: client).modelInfo(
+                .with {
+                    $0.model = model
+                    if let version { $0.version = version }
+                    if let label { $0.label = label }
+                }, metadata: metadata, options: options)
         }
     }
 
@@ -282,8 +305,10 @@ public final class SamplerClient: Sendable {
 
     /// Runs `call` on the next endpoint, again (on the endpoint after) while it fails with a
     /// retryable code, attempts and the deadline allow.
-    func withRetries<R: Sendable>(timeout: Duration?,
-                                  _ call: (GRPCClient<HTTP2ClientTransport.Posix>, Metadata, CallOptions) async throws -> R) async throws -> R {
+    func withRetries<R: Sendable>(
+        timeout: Duration?,
+        _ call: (GRPCClient<HTTP2ClientTransport.Posix>, Metadata, CallOptions) async throws -> R
+    ) async throws -> R {
         let clock = ContinuousClock()
         let deadline = (timeout ?? configuration.timeout).map { clock.now + $0 }
         var metadata: Metadata = [:]
@@ -295,7 +320,10 @@ public final class SamplerClient: Sendable {
             options.maxResponseMessageBytes = configuration.maxResponseBytes
             if let deadline {
                 let left = clock.now.duration(to: deadline)
-                guard left > .zero else { throw RPCError(code: .deadlineExceeded, message: "the call's deadline passed before a try could start") }
+                guard left > .zero else {
+                    throw RPCError(
+                        code: .deadlineExceeded, message: "the call's deadline passed before a try could start")
+                }
                 options.timeout = left
             }
             let index = next.add(1, ordering: .relaxed).oldValue
@@ -325,7 +353,9 @@ extension Onestep_Sampler_V1_SampleResponse {
     /// FLOAT32 responses: the samples as floats (little-endian on the wire).
     public var floats: [Float] {
         data.withUnsafeBytes { raw in
-            (0..<(data.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+            (0..<(data.count / 4)).map {
+                Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)))
+            }
         }
     }
 }

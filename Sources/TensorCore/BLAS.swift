@@ -29,13 +29,15 @@ public enum BLAS {
             // op(A) row 0: contiguous if !transA, else strided by lda.
             let incx = transA ? lda : 1
             // y = op(B)^T x: if !transB, B is K x N row-major -> use Trans on (K x N).
-            cblas_sgemv(CblasRowMajor, transB ? CblasNoTrans : CblasTrans,
-                        Int32(transB ? n : k), Int32(transB ? k : n),
-                        alpha, b, Int32(ldb), a, Int32(incx), beta, c, 1)
+            cblas_sgemv(
+                CblasRowMajor, transB ? CblasNoTrans : CblasTrans,
+                Int32(transB ? n : k), Int32(transB ? k : n),
+                alpha, b, Int32(ldb), a, Int32(incx), beta, c, 1)
             return
         }
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        cblas_sgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// y[M] = alpha * op(A) x + beta * y, with A stored row-major as rows x cols.
@@ -45,8 +47,9 @@ public enum BLAS {
         a: UnsafePointer<Float>, lda: Int, x: UnsafePointer<Float>, incx: Int = 1,
         beta: Float = 0, y: UnsafeMutablePointer<Float>, incy: Int = 1
     ) {
-        cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, Int32(rows), Int32(cols),
-                    alpha, a, Int32(lda), x, Int32(incx), beta, y, Int32(incy))
+        cblas_sgemv(
+            CblasRowMajor, trans ? CblasTrans : CblasNoTrans, Int32(rows), Int32(cols),
+            alpha, a, Int32(lda), x, Int32(incx), beta, y, Int32(incy))
     }
 
     /// y += alpha * x.
@@ -66,8 +69,9 @@ public enum BLAS {
         beta: Double = 0, c: UnsafeMutablePointer<Double>, ldc: Int
     ) {
         if m == 0 || n == 0 { return }
-        cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        cblas_dgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// Eigendecomposition of the symmetric n x n matrix `a` (LAPACK dsyev, double precision).
@@ -75,8 +79,10 @@ public enum BLAS {
     /// On return `eigenvalues` holds the n eigenvalues in ascending order and, if `vectors` is true,
     /// ROW i of `a` (row-major) is the unit eigenvector of eigenvalue i; otherwise `a` is destroyed.
     /// Returns LAPACK's `info`: 0 on success, > 0 if the QR iteration failed to converge.
-    public static func symmetricEigen(n: Int, a: UnsafeMutablePointer<Double>,
-                                      eigenvalues: UnsafeMutablePointer<Double>, vectors: Bool = true) -> Int {
+    public static func symmetricEigen(
+        n: Int, a: UnsafeMutablePointer<Double>,
+        eigenvalues: UnsafeMutablePointer<Double>, vectors: Bool = true
+    ) -> Int {
         if n == 0 { return 0 }
         // Row-major lower = column-major upper; a symmetric matrix is its own transpose, and the
         // column-major eigenvector columns are row-major rows.

@@ -91,10 +91,17 @@ public enum BLASKernels {
             reason = "OpenBLAS's own choice, the only candidate for this CPU"
             return nil
         }
-        let key = [cpuModel, String(cpuFlags.sorted().joined(separator: " ").hashValueStable, radix: 16), buildConfig,
-                   candidates.joined(separator: ",")].joined(separator: " | ")
+        let key = [
+            cpuModel, String(cpuFlags.sorted().joined(separator: " ").hashValueStable, radix: 16), buildConfig,
+            candidates.joined(separator: ","),
+        ].joined(separator: " | ")
         let cache = cacheFile()
-        var table = cache.flatMap { (try? Data(contentsOf: URL(fileURLWithPath: $0))).flatMap { try? JSONDecoder().decode([String: Entry].self, from: $0) } } ?? [:]
+        var table =
+            cache.flatMap {
+                (try? Data(contentsOf: URL(fileURLWithPath: $0))).flatMap {
+                    try? JSONDecoder().decode([String: Entry].self, from: $0)
+                }
+            } ?? [:]
         let entry: Entry
         var how: String
         if let cached = table[key] {
@@ -110,11 +117,15 @@ public enum BLASKernels {
             how = "measured"
             if let cache {
                 table[key] = entry
-                try? FileManager.default.createDirectory(atPath: (cache as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-                if let data = try? JSONEncoder().encode(table) { try? data.write(to: URL(fileURLWithPath: cache), options: .atomic) }
+                try? FileManager.default.createDirectory(
+                    atPath: (cache as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                if let data = try? JSONEncoder().encode(table) {
+                    try? data.write(to: URL(fileURLWithPath: cache), options: .atomic)
+                }
             }
         }
-        let speeds = candidates.map { c in entry.gflops[c].map { String(format: "%@ %.1f", c, $0) } ?? "\(c) failed" }.joined(separator: ", ")
+        let speeds = candidates.map { c in entry.gflops[c].map { String(format: "%@ %.1f", c, $0) } ?? "\(c) failed" }
+            .joined(separator: ", ")
         how += ", 1-thread sgemm GFLOP/s: \(speeds)"
         guard entry.core != own else {
             reason = "OpenBLAS's own choice, \(how)"
@@ -134,7 +145,9 @@ public enum BLASKernels {
             return list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
         let avx512: [Substring] = ["avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl"]
-        guard ["Haswell", "Zen", "Excavator", "Sandybridge"].contains(own), avx512.allSatisfy(cpuFlags.contains) else { return [] }
+        guard ["Haswell", "Zen", "Excavator", "Sandybridge"].contains(own), avx512.allSatisfy(cpuFlags.contains) else {
+            return []
+        }
         return ["SkylakeX"]
     }
 
@@ -178,7 +191,8 @@ public enum BLASKernels {
         p.waitUntilExit()
         let words = String(decoding: data, as: UTF8.self).split(separator: " ")
         guard p.terminationStatus == 0, words.count == 2, words[0] == core,
-              let g = Double(words[1].trimmingCharacters(in: .whitespacesAndNewlines)), g.isFinite, g > 0 else { return nil }
+            let g = Double(words[1].trimmingCharacters(in: .whitespacesAndNewlines)), g.isFinite, g > 0
+        else { return nil }
         return g
     }
 

@@ -7,9 +7,9 @@ struct AxisSpan {
 
     @inlinable
     init(size: Int, outSize: Int, offset: Int, stride: Int, padding: Int) {
-        let shift = offset - padding                     // input = o * stride + shift
+        let shift = offset - padding  // input = o * stride + shift
         let lo = shift >= 0 ? 0 : (-shift + stride - 1) / stride
-        let needed = size - shift                        // o * stride < needed
+        let needed = size - shift  // o * stride < needed
         let hi = needed <= 0 ? 0 : (needed + stride - 1) / stride
         self.lo = min(lo, outSize)
         self.hi = max(self.lo, min(hi, outSize))
@@ -26,8 +26,10 @@ struct AxisSpan {
 public enum Im2Col {
     /// Writes the column matrix `[C*k*k, count*Ho*Wo]` (row stride `count*Ho*Wo`) for samples
     /// `b0 ..< b0+count` of `x [C, batch, H, W]`. Overwrites `col`.
-    public static func im2col(_ g: ConvGeometry, batch: Int, b0: Int, count: Int,
-                              x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>) {
+    public static func im2col(
+        _ g: ConvGeometry, batch: Int, b0: Int, count: Int,
+        x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>
+    ) {
         let k = g.kernel, s = g.stride, p = g.padding
         let h = g.height, w = g.width, ho = g.outHeight, wo = g.outWidth
         let hw = h * w, plane = ho * wo, rowLen = count * plane
@@ -105,8 +107,10 @@ public enum Im2Col {
     /// Accumulates the column matrix back into the image: `dx[c, b, iy, ix] += col[...]` for every
     /// column entry that reads an in-image pixel (entries over padding are dropped). The inverse
     /// (adjoint) of `im2col` for samples `b0 ..< b0+count` of `dx [C, batch, H, W]`.
-    public static func col2im(_ g: ConvGeometry, batch: Int, b0: Int, count: Int,
-                              col: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+    public static func col2im(
+        _ g: ConvGeometry, batch: Int, b0: Int, count: Int,
+        col: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>
+    ) {
         let k = g.kernel, s = g.stride, p = g.padding
         let h = g.height, w = g.width, ho = g.outHeight, wo = g.outWidth
         let hw = h * w, plane = ho * wo, rowLen = count * plane

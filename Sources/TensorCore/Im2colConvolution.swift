@@ -18,12 +18,16 @@ public struct ConvGeometry: Sendable, Equatable {
 
     /// A geometry; traps unless all sizes are positive, padding is non-negative and the output is
     /// non-empty.
-    public init(inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int,
-                stride: Int = 1, padding: Int = 0) {
-        precondition(inChannels > 0 && outChannels > 0 && height > 0 && width > 0 && kernel > 0 && stride > 0
-                     && padding >= 0, "invalid conv geometry")
-        precondition(height + 2 * padding >= kernel && width + 2 * padding >= kernel,
-                     "kernel \(kernel) larger than padded input \(height)x\(width) (pad \(padding))")
+    public init(
+        inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int,
+        stride: Int = 1, padding: Int = 0
+    ) {
+        precondition(
+            inChannels > 0 && outChannels > 0 && height > 0 && width > 0 && kernel > 0 && stride > 0
+                && padding >= 0, "invalid conv geometry")
+        precondition(
+            height + 2 * padding >= kernel && width + 2 * padding >= kernel,
+            "kernel \(kernel) larger than padded input \(height)x\(width) (pad \(padding))")
         self.inChannels = inChannels
         self.outChannels = outChannels
         self.height = height
@@ -69,7 +73,9 @@ public enum Im2colConvolution {
 
     /// Scratch floats with which `backward` takes the flipped-kernel path for dx when it applies
     /// (at least `scratchCount`).
-    public static func backwardScratchCount(_ g: ConvGeometry, batch: Int, scratchLimit: Int = defaultScratchLimit) -> Int {
+    public static func backwardScratchCount(_ g: ConvGeometry, batch: Int, scratchLimit: Int = defaultScratchLimit)
+        -> Int
+    {
         let base = scratchCount(g, batch: batch, scratchLimit: scratchLimit)
         guard !g.isPointwise, g.stride == 1, g.outHeight == g.height, g.outWidth == g.width else { return base }
         let perSample = g.outChannels * g.kernel * g.kernel * g.outHeight * g.outWidth
@@ -85,21 +91,25 @@ public enum Im2colConvolution {
     /// With `batchInvariant`, every sample gets its own GEMM of the same shape, so its output is
     /// bitwise the same whatever else is in the batch (OpenBLAS's results depend on the matrix
     /// sizes and on a column's position); this costs GEMM efficiency on small planes.
-    public static func forward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
-                               scratch: UnsafeMutablePointer<Float>, scratchLimit: Int = defaultScratchLimit,
-                               sampleBias: UnsafePointer<Float>? = nil, batchInvariant: Bool = false) {
+    public static func forward(
+        _ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
+        scratch: UnsafeMutablePointer<Float>, scratchLimit: Int = defaultScratchLimit,
+        sampleBias: UnsafePointer<Float>? = nil, batchInvariant: Bool = false
+    ) {
         let oc = g.outChannels, kk = g.colRows, plane = g.outHeight * g.outWidth, ncols = batch * plane
         if batch == 0 { return }
         if g.isPointwise && batchInvariant {
             for b in 0..<batch {
-                BLAS.sgemm(transA: false, transB: false, m: oc, n: plane, k: kk, a: weight, lda: kk,
-                           b: x + b * plane, ldb: ncols, c: y + b * plane, ldc: ncols)
+                BLAS.sgemm(
+                    transA: false, transB: false, m: oc, n: plane, k: kk, a: weight, lda: kk,
+                    b: x + b * plane, ldb: ncols, c: y + b * plane, ldc: ncols)
             }
             addBias(y, oc: oc, batch: batch, plane: plane, b0: 0, count: batch, bias: bias, sampleBias: sampleBias)
         } else if g.isPointwise {
-            BLAS.sgemm(transA: false, transB: false, m: oc, n: ncols, k: kk, a: weight, lda: kk,
-                       b: x, ldb: ncols, c: y, ldc: ncols)
+            BLAS.sgemm(
+                transA: false, transB: false, m: oc, n: ncols, k: kk, a: weight, lda: kk,
+                b: x, ldb: ncols, c: y, ldc: ncols)
             addBias(y, oc: oc, batch: batch, plane: plane, b0: 0, count: batch, bias: bias, sampleBias: sampleBias)
         } else {
             let chunk = batchInvariant ? 1 : chunkSize(g, batch: batch, scratchLimit: scratchLimit)
@@ -107,8 +117,9 @@ public enum Im2colConvolution {
             while b0 < batch {
                 let count = min(chunk, batch - b0), n = count * plane
                 Im2Col.im2col(g, batch: batch, b0: b0, count: count, x: x, col: scratch)
-                BLAS.sgemm(transA: false, transB: false, m: oc, n: n, k: kk, a: weight, lda: kk,
-                           b: UnsafePointer(scratch), ldb: n, c: y + b0 * plane, ldc: ncols)
+                BLAS.sgemm(
+                    transA: false, transB: false, m: oc, n: n, k: kk, a: weight, lda: kk,
+                    b: UnsafePointer(scratch), ldb: n, c: y + b0 * plane, ldc: ncols)
                 // While the chunk's output is still in cache.
                 addBias(y, oc: oc, batch: batch, plane: plane, b0: b0, count: count, bias: bias, sampleBias: sampleBias)
                 b0 += count
@@ -117,8 +128,10 @@ public enum Im2colConvolution {
     }
 
     /// y[o, b, :] += bias[o] + sampleBias[b, o] for samples b0 ..< b0+count (either may be nil).
-    static func addBias(_ y: UnsafeMutablePointer<Float>, oc: Int, batch: Int, plane: Int, b0: Int, count: Int,
-                        bias: UnsafePointer<Float>?, sampleBias: UnsafePointer<Float>?) {
+    static func addBias(
+        _ y: UnsafeMutablePointer<Float>, oc: Int, batch: Int, plane: Int, b0: Int, count: Int,
+        bias: UnsafePointer<Float>?, sampleBias: UnsafePointer<Float>?
+    ) {
         if bias == nil && sampleBias == nil { return }
         parallelFor(oc, work: count * plane) { o in
             let bo = bias?[o] ?? 0
@@ -140,11 +153,13 @@ public enum Im2colConvolution {
     /// a GEMM inner dimension of OC*k*k instead of OC and no col2im. It runs whenever the scratch holds
     /// W' and one sample's column matrix of dy (pass `scratchCapacity` when the scratch is larger than
     /// `scratchCount`; `backwardScratchCount` is what the fast path wants); otherwise col2im runs.
-    public static func backward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
-                                dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
-                                scratch: UnsafeMutablePointer<Float>, scratchLimit: Int = defaultScratchLimit,
-                                overwriteDx: Bool = false, scratchCapacity: Int? = nil) {
+    public static func backward(
+        _ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
+        dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
+        scratch: UnsafeMutablePointer<Float>, scratchLimit: Int = defaultScratchLimit,
+        overwriteDx: Bool = false, scratchCapacity: Int? = nil
+    ) {
         let oc = g.outChannels, kk = g.colRows, plane = g.outHeight * g.outWidth, ncols = batch * plane
         if batch == 0 { return }
         let dxBeta: Float = overwriteDx ? 0 : 1
@@ -153,12 +168,14 @@ public enum Im2colConvolution {
         }
         if g.isPointwise {
             if let dWeight {
-                BLAS.sgemm(transA: false, transB: true, m: oc, n: kk, k: ncols, a: dy, lda: ncols,
-                           b: x, ldb: ncols, beta: 1, c: dWeight, ldc: kk)
+                BLAS.sgemm(
+                    transA: false, transB: true, m: oc, n: kk, k: ncols, a: dy, lda: ncols,
+                    b: x, ldb: ncols, beta: 1, c: dWeight, ldc: kk)
             }
             if let dx {
-                BLAS.sgemm(transA: true, transB: false, m: kk, n: ncols, k: oc, a: weight, lda: kk,
-                           b: dy, ldb: ncols, beta: dxBeta, c: dx, ldc: ncols)
+                BLAS.sgemm(
+                    transA: true, transB: false, m: kk, n: ncols, k: oc, a: weight, lda: kk,
+                    b: dy, ldb: ncols, beta: dxBeta, c: dx, ldc: ncols)
             }
             return
         }
@@ -166,21 +183,24 @@ public enum Im2colConvolution {
         let k = g.kernel, c = g.inChannels
         let available = max(chunk * kk * plane, scratchCapacity ?? 0)
         let flippedCount = c * oc * k * k, dyColPerSample = oc * k * k * plane
-        let flipped = dx != nil && g.stride == 1 && g.outHeight == g.height && g.outWidth == g.width
+        let flipped =
+            dx != nil && g.stride == 1 && g.outHeight == g.height && g.outWidth == g.width
             && available >= flippedCount + dyColPerSample
-        var b0 = dWeight == nil && (dx == nil || flipped) ? batch : 0   // nothing for this loop to do
+        var b0 = dWeight == nil && (dx == nil || flipped) ? batch : 0  // nothing for this loop to do
         while b0 < batch {
             let count = min(chunk, batch - b0), n = count * plane
             let dyChunk = dy + b0 * plane
             if let dWeight {
                 Im2Col.im2col(g, batch: batch, b0: b0, count: count, x: x, col: scratch)
-                BLAS.sgemm(transA: false, transB: true, m: oc, n: kk, k: n, a: dyChunk, lda: ncols,
-                           b: UnsafePointer(scratch), ldb: n, beta: 1, c: dWeight, ldc: kk)
+                BLAS.sgemm(
+                    transA: false, transB: true, m: oc, n: kk, k: n, a: dyChunk, lda: ncols,
+                    b: UnsafePointer(scratch), ldb: n, beta: 1, c: dWeight, ldc: kk)
             }
             if let dx, !flipped {
                 if overwriteDx && b0 == 0 { dx.update(repeating: 0, count: c * batch * g.height * g.width) }
-                BLAS.sgemm(transA: true, transB: false, m: kk, n: n, k: oc, a: weight, lda: kk,
-                           b: dyChunk, ldb: ncols, c: scratch, ldc: n)
+                BLAS.sgemm(
+                    transA: true, transB: false, m: kk, n: n, k: oc, a: weight, lda: kk,
+                    b: dyChunk, ldb: ncols, c: scratch, ldc: n)
                 Im2Col.col2im(g, batch: batch, b0: b0, count: count, col: UnsafePointer(scratch), dx: dx)
             }
             b0 += count
@@ -192,20 +212,23 @@ public enum Im2colConvolution {
             for o in 0..<oc {
                 for ky in 0..<k {
                     for kx in 0..<k {
-                        wT[ci * oc * k * k + (o * k + ky) * k + kx] = weight[((o * c + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
+                        wT[ci * oc * k * k + (o * k + ky) * k + kx] =
+                            weight[((o * c + ci) * k + (k - 1 - ky)) * k + (k - 1 - kx)]
                     }
                 }
             }
         }
-        let gT = ConvGeometry(inChannels: oc, outChannels: c, height: g.height, width: g.width,
-                              kernel: k, stride: 1, padding: k - 1 - g.padding)
+        let gT = ConvGeometry(
+            inChannels: oc, outChannels: c, height: g.height, width: g.width,
+            kernel: k, stride: 1, padding: k - 1 - g.padding)
         let chunkDx = max(1, min(batch, (available - flippedCount) / dyColPerSample))
         b0 = 0
         while b0 < batch {
             let count = min(chunkDx, batch - b0), n = count * plane
             Im2Col.im2col(gT, batch: batch, b0: b0, count: count, x: dy, col: col)
-            BLAS.sgemm(transA: false, transB: false, m: c, n: n, k: oc * k * k, a: UnsafePointer(wT), lda: oc * k * k,
-                       b: UnsafePointer(col), ldb: n, beta: dxBeta, c: dx + b0 * plane, ldc: ncols)
+            BLAS.sgemm(
+                transA: false, transB: false, m: c, n: n, k: oc * k * k, a: UnsafePointer(wT), lda: oc * k * k,
+                b: UnsafePointer(col), ldb: n, beta: dxBeta, c: dx + b0 * plane, ldc: ncols)
             b0 += count
         }
     }
@@ -227,9 +250,11 @@ public enum Im2colConvolution {
 extension Reference {
     /// Direct-loop convolution in CBHW, Double accumulation: y [OC, B, Ho, Wo] = conv(x [C, B, H, W]) + bias.
     /// Overwrites y.
-    public static func conv2dForward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>,
-                                     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                                     y: UnsafeMutablePointer<Float>) {
+    public static func conv2dForward(
+        _ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>,
+        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        y: UnsafeMutablePointer<Float>
+    ) {
         let k = g.kernel, h = g.height, w = g.width, ho = g.outHeight, wo = g.outWidth, c = g.inChannels
         for o in 0..<g.outChannels {
             for b in 0..<batch {
@@ -243,7 +268,8 @@ extension Reference {
                                 for kx in 0..<k {
                                     let ix = ox * g.stride + kx - g.padding
                                     if ix < 0 || ix >= w { continue }
-                                    acc += Double(weight[((o * c + ci) * k + ky) * k + kx])
+                                    acc +=
+                                        Double(weight[((o * c + ci) * k + ky) * k + kx])
                                         * Double(x[((ci * batch + b) * h + iy) * w + ix])
                                 }
                             }
@@ -257,10 +283,12 @@ extension Reference {
 
     /// Direct-loop convolution gradients in CBHW with the same accumulate semantics as
     /// `Im2colConvolution.backward`: dWeight += ∂L/∂W, dBias += ∂L/∂b, dx += ∂L/∂x (when non-nil), given dy = ∂L/∂y.
-    public static func conv2dBackward(_ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>,
-                                      weight: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                                      dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
-                                      dx: UnsafeMutablePointer<Float>?) {
+    public static func conv2dBackward(
+        _ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>,
+        weight: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+        dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
+        dx: UnsafeMutablePointer<Float>?
+    ) {
         let k = g.kernel, h = g.height, w = g.width, ho = g.outHeight, wo = g.outWidth, c = g.inChannels
         var dW = [Double](repeating: 0, count: g.outChannels * g.colRows)
         var dX = [Double](repeating: 0, count: c * batch * h * w)

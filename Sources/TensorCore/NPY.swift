@@ -6,7 +6,8 @@ public enum NPY {
     /// Encodes a little-endian float32 array of `shape`.
     public static func encode(_ values: [Float], shape: [Int]) throws -> [UInt8] {
         guard shape.reduce(1, *) == values.count else {
-            throw TensorCoreError(.shapeMismatch, "npy: shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)")
+            throw TensorCoreError(
+                .shapeMismatch, "npy: shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)")
         }
         var out = header(descr: "<f4", shape: shape)
         values.withUnsafeBufferPointer { p in
@@ -18,7 +19,8 @@ public enum NPY {
     /// Encodes a uint8 array of `shape`.
     public static func encode(bytes: [UInt8], shape: [Int]) throws -> [UInt8] {
         guard shape.reduce(1, *) == bytes.count else {
-            throw TensorCoreError(.shapeMismatch, "npy: shape \(shape) needs \(shape.reduce(1, *)) bytes, got \(bytes.count)")
+            throw TensorCoreError(
+                .shapeMismatch, "npy: shape \(shape) needs \(shape.reduce(1, *)) bytes, got \(bytes.count)")
         }
         return header(descr: "|u1", shape: shape) + bytes
     }
@@ -26,9 +28,11 @@ public enum NPY {
     /// Encodes a little-endian int32 array of `shape` (class labels).
     public static func encode(int32 values: [Int32], shape: [Int]) throws -> [UInt8] {
         guard shape.reduce(1, *) == values.count else {
-            throw TensorCoreError(.shapeMismatch, "npy: shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)")
+            throw TensorCoreError(
+                .shapeMismatch, "npy: shape \(shape) needs \(shape.reduce(1, *)) values, got \(values.count)")
         }
-        return header(descr: "<i4", shape: shape) + values.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: UInt32(bitPattern: v) >> (8 * $0)) } }
+        return header(descr: "<i4", shape: shape)
+            + values.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: UInt32(bitPattern: v) >> (8 * $0)) } }
     }
 
     public static func write(_ values: [Float], shape: [Int], to path: String) throws {

@@ -19,7 +19,9 @@ public enum OpenMPWait {
     /// whether it did (the process must then re-execute for libgomp to see it).
     static func preferPassive(_ env: [String: String]) -> Bool {
         if let policy = env["OMP_WAIT_POLICY"] {
-            summary = env[noteVariable] != nil ? "OpenMP waits passively (set by onestep)" : "OMP_WAIT_POLICY=\(policy) from the environment"
+            summary =
+                env[noteVariable] != nil
+                ? "OpenMP waits passively (set by onestep)" : "OMP_WAIT_POLICY=\(policy) from the environment"
             return false
         }
         if let spin = env["GOMP_SPINCOUNT"] {

@@ -36,7 +36,8 @@ public enum PNG {
             throw TensorCoreError(.invalidArgument, "PNG size must be positive (at most 2^24), got \(width)x\(height)")
         }
         guard pixels.count == width * height * channels else {
-            throw TensorCoreError(.invalidArgument,
+            throw TensorCoreError(
+                .invalidArgument,
                 "PNG \(width)x\(height)x\(channels) needs \(width * height * channels) bytes, got \(pixels.count)")
         }
         var image = png_image()
@@ -93,7 +94,8 @@ public enum PNG {
             let width = Int(image.width), height = Int(image.height)
             guard width * height * channels <= maxDecodedBytes else {
                 png_image_free(&image)
-                throw TensorCoreError(.corruptFile,
+                throw TensorCoreError(
+                    .corruptFile,
                     "PNG of \(width)x\(height)x\(channels) exceeds the decode limit of \(maxDecodedBytes) bytes")
             }
             var pixels = [UInt8](repeating: 0, count: width * height * channels)
@@ -128,8 +130,10 @@ public enum PNG {
     /// smaller), with `padding` black pixels between tiles and around the border (like torchvision's
     /// make_grid). Each value maps to a byte with `quantize(_:range:)`.
     /// Size: width = cols * W + (cols + 1) * padding, height = rows * H + (rows + 1) * padding.
-    public static func grid(_ batch: Tensor, columns: Int, padding: Int = 2,
-                            range: ClosedRange<Float> = -1...1) throws -> Image {
+    public static func grid(
+        _ batch: Tensor, columns: Int, padding: Int = 2,
+        range: ClosedRange<Float> = -1...1
+    ) throws -> Image {
         guard batch.rank == 4 else {
             throw TensorCoreError(.shapeMismatch, "PNG.grid needs a [N, C, H, W] tensor, got shape \(batch.shape)")
         }
@@ -141,7 +145,8 @@ public enum PNG {
             throw TensorCoreError(.invalidArgument, "PNG.grid needs a non-empty batch, got shape \(batch.shape)")
         }
         guard columns > 0, padding >= 0 else {
-            throw TensorCoreError(.invalidArgument, "PNG.grid needs columns > 0 and padding >= 0, got \(columns), \(padding)")
+            throw TensorCoreError(
+                .invalidArgument, "PNG.grid needs columns > 0 and padding >= 0, got \(columns), \(padding)")
         }
         guard range.upperBound > range.lowerBound else {
             throw TensorCoreError(.invalidArgument, "PNG.grid needs a range with hi > lo, got \(range)")
@@ -167,19 +172,24 @@ public enum PNG {
     }
 
     /// `grid` of images given as flat `[C * H * W]` arrays (planar, channel first).
-    public static func grid(images: [[Float]], channels: Int, height: Int, width: Int, columns: Int,
-                            padding: Int = 2, range: ClosedRange<Float> = -1...1) throws -> Image {
+    public static func grid(
+        images: [[Float]], channels: Int, height: Int, width: Int, columns: Int,
+        padding: Int = 2, range: ClosedRange<Float> = -1...1
+    ) throws -> Image {
         let each = channels * height * width
         for (i, im) in images.enumerated() where im.count != each {
-            throw TensorCoreError(.shapeMismatch,
+            throw TensorCoreError(
+                .shapeMismatch,
                 "PNG.grid image \(i) has \(im.count) values, expected \(channels)x\(height)x\(width) = \(each)")
         }
         let batch = try Tensor(shape: [images.count, channels, height, width], storage: images.flatMap { $0 })
         return try grid(batch, columns: columns, padding: padding, range: range)
     }
 
-    private static func libpngError(_ what: String, _ image: inout png_image,
-                                     code: TensorCoreError.Code = .io) -> TensorCoreError {
+    private static func libpngError(
+        _ what: String, _ image: inout png_image,
+        code: TensorCoreError.Code = .io
+    ) -> TensorCoreError {
         let message = withUnsafeBytes(of: image.message) { raw -> String in
             let bytes = raw.prefix { $0 != 0 }
             return String(decoding: bytes, as: UTF8.self)

@@ -61,8 +61,10 @@ public struct Philox4x32: Sendable {
     public mutating func nextUInt32() -> UInt32 {
         if used == 4 {
             buffer = Self.block(
-                counter: (UInt32(truncatingIfNeeded: blockIndex), UInt32(truncatingIfNeeded: blockIndex >> 32),
-                          streamWords.0, streamWords.1),
+                counter: (
+                    UInt32(truncatingIfNeeded: blockIndex), UInt32(truncatingIfNeeded: blockIndex >> 32),
+                    streamWords.0, streamWords.1
+                ),
                 key: key)
             blockIndex &+= 1
             used = 0
@@ -121,14 +123,14 @@ public struct Philox4x32: Sendable {
         precondition(n > 0, "nextInt(below:) needs n > 0, got \(n)")
         if n <= 1 << 32 {
             let m = UInt64(n)
-            let limit = (1 << 32) - ((1 << 32) % m)   // largest multiple of n not above 2^32
+            let limit = (1 << 32) - ((1 << 32) % m)  // largest multiple of n not above 2^32
             while true {
                 let x = UInt64(nextUInt32())
                 if x < limit { return Int(x % m) }
             }
         }
         let m = UInt64(n)
-        let limit = UInt64.max - (UInt64.max % m + 1) % m   // accept x <= limit
+        let limit = UInt64.max - (UInt64.max % m + 1) % m  // accept x <= limit
         while true {
             let x = UInt64(nextUInt32()) | (UInt64(nextUInt32()) << 32)
             if x <= limit { return Int(x % m) }

@@ -2,7 +2,9 @@ import Foundation
 
 /// SHA-256 (FIPS 180-4), for checkpoint provenance and dataset manifests.
 public struct SHA256: Sendable {
-    private var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
+    private var h: [UInt32] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+    ]
     private var pending: [UInt8] = []
     private var length: UInt64 = 0
 
@@ -55,7 +57,9 @@ public struct SHA256: Sendable {
         var w = [UInt32](repeating: 0, count: 64)
         let base = b.startIndex
         for i in 0..<16 {
-            w[i] = UInt32(b[base + 4 * i]) << 24 | UInt32(b[base + 4 * i + 1]) << 16 | UInt32(b[base + 4 * i + 2]) << 8 | UInt32(b[base + 4 * i + 3])
+            w[i] =
+                UInt32(b[base + 4 * i]) << 24 | UInt32(b[base + 4 * i + 1]) << 16 | UInt32(b[base + 4 * i + 2]) << 8
+                | UInt32(b[base + 4 * i + 3])
         }
         func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
         for i in 16..<64 {

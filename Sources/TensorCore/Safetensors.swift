@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A safetensors checkpoint held in memory: named float32 tensors in a fixed order, plus the
@@ -53,7 +53,8 @@ public struct SafetensorsFile: Sendable {
         if let t = tensors[name] { return t }
         let shown = names.prefix(8).map { "'\($0)'" }.joined(separator: ", ")
         let more = names.count > 8 ? ", ... (\(names.count) in all)" : ""
-        throw TensorCoreError(.invalidArgument,
+        throw TensorCoreError(
+            .invalidArgument,
             "no tensor named '\(name)' in checkpoint; it holds \(names.isEmpty ? "no tensors" : shown + more)")
     }
 

@@ -20,7 +20,8 @@ extension SafetensorsFile {
     /// Parses and validates checkpoint bytes (see `read(path:)`). Tensors come out in data order.
     public static func decode(bytes: [UInt8]) throws -> SafetensorsFile {
         guard bytes.count >= 8 else {
-            throw TensorCoreError(.corruptFile,
+            throw TensorCoreError(
+                .corruptFile,
                 "truncated file: \(bytes.count) bytes, fewer than the 8-byte header length")
         }
         var n64: UInt64 = 0
@@ -30,8 +31,10 @@ extension SafetensorsFile {
         }
         let headerLength = Int(n64)
         guard headerLength <= bytes.count - 8 else {
-            throw TensorCoreError(.corruptFile,
-                "truncated file: header length \(headerLength) needs \(headerLength + 8) bytes but the file has \(bytes.count)")
+            throw TensorCoreError(
+                .corruptFile,
+                "truncated file: header length \(headerLength) needs \(headerLength + 8) bytes but the file has \(bytes.count)"
+            )
         }
         let headerSlice = bytes[8..<(8 + headerLength)]
         guard String(validating: headerSlice, as: UTF8.self) != nil else {
@@ -70,23 +73,29 @@ extension SafetensorsFile {
             guard let entry = value as? [String: Any] else { throw bad("entry is not an object") }
             guard let dtypeName = entry["dtype"] as? String else { throw bad("missing or non-string dtype") }
             guard let dtype = SafetensorsDType(rawValue: dtypeName) else {
-                throw TensorCoreError(.unsupported,
+                throw TensorCoreError(
+                    .unsupported,
                     "tensor '\(name)': unsupported dtype '\(dtypeName)' (readable: "
-                    + SafetensorsDType.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+                        + SafetensorsDType.allCases.map(\.rawValue).joined(separator: ", ") + ")")
             }
             guard let shapeArray = entry["shape"] as? [Any] else { throw bad("missing or non-array shape") }
             var shape: [Int] = []
             for d in shapeArray {
-                guard let i = jsonInt(d), i >= 0 else { throw bad("shape \(shapeArray) is not a list of non-negative integers") }
+                guard let i = jsonInt(d), i >= 0 else {
+                    throw bad("shape \(shapeArray) is not a list of non-negative integers")
+                }
                 shape.append(i)
             }
             guard let offs = entry["data_offsets"] as? [Any], offs.count == 2,
-                  let begin = jsonInt(offs[0]), let end = jsonInt(offs[1]), begin >= 0 else {
+                let begin = jsonInt(offs[0]), let end = jsonInt(offs[1]), begin >= 0
+            else {
                 throw bad("data_offsets must be two non-negative integers [begin, end]")
             }
             guard begin <= end else { throw bad("data_offsets [\(begin), \(end)] has begin after end") }
             guard end <= dataLength else {
-                throw bad("data_offsets [\(begin), \(end)] run past the end of the data (\(dataLength) bytes; truncated file?)")
+                throw bad(
+                    "data_offsets [\(begin), \(end)] run past the end of the data (\(dataLength) bytes; truncated file?)"
+                )
             }
             var elements = 1
             for d in shape {
@@ -96,8 +105,9 @@ extension SafetensorsFile {
             }
             let (need, o) = elements.multipliedReportingOverflow(by: dtype.size)
             guard !o, need == end - begin else {
-                throw bad("data_offsets [\(begin), \(end)] hold \(end - begin) bytes but \(dtype.rawValue) shape \(shape) needs "
-                          + (o ? "more than fits in memory" : "\(need)"))
+                throw bad(
+                    "data_offsets [\(begin), \(end)] hold \(end - begin) bytes but \(dtype.rawValue) shape \(shape) needs "
+                        + (o ? "more than fits in memory" : "\(need)"))
             }
             entries.append((name, dtype, shape, begin, end))
         }
@@ -107,18 +117,21 @@ extension SafetensorsFile {
         var previous: (name: String, begin: Int, end: Int)?
         for e in entries where e.end > e.begin {
             if let p = previous, e.begin < p.end {
-                throw TensorCoreError(.corruptFile,
+                throw TensorCoreError(
+                    .corruptFile,
                     "tensors '\(p.name)' [\(p.begin), \(p.end)] and '\(e.name)' [\(e.begin), \(e.end)] overlap")
             }
             if e.begin > covered {
-                throw TensorCoreError(.corruptFile,
+                throw TensorCoreError(
+                    .corruptFile,
                     "data bytes [\(covered), \(e.begin)) belong to no tensor (gap before '\(e.name)')")
             }
             covered = e.end
             previous = (e.name, e.begin, e.end)
         }
         guard covered == dataLength else {
-            throw TensorCoreError(.corruptFile,
+            throw TensorCoreError(
+                .corruptFile,
                 "data region has \(dataLength) bytes but the tensors cover only the first \(covered)")
         }
 
@@ -148,10 +161,16 @@ private func convert(_ raw: UnsafeRawBufferPointer, _ dtype: SafetensorsDType) -
             let o = i * dtype.size
             let x: Float
             switch dtype {
-            case .f32: x = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt32.self)))
-            case .f64: x = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt64.self))))
+            case .f32:
+                x = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt32.self)))
+            case .f64:
+                x = Float(
+                    Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt64.self))))
             case .f16: x = halfToFloat(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt16.self)))
-            case .bf16: x = Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt16.self))) << 16)
+            case .bf16:
+                x = Float(
+                    bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt16.self)))
+                        << 16)
             case .i64: x = Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: Int64.self)))
             case .i32: x = Float(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: Int32.self)))
             case .i16: x = Float(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: Int16.self)))

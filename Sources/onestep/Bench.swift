@@ -28,7 +28,10 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Write unet/mlp/io .safetensors for tools/bench_peers.py into this directory.")
     var exportWeights: String?
 
-    @Option(help: "Also write the rows and the machine as JSON to this file (tools/bench_peers.py --swift-json merges them with the peers' rows).")
+    @Option(
+        help:
+            "Also write the rows and the machine as JSON to this file (tools/bench_peers.py --swift-json merges them with the peers' rows)."
+    )
     var json: String?
 
     @Option(help: "Seed of the random weights and inputs.")
@@ -42,7 +45,6 @@ struct Bench: AsyncParsableCommand {
 
     @Flag(help: "Skip the training-step rows.")
     var noTrain = false
-
 
     @Option(help: "Only these networks (comma-separated: unet, mlp).")
     var networks: String = "unet,mlp"
@@ -80,7 +82,9 @@ struct Bench: AsyncParsableCommand {
         let all: [(String, any Denoiser)] = [("unet", unet), ("mlp", mlp)].filter { nets.contains($0.0) }
         for (name, net) in all {
             print("\(name): config \(net.configJSON)")
-            print("  parameters \(net.parameters.count)  GFLOP/sample \(String(format: "%.6f", Double(net.flopsPerSample) / 1e9))")
+            print(
+                "  parameters \(net.parameters.count)  GFLOP/sample \(String(format: "%.6f", Double(net.flopsPerSample) / 1e9))"
+            )
         }
         print("")
 
@@ -100,9 +104,13 @@ struct Bench: AsyncParsableCommand {
                     rows.append(BenchNet.forward(net, name: name, batch: b, threads: t, repeats: reps, seed: seed))
                 }
                 if !noTrain {
-                    rows.append(BenchNet.trainStep(net, name: name, batch: trainBatch, threads: t, repeats: reps, seed: seed))
+                    rows.append(
+                        BenchNet.trainStep(net, name: name, batch: trainBatch, threads: t, repeats: reps, seed: seed))
                     for frozen in [false, true] {
-                        rows.append(BenchNet.inputGradient(net, name: name, batch: trainBatch, threads: t, repeats: reps, seed: seed, frozen: frozen))
+                        rows.append(
+                            BenchNet.inputGradient(
+                                net, name: name, batch: trainBatch, threads: t, repeats: reps, seed: seed,
+                                frozen: frozen))
                     }
                 }
             }
@@ -125,7 +133,9 @@ struct Bench: AsyncParsableCommand {
         print("")
         BenchRow.printTable(rows)
         print("\n(train: one step = zero grads + forward + loss + backward + Adam; GFLOP/s counts 3x forward FLOPs)")
-        print("(d/dx: forward + backward to the input, with weight gradients (+dW, 3x forward FLOPs) or without (frozen, 2x))")
+        print(
+            "(d/dx: forward + backward to the input, with weight gradients (+dW, 3x forward FLOPs) or without (frozen, 2x))"
+        )
         print("(sgemm rows: C[M,N] = A[M,K] B[K,N], row-major, 2*M*N*K FLOP)")
         print("load average after: \(BenchMachine.loadAverage)\n")
         BenchRow.printCPUTable(rows)
@@ -138,9 +148,10 @@ struct Bench: AsyncParsableCommand {
     }
 
     static func writeJSON(_ rows: [BenchRow], to path: String) throws {
-        let record = Record(date: ISO8601DateFormatter().string(from: Date()), cpu: BenchMachine.cpuModel,
-                            cores: ProcessInfo.processInfo.activeProcessorCount, gemm: BLASKernels.summary,
-                            convolutions: ConvolutionEngine.summary, loadAverageAfter: BenchMachine.loadAverage, rows: rows)
+        let record = Record(
+            date: ISO8601DateFormatter().string(from: Date()), cpu: BenchMachine.cpuModel,
+            cores: ProcessInfo.processInfo.activeProcessorCount, gemm: BLASKernels.summary,
+            convolutions: ConvolutionEngine.summary, loadAverageAfter: BenchMachine.loadAverage, rows: rows)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         enc.keyEncodingStrategy = .convertToSnakeCase

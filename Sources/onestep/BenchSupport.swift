@@ -1,8 +1,9 @@
 import Foundation
 import NN
 import TensorCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // Pieces of `onestep bench`: timing, machine description, random weights, export, table rows.
@@ -27,8 +28,9 @@ struct BenchRow: Encodable {
         print("|---|---|---:|---:|---:|---:|---:|---:|")
         for r in rows {
             let sps = r.samplesPerSecond.map { formatThousands($0) } ?? "-"
-            print("| \(r.engine) | \(r.network) | \(r.batch) | \(r.threads) | \(String(format: "%.3f", r.bestMs)) | "
-                  + "\(String(format: "%.3f", r.medianMs)) | \(sps) | \(String(format: "%.2f", r.gflops)) |")
+            print(
+                "| \(r.engine) | \(r.network) | \(r.batch) | \(r.threads) | \(String(format: "%.3f", r.bestMs)) | "
+                    + "\(String(format: "%.3f", r.medianMs)) | \(sps) | \(String(format: "%.2f", r.gflops)) |")
         }
     }
 
@@ -38,8 +40,9 @@ struct BenchRow: Encodable {
         print("| engine | network | batch | threads | median ms | median CPU ms | CPU/wall |")
         print("|---|---|---:|---:|---:|---:|---:|")
         for r in rows {
-            print("| \(r.engine) | \(r.network) | \(r.batch) | \(r.threads) | \(String(format: "%.3f", r.medianMs)) | "
-                  + "\(String(format: "%.3f", r.cpuMs)) | \(String(format: "%.2f", r.cpuMs / r.medianMs)) |")
+            print(
+                "| \(r.engine) | \(r.network) | \(r.batch) | \(r.threads) | \(String(format: "%.3f", r.medianMs)) | "
+                    + "\(String(format: "%.3f", r.cpuMs)) | \(String(format: "%.2f", r.cpuMs / r.medianMs)) |")
         }
     }
 }
@@ -76,7 +79,8 @@ enum BenchTimer {
     /// median process CPU time per run is left in `lastCPUMs`.
     nonisolated(unsafe) static var lastCPUMs = 0.0
 
-    static func measure(repeats: Int, warmup: Int = 2, minSeconds: Double = 0.3, _ body: () -> Void) -> (Double, Double) {
+    static func measure(repeats: Int, warmup: Int = 2, minSeconds: Double = 0.3, _ body: () -> Void) -> (Double, Double)
+    {
         var first = 0.0
         for i in 0..<max(1, warmup) {
             let t0 = benchNow()
@@ -115,7 +119,9 @@ enum BenchMachine {
         let date = ISO8601DateFormatter().string(from: Date())
         var uts = utsname()
         uname(&uts)
-        let release = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        let release = withUnsafeBytes(of: &uts.release) {
+            String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
         print("onestep bench, \(date)")
         print("CPU: \(cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores visible; Linux \(release)")
         print("OpenBLAS: \(BLASKernels.buildConfig); kernels \(BLASKernels.summary)")
@@ -179,9 +185,11 @@ enum BenchSgemm {
         if !quick { s.append(("1024^3", 1024, 1024, 1024)) }
         // U-Net convolutions at batch 256 (forward, per im2col chunk): 3x3 conv 32->32 at 28x28,
         // 64->64 at 14x14, 64->64 at 7x7, decoder 96->32 at 28x28.
-        s += [("conv 32x1568x288", 32, 1568, 288), ("conv 64x784x576", 64, 784, 576),
-              ("conv 64x882x576", 64, 882, 576), ("conv 32x784x864", 32, 784, 864),
-              ("conv 32x25088x288", 32, 25088, 288)]
+        s += [
+            ("conv 32x1568x288", 32, 1568, 288), ("conv 64x784x576", 64, 784, 576),
+            ("conv 64x882x576", 64, 882, 576), ("conv 32x784x864", 32, 784, 864),
+            ("conv 32x25088x288", 32, 25088, 288),
+        ]
         return s
     }
 
@@ -191,60 +199,79 @@ enum BenchSgemm {
             let a = (0..<(m * k)).map { _ in rng.nextUniform() - 0.5 }
             let b = (0..<(k * n)).map { _ in rng.nextUniform() - 0.5 }
             var c = [Float](repeating: 0, count: m * n)
-            let (best, med) = a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
-                c.withUnsafeMutableBufferPointer { cp in
-                    BenchTimer.measure(repeats: repeats) {
-                        BLAS.sgemm(transA: false, transB: false, m: m, n: n, k: k, a: ap.baseAddress!, lda: k,
-                                   b: bp.baseAddress!, ldb: n, c: cp.baseAddress!, ldc: n)
+            let (best, med) = a.withUnsafeBufferPointer { ap in
+                b.withUnsafeBufferPointer { bp in
+                    c.withUnsafeMutableBufferPointer { cp in
+                        BenchTimer.measure(repeats: repeats) {
+                            BLAS.sgemm(
+                                transA: false, transB: false, m: m, n: n, k: k, a: ap.baseAddress!, lda: k,
+                                b: bp.baseAddress!, ldb: n, c: cp.baseAddress!, ldc: n)
+                        }
                     }
                 }
-            } }
+            }
             let flop = 2.0 * Double(m) * Double(n) * Double(k)
-            return BenchRow(engine: "sgemm", network: label, batch: "-", threads: threads, bestMs: best,
-                            medianMs: med, samplesPerSecond: nil, gflops: flop / med / 1e6, cpuMs: BenchTimer.lastCPUMs)
+            return BenchRow(
+                engine: "sgemm", network: label, batch: "-", threads: threads, bestMs: best,
+                medianMs: med, samplesPerSecond: nil, gflops: flop / med / 1e6, cpuMs: BenchTimer.lastCPUMs)
         }
     }
 }
 
 enum BenchNet {
-    static func forward(_ net: any Denoiser, name: String, batch: Int, threads: Int, repeats: Int, seed: UInt64) -> BenchRow {
+    static func forward(_ net: any Denoiser, name: String, batch: Int, threads: Int, repeats: Int, seed: UInt64)
+        -> BenchRow
+    {
         let (x, c) = BenchWeights.input(for: net, batch: batch, seed: seed &+ UInt64(batch))
-        let (best, med) = x.withUnsafeBufferPointer { xp in c.withUnsafeBufferPointer { cp in
-            BenchTimer.measure(repeats: repeats) {
-                _ = net.forward(xp.baseAddress!, cNoise: cp.baseAddress!, labels: nil, batch: batch)
+        let (best, med) = x.withUnsafeBufferPointer { xp in
+            c.withUnsafeBufferPointer { cp in
+                BenchTimer.measure(repeats: repeats) {
+                    _ = net.forward(xp.baseAddress!, cNoise: cp.baseAddress!, labels: nil, batch: batch)
+                }
             }
-        } }
+        }
         let flop = Double(net.flopsPerSample) * Double(batch)
-        return BenchRow(engine: "swift", network: name, batch: "\(batch)", threads: threads, bestMs: best,
-                        medianMs: med, samplesPerSecond: Double(batch) * 1e3 / med, gflops: flop / med / 1e6,
-                        cpuMs: BenchTimer.lastCPUMs)
+        return BenchRow(
+            engine: "swift", network: name, batch: "\(batch)", threads: threads, bestMs: best,
+            medianMs: med, samplesPerSecond: Double(batch) * 1e3 / med, gflops: flop / med / 1e6,
+            cpuMs: BenchTimer.lastCPUMs)
     }
 
     /// forward + backward to the input gradient, with the weight gradients (`frozen` false: what a
     /// training step's backward does) or without (`ParameterStore.frozen`: differentiating through a
     /// network that is not trained, as the generator step does through the classifier).
-    static func inputGradient(_ net: any Denoiser, name: String, batch: Int, threads: Int, repeats: Int, seed: UInt64, frozen: Bool) -> BenchRow {
+    static func inputGradient(
+        _ net: any Denoiser, name: String, batch: Int, threads: Int, repeats: Int, seed: UInt64, frozen: Bool
+    ) -> BenchRow {
         let store = net.parameters
         let (x, c) = BenchWeights.input(for: net, batch: batch, seed: seed &+ 7)
         var rng = Philox4x32(seed: seed, stream: 98)
         let dOut = (0..<x.count).map { _ in rng.nextNormal() }
-        let (best, med) = x.withUnsafeBufferPointer { xp in c.withUnsafeBufferPointer { cp in dOut.withUnsafeBufferPointer { dp in
-            BenchTimer.measure(repeats: repeats) {
-                store.zeroGrad()
-                _ = net.forward(xp.baseAddress!, cNoise: cp.baseAddress!, labels: nil, batch: batch)
-                _ = frozen ? store.frozen { net.backward(dp.baseAddress!) } : net.backward(dp.baseAddress!)
+        let (best, med) = x.withUnsafeBufferPointer { xp in
+            c.withUnsafeBufferPointer { cp in
+                dOut.withUnsafeBufferPointer { dp in
+                    BenchTimer.measure(repeats: repeats) {
+                        store.zeroGrad()
+                        _ = net.forward(xp.baseAddress!, cNoise: cp.baseAddress!, labels: nil, batch: batch)
+                        _ = frozen ? store.frozen { net.backward(dp.baseAddress!) } : net.backward(dp.baseAddress!)
+                    }
+                }
             }
-        } } }
+        }
         store.zeroGrad()
         let flop = (frozen ? 2 : 3) * Double(net.flopsPerSample) * Double(batch)
-        return BenchRow(engine: frozen ? "swift d/dx frozen" : "swift d/dx +dW", network: name, batch: "\(batch)", threads: threads, bestMs: best,
-                        medianMs: med, samplesPerSecond: Double(batch) * 1e3 / med, gflops: flop / med / 1e6,
-                        cpuMs: BenchTimer.lastCPUMs)
+        return BenchRow(
+            engine: frozen ? "swift d/dx frozen" : "swift d/dx +dW", network: name, batch: "\(batch)", threads: threads,
+            bestMs: best,
+            medianMs: med, samplesPerSecond: Double(batch) * 1e3 / med, gflops: flop / med / 1e6,
+            cpuMs: BenchTimer.lastCPUMs)
     }
 
     /// zero grads, forward, loss = mean((F - target)^2), backward, Adam (lr 1e-4). Parameters are
     /// restored afterwards so later rows see the same weights.
-    static func trainStep(_ net: any Denoiser, name: String, batch: Int, threads: Int, repeats: Int, seed: UInt64) -> BenchRow {
+    static func trainStep(_ net: any Denoiser, name: String, batch: Int, threads: Int, repeats: Int, seed: UInt64)
+        -> BenchRow
+    {
         let store = net.parameters
         let saved = store.values.array
         let (x, c) = BenchWeights.input(for: net, batch: batch, seed: seed &+ 5)
@@ -253,29 +280,34 @@ enum BenchNet {
         let adam = Adam(count: store.count, learningRate: 1e-4)
         var dOut = [Float](repeating: 0, count: x.count)
         var lossSink: Float = 0
-        let (best, med) = x.withUnsafeBufferPointer { xp in c.withUnsafeBufferPointer { cp in
-            target.withUnsafeBufferPointer { tp in dOut.withUnsafeMutableBufferPointer { dp in
-                BenchTimer.measure(repeats: repeats) {
-                    store.zeroGrad()
-                    let y = net.forward(xp.baseAddress!, cNoise: cp.baseAddress!, labels: nil, batch: batch)
-                    let n = xp.count, scale = 2 / Float(n)
-                    var loss: Float = 0
-                    for i in 0..<n {
-                        let d = y[i] - tp[i]
-                        loss += d * d
-                        dp[i] = scale * d
+        let (best, med) = x.withUnsafeBufferPointer { xp in
+            c.withUnsafeBufferPointer { cp in
+                target.withUnsafeBufferPointer { tp in
+                    dOut.withUnsafeMutableBufferPointer { dp in
+                        BenchTimer.measure(repeats: repeats) {
+                            store.zeroGrad()
+                            let y = net.forward(xp.baseAddress!, cNoise: cp.baseAddress!, labels: nil, batch: batch)
+                            let n = xp.count, scale = 2 / Float(n)
+                            var loss: Float = 0
+                            for i in 0..<n {
+                                let d = y[i] - tp[i]
+                                loss += d * d
+                                dp[i] = scale * d
+                            }
+                            lossSink += loss / Float(n)
+                            _ = net.backward(UnsafePointer(dp.baseAddress!))
+                            adam.update(store)
+                        }
                     }
-                    lossSink += loss / Float(n)
-                    _ = net.backward(UnsafePointer(dp.baseAddress!))
-                    adam.update(store)
                 }
-            } }
-        } }
+            }
+        }
         if !lossSink.isFinite { print("warning: \(name) training loss is not finite") }
         store.values.assign(saved)
         let flop = 3 * Double(net.flopsPerSample) * Double(batch)
-        return BenchRow(engine: "swift train", network: name, batch: "\(batch)", threads: threads, bestMs: best,
-                        medianMs: med, samplesPerSecond: Double(batch) * 1e3 / med, gflops: flop / med / 1e6,
-                        cpuMs: BenchTimer.lastCPUMs)
+        return BenchRow(
+            engine: "swift train", network: name, batch: "\(batch)", threads: threads, bestMs: best,
+            medianMs: med, samplesPerSecond: Double(batch) * 1e3 / med, gflops: flop / med / 1e6,
+            cpuMs: BenchTimer.lastCPUMs)
     }
 }

@@ -12,17 +12,29 @@ struct Distill: AsyncParsableCommand {
         commandName: "distill",
         abstract: "Train a one-step generator with a density-ratio classifier (dijs, dirkl, difkl); resumable.")
 
-    @Option(help: "Teacher snapshot (architecture, arm T's weights, data set name); not needed with --resume.") var teacher: String?
-    @Option(help: "Score-free member: dijs (Jensen-Shannon), dirkl (reverse KL), difkl (forward KL); or a score-based baseline with a fake score from the teacher: dmd (DMD normalisation) or sid (score identity distillation).")
+    @Option(help: "Teacher snapshot (architecture, arm T's weights, data set name); not needed with --resume.")
+    var teacher: String?
+    @Option(
+        help:
+            "Score-free member: dijs (Jensen-Shannon), dirkl (reverse KL), difkl (forward KL); or a score-based baseline with a fake score from the teacher: dmd (DMD normalisation) or sid (score identity distillation)."
+    )
     var method = "dijs"
-    @Option(name: .customLong("init"), help: "Generator initialisation arm (METHOD.md): teacher (T), random (R), map (M), f1 (F1: output layer re-initialised), f2 (F2: wrong sigma_init), s (S: trained at sigma_init only).")
+    @Option(
+        name: .customLong("init"),
+        help:
+            "Generator initialisation arm (METHOD.md): teacher (T), random (R), map (M), f1 (F1: output layer re-initialised), f2 (F2: wrong sigma_init), s (S: trained at sigma_init only)."
+    )
     var initArm = "teacher"
     @Option(help: "Arms M and S: their own training steps.") var armSteps: Int?
     @Option(help: "Arm F2: the wrong sigma_init.") var wrongSigmaInit: Float?
-    @Option(help: "Multiplier of --lr-g for the generator's output layer (e.g. after F1 re-initialised it).") var lrOutputScale: Float?
+    @Option(help: "Multiplier of --lr-g for the generator's output layer (e.g. after F1 re-initialised it).")
+    var lrOutputScale: Float?
     @Option(help: "SiD's alpha (default 1.2).") var sidAlpha: Float?
     @Option(help: "Run folder.") var out: String
-    @Option(help: "Generator training images in total (generator steps x batch; default 200,000; with --resume it only extends the run).")
+    @Option(
+        help:
+            "Generator training images in total (generator steps x batch; default 200,000; with --resume it only extends the run)."
+    )
     var images: Int?
     @Option(help: "Batch size (real, generated and generator batches).") var batch = 256
     @Option(help: "Classifier steps per generator step.") var k = 2
@@ -34,7 +46,8 @@ struct Distill: AsyncParsableCommand {
     @Option(help: "Folder holding the data sets (make data).") var dataDir = "data"
     @Option(help: "Classifier MLP width.") var classifierWidth = 128
     @Option(help: "Classifier residual blocks.") var classifierBlocks = 2
-    @Option(help: "Image classifier start: teacher (its encoder half, METHOD.md) or random.") var classifierInit = "teacher"
+    @Option(help: "Image classifier start: teacher (its encoder half, METHOD.md) or random.") var classifierInit =
+        "teacher"
     @Option(help: "Classifier-only steps before the first generator step.") var warmupC = 0
     @Option(help: "DiFKL: cap of the logit in the weight exp(c).") var fklCap = 5.0
     @Option(help: "EMA half-life of the generator, in images.") var emaHalfLife = 10_000.0
@@ -84,13 +97,19 @@ struct Distill: AsyncParsableCommand {
             config.gridSamples = grid
             config.seed = seed
         }
-        let trainer = try ConfigFlags.naming(ConfigFlags.distill) { try OneStepTrainer(config: config, runPath: out, resume: resume) }
-        print("distill: \(trainer.config.method.rawValue), init \(trainer.config.initialisation.rawValue), generator \(trainer.network.parameters.count) "
-              + "parameters, \(trainer.config.isScoreBased ? "fake score" : "classifier") \(trainer.critic.parameters.count), data \(trainer.config.data), "
-              + "\(trainer.config.totalImages) images, run folder \(out)")
+        let trainer = try ConfigFlags.naming(ConfigFlags.distill) {
+            try OneStepTrainer(config: config, runPath: out, resume: resume)
+        }
+        print(
+            "distill: \(trainer.config.method.rawValue), init \(trainer.config.initialisation.rawValue), generator \(trainer.network.parameters.count) "
+                + "parameters, \(trainer.config.isScoreBased ? "fake score" : "classifier") \(trainer.critic.parameters.count), data \(trainer.config.data), "
+                + "\(trainer.config.totalImages) images, run folder \(out)")
         try trainer.train()
         if let r = try trainer.evaluatePoints() {
-            print(String(format: "sliced W2 %.4f, MMD^2 %.5f%@", r.slicedW2, r.mmd2, r.modesCovered.map { ", modes \($0)/8" } ?? ""))
+            print(
+                String(
+                    format: "sliced W2 %.4f, MMD^2 %.5f%@", r.slicedW2, r.mmd2,
+                    r.modesCovered.map { ", modes \($0)/8" } ?? ""))
         }
         print("done: \(trainer.imagesSeen) images; snapshot \(trainer.run.latestSnapshotPath)")
     }

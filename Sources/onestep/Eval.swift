@@ -19,11 +19,16 @@ struct Eval: AsyncParsableCommand {
     @Option(help: "Teacher ODE steps (default: the snapshot's sampler).") var steps: Int?
     @Option(help: "Sampling seeds: seed, seed+1, ... (mean and spread are reported).") var seeds = 1
     @Option(help: "First sampling seed.") var seed: UInt64 = 1000
-    @Option(help: "Best-of-K for generators that ship a ratio classifier (K network evaluations per sample).") var bestOf = 1
-    @Option(help: "Best-of-K rule: resample (weights exp(score)) or best (top score); default: the snapshot's.") var bestOfRule: String?
+    @Option(help: "Best-of-K for generators that ship a ratio classifier (K network evaluations per sample).")
+    var bestOf = 1
+    @Option(help: "Best-of-K rule: resample (weights exp(score)) or best (top score); default: the snapshot's.")
+    var bestOfRule: String?
     @Option(help: "Threads (BLAS and kernels).") var threads = 2
     @Option(help: "JSON report path (default: MODEL.eval.json).") var out: String?
-    @Option(help: "Also write a copy of the snapshot with these measurements in its provenance ('measured'): what to publish.")
+    @Option(
+        help:
+            "Also write a copy of the snapshot with these measurements in its provenance ('measured'): what to publish."
+    )
     var stamp: String?
 
     func run() async throws {
@@ -36,20 +41,26 @@ struct Eval: AsyncParsableCommand {
         let snap = try Snapshot.load(path: model)
         var sampler: ODESettings?
         if let steps {
-            guard case .teacher(var stored) = snap.kind else { throw ValidationError("--steps applies to teachers; \(model) is a one-step generator") }
+            guard case .teacher(var stored) = snap.kind else {
+                throw ValidationError("--steps applies to teachers; \(model) is a one-step generator")
+            }
             stored.steps = steps
             sampler = stored
         }
-        var report: [String: Any] = ["model": model, "data": data, "n": n, "seeds": seeds, "kind": snap.kind.name, "best_of": bestOf, "best_of_rule": bestOfRule ?? "snapshot",
-                                     "date": ISO8601DateFormatter().string(from: Date()), "machine": machineDescription(),
-                                     "kernels": ConvolutionEngine.summary]
+        var report: [String: Any] = [
+            "model": model, "data": data, "n": n, "seeds": seeds, "kind": snap.kind.name, "best_of": bestOf,
+            "best_of_rule": bestOfRule ?? "snapshot",
+            "date": ISO8601DateFormatter().string(from: Date()), "machine": machineDescription(),
+            "kernels": ConvolutionEngine.summary,
+        ]
         if let toy = try? Toy2D(name: data) {
             let reference = toy.sample(n: n, seed: 424242)
             let floor = try Metrics.pointReport(toy.sample(n: n, seed: 434343), reference: reference, toy: toy)
             var runs: [PointMetricsReport] = []
             var nfe = 1
             for k in 0..<seeds {
-                let (x, f) = try await drawSamples(snap, count: n, seed: seed &+ UInt64(k), sampler: sampler, bestOf: bestOf, bestOfRule: rule)
+                let (x, f) = try await drawSamples(
+                    snap, count: n, seed: seed &+ UInt64(k), sampler: sampler, bestOf: bestOf, bestOfRule: rule)
                 nfe = f
                 runs.append(try Metrics.pointReport(x, reference: reference, toy: toy))
             }
@@ -60,7 +71,9 @@ struct Eval: AsyncParsableCommand {
             if let m = runs.first?.modesCovered { print("modes covered \(m) / 8 (first seed)") }
             print("NFE \(nfe)")
             report["nfe"] = nfe
-            report["runs"] = runs.map { ["sliced_w2": $0.slicedW2, "mmd2": $0.mmd2, "modes_covered": $0.modesCovered ?? -1] }
+            report["runs"] = runs.map {
+                ["sliced_w2": $0.slicedW2, "mmd2": $0.mmd2, "modes_covered": $0.modesCovered ?? -1]
+            }
             report["sliced_w2"] = ["mean": sw.mean, "std": sw.std]
             report["mmd2"] = ["mean": mmd.mean, "std": mmd.std]
             report["floor"] = ["sliced_w2": floor.slicedW2, "mmd2": floor.mmd2]
@@ -74,13 +87,18 @@ struct Eval: AsyncParsableCommand {
             var nfe = 1
             for k in 0..<seeds {
                 let start = Date()
-                let (x, f) = try await drawSamples(snap, count: n, seed: seed &+ UInt64(k), sampler: sampler, bestOf: bestOf, bestOfRule: rule)
+                let (x, f) = try await drawSamples(
+                    snap, count: n, seed: seed &+ UInt64(k), sampler: sampler, bestOf: bestOf, bestOfRule: rule)
                 nfe = f
                 runs.append(try Metrics.imageReport(generated: try evaluator.evaluate(images: x), reference: ref))
-                print(String(format: "seed %d: FD_LeNet %.3f (%.0f s)", Int(seed) + k, runs.last!.fd, Date().timeIntervalSince(start)))
+                print(
+                    String(
+                        format: "seed %d: FD_LeNet %.3f (%.0f s)", Int(seed) + k, runs.last!.fd,
+                        Date().timeIntervalSince(start)))
             }
             let fd = MeanSpread(runs.map(\.fd)), kid = MeanSpread(runs.map(\.kid.mean))
-            let p = MeanSpread(runs.map(\.precision)), r = MeanSpread(runs.map(\.recall)), kl = MeanSpread(runs.map(\.klToUniform))
+            let p = MeanSpread(runs.map(\.precision)), r = MeanSpread(runs.map(\.recall)),
+                kl = MeanSpread(runs.map(\.klToUniform))
             print("metric          model (mean +- std over \(seeds) seeds)   train-vs-test floor")
             print(String(format: "FD_LeNet        %8.3f +- %.3f            %8.3f", fd.mean, fd.std, floor.fd))
             print(String(format: "KID             %8.5f +- %.5f          %8.5f", kid.mean, kid.std, floor.kid.mean))
@@ -94,9 +112,15 @@ struct Eval: AsyncParsableCommand {
             report["precision"] = ["mean": p.mean, "std": p.std]
             report["recall"] = ["mean": r.mean, "std": r.std]
             report["kl_to_uniform"] = ["mean": kl.mean, "std": kl.std]
-            report["runs"] = runs.map { ["fd_lenet": $0.fd, "kid": $0.kid.mean, "precision": $0.precision, "recall": $0.recall,
-                                         "kl_to_uniform": $0.klToUniform, "histogram": $0.histogram] as [String: Any] }
-            report["floor"] = ["fd_lenet": floor.fd, "kid": floor.kid.mean, "precision": floor.precision, "recall": floor.recall]
+            report["runs"] = runs.map {
+                [
+                    "fd_lenet": $0.fd, "kid": $0.kid.mean, "precision": $0.precision, "recall": $0.recall,
+                    "kl_to_uniform": $0.klToUniform, "histogram": $0.histogram,
+                ] as [String: Any]
+            }
+            report["floor"] = [
+                "fd_lenet": floor.fd, "kid": floor.kid.mean, "precision": floor.precision, "recall": floor.recall,
+            ]
             report["evaluator"] = evaluator.metadata
         }
         let path = out ?? model + ".eval.json"
@@ -108,7 +132,8 @@ struct Eval: AsyncParsableCommand {
             var measured = report.filter { !["runs", "model", "evaluator"].contains($0.key) }
             measured["first_seed"] = Int(seed)
             var stamped = snap
-            stamped.provenance["measured"] = String(decoding: try JSONSerialization.data(withJSONObject: measured, options: [.sortedKeys]), as: UTF8.self)
+            stamped.provenance["measured"] = String(
+                decoding: try JSONSerialization.data(withJSONObject: measured, options: [.sortedKeys]), as: UTF8.self)
             try stamped.save(to: stamp)
             print("stamped copy: \(stamp)")
         }

@@ -11,12 +11,15 @@ import Training
 /// --write-docs, also the study section of docs/RESULTS.md.
 struct Experiment: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Rerun the paper study: teacher, teacher in one step, DMD, SiD, DiRKL, DiJS, DiFKL, initialisation arms, best-of-K.",
+        abstract:
+            "Rerun the paper study: teacher, teacher in one step, DMD, SiD, DiRKL, DiJS, DiFKL, initialisation arms, best-of-K.",
         subcommands: [Paper.self])
 
     struct Paper: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "The paper study. --quick: 8 Gaussians in minutes; otherwise MNIST (hours; resumable, run it in the background).")
+            abstract:
+                "The paper study. --quick: 8 Gaussians in minutes; otherwise MNIST (hours; resumable, run it in the background)."
+        )
 
         @Flag(help: "The same study on 8 Gaussians (2-D), in minutes.") var quick = false
         @Option(help: "Study folder (runs, results).") var out: String?
@@ -42,18 +45,24 @@ struct Experiment: AsyncParsableCommand {
             func say(_ s: String) { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
 
             // References: the teacher at 35 NFE and in one step (no training).
-            let oneStep = Snapshot(kind: .generator(sigmaInit: OneStepGenerator.defaultSigmaInit), network: teacher.network,
-                                   sigmaData: teacher.sigmaData, provenance: ["method": "teacher-one-step"])
-            for (name, variant, snap) in [("teacher, 35 NFE", "as-is", teacher), ("teacher in one step (no training)", "one-step", oneStep)] {
+            let oneStep = Snapshot(
+                kind: .generator(sigmaInit: OneStepGenerator.defaultSigmaInit), network: teacher.network,
+                sigmaData: teacher.sigmaData, provenance: ["method": "teacher-one-step"])
+            for (name, variant, snap) in [
+                ("teacher, 35 NFE", "as-is", teacher), ("teacher in one step (no training)", "one-step", oneStep),
+            ] {
                 var r = StudyRow(name: name, nfe: 0)
                 for s in 0..<seeds {
-                    let v = try await cache.values(file: study.teacher, variant: variant, seed: UInt64(1000 + s), count: count, bestOf: 1) {
+                    let v = try await cache.values(
+                        file: study.teacher, variant: variant, seed: UInt64(1000 + s), count: count, bestOf: 1
+                    ) {
                         try await evaluate(snap, seed: UInt64(1000 + s), bestOf: 1)
                     }
                     r.after.append(v)
                     r.nfe = Int(v["nfe"] ?? 0)
                 }
-                r.grid = try await figures.grid(snap, name: variant == "as-is" ? "teacher" : "teacher-one-step", bestOf: 1)
+                r.grid = try await figures.grid(
+                    snap, name: variant == "as-is" ? "teacher" : "teacher-one-step", bestOf: 1)
                 say("study: \(name): \(r.summary(evaluate.keys))")
                 rows.append(r)
             }
@@ -70,8 +79,9 @@ struct Experiment: AsyncParsableCommand {
             func writeTable(final: Bool) throws -> String {
                 let all = final ? rows : rows + runRows
                 try figures.plotCurves(all, reference: rows.first?.stat(rows.first!.after, evaluate.keys[0])?.mean)
-                let table = StudyReport.markdown(rows: all, keys: evaluate.keys, study: study, seeds: seeds, images: runImages, count: count,
-                                                 minutes: Date().timeIntervalSince(started) / 60, machine: machineDescription(), final: final)
+                let table = StudyReport.markdown(
+                    rows: all, keys: evaluate.keys, study: study, seeds: seeds, images: runImages, count: count,
+                    minutes: Date().timeIntervalSince(started) / 60, machine: machineDescription(), final: final)
                 try atomicWriteFile(Array(table.utf8), to: folder + "/results.md")
                 if writeDocs { try StudyReport.writeDocs(table, marker: study.name, figures: figures) }
                 return table
@@ -80,13 +90,17 @@ struct Experiment: AsyncParsableCommand {
                 for i in StudyPlan.priority(plan) {
                     let (name, method, arm) = plan[i]
                     let dir = "\(folder)/\(method)-\(arm)-s\(s)"
-                    let res = try StudyRunner.distill(dir: dir, teacher: study.teacher, method: method, arm: arm, seed: UInt64(s),
-                                                      images: runImages, batch: study.batch, threads: threads, extra: study.extra)
+                    let res = try StudyRunner.distill(
+                        dir: dir, teacher: study.teacher, method: method, arm: arm, seed: UInt64(s),
+                        images: runImages, batch: study.batch, threads: threads, extra: study.extra)
                     let latest = dir + "/snapshots/latest.safetensors"
-                    runRows[i].after.append(try await cache.values(file: latest, seed: UInt64(1000 + s), count: count, bestOf: 1) {
-                        try await evaluate(try Snapshot.load(path: latest), seed: UInt64(1000 + s), bestOf: 1)
-                    })
-                    if let before = try await evaluate.before(dir: dir, seed: UInt64(1000 + s), cache: cache) { runRows[i].before.append(before) }
+                    runRows[i].after.append(
+                        try await cache.values(file: latest, seed: UInt64(1000 + s), count: count, bestOf: 1) {
+                            try await evaluate(try Snapshot.load(path: latest), seed: UInt64(1000 + s), bestOf: 1)
+                        })
+                    if let before = try await evaluate.before(dir: dir, seed: UInt64(1000 + s), cache: cache) {
+                        runRows[i].before.append(before)
+                    }
                     runRows[i].seconds.append(res.seconds)
                     if let cpu = res.cpuSeconds { runRows[i].cpuSeconds.append(cpu) }
                     if let peak = res.peakMiB { runRows[i].peakMiB.append(peak) }
@@ -102,8 +116,11 @@ struct Experiment: AsyncParsableCommand {
                             runRows[i].curve.append((Double(images), v[evaluate.keys[0]] ?? .nan))
                         }
                         // Runs older than snapshot 0: their logged starting point (the "before" column).
-                        if runRows[i].curve.first?.x != 0, let b = runRows[i].before.first?[evaluate.keys[0]] { runRows[i].curve.insert((0, b), at: 0) }
-                        runRows[i].grid = try await figures.grid(try Snapshot.load(path: latest), name: "\(method)-\(arm)", bestOf: 1)
+                        if runRows[i].curve.first?.x != 0, let b = runRows[i].before.first?[evaluate.keys[0]] {
+                            runRows[i].curve.insert((0, b), at: 0)
+                        }
+                        runRows[i].grid = try await figures.grid(
+                            try Snapshot.load(path: latest), name: "\(method)-\(arm)", bestOf: 1)
                     }
                     say("study: \(name), seed \(s): \(runRows[i].summary(evaluate.keys))")
                     try writeTable(final: false)
@@ -115,17 +132,26 @@ struct Experiment: AsyncParsableCommand {
                 var r = StudyRow(name: "DiJS, init T, best-of-\(k)", nfe: k)
                 for (s, dir) in dijsT.enumerated() {
                     let latest = dir + "/snapshots/latest.safetensors"
-                    r.after.append(try await cache.values(file: latest, seed: UInt64(1000 + s), count: count, bestOf: k) {
-                        try await evaluate(try Snapshot.load(path: latest), seed: UInt64(1000 + s), bestOf: k)
-                    })
+                    r.after.append(
+                        try await cache.values(file: latest, seed: UInt64(1000 + s), count: count, bestOf: k) {
+                            try await evaluate(try Snapshot.load(path: latest), seed: UInt64(1000 + s), bestOf: k)
+                        })
                 }
-                if let first = dijsT.first { r.grid = try await figures.grid(try Snapshot.load(path: first + "/snapshots/latest.safetensors"), name: "dijs-teacher-best-of-\(k)", bestOf: k) }
+                if let first = dijsT.first {
+                    r.grid = try await figures.grid(
+                        try Snapshot.load(path: first + "/snapshots/latest.safetensors"),
+                        name: "dijs-teacher-best-of-\(k)", bestOf: k)
+                }
                 r.images = runImages
                 say("study: \(r.name): \(r.summary(evaluate.keys))")
                 rows.append(r)
             }
-            try atomicWriteFile(Array(try JSONSerialization.data(withJSONObject: rows.map { $0.json(keys: evaluate.keys) }, options: [.prettyPrinted, .sortedKeys])),
-                                to: folder + "/results.json")
+            try atomicWriteFile(
+                Array(
+                    try JSONSerialization.data(
+                        withJSONObject: rows.map { $0.json(keys: evaluate.keys) },
+                        options: [.prettyPrinted, .sortedKeys])),
+                to: folder + "/results.json")
             say(try writeTable(final: true))
         }
     }

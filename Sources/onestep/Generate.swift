@@ -29,20 +29,30 @@ struct GenerateCommand: AsyncParsableCommand {
     @Option(help: "Model version (default: the newest; pinned for the whole run).") var version: Int64?
     @Option(help: "Seeds, inclusive: A-B (e.g. 0-59999) or one seed.") var seeds: String
     @Option(help: "Output folder.") var out: String
-    @Option(help: "png (a file per sample), npy (float32, a file per chunk) or idx (MNIST's format, a file per chunk).") var format = "png"
-    @Option(help: "Labels of conditional models: cycle (seed mod classes), fixed:C, random[:SEED], or none.") var labels: String?
-    @Option(help: "Daemon address host:port (repeat for round robin; a DNS name is balanced over its addresses). None: in process.")
+    @Option(help: "png (a file per sample), npy (float32, a file per chunk) or idx (MNIST's format, a file per chunk).")
+    var format = "png"
+    @Option(help: "Labels of conditional models: cycle (seed mod classes), fixed:C, random[:SEED], or none.")
+    var labels: String?
+    @Option(
+        help:
+            "Daemon address host:port (repeat for round robin; a DNS name is balanced over its addresses). None: in process."
+    )
     var server: [String] = []
-    @Option(help: "Model repository for in-process generation (MODEL/VERSION/model.safetensors).") var repository = "models/serve"
+    @Option(help: "Model repository for in-process generation (MODEL/VERSION/model.safetensors).") var repository =
+        "models/serve"
     @Option(help: "Seeds per chunk: the unit of resume and sharding (one file per chunk for npy/idx).") var chunk = 1000
     @Option(help: "Samples per call (network batch in process; request size for daemons).") var batch = 256
     @Option(help: "Chunks in flight at once (default: 2 in process, 2 per daemon).") var inFlight: Int?
     @Option(help: "Threads for in-process compute (BLAS and kernels).") var threads = 2
     @Option(help: "In-process engine instances sharing --threads (0: one per thread).") var instances = 0
-    @Option(help: "Best-of-K: K candidates per sample, the model's ratio classifier keeps one (needs a model that ships one).")
+    @Option(
+        help:
+            "Best-of-K: K candidates per sample, the model's ratio classifier keeps one (needs a model that ships one)."
+    )
     var bestOf = 1
     @Option(help: "Generate part i of n (0-based): the run's chunks k with k mod n = i.") var shard: String?
-    @Flag(help: "Continue a run in --out: finished chunks are verified by hash and kept, the rest is made.") var resume = false
+    @Flag(help: "Continue a run in --out: finished chunks are verified by hash and kept, the rest is made.")
+    var resume = false
     @Option(help: "Deadline of one call to a daemon in seconds, retries included.") var timeout: Double = 300
     @Option(help: "Tries per call on UNAVAILABLE or RESOURCE_EXHAUSTED.") var attempts = 8
     @Option(help: "File holding the bearer token (else the ONESTEP_TOKEN environment variable).") var tokenFile: String?
@@ -62,26 +72,37 @@ struct GenerateCommand: AsyncParsableCommand {
         if server.isEmpty {
             let n = instances > 0 ? instances : threads
             useCompute(threads: max(1, threads / n), instances: n)
-            source = try await LocalSource(repository: repository, model: model, version: version, batch: batch, instances: n)
+            source = try await LocalSource(
+                repository: repository, model: model, version: version, batch: batch, instances: n)
         } else {
-            let config = try SamplerClient.Configuration(endpoints: server, token: try ClientToken.read(file: tokenFile),
-                                                         timeout: .milliseconds(Int64(timeout * 1000)), retry: RetryPolicy(maxAttempts: attempts))
+            let config = try SamplerClient.Configuration(
+                endpoints: server, token: try ClientToken.read(file: tokenFile),
+                timeout: .milliseconds(Int64(timeout * 1000)), retry: RetryPolicy(maxAttempts: attempts))
             source = try await DaemonSource(configuration: config, model: model, version: version)
         }
         let info = source.info
         let rule = try labels.map(LabelRule.init(parsing:)) ?? (info.numClasses > 0 ? .cycle : .none)
-        let options = GenerationOptions(out: out, seeds: range, format: fmt, labels: rule, chunk: chunk, batch: batch, bestOf: bestOf,
-                                        shard: part, resume: resume, inFlight: inFlight ?? 2 * max(1, server.count))
+        let options = GenerationOptions(
+            out: out, seeds: range, format: fmt, labels: rule, chunk: chunk, batch: batch, bestOf: bestOf,
+            shard: part, resume: resume, inFlight: inFlight ?? 2 * max(1, server.count))
         do {
             let generator = try DatasetGenerator(source: source, options: options)
-            say("generate: \(info.model) version \(info.version) (\(info.sampleShape), \(info.numClasses) classes) from \(info.location)")
-            say("generate: seeds \(range) shard \(part): \(generator.plan.mySampleCount) samples in \(generator.plan.myChunks.count) chunks -> \(out) (\(fmt.rawValue))")
+            say(
+                "generate: \(info.model) version \(info.version) (\(info.sampleShape), \(info.numClasses) classes) from \(info.location)"
+            )
+            say(
+                "generate: seeds \(range) shard \(part): \(generator.plan.mySampleCount) samples in \(generator.plan.myChunks.count) chunks -> \(out) (\(fmt.rawValue))"
+            )
             let bar = ProgressLine()
             let summary = try await generator.run { p in bar.update(p) }
             bar.finish()
-            say(String(format: "generate: done: %d samples (%d made now, %d already there) in %.1f s, %.1f samples/s; manifest %@",
-                         summary.samples, summary.generatedNow, summary.alreadyDone, summary.seconds, summary.samplesPerSecond,
-                         (out as NSString).appendingPathComponent(generator.plan.manifestName)))
+            say(
+                String(
+                    format:
+                        "generate: done: %d samples (%d made now, %d already there) in %.1f s, %.1f samples/s; manifest %@",
+                    summary.samples, summary.generatedNow, summary.alreadyDone, summary.seconds,
+                    summary.samplesPerSecond,
+                    (out as NSString).appendingPathComponent(generator.plan.manifestName)))
             await source.close()
         } catch {
             await source.close()

@@ -23,7 +23,8 @@ struct InitGenerator: AsyncParsableCommand {
         provenance["method"] = "teacher-in-one-step (no training)"
         provenance["teacher"] = teacher
         provenance["teacher_sha256"] = try sha256Hex(ofFile: teacher)
-        let g = Snapshot(kind: .generator(sigmaInit: sigmaInit), network: t.network, sigmaData: t.sigmaData, provenance: provenance)
+        let g = Snapshot(
+            kind: .generator(sigmaInit: sigmaInit), network: t.network, sigmaData: t.sigmaData, provenance: provenance)
         try g.save(to: out)
         print("generator (sigma_init \(sigmaInit)) from \(teacher) -> \(out)")
     }

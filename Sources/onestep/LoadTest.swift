@@ -29,7 +29,9 @@ struct LoadTestCommand: AsyncParsableCommand {
             """,
         subcommands: [MakeBenchModelCommand.self])
 
-    @Option(help: "Daemon address host:port (repeat for client-side round robin).") var server: [String] = ["127.0.0.1:8001"]
+    @Option(help: "Daemon address host:port (repeat for client-side round robin).") var server: [String] = [
+        "127.0.0.1:8001"
+    ]
     @Option(help: "Model name (required).") var model: String?
     @Option(help: "Model version (default: the newest ready one).") var version: Int64?
     @Option(help: "closed (fixed concurrency) or open (fixed arrival rate).") var mode: String = "closed"
@@ -39,12 +41,15 @@ struct LoadTestCommand: AsyncParsableCommand {
     @Option(help: "Seconds to run before measuring.") var warmup: Double = 1
     @Option(help: "Samples per request.") var count: Int = 1
     @Option(help: "Per-request deadline, seconds.") var timeout: Double = 30
-    @Option(help: "Tries per request on UNAVAILABLE / RESOURCE_EXHAUSTED (1: none, the default: failures are counted).") var attempts: Int = 1
-    @Option(help: "Drive this model repository in this process (same batcher and engine, no gRPC) instead of --server.") var inProcess: String?
+    @Option(help: "Tries per request on UNAVAILABLE / RESOURCE_EXHAUSTED (1: none, the default: failures are counted).")
+    var attempts: Int = 1
+    @Option(help: "Drive this model repository in this process (same batcher and engine, no gRPC) instead of --server.")
+    var inProcess: String?
     @Option(help: "--in-process: most samples per batch.") var maxBatchSize: Int = 64
     @Option(help: "--in-process: longest wait for a fuller batch, ms.") var maxQueueDelayMs: Double = 2
     @Option(help: "--in-process: compute threads (0: every core, as serve).") var threads: Int = 0
-    @Option(help: "--in-process: engine instances sharing the threads (0: one per thread, as serve).") var instances: Int = 0
+    @Option(help: "--in-process: engine instances sharing the threads (0: one per thread, as serve).") var instances:
+        Int = 0
     @Option(help: "File holding the bearer token (else ONESTEP_TOKEN).") var tokenFile: String?
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
@@ -52,7 +57,9 @@ struct LoadTestCommand: AsyncParsableCommand {
         guard ["closed", "open"].contains(mode) else { throw ValidationError("--mode must be closed or open") }
         if mode == "open" {
             guard let r = rate else { throw ValidationError("--mode open needs --rate R (requests per second)") }
-            guard r.isFinite, r >= 0.01, r <= 1_000_000 else { throw ValidationError("--rate must be in 0.01...1000000 requests per second, got \(r)") }
+            guard r.isFinite, r >= 0.01, r <= 1_000_000 else {
+                throw ValidationError("--rate must be in 0.01...1000000 requests per second, got \(r)")
+            }
         }
         try Check.count("--concurrency", concurrency, 1...100_000)
         try Check.count("--count", count, 1...Int(UInt32.max))
@@ -64,7 +71,8 @@ struct LoadTestCommand: AsyncParsableCommand {
         try Check.seconds("--warmup", warmup, 0...86_400)
         try Check.seconds("--timeout", timeout)
         guard maxQueueDelayMs.isFinite, (0...60_000).contains(maxQueueDelayMs) else {
-            throw ValidationError("--max-queue-delay-ms must be a number of milliseconds in 0...60000, got \(maxQueueDelayMs)")
+            throw ValidationError(
+                "--max-queue-delay-ms must be a number of milliseconds in 0...60000, got \(maxQueueDelayMs)")
         }
     }
 
@@ -77,11 +85,16 @@ struct LoadTestCommand: AsyncParsableCommand {
             server.computeThreads = threads
             server.instances = instances
             useCompute(threads: server.threadsPerInstance, instances: server.effectiveInstances)
-            target = try await .inProcess(InProcessTarget(root: root, model: model, version: version, instances: server.effectiveInstances,
-                                                          batcher: .init(maxBatchSize: maxBatchSize, maxQueueDelay: .microseconds(Int64(maxQueueDelayMs * 1000)))))
+            target = try await .inProcess(
+                InProcessTarget(
+                    root: root, model: model, version: version, instances: server.effectiveInstances,
+                    batcher: .init(
+                        maxBatchSize: maxBatchSize, maxQueueDelay: .microseconds(Int64(maxQueueDelayMs * 1000)))))
         } else {
-            let c = try SamplerClient(.init(endpoints: server, token: try ClientToken.read(file: tokenFile),
-                                            timeout: .milliseconds(Int64(timeout * 1000)), retry: RetryPolicy(maxAttempts: attempts)))
+            let c = try SamplerClient(
+                .init(
+                    endpoints: server, token: try ClientToken.read(file: tokenFile),
+                    timeout: .milliseconds(Int64(timeout * 1000)), retry: RetryPolicy(maxAttempts: attempts)))
             client = c
             target = .grpc(c)
         }
@@ -91,11 +104,16 @@ struct LoadTestCommand: AsyncParsableCommand {
             $0.count = UInt32(count)
             $0.format = .float32
         }
-        let result = try await LoadRun(target: target, request: request, mode: mode, concurrency: concurrency, rate: rate ?? 0,
-                                       warmup: warmup, duration: duration).run()
+        let result = try await LoadRun(
+            target: target, request: request, mode: mode, concurrency: concurrency, rate: rate ?? 0,
+            warmup: warmup, duration: duration
+        ).run()
         await client?.close()
         let where_ = inProcess.map { "in-process \($0)" } ?? server.joined(separator: ",")
-        print(json ? result.json(target: where_, mode: mode, count: count) : result.text(target: where_, mode: mode, count: count))
+        print(
+            json
+                ? result.json(target: where_, mode: mode, count: count)
+                : result.text(target: where_, mode: mode, count: count))
     }
 }
 
@@ -120,8 +138,9 @@ struct InProcessTarget: Sendable {
     let lane: Lane
 
     init(root: String, model: String, version: Int64?, instances: Int, batcher: Batcher.Config) async throws {
-        let repository = ModelRepository(config: .init(root: root, policy: .all, warmupSamples: 2, batcher: batcher, startupModels: [model]),
-                                         engine: DiffusionEngine(instances: instances), logger: Self.quietLogger)
+        let repository = ModelRepository(
+            config: .init(root: root, policy: .all, warmupSamples: 2, batcher: batcher, startupModels: [model]),
+            engine: DiffusionEngine(instances: instances), logger: Self.quietLogger)
         await repository.poll()
         lane = try await repository.lane(model: model, version: version)
     }
@@ -149,7 +168,8 @@ struct LoadRun: Sendable {
     let duration: Double
 
     struct Result: Sendable {
-        var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        var histogram = Histogram<UInt64>(
+            lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
         var ok = 0
         var failures: [String: Int] = [:]
         var seconds = 0.0
@@ -178,9 +198,13 @@ struct LoadRun: Sendable {
 
         func json(target: String, mode: String, count: Int) -> String {
             let obj: [String: Any] = [
-                "target": target, "mode": mode, "samples_per_request": count, "seconds": seconds, "ok": ok, "failures": failures,
+                "target": target, "mode": mode, "samples_per_request": count, "seconds": seconds, "ok": ok,
+                "failures": failures,
                 "requests_per_s": Double(ok) / seconds, "samples_per_s": Double(ok * count) / seconds,
-                "latency_ms": ["p50": ms(50), "p90": ms(90), "p99": ms(99), "p99_9": ms(99.9), "max": Double(histogram.max) / 1000, "mean": histogram.mean / 1000],
+                "latency_ms": [
+                    "p50": ms(50), "p90": ms(90), "p99": ms(99), "p99_9": ms(99.9), "max": Double(histogram.max) / 1000,
+                    "mean": histogram.mean / 1000,
+                ],
             ]
             let d = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data()
             return String(decoding: d, as: UTF8.self)
@@ -274,7 +298,8 @@ extension Duration {
 struct MakeBenchModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "make-bench-model",
-        abstract: "Write a random-weight U-Net generator as REPOSITORY/NAME/VERSION/model.safetensors (for benchmarks).")
+        abstract: "Write a random-weight U-Net generator as REPOSITORY/NAME/VERSION/model.safetensors (for benchmarks)."
+    )
 
     @Option(help: "Repository root.") var repository: String = "models"
     @Option(help: "Model name.") var name: String = "bench-unet"
@@ -289,8 +314,9 @@ struct MakeBenchModelCommand: ParsableCommand {
         cfg.inChannels = imageChannels
         cfg.outChannels = imageChannels
         cfg.channels = channels.split(separator: ",").compactMap { Int($0) }
-        let snap = Snapshot(kind: .generator(sigmaInit: 2.5), network: try UNet(cfg, seed: 1),
-                            provenance: ["note": "random initialisation, for benchmarks only"])
+        let snap = Snapshot(
+            kind: .generator(sigmaInit: 2.5), network: try UNet(cfg, seed: 1),
+            provenance: ["note": "random initialisation, for benchmarks only"])
         let published = try RepositoryLayout.publish(snap, root: repository, model: name, version: Int64(version))
         print("wrote \(published.path)")
     }

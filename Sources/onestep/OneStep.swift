@@ -9,7 +9,11 @@ struct OneStep: AsyncParsableCommand {
         commandName: "onestep",
         abstract: "Train, serve and measure one-step generative models.",
         version: "onestep \(OneStepServer.version)",
-        subcommands: [Train.self, Sample.self, Eval.self, InitGenerator.self, Distill.self, ServeCommand.self, Publish.self, RequestCommand.self, KernelsCommand.self, GenerateCommand.self, LoadTestCommand.self, Experiment.self, Bench.self]
+        subcommands: [
+            Train.self, Sample.self, Eval.self, InitGenerator.self, Distill.self, ServeCommand.self, Publish.self,
+            RequestCommand.self, KernelsCommand.self, GenerateCommand.self, LoadTestCommand.self, Experiment.self,
+            Bench.self,
+        ]
     )
 
     /// ArgumentParser's entry point, with standard output line-buffered first: progress and

@@ -14,7 +14,9 @@ struct RequestCommand: AsyncParsableCommand {
             The bearer token, if the daemon wants one, comes from --token-file or ONESTEP_TOKEN.
             """)
 
-    @Option(help: "Daemon address host:port (repeat for client-side round robin).") var server: [String] = ["127.0.0.1:8001"]
+    @Option(help: "Daemon address host:port (repeat for client-side round robin).") var server: [String] = [
+        "127.0.0.1:8001"
+    ]
     @Option(help: "Model name.") var model: String
     @Option(help: "Model version (default: the newest ready one).") var version: Int64?
     @Option(help: "Version label such as stable or canary (instead of --version).") var label: String?
@@ -23,7 +25,8 @@ struct RequestCommand: AsyncParsableCommand {
     @Option(help: "Index of the first sample.") var firstIndex: UInt64 = 0
     @Option(parsing: .upToNextOption, help: "Class labels: one for all, or one per sample.") var labels: [Int32] = []
     @Option(help: "png (a grid of the samples; image models) or npy (float32 [N, ...]).") var format: String = "png"
-    @Option(help: "Best-of-K: K candidates per sample, the model's ratio classifier keeps one (models that ship one).") var bestOf: UInt32 = 1
+    @Option(help: "Best-of-K: K candidates per sample, the model's ratio classifier keeps one (models that ship one).")
+    var bestOf: UInt32 = 1
     @Option(help: "Output file.") var out: String
     @Option(help: "Columns of the PNG grid (default: about the square root of the count).") var columns: Int?
     @Option(help: "Deadline of the whole call in seconds, retries included.") var timeout: Double = 120
@@ -43,8 +46,9 @@ struct RequestCommand: AsyncParsableCommand {
 
     func run() async throws {
         let token = try ClientToken.read(file: tokenFile)
-        var config = try SamplerClient.Configuration(endpoints: server, token: token, timeout: .milliseconds(Int64(timeout * 1000)),
-                                                     retry: RetryPolicy(maxAttempts: attempts))
+        var config = try SamplerClient.Configuration(
+            endpoints: server, token: token, timeout: .milliseconds(Int64(timeout * 1000)),
+            retry: RetryPolicy(maxAttempts: attempts))
         config.tls = tls || tlsCa != nil
         config.trustRoots = tlsCa
         let request = SampleRequest.with {
@@ -69,17 +73,25 @@ struct RequestCommand: AsyncParsableCommand {
             try NPY.write(samples, shape: shape, to: out)
         default:
             guard sampleShape.count == 3, sampleShape[0] == 1 || sampleShape[0] == 3 else {
-                throw ValidationError("model '\(model)' makes samples of shape \(sampleShape): a PNG grid needs images with 1 or 3 channels; use --format npy")
+                throw ValidationError(
+                    "model '\(model)' makes samples of shape \(sampleShape): a PNG grid needs images with 1 or 3 channels; use --format npy"
+                )
             }
             let grid = ImageGrid.make(samples, count: shape[0], shape: sampleShape, columns: columns)
-            try atomicWriteFile(try PNG.encode(pixels: grid.pixels, width: grid.width, height: grid.height, channels: sampleShape[0]), to: out)
+            try atomicWriteFile(
+                try PNG.encode(pixels: grid.pixels, width: grid.width, height: grid.height, channels: sampleShape[0]),
+                to: out)
         }
-        print("wrote \(out): \(shape[0]) samples of shape \(sampleShape) from \(model) version \(servedVersion), seed \(seed) "
-              + "(\(String(format: "%.1f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)) s)")
+        print(
+            "wrote \(out): \(shape[0]) samples of shape \(sampleShape) from \(model) version \(servedVersion), seed \(seed) "
+                + "(\(String(format: "%.1f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)) s)"
+        )
     }
 
     /// All samples (float32, sample-major), the response shape [N, ...] and the version that made them.
-    static func fetch(_ client: SamplerClient, _ request: SampleRequest, stream: Bool) async throws -> ([Float], [Int], Int64) {
+    static func fetch(_ client: SamplerClient, _ request: SampleRequest, stream: Bool) async throws -> (
+        [Float], [Int], Int64
+    ) {
         if !stream {
             let r = try await client.sample(request)
             return (r.floats, r.shape.map { Int($0) }, r.modelVersion)
@@ -118,7 +130,9 @@ final class StreamParts: @unchecked Sendable {
 
 /// Tiles [C, H, W] samples in [-1, 1] into one interleaved 8-bit image with a 2-pixel gap.
 enum ImageGrid {
-    static func make(_ samples: [Float], count: Int, shape: [Int], columns: Int?) -> (pixels: [UInt8], width: Int, height: Int) {
+    static func make(_ samples: [Float], count: Int, shape: [Int], columns: Int?) -> (
+        pixels: [UInt8], width: Int, height: Int
+    ) {
         let (c, h, w) = (shape[0], shape[1], shape[2])
         let cols = max(1, min(count, columns ?? Int(Double(count).squareRoot().rounded(.up))))
         let rows = (count + cols - 1) / cols
@@ -145,7 +159,9 @@ enum ImageGrid {
 enum ClientToken {
     static func read(file: String?) throws -> String? {
         if let file {
-            guard let d = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read token file '\(file)'") }
+            guard let d = FileManager.default.contents(atPath: file) else {
+                throw ValidationError("cannot read token file '\(file)'")
+            }
             let t = String(decoding: d, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             return t.isEmpty ? nil : t
         }

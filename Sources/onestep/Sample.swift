@@ -7,16 +7,22 @@ import Training
 /// `onestep sample --model SNAPSHOT --n 64 --out grid.png`: samples from a teacher (multi-step ODE)
 /// or a one-step generator snapshot; writes a PNG grid or an NPY array.
 struct Sample: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Draw samples from a snapshot into a PNG grid or an .npy file.")
+    static let configuration = CommandConfiguration(
+        abstract: "Draw samples from a snapshot into a PNG grid or an .npy file.")
 
     @Option(help: "Snapshot file (.safetensors).") var model: String
     @Option(help: "Number of samples.") var n = 64
     @Option(help: "Seed: sample i uses the noise of (seed, i).") var seed: UInt64 = 0
     @Option(help: "Teacher ODE steps (Heun: 2*steps-1 network evaluations); default from the snapshot.") var steps: Int?
     @Option(help: "Solver for teachers: heun or euler.") var solver: String?
-    @Option(help: "Class label for every sample (conditional models); default cycles through the classes.") var label: Int?
-    @Option(help: "Best-of-K (generators that ship a ratio classifier): K candidates per sample, the classifier picks one (--best-of-rule).") var bestOf = 1
-    @Option(help: "Best-of-K rule: resample (weights exp(score)) or best (top score); default: the snapshot's.") var bestOfRule: String?
+    @Option(help: "Class label for every sample (conditional models); default cycles through the classes.") var label:
+        Int?
+    @Option(
+        help:
+            "Best-of-K (generators that ship a ratio classifier): K candidates per sample, the classifier picks one (--best-of-rule)."
+    ) var bestOf = 1
+    @Option(help: "Best-of-K rule: resample (weights exp(score)) or best (top score); default: the snapshot's.")
+    var bestOfRule: String?
     @Option(help: "Threads (BLAS and kernels).") var threads = 2
     @Option(help: "Output: .png (grid) or .npy (float32 [N, ...]).") var out: String
 
@@ -28,10 +34,14 @@ struct Sample: AsyncParsableCommand {
         let snap = try Snapshot.load(path: model)
         var solverSettings: ODESettings?
         if steps != nil || solver != nil {
-            guard case .teacher(var cfg) = snap.kind else { throw ValidationError("--steps and --solver apply to teachers; \(model) is a one-step generator") }
+            guard case .teacher(var cfg) = snap.kind else {
+                throw ValidationError("--steps and --solver apply to teachers; \(model) is a one-step generator")
+            }
             if let steps { cfg.steps = steps }
             if let solver {
-                guard let s = ODESolver(rawValue: solver) else { throw ValidationError("--solver must be heun or euler") }
+                guard let s = ODESolver(rawValue: solver) else {
+                    throw ValidationError("--solver must be heun or euler")
+                }
                 cfg.solver = s
             }
             solverSettings = cfg
@@ -42,14 +52,19 @@ struct Sample: AsyncParsableCommand {
         var labels = Sampling.cycledLabels(count: n, numClasses: d.numClasses)
         if let label {
             guard d.numClasses > 0 else { throw ValidationError("--label given but the model is unconditional") }
-            guard (0..<d.numClasses).contains(label) else { throw ValidationError("--label \(label) is outside 0..<\(d.numClasses)") }
+            guard (0..<d.numClasses).contains(label) else {
+                throw ValidationError("--label \(label) is outside 0..<\(d.numClasses)")
+            }
             labels = Array(repeating: Int32(label), count: n)
         }
         if bestOf > 1 && sampling.classifier == nil {
-            throw ValidationError("--best-of needs a one-step generator that ships a ratio classifier; \(model) has none")
+            throw ValidationError(
+                "--best-of needs a one-step generator that ships a ratio classifier; \(model) has none")
         }
         let start = Date()
-        let x = try await sampling.samples(ids, labels: labels, bestOf: bestOf, rule: try BestOfRuleOption.parse(bestOfRule)).samples
+        let x = try await sampling.samples(
+            ids, labels: labels, bestOf: bestOf, rule: try BestOfRuleOption.parse(bestOfRule)
+        ).samples
         let nfe = sampling.nfe * bestOf
         let dt = Date().timeIntervalSince(start)
         if out.hasSuffix(".npy") {
@@ -65,7 +80,9 @@ struct Sample: AsyncParsableCommand {
 enum BestOfRuleOption {
     static func parse(_ text: String?) throws -> BestOfK.Rule? {
         guard let text else { return nil }
-        guard let r = BestOfK.Rule(rawValue: text) else { throw ValidationError("--best-of-rule must be resample or best, got '\(text)'") }
+        guard let r = BestOfK.Rule(rawValue: text) else {
+            throw ValidationError("--best-of-rule must be resample or best, got '\(text)'")
+        }
         return r
     }
 }

@@ -10,22 +10,27 @@ struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Serve one-step generators over gRPC (Sampler API, KServe V2, health, reflection).",
-        discussion: "Defaults are documented in ServerConfig (SamplerServer/Config/ServerConfig.swift); --print-config shows the effective values. Tokens come from files or environment variables, never from flags.")
+        discussion:
+            "Defaults are documented in ServerConfig (SamplerServer/Config/ServerConfig.swift); --print-config shows the effective values. Tokens come from files or environment variables, never from flags."
+    )
 
     @Option(help: "JSON configuration file (any subset of the keys --print-config shows).") var config: String?
     @Option(help: "Address to listen on (default 127.0.0.1).") var host: String?
     @Option(help: "gRPC port (default 8001; 0 picks a free one).") var port: Int?
-    @Option(parsing: .unconditional, help: "Prometheus /metrics port (default 8002; -1 off; 0 picks a free one).") var metricsPort: Int?
+    @Option(parsing: .unconditional, help: "Prometheus /metrics port (default 8002; -1 off; 0 picks a free one).")
+    var metricsPort: Int?
     @Option(help: "Model repository root: MODEL/VERSION/model.safetensors (default ./models).") var repository: String?
     @Option(help: "Seconds between repository scans (default 0: off).") var pollSeconds: Double?
     @Option(help: "latest:N, all, or specific:V1,V2 (default latest:1).") var versionPolicy: String?
     @Option(help: "Most samples per batch (default 64).") var maxBatchSize: Int?
     @Option(help: "Compute threads (convolutions, GEMMs, kernels; default 0: every core).") var threads: Int?
-    @Option(help: "Engine instances per model version, sharing the threads (default 0: one per thread).") var instances: Int?
+    @Option(help: "Engine instances per model version, sharing the threads (default 0: one per thread).") var instances:
+        Int?
     @Option(help: "Longest wait for a fuller batch, ms (default 2).") var maxQueueDelayMs: Double?
     @Option(help: "Most samples per request (default 4096).") var maxSamplesPerRequest: Int?
     @Option(help: "Most samples queued per model version (default 65536).") var maxQueuedSamples: Int?
-    @Option(help: "Request memory budget in MiB (samples, candidates, responses held at once; default 1024).") var memoryBudgetMb: Int?
+    @Option(help: "Request memory budget in MiB (samples, candidates, responses held at once; default 1024).")
+    var memoryBudgetMb: Int?
     @Option(help: "Close connections after this many seconds (default 0: never).") var maxConnectionAgeSeconds: Double?
     @Option(help: "TLS certificate chain (PEM).") var tlsCertificateChain: String?
     @Option(help: "TLS private key (PEM).") var tlsPrivateKey: String?
@@ -34,7 +39,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error, critical (default info).") var logLevel: String?
     @Option(help: "json or text (default json).") var logFormat: String?
     @Option(help: "Access-log lines a second at most (one per RPC; default 100; 0 off).") var accessLogPerSecond: Int?
-    @Flag(inversion: .prefixedNo, help: "Exit non-zero at start when the repository is missing or empty, or a required model fails to load (default off).")
+    @Flag(
+        inversion: .prefixedNo,
+        help:
+            "Exit non-zero at start when the repository is missing or empty, or a required model fails to load (default off)."
+    )
     var strict: Bool?
     @Flag(help: "Print the effective configuration as JSON and exit.") var printConfig = false
     @Option(help: "Write the bound gRPC and metrics ports as JSON to this file once listening.") var portFile: String?
@@ -56,7 +65,9 @@ struct ServeCommand: AsyncParsableCommand {
         if let v = maxSamplesPerRequest { c.maxSamplesPerRequest = v }
         if let v = maxQueuedSamples { c.maxQueuedSamples = v }
         if let v = memoryBudgetMb {
-            guard (1...(1 << 20)).contains(v) else { throw ServerError(.invalidConfiguration, "--memory-budget-mb must be in 1...1048576, got \(v)") }
+            guard (1...(1 << 20)).contains(v) else {
+                throw ServerError(.invalidConfiguration, "--memory-budget-mb must be in 1...1048576, got \(v)")
+            }
             c.memoryBudgetBytes = v << 20
         }
         if let v = maxConnectionAgeSeconds { c.maxConnectionAgeSeconds = v }
@@ -115,8 +126,10 @@ struct JSONLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        var fields: [String: String] = ["ts": ISO8601DateFormatter().string(from: Date()), "level": event.level.rawValue,
-                                        "logger": label, "msg": event.message.description]
+        var fields: [String: String] = [
+            "ts": ISO8601DateFormatter().string(from: Date()), "level": event.level.rawValue,
+            "logger": label, "msg": event.message.description,
+        ]
         for (k, v) in self.metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { fields[k] = "\(v)" }
         let data = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data()
         FileHandle.standardError.write(data + Data("\n".utf8))

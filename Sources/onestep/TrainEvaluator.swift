@@ -37,6 +37,9 @@ struct TrainEvaluator: AsyncParsableCommand {
         }
         let path = out ?? LeNetEvaluator.path(dataset: data)
         try EvaluatorTraining.save(net, result: result, to: path)
-        print(String(format: "test accuracy %.4f after %d epochs (%.0f s) -> %@", result.testAccuracy, cfg.epochs, result.seconds, path))
+        print(
+            String(
+                format: "test accuracy %.4f after %d epochs (%.0f s) -> %@", result.testAccuracy, cfg.epochs,
+                result.seconds, path))
     }
 }

@@ -62,9 +62,12 @@ struct TrainTeacher: AsyncParsableCommand {
             config.sampler.steps = steps
             config.seed = seed
         }
-        let trainer = try ConfigFlags.naming(ConfigFlags.train) { try TeacherTrainer(config: config, runPath: out, resume: resume) }
-        print("teacher: \(trainer.config.arch) with \(trainer.network.parameters.count) parameters on \(trainer.config.data), "
-              + "\(trainer.config.totalImages) images, run folder \(out)")
+        let trainer = try ConfigFlags.naming(ConfigFlags.train) {
+            try TeacherTrainer(config: config, runPath: out, resume: resume)
+        }
+        print(
+            "teacher: \(trainer.config.arch) with \(trainer.network.parameters.count) parameters on \(trainer.config.data), "
+                + "\(trainer.config.totalImages) images, run folder \(out)")
         try trainer.train()
         print("done: \(trainer.imagesSeen) images; snapshot \(trainer.run.latestSnapshotPath)")
     }

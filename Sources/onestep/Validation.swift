@@ -10,7 +10,8 @@ import Training
 func useCompute(threads: Int, instances: Int = 1) {
     setComputeThreads(threads)
     let each = instances > 1 ? " x \(instances) engine instances" : ""
-    let line = "onestep: \(threads) thread\(threads == 1 ? "" : "s")\(each); \(ConvolutionEngine.summary); GEMM: \(BLASKernels.summary)\n"
+    let line =
+        "onestep: \(threads) thread\(threads == 1 ? "" : "s")\(each); \(ConvolutionEngine.summary); GEMM: \(BLASKernels.summary)\n"
     FileHandle.standardError.write(Data(line.utf8))
 }
 
@@ -20,7 +21,8 @@ enum Check {
     /// A duration in seconds: finite, in `range` (default: more than 0, at most a day).
     static func seconds(_ flag: String, _ value: Double, _ range: ClosedRange<Double> = 0.001...86_400) throws {
         guard value.isFinite, range.contains(value) else {
-            throw ValidationError("\(flag) must be a number of seconds in \(range.lowerBound)...\(range.upperBound), got \(value)")
+            throw ValidationError(
+                "\(flag) must be a number of seconds in \(range.lowerBound)...\(range.upperBound), got \(value)")
         }
     }
 
@@ -36,15 +38,20 @@ enum Check {
 /// sets each, so a refused value names what the user typed.
 enum ConfigFlags {
     /// `distill`'s flags by OneStepConfig key.
-    static let distill = ["batch_size": "--batch", "classifier_steps": "--k", "lr_generator": "--lr-g", "lr_classifier": "--lr-c",
-                          "beta1": "--beta1", "sigma_init": "--sigma-init", "total_images": "--images",
-                          "snapshot_every_images": "--snapshot-every", "ema_half_life_images": "--ema-half-life", "fkl_cap": "--fkl-cap",
-                          "classifier_warmup_steps": "--warmup-c", "grid_samples": "--grid", "arm_steps": "--arm-steps",
-                          "wrong_sigma_init": "--wrong-sigma-init", "sid_alpha": "--sid-alpha", "lr_output_scale": "--lr-output-scale",
-                          "teacher": "--teacher"]
+    static let distill = [
+        "batch_size": "--batch", "classifier_steps": "--k", "lr_generator": "--lr-g", "lr_classifier": "--lr-c",
+        "beta1": "--beta1", "sigma_init": "--sigma-init", "total_images": "--images",
+        "snapshot_every_images": "--snapshot-every", "ema_half_life_images": "--ema-half-life", "fkl_cap": "--fkl-cap",
+        "classifier_warmup_steps": "--warmup-c", "grid_samples": "--grid", "arm_steps": "--arm-steps",
+        "wrong_sigma_init": "--wrong-sigma-init", "sid_alpha": "--sid-alpha", "lr_output_scale": "--lr-output-scale",
+        "teacher": "--teacher",
+    ]
     /// `train`'s flags by TeacherConfig key.
-    static let train = ["arch": "--arch", "batch_size": "--batch", "learning_rate": "--lr", "total_images": "--images",
-                        "snapshot_every_images": "--snapshot-every", "ema_half_life_images": "--ema-half-life", "grid_samples": "--grid"]
+    static let train = [
+        "arch": "--arch", "batch_size": "--batch", "learning_rate": "--lr", "total_images": "--images",
+        "snapshot_every_images": "--snapshot-every", "ema_half_life_images": "--ema-half-life",
+        "grid_samples": "--grid",
+    ]
 
     /// Runs `body`; a configuration error that starts with a key in `flags` is rethrown naming the flag.
     static func naming<T>(_ flags: [String: String], _ body: () throws -> T) throws -> T {

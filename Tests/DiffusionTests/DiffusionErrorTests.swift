@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import Diffusion
 
 final class DiffusionErrorTests: XCTestCase {

@@ -1,12 +1,13 @@
 import Foundation
-import XCTest
 import NN
 import TensorCore
+import XCTest
+
 @testable import Diffusion
 
 final class EDMLossTests: XCTestCase {
     func testWeight() {
-        XCTAssertEqual(EDMLoss.weight(sigma: 0.5), 8, accuracy: 1e-5)   // (0.25 + 0.25) / 0.0625
+        XCTAssertEqual(EDMLoss.weight(sigma: 0.5), 8, accuracy: 1e-5)  // (0.25 + 0.25) / 0.0625
         XCTAssertEqual(EDMLoss.weight(sigma: 2), Float((4 + 0.25) / 1.0), accuracy: 1e-5)
     }
 
@@ -73,7 +74,8 @@ final class EDMLossTests: XCTestCase {
         let net = try randomMLP(dim: 2)
         let d = EDMDenoiser(net)
         let x0 = normals(8, seed: 1)
-        var a = EDMLoss.stepRNG(seed: 4, step: 2), b = EDMLoss.stepRNG(seed: 4, step: 2), c = EDMLoss.stepRNG(seed: 4, step: 3)
+        var a = EDMLoss.stepRNG(seed: 4, step: 2), b = EDMLoss.stepRNG(seed: 4, step: 2),
+            c = EDMLoss.stepRNG(seed: 4, step: 3)
         let la = EDMLoss().compute(denoiser: d, x0: x0, rng: &a)
         let lb = EDMLoss().compute(denoiser: d, x0: x0, rng: &b)
         let lc = EDMLoss().compute(denoiser: d, x0: x0, rng: &c)
@@ -136,7 +138,8 @@ final class EDMLossTests: XCTestCase {
         let afterEMA = evalLoss(d)
         print("EDM loss on 8 Gaussians: untrained \(before), trained \(after), EMA \(afterEMA), optimal \(optimal)")
         XCTAssertLessThan(optimal, before)
-        XCTAssertLessThan(after - optimal, 0.5 * (before - optimal), "untrained \(before), trained \(after), optimal \(optimal)")
+        XCTAssertLessThan(
+            after - optimal, 0.5 * (before - optimal), "untrained \(before), trained \(after), optimal \(optimal)")
         XCTAssertLessThan(afterEMA, before)
     }
 }

@@ -1,9 +1,9 @@
-import Foundation
-import XCTest
 import Diffusion
+import Foundation
 import NN
 import TensorCore
 import TestSupport
+import XCTest
 
 /// Every input the fuzzers (fuzz/) found to crash or hang the loaders is kept under
 /// Tests/Data/fuzz-regressions/TARGET/ and must now be refused with a thrown error, quickly.

@@ -1,15 +1,20 @@
 import Foundation
-import XCTest
 import NN
 import TensorCore
+import XCTest
+
 @testable import Diffusion
 
 /// A small MLP denoiser with every parameter (the zero-initialised output layer included) drawn
 /// uniformly in +-`scale`, so gradients reach all of them.
-func randomMLP(dim: Int = 3, width: Int = 16, blocks: Int = 1, noiseChannels: Int = 8, numClasses: Int = 0,
-               seed: UInt64 = 1, scale: Float = 0.5) throws -> MLPDenoiser {
-    let net = try MLPDenoiser(MLPConfig(dim: dim, width: width, blocks: blocks, noiseChannels: noiseChannels,
-                                        numClasses: numClasses), seed: seed)
+func randomMLP(
+    dim: Int = 3, width: Int = 16, blocks: Int = 1, noiseChannels: Int = 8, numClasses: Int = 0,
+    seed: UInt64 = 1, scale: Float = 0.5
+) throws -> MLPDenoiser {
+    let net = try MLPDenoiser(
+        MLPConfig(
+            dim: dim, width: width, blocks: blocks, noiseChannels: noiseChannels,
+            numClasses: numClasses), seed: seed)
     var rng = Philox4x32(seed: seed, stream: 1234)
     for i in 0..<net.parameters.count { net.parameters.values.ptr[i] = (2 * rng.nextUniform() - 1) * scale }
     return net
@@ -81,8 +86,10 @@ final class GaussianOptimalF: Denoiser, @unchecked Sendable {
         return d
     }
 
-    func forward(_ x: UnsafePointer<Float>, cNoise: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
-                 batch: Int) -> UnsafeMutablePointer<Float> {
+    func forward(
+        _ x: UnsafePointer<Float>, cNoise: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
+        batch: Int
+    ) -> UnsafeMutablePointer<Float> {
         calls += 1
         samplesEvaluated += batch
         let n = s.count, sd = sigmaData

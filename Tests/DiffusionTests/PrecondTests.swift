@@ -1,7 +1,8 @@
 import Foundation
-import XCTest
 import NN
 import TensorCore
+import XCTest
+
 @testable import Diffusion
 
 final class PrecondTests: XCTestCase {
@@ -10,7 +11,8 @@ final class PrecondTests: XCTestCase {
         for sigma in [0.002, 0.05, 0.5, 1.0, 2.5, 80.0] {
             let c = EDMCoefficients(sigma: Float(sigma))
             let r = (sigma * sigma + sd * sd).squareRoot()
-            XCTAssertEqual(Double(c.cSkip), sd * sd / (sigma * sigma + sd * sd), accuracy: 1e-6 * max(1, sd * sd / (r * r)))
+            XCTAssertEqual(
+                Double(c.cSkip), sd * sd / (sigma * sigma + sd * sd), accuracy: 1e-6 * max(1, sd * sd / (r * r)))
             XCTAssertEqual(Double(c.cOut), sigma * sd / r, accuracy: 1e-6 * sigma * sd / r)
             XCTAssertEqual(Double(c.cIn), 1 / r, accuracy: 1e-6 / r)
             XCTAssertEqual(Double(c.cNoise), Foundation.log(sigma) / 4, accuracy: 1e-6)

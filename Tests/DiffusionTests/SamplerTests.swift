@@ -1,8 +1,9 @@
 import Foundation
-import XCTest
 import NN
 import TensorCore
 import TestSupport
+import XCTest
+
 @testable import Diffusion
 
 final class SamplerTests: XCTestCase {
@@ -54,7 +55,9 @@ final class SamplerTests: XCTestCase {
         let ids = SampleID.range(seed: 42, 0..<n)
         var z = [Float](repeating: 0, count: n * 2)
         z.withUnsafeMutableBufferPointer { p in
-            for i in 0..<n { SampleNoise.fill(seed: 42, index: UInt64(i), UnsafeMutableBufferPointer(rebasing: p[2 * i..<2 * i + 2])) }
+            for i in 0..<n {
+                SampleNoise.fill(seed: 42, index: UInt64(i), UnsafeMutableBufferPointer(rebasing: p[2 * i..<2 * i + 2]))
+            }
         }
         /// Per dimension: least-squares ratio of (out - mu) to (exact - mu), and the sample mean and std.
         func measure(_ config: ODESettings) -> [(ratio: Double, mean: Double, std: Double)] {
@@ -97,8 +100,10 @@ final class SamplerTests: XCTestCase {
         let d = EDMDenoiser(GaussianOptimalF(means: [[0.5, 0.1, -0.3], [-0.4, 0.2, 0.6]], s: [0.2, 0.1, 0.3]))
         let ids = SampleID.range(seed: 9, 0..<32)
         let runs = [1, 7, 32].map { maxBatch in
-            (ProbabilityFlowODE(ODESettings(steps: 6), maxBatch: maxBatch).sample(denoiser: d, ids: ids),
-             OneStepGenerator.generate(denoiser: d, ids: ids, maxBatch: maxBatch))
+            (
+                ProbabilityFlowODE(ODESettings(steps: 6), maxBatch: maxBatch).sample(denoiser: d, ids: ids),
+                OneStepGenerator.generate(denoiser: d, ids: ids, maxBatch: maxBatch)
+            )
         }
         for r in runs.dropFirst() {
             XCTAssertEqual(r.0.map(\.bitPattern), runs[0].0.map(\.bitPattern))
@@ -117,8 +122,11 @@ final class SamplerTests: XCTestCase {
         let ids = SampleID.range(seed: 9, 0..<32)
         let labels = (0..<32).map { Int32($0 % 4) }
         let runs = [1, 7, 32].map { maxBatch in
-            (ProbabilityFlowODE(ODESettings(steps: 4), maxBatch: maxBatch).sample(denoiser: d, ids: ids, labels: labels),
-             OneStepGenerator.generate(denoiser: d, ids: ids, labels: labels, maxBatch: maxBatch))
+            (
+                ProbabilityFlowODE(ODESettings(steps: 4), maxBatch: maxBatch).sample(
+                    denoiser: d, ids: ids, labels: labels),
+                OneStepGenerator.generate(denoiser: d, ids: ids, labels: labels, maxBatch: maxBatch)
+            )
         }
         for r in runs.dropFirst() {
             XCTAssertLessThan(maxRelativeError(r.0, runs[0].0), 1e-4)

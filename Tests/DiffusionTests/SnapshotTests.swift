@@ -1,7 +1,8 @@
 import Foundation
-import XCTest
 import NN
 import TensorCore
+import XCTest
+
 @testable import Diffusion
 
 final class SnapshotTests: XCTestCase {
@@ -19,9 +20,10 @@ final class SnapshotTests: XCTestCase {
     func testTeacherRoundTripWritesEMAWeights() throws {
         let net = try randomMLP(dim: 2, width: 8, seed: 2)
         let ema = EMA(net.parameters, halfLifeImages: 10, rampUp: nil)
-        for i in 0..<ema.values.count { ema.values.ptr[i] += 0.25 }   // differ from the live weights
-        let snap = Snapshot(kind: .teacher(ODESettings(solver: .euler, steps: 12)), network: net,
-                            provenance: ["run": "t1", "steps": "300"])
+        for i in 0..<ema.values.count { ema.values.ptr[i] += 0.25 }  // differ from the live weights
+        let snap = Snapshot(
+            kind: .teacher(ODESettings(solver: .euler, steps: 12)), network: net,
+            provenance: ["run": "t1", "steps": "300"])
         try snap.save(to: path("t.safetensors"), weights: ema.values)
         let back = try Snapshot.load(path: path("t.safetensors"))
         XCTAssertEqual(back.kind, .teacher(ODESettings(solver: .euler, steps: 12)))
@@ -38,8 +40,9 @@ final class SnapshotTests: XCTestCase {
     func testGeneratorWithClassifierPart() throws {
         let net = try randomMLP(dim: 2, width: 8, seed: 3)
         let head = try Tensor(shape: [1, 4], storage: [1, 2, 3, 4])
-        let part = SnapshotPart(name: "classifier", arch: "mlp_classifier", configJSON: "{\"width\":4}",
-                                tensors: [("head.weight", head)])
+        let part = SnapshotPart(
+            name: "classifier", arch: "mlp_classifier", configJSON: "{\"width\":4}",
+            tensors: [("head.weight", head)])
         try Snapshot(kind: .generator(sigmaInit: 2.5), network: net, parts: [part]).save(to: path("g.safetensors"))
         let back = try Snapshot.load(path: path("g.safetensors"))
         XCTAssertEqual(back.kind, .generator(sigmaInit: 2.5))
@@ -68,13 +71,17 @@ final class SnapshotTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("sampler"), "\($0)")
         }
         let clash = SnapshotPart(name: "blocks", arch: "x", configJSON: "{}", tensors: [])
-        XCTAssertThrowsError(try Snapshot(kind: .generator(sigmaInit: 2.5), network: net, parts: [clash]).save(to: path("c")))
-        XCTAssertThrowsError(try Snapshot(kind: .generator(sigmaInit: 2.5), network: net).save(to: path("d"), weights: Buffer(count: 3)))
+        XCTAssertThrowsError(
+            try Snapshot(kind: .generator(sigmaInit: 2.5), network: net, parts: [clash]).save(to: path("c")))
+        XCTAssertThrowsError(
+            try Snapshot(kind: .generator(sigmaInit: 2.5), network: net).save(to: path("d"), weights: Buffer(count: 3)))
     }
 
     /// Mutates a valid generator file and expects `decode` to refuse it with a message containing `expect`.
-    func assertRefused(_ expect: String, file: StaticString = #filePath, line: UInt = #line,
-                       _ mutate: (inout [String: String], inout [(String, Tensor)]) throws -> Void) throws {
+    func assertRefused(
+        _ expect: String, file: StaticString = #filePath, line: UInt = #line,
+        _ mutate: (inout [String: String], inout [(String, Tensor)]) throws -> Void
+    ) throws {
         let net = try randomMLP(dim: 2, width: 8)
         try Snapshot(kind: .generator(sigmaInit: 2.5), network: net).save(to: path("ok.safetensors"))
         let good = try SafetensorsFile.read(path: path("ok.safetensors"))
@@ -82,7 +89,9 @@ final class SnapshotTests: XCTestCase {
         try mutate(&meta, &tensors)
         let bad = try SafetensorsFile(tensors: tensors, metadata: meta)
         XCTAssertThrowsError(try Snapshot.decode(bad), file: file, line: line) { error in
-            guard let e = error as? DiffusionError else { return XCTFail("not a DiffusionError: \(error)", file: file, line: line) }
+            guard let e = error as? DiffusionError else {
+                return XCTFail("not a DiffusionError: \(error)", file: file, line: line)
+            }
             XCTAssertEqual(e.code, .snapshot, file: file, line: line)
             XCTAssertTrue(e.description.contains(expect), "'\(e)' lacks '\(expect)'", file: file, line: line)
         }
@@ -95,7 +104,9 @@ final class SnapshotTests: XCTestCase {
         try assertRefused("no 'sigma_data'") { m, _ in m["sigma_data"] = nil }
         try assertRefused("'sigma_data' must be a positive number") { m, _ in m["sigma_data"] = "-1" }
         try assertRefused("no 'sampler'") { m, _ in m["kind"] = "teacher" }
-        try assertRefused("not valid sampler JSON") { m, _ in m["kind"] = "teacher"; m["sampler"] = "{\"steps\": \"x\"}" }
+        try assertRefused("not valid sampler JSON") { m, _ in
+            m["kind"] = "teacher"; m["sampler"] = "{\"steps\": \"x\"}"
+        }
         try assertRefused("format 'onestep-0'") { m, _ in m["format"] = "onestep-0" }
         try assertRefused("no 'config'") { m, _ in m["config"] = nil }
         try assertRefused("unknown architecture") { m, _ in m["arch"] = "transformer" }
@@ -112,6 +123,8 @@ final class SnapshotTests: XCTestCase {
             XCTAssertNotNil(($0 as? DiffusionError)?.cause)
         }
         try Data("not a safetensors file".utf8).write(to: URL(fileURLWithPath: path("junk")))
-        XCTAssertThrowsError(try Snapshot.load(path: path("junk"))) { XCTAssertEqual(($0 as? DiffusionError)?.code, .snapshot) }
+        XCTAssertThrowsError(try Snapshot.load(path: path("junk"))) {
+            XCTAssertEqual(($0 as? DiffusionError)?.code, .snapshot)
+        }
     }
 }

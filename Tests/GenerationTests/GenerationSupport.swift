@@ -11,7 +11,8 @@ enum GenRepo {
         try Fixtures.install(try Fixtures.imageGenerator(seed: 3, numClasses: 10), root: root, name: "img", version: 1)
         try Fixtures.install(try Fixtures.imageGenerator(seed: 4), root: root, name: "plain", version: 1)
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 5), root: root, name: "vec", version: 1)
-        try Fixtures.install(try Fixtures.vectorGeneratorWithClassifier(seed: 6), root: root, name: "ranked", version: 1)
+        try Fixtures.install(
+            try Fixtures.vectorGeneratorWithClassifier(seed: 6), root: root, name: "ranked", version: 1)
         return root
     }
 }
@@ -65,7 +66,9 @@ final class FailingSource: SampleSource, @unchecked Sendable {
     }
     var info: SourceInfo { inner.info }
     func samples(seeds: [UInt64], labels: [Int32]?, bestOf: Int) async throws -> [Float] {
-        let n: Int = lock.withLock { calls += 1; return calls }
+        let n: Int = lock.withLock {
+            calls += 1; return calls
+        }
         if n >= failAt { throw GenerationError(.source, "injected failure at call \(n)") }
         return try await inner.samples(seeds: seeds, labels: labels, bestOf: bestOf)
     }
@@ -76,8 +79,10 @@ func generate(_ source: any SampleSource, _ options: GenerationOptions) async th
     try await DatasetGenerator(source: source, options: options).run()
 }
 
-func XCTAssertThrowsGeneration(_ code: GenerationError.Code, containing text: String, file: StaticString = #filePath, line: UInt = #line,
-                               _ body: () async throws -> Void) async {
+func XCTAssertThrowsGeneration(
+    _ code: GenerationError.Code, containing text: String, file: StaticString = #filePath, line: UInt = #line,
+    _ body: () async throws -> Void
+) async {
     do {
         try await body()
         XCTFail("expected a \(code) error containing '\(text)'", file: file, line: line)

@@ -29,7 +29,8 @@ final class GenerationArgumentTests: XCTestCase {
     }
 
     func testLabelRulesArePureFunctionsOfTheSeed() throws {
-        XCTAssertEqual((0..<25).map { LabelRule.cycle.label(seed: UInt64($0), numClasses: 10)! }, (0..<25).map { Int32($0 % 10) })
+        XCTAssertEqual(
+            (0..<25).map { LabelRule.cycle.label(seed: UInt64($0), numClasses: 10)! }, (0..<25).map { Int32($0 % 10) })
         let r = LabelRule.random(seed: 9)
         let draws = (0..<2000).map { r.label(seed: UInt64($0), numClasses: 10)! }
         XCTAssertEqual(draws, (0..<2000).map { r.label(seed: UInt64($0), numClasses: 10)! }, "same seed, same label")
@@ -39,9 +40,15 @@ final class GenerationArgumentTests: XCTestCase {
             XCTAssertTrue((140...260).contains(n), "class \(c) drawn \(n) of 2000 times")
         }
         XCTAssertNil(LabelRule.none.label(seed: 3, numClasses: 0))
-        XCTAssertThrowsError(try LabelRule.cycle.check(numClasses: 0, model: "u")) { XCTAssertTrue("\($0)".contains("unconditional")) }
-        XCTAssertThrowsError(try LabelRule.none.check(numClasses: 10, model: "c")) { XCTAssertTrue("\($0)".contains("class-conditional")) }
-        XCTAssertThrowsError(try LabelRule.fixed(10).check(numClasses: 10, model: "c")) { XCTAssertTrue("\($0)".contains("out of range")) }
+        XCTAssertThrowsError(try LabelRule.cycle.check(numClasses: 0, model: "u")) {
+            XCTAssertTrue("\($0)".contains("unconditional"))
+        }
+        XCTAssertThrowsError(try LabelRule.none.check(numClasses: 10, model: "c")) {
+            XCTAssertTrue("\($0)".contains("class-conditional"))
+        }
+        XCTAssertThrowsError(try LabelRule.fixed(10).check(numClasses: 10, model: "c")) {
+            XCTAssertTrue("\($0)".contains("out of range"))
+        }
         XCTAssertNoThrow(try LabelRule.fixed(9).check(numClasses: 10, model: "c"))
     }
 
@@ -85,11 +92,13 @@ final class GenerationRunTests: XCTestCase {
     func testFormatsHoldTheEngineSamples() async throws {
         let src = try await local("img")
         let seeds = try SeedRange(first: 10, last: 29)
-        let reference = try await src.samples(seeds: Array(10...29), labels: (10...29).map { Int32($0 % 10) }, bestOf: 1)
+        let reference = try await src.samples(
+            seeds: Array(10...29), labels: (10...29).map { Int32($0 % 10) }, bestOf: 1)
         XCTAssertEqual(reference.count, 20 * 64)
 
         let npyDir = temporaryFolder()
-        let s = try await generate(src, GenerationOptions(out: npyDir, seeds: seeds, format: .npy, labels: .cycle, chunk: 8, batch: 3))
+        let s = try await generate(
+            src, GenerationOptions(out: npyDir, seeds: seeds, format: .npy, labels: .cycle, chunk: 8, batch: 3))
         XCTAssertEqual(s.samples, 20)
         XCTAssertEqual(s.generatedNow, 20)
         var floats: [Float] = []
@@ -97,7 +106,9 @@ final class GenerationRunTests: XCTestCase {
             let bytes = [UInt8](FileManager.default.contents(atPath: "\(npyDir)/npy/\(name).npy")!)
             let header = 10 + Int(bytes[8]) + Int(bytes[9]) << 8
             XCTAssertTrue(String(decoding: bytes[10..<header], as: UTF8.self).contains("'descr': '<f4'"))
-            floats += bytes[header...].withUnsafeBytes { raw in (0..<(raw.count / 4)).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
+            floats += bytes[header...].withUnsafeBytes { raw in
+                (0..<(raw.count / 4)).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) }
+            }
         }
         XCTAssertEqual(floats, reference, "npy holds the engine's float32 samples bit for bit")
         let labelBytes = [UInt8](FileManager.default.contents(atPath: "\(npyDir)/npy/labels-000000010-000000017.npy")!)
@@ -105,44 +116,65 @@ final class GenerationRunTests: XCTestCase {
         XCTAssertTrue(String(decoding: labelBytes[10..<lh], as: UTF8.self).contains("'descr': '<i4'"))
         XCTAssertEqual(lh % 64, 0, "npy pads its header to 64 bytes")
         XCTAssertEqual(labelBytes.count - lh, 8 * 4)
-        XCTAssertEqual(Array(labelBytes[lh...]), [0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5, 0, 0, 0, 6, 0, 0, 0, 7, 0, 0, 0],
-                       "seeds 10...17 -> classes 0...7, little-endian int32")
+        XCTAssertEqual(
+            Array(labelBytes[lh...]),
+            [0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5, 0, 0, 0, 6, 0, 0, 0, 7, 0, 0, 0],
+            "seeds 10...17 -> classes 0...7, little-endian int32")
         let lines = manifestLines(npyDir)
         XCTAssertEqual(lines.count, 20)
-        XCTAssertTrue(lines.contains { $0.hasPrefix("{\"seed\":13,\"label\":3,\"file\":\"npy/samples-000000010-000000017.npy\",\"row\":3,\"sha256\":\"") })
+        XCTAssertTrue(
+            lines.contains {
+                $0.hasPrefix(
+                    "{\"seed\":13,\"label\":3,\"file\":\"npy/samples-000000010-000000017.npy\",\"row\":3,\"sha256\":\"")
+            })
         let row3 = reference[(3 * 64)..<(4 * 64)].withUnsafeBytes { Array($0) }
-        XCTAssertTrue(lines.contains { $0.contains("\"row\":3,\"sha256\":\"\(SHA256.hex(row3))\"") }, "row hash is over the stored bytes")
+        XCTAssertTrue(
+            lines.contains { $0.contains("\"row\":3,\"sha256\":\"\(SHA256.hex(row3))\"") },
+            "row hash is over the stored bytes")
 
         let idxDir = temporaryFolder()
-        _ = try await generate(src, GenerationOptions(out: idxDir, seeds: seeds, format: .idx, labels: .cycle, chunk: 8))
-        let parsed = try IDX.parse([UInt8](FileManager.default.contents(atPath: "\(idxDir)/idx/samples-000000010-000000017.idx")!))
+        _ = try await generate(
+            src, GenerationOptions(out: idxDir, seeds: seeds, format: .idx, labels: .cycle, chunk: 8))
+        let parsed = try IDX.parse(
+            [UInt8](FileManager.default.contents(atPath: "\(idxDir)/idx/samples-000000010-000000017.idx")!))
         XCTAssertEqual(parsed.shape, [8, 8, 8], "MNIST-style [n, H, W] for one channel")
         XCTAssertEqual(parsed.bytes, reference[0..<(8 * 64)].map { PNG.quantize($0) })
-        let idxLabels = try IDX.parse([UInt8](FileManager.default.contents(atPath: "\(idxDir)/idx/labels-000000026-000000029.idx")!))
+        let idxLabels = try IDX.parse(
+            [UInt8](FileManager.default.contents(atPath: "\(idxDir)/idx/labels-000000026-000000029.idx")!))
         XCTAssertEqual(idxLabels.shape, [4])
         XCTAssertEqual(idxLabels.bytes, [6, 7, 8, 9])
 
         let pngDir = temporaryFolder()
-        _ = try await generate(src, GenerationOptions(out: pngDir, seeds: seeds, format: .png, labels: .cycle, chunk: 8))
+        _ = try await generate(
+            src, GenerationOptions(out: pngDir, seeds: seeds, format: .png, labels: .cycle, chunk: 8))
         let image = try PNG.read(path: "\(pngDir)/png/000000/000000021.png")
         XCTAssertEqual([image.width, image.height, image.channels], [8, 8, 1])
         XCTAssertEqual(image.pixels, reference[(11 * 64)..<(12 * 64)].map { PNG.quantize($0) })
         let sha = try sha256Hex(ofFile: "\(pngDir)/png/000000/000000021.png")
-        XCTAssertTrue(manifestLines(pngDir).contains("{\"seed\":21,\"label\":1,\"file\":\"png/000000/000000021.png\",\"sha256\":\"\(sha)\",\"model\":\"img\",\"version\":1}"))
-        for d in [npyDir, idxDir, pngDir] { XCTAssertEqual(temporaries(d), []); try? FileManager.default.removeItem(atPath: d) }
+        XCTAssertTrue(
+            manifestLines(pngDir).contains(
+                "{\"seed\":21,\"label\":1,\"file\":\"png/000000/000000021.png\",\"sha256\":\"\(sha)\",\"model\":\"img\",\"version\":1}"
+            ))
+        for d in [npyDir, idxDir, pngDir] {
+            XCTAssertEqual(temporaries(d), []); try? FileManager.default.removeItem(atPath: d)
+        }
     }
 
     func testVectorModelsAsFloatIDXAndNPY() async throws {
         let src = try await local("vec")
         let reference = try await src.samples(seeds: Array(0...6), labels: nil, bestOf: 1)
         let dir = temporaryFolder()
-        _ = try await generate(src, GenerationOptions(out: dir, seeds: try SeedRange(first: 0, last: 6), format: .idx, chunk: 10))
+        _ = try await generate(
+            src, GenerationOptions(out: dir, seeds: try SeedRange(first: 0, last: 6), format: .idx, chunk: 10))
         let bytes = [UInt8](FileManager.default.contents(atPath: "\(dir)/idx/samples-000000000-000000006.idx")!)
         XCTAssertEqual(Array(bytes[0..<12]), [0, 0, 0x0D, 2, 0, 0, 0, 7, 0, 0, 0, 2], "float32 IDX [7, 2]")
-        let values = (0..<14).map { i in Float(bitPattern: (0..<4).reduce(UInt32(0)) { $0 << 8 | UInt32(bytes[12 + 4 * i + $1]) }) }
+        let values = (0..<14).map { i in
+            Float(bitPattern: (0..<4).reduce(UInt32(0)) { $0 << 8 | UInt32(bytes[12 + 4 * i + $1]) })
+        }
         XCTAssertEqual(values, reference)
         await XCTAssertThrowsGeneration(.invalidArgument, containing: "PNG needs images") {
-            _ = try await generate(src, GenerationOptions(out: temporaryFolder(), seeds: try SeedRange(first: 0, last: 6), format: .png))
+            _ = try await generate(
+                src, GenerationOptions(out: temporaryFolder(), seeds: try SeedRange(first: 0, last: 6), format: .png))
         }
         try? FileManager.default.removeItem(atPath: dir)
     }
@@ -153,15 +185,19 @@ final class GenerationRunTests: XCTestCase {
         let src = try await local("img", batch: 4)
         let seeds = try SeedRange(first: 100, last: 147)
         let clean = temporaryFolder()
-        _ = try await generate(src, GenerationOptions(out: clean, seeds: seeds, format: .png, labels: .random(seed: 2), chunk: 8, batch: 4))
+        _ = try await generate(
+            src, GenerationOptions(out: clean, seeds: seeds, format: .png, labels: .random(seed: 2), chunk: 8, batch: 4)
+        )
 
         let dir = temporaryFolder()
-        let opts = GenerationOptions(out: dir, seeds: seeds, format: .png, labels: .random(seed: 2), chunk: 8, batch: 4, inFlight: 1)
+        let opts = GenerationOptions(
+            out: dir, seeds: seeds, format: .png, labels: .random(seed: 2), chunk: 8, batch: 4, inFlight: 1)
         await XCTAssertThrowsGeneration(.source, containing: "injected failure") {
             _ = try await generate(FailingSource(src, failAt: 6), opts)
         }
         XCTAssertEqual(temporaries(dir), [])
-        XCTAssertEqual(manifestLines(dir).count, 16, "calls 1-5 of 4 samples: chunks 0 and 1 finished, chunk 2 was not recorded")
+        XCTAssertEqual(
+            manifestLines(dir).count, 16, "calls 1-5 of 4 samples: chunks 0 and 1 finished, chunk 2 was not recorded")
         await XCTAssertThrowsGeneration(.outputConflict, containing: "--resume") { _ = try await generate(src, opts) }
 
         var resume = opts
@@ -192,15 +228,20 @@ final class GenerationRunTests: XCTestCase {
         let whole = temporaryFolder(), sharded = temporaryFolder()
         _ = try await generate(src, GenerationOptions(out: whole, seeds: seeds, format: .npy, labels: .cycle, chunk: 6))
         for i in 0..<3 {
-            let s = try await generate(src, GenerationOptions(out: sharded, seeds: seeds, format: .npy, labels: .cycle, chunk: 6,
-                                                              shard: try Shard(index: i, count: 3)))
+            let s = try await generate(
+                src,
+                GenerationOptions(
+                    out: sharded, seeds: seeds, format: .npy, labels: .cycle, chunk: 6,
+                    shard: try Shard(index: i, count: 3)))
             XCTAssertEqual(s.samples, [17, 12, 12][i], "chunks 0,3,6 / 1,4 / 2,5 of 6, 6, 6, 6, 6, 6, 5 seeds")
         }
         XCTAssertEqual(sampleFiles(sharded), sampleFiles(whole), "the shards' files are the run's files, byte for byte")
         XCTAssertEqual(sampleFiles(whole).count, 14, "7 chunks: samples + labels")
-        XCTAssertEqual(manifestLines(sharded), manifestLines(whole), "the shards' manifests together are the run's manifest")
+        XCTAssertEqual(
+            manifestLines(sharded), manifestLines(whole), "the shards' manifests together are the run's manifest")
         await XCTAssertThrowsGeneration(.outputConflict, containing: "3 shards") {
-            _ = try await generate(src, GenerationOptions(out: sharded, seeds: seeds, format: .npy, labels: .cycle, chunk: 6))
+            _ = try await generate(
+                src, GenerationOptions(out: sharded, seeds: seeds, format: .npy, labels: .cycle, chunk: 6))
         }
         for d in [whole, sharded] { try? FileManager.default.removeItem(atPath: d) }
     }
@@ -212,11 +253,15 @@ final class GenerationRunTests: XCTestCase {
         _ = try await generate(img, GenerationOptions(out: dir, seeds: seeds, format: .png, labels: .cycle, chunk: 5))
         let before = dataFiles(dir)
         await XCTAssertThrowsGeneration(.outputConflict, containing: "model 'img' version 1") {
-            _ = try await generate(plain, GenerationOptions(out: dir, seeds: seeds, format: .png, chunk: 5, resume: true))
+            _ = try await generate(
+                plain, GenerationOptions(out: dir, seeds: seeds, format: .png, chunk: 5, resume: true))
         }
         await XCTAssertThrowsGeneration(.outputConflict, containing: "seeds 0-9 (asked: 0-19)") {
-            _ = try await generate(img, GenerationOptions(out: dir, seeds: try SeedRange(first: 0, last: 19), format: .png, labels: .cycle,
-                                                          chunk: 5, resume: true))
+            _ = try await generate(
+                img,
+                GenerationOptions(
+                    out: dir, seeds: try SeedRange(first: 0, last: 19), format: .png, labels: .cycle,
+                    chunk: 5, resume: true))
         }
         XCTAssertEqual(dataFiles(dir), before, "refused runs change nothing")
 
@@ -231,10 +276,12 @@ final class GenerationRunTests: XCTestCase {
             _ = try await generate(plain, GenerationOptions(out: "\(unrelated)/notes.txt", seeds: seeds, format: .png))
         }
         await XCTAssertThrowsGeneration(.io, containing: "cannot create the output folder") {
-            _ = try await generate(plain, GenerationOptions(out: "\(unrelated)/notes.txt/sub", seeds: seeds, format: .png))
+            _ = try await generate(
+                plain, GenerationOptions(out: "\(unrelated)/notes.txt/sub", seeds: seeds, format: .png))
         }
         await XCTAssertThrowsGeneration(.invalidArgument, containing: "ratio classifier") {
-            _ = try await generate(plain, GenerationOptions(out: temporaryFolder(), seeds: seeds, format: .png, bestOf: 4))
+            _ = try await generate(
+                plain, GenerationOptions(out: temporaryFolder(), seeds: seeds, format: .png, bestOf: 4))
         }
         await XCTAssertThrowsGeneration(.invalidArgument, containing: "class-conditional") {
             _ = try await generate(img, GenerationOptions(out: temporaryFolder(), seeds: seeds, format: .png))
@@ -243,7 +290,8 @@ final class GenerationRunTests: XCTestCase {
             _ = try await LocalSource(repository: repo, model: "nope", version: nil, batch: 4)
             XCTFail("unknown model accepted")
         } catch {
-            XCTAssertTrue("\(error)".contains("no model 'nope'") && "\(error)".contains("img, plain, ranked, vec"), "\(error)")
+            XCTAssertTrue(
+                "\(error)".contains("no model 'nope'") && "\(error)".contains("img, plain, ranked, vec"), "\(error)")
         }
         do {
             _ = try await LocalSource(repository: repo, model: "img", version: 7, batch: 4)
@@ -260,18 +308,27 @@ final class GenerationRunTests: XCTestCase {
         let a = try DaemonProcess(root: repo), b = try DaemonProcess(root: repo)
         let seeds = try SeedRange(first: 5, last: 124)
         let reference = temporaryFolder()
-        _ = try await generate(try await local("img"), GenerationOptions(out: reference, seeds: seeds, format: .png, labels: .random(seed: 7), chunk: 10))
+        _ = try await generate(
+            try await local("img"),
+            GenerationOptions(out: reference, seeds: seeds, format: .png, labels: .random(seed: 7), chunk: 10))
 
-        let config = SamplerClient.Configuration(endpoints: [SamplerEndpoint(host: "127.0.0.1", port: a.grpcPort),
-                                                             SamplerEndpoint(host: "127.0.0.1", port: b.grpcPort)],
-                                                 timeout: .seconds(60), retry: RetryPolicy(maxAttempts: 8, initialBackoff: .milliseconds(20)))
+        let config = SamplerClient.Configuration(
+            endpoints: [
+                SamplerEndpoint(host: "127.0.0.1", port: a.grpcPort),
+                SamplerEndpoint(host: "127.0.0.1", port: b.grpcPort),
+            ],
+            timeout: .seconds(60), retry: RetryPolicy(maxAttempts: 8, initialBackoff: .milliseconds(20)))
         let remote = try await DaemonSource(configuration: config, model: "img", version: nil)
         XCTAssertEqual(remote.info.version, 1)
         XCTAssertEqual(remote.info.sampleShape, [1, 8, 8])
         let dir = temporaryFolder()
         let killed = SharedFlag()
-        let s = try await DatasetGenerator(source: remote, options: GenerationOptions(out: dir, seeds: seeds, format: .png, labels: .random(seed: 7),
-                                                                                     chunk: 10, batch: 4, inFlight: 2)).run { p in
+        let s = try await DatasetGenerator(
+            source: remote,
+            options: GenerationOptions(
+                out: dir, seeds: seeds, format: .png, labels: .random(seed: 7),
+                chunk: 10, batch: 4, inFlight: 2)
+        ).run { p in
             if p.done >= 30 && killed.set() { kill(a.pid, SIGKILL) }
         }
         await remote.close()
@@ -281,19 +338,24 @@ final class GenerationRunTests: XCTestCase {
         XCTAssertEqual(dataFiles(dir), dataFiles(reference), "through daemons == in process, manifest included")
 
         // Best-of-K through the daemon equals best-of-K in process, and differs from plain sampling.
-        let bConfig = SamplerClient.Configuration(endpoints: [SamplerEndpoint(host: "127.0.0.1", port: b.grpcPort)], timeout: .seconds(60))
+        let bConfig = SamplerClient.Configuration(
+            endpoints: [SamplerEndpoint(host: "127.0.0.1", port: b.grpcPort)], timeout: .seconds(60))
         let ranked = try await DaemonSource(configuration: bConfig, model: "ranked", version: nil)
         XCTAssertTrue(ranked.info.supportsBestOf)
         let vseeds = try SeedRange(first: 0, last: 49)
         let viaDaemon = temporaryFolder(), inProcess = temporaryFolder(), plain = temporaryFolder()
-        _ = try await generate(ranked, GenerationOptions(out: viaDaemon, seeds: vseeds, format: .npy, chunk: 20, batch: 8, bestOf: 4))
+        _ = try await generate(
+            ranked, GenerationOptions(out: viaDaemon, seeds: vseeds, format: .npy, chunk: 20, batch: 8, bestOf: 4))
         await ranked.close()
         let localRanked = try await local("ranked")
-        _ = try await generate(localRanked, GenerationOptions(out: inProcess, seeds: vseeds, format: .npy, chunk: 20, bestOf: 4))
+        _ = try await generate(
+            localRanked, GenerationOptions(out: inProcess, seeds: vseeds, format: .npy, chunk: 20, bestOf: 4))
         _ = try await generate(localRanked, GenerationOptions(out: plain, seeds: vseeds, format: .npy, chunk: 20))
         XCTAssertEqual(dataFiles(viaDaemon), dataFiles(inProcess), "best-of-4 through the daemon == in process")
         XCTAssertNotEqual(sampleFiles(inProcess), sampleFiles(plain), "best-of-4 replaced some samples")
-        XCTAssertTrue(String(decoding: FileManager.default.contents(atPath: "\(inProcess)/generate.json")!, as: UTF8.self).contains("\"best_of\" : 4"))
+        XCTAssertTrue(
+            String(decoding: FileManager.default.contents(atPath: "\(inProcess)/generate.json")!, as: UTF8.self)
+                .contains("\"best_of\" : 4"))
         for d in [viaDaemon, inProcess, plain] { try? FileManager.default.removeItem(atPath: d) }
         b.sigterm()
         _ = b.waitForExit(timeout: 20)
@@ -306,6 +368,10 @@ final class SharedFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var isSet = false
     /// True for the caller that set it.
-    func set() -> Bool { lock.withLock { defer { isSet = true }; return !isSet } }
+    func set() -> Bool {
+        lock.withLock {
+            defer { isSet = true }; return !isSet
+        }
+    }
     var value: Bool { lock.withLock { isSet } }
 }

@@ -27,15 +27,32 @@ extension GenerationRunTests {
         let src = try await local("img")
         let out = temporaryFolder()
         let seeds = try SeedRange(first: UInt64.max - 5, last: UInt64.max)
-        let s = try await generate(src, GenerationOptions(out: out, seeds: seeds, format: .npy, labels: .cycle, chunk: 2, batch: 2))
+        let s = try await generate(
+            src, GenerationOptions(out: out, seeds: seeds, format: .npy, labels: .cycle, chunk: 2, batch: 2))
         XCTAssertEqual(s.samples, 6)
-        XCTAssertNotNil(FileManager.default.contents(atPath: "\(out)/npy/samples-18446744073709551614-18446744073709551615.npy"))
+        XCTAssertNotNil(
+            FileManager.default.contents(atPath: "\(out)/npy/samples-18446744073709551614-18446744073709551615.npy"))
         for (name, options) in [
-            ("chunk 0", GenerationOptions(out: temporaryFolder(), seeds: seeds, format: .npy, labels: .cycle, chunk: 0)),
-            ("chunk Int.max", GenerationOptions(out: temporaryFolder(), seeds: seeds, format: .npy, labels: .cycle, chunk: .max)),
-            ("batch Int.max", GenerationOptions(out: temporaryFolder(), seeds: seeds, format: .npy, labels: .cycle, batch: .max)),
-            ("best-of Int.max", GenerationOptions(out: temporaryFolder(), seeds: seeds, format: .npy, labels: .cycle, bestOf: .max)),
-            ("in-flight 0", GenerationOptions(out: temporaryFolder(), seeds: seeds, format: .npy, labels: .cycle, inFlight: 0)),
+            (
+                "chunk 0",
+                GenerationOptions(out: temporaryFolder(), seeds: seeds, format: .npy, labels: .cycle, chunk: 0)
+            ),
+            (
+                "chunk Int.max",
+                GenerationOptions(out: temporaryFolder(), seeds: seeds, format: .npy, labels: .cycle, chunk: .max)
+            ),
+            (
+                "batch Int.max",
+                GenerationOptions(out: temporaryFolder(), seeds: seeds, format: .npy, labels: .cycle, batch: .max)
+            ),
+            (
+                "best-of Int.max",
+                GenerationOptions(out: temporaryFolder(), seeds: seeds, format: .npy, labels: .cycle, bestOf: .max)
+            ),
+            (
+                "in-flight 0",
+                GenerationOptions(out: temporaryFolder(), seeds: seeds, format: .npy, labels: .cycle, inFlight: 0)
+            ),
         ] {
             XCTAssertThrowsError(try DatasetGenerator(source: src, options: options), name)
         }

@@ -1,5 +1,6 @@
-import XCTest
 import TensorCore
+import XCTest
+
 @testable import NN
 
 /// With `batchInvariant`, a sample's output is bitwise the same whatever else shares its batch and
@@ -25,15 +26,23 @@ final class BatchInvarianceTests: XCTestCase {
             setComputeThreads(threads)
             let whole = outputs(net, inputs: x, c: c, labels: labels, order: Array(0..<count))
             // oneDNN's NHWC network is also bitwise the same on any number of threads.
-            if threads == 1 { oneThread = whole } else if (net as? UNet)?.layout == .nhwc && ConvolutionEngine.current == .oneDNN {
-                XCTAssertEqual(whole.flatMap { $0.map(\.bitPattern) }, oneThread.flatMap { $0.map(\.bitPattern) }, "2 threads vs 1",
-                               file: file, line: line)
+            if threads == 1 {
+                oneThread = whole
+            } else if (net as? UNet)?.layout == .nhwc && ConvolutionEngine.current == .oneDNN {
+                XCTAssertEqual(
+                    whole.flatMap { $0.map(\.bitPattern) }, oneThread.flatMap { $0.map(\.bitPattern) },
+                    "2 threads vs 1",
+                    file: file, line: line)
             }
             let reversed = outputs(net, inputs: x, c: c, labels: labels, order: Array((0..<count).reversed()))
             for i in [0, count / 2, count - 1] {
                 let alone = outputs(net, inputs: x, c: c, labels: labels, order: [i])[i]
-                XCTAssertEqual(alone.map(\.bitPattern), whole[i].map(\.bitPattern), "sample \(i) alone vs batch (\(threads) threads)", file: file, line: line)
-                XCTAssertEqual(reversed[i].map(\.bitPattern), whole[i].map(\.bitPattern), "sample \(i) moved (\(threads) threads)", file: file, line: line)
+                XCTAssertEqual(
+                    alone.map(\.bitPattern), whole[i].map(\.bitPattern),
+                    "sample \(i) alone vs batch (\(threads) threads)", file: file, line: line)
+                XCTAssertEqual(
+                    reversed[i].map(\.bitPattern), whole[i].map(\.bitPattern), "sample \(i) moved (\(threads) threads)",
+                    file: file, line: line)
             }
         }
         setComputeThreads(1)

@@ -1,14 +1,16 @@
 import Foundation
-import XCTest
 import OneDNN
 import TensorCore
 import TestSupport
+import XCTest
+
 @testable import NN
 
 /// The two convolution engines against each other, oneDNN's bitwise invariances on the served
 /// network's shapes, and oneDNN at its lowest ISA.
 final class ConvolutionEngineTests: XCTestCase {
-    func forward(_ net: any Denoiser, _ engine: ConvolutionEngine, x: [Float], c: [Float], labels: [Int32]?) -> [Float] {
+    func forward(_ net: any Denoiser, _ engine: ConvolutionEngine, x: [Float], c: [Float], labels: [Int32]?) -> [Float]
+    {
         let was = ConvolutionEngine.current
         defer { ConvolutionEngine.current = was }
         ConvolutionEngine.current = engine
@@ -42,7 +44,8 @@ final class ConvolutionEngineTests: XCTestCase {
                 net.parameters.zeroGrad()
                 _ = net.forward(x: x, cNoise: c, labels: labels)
                 let dx = net.backward(dOut: randomArray(x.count, seed: 9))
-                grads.append(dx + Array(UnsafeBufferPointer(start: net.parameters.grads.ptr, count: net.parameters.count)))
+                grads.append(
+                    dx + Array(UnsafeBufferPointer(start: net.parameters.grads.ptr, count: net.parameters.count)))
             }
             ConvolutionEngine.current = .oneDNN
             let gs = grads[1].map { abs($0) }.max() ?? 1
@@ -71,8 +74,12 @@ final class ConvolutionEngineTests: XCTestCase {
     /// without AVX): a child test process, since the ISA is fixed at oneDNN's first call.
     func testLowestISAPassesTheFixtures() throws {
         if ProcessInfo.processInfo.environment["ONEDNN_MAX_CPU_ISA"] != nil { throw XCTSkip("already restricted") }
-        let (status, out) = try runProcess(CommandLine.arguments[0], ["NNTests.FixtureTests", "NNTests.BatchInvarianceTests",
-            "NNTests.ConvolutionEngineTests/testThreadCountInvarianceOfTheServedShapes"], environment: ["ONEDNN_MAX_CPU_ISA": "SSE41"])
+        let (status, out) = try runProcess(
+            CommandLine.arguments[0],
+            [
+                "NNTests.FixtureTests", "NNTests.BatchInvarianceTests",
+                "NNTests.ConvolutionEngineTests/testThreadCountInvarianceOfTheServedShapes",
+            ], environment: ["ONEDNN_MAX_CPU_ISA": "SSE41"])
         XCTAssertEqual(status, 0, out)
         XCTAssertTrue(out.contains("isa sse41"), out)
         XCTAssertTrue(out.contains(" with 0 failures"), out)

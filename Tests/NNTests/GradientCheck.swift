@@ -1,5 +1,6 @@
-import XCTest
 import TensorCore
+import XCTest
+
 @testable import NN
 
 /// Central finite differences against analytic gradients for a scalar loss sum(output * R).
@@ -12,8 +13,10 @@ struct GradientCheck {
     var tolerance: Double = 2e-2
     var samplesPerTensor = 6
 
-    func check(store: ParameterStore, input: [Float], file: StaticString = #filePath, line: UInt = #line,
-               run: ([Float]) -> [Float], back: ([Float]) -> [Float]) {
+    func check(
+        store: ParameterStore, input: [Float], file: StaticString = #filePath, line: UInt = #line,
+        run: ([Float]) -> [Float], back: ([Float]) -> [Float]
+    ) {
         var rng = Philox4x32(seed: 99, stream: 7)
         let y0 = run(input)
         let r = (0..<y0.count).map { _ in rng.nextNormal() }

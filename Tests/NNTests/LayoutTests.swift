@@ -1,8 +1,9 @@
 import Foundation
-import XCTest
-import TensorCore
 import OneDNN
+import TensorCore
 import TestSupport
+import XCTest
+
 @testable import NN
 
 /// The NHWC networks (oneDNN's layout end to end) against the CBHW ones on the same weights, the
@@ -63,18 +64,30 @@ final class LayoutTests: XCTestCase {
         let x = randomArray(B * C * HW, seed: 9)
         func nchw(_ b: Int, _ c: Int, _ p: Int) -> Float { x[(b * C + c) * HW + p] }
         var nhwc = [Float](repeating: 0, count: x.count), cbhw = nhwc, back = nhwc, viaCBHW = nhwc
-        x.withUnsafeBufferPointer { xp in nhwc.withUnsafeMutableBufferPointer { np in
-            Layout.convert(xp.baseAddress!, np.baseAddress!, batch: B, channels: C, hw: HW, from: .nchw, to: .nhwc)
-        } }
-        for b in 0..<B { for c in 0..<C { for p in 0..<HW { XCTAssertEqual(nhwc[(b * HW + p) * C + c], nchw(b, c, p)) } } }
-        nhwc.withUnsafeBufferPointer { np in
-            cbhw.withUnsafeMutableBufferPointer { Layout.convert(np.baseAddress!, $0.baseAddress!, batch: B, channels: C, hw: HW, from: .nhwc, to: .cbhw) }
-            back.withUnsafeMutableBufferPointer { Layout.convert(np.baseAddress!, $0.baseAddress!, batch: B, channels: C, hw: HW, from: .nhwc, to: .nchw) }
+        x.withUnsafeBufferPointer { xp in
+            nhwc.withUnsafeMutableBufferPointer { np in
+                Layout.convert(xp.baseAddress!, np.baseAddress!, batch: B, channels: C, hw: HW, from: .nchw, to: .nhwc)
+            }
         }
-        for b in 0..<B { for c in 0..<C { for p in 0..<HW { XCTAssertEqual(cbhw[(c * B + b) * HW + p], nchw(b, c, p)) } } }
+        for b in 0..<B {
+            for c in 0..<C { for p in 0..<HW { XCTAssertEqual(nhwc[(b * HW + p) * C + c], nchw(b, c, p)) } }
+        }
+        nhwc.withUnsafeBufferPointer { np in
+            cbhw.withUnsafeMutableBufferPointer {
+                Layout.convert(np.baseAddress!, $0.baseAddress!, batch: B, channels: C, hw: HW, from: .nhwc, to: .cbhw)
+            }
+            back.withUnsafeMutableBufferPointer {
+                Layout.convert(np.baseAddress!, $0.baseAddress!, batch: B, channels: C, hw: HW, from: .nhwc, to: .nchw)
+            }
+        }
+        for b in 0..<B {
+            for c in 0..<C { for p in 0..<HW { XCTAssertEqual(cbhw[(c * B + b) * HW + p], nchw(b, c, p)) } }
+        }
         XCTAssertEqual(back, x)
         cbhw.withUnsafeBufferPointer { cp in
-            viaCBHW.withUnsafeMutableBufferPointer { Layout.convert(cp.baseAddress!, $0.baseAddress!, batch: B, channels: C, hw: HW, from: .cbhw, to: .nhwc) }
+            viaCBHW.withUnsafeMutableBufferPointer {
+                Layout.convert(cp.baseAddress!, $0.baseAddress!, batch: B, channels: C, hw: HW, from: .cbhw, to: .nhwc)
+            }
         }
         XCTAssertEqual(viaCBHW, nhwc)
 
@@ -85,19 +98,26 @@ final class LayoutTests: XCTestCase {
             big.zero()
             let compact = layout == .cbhw ? cbhw : nhwc
             compact.withUnsafeBufferPointer {
-                layout.write($0.baseAddress!, channels: C, batch: B, hw: HW, into: ChannelSlice(big.ptr, offset: 2, total: total))
+                layout.write(
+                    $0.baseAddress!, channels: C, batch: B, hw: HW, into: ChannelSlice(big.ptr, offset: 2, total: total)
+                )
             }
-            for b in 0..<B { for c in 0..<total { for p in 0..<HW {
-                let i = layout == .cbhw ? (c * B + b) * HW + p : (b * HW + p) * total + c
-                XCTAssertEqual(big.ptr[i], (2..<(2 + C)).contains(c) ? nchw(b, c - 2, p) : 0, "\(layout) write")
-            } } }
+            for b in 0..<B {
+                for c in 0..<total {
+                    for p in 0..<HW {
+                        let i = layout == .cbhw ? (c * B + b) * HW + p : (b * HW + p) * total + c
+                        XCTAssertEqual(big.ptr[i], (2..<(2 + C)).contains(c) ? nchw(b, c - 2, p) : 0, "\(layout) write")
+                    }
+                }
+            }
             let buffer = Buffer()
             let read = layout.compact(big.ptr, offset: 2, channels: C, total: total, batch: B, hw: HW, buffer: buffer)
             XCTAssertEqual(Array(UnsafeBufferPointer(start: read, count: compact.count)), compact, "\(layout) compact")
             withExtendedLifetime(buffer) {}
             var sum = compact
             sum.withUnsafeMutableBufferPointer {
-                layout.accumulate(big.ptr, offset: 2, total: total, channels: C, batch: B, hw: HW, into: $0.baseAddress!)
+                layout.accumulate(
+                    big.ptr, offset: 2, total: total, channels: C, batch: B, hw: HW, into: $0.baseAddress!)
             }
             XCTAssertEqual(sum, compact.map { $0 + $0 }, "\(layout) accumulate")
         }

@@ -1,7 +1,8 @@
 import Foundation
-import XCTest
 import TensorCore
 import TestSupport
+import XCTest
+
 @testable import NN
 
 /// LeNet-5 evaluator: PyTorch fixture (tools/make_fixtures.py, case `lenet`), finite differences,
@@ -9,12 +10,14 @@ import TestSupport
 final class LeNetTests: XCTestCase {
     static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
 
-    func assertClose(_ got: [Float], _ ref: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+    func assertClose(_ got: [Float], _ ref: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line)
+    {
         XCTAssertEqual(got.count, ref.count, "\(what): element count", file: file, line: line)
         guard got.count == ref.count else { return }
         let scale = ref.map { abs($0) }.max() ?? 0
         let err = maxAbsoluteError(got, ref)
-        XCTAssertLessThanOrEqual(err, 1e-4 * scale + 1e-6, "\(what): max abs error \(err) (scale \(scale))", file: file, line: line)
+        XCTAssertLessThanOrEqual(
+            err, 1e-4 * scale + 1e-6, "\(what): max abs error \(err) (scale \(scale))", file: file, line: line)
     }
 
     func testAgainstPyTorch() throws {
@@ -24,21 +27,33 @@ final class LeNetTests: XCTestCase {
         try net.parameters.load { try? f.tensor("param." + $0) }
         let x = try f.tensor("input").storage, dy = try f.tensor("dout").storage
         let B = 3
-        let logits = x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: net.forward($0.baseAddress!, batch: B), count: B * 10)) }
+        let logits = x.withUnsafeBufferPointer {
+            Array(UnsafeBufferPointer(start: net.forward($0.baseAddress!, batch: B), count: B * 10))
+        }
         assertClose(logits, try f.tensor("output").storage, "output")
-        assertClose(Array(UnsafeBufferPointer(start: net.lastFeatures, count: B * 84)), try f.tensor("features").storage, "features")
+        assertClose(
+            Array(UnsafeBufferPointer(start: net.lastFeatures, count: B * 84)), try f.tensor("features").storage,
+            "features")
         // features() alone gives the same numbers.
-        let feats = x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: net.features($0.baseAddress!, batch: B), count: B * 84)) }
+        let feats = x.withUnsafeBufferPointer {
+            Array(UnsafeBufferPointer(start: net.features($0.baseAddress!, batch: B), count: B * 84))
+        }
         assertClose(feats, try f.tensor("features").storage, "features()")
         _ = x.withUnsafeBufferPointer { net.forward($0.baseAddress!, batch: B) }
         net.parameters.zeroGrad()
-        let dx = dy.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: net.backward($0.baseAddress!), count: B * 784)) }
+        let dx = dy.withUnsafeBufferPointer {
+            Array(UnsafeBufferPointer(start: net.backward($0.baseAddress!), count: B * 784))
+        }
         assertClose(dx, try f.tensor("grad.input").storage, "grad.input")
-        XCTAssertEqual(net.parameters.entries.map(\.name),
-                       ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias",
-                        "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"])
+        XCTAssertEqual(
+            net.parameters.entries.map(\.name),
+            [
+                "conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias",
+                "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias",
+            ])
         for e in net.parameters.entries {
-            assertClose(net.parameters.gradient(e.name)!, try f.tensor("grad.param." + e.name).storage, "grad.param.\(e.name)")
+            assertClose(
+                net.parameters.gradient(e.name)!, try f.tensor("grad.param." + e.name).storage, "grad.param.\(e.name)")
         }
         XCTAssertEqual(net.parameters.count, 61706)
     }
@@ -55,11 +70,18 @@ final class LeNetTests: XCTestCase {
         }
         let B = 2
         let x = randomArray(B * 784, seed: 22, scale: 0.6)
-        GradientCheck(eps: 1e-2, tolerance: 2e-2, samplesPerTensor: 6).check(store: net.parameters, input: x, run: { v in
-            v.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: net.forward($0.baseAddress!, batch: B), count: B * 10)) }
-        }, back: { r in
-            r.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: net.backward($0.baseAddress!), count: B * 784)) }
-        })
+        GradientCheck(eps: 1e-2, tolerance: 2e-2, samplesPerTensor: 6).check(
+            store: net.parameters, input: x,
+            run: { v in
+                v.withUnsafeBufferPointer {
+                    Array(UnsafeBufferPointer(start: net.forward($0.baseAddress!, batch: B), count: B * 10))
+                }
+            },
+            back: { r in
+                r.withUnsafeBufferPointer {
+                    Array(UnsafeBufferPointer(start: net.backward($0.baseAddress!), count: B * 784))
+                }
+            })
     }
 
     func testCrossEntropy() {
@@ -117,8 +139,12 @@ final class LeNetTests: XCTestCase {
         // A sample's logits do not depend on the rest of the batch.
         let net = try LeNet(seed: 4)
         let x = randomArray(5 * 784, seed: 8, scale: 0.5)
-        let all = x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: net.forward($0.baseAddress!, batch: 5), count: 50)) }
-        let one = x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: net.forward($0.baseAddress! + 3 * 784, batch: 1), count: 10)) }
+        let all = x.withUnsafeBufferPointer {
+            Array(UnsafeBufferPointer(start: net.forward($0.baseAddress!, batch: 5), count: 50))
+        }
+        let one = x.withUnsafeBufferPointer {
+            Array(UnsafeBufferPointer(start: net.forward($0.baseAddress! + 3 * 784, batch: 1), count: 10))
+        }
         XCTAssertLessThan(maxAbsoluteError(Array(all[30..<40]), one), 1e-5)
     }
 }

@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import NN
 
 final class OptimizerTests: XCTestCase {
@@ -54,9 +55,12 @@ final class OptimizerTests: XCTestCase {
             scaled.grads.assign(g)
             adamPlain.update(plain)
             adamScaled.update(scaled)
-            for i in 0..<3 { XCTAssertEqual(scaled.values.array[i] - beforeScaled[i], plain.values.array[i] - before[i]) }
+            for i in 0..<3 {
+                XCTAssertEqual(scaled.values.array[i] - beforeScaled[i], plain.values.array[i] - before[i])
+            }
             for i in 3..<5 {
-                XCTAssertEqual(scaled.values.array[i] - beforeScaled[i], 10 * (plain.values.array[i] - before[i]), accuracy: 1e-6)
+                XCTAssertEqual(
+                    scaled.values.array[i] - beforeScaled[i], 10 * (plain.values.array[i] - before[i]), accuracy: 1e-6)
             }
             XCTAssertEqual(adamScaled.m.array, adamPlain.m.array)
             XCTAssertEqual(adamScaled.v.array, adamPlain.v.array)

@@ -1,6 +1,7 @@
 import Foundation
-import XCTest
 import TensorCore
+import XCTest
+
 @testable import NN
 
 /// The vector density-ratio classifier c(x, sigma): gradients against finite differences (input
@@ -16,7 +17,8 @@ final class RatioClassifierTests: XCTestCase {
     }
 
     func testConditionalGradientsMatchFiniteDifferences() throws {
-        let net = try RatioClassifierMLP(RatioClassifierConfig(dim: 4, width: 6, blocks: 1, noiseChannels: 4, numClasses: 3))
+        let net = try RatioClassifierMLP(
+            RatioClassifierConfig(dim: 4, width: 6, blocks: 1, noiseChannels: 4, numClasses: 3))
         randomizeParameters(net.parameters, seed: 12)
         let sigma: [Float] = [0.2, 2, 0.7]
         let labels: [Int32] = [2, 0, 1]

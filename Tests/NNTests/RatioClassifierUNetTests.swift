@@ -1,6 +1,7 @@
 import Foundation
-import XCTest
 import TensorCore
+import XCTest
+
 @testable import NN
 
 /// The image density-ratio classifier: the teacher U-Net's encoder half with a head. Gradients
@@ -53,7 +54,8 @@ final class RatioClassifierUNetTests: XCTestCase {
         }
         XCTAssertEqual(copied + head, c.parameters.count, "everything but the head came from the teacher")
         XCTAssertLessThan(c.parameters.count, teacher.parameters.count / 2 + head, "the encoder half")
-        XCTAssertEqual(c.forward(x: randomArray(2 * 64, seed: 7), sigma: [0.5, 1]), [0, 0], "zero head: ratio 1 at the start")
+        XCTAssertEqual(
+            c.forward(x: randomArray(2 * 64, seed: 7), sigma: [0.5, 1]), [0, 0], "zero head: ratio 1 at the start")
     }
 
     func testRegistryRoundTripAndErrors() throws {
@@ -63,7 +65,8 @@ final class RatioClassifierUNetTests: XCTestCase {
         let byName = Dictionary(net.parameters.namedTensors(), uniquingKeysWith: { a, _ in a })
         try back.parameters.load { byName[$0] }
         let x = randomArray(2 * 64, seed: 8)
-        XCTAssertEqual(back.forward(x: x, sigma: [0.2, 3], labels: [1, 0]), net.forward(x: x, sigma: [0.2, 3], labels: [1, 0]))
+        XCTAssertEqual(
+            back.forward(x: x, sigma: [0.2, 3], labels: [1, 0]), net.forward(x: x, sigma: [0.2, 3], labels: [1, 0]))
         XCTAssertEqual(back.sampleSize, 64)
         XCTAssertEqual(back.numClasses, 2)
         XCTAssertThrowsError(try RatioClassifiers.make(arch: "unet", configJSON: net.configJSON))

@@ -1,7 +1,8 @@
 import Foundation
 import Synchronization
-import XCTest
 import TestSupport
+import XCTest
+
 @testable import OneDNN
 
 /// Naive NCHW convolution with Double accumulation (the reference for every oneDNN result).
@@ -11,23 +12,33 @@ private struct NaiveConv {
     var wo: Int { (w + 2 * p - k) / s + 1 }
 
     init(_ key: DNNLConvolutionKey) {
-        (b, c, oc, h, w, k, s, p) = (key.batch, key.inChannels, key.outChannels, key.height, key.width,
-                                     key.kernel, key.stride, key.padding)
+        (b, c, oc, h, w, k, s, p) = (
+            key.batch, key.inChannels, key.outChannels, key.height, key.width,
+            key.kernel, key.stride, key.padding
+        )
     }
 
     /// Calls body(n, o, oy, ox, ci, iy, ix, weightIndex) for every in-image tap.
     func forEachTap(_ body: (Int, Int, Int, Int, Int, Int, Int, Int) -> Void) {
-        for n in 0..<b { for o in 0..<oc { for oy in 0..<ho { for ox in 0..<wo {
-            for ci in 0..<c { for ky in 0..<k {
-                let iy = oy * s + ky - p
-                if iy < 0 || iy >= h { continue }
-                for kx in 0..<k {
-                    let ix = ox * s + kx - p
-                    if ix < 0 || ix >= w { continue }
-                    body(n, o, oy, ox, ci, iy, ix, ((o * c + ci) * k + ky) * k + kx)
+        for n in 0..<b {
+            for o in 0..<oc {
+                for oy in 0..<ho {
+                    for ox in 0..<wo {
+                        for ci in 0..<c {
+                            for ky in 0..<k {
+                                let iy = oy * s + ky - p
+                                if iy < 0 || iy >= h { continue }
+                                for kx in 0..<k {
+                                    let ix = ox * s + kx - p
+                                    if ix < 0 || ix >= w { continue }
+                                    body(n, o, oy, ox, ci, iy, ix, ((o * c + ci) * k + ky) * k + kx)
+                                }
+                            }
+                        }
+                    }
                 }
-            } }
-        } } } }
+            }
+        }
     }
 
     func forward(x: [Float], wt: [Float], bias: [Float]?) -> [Float] {
@@ -36,7 +47,9 @@ private struct NaiveConv {
             y[((n * oc + o) * ho + oy) * wo + ox] += Double(wt[wi]) * Double(x[((n * c + ci) * h + iy) * w + ix])
         }
         if let bias {
-            for n in 0..<b { for o in 0..<oc { for j in 0..<(ho * wo) { y[(n * oc + o) * ho * wo + j] += Double(bias[o]) } } }
+            for n in 0..<b {
+                for o in 0..<oc { for j in 0..<(ho * wo) { y[(n * oc + o) * ho * wo + j] += Double(bias[o]) } }
+            }
         }
         return y.map { Float($0) }
     }
@@ -55,7 +68,9 @@ private struct NaiveConv {
         forEachTap { n, o, oy, ox, ci, iy, ix, wi in
             dw[wi] += Double(x[((n * c + ci) * h + iy) * w + ix]) * Double(dy[((n * oc + o) * ho + oy) * wo + ox])
         }
-        for n in 0..<b { for o in 0..<oc { for j in 0..<(ho * wo) { db[o] += Double(dy[(n * oc + o) * ho * wo + j]) } } }
+        for n in 0..<b {
+            for o in 0..<oc { for j in 0..<(ho * wo) { db[o] += Double(dy[(n * oc + o) * ho * wo + j]) } }
+        }
         return (dw.map { Float($0) }, db.map { Float($0) })
     }
 }
@@ -80,25 +95,28 @@ private func relError(_ a: [Float], _ ref: [Float]) -> Double {
     return num / max(den, 1e-30)
 }
 
-private func toLayout(_ nchw: [Float], _ layout: DNNLActivationLayout, _ b: Int, _ c: Int, _ h: Int, _ w: Int) -> [Float] {
+private func toLayout(_ nchw: [Float], _ layout: DNNLActivationLayout, _ b: Int, _ c: Int, _ h: Int, _ w: Int)
+    -> [Float]
+{
     DNNLLayout.permute(nchw, batch: b, channels: c, height: h, width: w, from: .nchw, to: DNNLTensorLayout(layout))
 }
 
-private func fromLayout(_ t: [Float], _ layout: DNNLActivationLayout, _ b: Int, _ c: Int, _ h: Int, _ w: Int) -> [Float] {
+private func fromLayout(_ t: [Float], _ layout: DNNLActivationLayout, _ b: Int, _ c: Int, _ h: Int, _ w: Int) -> [Float]
+{
     DNNLLayout.permute(t, batch: b, channels: c, height: h, width: w, from: DNNLTensorLayout(layout), to: .nchw)
 }
 
 final class OneDNNTests: XCTestCase {
     /// (batch, C, OC, H, W, k, stride, pad, bias)
     static let shapes: [(Int, Int, Int, Int, Int, Int, Int, Int, Bool)] = [
-        (2, 4, 8, 9, 9, 3, 1, 1, true),       // 3x3 pad 1 stride 1
-        (2, 8, 16, 10, 10, 3, 2, 1, true),    // 3x3 stride 2 pad 1
-        (3, 16, 8, 6, 6, 1, 1, 0, true),      // 1x1
-        (2, 1, 32, 12, 12, 3, 1, 1, true),    // 1 -> 32 input conv
-        (2, 64, 64, 14, 14, 3, 1, 1, true),   // 64 -> 64 at 14x14
-        (2, 5, 6, 7, 7, 3, 2, 1, true),       // odd sizes, stride 2 on an odd input
-        (1, 3, 4, 7, 7, 3, 1, 0, false),      // odd, no padding, no bias
-        (2, 6, 10, 7, 5, 3, 1, 1, false),     // non-square input
+        (2, 4, 8, 9, 9, 3, 1, 1, true),  // 3x3 pad 1 stride 1
+        (2, 8, 16, 10, 10, 3, 2, 1, true),  // 3x3 stride 2 pad 1
+        (3, 16, 8, 6, 6, 1, 1, 0, true),  // 1x1
+        (2, 1, 32, 12, 12, 3, 1, 1, true),  // 1 -> 32 input conv
+        (2, 64, 64, 14, 14, 3, 1, 1, true),  // 64 -> 64 at 14x14
+        (2, 5, 6, 7, 7, 3, 2, 1, true),  // odd sizes, stride 2 on an odd input
+        (1, 3, 4, 7, 7, 3, 1, 0, false),  // odd, no padding, no bias
+        (2, 6, 10, 7, 5, 3, 1, 1, false),  // non-square input
     ]
 
     func testEngineInfo() throws {
@@ -118,8 +136,9 @@ final class OneDNNTests: XCTestCase {
         var rng = Rng(state: 42)
         for (b, c, oc, h, w, k, s, p, hasBias) in Self.shapes {
             for layout in DNNLActivationLayout.allCases {
-                let key = DNNLConvolutionKey(batch: b, inChannels: c, outChannels: oc, height: h, width: w, kernel: k,
-                                             stride: s, padding: p, bias: hasBias, layout: layout, training: true)
+                let key = DNNLConvolutionKey(
+                    batch: b, inChannels: c, outChannels: oc, height: h, width: w, kernel: k,
+                    stride: s, padding: p, bias: hasBias, layout: layout, training: true)
                 let conv = try DNNLConvolutionCache.shared.convolution(key)
                 let ref = NaiveConv(key)
                 let x = rng.array(key.srcCount), wt = rng.array(key.weightCount), dy = rng.array(key.dstCount)
@@ -165,9 +184,10 @@ final class OneDNNTests: XCTestCase {
     /// Residual sum + SiLU fused as post-ops: y = silu(conv(x) + bias + residual).
     func testPostOpsSumSiLU() throws {
         var rng = Rng(state: 7)
-        let key = DNNLConvolutionKey(batch: 2, inChannels: 8, outChannels: 16, height: 9, width: 9, kernel: 3,
-                                     stride: 1, padding: 1, bias: true, layout: .nhwc,
-                                     postOps: [.sum(scale: 1), .silu])
+        let key = DNNLConvolutionKey(
+            batch: 2, inChannels: 8, outChannels: 16, height: 9, width: 9, kernel: 3,
+            stride: 1, padding: 1, bias: true, layout: .nhwc,
+            postOps: [.sum(scale: 1), .silu])
         let conv = try DNNLConvolution(key)
         let ref = NaiveConv(key)
         let x = rng.array(key.srcCount), wt = rng.array(key.weightCount), bias = rng.array(16)
@@ -192,8 +212,9 @@ final class OneDNNTests: XCTestCase {
                 let src = rng.array(n)
                 var dst = [Float](repeating: .nan, count: n)
                 try DNNLLayout.convert(src, &dst, batch: b, channels: c, height: h, width: w, from: from, to: to)
-                XCTAssertEqual(dst, DNNLLayout.permute(src, batch: b, channels: c, height: h, width: w, from: from, to: to),
-                               "\(from) -> \(to)")
+                XCTAssertEqual(
+                    dst, DNNLLayout.permute(src, batch: b, channels: c, height: h, width: w, from: from, to: to),
+                    "\(from) -> \(to)")
                 // Round trip.
                 let back = DNNLLayout.permute(dst, batch: b, channels: c, height: h, width: w, from: to, to: from)
                 XCTAssertEqual(back, src)
@@ -206,10 +227,12 @@ final class OneDNNTests: XCTestCase {
         var rng = Rng(state: 11)
         let (B, C, OC, H) = (16, 64, 64, 14)
         for layout in DNNLActivationLayout.allCases {
-            let key = DNNLConvolutionKey(batch: B, inChannels: C, outChannels: OC, height: H, width: H, kernel: 3,
-                                         stride: 1, padding: 1, bias: true, layout: layout, training: true)
-            let key1 = DNNLConvolutionKey(batch: 1, inChannels: C, outChannels: OC, height: H, width: H, kernel: 3,
-                                          stride: 1, padding: 1, bias: true, layout: layout, training: true)
+            let key = DNNLConvolutionKey(
+                batch: B, inChannels: C, outChannels: OC, height: H, width: H, kernel: 3,
+                stride: 1, padding: 1, bias: true, layout: layout, training: true)
+            let key1 = DNNLConvolutionKey(
+                batch: 1, inChannels: C, outChannels: OC, height: H, width: H, kernel: 3,
+                stride: 1, padding: 1, bias: true, layout: layout, training: true)
             let conv = try DNNLConvolution(key), conv1 = try DNNLConvolution(key1)
             let x = rng.array(key.srcCount), wt = rng.array(key.weightCount), bias = rng.array(OC)
             let dy = rng.array(key.dstCount)
@@ -222,11 +245,14 @@ final class OneDNNTests: XCTestCase {
             for n in 0..<B {
                 var y1 = [Float](repeating: 0, count: perOut), dx1 = [Float](repeating: 0, count: per)
                 try conv1.forward(src: Array(x[(n * per)..<((n + 1) * per)]), weights: wt, bias: bias, dst: &y1)
-                try conv1.backwardData(diffDst: Array(dy[(n * perOut)..<((n + 1) * perOut)]), weights: wt, diffSrc: &dx1)
+                try conv1.backwardData(
+                    diffDst: Array(dy[(n * perOut)..<((n + 1) * perOut)]), weights: wt, diffSrc: &dx1)
                 fwdSame = fwdSame && y1 == Array(y[(n * perOut)..<((n + 1) * perOut)])
                 bwdSame = bwdSame && dx1 == Array(dx[(n * per)..<((n + 1) * per)])
             }
-            print("batch invariance \(layout.rawValue): forward bitwise \(fwdSame) (\(conv.forwardImplementation) vs \(conv1.forwardImplementation)), backward-data bitwise \(bwdSame) (\(conv.backwardDataImplementation!) vs \(conv1.backwardDataImplementation!)); \(conv.layoutSummary)")
+            print(
+                "batch invariance \(layout.rawValue): forward bitwise \(fwdSame) (\(conv.forwardImplementation) vs \(conv1.forwardImplementation)), backward-data bitwise \(bwdSame) (\(conv.backwardDataImplementation!) vs \(conv1.backwardDataImplementation!)); \(conv.layoutSummary)"
+            )
             if layout == .nhwc {
                 XCTAssertTrue(fwdSame, "NHWC forward is batch invariant")
                 XCTAssertTrue(bwdSame, "NHWC backward-data is batch invariant")
@@ -239,10 +265,12 @@ final class OneDNNTests: XCTestCase {
     func testThreadCountInvariance() throws {
         var rng = Rng(state: 13)
         for layout in DNNLActivationLayout.allCases {
-            let key = DNNLConvolutionKey(batch: 8, inChannels: 32, outChannels: 32, height: 14, width: 14, kernel: 3,
-                                         stride: 1, padding: 1, bias: true, layout: layout, training: true)
+            let key = DNNLConvolutionKey(
+                batch: 8, inChannels: 32, outChannels: 32, height: 14, width: 14, kernel: 3,
+                stride: 1, padding: 1, bias: true, layout: layout, training: true)
             let conv = try DNNLConvolution(key)
-            let x = rng.array(key.srcCount), wt = rng.array(key.weightCount), bias = rng.array(32), dy = rng.array(key.dstCount)
+            let x = rng.array(key.srcCount), wt = rng.array(key.weightCount), bias = rng.array(32),
+                dy = rng.array(key.dstCount)
             func run(_ threads: Int) throws -> ([Float], [Float], [Float]) {
                 OneDNNEngine.setThreadsForCurrentThread(threads)
                 var y = [Float](repeating: 0, count: key.dstCount), dx = [Float](repeating: 0, count: key.srcCount)
@@ -255,7 +283,9 @@ final class OneDNNTests: XCTestCase {
             let saved = OneDNNEngine.maxThreads
             defer { OneDNNEngine.setThreadsForCurrentThread(saved) }
             let a = try run(1), b = try run(2)
-            print("threads 1 vs 2 \(layout.rawValue): forward \(a.0 == b.0), backward-data \(a.1 == b.1), backward-weights \(a.2 == b.2) (bitwise)")
+            print(
+                "threads 1 vs 2 \(layout.rawValue): forward \(a.0 == b.0), backward-data \(a.1 == b.1), backward-weights \(a.2 == b.2) (bitwise)"
+            )
             if layout == .nhwc {
                 XCTAssertEqual(a.0, b.0)
                 XCTAssertEqual(a.1, b.1)
@@ -266,8 +296,9 @@ final class OneDNNTests: XCTestCase {
     /// Concurrent calls on one convolution with one scratch per worker give the serial results.
     func testConcurrentExecution() throws {
         var rng = Rng(state: 5)
-        let key = DNNLConvolutionKey(batch: 4, inChannels: 16, outChannels: 16, height: 12, width: 12, kernel: 3,
-                                     stride: 1, padding: 1, bias: true, layout: .nhwc, training: true)
+        let key = DNNLConvolutionKey(
+            batch: 4, inChannels: 16, outChannels: 16, height: 12, width: 12, kernel: 3,
+            stride: 1, padding: 1, bias: true, layout: .nhwc, training: true)
         let conv = try DNNLConvolutionCache.shared.convolution(key)
         XCTAssertTrue(try DNNLConvolutionCache.shared.convolution(key) === conv, "cache returns the same object")
         let inputs = (0..<8).map { _ in rng.array(key.srcCount) }
@@ -295,8 +326,9 @@ final class OneDNNTests: XCTestCase {
     }
 
     func testErrors() throws {
-        let key = DNNLConvolutionKey(batch: 1, inChannels: 2, outChannels: 2, height: 4, width: 4, kernel: 3,
-                                     padding: 1, bias: true)
+        let key = DNNLConvolutionKey(
+            batch: 1, inChannels: 2, outChannels: 2, height: 4, width: 4, kernel: 3,
+            padding: 1, bias: true)
         let conv = try DNNLConvolution(key)
         let x = [Float](repeating: 1, count: key.srcCount), w = [Float](repeating: 1, count: key.weightCount)
         var y = [Float](repeating: 0, count: key.dstCount)
@@ -307,7 +339,8 @@ final class OneDNNTests: XCTestCase {
             XCTAssertEqual((error as? OneDNNError)?.code, .invalidArgument)
         }
         let tiny = try DNNLScratch(bytes: 0)
-        let big = DNNLConvolutionKey(batch: 2, inChannels: 64, outChannels: 64, height: 14, width: 14, kernel: 3, padding: 1)
+        let big = DNNLConvolutionKey(
+            batch: 2, inChannels: 64, outChannels: 64, height: 14, width: 14, kernel: 3, padding: 1)
         let bigConv = try DNNLConvolution(big)
         if bigConv.scratchBytes > tiny.capacity {
             let bx = [Float](repeating: 0, count: big.srcCount), bw = [Float](repeating: 0, count: big.weightCount)
@@ -315,8 +348,11 @@ final class OneDNNTests: XCTestCase {
             var by = [Float](repeating: 0, count: big.dstCount)
             XCTAssertThrowsError(try bigConv.forward(src: bx, weights: bw, bias: bb, dst: &by, scratch: tiny))
         }
-        XCTAssertThrowsError(try DNNLConvolution(DNNLConvolutionKey(batch: 1, inChannels: 1, outChannels: 1, height: 2,
-                                                                    width: 2, kernel: 5)))
+        XCTAssertThrowsError(
+            try DNNLConvolution(
+                DNNLConvolutionKey(
+                    batch: 1, inChannels: 1, outChannels: 1, height: 2,
+                    width: 2, kernel: 5)))
     }
 
     /// Reruns the reference checks in a child process with ONEDNN_MAX_CPU_ISA=SSE41 (the ISA is
@@ -325,9 +361,12 @@ final class OneDNNTests: XCTestCase {
         if ProcessInfo.processInfo.environment["ONEDNN_MAX_CPU_ISA"] != nil {
             throw XCTSkip("already in a restricted-ISA process")
         }
-        let (status, out) = try runProcess(CommandLine.arguments[0], ["OneDNNTests.OneDNNTests/testUnderEnvironmentISA"],
-                                           environment: ["ONEDNN_MAX_CPU_ISA": "SSE41", "ONEDNN_ISA_CHILD": "1"])
-        print(out.split(separator: "\n").filter { $0.contains("ISA child") || $0.contains("error") }.joined(separator: "\n"))
+        let (status, out) = try runProcess(
+            CommandLine.arguments[0], ["OneDNNTests.OneDNNTests/testUnderEnvironmentISA"],
+            environment: ["ONEDNN_MAX_CPU_ISA": "SSE41", "ONEDNN_ISA_CHILD": "1"])
+        print(
+            out.split(separator: "\n").filter { $0.contains("ISA child") || $0.contains("error") }.joined(
+                separator: "\n"))
         XCTAssertEqual(status, 0, out)
         XCTAssertTrue(out.contains("ISA child: isa sse41"), out)
     }
@@ -337,10 +376,13 @@ final class OneDNNTests: XCTestCase {
         guard ProcessInfo.processInfo.environment["ONEDNN_ISA_CHILD"] == "1" else {
             throw XCTSkip("runs in the ONEDNN_MAX_CPU_ISA child process only")
         }
-        let key = DNNLConvolutionKey(batch: 2, inChannels: 64, outChannels: 64, height: 14, width: 14, kernel: 3, padding: 1,
-                                     layout: .nhwc, training: true)
+        let key = DNNLConvolutionKey(
+            batch: 2, inChannels: 64, outChannels: 64, height: 14, width: 14, kernel: 3, padding: 1,
+            layout: .nhwc, training: true)
         let conv = try DNNLConvolution(key)
-        print("ISA child: isa \(OneDNNEngine.effectiveISA), fwd \(conv.forwardImplementation), bwd-d \(conv.backwardDataImplementation!), bwd-w \(conv.backwardWeightsImplementation!), \(conv.layoutSummary)")
+        print(
+            "ISA child: isa \(OneDNNEngine.effectiveISA), fwd \(conv.forwardImplementation), bwd-d \(conv.backwardDataImplementation!), bwd-w \(conv.backwardWeightsImplementation!), \(conv.layoutSummary)"
+        )
         try checkAllShapes()
     }
 }

@@ -4,6 +4,7 @@ import GRPCNIOTransportHTTP2
 import SamplerAPI
 import Synchronization
 import XCTest
+
 @testable import SamplerClient
 
 /// A scripted Sampler server: fails the first `failures` calls with `code` (and a retry hint),
@@ -20,8 +21,11 @@ final class ScriptedSampler: Onestep_Sampler_V1_Sampler.SimpleServiceProtocol, S
     let breakStreamAfter: Int
     let delay: Duration
 
-    init(name: String, failures: Int = 0, code: RPCError.Code = .resourceExhausted, hintMs: Int? = nil, breakStreamAfter: Int = 0,
-         delay: Duration = .zero) {
+    init(
+        name: String, failures: Int = 0, code: RPCError.Code = .resourceExhausted, hintMs: Int? = nil,
+        breakStreamAfter: Int = 0,
+        delay: Duration = .zero
+    ) {
         self.name = name
         self.failures = failures
         self.code = code
@@ -33,7 +37,9 @@ final class ScriptedSampler: Onestep_Sampler_V1_Sampler.SimpleServiceProtocol, S
     var callCount: Int { calls.withLock { $0 } }
 
     private func admit(_ request: Onestep_Sampler_V1_SampleRequest, _ context: ServerContext) throws -> Int {
-        let n = calls.withLock { $0 += 1; return $0 }
+        let n = calls.withLock {
+            $0 += 1; return $0
+        }
         requests.withLock { $0.append(request) }
         if n <= failures {
             var md: Metadata = [:]
@@ -43,18 +49,26 @@ final class ScriptedSampler: Onestep_Sampler_V1_Sampler.SimpleServiceProtocol, S
         return n
     }
 
-    func sample(request: Onestep_Sampler_V1_SampleRequest, context: ServerContext) async throws -> Onestep_Sampler_V1_SampleResponse {
+    func sample(request: Onestep_Sampler_V1_SampleRequest, context: ServerContext) async throws
+        -> Onestep_Sampler_V1_SampleResponse
+    {
         _ = try admit(request, context)
         if delay > .zero { try await Task.sleep(for: delay) }
         return .with {
             $0.model = name
             $0.modelVersion = 1
-            $0.ids = (0..<UInt64(request.count)).map { i in .with { $0.seed = request.seed; $0.index = request.firstIndex + i } }
+            $0.ids = (0..<UInt64(request.count)).map { i in
+                .with {
+                    $0.seed = request.seed; $0.index = request.firstIndex + i
+                }
+            }
         }
     }
 
-    func sampleStream(request: Onestep_Sampler_V1_SampleRequest, response: RPCWriter<Onestep_Sampler_V1_SampleStreamResponse>,
-                      context: ServerContext) async throws {
+    func sampleStream(
+        request: Onestep_Sampler_V1_SampleRequest, response: RPCWriter<Onestep_Sampler_V1_SampleStreamResponse>,
+        context: ServerContext
+    ) async throws {
         let n = try admit(request, context)
         let count = Int(request.count)
         var sent = 0
@@ -64,26 +78,35 @@ final class ScriptedSampler: Onestep_Sampler_V1_Sampler.SimpleServiceProtocol, S
                 throw RPCError(code: .unavailable, message: "scripted stream break")
             }
             let k = min(3, count - sent)
-            try await response.write(.with {
-                $0.offset = UInt32(sent)
-                $0.completed = UInt32(sent + k)
-                $0.total = UInt32(count)
-                $0.chunk = .with {
-                    $0.model = name
-                    $0.ids = (0..<UInt64(k)).map { i in .with { $0.seed = request.seed; $0.index = request.firstIndex + UInt64(sent) + i } }
-                }
-            })
+            try await response.write(
+                .with {
+                    $0.offset = UInt32(sent)
+                    $0.completed = UInt32(sent + k)
+                    $0.total = UInt32(count)
+                    $0.chunk = .with {
+                        $0.model = name
+                        $0.ids = (0..<UInt64(k)).map { i in
+                            .with {
+                                $0.seed = request.seed; $0.index = request.firstIndex + UInt64(sent) + i
+                            }
+                        }
+                    }
+                })
             sent += k
             chunks += 1
         }
     }
 
-    func listModels(request: Onestep_Sampler_V1_ListModelsRequest, context: ServerContext) async throws -> Onestep_Sampler_V1_ListModelsResponse {
+    func listModels(request: Onestep_Sampler_V1_ListModelsRequest, context: ServerContext) async throws
+        -> Onestep_Sampler_V1_ListModelsResponse
+    {
         tokens.withLock { $0.append(context.descriptor.method) }
         return .with { $0.models = [.with { $0.name = name }] }
     }
 
-    func modelInfo(request: Onestep_Sampler_V1_ModelInfoRequest, context: ServerContext) async throws -> Onestep_Sampler_V1_ModelInfoResponse {
+    func modelInfo(request: Onestep_Sampler_V1_ModelInfoRequest, context: ServerContext) async throws
+        -> Onestep_Sampler_V1_ModelInfoResponse
+    {
         .with { $0.model = request.model }
     }
 }
@@ -108,14 +131,22 @@ final class Locked<Value: Sendable>: Sendable {
 
 final class SamplerClientTests: XCTestCase {
     /// Runs servers on 127.0.0.1 (free ports) and `body` with their endpoints.
-    func withServers<T: Sendable>(_ services: [ScriptedSampler], interceptors: [any ServerInterceptor] = [],
-                                  _ body: @Sendable @escaping ([SamplerEndpoint]) async throws -> T) async throws -> T {
+    func withServers<T: Sendable>(
+        _ services: [ScriptedSampler], interceptors: [any ServerInterceptor] = [],
+        _ body: @Sendable @escaping ([SamplerEndpoint]) async throws -> T
+    ) async throws -> T {
         let servers = services.map { s in
-            GRPCServer(transport: HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
-                       services: [s], interceptors: interceptors)
+            GRPCServer(
+                transport: HTTP2ServerTransport.Posix(
+                    address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
+                services: [s], interceptors: interceptors)
         }
         return try await withThrowingTaskGroup(of: T?.self) { group in
-            for s in servers { group.addTask { try await s.serve(); return nil } }
+            for s in servers {
+                group.addTask {
+                    try await s.serve(); return nil
+                }
+            }
             var endpoints: [SamplerEndpoint] = []
             for s in servers {
                 guard let a = try await s.listeningAddress?.ipv4 else { throw SamplerClientError("no address") }
@@ -142,7 +173,8 @@ final class SamplerClientTests: XCTestCase {
     }
 
     func testBackoffIsExponentialCappedJitteredAndHonoursHints() {
-        let p = RetryPolicy(maxAttempts: 10, initialBackoff: .milliseconds(100), maxBackoff: .seconds(1), multiplier: 2, jitter: 0.2)
+        let p = RetryPolicy(
+            maxAttempts: 10, initialBackoff: .milliseconds(100), maxBackoff: .seconds(1), multiplier: 2, jitter: 0.2)
         XCTAssertEqual(p.backoff(failures: 1, hint: nil, unit: 0.5), .milliseconds(100))
         XCTAssertEqual(p.backoff(failures: 2, hint: nil, unit: 0.5), .milliseconds(200))
         XCTAssertEqual(p.backoff(failures: 3, hint: nil, unit: 0.5), .milliseconds(400))
@@ -154,7 +186,9 @@ final class SamplerClientTests: XCTestCase {
         XCTAssertEqual(p.backoff(failures: 5, hint: .milliseconds(700), unit: 0.5), .milliseconds(770))
         let e = RPCError(code: .resourceExhausted, message: "", metadata: ["retry-after-ms": "250"])
         XCTAssertEqual(RetryPolicy.hint(e), Duration.milliseconds(250))
-        XCTAssertEqual(RetryPolicy.hint(RPCError(code: .unavailable, message: "", metadata: ["grpc-retry-pushback-ms": "-1"])), Duration.milliseconds(-1))
+        XCTAssertEqual(
+            RetryPolicy.hint(RPCError(code: .unavailable, message: "", metadata: ["grpc-retry-pushback-ms": "-1"])),
+            Duration.milliseconds(-1))
         XCTAssertNil(RetryPolicy.hint(RPCError(code: .unavailable, message: "")))
     }
 
@@ -163,7 +197,10 @@ final class SamplerClientTests: XCTestCase {
         let (r, elapsed, attempts) = try await withServers([s]) { endpoints in
             try await SamplerClient.with(.init(endpoints: endpoints)) { client in
                 let t0 = ContinuousClock.now
-                let r = try await client.sample(.with { $0.model = "m"; $0.count = 2; $0.seed = 9 })
+                let r = try await client.sample(
+                    .with {
+                        $0.model = "m"; $0.count = 2; $0.seed = 9
+                    })
                 return (r, t0.duration(to: .now), client.totalAttempts)
             }
         }
@@ -179,11 +216,17 @@ final class SamplerClientTests: XCTestCase {
         try await withServers([flaky, invalid]) { endpoints in
             let fast = RetryPolicy(maxAttempts: 5, initialBackoff: .milliseconds(5), maxBackoff: .milliseconds(20))
             try await SamplerClient.with(.init(endpoints: [endpoints[0]], retry: fast)) { client in
-                _ = try await client.sample(.with { $0.model = "m"; $0.count = 1 })
+                _ = try await client.sample(
+                    .with {
+                        $0.model = "m"; $0.count = 1
+                    })
             }
             do {
                 try await SamplerClient.with(.init(endpoints: [endpoints[1]], retry: fast)) { client in
-                    _ = try await client.sample(.with { $0.model = "m"; $0.count = 1 })
+                    _ = try await client.sample(
+                        .with {
+                            $0.model = "m"; $0.count = 1
+                        })
                 }
                 XCTFail("INVALID_ARGUMENT was retried or swallowed")
             } catch let e as RPCError {
@@ -199,8 +242,13 @@ final class SamplerClientTests: XCTestCase {
         try await withServers([always]) { endpoints in
             let t0 = ContinuousClock.now
             do {
-                try await SamplerClient.with(.init(endpoints: endpoints, timeout: .milliseconds(450), retry: .init(maxAttempts: 100))) { client in
-                    _ = try await client.sample(.with { $0.model = "m"; $0.count = 1 })
+                try await SamplerClient.with(
+                    .init(endpoints: endpoints, timeout: .milliseconds(450), retry: .init(maxAttempts: 100))
+                ) { client in
+                    _ = try await client.sample(
+                        .with {
+                            $0.model = "m"; $0.count = 1
+                        })
                 }
                 XCTFail("succeeded")
             } catch let e as RPCError {
@@ -217,7 +265,10 @@ final class SamplerClientTests: XCTestCase {
         try await withServers([slow]) { endpoints in
             do {
                 try await SamplerClient.with(.init(endpoints: endpoints, timeout: .milliseconds(200))) { client in
-                    _ = try await client.sample(.with { $0.model = "m"; $0.count = 1 })
+                    _ = try await client.sample(
+                        .with {
+                            $0.model = "m"; $0.count = 1
+                        })
                 }
                 XCTFail("no deadline")
             } catch let e as RPCError {
@@ -228,11 +279,20 @@ final class SamplerClientTests: XCTestCase {
     }
 
     func testRoundRobinOverEndpointsAndRetryMovesOn() async throws {
-        let a = ScriptedSampler(name: "a"), b = ScriptedSampler(name: "b"), c = ScriptedSampler(name: "c", failures: 1, code: .unavailable)
+        let a = ScriptedSampler(name: "a"), b = ScriptedSampler(name: "b"),
+            c = ScriptedSampler(name: "c", failures: 1, code: .unavailable)
         let names = try await withServers([a, b, c]) { endpoints in
-            try await SamplerClient.with(.init(endpoints: endpoints, retry: .init(initialBackoff: .milliseconds(1)))) { client in
+            try await SamplerClient.with(.init(endpoints: endpoints, retry: .init(initialBackoff: .milliseconds(1)))) {
+                client in
                 var out: [String] = []
-                for _ in 0..<6 { out.append(try await client.sample(.with { $0.model = "m"; $0.count = 1 }).model) }
+                for _ in 0..<6 {
+                    out.append(
+                        try await client.sample(
+                            .with {
+                                $0.model = "m"; $0.count = 1
+                            }
+                        ).model)
+                }
                 return out
             }
         }
@@ -244,9 +304,14 @@ final class SamplerClientTests: XCTestCase {
     func testStreamResumesAfterABreakWithoutLosingOrRepeatingSamples() async throws {
         let s = ScriptedSampler(name: "a", breakStreamAfter: 2)
         let (chunks, n): ([Onestep_Sampler_V1_SampleStreamResponse], Int) = try await withServers([s]) { endpoints in
-            try await SamplerClient.with(.init(endpoints: endpoints, retry: .init(initialBackoff: .milliseconds(1)))) { client in
+            try await SamplerClient.with(.init(endpoints: endpoints, retry: .init(initialBackoff: .milliseconds(1)))) {
+                client in
                 let got = Locked<[Onestep_Sampler_V1_SampleStreamResponse]>([])
-                let n = try await client.sampleStream(.with { $0.model = "m"; $0.count = 10; $0.seed = 4; $0.firstIndex = 100 }) { m in
+                let n = try await client.sampleStream(
+                    .with {
+                        $0.model = "m"; $0.count = 10; $0.seed = 4; $0.firstIndex = 100
+                    }
+                ) { m in
                     got.value.withLock { $0.append(m) }
                 }
                 return (got.value.withLock { $0 }, n)
@@ -264,10 +329,16 @@ final class SamplerClientTests: XCTestCase {
     }
 
     func testRemainderOfExplicitSeedsAndLabels() {
-        let r = SamplerClient.remainder(of: .with { $0.seeds = [5, 6, 7, 8]; $0.labels = [1, 2, 3, 4] }, after: 3)
+        let r = SamplerClient.remainder(
+            of: .with {
+                $0.seeds = [5, 6, 7, 8]; $0.labels = [1, 2, 3, 4]
+            }, after: 3)
         XCTAssertEqual(r.seeds, [8])
         XCTAssertEqual(r.labels, [4])
-        let one = SamplerClient.remainder(of: .with { $0.count = 5; $0.labels = [2] }, after: 2)
+        let one = SamplerClient.remainder(
+            of: .with {
+                $0.count = 5; $0.labels = [2]
+            }, after: 2)
         XCTAssertEqual(one.count, 3)
         XCTAssertEqual(one.firstIndex, 2)
         XCTAssertEqual(one.labels, [2], "one label for all stays")

@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import SamplerServer
 
 /// Deadline-aware admission (the batcher as a state machine): a request whose deadline the queued
@@ -7,7 +8,9 @@ import XCTest
 extension BatcherTests {
     /// A batcher of 10-sample batches that has measured 100 ms per batch.
     func measured(concurrent: Int = 1) -> Batcher {
-        var b = Batcher(config: .init(maxBatchSize: 10, maxQueueDelay: .zero, maxConcurrentBatches: concurrent, maxQueuedSamples: 1_000))
+        var b = Batcher(
+            config: .init(
+                maxBatchSize: 10, maxQueueDelay: .zero, maxConcurrentBatches: concurrent, maxQueuedSamples: 1_000))
         _ = b.submit(r(100), count: 10, now: .zero)
         _ = b.batchCompleted(BatchID(0), computeTime: ms(100), now: ms(100))
         return b
@@ -15,13 +18,14 @@ extension BatcherTests {
 
     func testUnreachableDeadlineIsRefusedAtOnceWithAHint() {
         var b = measured()
-        _ = b.submit(r(1), count: 10, now: ms(100))                       // runs: 100..200
-        _ = b.submit(r(2), count: 30, now: ms(100))                       // queued: 3 batches
+        _ = b.submit(r(1), count: 10, now: ms(100))  // runs: 100..200
+        _ = b.submit(r(2), count: 30, now: ms(100))  // queued: 3 batches
         // 5 samples of the same class share batches with r(2): 5 + 5 ahead -> one batch after the
         // running one: expected 200 ms.
         XCTAssertEqual(b.expectedCompletion(count: 5, priority: .normal), ms(200))
         let refused = b.submit(r(3), count: 5, deadline: ms(250), now: ms(100))
-        guard case .fail(let id, .deadlineUnreachable(let expected, let retry))? = refused.first, refused.count == 1 else {
+        guard case .fail(let id, .deadlineUnreachable(let expected, let retry))? = refused.first, refused.count == 1
+        else {
             return XCTFail("expected a refusal, got \(refused)")
         }
         XCTAssertEqual(id, r(3))
@@ -31,7 +35,8 @@ extension BatcherTests {
         // With a deadline the work allows, the same request is admitted.
         XCTAssertTrue(failures(b.submit(r(4), count: 5, deadline: ms(301), now: ms(100))).isEmpty)
         // A request due earlier that would push r(4) past its deadline is refused too.
-        guard case .fail(_, .deadlineUnreachable)? = b.submit(r(6), count: 10, deadline: ms(299), now: ms(100)).first else {
+        guard case .fail(_, .deadlineUnreachable)? = b.submit(r(6), count: 10, deadline: ms(299), now: ms(100)).first
+        else {
             return XCTFail("an earlier deadline must not be admitted at the cost of an admitted request")
         }
         // Without a deadline nothing is refused on time grounds.
@@ -40,12 +45,14 @@ extension BatcherTests {
 
     func testHigherClassesCountWholeAndLowerOnesNotAtAll() {
         var b = measured()
-        _ = b.submit(r(1), count: 10, now: ms(100))                               // running
-        _ = b.submit(r(2), count: 50, priority: .bulk, now: ms(100))             // lower class: ignored
+        _ = b.submit(r(1), count: 10, now: ms(100))  // running
+        _ = b.submit(r(2), count: 50, priority: .bulk, now: ms(100))  // lower class: ignored
         XCTAssertEqual(b.expectedCompletion(count: 10, priority: .normal), ms(200))
-        _ = b.submit(r(3), count: 40, priority: .interactive, now: ms(100))      // higher class: whole
+        _ = b.submit(r(3), count: 40, priority: .interactive, now: ms(100))  // higher class: whole
         XCTAssertEqual(b.expectedCompletion(count: 10, priority: .normal), ms(600))
-        XCTAssertEqual(b.expectedCompletion(count: 10, priority: .interactive), ms(200), "own class without deadlines: nothing ahead")
+        XCTAssertEqual(
+            b.expectedCompletion(count: 10, priority: .interactive), ms(200),
+            "own class without deadlines: nothing ahead")
         // Two executor slots halve the rounds.
         var two = measured(concurrent: 2)
         _ = two.submit(r(1), count: 40, now: ms(100))
@@ -100,10 +107,13 @@ extension BatcherTests {
             }
             apply(b.wakeUp(now: now))
         }
-        let capacity = 100.0 * 20   // samples in 20 s at 10 samples per 100 ms
-        print("overload simulation: \(good) samples in time of \(Int(capacity)) capacity; \(refused) refused at once, \(expired) expired")
+        let capacity = 100.0 * 20  // samples in 20 s at 10 samples per 100 ms
+        print(
+            "overload simulation: \(good) samples in time of \(Int(capacity)) capacity; \(refused) refused at once, \(expired) expired"
+        )
         XCTAssertGreaterThanOrEqual(Double(good), 0.8 * capacity, "goodput \(good) of capacity \(capacity)")
         XCTAssertGreaterThan(refused, 0)
-        XCTAssertLessThanOrEqual(expired, 2, "admitted work meets its deadline (refused \(refused), expired \(expired))")
+        XCTAssertLessThanOrEqual(
+            expired, 2, "admitted work meets its deadline (refused \(refused), expired \(expired))")
     }
 }

@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import SamplerServer
 
 /// The batcher is a pure state machine: these tests feed events at explicit times and assert the
@@ -53,13 +54,16 @@ final class BatcherTests: XCTestCase {
         let a = b.submit(r(2), count: 3, now: ms(1))
         let bs = batches(a)
         XCTAssertEqual(bs.count, 1)
-        XCTAssertEqual(bs[0].slices, [.init(request: r(1), offsets: 0..<2), .init(request: r(2), offsets: 0..<2)],
-                       "water-filled: each request gets half")
+        XCTAssertEqual(
+            bs[0].slices, [.init(request: r(1), offsets: 0..<2), .init(request: r(2), offsets: 0..<2)],
+            "water-filled: each request gets half")
         XCTAssertEqual(b.pendingSamples, 2)
         // Completion delivers each slice with its place in the batch's results, and lifecycle
         // phases: a drain finishes what is queued, then reports `drained` once.
         let done = b.batchCompleted(bs[0].id, now: ms(2))
-        let positions = done.compactMap { if case .deliver(let s, _, let p) = $0 { return (s.request, p) } else { return nil } }
+        let positions = done.compactMap {
+            if case .deliver(let s, _, let p) = $0 { return (s.request, p) } else { return nil }
+        }
         XCTAssertEqual(positions.map(\.0), [r(1), r(2)])
         XCTAssertEqual(positions.map(\.1), [0, 2])
         XCTAssertFalse(b.isDraining)
@@ -144,7 +148,8 @@ final class BatcherTests: XCTestCase {
         XCTAssertEqual(bigDelivered.last?.upperBound, 1000)
         for (x, y) in zip(bigDelivered, bigDelivered.dropFirst()) { XCTAssertEqual(x.upperBound, y.lowerBound) }
         // Each small request completed with the batch right after the one during which it arrived.
-        XCTAssertGreaterThanOrEqual(smallSubmittedAtBatch.count, 16, "small requests kept arriving while the large one ran")
+        XCTAssertGreaterThanOrEqual(
+            smallSubmittedAtBatch.count, 16, "small requests kept arriving while the large one ran")
         XCTAssertEqual(smallCompletedAtBatch.count, smallSubmittedAtBatch.count)
         for (id, at) in smallSubmittedAtBatch {
             XCTAssertEqual(smallCompletedAtBatch[id], at + 1, "\(id) waited more than one batch")
@@ -155,7 +160,7 @@ final class BatcherTests: XCTestCase {
 
     func testWaterFillGivesLeftoverToLargerRequests() {
         var b = Batcher(config: .init(maxBatchSize: 10, maxQueueDelay: ms(50)))
-        _ = b.submit(r(0), count: 10, now: .zero)          // occupies the executor
+        _ = b.submit(r(0), count: 10, now: .zero)  // occupies the executor
         _ = b.submit(r(1), count: 100, now: .zero)
         _ = b.submit(r(2), count: 1, now: .zero)
         _ = b.submit(r(3), count: 20, now: .zero)
@@ -191,8 +196,9 @@ final class BatcherTests: XCTestCase {
         let a = b.batchCompleted(BatchID(0), now: ms(4))
         let bs = batches(a)
         XCTAssertEqual(bs.count, 1)
-        XCTAssertEqual(bs[0].slices, [.init(request: r(4), offsets: 0..<2), .init(request: r(3), offsets: 0..<2)],
-                       "interactive whole, then normal; bulk waits")
+        XCTAssertEqual(
+            bs[0].slices, [.init(request: r(4), offsets: 0..<2), .init(request: r(3), offsets: 0..<2)],
+            "interactive whole, then normal; bulk waits")
     }
 
     func testEarlierDeadlineFirstWithinClass() {
@@ -276,11 +282,13 @@ final class BatcherTests: XCTestCase {
     // MARK: - Bounded queue
 
     func testQueueFullRejectsAtOnceWithRetryHint() {
-        var b = Batcher(config: .init(maxBatchSize: 10, maxQueueDelay: .zero, maxQueuedSamples: 25,
-                                      initialBatchTimeEstimate: ms(20)))
-        _ = b.submit(r(1), count: 10, now: .zero)          // runs at once: queue empty
-        _ = b.submit(r(2), count: 20, now: .zero)          // queued: 20
-        let a = b.submit(r(3), count: 6, now: .zero)       // 26 > 25
+        var b = Batcher(
+            config: .init(
+                maxBatchSize: 10, maxQueueDelay: .zero, maxQueuedSamples: 25,
+                initialBatchTimeEstimate: ms(20)))
+        _ = b.submit(r(1), count: 10, now: .zero)  // runs at once: queue empty
+        _ = b.submit(r(2), count: 20, now: .zero)  // queued: 20
+        let a = b.submit(r(3), count: 6, now: .zero)  // 26 > 25
         guard case .fail(let id, .queueFull(let retry))? = a.first, a.count == 1 else {
             return XCTFail("expected an immediate rejection, got \(a)")
         }
@@ -294,8 +302,8 @@ final class BatcherTests: XCTestCase {
         var b = Batcher(config: .init(maxBatchSize: 10, maxQueueDelay: .zero, maxQueuedSamples: 10))
         _ = b.submit(r(1), count: 10, now: .zero)
         _ = b.batchCompleted(BatchID(0), computeTime: ms(100), now: ms(100))
-        _ = b.submit(r(2), count: 10, now: ms(100))        // runs
-        _ = b.submit(r(3), count: 10, now: ms(100))        // queued
+        _ = b.submit(r(2), count: 10, now: ms(100))  // runs
+        _ = b.submit(r(3), count: 10, now: ms(100))  // queued
         let a = b.submit(r(4), count: 1, now: ms(100))
         XCTAssertEqual(a, [.fail(r(4), .queueFull(retryAfter: ms(200)))])
     }
@@ -319,7 +327,7 @@ final class BatcherTests: XCTestCase {
 
     func testBatchFailureFailsItsRequestsOnly() {
         var b = Batcher(config: .init(maxBatchSize: 4, maxQueueDelay: .zero))
-        _ = b.submit(r(1), count: 6, now: .zero)          // batch 0: r1 0..<4
+        _ = b.submit(r(1), count: 6, now: .zero)  // batch 0: r1 0..<4
         _ = b.submit(r(2), count: 1, now: ms(1))
         let a = b.batchFailed(BatchID(0), message: "boom", now: ms(2))
         XCTAssertEqual(failures(a).map(\.0), [r(1)])
@@ -352,9 +360,10 @@ final class BatcherTests: XCTestCase {
     func testInvariantsUnderRandomEvents() {
         var rng = SplitMix(seed: 42)
         for trial in 0..<30 {
-            let cfg = Batcher.Config(maxBatchSize: 1 + Int(rng.next() % 16), maxQueueDelay: ms(Int(rng.next() % 3)),
-                                     preferredBatchSizes: rng.next() % 2 == 0 ? [] : [2],
-                                     maxConcurrentBatches: 1 + Int(rng.next() % 2), maxQueuedSamples: 60)
+            let cfg = Batcher.Config(
+                maxBatchSize: 1 + Int(rng.next() % 16), maxQueueDelay: ms(Int(rng.next() % 3)),
+                preferredBatchSizes: rng.next() % 2 == 0 ? [] : [2],
+                maxConcurrentBatches: 1 + Int(rng.next() % 2), maxQueuedSamples: 60)
             var b = Batcher(config: cfg)
             var now = Duration.zero
             var ended: [RequestID: Int] = [:]
@@ -392,15 +401,20 @@ final class BatcherTests: XCTestCase {
                     next += 1
                     counts[id] = 1 + Int(rng.next() % 20)
                     let deadline: Duration? = rng.next() % 3 == 0 ? now + ms(1 + Int(rng.next() % 10)) : nil
-                    apply(b.submit(id, count: counts[id]!, priority: Priority.allCases[Int(rng.next() % 3)],
-                                   deadline: deadline, now: now))
+                    apply(
+                        b.submit(
+                            id, count: counts[id]!, priority: Priority.allCases[Int(rng.next() % 3)],
+                            deadline: deadline, now: now))
                 case 2:
                     if next > 0 { apply(b.cancel(RequestID(rng.next() % next), now: now)) }
                 case 3, 4:
                     if !runningBatches.isEmpty {
                         let id = runningBatches.removeFirst()
-                        if rng.next() % 10 == 0 { apply(b.batchFailed(id, message: "x", now: now)) }
-                        else { apply(b.batchCompleted(id, now: now)) }
+                        if rng.next() % 10 == 0 {
+                            apply(b.batchFailed(id, message: "x", now: now))
+                        } else {
+                            apply(b.batchCompleted(id, now: now))
+                        }
                     }
                 default:
                     apply(b.wakeUp(now: now))
@@ -411,13 +425,18 @@ final class BatcherTests: XCTestCase {
             var guardCount = 0
             while !runningBatches.isEmpty || b.activeRequests > 0 {
                 now += ms(20)
-                if let id = runningBatches.first { runningBatches.removeFirst(); apply(b.batchCompleted(id, now: now)) }
-                else { apply(b.wakeUp(now: now)) }
+                if let id = runningBatches.first {
+                    runningBatches.removeFirst(); apply(b.batchCompleted(id, now: now))
+                } else {
+                    apply(b.wakeUp(now: now))
+                }
                 guardCount += 1
                 XCTAssertLessThan(guardCount, 10_000)
                 if guardCount >= 10_000 { break }
             }
-            for id in counts.keys { XCTAssertEqual(ended[id], 1, "trial \(trial): \(id) ended \(ended[id] ?? 0) times") }
+            for id in counts.keys {
+                XCTAssertEqual(ended[id], 1, "trial \(trial): \(id) ended \(ended[id] ?? 0) times")
+            }
             XCTAssertEqual(b.pendingSamples, 0)
         }
     }

@@ -1,8 +1,9 @@
 import Foundation
-import XCTest
-@testable import SamplerServer
 import ServingTestSupport
 import TestSupport
+import XCTest
+
+@testable import SamplerServer
 
 /// `onestep request` and `onestep loadtest` (or the dev `onestep-client`) against a real daemon.
 final class ClientCommandTests: XCTestCase {
@@ -32,7 +33,12 @@ final class ClientCommandTests: XCTestCase {
         let daemon = try DaemonProcess(root: root, arguments: ["--max-batch-size", "8"])
         let server = "127.0.0.1:\(daemon.grpcPort)"
 
-        let (s1, t1) = try run(bin, ["request", "--server", server, "--model", "img", "--count", "6", "--seed", "3", "--format", "png", "--out", "\(root)/grid.png"])
+        let (s1, t1) = try run(
+            bin,
+            [
+                "request", "--server", server, "--model", "img", "--count", "6", "--seed", "3", "--format", "png",
+                "--out", "\(root)/grid.png",
+            ])
         XCTAssertEqual(s1, 0, t1)
         let png = try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/grid.png"))
         XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47])
@@ -40,26 +46,45 @@ final class ClientCommandTests: XCTestCase {
         XCTAssertEqual(png[16..<24].bytes, [0, 0, 0, 32, 0, 0, 0, 22], "IHDR width and height")
         XCTAssertTrue(t1.contains("version 1"), t1)
 
-        let (s2, t2) = try run(bin, ["request", "--server", server, "--model", "vec", "--count", "5", "--format", "npy", "--out", "\(root)/x.npy", "--stream"])
+        let (s2, t2) = try run(
+            bin,
+            [
+                "request", "--server", server, "--model", "vec", "--count", "5", "--format", "npy", "--out",
+                "\(root)/x.npy", "--stream",
+            ])
         XCTAssertEqual(s2, 0, t2)
         let npy = try XCTUnwrap(FileManager.default.contents(atPath: "\(root)/x.npy"))
         XCTAssertTrue(String(decoding: npy.prefix(128), as: UTF8.self).contains("'shape': (5, 2)"))
         XCTAssertEqual(npy.count, 128 + 5 * 2 * 4)
 
-        let (s3, t3) = try run(bin, ["request", "--server", server, "--model", "vec", "--count", "2", "--format", "png", "--out", "\(root)/no.png"])
+        let (s3, t3) = try run(
+            bin,
+            [
+                "request", "--server", server, "--model", "vec", "--count", "2", "--format", "png", "--out",
+                "\(root)/no.png",
+            ])
         XCTAssertNotEqual(s3, 0)
         XCTAssertTrue(t3.contains("--format npy"), t3)
-        let (s4, t4) = try run(bin, ["request", "--server", server, "--model", "nope", "--count", "2", "--out", "\(root)/no.png"])
+        let (s4, t4) = try run(
+            bin, ["request", "--server", server, "--model", "nope", "--count", "2", "--out", "\(root)/no.png"])
         XCTAssertNotEqual(s4, 0)
         XCTAssertTrue(t4.contains("unknown model"), t4)
 
-        let (s5, t5) = try run(bin, ["loadtest", "--server", server, "--model", "vec", "--mode", "closed", "--concurrency", "4",
-                                     "--duration", "1", "--warmup", "0.2"])
+        let (s5, t5) = try run(
+            bin,
+            [
+                "loadtest", "--server", server, "--model", "vec", "--mode", "closed", "--concurrency", "4",
+                "--duration", "1", "--warmup", "0.2",
+            ])
         XCTAssertEqual(s5, 0, t5)
         XCTAssertTrue(t5.contains("latency ms: p50"), t5)
         XCTAssertTrue(t5.contains(" 0 failed"), t5)
-        let (s6, t6) = try run(bin, ["loadtest", "--server", server, "--model", "vec", "--mode", "open", "--rate", "100",
-                                     "--duration", "1", "--warmup", "0.2", "--json"])
+        let (s6, t6) = try run(
+            bin,
+            [
+                "loadtest", "--server", server, "--model", "vec", "--mode", "open", "--rate", "100",
+                "--duration", "1", "--warmup", "0.2", "--json",
+            ])
         XCTAssertEqual(s6, 0, t6)
         let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(t6.utf8)) as? [String: Any], t6)
         XCTAssertEqual(obj["ok"] as? Int, 100, "100 requests/s for 1 s, all ok: \(t6)")
@@ -74,8 +99,12 @@ final class ClientCommandTests: XCTestCase {
         let repo = try Fixtures.repository()
         try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: repo, name: "img", version: 2)
         let daemon = try DaemonProcess(root: repo)
-        let (status, text) = try run(py, [packageRoot + "/clients/python/sample_pngs.py", "--server", "127.0.0.1:\(daemon.grpcPort)",
-                                          "--model", "img", "--count", "3", "--seed", "5", "--out", "\(repo)/pngs"])
+        let (status, text) = try run(
+            py,
+            [
+                packageRoot + "/clients/python/sample_pngs.py", "--server", "127.0.0.1:\(daemon.grpcPort)",
+                "--model", "img", "--count", "3", "--seed", "5", "--out", "\(repo)/pngs",
+            ])
         XCTAssertEqual(status, 0, text)
         let files = (try? FileManager.default.contentsOfDirectory(atPath: "\(repo)/pngs"))?.sorted() ?? []
         XCTAssertEqual(files, ["img-v2-s5-i0.png", "img-v2-s5-i1.png", "img-v2-s5-i2.png"], text)

@@ -1,16 +1,18 @@
-import ServingTestSupport
-import TestSupport
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SamplerAPI
+import ServingTestSupport
 import Synchronization
+import TestSupport
 import XCTest
 
 /// Sends and receives raw bytes (malformed messages).
 struct RawBytes: MessageSerializer, MessageDeserializer {
     func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
-    func deserialize<Bytes: GRPCContiguousBytes>(_ bytes: Bytes) throws -> [UInt8] { bytes.withUnsafeBytes { Array($0) } }
+    func deserialize<Bytes: GRPCContiguousBytes>(_ bytes: Bytes) throws -> [UInt8] {
+        bytes.withUnsafeBytes { Array($0) }
+    }
 }
 
 /// The status code and message of a call (`.ok` and "" on success).
@@ -41,7 +43,9 @@ final class SharedInt: Sendable {
 
 /// Runs `body` while reading the daemon's resident memory every 5 ms; returns the body's result and
 /// the peak seen (KiB, at least `from`).
-func watchingPeakRSS<T: Sendable>(_ daemon: DaemonProcess, from: Int, _ body: () async throws -> T) async rethrows -> (T, Int) {
+func watchingPeakRSS<T: Sendable>(_ daemon: DaemonProcess, from: Int, _ body: () async throws -> T) async rethrows -> (
+    T, Int
+) {
     let peak = SharedInt(from)
     let watch = Task {
         while !Task.isCancelled {
@@ -67,7 +71,9 @@ func scrapeMetrics(_ daemon: DaemonProcess) throws -> String {
 /// `labels` (a metric without labels: `labels` empty); nil when there is none.
 func metricValue(_ page: String, _ name: String, labels: [String] = []) -> Double? {
     let values = page.split(separator: "\n")
-        .filter { line in (line.hasPrefix(name + "{") || line.hasPrefix(name + " ")) && labels.allSatisfy { line.contains($0) } }
+        .filter { line in
+            (line.hasPrefix(name + "{") || line.hasPrefix(name + " ")) && labels.allSatisfy { line.contains($0) }
+        }
         .compactMap { Double($0.split(separator: " ").last ?? "") }
     return values.isEmpty ? nil : values.reduce(0, +)
 }

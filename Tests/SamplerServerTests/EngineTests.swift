@@ -1,10 +1,11 @@
-import Foundation
-@testable import Engine
-import XCTest
 import Diffusion
-import TensorCore
-@testable import SamplerServer
+import Foundation
 import ServingTestSupport
+import TensorCore
+import XCTest
+
+@testable import Engine
+@testable import SamplerServer
 
 /// The real engine on tiny snapshots: sample i of seed s is the same bits whatever shares its batch,
 /// through the engine and through the lane's batching, and equals the Diffusion module's generator.
@@ -39,7 +40,8 @@ final class EngineTests: XCTestCase {
             var ids = others
             ids.insert(target, at: position)
             let out = try await engine.run(model: h, ids: ids, labels: nil)
-            XCTAssertEqual(bits(Array(out[position * n..<(position + 1) * n])), bits(alone), "position \(position) of 14")
+            XCTAssertEqual(
+                bits(Array(out[position * n..<(position + 1) * n])), bits(alone), "position \(position) of 14")
         }
         // And it is the Diffusion module's g(z) = D(sigma_init z, sigma_init).
         let reference = OneStepGenerator.generate(denoiser: snap.makeEDMDenoiser(), sigmaInit: 2.5, ids: [target])
@@ -99,7 +101,8 @@ final class EngineTests: XCTestCase {
     /// composed over the engine as the daemon composes it.
     func testEvaluationDrawsTheServedSamples() async throws {
         let root = try Fixtures.repository()
-        try Fixtures.install(try Fixtures.vectorGeneratorWithClassifier(seed: 4, numClasses: 3), root: root, name: "vec", version: 1)
+        try Fixtures.install(
+            try Fixtures.vectorGeneratorWithClassifier(seed: 4, numClasses: 3), root: root, name: "vec", version: 1)
         let path = "\(root)/vec/1/model.safetensors"
         let engine = DiffusionEngine(networkBatch: 64)
         let h = try await engine.load(name: "vec", version: 1, path: path)
@@ -110,9 +113,10 @@ final class EngineTests: XCTestCase {
         let served = try await engine.run(model: h, ids: ids, labels: labels)
         XCTAssertEqual(bits(sampling.sample(ids, labels: labels)), bits(served))
         let drawn = try await sampling.samples(ids, labels: labels, bestOf: 4)
-        let composed = try await BestOfK.compose(ids, labels: labels, k: 4, rule: h.description.bestOfRule, sampleSize: 2,
-                                                 run: { try await engine.run(model: h, ids: $0, labels: $1) },
-                                                 score: { try await engine.score(model: h, samples: $0, count: $1, labels: $2) })
+        let composed = try await BestOfK.compose(
+            ids, labels: labels, k: 4, rule: h.description.bestOfRule, sampleSize: 2,
+            run: { try await engine.run(model: h, ids: $0, labels: $1) },
+            score: { try await engine.score(model: h, samples: $0, count: $1, labels: $2) })
         XCTAssertEqual(bits(drawn.samples), bits(composed.samples))
         XCTAssertEqual(drawn.scores, composed.scores)
         XCTAssertNotEqual(bits(drawn.samples), bits(served), "best-of-4 keeps other candidates for some samples")
@@ -121,7 +125,9 @@ final class EngineTests: XCTestCase {
     /// Solver settings replace a teacher's stored ones, are checked, and do not apply to generators.
     func testSamplingSolverOverride() throws {
         let gen = try Fixtures.vectorGenerator()
-        XCTAssertThrowsError(try Sampling(gen, solver: ODESettings(steps: 4))) { XCTAssertTrue("\($0)".contains("teachers"), "\($0)") }
+        XCTAssertThrowsError(try Sampling(gen, solver: ODESettings(steps: 4))) {
+            XCTAssertTrue("\($0)".contains("teachers"), "\($0)")
+        }
         let teacher = Snapshot(kind: .teacher(ODESettings(steps: 10)), network: gen.network)
         XCTAssertEqual(try Sampling(teacher).nfe, 19)
         XCTAssertEqual(try Sampling(teacher, solver: ODESettings(solver: .euler, steps: 6)).nfe, 6)

@@ -1,8 +1,8 @@
 import Foundation
 import GRPCCore
-import XCTest
 import SamplerAPI
 import ServingTestSupport
+import XCTest
 
 /// One tenant's flood does not starve another model: every model version has its own lane and
 /// engine instances, so a model flooded with large requests shares the cores with a quiet model
@@ -12,7 +12,8 @@ final class FairnessTests: XCTestCase {
         let root = try Fixtures.repository()
         try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: root, name: "busy", version: 1)
         try Fixtures.install(try Fixtures.imageGenerator(seed: 2), root: root, name: "quiet", version: 1)
-        let daemon = try DaemonProcess(root: root, arguments: ["--max-batch-size", "64", "--max-samples-per-request", "4096"])
+        let daemon = try DaemonProcess(
+            root: root, arguments: ["--max-batch-size", "64", "--max-samples-per-request", "4096"])
         @Sendable func quietLatencies(_ client: DaemonTests.Client, _ n: Int) async -> [Double] {
             var out: [Double] = []
             for i in 0..<n {
@@ -32,7 +33,8 @@ final class FairnessTests: XCTestCase {
                     group.addTask {
                         var k = 0
                         while stop.value == 0 {
-                            let c = await DaemonTests.sample(clients[i % 3], model: "busy", seed: UInt64(i * 1000 + k), count: 4096)
+                            let c = await DaemonTests.sample(
+                                clients[i % 3], model: "busy", seed: UInt64(i * 1000 + k), count: 4096)
                             if c.code == nil { floodSamples.add(4096) }
                             k += 1
                         }
@@ -50,8 +52,11 @@ final class FairnessTests: XCTestCase {
                 return quiet
             }
         }
-        let p50Alone = alone[alone.count / 2], p50Crowded = crowded[crowded.count / 2], p90Crowded = crowded[crowded.count * 9 / 10]
-        print("fairness: quiet model p50 \(p50Alone) ms alone, \(p50Crowded) ms (p90 \(p90Crowded) ms) beside a flood that got \(floodSamples.value) samples")
+        let p50Alone = alone[alone.count / 2], p50Crowded = crowded[crowded.count / 2],
+            p90Crowded = crowded[crowded.count * 9 / 10]
+        print(
+            "fairness: quiet model p50 \(p50Alone) ms alone, \(p50Crowded) ms (p90 \(p90Crowded) ms) beside a flood that got \(floodSamples.value) samples"
+        )
         XCTAssertGreaterThan(floodSamples.value, 0, "the flood never ran")
         // Sharing the cores with the flood costs the quiet model some time, but it never waits behind
         // the flood's backlog (24 x 4,096 queued samples: seconds of work).

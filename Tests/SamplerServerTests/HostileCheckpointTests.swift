@@ -1,10 +1,11 @@
+import Diffusion
 import Foundation
 import GRPCCore
 import SamplerAPI
-import XCTest
-import Diffusion
-@testable import SamplerServer
 import ServingTestSupport
+import XCTest
+
+@testable import SamplerServer
 
 /// Checkpoints with hostile architecture fields (the fuzzer's crashes and hangs: emb_channels,
 /// noise_channels, in_channels near 2^31 to 2^63, sampler steps 2^63-1, blocks_per_level 2001):
@@ -35,7 +36,8 @@ final class HostileCheckpointTests: XCTestCase {
         // Every fifth case, so each field family is represented without a process per case.
         for c in cases.enumerated().filter({ $0.offset % 5 == 0 }).map(\.element) {
             let t0 = ContinuousClock.now
-            let (status, output) = try runCommand(bin, ["sample", "--model", c.path, "--n", "2", "--out", "\(dir)/\(c.name).npy"])
+            let (status, output) = try runCommand(
+                bin, ["sample", "--model", c.path, "--n", "2", "--out", "\(dir)/\(c.name).npy"])
             XCTAssertEqual(status, 1, "\(c.name): a clean error exit, not a crash:\n\(output)")
             XCTAssertTrue(output.contains("rror"), "\(c.name): \(output)")
             XCTAssertLessThan(t0.duration(to: .now), .seconds(5), c.name)
@@ -47,10 +49,14 @@ final class HostileCheckpointTests: XCTestCase {
     func testDaemonRefusesHostileVersionsAndKeepsServing() async throws {
         let root = try Fixtures.repository()
         try Fixtures.install(try Fixtures.vectorGeneratorWithClassifier(seed: 2), root: root, name: "vec", version: 1)
-        let daemon = try DaemonProcess(root: root, arguments: ["--poll-seconds", "0.05", "--version-policy", "all", "--max-batch-size", "8"])
+        let daemon = try DaemonProcess(
+            root: root, arguments: ["--poll-seconds", "0.05", "--version-policy", "all", "--max-batch-size", "8"])
         let pick = try HostileCheckpoints.write(into: folder()).filter {
-            ["mlp-blocks-2001", "mlp-width-9223372036854775807", "mlp-dim-1152921504606846976", "classifier-width-2147483648",
-             "mlp-noise_channels-9223372036854775807", "classifier-blocks-1152921504606846976", "mlp-blocks-0"].contains($0.name)
+            [
+                "mlp-blocks-2001", "mlp-width-9223372036854775807", "mlp-dim-1152921504606846976",
+                "classifier-width-2147483648",
+                "mlp-noise_channels-9223372036854775807", "classifier-blocks-1152921504606846976", "mlp-blocks-0",
+            ].contains($0.name)
                 || $0.name.hasPrefix("mlp-") && $0.name.hasSuffix("-2147483648")
         }
         XCTAssertGreaterThanOrEqual(pick.count, 8)
@@ -72,7 +78,8 @@ final class HostileCheckpointTests: XCTestCase {
                 }
                 let v2 = Inference_GRPCInferenceService.Client(wrapping: client)
                 var index = try await v2.repositoryIndex(.init())
-                for _ in 0..<200 where index.models.filter({ $0.state == "UNAVAILABLE" && !$0.reason.isEmpty }).count < pick.count {
+                for _ in 0..<200
+                where index.models.filter({ $0.state == "UNAVAILABLE" && !$0.reason.isEmpty }).count < pick.count {
                     try await Task.sleep(for: .milliseconds(50))
                     index = try await v2.repositoryIndex(.init())
                 }

@@ -1,9 +1,10 @@
 import Foundation
 import GRPCCore
 import SamplerAPI
-import XCTest
-@testable import SamplerServer
 import ServingTestSupport
+import XCTest
+
+@testable import SamplerServer
 
 /// The request that used to kill the daemon (KServe V2 `seed` INT64 [N] with N >= 2^60 and raw
 /// contents: the byte-length check overflowed and the runtime trapped), against the real process
@@ -20,11 +21,17 @@ final class HostileDaemonTests: XCTestCase {
             for n in [Int64(1) << 60, 1 << 61, 1 << 62, .max] {
                 let request = Inference_ModelInferRequest.with {
                     $0.modelName = "vec"
-                    $0.inputs = [.with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [n] }]
+                    $0.inputs = [
+                        .with {
+                            $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [n]
+                        }
+                    ]
                     $0.rawInputContents = [Data(count: 8)]
                 }
                 var code: RPCError.Code?, message = ""
-                do { _ = try await v2.modelInfer(request) } catch let e as RPCError { code = e.code; message = e.message }
+                do { _ = try await v2.modelInfer(request) } catch let e as RPCError {
+                    code = e.code; message = e.message
+                }
                 let streamed = try await v2.modelStreamInfer(requestProducer: { try await $0.write(request) }) { r in
                     var errors: [String] = []
                     for try await m in r.messages { errors.append(m.errorMessage) }
@@ -66,14 +73,27 @@ final class HostileDaemonTests: XCTestCase {
         let root = try Fixtures.repository()
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 1), root: root, name: "vec", version: 1)
         let out = "\(root)/gen"
-        let (status, output) = try runCommand(bin, ["generate", "--repository", root, "--model", "vec", "--seeds", "18446744073709551615",
-                                                    "--out", out, "--format", "npy", "--threads", "1"])
+        let (status, output) = try runCommand(
+            bin,
+            [
+                "generate", "--repository", root, "--model", "vec", "--seeds", "18446744073709551615",
+                "--out", out, "--format", "npy", "--threads", "1",
+            ])
         XCTAssertEqual(status, 0, output)
-        XCTAssertNotNil(FileManager.default.contents(atPath: "\(out)/npy/samples-18446744073709551615-18446744073709551615.npy"), output)
-        for (flag, value) in [("--timeout", "1e300"), ("--timeout", "inf"), ("--timeout", "nan"), ("--attempts", "9223372036854775807"),
-                              ("--threads", "0"), ("--chunk", "9223372036854775807"), ("--batch", "-1"), ("--in-flight", "9223372036854775807"),
-                              ("--best-of", "9223372036854775807"), ("--seeds", "18446744073709551616"), ("--shard", "9223372036854775807/2")] {
-            var args = ["generate", "--repository", root, "--model", "vec", "--seeds", "0-3", "--out", "\(root)/bad-\(UUID().uuidString)", "--format", "npy"]
+        XCTAssertNotNil(
+            FileManager.default.contents(atPath: "\(out)/npy/samples-18446744073709551615-18446744073709551615.npy"),
+            output)
+        for (flag, value) in [
+            ("--timeout", "1e300"), ("--timeout", "inf"), ("--timeout", "nan"), ("--attempts", "9223372036854775807"),
+            ("--threads", "0"), ("--chunk", "9223372036854775807"), ("--batch", "-1"),
+            ("--in-flight", "9223372036854775807"),
+            ("--best-of", "9223372036854775807"), ("--seeds", "18446744073709551616"),
+            ("--shard", "9223372036854775807/2"),
+        ] {
+            var args = [
+                "generate", "--repository", root, "--model", "vec", "--seeds", "0-3", "--out",
+                "\(root)/bad-\(UUID().uuidString)", "--format", "npy",
+            ]
             if flag == "--seeds" { args[6] = value } else { args += [flag, value] }
             let (s, o) = try runCommand(bin, args)
             XCTAssertTrue(s == 1 || s == 64, "\(flag) \(value): exit \(s) (a clean error, not a trap):\n\(o)")

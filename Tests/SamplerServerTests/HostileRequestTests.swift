@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import SamplerAPI
 import XCTest
+
 @testable import SamplerServer
 
 /// Every number a request carries, at the extremes an attacker would send (0, -1, 2^31, 2^60,
@@ -22,23 +23,42 @@ extension ServiceTests {
         shapes += [[2, Int64.max], [Int64.max, 1], [1 << 60, 1], [-1, 1], [1, 1, 1], []]
         for shape in shapes {
             for raw in [Data(count: 16), Data(), Data(count: 8)] {
-                requests.append(("raw \(shape) \(raw.count) bytes", .with {
-                    $0.modelName = "vec"
-                    $0.inputs = [.with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = shape }]
-                    $0.rawInputContents = [raw]
-                }))
+                requests.append(
+                    (
+                        "raw \(shape) \(raw.count) bytes",
+                        .with {
+                            $0.modelName = "vec"
+                            $0.inputs = [
+                                .with {
+                                    $0.name = "seed"; $0.datatype = "INT64"; $0.shape = shape
+                                }
+                            ]
+                            $0.rawInputContents = [raw]
+                        }
+                    ))
             }
-            requests.append(("typed \(shape)", .with {
-                $0.modelName = "vec"
-                $0.inputs = [.with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = shape; $0.contents.int64Contents = [1, 2] }]
-            }))
+            requests.append(
+                (
+                    "typed \(shape)",
+                    .with {
+                        $0.modelName = "vec"
+                        $0.inputs = [
+                            .with {
+                                $0.name = "seed"; $0.datatype = "INT64"; $0.shape = shape;
+                                $0.contents.int64Contents = [1, 2]
+                            }
+                        ]
+                    }
+                ))
         }
         let sent = requests
         let (codes, after) = try await withServer(h) { client in
             let v2 = Inference_GRPCInferenceService.Client(wrapping: client)
             var codes: [(String, RPCError.Code?, String)] = []
             for (name, r) in sent {
-                do { _ = try await v2.modelInfer(r); codes.append((name, nil, "")) } catch let e as RPCError { codes.append((name, e.code, e.message)) }
+                do { _ = try await v2.modelInfer(r); codes.append((name, nil, "")) } catch let e as RPCError {
+                    codes.append((name, e.code, e.message))
+                }
                 // The streaming RPC decodes the same way and reports per message.
                 let streamed = try await v2.modelStreamInfer(requestProducer: { try await $0.write(r) }) { response in
                     var messages: [String] = []
@@ -48,11 +68,16 @@ extension ServiceTests {
                 XCTAssertEqual(streamed.count, 1, name)
                 XCTAssertFalse(streamed.first?.isEmpty ?? true, "\(name): the stream reports the error")
             }
-            let ok = try await v2.modelInfer(.with {
-                $0.modelName = "vec"
-                $0.inputs = [.with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [2] }]
-                $0.rawInputContents = [InferRequestChecks.int64Bytes([5, 6])]
-            })
+            let ok = try await v2.modelInfer(
+                .with {
+                    $0.modelName = "vec"
+                    $0.inputs = [
+                        .with {
+                            $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [2]
+                        }
+                    ]
+                    $0.rawInputContents = [InferRequestChecks.int64Bytes([5, 6])]
+                })
             return (codes, ok)
         }
         for (name, code, message) in codes {
@@ -60,11 +85,15 @@ extension ServiceTests {
             XCTAssertFalse(message.isEmpty, name)
         }
         XCTAssertEqual(after.outputs.first?.shape, [2, 2], "the server answers normally afterwards")
-        XCTAssertTrue(codes.contains { $0.2.contains("limit") }, "an oversized N is refused against the per-request limit")
+        XCTAssertTrue(
+            codes.contains { $0.2.contains("limit") }, "an oversized N is refused against the per-request limit")
     }
 
     static func seedInput(_ n: Int64 = 1) -> Inference_ModelInferRequest.InferInputTensor {
-        .with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [n]; $0.contents.int64Contents = Array(repeating: 3, count: Int(n)) }
+        .with {
+            $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [n];
+            $0.contents.int64Contents = Array(repeating: 3, count: Int(n))
+        }
     }
 
     /// V2 parameters, versions and labels at their extremes.
@@ -74,38 +103,96 @@ extension ServiceTests {
         for v in Self.hostileInt64 {
             for key in ["timeout", "priority"] {
                 // A long timeout is cut to a day; a negative or zero one means none; priorities map to classes.
-                requests.append(("\(key) int64 \(v)", .with { $0.modelName = "vec"; $0.inputs = [Self.seedInput()]; $0.parameters[key] = .with { $0.int64Param = v } }, [nil]))
+                requests.append(
+                    (
+                        "\(key) int64 \(v)",
+                        .with {
+                            $0.modelName = "vec"; $0.inputs = [Self.seedInput()];
+                            $0.parameters[key] = .with { $0.int64Param = v }
+                        }, [nil]
+                    ))
             }
-            requests.append(("label \(v)", .with {
-                $0.modelName = "cond"
-                $0.inputs = [Self.seedInput(), .with { $0.name = "label"; $0.datatype = "INT64"; $0.shape = [1]; $0.contents.int64Contents = [v] }]
-            }, v == 0 ? [nil] : [.invalidArgument]))
-            requests.append(("seed \(v)", .with {
-                $0.modelName = "vec"; $0.inputs = [.with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [1]; $0.contents.int64Contents = [v] }]
-            }, [nil]))
+            requests.append(
+                (
+                    "label \(v)",
+                    .with {
+                        $0.modelName = "cond"
+                        $0.inputs = [
+                            Self.seedInput(),
+                            .with {
+                                $0.name = "label"; $0.datatype = "INT64"; $0.shape = [1];
+                                $0.contents.int64Contents = [v]
+                            },
+                        ]
+                    }, v == 0 ? [nil] : [.invalidArgument]
+                ))
+            requests.append(
+                (
+                    "seed \(v)",
+                    .with {
+                        $0.modelName = "vec";
+                        $0.inputs = [
+                            .with {
+                                $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [1]; $0.contents.int64Contents = [v]
+                            }
+                        ]
+                    }, [nil]
+                ))
         }
         for v in Self.hostileUInt64 {
             for key in ["timeout", "priority"] {
-                requests.append(("\(key) uint64 \(v)", .with { $0.modelName = "vec"; $0.inputs = [Self.seedInput()]; $0.parameters[key] = .with { $0.uint64Param = v } }, [nil]))
+                requests.append(
+                    (
+                        "\(key) uint64 \(v)",
+                        .with {
+                            $0.modelName = "vec"; $0.inputs = [Self.seedInput()];
+                            $0.parameters[key] = .with { $0.uint64Param = v }
+                        }, [nil]
+                    ))
             }
         }
-        for version in ["0", "-1", "9223372036854775807", "9223372036854775808", "18446744073709551615", "99999999999999999999999", "1e3", " 1"] {
-            requests.append(("version '\(version)'", .with { $0.modelName = "vec"; $0.modelVersion = version; $0.inputs = [Self.seedInput()] }, [.invalidArgument, .notFound]))
+        for version in [
+            "0", "-1", "9223372036854775807", "9223372036854775808", "18446744073709551615", "99999999999999999999999",
+            "1e3", " 1",
+        ] {
+            requests.append(
+                (
+                    "version '\(version)'",
+                    .with {
+                        $0.modelName = "vec"; $0.modelVersion = version; $0.inputs = [Self.seedInput()]
+                    }, [.invalidArgument, .notFound]
+                ))
         }
         let sent = requests
         let (results, after) = try await withServer(h) { client in
             let v2 = Inference_GRPCInferenceService.Client(wrapping: client)
             var out: [(String, RPCError.Code?, String, Set<RPCError.Code?>)] = []
             for (name, r, want) in sent {
-                do { _ = try await v2.modelInfer(r); out.append((name, nil, "", want)) } catch let e as RPCError { out.append((name, e.code, e.message, want)) }
+                do { _ = try await v2.modelInfer(r); out.append((name, nil, "", want)) } catch let e as RPCError {
+                    out.append((name, e.code, e.message, want))
+                }
             }
             for version in ["9223372036854775807", "-1", "18446744073709551615"] {
                 do {
-                    _ = try await v2.modelReady(.with { $0.name = "vec"; $0.version = version })
-                    _ = try await v2.modelMetadata(.with { $0.name = "vec"; $0.version = version })
-                } catch let e as RPCError { out.append(("metadata '\(version)'", e.code, e.message, [.invalidArgument, .notFound])) }
+                    _ = try await v2.modelReady(
+                        .with {
+                            $0.name = "vec"; $0.version = version
+                        })
+                    _ = try await v2.modelMetadata(
+                        .with {
+                            $0.name = "vec"; $0.version = version
+                        })
+                } catch let e as RPCError {
+                    out.append(("metadata '\(version)'", e.code, e.message, [.invalidArgument, .notFound]))
+                }
             }
-            return (out, try await v2.modelInfer(.with { $0.modelName = "vec"; $0.inputs = [Self.seedInput(2)] }))
+            return (
+                out,
+                try await v2.modelInfer(
+                    .with {
+                        $0.modelName = "vec"; $0.inputs = [Self.seedInput(2)]
+                    })
+            )
         }
         for (name, code, message, want) in results {
             XCTAssertTrue(want.contains(code), "\(name): got \(code.map { "\($0)" } ?? "OK") \(message)")
@@ -118,37 +205,98 @@ extension ServiceTests {
         let h = try await makeHarness()
         var requests: [(String, Onestep_Sampler_V1_SampleRequest, Set<RPCError.Code?>)] = []
         for c in Self.hostileUInt32 {
-            requests.append(("count \(c)", .with { $0.model = "vec"; $0.count = c }, c == 0 || c > 64 ? [.invalidArgument] : [nil]))
-            requests.append(("best_of \(c)", .with { $0.model = "ranked"; $0.count = 1; $0.labels = [1]; $0.bestOf = c }, c <= 1 ? [nil] : [.invalidArgument]))
+            requests.append(
+                (
+                    "count \(c)",
+                    .with {
+                        $0.model = "vec"; $0.count = c
+                    }, c == 0 || c > 64 ? [.invalidArgument] : [nil]
+                ))
+            requests.append(
+                (
+                    "best_of \(c)",
+                    .with {
+                        $0.model = "ranked"; $0.count = 1; $0.labels = [1]; $0.bestOf = c
+                    }, c <= 1 ? [nil] : [.invalidArgument]
+                ))
         }
         for v in Self.hostileUInt64 {
-            requests.append(("seed \(v)", .with { $0.model = "vec"; $0.count = 2; $0.seed = v }, [nil]))
-            requests.append(("first_index \(v)", .with { $0.model = "vec"; $0.count = 2; $0.firstIndex = v }, v >= .max - 1 ? [.invalidArgument] : [nil]))
-            requests.append(("seeds [\(v)]", .with { $0.model = "vec"; $0.seeds = [v, v] }, [nil]))
+            requests.append(
+                (
+                    "seed \(v)",
+                    .with {
+                        $0.model = "vec"; $0.count = 2; $0.seed = v
+                    }, [nil]
+                ))
+            requests.append(
+                (
+                    "first_index \(v)",
+                    .with {
+                        $0.model = "vec"; $0.count = 2; $0.firstIndex = v
+                    }, v >= .max - 1 ? [.invalidArgument] : [nil]
+                ))
+            requests.append(
+                (
+                    "seeds [\(v)]",
+                    .with {
+                        $0.model = "vec"; $0.seeds = [v, v]
+                    }, [nil]
+                ))
         }
         for l in Self.hostileInt32 {
-            requests.append(("labels [\(l)]", .with { $0.model = "cond"; $0.count = 2; $0.labels = [l] }, l == 0 ? [nil] : [.invalidArgument]))
+            requests.append(
+                (
+                    "labels [\(l)]",
+                    .with {
+                        $0.model = "cond"; $0.count = 2; $0.labels = [l]
+                    }, l == 0 ? [nil] : [.invalidArgument]
+                ))
         }
         for v in Self.hostileInt64 {
-            requests.append(("version \(v)", .with { $0.model = "vec"; $0.count = 1; $0.version = v }, v == 0 ? [nil, .notFound] : [.notFound, .invalidArgument]))
+            requests.append(
+                (
+                    "version \(v)",
+                    .with {
+                        $0.model = "vec"; $0.count = 1; $0.version = v
+                    }, v == 0 ? [nil, .notFound] : [.notFound, .invalidArgument]
+                ))
         }
         for f in Self.hostileInt32 where f > 3 || f < 0 {
-            requests.append(("format \(f)", .with { $0.model = "vec"; $0.count = 1; $0.format = .UNRECOGNIZED(Int(f)) }, [.invalidArgument]))
-            requests.append(("priority \(f)", .with { $0.model = "vec"; $0.count = 1; $0.priority = .UNRECOGNIZED(Int(f)) }, [.invalidArgument]))
+            requests.append(
+                (
+                    "format \(f)",
+                    .with {
+                        $0.model = "vec"; $0.count = 1; $0.format = .UNRECOGNIZED(Int(f))
+                    }, [.invalidArgument]
+                ))
+            requests.append(
+                (
+                    "priority \(f)",
+                    .with {
+                        $0.model = "vec"; $0.count = 1; $0.priority = .UNRECOGNIZED(Int(f))
+                    }, [.invalidArgument]
+                ))
         }
         let sent = requests
         let (results, info) = try await withServer(h) { client in
             let s = Onestep_Sampler_V1_Sampler.Client(wrapping: client)
             var out: [(String, RPCError.Code?, String, Set<RPCError.Code?>)] = []
             for (name, r, want) in sent {
-                do { _ = try await s.sample(r); out.append((name, nil, "", want)) } catch let e as RPCError { out.append((name, e.code, e.message, want)) }
+                do { _ = try await s.sample(r); out.append((name, nil, "", want)) } catch let e as RPCError {
+                    out.append((name, e.code, e.message, want))
+                }
                 do {
                     try await s.sampleStream(r) { for try await _ in $0.messages {} }
                     out.append(("stream " + name, nil, "", want))
                 } catch let e as RPCError { out.append(("stream " + name, e.code, e.message, want)) }
             }
             for v in Self.hostileInt64 {
-                do { _ = try await s.modelInfo(.with { $0.model = "vec"; $0.version = v }) } catch let e as RPCError {
+                do {
+                    _ = try await s.modelInfo(
+                        .with {
+                            $0.model = "vec"; $0.version = v
+                        })
+                } catch let e as RPCError {
                     out.append(("model_info version \(v)", e.code, e.message, [.notFound, .invalidArgument]))
                 }
             }

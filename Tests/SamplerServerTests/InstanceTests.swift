@@ -1,11 +1,12 @@
-import Foundation
-@testable import Engine
-import Synchronization
-import XCTest
 import Diffusion
-import TensorCore
-@testable import SamplerServer
+import Foundation
 import ServingTestSupport
+import Synchronization
+import TensorCore
+import XCTest
+
+@testable import Engine
+@testable import SamplerServer
 
 /// Engine instances (network replicas per model version): the pool hands out free instances and
 /// queues callers, a call split over instances runs its parts at once, and whatever instance makes
@@ -28,9 +29,13 @@ final class InstanceTests: XCTestCase {
         XCTAssertEqual(b.count, 1, "only one left")
         XCTAssertEqual(Set(a + b), [0, 1, 2])
         let order = Log()
-        let first = Task { let got = await pool.acquire(most: 2); order.add("first:\(got.count)"); return got }
+        let first = Task {
+            let got = await pool.acquire(most: 2); order.add("first:\(got.count)"); return got
+        }
         try await Task.sleep(for: .milliseconds(50))
-        let second = Task { let got = await pool.acquire(most: 1); order.add("second:\(got.count)"); return got }
+        let second = Task {
+            let got = await pool.acquire(most: 1); order.add("second:\(got.count)"); return got
+        }
         try await Task.sleep(for: .milliseconds(50))
         XCTAssertEqual(order.all, [], "nobody gets an instance while none is free")
         pool.release(b)
@@ -55,7 +60,9 @@ final class InstanceTests: XCTestCase {
         }
         let parts = try await pool.split(10, minPart: 3) { worker, range -> (Int, Range<Int>) in
             started.signal()
-            guard go.wait(timeout: .now() + 10) == .success else { throw ServerError(.internalError, "parts did not run at once") }
+            guard go.wait(timeout: .now() + 10) == .success else {
+                throw ServerError(.internalError, "parts did not run at once")
+            }
             return (worker.id, range)
         }
         await coordinator.value
@@ -73,10 +80,16 @@ final class InstanceTests: XCTestCase {
     }
 
     /// The snapshot loaded by an engine of one instance and by one of `instances` (split down to single samples).
-    func load(_ snap: Snapshot, instances: Int) async throws -> (single: DiffusionEngine, one: ModelHandle, many: DiffusionEngine, all: ModelHandle) {
+    func load(_ snap: Snapshot, instances: Int) async throws -> (
+        single: DiffusionEngine, one: ModelHandle, many: DiffusionEngine, all: ModelHandle
+    ) {
         let path = try install(snap)
-        let single = DiffusionEngine(instances: 1), many = DiffusionEngine(instances: instances, minSamplesPerInstance: 1)
-        return (single, try await single.load(name: "m", version: 1, path: path), many, try await many.load(name: "m", version: 1, path: path))
+        let single = DiffusionEngine(instances: 1),
+            many = DiffusionEngine(instances: instances, minSamplesPerInstance: 1)
+        return (
+            single, try await single.load(name: "m", version: 1, path: path), many,
+            try await many.load(name: "m", version: 1, path: path)
+        )
     }
 
     func testEveryInstanceMakesTheSameBitsAsOneInstanceAlone() async throws {
@@ -91,7 +104,9 @@ final class InstanceTests: XCTestCase {
         XCTAssertEqual(bits(split), bits(reference))
         let n = h1.description.sampleSize
         try await withThrowingTaskGroup(of: (Int, [Float]).self) { group in
-            for k in 0..<4 { group.addTask { (k, try await many.run(model: h3, ids: Array(ids[k..<(k + 7)]), labels: nil)) } }
+            for k in 0..<4 {
+                group.addTask { (k, try await many.run(model: h3, ids: Array(ids[k..<(k + 7)]), labels: nil)) }
+            }
             for try await (k, out) in group {
                 XCTAssertEqual(bits(out), bits(Array(reference[k * n..<(k + 7) * n])), "call \(k)")
             }
@@ -128,7 +143,8 @@ final class InstanceTests: XCTestCase {
         config.instances = 1
         config.modelInstances = ["big": 0]
         XCTAssertThrowsError(try config.validate()) { XCTAssertTrue("\($0)".contains("model_instances[big]"), "\($0)") }
-        let parsed = try JSONDecoder().decode(ServerConfig.self, from: Data(#"{"instances": 2, "model_instances": {"t": 1}}"#.utf8))
+        let parsed = try JSONDecoder().decode(
+            ServerConfig.self, from: Data(#"{"instances": 2, "model_instances": {"t": 1}}"#.utf8))
         XCTAssertEqual(parsed.instances, 2)
         XCTAssertEqual(parsed.modelInstances, ["t": 1])
     }
@@ -139,7 +155,9 @@ final class InstanceTests: XCTestCase {
         let root = try Fixtures.repository()
         try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: root, name: "img", version: 1)
         let one = try DaemonProcess(root: root, arguments: ["--threads", "1", "--instances", "1"])
-        let many = try DaemonProcess(root: root, arguments: ["--threads", "3", "--instances", "3", "--max-batch-size", "6", "--max-queue-delay-ms", "3"])
+        let many = try DaemonProcess(
+            root: root,
+            arguments: ["--threads", "3", "--instances", "3", "--max-batch-size", "6", "--max-queue-delay-ms", "3"])
         let seeds: [UInt64] = (0..<12).map { 500 + $0 }
         let expected = try await one.withClients(1) { clients in
             var out: [UInt64: Data] = [:]
@@ -148,7 +166,9 @@ final class InstanceTests: XCTestCase {
         }
         let got = try await many.withClients(3) { clients in
             await withTaskGroup(of: DaemonTests.Call.self) { group in
-                for (k, s) in seeds.enumerated() { group.addTask { await DaemonTests.sample(clients[k % 3], model: "img", seed: s, count: 5) } }
+                for (k, s) in seeds.enumerated() {
+                    group.addTask { await DaemonTests.sample(clients[k % 3], model: "img", seed: s, count: 5) }
+                }
                 var calls: [DaemonTests.Call] = []
                 for await c in group { calls.append(c) }
                 return calls

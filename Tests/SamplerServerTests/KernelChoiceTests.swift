@@ -1,7 +1,7 @@
 import Foundation
-import XCTest
-import TestSupport
 import ServingTestSupport
+import TestSupport
+import XCTest
 
 /// `onestep` chooses OpenBLAS's kernel family at start: an explicit setting wins, a single candidate
 /// is kept without measuring, several are timed in child processes and the result is remembered;
@@ -12,7 +12,8 @@ final class KernelChoiceTests: XCTestCase {
         // An OPENBLAS_CORETYPE of the test's environment is blanked unless the case sets one.
         let r = try runProcess(bin, ["kernels"], environment: ["OPENBLAS_CORETYPE": ""].merging(env) { $1 })
         XCTAssertEqual(r.status, 0, r.output)
-        return r.output.split(separator: "\n").first { $0.hasPrefix("GEMM: ") }.map(String.init) ?? "(no GEMM line in \(r.output))"
+        return r.output.split(separator: "\n").first { $0.hasPrefix("GEMM: ") }.map(String.init)
+            ?? "(no GEMM line in \(r.output))"
     }
 
     func testChoiceIsMeasuredRememberedAppliedAndOverridable() throws {
@@ -30,7 +31,9 @@ final class KernelChoiceTests: XCTestCase {
         XCTAssertTrue(measured.contains(", \(other) "), measured)
         XCTAssertFalse(measured.contains("failed"), measured)
         let file = cache + "/blas-kernels.json"
-        var table = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: [String: Any]])
+        var table = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: [String: Any]]
+        )
         XCTAssertEqual(table.count, 1)
         let key = table.keys.first!
         let speeds = try XCTUnwrap(table[key]?["gflops"] as? [String: Double])
@@ -44,12 +47,17 @@ final class KernelChoiceTests: XCTestCase {
         table[key]?["core"] = other
         try JSONSerialization.data(withJSONObject: table).write(to: URL(fileURLWithPath: file))
         let switched = try gemmLine(env)
-        XCTAssertTrue(switched.hasPrefix("GEMM: OpenBLAS \(other) (chosen by onestep over OpenBLAS's \(loaded), cached"), switched)
+        XCTAssertTrue(
+            switched.hasPrefix("GEMM: OpenBLAS \(other) (chosen by onestep over OpenBLAS's \(loaded), cached"), switched
+        )
 
         // Explicit settings win and measure nothing.
-        XCTAssertEqual(try gemmLine(env.merging(["OPENBLAS_CORETYPE": other]) { $1 }), "GEMM: OpenBLAS \(other) (OPENBLAS_CORETYPE from the environment)")
-        XCTAssertEqual(try gemmLine(env.merging(["ONESTEP_BLAS_CORE": "own"]) { $1 }),
-                       "GEMM: OpenBLAS \(loaded) (OpenBLAS's own choice, kept by ONESTEP_BLAS_CORE=own)")
+        XCTAssertEqual(
+            try gemmLine(env.merging(["OPENBLAS_CORETYPE": other]) { $1 }),
+            "GEMM: OpenBLAS \(other) (OPENBLAS_CORETYPE from the environment)")
+        XCTAssertEqual(
+            try gemmLine(env.merging(["ONESTEP_BLAS_CORE": "own"]) { $1 }),
+            "GEMM: OpenBLAS \(loaded) (OpenBLAS's own choice, kept by ONESTEP_BLAS_CORE=own)")
         // A family OpenBLAS does not know is reported as failed, never chosen.
         let bogus = try gemmLine(["ONESTEP_BLAS_CANDIDATES": "NoSuchCore", "ONESTEP_CACHE_DIR": cache])
         XCTAssertTrue(bogus.contains("NoSuchCore failed") && bogus.hasPrefix("GEMM: OpenBLAS \(loaded) "), bogus)
@@ -68,8 +76,10 @@ final class KernelChoiceTests: XCTestCase {
             XCTAssertEqual(r.status, 0, r.output)
             let lines = r.output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
             // libgomp prints its settings when it loads, so a re-executed process prints them twice: the last is in force.
-            return (lines.first { $0.hasPrefix("OpenMP: ") } ?? "(no OpenMP line in \(r.output))",
-                    lines.last { $0.hasPrefix("GOMP_SPINCOUNT = ") } ?? "(libgomp printed no GOMP_SPINCOUNT in \(r.output))")
+            return (
+                lines.first { $0.hasPrefix("OpenMP: ") } ?? "(no OpenMP line in \(r.output))",
+                lines.last { $0.hasPrefix("GOMP_SPINCOUNT = ") } ?? "(libgomp printed no GOMP_SPINCOUNT in \(r.output))"
+            )
         }
         let chosen = try run([:])
         XCTAssertEqual(chosen.summary, "OpenMP: OpenMP waits passively (set by onestep)")

@@ -1,10 +1,11 @@
 import Foundation
 import NIOCore
 import NIOPosix
-import XCTest
-import TestSupport
-@testable import SamplerServer
 import ServingTestSupport
+import TestSupport
+import XCTest
+
+@testable import SamplerServer
 
 /// A port that is already taken ends `onestep serve` at once, non-zero, with the address and the
 /// reason (it used to hang silently, deaf to SIGTERM), for the gRPC and the metrics port, before
@@ -12,7 +13,9 @@ import ServingTestSupport
 final class PortInUseTests: XCTestCase {
     /// A listening socket on 127.0.0.1 with a kernel-chosen port, held until the test ends.
     func takePort() async throws -> (any Channel, Int) {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(
+            host: "127.0.0.1", port: 0
+        ).get()
         return (channel, try XCTUnwrap(channel.localAddress?.port))
     }
 
@@ -31,7 +34,9 @@ final class PortInUseTests: XCTestCase {
         try p.run()
         while p.isRunning && Date().timeIntervalSince(t0) < 20 { Thread.sleep(forTimeInterval: 0.02) }
         let took = Date().timeIntervalSince(t0)
-        if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit(); return (nil, took, DaemonProcess.tail(log)) }
+        if p.isRunning {
+            kill(p.processIdentifier, SIGKILL); p.waitUntilExit(); return (nil, took, DaemonProcess.tail(log))
+        }
         return (p.terminationStatus, took, DaemonProcess.tail(log))
     }
 

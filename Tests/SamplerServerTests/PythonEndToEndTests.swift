@@ -1,8 +1,9 @@
 import Foundation
-import XCTest
-@testable import SamplerServer
 import ServingTestSupport
 import TestSupport
+import XCTest
+
+@testable import SamplerServer
 
 /// Starts the real daemon on 127.0.0.1 (a free port) and runs clients/python/e2e_test.py against it:
 /// Triton's unmodified tritonclient for the KServe V2 API, grpcio for the Sampler API and health.
@@ -33,8 +34,11 @@ final class PythonEndToEndTests: XCTestCase {
 
         let server = Process()
         server.executableURL = URL(fileURLWithPath: bin)
-        server.arguments = prefix + ["--repository", root, "--port", "0", "--metrics-port", "0", "--port-file", portFile,
-                                     "--max-batch-size", "8", "--log-format", "text", "--log-level", "warning"]
+        server.arguments =
+            prefix + [
+                "--repository", root, "--port", "0", "--metrics-port", "0", "--port-file", portFile,
+                "--max-batch-size", "8", "--log-format", "text", "--log-level", "warning",
+            ]
         server.standardOutput = FileHandle.nullDevice
         try server.run()
         defer {
@@ -44,7 +48,9 @@ final class PythonEndToEndTests: XCTestCase {
         // Wait for the port file (at most 60 s).
         var ports: [String: Any]?
         for _ in 0..<600 {
-            if let d = FileManager.default.contents(atPath: portFile), let j = try? JSONSerialization.jsonObject(with: d) as? [String: Any] {
+            if let d = FileManager.default.contents(atPath: portFile),
+                let j = try? JSONSerialization.jsonObject(with: d) as? [String: Any]
+            {
                 ports = j
                 break
             }
@@ -56,8 +62,11 @@ final class PythonEndToEndTests: XCTestCase {
 
         let client = Process()
         client.executableURL = URL(fileURLWithPath: py)
-        client.arguments = [packageRoot + "/clients/python/e2e_test.py",
-                            "--url", "127.0.0.1:\(grpcPort)", "--metrics-port", "\(ports?["metrics"] as? Int ?? -1)", "--protos", packageRoot + "/Protos"]
+        client.arguments = [
+            packageRoot + "/clients/python/e2e_test.py",
+            "--url", "127.0.0.1:\(grpcPort)", "--metrics-port", "\(ports?["metrics"] as? Int ?? -1)", "--protos",
+            packageRoot + "/Protos",
+        ]
         let out = Pipe()
         client.standardOutput = out
         client.standardError = out

@@ -1,9 +1,9 @@
 import Foundation
 import GRPCCore
-import XCTest
 import SamplerAPI
 import ServingTestSupport
 import TestSupport
+import XCTest
 
 /// HTTP/2 rapid reset: streams opened and reset at once (request sent, then RST_STREAM) while the
 /// engine is busy with higher-priority work must not make the daemon compute their samples: a reset
@@ -33,9 +33,13 @@ final class RapidResetTests: XCTestCase {
             async let blocked: [RPCError.Code?] = withTaskGroup(of: RPCError.Code?.self) { group in
                 for i in 0..<blockers {
                     group.addTask {
-                        await outcome { _ = try await Onestep_Sampler_V1_Sampler.Client(wrapping: clients[3]).sample(.with {
-                            $0.model = "img"; $0.seed = UInt64(i); $0.count = blockerCount; $0.priority = .interactive
-                        }) }.code
+                        await outcome {
+                            _ = try await Onestep_Sampler_V1_Sampler.Client(wrapping: clients[3]).sample(
+                                .with {
+                                    $0.model = "img"; $0.seed = UInt64(i); $0.count = blockerCount;
+                                    $0.priority = .interactive
+                                })
+                        }.code
                     }
                 }
                 var out: [RPCError.Code?] = []
@@ -47,7 +51,9 @@ final class RapidResetTests: XCTestCase {
             let reset: [RPCError.Code?] = await withTaskGroup(of: RPCError.Code?.self) { group in
                 for i in 0..<streams {
                     group.addTask {
-                        let call = Task { await DaemonTests.sample(clients[i % 3], model: "img", seed: UInt64(1000 + i), count: count) }
+                        let call = Task {
+                            await DaemonTests.sample(clients[i % 3], model: "img", seed: UInt64(1000 + i), count: count)
+                        }
                         try? await Task.sleep(for: .milliseconds(30))
                         call.cancel()
                         return await call.value.code
@@ -67,7 +73,9 @@ final class RapidResetTests: XCTestCase {
         let completed = outcomes.filter { $0 == nil }.count
         // The resets came after the requests had reached the model's queue (else this proves nothing).
         let cancelledInQueue = try metric("onestep_request_failure_total", daemon, labels: ["reason=\"cancelled\""])
-        print("rapid reset: \(streams) streams of \(count) samples reset; \(completed) completed before their reset, \(Int(cancelledInQueue)) cancelled in the queue; \(Int(computed)) samples computed for them of \(Int(requested)) asked (counter \(before) -> \(total))")
+        print(
+            "rapid reset: \(streams) streams of \(count) samples reset; \(completed) completed before their reset, \(Int(cancelledInQueue)) cancelled in the queue; \(Int(computed)) samples computed for them of \(Int(requested)) asked (counter \(before) -> \(total))"
+        )
         XCTAssertEqual(completed, 0, "a reset stream completed: the blockers did not keep the engine busy")
         // Measured here: 0-1.9% of the asked samples were computed (0 to 5,952 of 307,200, in whole
         // batches of 64 but not whole requests: some cancellations reach the lane late), where the
@@ -75,7 +83,9 @@ final class RapidResetTests: XCTestCase {
         // known gap (docs/SERVING.md, "Memory budget" and after); this bound keeps it from growing.
         XCTAssertLessThan(computed, requested * 0.05, "samples were computed for reset streams")
         // A run where every reset beat its request to the queue exercised nothing queued: say so.
-        if cancelledInQueue == 0 { throw XCTSkip("no reset reached the queue this run (timing): queued resets were not exercised") }
+        if cancelledInQueue == 0 {
+            throw XCTSkip("no reset reached the queue this run (timing): queued resets were not exercised")
+        }
         let after = try await daemon.withClient { c in await DaemonTests.sample(c, model: "img", seed: 9, count: 4) }
         XCTAssertNil(after.code, after.message)
         XCTAssertTrue(daemon.process.isRunning)

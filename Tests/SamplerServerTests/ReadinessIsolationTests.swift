@@ -1,9 +1,10 @@
 import Foundation
 import GRPCCore
 import SamplerAPI
-import XCTest
-@testable import SamplerServer
 import ServingTestSupport
+import XCTest
+
+@testable import SamplerServer
 
 /// One broken or half-copied model folder never takes the server out of service: it is reported on
 /// its own health name and in RepositoryIndex with its reason, and the state follows the disk.
@@ -13,11 +14,15 @@ final class ReadinessIsolationTests: XCTestCase {
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 9), root: good, name: name, version: 1)
         let bytes = try XCTUnwrap(FileManager.default.contents(atPath: "\(good)/\(name)/1/model.safetensors"))
         try FileManager.default.createDirectory(atPath: "\(root)/\(name)/1", withIntermediateDirectories: true)
-        XCTAssertTrue(FileManager.default.createFile(atPath: "\(root)/\(name)/1/model.safetensors", contents: bytes.prefix(bytes.count / 2)))
+        XCTAssertTrue(
+            FileManager.default.createFile(
+                atPath: "\(root)/\(name)/1/model.safetensors", contents: bytes.prefix(bytes.count / 2)))
     }
 
     /// The health of `service` once it reads `wanted` (polled for up to 5 s), or what it reads then.
-    static func health(_ client: GRPCClient<some ClientTransport>, _ service: String, becomes wanted: String) async throws -> String {
+    static func health(_ client: GRPCClient<some ClientTransport>, _ service: String, becomes wanted: String)
+        async throws -> String
+    {
         for _ in 0..<100 {
             if await health(client, service) == wanted { break }
             try await Task.sleep(for: .milliseconds(50))
@@ -27,8 +32,11 @@ final class ReadinessIsolationTests: XCTestCase {
 
     static func health(_ client: GRPCClient<some ClientTransport>, _ service: String) async -> String {
         do {
-            return "\(try await Grpc_Health_V1_Health.Client(wrapping: client).check(.with { $0.service = service }).status)"
-        } catch let e as RPCError { return e.code == .notFound ? "notFound" : "error \(e.code)" } catch { return "\(error)" }
+            return
+                "\(try await Grpc_Health_V1_Health.Client(wrapping: client).check(.with { $0.service = service }).status)"
+        } catch let e as RPCError { return e.code == .notFound ? "notFound" : "error \(e.code)" } catch {
+            return "\(error)"
+        }
     }
 
     func testBrokenModelBesideAGoodOneLeavesTheServerReadyAndFollowsTheDisk() async throws {
@@ -93,7 +101,9 @@ final class ReadinessIsolationTests: XCTestCase {
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 1), root: root, name: "vec", version: 1)
         try Self.truncatedModel(root, "broken")
         let config = "\(root)/config.json"
-        XCTAssertTrue(FileManager.default.createFile(atPath: config, contents: Data(#"{"required_models": ["vec", "broken"]}"#.utf8)))
+        XCTAssertTrue(
+            FileManager.default.createFile(
+                atPath: config, contents: Data(#"{"required_models": ["vec", "broken"]}"#.utf8)))
         let daemon = try DaemonProcess(root: root, arguments: ["--config", config])
         try await daemon.withClient { client in
             let ready = try await Inference_GRPCInferenceService.Client(wrapping: client).serverReady(.init()).ready

@@ -1,9 +1,10 @@
 import Foundation
 import GRPCCore
 import SamplerAPI
-import XCTest
-@testable import SamplerServer
 import ServingTestSupport
+import XCTest
+
+@testable import SamplerServer
 
 /// Every RPC, refused ones included, is counted by method and status, timed end to end, and
 /// written to the access log (rate-limited); health checks are counted but not logged.
@@ -26,20 +27,29 @@ final class RequestObserverTests: XCTestCase {
         let page = try scrapeMetrics(daemon)
         let sample = "method=\"onestep.sampler.v1.Sampler/Sample\""
         XCTAssertEqual(metricValue(page, "onestep_grpc_requests_total", labels: [sample, "code=\"ok\""]), 1, page)
-        XCTAssertEqual(metricValue(page, "onestep_grpc_requests_total", labels: [sample, "code=\"notFound\""]), 2, page)
-        XCTAssertEqual(metricValue(page, "onestep_grpc_requests_total", labels: [sample, "code=\"invalidArgument\""]), 1, page)
+        XCTAssertEqual(
+            metricValue(page, "onestep_grpc_requests_total", labels: [sample, "code=\"notFound\""]), 2, page)
+        XCTAssertEqual(
+            metricValue(page, "onestep_grpc_requests_total", labels: [sample, "code=\"invalidArgument\""]), 1, page)
         XCTAssertEqual(metricValue(page, "onestep_grpc_request_duration_seconds_count", labels: [sample]), 4, page)
-        XCTAssertEqual(metricValue(page, "onestep_grpc_requests_total", labels: ["grpc.health.v1.Health/Check", "code=\"ok\""]), 1, page)
-        let lines = daemon.log.split(separator: "\n").filter { $0.contains("rpc") && $0.contains("method=onestep.sampler.v1.Sampler/Sample") }
+        XCTAssertEqual(
+            metricValue(page, "onestep_grpc_requests_total", labels: ["grpc.health.v1.Health/Check", "code=\"ok\""]), 1,
+            page)
+        let lines = daemon.log.split(separator: "\n").filter {
+            $0.contains("rpc") && $0.contains("method=onestep.sampler.v1.Sampler/Sample")
+        }
         XCTAssertEqual(lines.count, 4, daemon.log)
         XCTAssertEqual(lines.filter { $0.contains("code=notFound") }.count, 2, daemon.log)
         XCTAssertTrue(lines.allSatisfy { $0.contains("peer=") && $0.contains("ms=") }, daemon.log)
         XCTAssertFalse(daemon.log.contains("method=grpc.health.v1.Health/Check"), "probes are not logged")
 
         // Per lane: the batch-size histogram and the pending samples; the process from /proc.
-        XCTAssertEqual(metricValue(page, "onestep_batch_size_sum", labels: ["model=\"vec\""]), 2, "one batch, the good call's (warm-up runs outside the lane)\n\(page)")
+        XCTAssertEqual(
+            metricValue(page, "onestep_batch_size_sum", labels: ["model=\"vec\""]), 2,
+            "one batch, the good call's (warm-up runs outside the lane)\n\(page)")
         XCTAssertEqual(metricValue(page, "onestep_batch_size_count", labels: ["model=\"vec\""]), 1, page)
-        XCTAssertEqual(metricValue(page, "onestep_batch_size_bucket", labels: ["model=\"vec\"", "le=\"2.0\""]), 1, page)
+        XCTAssertEqual(
+            metricValue(page, "onestep_batch_size_bucket", labels: ["model=\"vec\"", "le=\"2.0\""]), 1, page)
         XCTAssertEqual(metricValue(page, "onestep_pending_samples", labels: ["model=\"vec\""]), 0, page)
         let rss = try XCTUnwrap(metricValue(page, "process_resident_memory_bytes"), page)
         let kib = try XCTUnwrap(daemon.rssKiB)
@@ -56,16 +66,23 @@ final class RequestObserverTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(types.count, 15, page)
         for i in types {
             let name = pageLines[i].dropFirst(7).prefix { $0 != " " }
-            XCTAssertTrue(i > 0 && pageLines[i - 1].hasPrefix("# HELP \(name) ") && pageLines[i - 1].count > "# HELP \(name) ".count + 5,
-                          "no HELP for \(name)")
+            XCTAssertTrue(
+                i > 0 && pageLines[i - 1].hasPrefix("# HELP \(name) ")
+                    && pageLines[i - 1].count > "# HELP \(name) ".count + 5,
+                "no HELP for \(name)")
         }
-        XCTAssertTrue(page.contains("# HELP onestep_batch_size Samples per batch run.\n# TYPE onestep_batch_size histogram"), page)
+        XCTAssertTrue(
+            page.contains("# HELP onestep_batch_size Samples per batch run.\n# TYPE onestep_batch_size histogram"), page
+        )
     }
 
     func testHelpLinesGoBeforeTypeLinesOnce() {
-        let page = "# TYPE onestep_samples_total counter\nonestep_samples_total 3\n# HELP x own\n# TYPE x gauge\nx 1\n# TYPE y gauge\ny 2\n"
+        let page =
+            "# TYPE onestep_samples_total counter\nonestep_samples_total 3\n# HELP x own\n# TYPE x gauge\nx 1\n# TYPE y gauge\ny 2\n"
         let annotated = String(decoding: MetricHelp.annotate(Array(page.utf8)), as: UTF8.self)
-        XCTAssertEqual(annotated, "# HELP onestep_samples_total Samples computed.\n" + page, "known names gain HELP; unknown or annotated ones are kept")
+        XCTAssertEqual(
+            annotated, "# HELP onestep_samples_total Samples computed.\n" + page,
+            "known names gain HELP; unknown or annotated ones are kept")
         XCTAssertEqual(MetricHelp.annotate([]), [])
     }
 

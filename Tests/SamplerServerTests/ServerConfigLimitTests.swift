@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import SamplerServer
 
 /// The daemon's configuration is untrusted input too: every number is bounded before it is
@@ -32,10 +33,14 @@ final class ServerConfigLimitTests: XCTestCase {
             for v in [-1, 1 << 31, 1 << 60, Int.max, Int.min] {
                 var c = ServerConfig()
                 c[keyPath: key] = v
-                XCTAssertThrowsError(try c.validate(), "\(name) \(v)") { e in XCTAssertTrue("\(e)".contains(name), "\(e)") }
+                XCTAssertThrowsError(try c.validate(), "\(name) \(v)") { e in
+                    XCTAssertTrue("\(e)".contains(name), "\(e)")
+                }
             }
         }
-        for policy in ["latest:0", "latest:-1", "specific:", "specific:1,x", "specific:-3", "latest:99999999999999999999"] {
+        for policy in [
+            "latest:0", "latest:-1", "specific:", "specific:1,x", "specific:-3", "latest:99999999999999999999",
+        ] {
             var c = ServerConfig()
             c.versionPolicy = policy
             XCTAssertThrowsError(try c.validate(), policy)
@@ -50,8 +55,11 @@ final class ServerConfigLimitTests: XCTestCase {
     func testConfigurationFileWithHugeNumbersIsRefused() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("onestep-cfg-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        for body in [#"{"max_queue_delay_ms": 1e300}"#, #"{"shutdown_grace_seconds": 1e20}"#, #"{"max_batch_size": 9223372036854775807}"#,
-                     #"{"warmup_samples": -9223372036854775808}"#, #"{"max_batch_size": 18446744073709551615}"#] {
+        for body in [
+            #"{"max_queue_delay_ms": 1e300}"#, #"{"shutdown_grace_seconds": 1e20}"#,
+            #"{"max_batch_size": 9223372036854775807}"#,
+            #"{"warmup_samples": -9223372036854775808}"#, #"{"max_batch_size": 18446744073709551615}"#,
+        ] {
             let path = "\(dir)/c.json"
             XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(body.utf8)))
             XCTAssertThrowsError(try ServerConfig.load(path: path).validate(), body)

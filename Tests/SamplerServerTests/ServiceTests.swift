@@ -1,12 +1,13 @@
-import Foundation
+import Diffusion
 import Engine
-import XCTest
+import Foundation
 import GRPCCore
 import GRPCInProcessTransport
-import Diffusion
 import SamplerAPI
-@testable import SamplerServer
 import ServingTestSupport
+import XCTest
+
+@testable import SamplerServer
 
 /// The services end to end over the in-process transport, on a repository of tiny snapshots.
 final class ServiceTests: XCTestCase {
@@ -16,33 +17,45 @@ final class ServiceTests: XCTestCase {
         let engine: DiffusionEngine
     }
 
-    func makeHarness(policy: VersionPolicy = .latest(1), batcher: Batcher.Config = .init(maxBatchSize: 8, maxQueueDelay: .milliseconds(1)))
-        async throws -> Harness {
+    func makeHarness(
+        policy: VersionPolicy = .latest(1),
+        batcher: Batcher.Config = .init(maxBatchSize: 8, maxQueueDelay: .milliseconds(1))
+    )
+        async throws -> Harness
+    {
         let root = try Fixtures.repository()
         try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: root, name: "img", version: 1)
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 2), root: root, name: "vec", version: 3)
         try Fixtures.install(try Fixtures.imageGenerator(seed: 4, numClasses: 3), root: root, name: "cond", version: 1)
-        try Fixtures.install(try Fixtures.vectorGeneratorWithClassifier(seed: 5, numClasses: 2), root: root, name: "ranked", version: 1)
+        try Fixtures.install(
+            try Fixtures.vectorGeneratorWithClassifier(seed: 5, numClasses: 2), root: root, name: "ranked", version: 1)
         let engine = DiffusionEngine()
-        let repo = ModelRepository(config: .init(root: root, policy: policy, warmupSamples: 2, batcher: batcher), engine: engine)
+        let repo = ModelRepository(
+            config: .init(root: root, policy: policy, warmupSamples: 2, batcher: batcher), engine: engine)
         await repo.poll()
         return Harness(root: root, repository: repo, engine: engine)
     }
 
     /// Runs `body` with a client connected to a server holding every service.
-    func withServer<T: Sendable>(_ h: Harness, limits: RequestLimits = .init(maxSamplesPerRequest: 64),
-                                 interceptors: [any ServerInterceptor] = [],
-                                 _ body: @Sendable @escaping (GRPCClient<InProcessTransport.Client>) async throws -> T) async throws -> T {
+    func withServer<T: Sendable>(
+        _ h: Harness, limits: RequestLimits = .init(maxSamplesPerRequest: 64),
+        interceptors: [any ServerInterceptor] = [],
+        _ body: @Sendable @escaping (GRPCClient<InProcessTransport.Client>) async throws -> T
+    ) async throws -> T {
         let transport = InProcessTransport()
         let shutdown = ShutdownFlag()
-        let server = GRPCServer(transport: transport.server, services: [
-            SamplerService(repository: h.repository, limits: limits),
-            InferenceService(repository: h.repository, limits: limits),
-            HealthService(repository: h.repository, shutdown: shutdown),
-            ReflectionService(),
-        ], interceptors: interceptors)
+        let server = GRPCServer(
+            transport: transport.server,
+            services: [
+                SamplerService(repository: h.repository, limits: limits),
+                InferenceService(repository: h.repository, limits: limits),
+                HealthService(repository: h.repository, shutdown: shutdown),
+                ReflectionService(),
+            ], interceptors: interceptors)
         return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await server.serve(); return nil }
+            group.addTask {
+                try await server.serve(); return nil
+            }
             let result = try await withGRPCClient(transport: transport.client) { client in try await body(client) }
             server.beginGracefulShutdown()
             for try await _ in group {}
@@ -57,9 +70,10 @@ final class ServiceTests: XCTestCase {
     func testSampleUnaryEchoesVersionAndSeedsAndMatchesEngine() async throws {
         let h = try await makeHarness()
         let response = try await withServer(h) { client in
-            try await Onestep_Sampler_V1_Sampler.Client(wrapping: client).sample(.with {
-                $0.model = "img"; $0.count = 10; $0.seed = 42; $0.firstIndex = 5
-            })
+            try await Onestep_Sampler_V1_Sampler.Client(wrapping: client).sample(
+                .with {
+                    $0.model = "img"; $0.count = 10; $0.seed = 42; $0.firstIndex = 5
+                })
         }
         XCTAssertEqual(response.model, "img")
         XCTAssertEqual(response.modelVersion, 1)
@@ -80,7 +94,9 @@ final class ServiceTests: XCTestCase {
         let labels: [Int32] = (0..<12).map { Int32($0 % 2) }
         let (unary, streamed, plain) = try await withServer(h) { client in
             let c = Onestep_Sampler_V1_Sampler.Client(wrapping: client)
-            let req = Onestep_Sampler_V1_SampleRequest.with { $0.model = "ranked"; $0.count = 12; $0.seed = 7; $0.labels = labels; $0.bestOf = 5 }
+            let req = Onestep_Sampler_V1_SampleRequest.with {
+                $0.model = "ranked"; $0.count = 12; $0.seed = 7; $0.labels = labels; $0.bestOf = 5
+            }
             let u = try await c.sample(req)
             let s = try await c.sampleStream(req) { r in
                 var out: [Onestep_Sampler_V1_SampleStreamResponse] = []
@@ -95,7 +111,9 @@ final class ServiceTests: XCTestCase {
         XCTAssertTrue(lane.model.description.hasClassifier)
         let candidates = BestOfK.candidates(ids, k: 5)
         XCTAssertEqual(candidates.count, 60)
-        XCTAssertEqual(Set(candidates.map(\.seed)).count, 5, "candidate j of (seed, i) is (h(seed, j), i): 5 seeds for one sample seed")
+        XCTAssertEqual(
+            Set(candidates.map(\.seed)).count, 5,
+            "candidate j of (seed, i) is (h(seed, j), i): 5 seeds for one sample seed")
         let candLabels = labels.flatMap { Array(repeating: $0, count: 5) }
         let all = try await h.engine.run(model: lane.model, ids: candidates, labels: candLabels)
         let scores = try await h.engine.score(model: lane.model, samples: all, count: 60, labels: candLabels)!
@@ -128,9 +146,11 @@ final class ServiceTests: XCTestCase {
     func testSampleStreamSendsChunksInOrderWithProgress() async throws {
         let h = try await makeHarness()
         let parts = try await withServer(h) { client in
-            try await Onestep_Sampler_V1_Sampler.Client(wrapping: client).sampleStream(.with {
-                $0.model = "vec"; $0.count = 20; $0.seed = 1
-            }) { response in
+            try await Onestep_Sampler_V1_Sampler.Client(wrapping: client).sampleStream(
+                .with {
+                    $0.model = "vec"; $0.count = 20; $0.seed = 1
+                }
+            ) { response in
                 var out: [Onestep_Sampler_V1_SampleStreamResponse] = []
                 for try await m in response.messages { out.append(m) }
                 return out
@@ -153,8 +173,14 @@ final class ServiceTests: XCTestCase {
         let h = try await makeHarness()
         let (u8, png) = try await withServer(h) { client in
             let s = Onestep_Sampler_V1_Sampler.Client(wrapping: client)
-            let a = try await s.sample(.with { $0.model = "img"; $0.seeds = [3, 9]; $0.format = .uint8 })
-            let b = try await s.sample(.with { $0.model = "img"; $0.seeds = [3, 9]; $0.format = .png })
+            let a = try await s.sample(
+                .with {
+                    $0.model = "img"; $0.seeds = [3, 9]; $0.format = .uint8
+                })
+            let b = try await s.sample(
+                .with {
+                    $0.model = "img"; $0.seeds = [3, 9]; $0.format = .png
+                })
             return (a, b)
         }
         XCTAssertEqual(u8.data.count, 2 * 64)
@@ -168,28 +194,93 @@ final class ServiceTests: XCTestCase {
         let h = try await makeHarness()
         let cases: [(String, Onestep_Sampler_V1_SampleRequest, Status.Code)] = [
             ("no model", .with { $0.count = 1 }, .invalidArgument),
-            ("unknown model", .with { $0.model = "nope"; $0.count = 1 }, .notFound),
-            ("unknown version", .with { $0.model = "img"; $0.version = 7; $0.count = 1 }, .notFound),
-            ("unknown label", .with { $0.model = "img"; $0.label = "stable"; $0.count = 1 }, .notFound),
+            (
+                "unknown model",
+                .with {
+                    $0.model = "nope"; $0.count = 1
+                }, .notFound
+            ),
+            (
+                "unknown version",
+                .with {
+                    $0.model = "img"; $0.version = 7; $0.count = 1
+                }, .notFound
+            ),
+            (
+                "unknown label",
+                .with {
+                    $0.model = "img"; $0.label = "stable"; $0.count = 1
+                }, .notFound
+            ),
             ("zero count", .with { $0.model = "img" }, .invalidArgument),
-            ("too many", .with { $0.model = "img"; $0.count = 65 }, .invalidArgument),
-            ("count vs seeds", .with { $0.model = "img"; $0.count = 3; $0.seeds = [1, 2] }, .invalidArgument),
-            ("labels on unconditional", .with { $0.model = "img"; $0.count = 2; $0.labels = [1, 1] }, .invalidArgument),
-            ("conditional without labels", .with { $0.model = "cond"; $0.count = 2 }, .invalidArgument),
-            ("label out of range", .with { $0.model = "cond"; $0.count = 2; $0.labels = [3] }, .invalidArgument),
-            ("unknown format", .with { $0.model = "img"; $0.count = 1; $0.format = .UNRECOGNIZED(9) }, .invalidArgument),
-            ("png of vectors", .with { $0.model = "vec"; $0.count = 1; $0.format = .png }, .invalidArgument),
-            ("best-of without classifier", .with { $0.model = "img"; $0.count = 1; $0.bestOf = 4 }, .failedPrecondition),
-            ("best-of above the limit", .with { $0.model = "ranked"; $0.count = 1; $0.bestOf = 17 }, .invalidArgument),
+            (
+                "too many",
+                .with {
+                    $0.model = "img"; $0.count = 65
+                }, .invalidArgument
+            ),
+            (
+                "count vs seeds",
+                .with {
+                    $0.model = "img"; $0.count = 3; $0.seeds = [1, 2]
+                }, .invalidArgument
+            ),
+            (
+                "labels on unconditional",
+                .with {
+                    $0.model = "img"; $0.count = 2; $0.labels = [1, 1]
+                }, .invalidArgument
+            ),
+            (
+                "conditional without labels",
+                .with {
+                    $0.model = "cond"; $0.count = 2
+                }, .invalidArgument
+            ),
+            (
+                "label out of range",
+                .with {
+                    $0.model = "cond"; $0.count = 2; $0.labels = [3]
+                }, .invalidArgument
+            ),
+            (
+                "unknown format",
+                .with {
+                    $0.model = "img"; $0.count = 1; $0.format = .UNRECOGNIZED(9)
+                }, .invalidArgument
+            ),
+            (
+                "png of vectors",
+                .with {
+                    $0.model = "vec"; $0.count = 1; $0.format = .png
+                }, .invalidArgument
+            ),
+            (
+                "best-of without classifier",
+                .with {
+                    $0.model = "img"; $0.count = 1; $0.bestOf = 4
+                }, .failedPrecondition
+            ),
+            (
+                "best-of above the limit",
+                .with {
+                    $0.model = "ranked"; $0.count = 1; $0.bestOf = 17
+                }, .invalidArgument
+            ),
         ]
         let codes = try await withServer(h) { client in
             let s = Onestep_Sampler_V1_Sampler.Client(wrapping: client)
             var out: [(Status.Code, String)] = []
             for (_, req, _) in cases {
-                do { _ = try await s.sample(req); out.append((.ok, "")) } catch let e as RPCError { out.append((Status.Code(e.code), e.message)) }
+                do { _ = try await s.sample(req); out.append((.ok, "")) } catch let e as RPCError {
+                    out.append((Status.Code(e.code), e.message))
+                }
             }
             // The server still serves after all of them.
-            _ = try await s.sample(.with { $0.model = "cond"; $0.count = 2; $0.labels = [2] })
+            _ = try await s.sample(
+                .with {
+                    $0.model = "cond"; $0.count = 2; $0.labels = [2]
+                })
             return out
         }
         for ((name, _, want), (got, message)) in zip(cases, codes) {
@@ -199,14 +290,23 @@ final class ServiceTests: XCTestCase {
     }
 
     func testQueueFullIsResourceExhaustedWithRetryHint() async throws {
-        let h = try await makeHarness(batcher: .init(maxBatchSize: 4, maxQueueDelay: .milliseconds(200), maxQueuedSamples: 4))
+        let h = try await makeHarness(
+            batcher: .init(maxBatchSize: 4, maxQueueDelay: .milliseconds(200), maxQueuedSamples: 4))
         let (code, retry) = try await withServer(h) { client in
             let s = Onestep_Sampler_V1_Sampler.Client(wrapping: client)
             // 3 samples wait (200 ms delay); the next 3 do not fit.
-            async let first = s.sample(.with { $0.model = "img"; $0.count = 3 })
+            async let first = s.sample(
+                .with {
+                    $0.model = "img"; $0.count = 3
+                })
             try await Task.sleep(for: .milliseconds(50))
             var result: (Status.Code, String?) = (.ok, nil)
-            do { _ = try await s.sample(.with { $0.model = "img"; $0.count = 3 }) } catch let e as RPCError {
+            do {
+                _ = try await s.sample(
+                    .with {
+                        $0.model = "img"; $0.count = 3
+                    })
+            } catch let e as RPCError {
                 result = (Status.Code(e.code), e.metadata[stringValues: "retry-after-ms"].first(where: { _ in true }))
             }
             _ = try await first
@@ -221,7 +321,12 @@ final class ServiceTests: XCTestCase {
         let code = try await withServer(h) { client in
             do {
                 _ = try await Onestep_Sampler_V1_Sampler.Client(wrapping: client).sample(
-                    .with { $0.model = "img"; $0.count = 2 }, options: { var o = CallOptions.defaults; o.timeout = .milliseconds(100); return o }())
+                    .with {
+                        $0.model = "img"; $0.count = 2
+                    },
+                    options: {
+                        var o = CallOptions.defaults; o.timeout = .milliseconds(100); return o
+                    }())
                 return Status.Code.ok
             } catch let e as RPCError { return Status.Code(e.code) }
         }
@@ -261,13 +366,21 @@ final class ServiceTests: XCTestCase {
             let rawReq = Inference_ModelInferRequest.with {
                 $0.modelName = "img"
                 $0.id = "req-1"
-                $0.inputs = [.with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [3] }]
+                $0.inputs = [
+                    .with {
+                        $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [3]
+                    }
+                ]
                 $0.rawInputContents = [InferRequestChecks.int64Bytes(seeds)]
             }
             let typedReq = Inference_ModelInferRequest.with {
                 $0.modelName = "img"
                 $0.modelVersion = "1"
-                $0.inputs = [.with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [3]; $0.contents.int64Contents = seeds }]
+                $0.inputs = [
+                    .with {
+                        $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [3]; $0.contents.int64Contents = seeds
+                    }
+                ]
                 $0.outputs = [.with { $0.name = "sample" }]
             }
             return (try await v2.modelInfer(rawReq), try await v2.modelInfer(typedReq))
@@ -280,7 +393,9 @@ final class ServiceTests: XCTestCase {
         XCTAssertEqual(raw.rawOutputContents.count, 2)
         XCTAssertEqual(typed.outputs.map(\.name), ["sample"])
         XCTAssertTrue(typed.rawOutputContents.isEmpty)
-        XCTAssertEqual(floats(raw.rawOutputContents[0]).map(\.bitPattern), typed.outputs[0].contents.fp32Contents.map(\.bitPattern))
+        XCTAssertEqual(
+            floats(raw.rawOutputContents[0]).map(\.bitPattern), typed.outputs[0].contents.fp32Contents.map(\.bitPattern)
+        )
         // Seed -1 is the 64-bit pattern of UInt64.max, as in the Sampler API.
         let lane = try await h.repository.lane(model: "img")
         let direct = try await h.engine.run(model: lane.model, ids: [SampleID(seed: UInt64.max, index: 0)], labels: nil)
@@ -297,21 +412,78 @@ final class ServiceTests: XCTestCase {
         }
         let cases: [(String, Inference_ModelInferRequest, Status.Code)] = [
             ("no seed", req { _ in }, .invalidArgument),
-            ("wrong dtype", req { $0.inputs = [.with { $0.name = "seed"; $0.datatype = "FP32"; $0.shape = [1]; $0.contents.fp32Contents = [1] }] }, .invalidArgument),
-            ("wrong shape", req { $0.inputs = [.with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [2, 2]; $0.contents.int64Contents = [1, 2, 3, 4] }] }, .invalidArgument),
-            ("short raw", req {
-                $0.inputs = [.with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [2] }]
-                $0.rawInputContents = [Data([1, 2, 3])]
-            }, .invalidArgument),
-            ("unknown input", req { $0.inputs = [.with { $0.name = "z"; $0.datatype = "INT64"; $0.shape = [1]; $0.contents.int64Contents = [1] }] }, .invalidArgument),
-            ("bad version", req { $0.modelVersion = "x"; $0.inputs = [.with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [1]; $0.contents.int64Contents = [1] }] }, .invalidArgument),
-            ("unknown model", req { $0.modelName = "zz"; $0.inputs = [.with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [1]; $0.contents.int64Contents = [1] }] }, .notFound),
+            (
+                "wrong dtype",
+                req {
+                    $0.inputs = [
+                        .with {
+                            $0.name = "seed"; $0.datatype = "FP32"; $0.shape = [1]; $0.contents.fp32Contents = [1]
+                        }
+                    ]
+                }, .invalidArgument
+            ),
+            (
+                "wrong shape",
+                req {
+                    $0.inputs = [
+                        .with {
+                            $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [2, 2];
+                            $0.contents.int64Contents = [1, 2, 3, 4]
+                        }
+                    ]
+                }, .invalidArgument
+            ),
+            (
+                "short raw",
+                req {
+                    $0.inputs = [
+                        .with {
+                            $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [2]
+                        }
+                    ]
+                    $0.rawInputContents = [Data([1, 2, 3])]
+                }, .invalidArgument
+            ),
+            (
+                "unknown input",
+                req {
+                    $0.inputs = [
+                        .with {
+                            $0.name = "z"; $0.datatype = "INT64"; $0.shape = [1]; $0.contents.int64Contents = [1]
+                        }
+                    ]
+                }, .invalidArgument
+            ),
+            (
+                "bad version",
+                req {
+                    $0.modelVersion = "x";
+                    $0.inputs = [
+                        .with {
+                            $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [1]; $0.contents.int64Contents = [1]
+                        }
+                    ]
+                }, .invalidArgument
+            ),
+            (
+                "unknown model",
+                req {
+                    $0.modelName = "zz";
+                    $0.inputs = [
+                        .with {
+                            $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [1]; $0.contents.int64Contents = [1]
+                        }
+                    ]
+                }, .notFound
+            ),
         ]
         let codes = try await withServer(h) { client in
             let v2 = Inference_GRPCInferenceService.Client(wrapping: client)
             var out: [Status.Code] = []
             for (_, r, _) in cases {
-                do { _ = try await v2.modelInfer(r); out.append(.ok) } catch let e as RPCError { out.append(Status.Code(e.code)) }
+                do { _ = try await v2.modelInfer(r); out.append(.ok) } catch let e as RPCError {
+                    out.append(Status.Code(e.code))
+                }
             }
             return out
         }
@@ -345,7 +517,9 @@ final class ServiceTests: XCTestCase {
             let all = try await health.check(.with { $0.service = "" }).status
             let model = try await health.check(.with { $0.service = "img" }).status
             var code = Status.Code.ok
-            do { _ = try await health.check(.with { $0.service = "nope" }) } catch let e as RPCError { code = Status.Code(e.code) }
+            do { _ = try await health.check(.with { $0.service = "nope" }) } catch let e as RPCError {
+                code = Status.Code(e.code)
+            }
             return (all, model, code)
         }
         XCTAssertEqual(all, .serving)
@@ -379,7 +553,9 @@ final class ServiceTests: XCTestCase {
             let s = Onestep_Sampler_V1_Sampler.Client(wrapping: client)
             let v2 = Inference_GRPCInferenceService.Client(wrapping: client)
             func code(_ body: () async throws -> Void) async -> Status.Code {
-                do { try await body(); return .ok } catch let e as RPCError { return Status.Code(e.code) } catch { return .unknown }
+                do { try await body(); return .ok } catch let e as RPCError { return Status.Code(e.code) } catch {
+                    return .unknown
+                }
             }
             let user: Metadata = ["authorization": "Bearer user-secret"]
             let admin: Metadata = ["authorization": "Bearer admin-secret"]
@@ -392,7 +568,9 @@ final class ServiceTests: XCTestCase {
                 await code { _ = try await v2.repositoryModelUnload(.with { $0.modelName = "vec" }, metadata: admin) },
             ]
         }
-        XCTAssertEqual(codes, [.unauthenticated, .unauthenticated, .ok, .ok, .permissionDenied, .ok], "the user token may not unload")
+        XCTAssertEqual(
+            codes, [.unauthenticated, .unauthenticated, .ok, .ok, .permissionDenied, .ok],
+            "the user token may not unload")
     }
 
     // MARK: - Hot swap
@@ -402,7 +580,8 @@ final class ServiceTests: XCTestCase {
         // A corrupt version 2 does not replace version 1.
         let bad = "\(h.root)/vec/2"
         try FileManager.default.createDirectory(atPath: bad, withIntermediateDirectories: true)
-        XCTAssertTrue(FileManager.default.createFile(atPath: "\(bad)/model.safetensors", contents: Data("garbage".utf8)))
+        XCTAssertTrue(
+            FileManager.default.createFile(atPath: "\(bad)/model.safetensors", contents: Data("garbage".utf8)))
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 5), root: h.root, name: "img", version: 2)
         // Incomplete (no rename yet) versions are ignored.
         try FileManager.default.createDirectory(atPath: "\(h.root)/img/.9.tmp", withIntermediateDirectories: true)

@@ -1,11 +1,12 @@
+import Diffusion
 import Foundation
 import GRPCCore
-import SamplerAPI
-import XCTest
-import Diffusion
 import NN
-@testable import SamplerServer
+import SamplerAPI
 import ServingTestSupport
+import XCTest
+
+@testable import SamplerServer
 
 /// Shutdown has a bound: SIGTERM with long work in flight exits within the drain timeout (the
 /// requests left fail with UNAVAILABLE), and a second signal exits at once.
@@ -38,7 +39,9 @@ final class ShutdownBoundTests: XCTestCase {
     func testDrainTimeoutBoundsShutdown() async throws {
         let root = try slowRepository()
         let config = "\(root)/config.json"
-        XCTAssertTrue(FileManager.default.createFile(atPath: config, contents: Data(#"{"shutdown_grace_seconds": 1, "max_batch_size": 8}"#.utf8)))
+        XCTAssertTrue(
+            FileManager.default.createFile(
+                atPath: config, contents: Data(#"{"shutdown_grace_seconds": 1, "max_batch_size": 8}"#.utf8)))
         let daemon = try DaemonProcess(root: root, arguments: ["--config", config])
         let load = startLoad(daemon)
         try await Task.sleep(for: .milliseconds(800))

@@ -1,10 +1,11 @@
 import Foundation
 import GRPCCore
 import SamplerAPI
-import XCTest
-import TestSupport
-@testable import SamplerServer
 import ServingTestSupport
+import TestSupport
+import XCTest
+
+@testable import SamplerServer
 
 /// A daemon with nothing to serve is not ready (it used to report SERVING with an empty index), and
 /// with `--strict` it exits non-zero at once, naming the repository or each model and its reason.
@@ -31,8 +32,10 @@ final class StrictStartTests: XCTestCase {
     /// `onestep serve --strict` on `root` (plus `arguments`): exit status within 20 s and the output.
     func strictServe(_ root: String, _ arguments: [String] = []) throws -> (status: Int32?, output: String) {
         let (bin, prefix) = try DaemonProcess.binary()
-        let r = try runProcess(bin, prefix + ["--repository", root, "--port", "0", "--metrics-port", "-1", "--strict", "--log-format", "text"]
-                                    + arguments, environment: ["ONESTEP_TOKEN": ""])
+        let r = try runProcess(
+            bin,
+            prefix + ["--repository", root, "--port", "0", "--metrics-port", "-1", "--strict", "--log-format", "text"]
+                + arguments, environment: ["ONESTEP_TOKEN": ""])
         return (r.status, r.output)
     }
 
@@ -56,7 +59,9 @@ final class StrictStartTests: XCTestCase {
         // A required model that is not there, beside one that loads.
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 2), root: broken, name: "vec", version: 1)
         let config = "\(broken)/required.json"
-        XCTAssertTrue(FileManager.default.createFile(atPath: config, contents: Data(#"{"required_models": ["vec", "other"]}"#.utf8)))
+        XCTAssertTrue(
+            FileManager.default.createFile(
+                atPath: config, contents: Data(#"{"required_models": ["vec", "other"]}"#.utf8)))
         r = try strictServe(broken, ["--config", config])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.output.contains("required models not ready: 'other' (no such folder)"), r.output)

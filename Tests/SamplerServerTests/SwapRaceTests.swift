@@ -1,9 +1,10 @@
 import Diffusion
 import Engine
 import Foundation
-import XCTest
-@testable import SamplerServer
 import ServingTestSupport
+import XCTest
+
+@testable import SamplerServer
 
 /// A request resolved to a version's lane just before a hot swap retires that version must not
 /// fail: the frontend resolves the request's selector again and runs it on the new version.
@@ -11,8 +12,10 @@ final class SwapRaceTests: XCTestCase {
     func testJobResolvedBeforeASwapRunsOnTheNewVersion() async throws {
         let root = try Fixtures.repository()
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 1), root: root, name: "vec", version: 1)
-        let repo = ModelRepository(config: .init(root: root, warmupSamples: 1, batcher: .init(maxBatchSize: 4, maxQueueDelay: .milliseconds(1))),
-                                   engine: DiffusionEngine())
+        let repo = ModelRepository(
+            config: .init(
+                root: root, warmupSamples: 1, batcher: .init(maxBatchSize: 4, maxQueueDelay: .milliseconds(1))),
+            engine: DiffusionEngine())
         await repo.poll()
         let frontend = SamplingFrontend(repository: repo, limits: .init(), budget: MemoryBudget(limit: 1 << 26))
         let stale = try await frontend.lane(model: "vec", version: nil, label: nil)
@@ -20,7 +23,8 @@ final class SwapRaceTests: XCTestCase {
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 2), root: root, name: "vec", version: 2)
         await repo.poll()  // latest:1 retires version 1: its lane drains
         await stale.drain()
-        let job = SampleJob(lane: stale, ids: SampleID.range(seed: 1, 0..<3), labels: nil, priority: .normal, deadline: nil)
+        let job = SampleJob(
+            lane: stale, ids: SampleID.range(seed: 1, 0..<3), labels: nil, priority: .normal, deadline: nil)
         let result = try await frontend.runAll(job)
         XCTAssertEqual(result.lane.model.version, 2, "ran on the new version")
         XCTAssertEqual(result.samples.count, 3 * 2)
@@ -41,7 +45,9 @@ final class RepositoryLayoutTests: XCTestCase {
     func testFoldersWithoutVersionsAreNotModelsAndDoNotBlockReadiness() async throws {
         let root = try Fixtures.repository()
         try FileManager.default.createDirectory(atPath: "\(root)/evaluator", withIntermediateDirectories: true)
-        XCTAssertTrue(FileManager.default.createFile(atPath: "\(root)/evaluator/mnist-lenet.safetensors", contents: Data([1, 2, 3])))
+        XCTAssertTrue(
+            FileManager.default.createFile(
+                atPath: "\(root)/evaluator/mnist-lenet.safetensors", contents: Data([1, 2, 3])))
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 1), root: root, name: "vec", version: 1)
         let repo = ModelRepository(config: .init(root: root, warmupSamples: 1), engine: DiffusionEngine())
         await repo.poll()

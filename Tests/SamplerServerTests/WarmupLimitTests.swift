@@ -1,8 +1,8 @@
-import Foundation
-import XCTest
 import Diffusion
+import Foundation
 import SamplerAPI
 import ServingTestSupport
+import XCTest
 
 /// A new version whose warm-up runs past `warmup_timeout_seconds` (a teacher of 4,096 Heun steps)
 /// is refused with that reason in RepositoryIndex, within about the limit, while the version
@@ -13,13 +13,16 @@ final class WarmupLimitTests: XCTestCase {
         let generator = try Fixtures.imageGenerator(seed: 1)
         try Fixtures.install(generator, root: root, name: "img", version: 1)
         let config = "\(root)/config.json"
-        try Data(#"{"warmup_timeout_seconds": 0.5, "poll_seconds": 0.05, "version_policy": "all", "warmup_samples": 4}"#.utf8)
-            .write(to: URL(fileURLWithPath: config))
+        try Data(
+            #"{"warmup_timeout_seconds": 0.5, "poll_seconds": 0.05, "version_policy": "all", "warmup_samples": 4}"#.utf8
+        )
+        .write(to: URL(fileURLWithPath: config))
         // A teacher of the same sample shape: 4 warm-up samples x 8,191 network evaluations, staged
         // beside the repository's versions and renamed into place below.
         let staged = "\(root)/img/.2.tmp"
         try FileManager.default.createDirectory(atPath: staged, withIntermediateDirectories: true)
-        try Snapshot(kind: .teacher(ODESettings(steps: 4096)), network: generator.network).save(to: "\(staged)/model.safetensors")
+        try Snapshot(kind: .teacher(ODESettings(steps: 4096)), network: generator.network).save(
+            to: "\(staged)/model.safetensors")
         let daemon = try DaemonProcess(root: root, arguments: ["--config", config])
         let failures = SharedInt(0), calls = SharedInt(0), stop = SharedInt(0), slowest = SharedInt(0)
         let (index, refusedAfter) = try await daemon.withClient { client in
@@ -37,7 +40,9 @@ final class WarmupLimitTests: XCTestCase {
                 try FileManager.default.moveItem(atPath: staged, toPath: "\(root)/img/2")
                 let v2 = Inference_GRPCInferenceService.Client(wrapping: client)
                 var index = try await v2.repositoryIndex(.init())
-                while index.models.first(where: { $0.version == "2" })?.state != "UNAVAILABLE", ContinuousClock.now - published < .seconds(30) {
+                while index.models.first(where: { $0.version == "2" })?.state != "UNAVAILABLE",
+                    ContinuousClock.now - published < .seconds(30)
+                {
                     try await Task.sleep(for: .milliseconds(20))
                     index = try await v2.repositoryIndex(.init())
                 }
@@ -50,12 +55,16 @@ final class WarmupLimitTests: XCTestCase {
         }
         let entry = index.models.first { $0.name == "img" && $0.version == "2" }
         XCTAssertEqual(entry?.state, "UNAVAILABLE")
-        XCTAssertTrue(entry?.reason.contains("warm-up") == true && entry?.reason.contains("longer than") == true, entry?.reason ?? "no entry")
+        XCTAssertTrue(
+            entry?.reason.contains("warm-up") == true && entry?.reason.contains("longer than") == true,
+            entry?.reason ?? "no entry")
         XCTAssertLessThan(refusedAfter, .seconds(5), "refused only after \(refusedAfter)")
         XCTAssertEqual(index.models.first { $0.version == "1" }?.state, "READY")
         XCTAssertGreaterThan(calls.value, 0)
         XCTAssertEqual(failures.value, 0, "calls to the serving version failed during the slow warm-up")
-        print("warm-up limit: version 2 refused after \(refusedAfter); \(calls.value) calls to version 1, slowest \(slowest.value) ms")
+        print(
+            "warm-up limit: version 2 refused after \(refusedAfter); \(calls.value) calls to version 1, slowest \(slowest.value) ms"
+        )
         daemon.sigterm()
         XCTAssertEqual(daemon.waitForExit(timeout: 30), 0)
     }

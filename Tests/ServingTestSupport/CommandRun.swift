@@ -4,7 +4,9 @@ import XCTest
 
 /// Runs a command to completion (output and errors together) from `directory` (default: the
 /// package root, so relative paths such as models/... resolve); returns its exit status and output.
-public func runCommand(_ bin: String, _ args: [String], in directory: String? = nil) throws -> (status: Int32, output: String) {
+public func runCommand(_ bin: String, _ args: [String], in directory: String? = nil) throws -> (
+    status: Int32, output: String
+) {
     try runProcess(bin, args, in: directory)
 }
 

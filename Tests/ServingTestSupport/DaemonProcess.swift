@@ -36,8 +36,11 @@ public final class DaemonProcess: @unchecked Sendable {
         logPath = "\(root)/daemon-\(UUID().uuidString).log"
         XCTAssertTrue(FileManager.default.createFile(atPath: logPath, contents: nil), "cannot create \(logPath)")
         process.executableURL = URL(fileURLWithPath: bin)
-        process.arguments = prefix + ["--repository", root, "--port", "0", "--metrics-port", "0", "--port-file", portFile,
-                                      "--log-format", "text", "--log-level", "warning"] + arguments
+        process.arguments =
+            prefix + [
+                "--repository", root, "--port", "0", "--metrics-port", "0", "--port-file", portFile,
+                "--log-format", "text", "--log-level", "warning",
+            ] + arguments
         var env = ProcessInfo.processInfo.environment
         env["ONESTEP_TOKEN"] = nil
         env["ONESTEP_ADMIN_TOKEN"] = nil
@@ -48,7 +51,9 @@ public final class DaemonProcess: @unchecked Sendable {
         try process.run()
         var ports: [String: Any]?
         for _ in 0..<600 {
-            if let d = FileManager.default.contents(atPath: portFile), let j = try? JSONSerialization.jsonObject(with: d) as? [String: Any] {
+            if let d = FileManager.default.contents(atPath: portFile),
+                let j = try? JSONSerialization.jsonObject(with: d) as? [String: Any]
+            {
                 ports = j
                 break
             }
@@ -95,16 +100,25 @@ public final class DaemonProcess: @unchecked Sendable {
     }
 
     /// Runs `body` with `connections` clients, each on its own HTTP/2 connection.
-    public func withClients<T: Sendable>(_ connections: Int = 1,
-                                  _ body: @Sendable @escaping ([GRPCClient<HTTP2ClientTransport.Posix>]) async throws -> T) async throws -> T {
+    public func withClients<T: Sendable>(
+        _ connections: Int = 1,
+        _ body: @Sendable @escaping ([GRPCClient<HTTP2ClientTransport.Posix>]) async throws -> T
+    ) async throws -> T {
         var clients: [GRPCClient<HTTP2ClientTransport.Posix>] = []
         for _ in 0..<connections {
-            clients.append(GRPCClient(transport: try .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: grpcPort),
-                                                                    transportSecurity: .plaintext)))
+            clients.append(
+                GRPCClient(
+                    transport: try .http2NIOPosix(
+                        target: .ipv4(address: "127.0.0.1", port: grpcPort),
+                        transportSecurity: .plaintext)))
         }
         let all = clients
         return try await withThrowingTaskGroup(of: T?.self) { group in
-            for c in all { group.addTask { try await c.runConnections(); return nil } }
+            for c in all {
+                group.addTask {
+                    try await c.runConnections(); return nil
+                }
+            }
             defer { for c in all { c.beginGracefulShutdown() } }
             let result = try await body(all)
             for c in all { c.beginGracefulShutdown() }
@@ -113,7 +127,9 @@ public final class DaemonProcess: @unchecked Sendable {
         }
     }
 
-    public func withClient<T: Sendable>(_ body: @Sendable @escaping (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T) async throws -> T {
+    public func withClient<T: Sendable>(
+        _ body: @Sendable @escaping (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> T
+    ) async throws -> T {
         try await withClients(1) { try await body($0[0]) }
     }
 }
@@ -122,4 +138,3 @@ public struct DaemonError: Error, CustomStringConvertible {
     public var description: String
     public init(_ d: String) { description = d }
 }
-

@@ -1,6 +1,6 @@
-import Foundation
 import Diffusion
 import Engine
+import Foundation
 import NN
 import TensorCore
 
@@ -32,9 +32,12 @@ public enum Fixtures {
     /// A vector generator that ships a random-weight ratio classifier (part `classifier`), so
     /// best-of-K can rank its candidates.
     public static func vectorGeneratorWithClassifier(seed: UInt64 = 1, numClasses: Int = 0) throws -> Snapshot {
-        let net = try MLPDenoiser(MLPConfig(dim: 2, width: 16, blocks: 1, noiseChannels: 8, numClasses: numClasses), seed: seed)
+        let net = try MLPDenoiser(
+            MLPConfig(dim: 2, width: 16, blocks: 1, noiseChannels: 8, numClasses: numClasses), seed: seed)
         randomize(net.parameters, seed: seed)
-        let c = try RatioClassifierMLP(RatioClassifierConfig(dim: 2, width: 16, blocks: 1, noiseChannels: 8, numClasses: numClasses), seed: seed &+ 1)
+        let c = try RatioClassifierMLP(
+            RatioClassifierConfig(dim: 2, width: 16, blocks: 1, noiseChannels: 8, numClasses: numClasses),
+            seed: seed &+ 1)
         randomize(c.parameters, seed: seed &+ 1, scale: 0.5)
         return Snapshot(kind: .generator(sigmaInit: 2.5), network: net, parts: [try c.snapshotPart()])
     }
@@ -46,7 +49,8 @@ public enum Fixtures {
 
     /// A fresh repository folder.
     public static func repository() throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("onestep-repo-\(UUID().uuidString)").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("onestep-repo-\(UUID().uuidString)")
+            .path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
     }

@@ -1,5 +1,5 @@
-import Foundation
 import Diffusion
+import Foundation
 import NN
 import TensorCore
 
@@ -53,16 +53,24 @@ public enum HostileCheckpoints {
             }
             guard let r = set(root, path[...]) else { return false }
             root = r
-            meta[field] = String(decoding: try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys]), as: UTF8.self)
+            meta[field] = String(
+                decoding: try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys]), as: UTF8.self)
             return true
         }
         let image = try Fixtures.imageGenerator(seed: 1)
-        for key in ["in_channels", "out_channels", "resolution", "blocks_per_level", "noise_channels", "emb_channels", "num_classes"] {
+        for key in [
+            "in_channels", "out_channels", "resolution", "blocks_per_level", "noise_channels", "emb_channels",
+            "num_classes",
+        ] {
             for v in extremes { try emit(image, "unet-\(key)-\(v)") { try setJSON(&$0, "config", [key], v) } }
         }
-        for v in extremes { try emit(image, "unet-channels0-\(v)") { try setJSON(&$0, "config", ["channels", "0"], v) } }
+        for v in extremes {
+            try emit(image, "unet-channels0-\(v)") { try setJSON(&$0, "config", ["channels", "0"], v) }
+        }
         try emit(image, "unet-blocks_per_level-2001") { try setJSON(&$0, "config", ["blocks_per_level"], 2001) }
-        try emit(image, "unet-channels-9-levels") { try setJSON(&$0, "config", ["channels"], Array(repeating: 8, count: 9)) }
+        try emit(image, "unet-channels-9-levels") {
+            try setJSON(&$0, "config", ["channels"], Array(repeating: 8, count: 9))
+        }
 
         let vector = try Fixtures.vectorGeneratorWithClassifier(seed: 2)
         for key in ["dim", "width", "blocks", "noise_channels", "num_classes"] {
@@ -71,13 +79,19 @@ public enum HostileCheckpoints {
                 try emit(vector, "classifier-\(key)-\(v)") { try setJSON(&$0, "classifier_config", [key], v) }
             }
         }
-        let teacher = Snapshot(kind: .teacher(ODESettings(steps: 4)), network: try MLPDenoiser(MLPConfig(dim: 2, width: 16, blocks: 1, noiseChannels: 8)))
+        let teacher = Snapshot(
+            kind: .teacher(ODESettings(steps: 4)),
+            network: try MLPDenoiser(MLPConfig(dim: 2, width: 16, blocks: 1, noiseChannels: 8)))
         for v in extremes {
             try emit(teacher, "sampler-steps-\(v)") { try setJSON(&$0, "sampler", ["steps"], v) }
         }
         for text in ["0", "-1", "nan", "inf", "1e39", "x"] {
-            try emit(image, "sigma_init-\(text)") { $0["sigma_init"] = text; return true }
-            try emit(image, "sigma_data-\(text)") { $0["sigma_data"] = text; return true }
+            try emit(image, "sigma_init-\(text)") {
+                $0["sigma_init"] = text; return true
+            }
+            try emit(image, "sigma_data-\(text)") {
+                $0["sigma_data"] = text; return true
+            }
         }
         return cases
     }

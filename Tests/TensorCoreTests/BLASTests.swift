@@ -1,6 +1,6 @@
-import XCTest
 import TensorCore
 import TestSupport
+import XCTest
 
 final class BLASTests: XCTestCase {
     /// Fills with a fixed pseudo-random pattern (no RNG dependency).
@@ -15,18 +15,22 @@ final class BLASTests: XCTestCase {
                     let a = pattern(m * k, 1), b = pattern(k * n, 2)
                     var c = pattern(m * n, 3), r = c
                     let lda = transA ? m : k, ldb = transB ? k : n
-                    a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
-                        c.withUnsafeMutableBufferPointer { cp in
-                            BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5,
-                                       a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
-                                       beta: 0.25, c: cp.baseAddress!, ldc: n)
+                    a.withUnsafeBufferPointer { ap in
+                        b.withUnsafeBufferPointer { bp in
+                            c.withUnsafeMutableBufferPointer { cp in
+                                BLAS.sgemm(
+                                    transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5,
+                                    a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
+                                    beta: 0.25, c: cp.baseAddress!, ldc: n)
+                            }
+                            r.withUnsafeMutableBufferPointer { rp in
+                                Reference.sgemm(
+                                    transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5,
+                                    a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
+                                    beta: 0.25, c: rp.baseAddress!, ldc: n)
+                            }
                         }
-                        r.withUnsafeMutableBufferPointer { rp in
-                            Reference.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5,
-                                            a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
-                                            beta: 0.25, c: rp.baseAddress!, ldc: n)
-                        }
-                    } }
+                    }
                     XCTAssertLessThan(maxRelativeError(c, r), 1e-4, "m=\(m) n=\(n) k=\(k) tA=\(transA) tB=\(transB)")
                 }
             }

@@ -1,18 +1,18 @@
 import Foundation
-import XCTest
 import TensorCore
 import TestSupport
+import XCTest
 
 final class PNGTests: XCTestCase {
     /// Pixels as Pillow reads them from `path`: mode, width, height and hex bytes.
     private func pillowRead(_ path: String) throws -> (mode: String, width: Int, height: Int, pixels: [UInt8]) {
         let script = """
-        import sys
-        from PIL import Image
-        im = Image.open(sys.argv[1])
-        im.load()
-        print(im.mode, im.size[0], im.size[1], im.tobytes().hex())
-        """
+            import sys
+            from PIL import Image
+            im = Image.open(sys.argv[1])
+            im.load()
+            print(im.mode, im.size[0], im.size[1], im.tobytes().hex())
+            """
         let parts = try CrossCheckPython.run(script, [path]).split(separator: " ")
         guard parts.count == 4 else { throw TensorCoreError(.io, "unexpected python output \(parts)") }
         let hex = Array(parts[3].trimmingCharacters(in: .whitespacesAndNewlines).utf8)
@@ -50,7 +50,7 @@ final class PNGTests: XCTestCase {
 
     func testGridLayoutAndPillowReadBack() throws {
         // Three 1-channel 2x3 images, 2 columns, padding 1: 2*3+3 = 9 wide, 2*2+3 = 7 high.
-        let values: [Float] = [-1, 0, 1, -2, 2, 0.5,  0, 0, 0, 0, 0, 0,  1, 1, 1, -1, -1, -1]
+        let values: [Float] = [-1, 0, 1, -2, 2, 0.5, 0, 0, 0, 0, 0, 0, 1, 1, 1, -1, -1, -1]
         let batch = try Tensor(shape: [3, 1, 2, 3], storage: values)
         let grid = try PNG.grid(batch, columns: 2, padding: 1)
         XCTAssertEqual(grid.width, 9)
@@ -74,8 +74,9 @@ final class PNGTests: XCTestCase {
 
     func testRGBGridIsInterleavedAndMatchesPillow() throws {
         // One 3-channel 1x2 image in planar layout, range 0...1, no padding.
-        let planar: [Float] = [0, 1,  0.2, 0.4,  1.5, -0.1]
-        let grid = try PNG.grid(images: [planar], channels: 3, height: 1, width: 2, columns: 4, padding: 0, range: 0...1)
+        let planar: [Float] = [0, 1, 0.2, 0.4, 1.5, -0.1]
+        let grid = try PNG.grid(
+            images: [planar], channels: 3, height: 1, width: 2, columns: 4, padding: 0, range: 0...1)
         XCTAssertEqual(grid.width, 2)
         XCTAssertEqual(grid.height, 1)
         XCTAssertEqual(grid.pixels, [0, 51, 255, 255, 102, 0])
@@ -88,7 +89,8 @@ final class PNGTests: XCTestCase {
 
     func testDecodeRoundTrip() throws {
         for channels in [1, 3] {
-            let image = PNG.Image(pixels: pattern(11 * 6 * channels, channels), width: 11, height: 6, channels: channels)
+            let image = PNG.Image(
+                pixels: pattern(11 * 6 * channels, channels), width: 11, height: 6, channels: channels)
             let decoded = try PNG.decode(PNG.encode(image))
             XCTAssertEqual(decoded, image)
         }
@@ -102,7 +104,8 @@ final class PNGTests: XCTestCase {
             XCTAssertEqual((error as? TensorCoreError)?.code, .invalidArgument)
             XCTAssertTrue("\(error)".contains("needs 4 bytes, got 3"), "\(error)")
         }
-        XCTAssertThrowsError(try PNG.encode(pixels: [0, 0, 0, 0, 0, 0, 0, 0], width: 2, height: 2, channels: 2)) { error in
+        XCTAssertThrowsError(try PNG.encode(pixels: [0, 0, 0, 0, 0, 0, 0, 0], width: 2, height: 2, channels: 2)) {
+            error in
             XCTAssertEqual((error as? TensorCoreError)?.code, .invalidArgument)
             XCTAssertTrue("\(error)".contains("channels"), "\(error)")
         }
@@ -115,8 +118,11 @@ final class PNGTests: XCTestCase {
             XCTAssertEqual((error as? TensorCoreError)?.code, .corruptFile)
             XCTAssertTrue("\(error)".contains("libpng"), "\(error)")
         }
-        XCTAssertThrowsError(try PNG.write(pixels: [0], width: 1, height: 1, channels: 1,
-                                           to: "/nonexistent-dir-onestep/x.png")) { error in
+        XCTAssertThrowsError(
+            try PNG.write(
+                pixels: [0], width: 1, height: 1, channels: 1,
+                to: "/nonexistent-dir-onestep/x.png")
+        ) { error in
             XCTAssertEqual((error as? TensorCoreError)?.code, .io)
         }
     }

@@ -1,22 +1,28 @@
-import XCTest
 import TensorCore
+import XCTest
 
 final class PhiloxTests: XCTestCase {
-    private func eq(_ a: (UInt32, UInt32, UInt32, UInt32), _ b: (UInt32, UInt32, UInt32, UInt32),
-                    file: StaticString = #filePath, line: UInt = #line) {
+    private func eq(
+        _ a: (UInt32, UInt32, UInt32, UInt32), _ b: (UInt32, UInt32, UInt32, UInt32),
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertEqual([a.0, a.1, a.2, a.3], [b.0, b.1, b.2, b.3], file: file, line: line)
     }
 
     /// Random123's kat_vectors for philox4x32 with 10 rounds.
     func testRandom123KnownAnswers() {
-        eq(Philox4x32.block(counter: (0, 0, 0, 0), key: (0, 0)),
-           (0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8))
+        eq(
+            Philox4x32.block(counter: (0, 0, 0, 0), key: (0, 0)),
+            (0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8))
         let f: UInt32 = 0xffff_ffff
-        eq(Philox4x32.block(counter: (f, f, f, f), key: (f, f)),
-           (0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd))
-        eq(Philox4x32.block(counter: (0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344),
-                            key: (0xa409_3822, 0x299f_31d0)),
-           (0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1))
+        eq(
+            Philox4x32.block(counter: (f, f, f, f), key: (f, f)),
+            (0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd))
+        eq(
+            Philox4x32.block(
+                counter: (0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344),
+                key: (0xa409_3822, 0x299f_31d0)),
+            (0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1))
     }
 
     /// The stream maps (seed, stream, block index) onto (key, counter) as documented.
@@ -52,7 +58,7 @@ final class PhiloxTests: XCTestCase {
         let n = 100_000
         var rng = Philox4x32(seed: 42, stream: 3)
         var buf = [Float](repeating: 0, count: n)
-        _ = rng.nextNormal()   // leave a spare so fillNormal must hand it out first
+        _ = rng.nextNormal()  // leave a spare so fillNormal must hand it out first
         var check = rng
         buf.withUnsafeMutableBufferPointer { rng.fillNormal($0) }
         for i in 0..<1000 { XCTAssertEqual(buf[i], check.nextNormal(), "i=\(i)") }
@@ -83,11 +89,12 @@ final class PhiloxTests: XCTestCase {
         var batch = [Float](repeating: 0, count: 10 * count)
         batch.withUnsafeMutableBufferPointer { all in
             for i in 0..<10 {
-                SampleNoise.fill(seed: seed, index: UInt64(i),
-                                 UnsafeMutableBufferPointer(rebasing: all[(i * count)..<((i + 1) * count)]))
+                SampleNoise.fill(
+                    seed: seed, index: UInt64(i),
+                    UnsafeMutableBufferPointer(rebasing: all[(i * count)..<((i + 1) * count)]))
             }
         }
-        for i in [9, 3, 0, 7, 1, 8, 2, 6, 5, 4] {   // different order, one sample at a time
+        for i in [9, 3, 0, 7, 1, 8, 2, 6, 5, 4] {  // different order, one sample at a time
             var one = [Float](repeating: 0, count: count)
             one.withUnsafeMutableBufferPointer { SampleNoise.fill(seed: seed, index: UInt64(i), $0) }
             XCTAssertEqual(one, Array(batch[(i * count)..<((i + 1) * count)]), "sample \(i)")

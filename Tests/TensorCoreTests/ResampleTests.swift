@@ -1,6 +1,6 @@
-import XCTest
 import TensorCore
 import TestSupport
+import XCTest
 
 final class ResampleTests: XCTestCase {
     private func randn(_ n: Int, seed: UInt64) -> [Float] {
@@ -50,7 +50,7 @@ final class ResampleTests: XCTestCase {
             let grad = zip(dx, start).map { $0 - $1 }
             XCTAssertEqual(dot(y, dy), dot(x, grad), accuracy: 1e-4 * max(1, abs(dot(y, dy))))
         }
-        let x: [Float] = [1, 2, 3, 4, 5, 6, 7, 8]   // 2x4
+        let x: [Float] = [1, 2, 3, 4, 5, 6, 7, 8]  // 2x4
         var y = [Float](repeating: 0, count: 2)
         Resample.avgPool2x2(x, planes: 1, height: 2, width: 4, y: &y)
         XCTAssertEqual(y, [3.5, 5.5])

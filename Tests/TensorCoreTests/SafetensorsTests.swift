@@ -1,7 +1,7 @@
 import Foundation
-import XCTest
 import TensorCore
 import TestSupport
+import XCTest
 
 /// A fresh temporary directory, removed at the end of the test.
 func makeTempDir(_ test: XCTestCase) throws -> String {
@@ -31,14 +31,18 @@ final class SafetensorsTests: XCTestCase {
         return out
     }
 
-    private func assertRefused(_ bytes: [UInt8], _ code: TensorCoreError.Code, _ substrings: [String],
-                               file: StaticString = #filePath, line: UInt = #line) {
+    private func assertRefused(
+        _ bytes: [UInt8], _ code: TensorCoreError.Code, _ substrings: [String],
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertThrowsError(try SafetensorsFile.decode(bytes: bytes), file: file, line: line) { error in
             guard let e = error as? TensorCoreError else {
                 return XCTFail("not a TensorCoreError: \(error)", file: file, line: line)
             }
             XCTAssertEqual(e.code, code, "\(e)", file: file, line: line)
-            for s in substrings { XCTAssertTrue(e.message.contains(s), "'\(s)' not in: \(e.message)", file: file, line: line) }
+            for s in substrings {
+                XCTAssertTrue(e.message.contains(s), "'\(s)' not in: \(e.message)", file: file, line: line)
+            }
         }
     }
 
@@ -50,8 +54,9 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertEqual(file.metadata, meta)
         XCTAssertEqual(Set(file.names), Set(try sample().map(\.0)))
         for (name, t) in try sample() { XCTAssertEqual(try file.tensor(name), t, name) }
-        XCTAssertEqual(try SafetensorsFile.decode(bytes: SafetensorsFile.encode(tensors: sample(), metadata: meta)).tensors,
-                       file.tensors)
+        XCTAssertEqual(
+            try SafetensorsFile.decode(bytes: SafetensorsFile.encode(tensors: sample(), metadata: meta)).tensors,
+            file.tensors)
     }
 
     func testEncodingIsDeterministicAndAligned() throws {
@@ -92,23 +97,23 @@ final class SafetensorsTests: XCTestCase {
         }
         try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: expected))
         let script = """
-        import sys, json, numpy as np
-        from safetensors import safe_open
-        from safetensors.numpy import load_file
-        path, expected = sys.argv[1], json.load(open(sys.argv[2]))
-        meta = expected.pop("__metadata__")
-        got = load_file(path)
-        assert set(got) == set(expected), (sorted(got), sorted(expected))
-        for name, e in expected.items():
-            a = got[name]
-            assert a.dtype == np.float32, (name, a.dtype)
-            assert list(a.shape) == e["shape"], (name, a.shape, e["shape"])
-            bits = np.array(e["bits"], dtype=np.uint32).reshape(e["shape"])
-            assert np.array_equal(a.view(np.uint32), bits), (name, a)
-        with safe_open(path, framework="numpy") as f:
-            assert f.metadata() == meta, (f.metadata(), meta)
-        print("ok", len(got))
-        """
+            import sys, json, numpy as np
+            from safetensors import safe_open
+            from safetensors.numpy import load_file
+            path, expected = sys.argv[1], json.load(open(sys.argv[2]))
+            meta = expected.pop("__metadata__")
+            got = load_file(path)
+            assert set(got) == set(expected), (sorted(got), sorted(expected))
+            for name, e in expected.items():
+                a = got[name]
+                assert a.dtype == np.float32, (name, a.dtype)
+                assert list(a.shape) == e["shape"], (name, a.shape, e["shape"])
+                bits = np.array(e["bits"], dtype=np.uint32).reshape(e["shape"])
+                assert np.array_equal(a.view(np.uint32), bits), (name, a)
+            with safe_open(path, framework="numpy") as f:
+                assert f.metadata() == meta, (f.metadata(), meta)
+            print("ok", len(got))
+            """
         let out = try CrossCheckPython.run(script, [path, expected])
         XCTAssertEqual(out.trimmingCharacters(in: .whitespacesAndNewlines), "ok 4")
     }
@@ -117,14 +122,14 @@ final class SafetensorsTests: XCTestCase {
         let dir = try makeTempDir(self)
         let path = dir + "/py.safetensors"
         let script = """
-        import sys, numpy as np
-        from safetensors.numpy import save_file
-        w = (np.arange(24, dtype=np.float32).reshape(2, 3, 4) - 7.5) / 3
-        labels = np.array([0, 9, 3, -1, 123456], dtype=np.int64)
-        save_file({"weight": w, "labels": labels, "half": np.array([1.5, -0.25, 65504], dtype=np.float16),
-                   "dbl": np.array([[1e-3], [2.0]], dtype=np.float64), "bytes": np.array([0, 7, 255], dtype=np.uint8)},
-                  sys.argv[1], metadata={"format": "onestep-1", "arch": "unet"})
-        """
+            import sys, numpy as np
+            from safetensors.numpy import save_file
+            w = (np.arange(24, dtype=np.float32).reshape(2, 3, 4) - 7.5) / 3
+            labels = np.array([0, 9, 3, -1, 123456], dtype=np.int64)
+            save_file({"weight": w, "labels": labels, "half": np.array([1.5, -0.25, 65504], dtype=np.float16),
+                       "dbl": np.array([[1e-3], [2.0]], dtype=np.float64), "bytes": np.array([0, 7, 255], dtype=np.uint8)},
+                      sys.argv[1], metadata={"format": "onestep-1", "arch": "unet"})
+            """
         try CrossCheckPython.run(script, [path])
         let file = try SafetensorsFile.read(path: path)
         XCTAssertEqual(file.metadata, ["format": "onestep-1", "arch": "unet"])
@@ -160,31 +165,46 @@ final class SafetensorsTests: XCTestCase {
 
     func testBadEntriesRefused() {
         let e32 = [UInt8](repeating: 0, count: 32)
-        assertRefused(raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[0,48]}}", data: e32), .corruptFile,
-                      ["tensor 'w'", "[0, 48]", "past the end", "32 bytes"])
-        assertRefused(raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[0,16]}}", data: Array(e32[..<16])),
-                      .corruptFile, ["tensor 'w'", "hold 16 bytes but F32 shape [2, 4] needs 32"])
-        assertRefused(raw("{\"w\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,8]}}", data: Array(e32[..<8])),
-                      .corruptFile, ["tensor 'w'", "I64 shape [2] needs 16"])
-        assertRefused(raw("{\"w\":{\"dtype\":\"Q7\",\"shape\":[2],\"data_offsets\":[0,8]}}", data: Array(e32[..<8])),
-                      .unsupported, ["tensor 'w'", "unsupported dtype 'Q7'"])
-        assertRefused(raw("{\"w\":{\"shape\":[2],\"data_offsets\":[0,8]}}", data: Array(e32[..<8])),
-                      .corruptFile, ["tensor 'w'", "dtype"])
-        assertRefused(raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", data: Array(e32[..<8])),
-                      .corruptFile, ["tensor 'w'", "non-negative"])
-        assertRefused(raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,8]}}", data: Array(e32[..<8])),
-                      .corruptFile, ["tensor 'w'", "shape"])
-        assertRefused(raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", data: Array(e32[..<8])),
-                      .corruptFile, ["tensor 'w'", "begin after end"])
-        assertRefused(raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,4],\"data_offsets\":[0,8]}}", data: Array(e32[..<8])),
-                      .corruptFile, ["tensor 'w'", "too large"])
-        assertRefused(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
-                          + "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}", data: Array(e32[..<24])),
-                      .corruptFile, ["'a' [0, 16]", "'b' [8, 24]", "overlap"])
-        assertRefused(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", data: Array(e32[..<16])),
-                      .corruptFile, ["belong to no tensor"])
-        assertRefused(raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", data: Array(e32[..<16])),
-                      .corruptFile, ["cover only the first 8"])
+        assertRefused(
+            raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[0,48]}}", data: e32), .corruptFile,
+            ["tensor 'w'", "[0, 48]", "past the end", "32 bytes"])
+        assertRefused(
+            raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[0,16]}}", data: Array(e32[..<16])),
+            .corruptFile, ["tensor 'w'", "hold 16 bytes but F32 shape [2, 4] needs 32"])
+        assertRefused(
+            raw("{\"w\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,8]}}", data: Array(e32[..<8])),
+            .corruptFile, ["tensor 'w'", "I64 shape [2] needs 16"])
+        assertRefused(
+            raw("{\"w\":{\"dtype\":\"Q7\",\"shape\":[2],\"data_offsets\":[0,8]}}", data: Array(e32[..<8])),
+            .unsupported, ["tensor 'w'", "unsupported dtype 'Q7'"])
+        assertRefused(
+            raw("{\"w\":{\"shape\":[2],\"data_offsets\":[0,8]}}", data: Array(e32[..<8])),
+            .corruptFile, ["tensor 'w'", "dtype"])
+        assertRefused(
+            raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", data: Array(e32[..<8])),
+            .corruptFile, ["tensor 'w'", "non-negative"])
+        assertRefused(
+            raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,8]}}", data: Array(e32[..<8])),
+            .corruptFile, ["tensor 'w'", "shape"])
+        assertRefused(
+            raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", data: Array(e32[..<8])),
+            .corruptFile, ["tensor 'w'", "begin after end"])
+        assertRefused(
+            raw(
+                "{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,4],\"data_offsets\":[0,8]}}",
+                data: Array(e32[..<8])),
+            .corruptFile, ["tensor 'w'", "too large"])
+        assertRefused(
+            raw(
+                "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                    + "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}", data: Array(e32[..<24])),
+            .corruptFile, ["'a' [0, 16]", "'b' [8, 24]", "overlap"])
+        assertRefused(
+            raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", data: Array(e32[..<16])),
+            .corruptFile, ["belong to no tensor"])
+        assertRefused(
+            raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", data: Array(e32[..<16])),
+            .corruptFile, ["cover only the first 8"])
     }
 
     func testTruncatedFileRefused() throws {
@@ -212,8 +232,9 @@ final class SafetensorsTests: XCTestCase {
         targets.append(blocker + "/ck.safetensors")
         if geteuid() != 0 {  // root ignores directory permissions
             let ro = dir + "/ro"
-            try FileManager.default.createDirectory(atPath: ro, withIntermediateDirectories: false,
-                                                    attributes: [.posixPermissions: 0o555])
+            try FileManager.default.createDirectory(
+                atPath: ro, withIntermediateDirectories: false,
+                attributes: [.posixPermissions: 0o555])
             targets.append(ro + "/ck.safetensors")
         }
         for target in targets {

@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TensorCore
+import XCTest
 
 /// The venv Python for cross-checks: $ONESTEP_PYTHON, else `.venv/bin/python` at the package root.
 /// Fails the test (never skips) when neither exists: `make test` always provides it.
@@ -15,8 +15,9 @@ public enum CrossCheckPython {
         }
         let p = packageRoot + "/.venv/bin/python"
         guard FileManager.default.isExecutableFile(atPath: p) else {
-            XCTFail("no Python for cross-checks: set ONESTEP_PYTHON or run `make venv` (looked for \(p))",
-                    file: file, line: line)
+            XCTFail(
+                "no Python for cross-checks: set ONESTEP_PYTHON or run `make venv` (looked for \(p))",
+                file: file, line: line)
             throw TensorCoreError(.io, "no python")
         }
         return p
@@ -24,7 +25,9 @@ public enum CrossCheckPython {
 
     /// Runs `script` with `args`; returns stdout; fails the test on a non-zero exit, showing stderr.
     @discardableResult
-    public static func run(_ script: String, _ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
+    public static func run(_ script: String, _ args: [String], file: StaticString = #filePath, line: UInt = #line)
+        throws -> String
+    {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try executable(file: file, line: line))
         process.arguments = ["-c", script] + args

@@ -1,6 +1,7 @@
+import Diffusion
 import Foundation
 import XCTest
-import Diffusion
+
 @testable import Training
 
 /// The small committed teachers (models/teachers) load and sample well: used by fast tests of the
@@ -14,7 +15,8 @@ final class CommittedTeacherTests: XCTestCase {
         XCTAssertTrue(snap.kind.isTeacher)
         let (x, nfe) = try await drawSamples(snap, count: 4000, seed: 5)
         XCTAssertEqual(nfe, 35)
-        let report = try Metrics.pointReport(x, reference: Toy2D.eightGaussians.sample(n: 4000, seed: 6), toy: .eightGaussians)
+        let report = try Metrics.pointReport(
+            x, reference: Toy2D.eightGaussians.sample(n: 4000, seed: 6), toy: .eightGaussians)
         XCTAssertLessThan(report.slicedW2, 0.1)
         XCTAssertEqual(report.modesCovered, 8)
     }
@@ -23,7 +25,8 @@ final class CommittedTeacherTests: XCTestCase {
         let snap = try Snapshot.load(path: Self.models + "/digits-mlp.safetensors")
         XCTAssertEqual(snap.network.sampleShape, [64])
         let (x, _) = try await drawSamples(snap, count: 500, seed: 5, sampler: ODESettings(steps: 10))
-        let data = try ImageDataset.load(name: "digits", split: .train, dataDir: Self.models + "/../../Tests/Data").images
+        let data = try ImageDataset.load(name: "digits", split: .train, dataDir: Self.models + "/../../Tests/Data")
+            .images
         // Pixel statistics close to the data's; pure noise or a collapsed model would not be.
         func stats(_ v: [Float]) -> (Double, Double) {
             let m = v.reduce(0.0) { $0 + Double($1) } / Double(v.count)

@@ -2,6 +2,7 @@ import Foundation
 import TensorCore
 import TestSupport
 import XCTest
+
 @testable import Training
 
 /// Repository root, found from this file's path (Tests/TrainingTests/DataTests.swift).
@@ -50,7 +51,7 @@ final class IDXTests: XCTestCase {
         }
         var bad = good; bad[0] = 1
         expectCorrupt(bad, "not an IDX file")
-        bad = good; bad[2] = 0x0D    // float32
+        bad = good; bad[2] = 0x0D  // float32
         expectCorrupt(bad, "element type 0xd")
         bad = good; bad[3] = 0
         expectCorrupt(bad, "0 dimensions")
@@ -113,7 +114,8 @@ final class DatasetTests: XCTestCase {
         let dir = try makeTempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir + "/fashion", withIntermediateDirectories: true)
-        try IDX.write(path: dir + "/fashion/t10k-images-idx3-ubyte", shape: [2, 2, 2], bytes: [0, 1, 2, 3, 4, 5, 6, 7])
+        try IDX.write(
+            path: dir + "/fashion/t10k-images-idx3-ubyte", shape: [2, 2, 2], bytes: [0, 1, 2, 3, 4, 5, 6, 7])
         // Label 10 is out of range.
         try IDX.write(path: dir + "/fashion/t10k-labels-idx1-ubyte", shape: [2], bytes: [3, 10])
         XCTAssertThrowsError(try ImageDataset.load(name: "fashion", split: .test, dataDir: dir)) { e in
@@ -193,7 +195,9 @@ final class Toy2DTests: XCTestCase {
         for i in stride(from: 0, to: p.count, by: 2) { mx += p[i]; my += p[i + 1] }
         mx /= n; my /= n
         var vx: Float = 0, vy: Float = 0
-        for i in stride(from: 0, to: p.count, by: 2) { vx += (p[i] - mx) * (p[i] - mx); vy += (p[i + 1] - my) * (p[i + 1] - my) }
+        for i in stride(from: 0, to: p.count, by: 2) {
+            vx += (p[i] - mx) * (p[i] - mx); vy += (p[i + 1] - my) * (p[i + 1] - my)
+        }
         return ((mx, my), ((vx / n).squareRoot(), (vy / n).squareRoot()))
     }
 
@@ -309,7 +313,8 @@ final class FetchScriptTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: marker), "the pickle's payload ran")
 
         // A benign numpy-style array pickle is accepted by the stand-ins.
-        let np: [UInt8] = [0x80, 0x02] + Array("cnumpy.core.multiarray\n_reconstruct\n".utf8)
+        let np: [UInt8] =
+            [0x80, 0x02] + Array("cnumpy.core.multiarray\n_reconstruct\n".utf8)
             + Array("cnumpy\nndarray\n".utf8) + [0x4B, 0x00, 0x85] + [0x55, 0x01] + Array("b".utf8) + [0x87, 0x52]
             + [0x28, 0x4B, 0x01, 0x4B, 0x02, 0x85] + Array("cnumpy\ndtype\n".utf8) + [0x55, 0x02] + Array("u1".utf8)
             + [0x4B, 0x00, 0x4B, 0x01, 0x87, 0x52] + [0x28, 0x4B, 0x03, 0x55, 0x01] + Array("|".utf8)

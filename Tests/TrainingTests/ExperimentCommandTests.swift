@@ -13,18 +13,28 @@ final class ExperimentCommandTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: out) }
         func study() throws -> (Int32, String, Double) {
             let t0 = Date()
-            let (status, text) = try runCommand(bin, ["experiment", "paper", "--quick", "--seeds", "1", "--images", "1024", "--n", "200",
-                                                      "--threads", "1", "--out", out])
+            let (status, text) = try runCommand(
+                bin,
+                [
+                    "experiment", "paper", "--quick", "--seeds", "1", "--images", "1024", "--n", "200",
+                    "--threads", "1", "--out", out,
+                ])
             return (status, text, Date().timeIntervalSince(t0))
         }
         let (status, text, seconds) = try study()
         XCTAssertEqual(status, 0, text)
         let table = try String(contentsOfFile: out + "/results.md", encoding: .utf8)
-        for row in ["teacher, 35 NFE", "teacher in one step", "DMD-style", "SiD (score-based", "DiRKL, init T", "DiJS, init T", "DiFKL, init T",
-                    "DiJS, init R", "DiJS, init M", "DiJS, init F1", "DiJS, init F2", "DiJS, init S", "DiJS, init T, best-of-1", "DiJS, init T, best-of-4", "DiJS, init T, best-of-16"] {
+        for row in [
+            "teacher, 35 NFE", "teacher in one step", "DMD-style", "SiD (score-based", "DiRKL, init T", "DiJS, init T",
+            "DiFKL, init T",
+            "DiJS, init R", "DiJS, init M", "DiJS, init F1", "DiJS, init F2", "DiJS, init S", "DiJS, init T, best-of-1",
+            "DiJS, init T, best-of-4", "DiJS, init T, best-of-16",
+        ] {
             XCTAssertTrue(table.contains("| \(row)"), "row '\(row)' missing:\n\(table)")
         }
-        let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json"))) as? [[String: Any]]
+        let rows =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json")))
+            as? [[String: Any]]
         XCTAssertEqual(rows?.count, 15)
         let dijsR = rows?.first { $0["name"] as? String == "DiJS, init R" }
         XCTAssertEqual((dijsR?["before"] as? [[String: Double]])?.count, 1, "arms report their metrics before training")
@@ -41,7 +51,10 @@ final class ExperimentCommandTests: XCTestCase {
         // Figures: a sample grid per row, the metric against images seen.
         XCTAssertTrue(table.contains("[grid](figures/samples-dijs-teacher.png)"), table)
         XCTAssertTrue(table.contains("](figures/metric-vs-images.png)"), table)
-        for f in ["samples-teacher.png", "samples-teacher-one-step.png", "samples-dmd-teacher.png", "samples-dijs-teacher-best-of-16.png", "metric-vs-images.png"] {
+        for f in [
+            "samples-teacher.png", "samples-teacher-one-step.png", "samples-dmd-teacher.png",
+            "samples-dijs-teacher-best-of-16.png", "metric-vs-images.png",
+        ] {
             let png = try PNG.read(path: out + "/figures/" + f)
             XCTAssertGreaterThan(png.width, 100, f)
         }
@@ -54,21 +67,28 @@ final class ExperimentCommandTests: XCTestCase {
         let (status2, text2, seconds2) = try study()
         XCTAssertEqual(status2, 0, text2)
         print("study: first \(seconds) s, resumed \(seconds2) s")
-        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: snapshot)[.modificationDate] as? Date, stamp, "finished runs are not trained again")
-        XCTAssertEqual(try String(contentsOfFile: out + "/evals.jsonl", encoding: .utf8), evals, "nothing is evaluated twice")
-        XCTAssertEqual(try String(contentsOfFile: out + "/results.md", encoding: .utf8).components(separatedBy: "\n").count,
-                       table.components(separatedBy: "\n").count)
+        XCTAssertEqual(
+            try FileManager.default.attributesOfItem(atPath: snapshot)[.modificationDate] as? Date, stamp,
+            "finished runs are not trained again")
+        XCTAssertEqual(
+            try String(contentsOfFile: out + "/evals.jsonl", encoding: .utf8), evals, "nothing is evaluated twice")
+        XCTAssertEqual(
+            try String(contentsOfFile: out + "/results.md", encoding: .utf8).components(separatedBy: "\n").count,
+            table.components(separatedBy: "\n").count)
 
         // A run cut off mid-segment (simulated: not marked done, a segment left open 30 s before its
         // last log line): the rerun counts that segment's wall-clock, and the run's CPU time becomes
         // unknown rather than too small.
         let run = out + "/dijs-random-s0"
         func record() throws -> [String: Double] {
-            try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/study-run.json"))) as? [String: Double])
+            try XCTUnwrap(
+                JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/study-run.json")))
+                    as? [String: Double])
         }
         let first = try record()
         XCTAssertNotNil(first["cpu_seconds"])
-        let lastLog = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: run + "/log.jsonl")[.modificationDate] as? Date)
+        let lastLog = try XCTUnwrap(
+            FileManager.default.attributesOfItem(atPath: run + "/log.jsonl")[.modificationDate] as? Date)
         try FileManager.default.removeItem(atPath: run + "/study-run.json")
         try JSONSerialization.data(withJSONObject: ["t0": lastLog.timeIntervalSince1970 - 30])
             .write(to: URL(fileURLWithPath: run + "/study-segment-open.json"))

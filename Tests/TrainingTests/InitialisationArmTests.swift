@@ -1,8 +1,9 @@
-import Foundation
-import XCTest
 import Diffusion
+import Foundation
 import NN
 import TensorCore
+import XCTest
+
 @testable import Training
 
 /// Each initialisation arm builds what METHOD.md says it keeps, on the committed 8-Gaussian teacher.
@@ -93,8 +94,11 @@ final class InitialisationArmTests: XCTestCase {
         let data = ToyTrainingData(.eightGaussians)
         let s = try arms.build(.singleNoiseLevel, teacher: try load(), data: data)
         let r = try arms.build(.random, teacher: try load(), data: data)
-        let (ls, lr, lt) = (lossAt(s.network, sigma: 2.5, sigmaData: teacher.sigmaData), lossAt(r.network, sigma: 2.5, sigmaData: teacher.sigmaData),
-                            lossAt(teacher.network, sigma: 2.5, sigmaData: teacher.sigmaData))
+        let (ls, lr, lt) = (
+            lossAt(s.network, sigma: 2.5, sigmaData: teacher.sigmaData),
+            lossAt(r.network, sigma: 2.5, sigmaData: teacher.sigmaData),
+            lossAt(teacher.network, sigma: 2.5, sigmaData: teacher.sigmaData)
+        )
         print("arm S: loss at sigma_init: random \(lr), S \(ls), teacher \(lt) (\(s.report))")
         XCTAssertLessThan(lt, lr, "the teacher denoises better than a random network")
         XCTAssertLessThan(ls - lt, 0.5 * (lr - lt), "S closes at least half of the gap to the teacher at sigma_init")

@@ -2,6 +2,7 @@ import Foundation
 import NN
 import TensorCore
 import XCTest
+
 @testable import Training
 
 /// The LeNet evaluator: feature extraction, the image report, training, and the committed weights.
@@ -70,7 +71,8 @@ final class MetricsEvaluatorTests: XCTestCase {
         XCTAssertEqual(ev.metadata["seed"], "3")
         XCTAssertEqual(ev.metadata["test_accuracy"], String(format: "%.4f", r1.testAccuracy))
         XCTAssertEqual(try ev.accuracy(test), r1.testAccuracy)
-        XCTAssertThrowsError(try EvaluatorTraining.train(train: train, test: test, config: EvaluatorTrainingConfig(epochs: 0)))
+        XCTAssertThrowsError(
+            try EvaluatorTraining.train(train: train, test: test, config: EvaluatorTrainingConfig(epochs: 0)))
     }
 
     /// The committed evaluators reach their recorded test accuracy (and the targets).

@@ -1,6 +1,7 @@
 import Foundation
 import TensorCore
 import XCTest
+
 @testable import Training
 
 /// Metrics against numpy/scipy (tools/make_metric_fixtures.py -> Fixtures/metrics.safetensors) and
@@ -18,15 +19,20 @@ final class MetricsTests: XCTestCase {
             return (0..<r).map { i in (0..<c).map { Int(t.storage[i * c + $0]) } }
         }
         func v(_ key: String) -> Double {
-            guard let s = file.metadata[key], let d = Double(s) else { XCTFail("fixture has no number '\(key)'"); return .nan }
+            guard let s = file.metadata[key], let d = Double(s) else {
+                XCTFail("fixture has no number '\(key)'"); return .nan
+            }
             return d
         }
     }
 
     func fixture() throws -> Fixture { Fixture(file: try SafetensorsFile.read(path: Self.fixturePath)) }
 
-    func assertRel(_ got: Double, _ ref: Double, _ tol: Double, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertLessThanOrEqual(abs(got - ref), tol * max(abs(ref), 1e-12), "\(what): \(got) vs reference \(ref)", file: file, line: line)
+    func assertRel(
+        _ got: Double, _ ref: Double, _ tol: Double, _ what: String, file: StaticString = #filePath, line: UInt = #line
+    ) {
+        XCTAssertLessThanOrEqual(
+            abs(got - ref), tol * max(abs(ref), 1e-12), "\(what): \(got) vs reference \(ref)", file: file, line: line)
     }
 
     func gaussian(_ n: Int, _ d: Int, seed: UInt64, scale: Float = 1, shift: Float = 0) -> [Float] {
@@ -85,7 +91,9 @@ final class MetricsTests: XCTestCase {
         let xs = try f.indices("kid.x"), ys = try f.indices("kid.y")
         let subsets = zip(xs, ys).map { KIDSubset(x: $0, y: $1) }
         let r = try Metrics.kid(try f.a("feat.a"), try f.a("feat.b"), dim: 8, subsets: subsets)
-        let ref = try JSONDecoder().decode([String].self, from: Data(f.file.metadata["kid.values"]!.utf8)).map { Double($0)! }
+        let ref = try JSONDecoder().decode([String].self, from: Data(f.file.metadata["kid.values"]!.utf8)).map {
+            Double($0)!
+        }
         XCTAssertEqual(r.perSubset.count, ref.count)
         for (g, e) in zip(r.perSubset, ref) { assertRel(g, e, 1e-10, "KID subset") }
         assertRel(r.mean, f.v("kid.mean"), 1e-10, "KID mean")
@@ -178,8 +186,10 @@ final class MetricsTests: XCTestCase {
     func testSlicedWassersteinMatchesNumpy() throws {
         let f = try fixture()
         let x = try f.a("pts.x"), y = try f.a("pts.y"), z = try f.a("pts.z"), dirs = try f.a("sw.dirs")
-        assertRel(try Metrics.slicedWasserstein2(x, y, dim: 2, directions: dirs), f.v("sw.xy"), 1e-10, "SW2 equal sizes")
-        assertRel(try Metrics.slicedWasserstein2(x, z, dim: 2, directions: dirs), f.v("sw.xz"), 1e-10, "SW2 unequal sizes")
+        assertRel(
+            try Metrics.slicedWasserstein2(x, y, dim: 2, directions: dirs), f.v("sw.xy"), 1e-10, "SW2 equal sizes")
+        assertRel(
+            try Metrics.slicedWasserstein2(x, z, dim: 2, directions: dirs), f.v("sw.xz"), 1e-10, "SW2 unequal sizes")
     }
 
     func testSlicedWassersteinProperties() throws {
@@ -190,7 +200,8 @@ final class MetricsTests: XCTestCase {
         let shifted = (0..<x.count).map { x[$0] + ($0 % 2 == 0 ? 0.3 : 0) }
         let sw = try Metrics.slicedWasserstein2(x, shifted, projections: 1024, seed: 3)
         XCTAssertEqual(sw, 0.3 / 2.0.squareRoot(), accuracy: 0.01)
-        XCTAssertEqual(try Metrics.slicedWasserstein2(x, shifted, seed: 3), try Metrics.slicedWasserstein2(x, shifted, seed: 3))
+        XCTAssertEqual(
+            try Metrics.slicedWasserstein2(x, shifted, seed: 3), try Metrics.slicedWasserstein2(x, shifted, seed: 3))
         let dirs = Metrics.randomDirections(count: 10, dim: 3, seed: 2)
         for i in 0..<10 {
             let n = (0..<3).map { Double(dirs[i * 3 + $0]) * Double(dirs[i * 3 + $0]) }.reduce(0, +)
@@ -221,7 +232,9 @@ final class MetricsTests: XCTestCase {
         var stragglers = 0
         for i in 0..<10000 {
             let p = (x[2 * i], x[2 * i + 1])
-            let k = (0..<8).min { hypot(p.0 - centres[$0].0, p.1 - centres[$0].1) < hypot(p.0 - centres[$1].0, p.1 - centres[$1].1) }!
+            let k = (0..<8).min {
+                hypot(p.0 - centres[$0].0, p.1 - centres[$0].1) < hypot(p.0 - centres[$1].0, p.1 - centres[$1].1)
+            }!
             if k < 3 || (k == 5 && stragglers < 20) {
                 if k == 5 { stragglers += 1 }
                 kept += [p.0, p.1]
@@ -236,4 +249,3 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(far.highQualityFraction, 0)
     }
 }
-

@@ -1,8 +1,9 @@
-import Foundation
-import XCTest
 import Diffusion
+import Foundation
 import NN
 import TensorCore
+import XCTest
+
 @testable import Training
 
 /// The generator update of each family member (RatioDivergence) against the analytic gradient of
@@ -35,7 +36,8 @@ final class OneStepDivergenceTests: XCTestCase {
     /// Analytic gradient (central differences of the quadrature) and Monte Carlo estimate with its
     /// standard error, for (a, b).
     static func gradients(_ div: RatioDivergence, samples: Int = 400_000, seed: UInt64 = 1)
-        -> (analytic: [Double], mc: [Double], se: [Double]) {
+        -> (analytic: [Double], mc: [Double], se: [Double])
+    {
         let f = div.f!, (a, b, s) = (Self.a, Self.b, Self.sigma), e = 1e-4
         let analytic = [
             (divergence(f, a: a + e, b: b, sigma: s) - divergence(f, a: a - e, b: b, sigma: s)) / (2 * e),
@@ -55,9 +57,13 @@ final class OneStepDivergenceTests: XCTestCase {
         let loss = RatioGeneratorLoss(divergence: div)
         var dLogit = [Float](repeating: 0, count: samples)
         let sig = [Float](repeating: Float(s), count: samples)
-        _ = c.withUnsafeBufferPointer { cp in sig.withUnsafeBufferPointer { sp in dLogit.withUnsafeMutableBufferPointer { dp in
-            loss.logitLoss(cp.baseAddress!, sigma: sp.baseAddress!, batch: samples, dLogit: dp.baseAddress!)
-        } } }
+        _ = c.withUnsafeBufferPointer { cp in
+            sig.withUnsafeBufferPointer { sp in
+                dLogit.withUnsafeMutableBufferPointer { dp in
+                    loss.logitLoss(cp.baseAddress!, sigma: sp.baseAddress!, batch: samples, dLogit: dp.baseAddress!)
+                }
+            }
+        }
         // Per-sample contributions to dL/da and dL/db (times B, so their mean is the gradient).
         var mean = [0.0, 0.0], sq = [0.0, 0.0]
         for i in 0..<samples {
@@ -74,10 +80,12 @@ final class OneStepDivergenceTests: XCTestCase {
     func check(_ div: RatioDivergence, file: StaticString = #filePath, line: UInt = #line) {
         let r = Self.gradients(div)
         for k in 0..<2 {
-            XCTAssertGreaterThan(abs(r.analytic[k]), 0.02, "\(div.method): gradient \(k) too small to test", file: file, line: line)
-            XCTAssertLessThan(abs(r.mc[k] - r.analytic[k]), 5 * r.se[k] + 1e-3 * abs(r.analytic[k]),
-                              "\(div.method) d/d\(k == 0 ? "a" : "b"): Monte Carlo \(r.mc[k]) +- \(r.se[k]), analytic \(r.analytic[k])",
-                              file: file, line: line)
+            XCTAssertGreaterThan(
+                abs(r.analytic[k]), 0.02, "\(div.method): gradient \(k) too small to test", file: file, line: line)
+            XCTAssertLessThan(
+                abs(r.mc[k] - r.analytic[k]), 5 * r.se[k] + 1e-3 * abs(r.analytic[k]),
+                "\(div.method) d/d\(k == 0 ? "a" : "b"): Monte Carlo \(r.mc[k]) +- \(r.se[k]), analytic \(r.analytic[k])",
+                file: file, line: line)
         }
         print("\(div.method): analytic \(r.analytic), Monte Carlo \(r.mc) +- \(r.se)")
     }
@@ -88,7 +96,10 @@ final class OneStepDivergenceTests: XCTestCase {
 
     /// The general-f entry point with f = the squared Hellinger distance (sqrt(r) - 1)^2.
     func testCustomFGradientIsItsDivergenceGradient() {
-        check(.custom(name: "hellinger", fSecond: { 0.5 * pow($0, -1.5) }, f: { (Foundation.sqrt($0) - 1) * (Foundation.sqrt($0) - 1) }))
+        check(
+            .custom(
+                name: "hellinger", fSecond: { 0.5 * pow($0, -1.5) },
+                f: { (Foundation.sqrt($0) - 1) * (Foundation.sqrt($0) - 1) }))
     }
 
     /// The general entry point reproduces the built-in members' weights h'(c), and h up to a constant.
@@ -100,7 +111,9 @@ final class OneStepDivergenceTests: XCTestCase {
             XCTAssertEqual(js.hPrime(c), RatioDivergence.jensenShannon.hPrime(c), accuracy: 1e-12)
             XCTAssertEqual(rkl.hPrime(c), RatioDivergence.reverseKL.hPrime(c), accuracy: 1e-12)
             XCTAssertEqual(fkl.hPrime(c), RatioDivergence.forwardKL(cap: 10).hPrime(c), accuracy: 1e-9)
-            XCTAssertEqual(js.h(c) - js.h(0), RatioDivergence.jensenShannon.h(c) - RatioDivergence.jensenShannon.h(0), accuracy: 1e-6)
+            XCTAssertEqual(
+                js.h(c) - js.h(0), RatioDivergence.jensenShannon.h(c) - RatioDivergence.jensenShannon.h(0),
+                accuracy: 1e-6)
             XCTAssertEqual(fkl.h(c) - fkl.h(0), RatioDivergence.forwardKL(cap: 10).h(c) - 1, accuracy: 1e-6)
         }
     }
@@ -109,7 +122,9 @@ final class OneStepDivergenceTests: XCTestCase {
     /// larger c); DiJS's loss is E[log(1 - sigmoid(c))] / 2; DiFKL's weight is capped, not zeroed.
     func testSignConventions() {
         for c in [-3.0, 0, 2.5] {
-            for d: RatioDivergence in [.reverseKL, .jensenShannon, .forwardKL(cap: 5)] { XCTAssertGreaterThan(d.hPrime(c), 0) }
+            for d: RatioDivergence in [.reverseKL, .jensenShannon, .forwardKL(cap: 5)] {
+                XCTAssertGreaterThan(d.hPrime(c), 0)
+            }
             let sig = 1 / (1 + Foundation.exp(-c))
             XCTAssertEqual(-RatioDivergence.jensenShannon.h(c), Foundation.log(1 - sig) / 2, accuracy: 1e-12)
         }
@@ -135,9 +150,12 @@ final class OneStepDivergenceTests: XCTestCase {
             let loss = RatioGeneratorLoss(divergence: div)
             func value() -> Double {
                 var rng = Philox4x32(seed: 7, stream: 1)
-                return Double(z.withUnsafeBufferPointer {
-                    loss.compute(generator: d, sigmaInit: 2.5, classifier: cls, z: $0.baseAddress!, labels: nil, batch: B, rng: &rng)
-                })
+                return Double(
+                    z.withUnsafeBufferPointer {
+                        loss.compute(
+                            generator: d, sigmaInit: 2.5, classifier: cls, z: $0.baseAddress!, labels: nil, batch: B,
+                            rng: &rng)
+                    })
             }
             gen.parameters.zeroGrad()
             _ = value()

@@ -1,8 +1,9 @@
-import Foundation
-import XCTest
 import Diffusion
+import Foundation
 import NN
 import TensorCore
+import XCTest
+
 @testable import Training
 
 /// The score-free trainer on images: a tiny U-Net teacher on the 8x8 digits gets the image ratio
@@ -41,8 +42,10 @@ final class OneStepImageTests: XCTestCase {
         let whole = try OneStepTrainer(config: c, runPath: a, resume: false)
         whole.showProgress = false
         let cls = try XCTUnwrap(whole.classifier as? RatioClassifierUNet)
-        XCTAssertEqual(try cls.parameters.tensor("enc.0.block0.conv0.weight").storage,
-                       try teacher.network.parameters.tensor("enc.0.block0.conv0.weight").storage, "started from the teacher's encoder")
+        XCTAssertEqual(
+            try cls.parameters.tensor("enc.0.block0.conv0.weight").storage,
+            try teacher.network.parameters.tensor("enc.0.block0.conv0.weight").storage,
+            "started from the teacher's encoder")
         try whole.train()
         let snap = try Snapshot.load(path: whole.run.latestSnapshotPath)
         let part = try XCTUnwrap(snap.parts.first { $0.name == "classifier" })
@@ -52,7 +55,8 @@ final class OneStepImageTests: XCTestCase {
         let first = try OneStepTrainer(config: c, runPath: b, resume: false)
         first.showProgress = false
         try first.train(stopAfterSteps: 2)
-        let saved = try JSONDecoder().decode(OneStepConfig.self, from: Data(contentsOf: URL(fileURLWithPath: b + "/config.json")))
+        let saved = try JSONDecoder().decode(
+            OneStepConfig.self, from: Data(contentsOf: URL(fileURLWithPath: b + "/config.json")))
         let second = try OneStepTrainer(config: saved, runPath: b, resume: true)
         second.showProgress = false
         try second.train()
@@ -63,7 +67,8 @@ final class OneStepImageTests: XCTestCase {
         random.classifierInit = .random
         let r = try OneStepTrainer(config: random, runPath: a + "-r", resume: false)
         defer { try? FileManager.default.removeItem(atPath: a + "-r") }
-        XCTAssertNotEqual(try r.classifier.parameters.tensor("enc.0.block0.conv0.weight").storage,
-                          try teacher.network.parameters.tensor("enc.0.block0.conv0.weight").storage, "--classifier-init random")
+        XCTAssertNotEqual(
+            try r.classifier.parameters.tensor("enc.0.block0.conv0.weight").storage,
+            try teacher.network.parameters.tensor("enc.0.block0.conv0.weight").storage, "--classifier-init random")
     }
 }

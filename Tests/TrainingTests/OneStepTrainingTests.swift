@@ -1,8 +1,9 @@
-import Foundation
-import XCTest
 import Diffusion
+import Foundation
 import NN
 import TensorCore
+import XCTest
+
 @testable import Training
 
 /// The score-free one-step trainer on the committed 8-Gaussian teacher: DiJS from the teacher's
@@ -15,7 +16,9 @@ final class OneStepTrainingTests: XCTestCase {
         NSTemporaryDirectory() + "onestep-\(UUID().uuidString)"
     }
 
-    func config(method: DistillationMethod = .dijs, initialisation: GeneratorInit = .teacher, images: Int, batch: Int = 256) -> OneStepConfig {
+    func config(
+        method: DistillationMethod = .dijs, initialisation: GeneratorInit = .teacher, images: Int, batch: Int = 256
+    ) -> OneStepConfig {
         var c = OneStepConfig()
         c.teacher = Self.teacher
         c.method = method
@@ -43,9 +46,11 @@ final class OneStepTrainingTests: XCTestCase {
             let store = t.network.parameters, before = store.values.array
             try t.train()
             let after = store.values.array
-            moves.append(Dictionary(uniqueKeysWithValues: store.entries.map { e in
-                (e.name, (e.offset..<(e.offset + e.count)).map { after[$0] - before[$0] })
-            }))
+            moves.append(
+                Dictionary(
+                    uniqueKeysWithValues: store.entries.map { e in
+                        (e.name, (e.offset..<(e.offset + e.count)).map { after[$0] - before[$0] })
+                    }))
         }
         var largest: Float = 0
         for (name, plain) in moves[0] {
@@ -79,9 +84,10 @@ final class OneStepTrainingTests: XCTestCase {
         let seconds = Date().timeIntervalSince(start)
         let afterEMA = try XCTUnwrap(t.evaluatePoints())
         let afterRaw = try XCTUnwrap(t.evaluatePoints(ema: false))
-        print("DiJS 8 Gaussians, teacher init: sliced W2 \(before.slicedW2) -> EMA \(afterEMA.slicedW2) / raw \(afterRaw.slicedW2); "
-              + "MMD2 \(before.mmd2) -> \(afterEMA.mmd2); modes \(before.modesCovered ?? -1) -> \(afterEMA.modesCovered ?? -1); "
-              + "\(t.imagesSeen) images in \(String(format: "%.1f", seconds)) s")
+        print(
+            "DiJS 8 Gaussians, teacher init: sliced W2 \(before.slicedW2) -> EMA \(afterEMA.slicedW2) / raw \(afterRaw.slicedW2); "
+                + "MMD2 \(before.mmd2) -> \(afterEMA.mmd2); modes \(before.modesCovered ?? -1) -> \(afterEMA.modesCovered ?? -1); "
+                + "\(t.imagesSeen) images in \(String(format: "%.1f", seconds)) s")
         XCTAssertLessThan(afterEMA.slicedW2, 0.8 * before.slicedW2)
         // The run folder: config, log with the initial and final evaluation, snapshot with the classifier.
         let log = t.run.readLog()
@@ -106,8 +112,11 @@ final class OneStepTrainingTests: XCTestCase {
         XCTAssertEqual(cls.forward(x: x, sigma: s), t.classifier.forward(x: x, sigma: s))
         let (samples, nfe) = try await drawSamples(snap, count: 2000, seed: 0xE7A1)
         XCTAssertEqual(nfe, 1)
-        XCTAssertEqual(try Metrics.pointReport(samples, reference: Toy2D.eightGaussians.sample(n: 2000, seed: 0xDA7A), toy: .eightGaussians).slicedW2,
-                       afterEMA.slicedW2, accuracy: 1e-9)
+        XCTAssertEqual(
+            try Metrics.pointReport(
+                samples, reference: Toy2D.eightGaussians.sample(n: 2000, seed: 0xDA7A), toy: .eightGaussians
+            ).slicedW2,
+            afterEMA.slicedW2, accuracy: 1e-9)
     }
 
     /// Stopping after 2 steps and resuming for 2 more gives the same bits as 4 uninterrupted steps
@@ -125,16 +134,21 @@ final class OneStepTrainingTests: XCTestCase {
             let first = try OneStepTrainer(config: c, runPath: b, resume: false)
             first.showProgress = false
             try first.train(stopAfterSteps: 2)
-            let saved = try JSONDecoder().decode(OneStepConfig.self, from: Data(contentsOf: URL(fileURLWithPath: b + "/config.json")))
+            let saved = try JSONDecoder().decode(
+                OneStepConfig.self, from: Data(contentsOf: URL(fileURLWithPath: b + "/config.json")))
             XCTAssertEqual(saved.teacherSHA256, try sha256Hex(ofFile: Self.teacher))
             let second = try OneStepTrainer(config: saved, runPath: b, resume: true)
             second.showProgress = false
             XCTAssertEqual(second.step, 2)
             try second.train()
             XCTAssertEqual(second.step, 4)
-            XCTAssertEqual(second.network.parameters.values.array, whole.network.parameters.values.array, method.rawValue)
-            XCTAssertEqual(second.classifier.parameters.values.array, whole.classifier.parameters.values.array, method.rawValue)
-            XCTAssertEqual(try second.emaNetwork().parameters.values.array, try whole.emaNetwork().parameters.values.array, method.rawValue)
+            XCTAssertEqual(
+                second.network.parameters.values.array, whole.network.parameters.values.array, method.rawValue)
+            XCTAssertEqual(
+                second.classifier.parameters.values.array, whole.classifier.parameters.values.array, method.rawValue)
+            XCTAssertEqual(
+                try second.emaNetwork().parameters.values.array, try whole.emaNetwork().parameters.values.array,
+                method.rawValue)
         }
     }
 
@@ -142,16 +156,21 @@ final class OneStepTrainingTests: XCTestCase {
         let path = tempRun()
         defer { try? FileManager.default.removeItem(atPath: path) }
         let teacher = try Snapshot.load(path: Self.teacher)
-        let t = try OneStepTrainer(config: config(initialisation: .teacher, images: 256), runPath: path + "/t", resume: false)
+        let t = try OneStepTrainer(
+            config: config(initialisation: .teacher, images: 256), runPath: path + "/t", resume: false)
         XCTAssertEqual(t.network.parameters.values.array, teacher.network.parameters.values.array)
-        let r = try OneStepTrainer(config: config(initialisation: .random, images: 256), runPath: path + "/r", resume: false)
+        let r = try OneStepTrainer(
+            config: config(initialisation: .random, images: 256), runPath: path + "/r", resume: false)
         XCTAssertNotEqual(r.network.parameters.values.array, teacher.network.parameters.values.array)
         XCTAssertEqual(r.network.parameters.count, teacher.network.parameters.count)
         XCTAssertEqual(t.config.data, "8gaussians")
         XCTAssertEqual(t.config.classifier.dim, 2)
         try t.saveState()
-        XCTAssertThrowsError(try OneStepTrainer(config: config(images: 256), runPath: path + "/t", resume: false))  // run exists
-        XCTAssertThrowsError(try DistillationMethod(parsing: "gan")) { XCTAssertTrue("\($0)".contains("unknown method 'gan'"), "\($0)") }
+        // The run exists.
+        XCTAssertThrowsError(try OneStepTrainer(config: config(images: 256), runPath: path + "/t", resume: false))
+        XCTAssertThrowsError(try DistillationMethod(parsing: "gan")) {
+            XCTAssertTrue("\($0)".contains("unknown method 'gan'"), "\($0)")
+        }
         XCTAssertEqual(try DistillationMethod(parsing: "JS"), .dijs)
         var bad = config(images: 256)
         bad.classifierSteps = 0
@@ -186,14 +205,20 @@ final class DMDBaselineTests: XCTestCase {
         t.showProgress = false
         XCTAssertNil(t.classifier)
         XCTAssertTrue(t.critic is DMDCritic)
-        XCTAssertEqual(t.critic.parameters.values.array, teacher.network.parameters.values.array, "the fake score starts as the teacher")
+        XCTAssertEqual(
+            t.critic.parameters.values.array, teacher.network.parameters.values.array,
+            "the fake score starts as the teacher")
         let before = try XCTUnwrap(t.evaluatePoints())
         try t.train()
         let after = try XCTUnwrap(t.evaluatePoints())
-        print("DMD 8 Gaussians, teacher init, \(t.imagesSeen) images: sliced W2 \(before.slicedW2) -> \(after.slicedW2)")
-        XCTAssertNotEqual(t.critic.parameters.values.array, teacher.network.parameters.values.array, "the fake score trained")
+        print(
+            "DMD 8 Gaussians, teacher init, \(t.imagesSeen) images: sliced W2 \(before.slicedW2) -> \(after.slicedW2)")
+        XCTAssertNotEqual(
+            t.critic.parameters.values.array, teacher.network.parameters.values.array, "the fake score trained")
         let dmd = try XCTUnwrap(t.critic as? DMDCritic)
-        XCTAssertEqual(dmd.teacher.network.parameters.values.array, teacher.network.parameters.values.array, "the teacher stays frozen")
+        XCTAssertEqual(
+            dmd.teacher.network.parameters.values.array, teacher.network.parameters.values.array,
+            "the teacher stays frozen")
         XCTAssertLessThan(after.slicedW2, before.slicedW2, "DMD improves the one-step map")
         let snap = try Snapshot.load(path: t.run.latestSnapshotPath)
         XCTAssertEqual(snap.provenance["method"], "dmd")
@@ -202,7 +227,8 @@ final class DMDBaselineTests: XCTestCase {
         let first = try OneStepTrainer(config: c, runPath: b, resume: false)
         first.showProgress = false
         try first.train(stopAfterSteps: 15)
-        let saved = try JSONDecoder().decode(OneStepConfig.self, from: Data(contentsOf: URL(fileURLWithPath: b + "/config.json")))
+        let saved = try JSONDecoder().decode(
+            OneStepConfig.self, from: Data(contentsOf: URL(fileURLWithPath: b + "/config.json")))
         let second = try OneStepTrainer(config: saved, runPath: b, resume: true)
         second.showProgress = false
         try second.train()

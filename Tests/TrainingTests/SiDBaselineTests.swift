@@ -17,7 +17,8 @@ final class SiDBaselineTests: XCTestCase {
         var rng = Philox4x32(seed: 7, stream: 1)
         let p = fake.network.parameters.values.ptr
         for i in 0..<fake.network.parameters.count { p[i] += 0.05 * rng.nextNormal() }
-        return SiDCritic(teacher: teacher, fake: fake, noise: RatioNoiseLevels(pMean: -1.2, pStd: 1.2), normalise: normalise)
+        return SiDCritic(
+            teacher: teacher, fake: fake, noise: RatioNoiseLevels(pMean: -1.2, pStd: 1.2), normalise: normalise)
     }
 
     func testGeneratorGradientMatchesFiniteDifferences() throws {
@@ -28,7 +29,10 @@ final class SiDBaselineTests: XCTestCase {
         let rng0 = Philox4x32(seed: 11, stream: 2)
         func loss(_ x: [Float]) -> Double {
             var g = rng0
-            return Double(x.withUnsafeBufferPointer { c.generatorGradient(samples: $0.baseAddress!, labels: nil, batch: batch, rng: &g).loss })
+            return Double(
+                x.withUnsafeBufferPointer {
+                    c.generatorGradient(samples: $0.baseAddress!, labels: nil, batch: batch, rng: &g).loss
+                })
         }
         var g = rng0
         let analytic = x0.withUnsafeBufferPointer { p -> [Float] in
@@ -64,9 +68,14 @@ final class SiDBaselineTests: XCTestCase {
         // The teacher's output at the same noisy points gives k_b.
         var g = rng0
         let sigma = Buffer(), x = Buffer()
-        x0.withUnsafeBufferPointer { RatioNoiseLevels(pMean: -1.2, pStd: 1.2).perturb($0.baseAddress!, batch: batch, size: D, rng: &g, sigma: sigma, x: x) }
+        x0.withUnsafeBufferPointer {
+            RatioNoiseLevels(pMean: -1.2, pStd: 1.2).perturb(
+                $0.baseAddress!, batch: batch, size: D, rng: &g, sigma: sigma, x: x)
+        }
         let teacher = try Snapshot.load(path: OneStepTrainingTests.teacher).makeEDMDenoiser()
-        let real = Array(UnsafeBufferPointer(start: teacher.forward(x.ptr, sigma: sigma.ptr, labels: nil, batch: batch), count: batch * D))
+        let real = Array(
+            UnsafeBufferPointer(
+                start: teacher.forward(x.ptr, sigma: sigma.ptr, labels: nil, batch: batch), count: batch * D))
         let a = grad(plain), b = grad(scaled)
         for s in 0..<batch {
             let mean = (0..<D).map { abs(Double(x0[s * D + $0] - real[s * D + $0])) }.reduce(0, +) / Double(D)
@@ -89,9 +98,13 @@ final class SiDBaselineTests: XCTestCase {
         let before = try XCTUnwrap(t.evaluatePoints())
         try t.train()
         let after = try XCTUnwrap(t.evaluatePoints())
-        print("SiD 8 Gaussians, teacher init, \(t.imagesSeen) images: sliced W2 \(before.slicedW2) -> \(after.slicedW2)")
-        XCTAssertEqual(sid.score.teacher.network.parameters.values.array, teacher.network.parameters.values.array, "the teacher stays frozen")
-        XCTAssertNotEqual(t.critic.parameters.values.array, teacher.network.parameters.values.array, "the fake score trained")
+        print(
+            "SiD 8 Gaussians, teacher init, \(t.imagesSeen) images: sliced W2 \(before.slicedW2) -> \(after.slicedW2)")
+        XCTAssertEqual(
+            sid.score.teacher.network.parameters.values.array, teacher.network.parameters.values.array,
+            "the teacher stays frozen")
+        XCTAssertNotEqual(
+            t.critic.parameters.values.array, teacher.network.parameters.values.array, "the fake score trained")
         XCTAssertLessThan(after.slicedW2, before.slicedW2, "SiD improves the one-step map")
         XCTAssertEqual(try Snapshot.load(path: t.run.latestSnapshotPath).provenance["method"], "sid")
     }

@@ -1,8 +1,9 @@
-import Foundation
-import XCTest
 import Diffusion
+import Foundation
 import NN
 import TensorCore
+import XCTest
+
 @testable import Training
 
 /// A small 2-D teacher trained for real (under a minute in release): its 35-NFE samples reach a
@@ -24,7 +25,8 @@ final class Teacher2DQualityTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let trainer = try TeacherTrainer(config: c, runPath: dir, resume: false)
         trainer.showProgress = false
-        let untrained = try Snapshot(kind: .teacher(ODESettings()), network: MLPDenoiser(c.mlp, seed: 3)).makeEDMDenoiser()
+        let untrained = try Snapshot(kind: .teacher(ODESettings()), network: MLPDenoiser(c.mlp, seed: 3))
+            .makeEDMDenoiser()
         try trainer.train()
 
         let snap = try Snapshot.load(path: trainer.run.latestSnapshotPath)

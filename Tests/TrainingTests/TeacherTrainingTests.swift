@@ -1,6 +1,7 @@
 import Foundation
-import XCTest
 import NN
+import XCTest
+
 @testable import Training
 
 final class TeacherTrainingTests: XCTestCase {
@@ -52,8 +53,10 @@ final class TeacherTrainingTests: XCTestCase {
         t.showProgress = false
         try t.train()
         let fm = FileManager.default
-        for f in ["config.json", "log.jsonl", "state.safetensors", "loss.png", "snapshots/latest.safetensors",
-                  "snapshots/snapshot-000000768.safetensors", "samples-000000768.png", "samples-000000320.png"] {
+        for f in [
+            "config.json", "log.jsonl", "state.safetensors", "loss.png", "snapshots/latest.safetensors",
+            "snapshots/snapshot-000000768.safetensors", "samples-000000768.png", "samples-000000320.png",
+        ] {
             XCTAssertTrue(fm.fileExists(atPath: "\(dir)/\(f)"), "missing \(f)")
         }
         let lines = try String(contentsOfFile: "\(dir)/log.jsonl", encoding: .utf8).split(separator: "\n")

@@ -7,12 +7,14 @@ let package = Package(
     name: "SamplerExample",
     platforms: [.macOS(.v15)],
     dependencies: [
-        .package(name: "OneStep", path: "../.."),
+        .package(name: "OneStep", path: "../..")
     ],
     targets: [
-        .executableTarget(name: "sampler-example", dependencies: [
-            .product(name: "SamplerClient", package: "OneStep"),
-        ], path: "Sources/SamplerExample"),
+        .executableTarget(
+            name: "sampler-example",
+            dependencies: [
+                .product(name: "SamplerClient", package: "OneStep")
+            ], path: "Sources/SamplerExample")
     ],
     swiftLanguageModes: [.v6]
 )

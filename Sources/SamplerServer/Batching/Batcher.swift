@@ -47,9 +47,11 @@ public struct Batcher: Sendable {
         /// Batch compute time assumed for retry hints until one has been measured.
         public var initialBatchTimeEstimate: Duration
 
-        public init(maxBatchSize: Int = 64, maxQueueDelay: Duration = .milliseconds(2), preferredBatchSizes: [Int] = [],
-                    maxConcurrentBatches: Int = 1, maxQueuedSamples: Int = 65_536, maxQueuedRequests: Int = 4_096,
-                    initialBatchTimeEstimate: Duration = .milliseconds(20)) {
+        public init(
+            maxBatchSize: Int = 64, maxQueueDelay: Duration = .milliseconds(2), preferredBatchSizes: [Int] = [],
+            maxConcurrentBatches: Int = 1, maxQueuedSamples: Int = 65_536, maxQueuedRequests: Int = 4_096,
+            initialBatchTimeEstimate: Duration = .milliseconds(20)
+        ) {
             self.maxBatchSize = maxBatchSize
             self.maxQueueDelay = maxQueueDelay
             self.preferredBatchSizes = preferredBatchSizes
@@ -128,8 +130,8 @@ public struct Batcher: Sendable {
         var arrival: Time
         var seq: UInt64
         var count: Int
-        var nextOffset = 0        // first sample not yet assigned to a batch
-        var delivered = 0         // samples whose results were delivered
+        var nextOffset = 0  // first sample not yet assigned to a batch
+        var delivered = 0  // samples whose results were delivered
         var unassigned: Int { count - nextOffset }
     }
 
@@ -167,8 +169,10 @@ public struct Batcher: Sendable {
     // MARK: - Events
 
     /// A new request for `count` samples.
-    public mutating func submit(_ id: RequestID, count: Int, priority: Priority = .normal, deadline: Time? = nil,
-                                now: Time) -> [Action] {
+    public mutating func submit(
+        _ id: RequestID, count: Int, priority: Priority = .normal, deadline: Time? = nil,
+        now: Time
+    ) -> [Action] {
         guard count >= 1 else { return [.fail(id, .invalidCount(count))] }
         guard entries[id] == nil else { return [.fail(id, .duplicateID)] }
         if isDraining { return [.fail(id, .draining)] }

@@ -53,8 +53,10 @@ public actor Lane {
 
     /// Queues samples `ids` (labels: one per id, or nil) and returns their chunks as batches finish.
     /// Ending the iteration early (or cancelling the consuming task) cancels the request.
-    public func submit(ids: [SampleID], labels: [Int32]?, priority: Priority = .normal,
-                       deadline: ContinuousClock.Instant? = nil) -> (id: RequestID, chunks: AsyncThrowingStream<SampleChunk, any Error>) {
+    public func submit(
+        ids: [SampleID], labels: [Int32]?, priority: Priority = .normal,
+        deadline: ContinuousClock.Instant? = nil
+    ) -> (id: RequestID, chunks: AsyncThrowingStream<SampleChunk, any Error>) {
         let id = RequestID(nextID)
         nextID += 1
         let (stream, continuation) = AsyncThrowingStream<SampleChunk, any Error>.makeStream()
@@ -64,7 +66,9 @@ public actor Lane {
         pending[id] = Pending(ids: ids, labels: labels, continuation: continuation, submitted: clock.now)
         metrics.pendingRequests.increment()
         let now = self.now
-        handle(batcher.submit(id, count: ids.count, priority: priority, deadline: deadline.map { epoch.duration(to: $0) }, now: now))
+        handle(
+            batcher.submit(
+                id, count: ids.count, priority: priority, deadline: deadline.map { epoch.duration(to: $0) }, now: now))
         return (id, stream)
     }
 
@@ -76,8 +80,10 @@ public actor Lane {
         try await engine.score(model: model, samples: samples, count: count, labels: labels)
     }
 
-    public func submitIfOpen(ids: [SampleID], labels: [Int32]?, priority: Priority = .normal,
-                             deadline: ContinuousClock.Instant? = nil) -> (id: RequestID, chunks: AsyncThrowingStream<SampleChunk, any Error>)? {
+    public func submitIfOpen(
+        ids: [SampleID], labels: [Int32]?, priority: Priority = .normal,
+        deadline: ContinuousClock.Instant? = nil
+    ) -> (id: RequestID, chunks: AsyncThrowingStream<SampleChunk, any Error>)? {
         if batcher.isDraining { return nil }
         return submit(ids: ids, labels: labels, priority: priority, deadline: deadline)
     }
@@ -111,8 +117,9 @@ public actor Lane {
         switch result {
         case .success(let samples):
             // The results travel with the batcher's actions for this batch (its `deliver`s).
-            handle(batcher.batchCompleted(id, computeTime: compute, now: now),
-                   finished: FinishedBatch(id: id, samples: samples, start: started, compute: compute))
+            handle(
+                batcher.batchCompleted(id, computeTime: compute, now: now),
+                finished: FinishedBatch(id: id, samples: samples, start: started, compute: compute))
         case .failure(let error):
             metrics.batchFailures.increment()
             handle(batcher.batchFailed(id, message: "\(error)", now: now))
@@ -134,7 +141,9 @@ public actor Lane {
             case .execute(let batch):
                 start(batch)
             case .deliver(let slice, let batchID, let position):
-                guard let finished, finished.id == batchID else { preconditionFailure("the batcher delivered batch \(batchID) outside its completion") }
+                guard let finished, finished.id == batchID else {
+                    preconditionFailure("the batcher delivered batch \(batchID) outside its completion")
+                }
                 deliver(slice, at: position, of: finished)
             case .complete(let id):
                 if let p = pending.removeValue(forKey: id) {
@@ -173,7 +182,11 @@ public actor Lane {
         for slice in batch.slices {
             let p = pending[slice.request]!
             ids.append(contentsOf: p.ids[slice.offsets])
-            if conditional { labels!.append(contentsOf: p.labels.map { Array($0[slice.offsets]) } ?? Array(repeating: 0, count: slice.offsets.count)) }
+            if conditional {
+                labels!.append(
+                    contentsOf: p.labels.map { Array($0[slice.offsets]) }
+                        ?? Array(repeating: 0, count: slice.offsets.count))
+            }
         }
         let started = clock.now
         for slice in batch.slices {
@@ -187,7 +200,9 @@ public actor Lane {
         let engine = self.engine, model = self.model, id = batch.id, labelsCopy = labels
         Task { [weak self] in
             let result: Result<[Float], any Error>
-            do { result = .success(try await engine.run(model: model, ids: ids, labels: labelsCopy)) } catch { result = .failure(error) }
+            do { result = .success(try await engine.run(model: model, ids: ids, labels: labelsCopy)) } catch {
+                result = .failure(error)
+            }
             await self?.batchDone(id, result: result, started: started)
         }
     }
@@ -197,11 +212,14 @@ public actor Lane {
         let n = model.description.sampleSize
         let lo = position * n, hi = (position + slice.offsets.count) * n
         guard hi <= out.samples.count else {
-            p.continuation.finish(throwing: ServerError(.internalError, "engine returned \(out.samples.count) values, too few for the batch"))
+            p.continuation.finish(
+                throwing: ServerError(
+                    .internalError, "engine returned \(out.samples.count) values, too few for the batch"))
             return
         }
-        let chunk = SampleChunk(offsets: slice.offsets, samples: Array(out.samples[lo..<hi]),
-                                queueTime: p.submitted.duration(to: out.start), computeTime: out.compute)
+        let chunk = SampleChunk(
+            offsets: slice.offsets, samples: Array(out.samples[lo..<hi]),
+            queueTime: p.submitted.duration(to: out.start), computeTime: out.compute)
         p.continuation.yield(chunk)
     }
 
@@ -210,14 +228,16 @@ public actor Lane {
         let what = "model '\(model.name)' version \(model.version)"
         switch failure {
         case .queueFull(let retry):
-            return ServerError(.resourceExhausted,
-                               "the queue of \(what) is full (\(queued) samples waiting); retry after \(retry.milliseconds) ms",
-                               retryAfter: retry)
+            return ServerError(
+                .resourceExhausted,
+                "the queue of \(what) is full (\(queued) samples waiting); retry after \(retry.milliseconds) ms",
+                retryAfter: retry)
         case .deadlineUnreachable(let expected, let retry):
-            return ServerError(.resourceExhausted,
-                               "the deadline cannot be met: \(what) has about \(expected.milliseconds) ms of work for this request "
-                               + "(\(queued) samples waiting); retry after \(retry.milliseconds) ms or with a longer deadline",
-                               retryAfter: retry)
+            return ServerError(
+                .resourceExhausted,
+                "the deadline cannot be met: \(what) has about \(expected.milliseconds) ms of work for this request "
+                    + "(\(queued) samples waiting); retry after \(retry.milliseconds) ms or with a longer deadline",
+                retryAfter: retry)
         case .deadlineExceeded:
             return ServerError(.deadlineExceeded, "the deadline passed before the samples of \(what) were computed")
         case .cancelled:
@@ -267,8 +287,10 @@ struct LaneMetrics: Sendable {
         pendingRequests = Meter(label: "onestep_pending_requests", dimensions: dims)
         pendingSamples = Gauge(label: "onestep_pending_samples", dimensions: dims)
         batchSize = Recorder(label: "onestep_batch_size", dimensions: dims, aggregate: true)
-        queueTime = Metrics.Timer(label: "onestep_queue_duration_seconds", dimensions: dims, preferredDisplayUnit: .seconds)
-        computeTime = Metrics.Timer(label: "onestep_compute_duration_seconds", dimensions: dims, preferredDisplayUnit: .seconds)
+        queueTime = Metrics.Timer(
+            label: "onestep_queue_duration_seconds", dimensions: dims, preferredDisplayUnit: .seconds)
+        computeTime = Metrics.Timer(
+            label: "onestep_compute_duration_seconds", dimensions: dims, preferredDisplayUnit: .seconds)
     }
 
     func failure(_ code: ServerError.Code) -> Counter {

@@ -91,11 +91,15 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case host, port, metricsPort = "metrics_port", repository, pollSeconds = "poll_seconds", versionPolicy = "version_policy"
-        case requireReadyMarker = "require_ready_marker", warmupSamples = "warmup_samples", warmupTimeoutSeconds = "warmup_timeout_seconds", models, requiredModels = "required_models", strict
-        case computeThreads = "compute_threads", instances, modelInstances = "model_instances", maxBatchSize = "max_batch_size", maxQueueDelayMs = "max_queue_delay_ms", preferredBatchSizes = "preferred_batch_sizes"
+        case host, port, metricsPort = "metrics_port", repository, pollSeconds = "poll_seconds", versionPolicy =
+            "version_policy"
+        case requireReadyMarker = "require_ready_marker", warmupSamples = "warmup_samples", warmupTimeoutSeconds =
+            "warmup_timeout_seconds", models, requiredModels = "required_models", strict
+        case computeThreads = "compute_threads", instances, modelInstances = "model_instances", maxBatchSize =
+            "max_batch_size", maxQueueDelayMs = "max_queue_delay_ms", preferredBatchSizes = "preferred_batch_sizes"
         case maxConcurrentBatches = "max_concurrent_batches", maxQueuedSamples = "max_queued_samples"
-        case maxQueuedRequests = "max_queued_requests", maxSamplesPerRequest = "max_samples_per_request", maxBestOf = "max_best_of", memoryBudgetBytes = "memory_budget_bytes"
+        case maxQueuedRequests = "max_queued_requests", maxSamplesPerRequest = "max_samples_per_request", maxBestOf =
+            "max_best_of", memoryBudgetBytes = "memory_budget_bytes"
         case maxRequestBytes = "max_request_bytes", maxConcurrentStreams = "max_concurrent_streams"
         case maxConnectionAgeSeconds = "max_connection_age_seconds", shutdownGraceSeconds = "shutdown_grace_seconds"
         case tlsCertificateChain = "tls_certificate_chain", tlsPrivateKey = "tls_private_key", tokenFile = "token_file"
@@ -110,15 +114,22 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         func get<T: Decodable>(_ key: CodingKeys, _ into: inout T) throws {
             if let v = try c.decodeIfPresent(T.self, forKey: key) { into = v }
         }
-        try get(.host, &host); try get(.port, &port); try get(.metricsPort, &metricsPort); try get(.repository, &repository)
-        try get(.pollSeconds, &pollSeconds); try get(.versionPolicy, &versionPolicy); try get(.requireReadyMarker, &requireReadyMarker)
-        try get(.warmupSamples, &warmupSamples); try get(.warmupTimeoutSeconds, &warmupTimeoutSeconds); try get(.models, &models); try get(.requiredModels, &requiredModels); try get(.strict, &strict); try get(.computeThreads, &computeThreads)
-        try get(.instances, &instances); try get(.modelInstances, &modelInstances); try get(.maxBatchSize, &maxBatchSize)
+        try get(.host, &host); try get(.port, &port); try get(.metricsPort, &metricsPort);
+        try get(.repository, &repository)
+        try get(.pollSeconds, &pollSeconds); try get(.versionPolicy, &versionPolicy);
+        try get(.requireReadyMarker, &requireReadyMarker)
+        try get(.warmupSamples, &warmupSamples); try get(.warmupTimeoutSeconds, &warmupTimeoutSeconds);
+        try get(.models, &models); try get(.requiredModels, &requiredModels); try get(.strict, &strict);
+        try get(.computeThreads, &computeThreads)
+        try get(.instances, &instances); try get(.modelInstances, &modelInstances);
+        try get(.maxBatchSize, &maxBatchSize)
         try get(.maxQueueDelayMs, &maxQueueDelayMs); try get(.preferredBatchSizes, &preferredBatchSizes)
         try get(.maxConcurrentBatches, &maxConcurrentBatches); try get(.maxQueuedSamples, &maxQueuedSamples)
         try get(.maxQueuedRequests, &maxQueuedRequests); try get(.maxSamplesPerRequest, &maxSamplesPerRequest)
-        try get(.maxBestOf, &maxBestOf); try get(.memoryBudgetBytes, &memoryBudgetBytes); try get(.maxRequestBytes, &maxRequestBytes); try get(.maxConcurrentStreams, &maxConcurrentStreams)
-        try get(.maxConnectionAgeSeconds, &maxConnectionAgeSeconds); try get(.shutdownGraceSeconds, &shutdownGraceSeconds)
+        try get(.maxBestOf, &maxBestOf); try get(.memoryBudgetBytes, &memoryBudgetBytes);
+        try get(.maxRequestBytes, &maxRequestBytes); try get(.maxConcurrentStreams, &maxConcurrentStreams)
+        try get(.maxConnectionAgeSeconds, &maxConnectionAgeSeconds);
+        try get(.shutdownGraceSeconds, &shutdownGraceSeconds)
         tlsCertificateChain = try c.decodeIfPresent(String.self, forKey: .tlsCertificateChain)
         tlsPrivateKey = try c.decodeIfPresent(String.self, forKey: .tlsPrivateKey)
         tokenFile = try c.decodeIfPresent(String.self, forKey: .tokenFile)
@@ -129,7 +140,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         let any = try decoder.container(keyedBy: AnyKey.self)
         let known = Set(CodingKeys.allCases.map(\.rawValue))
         if let bad = any.allKeys.first(where: { !known.contains($0.stringValue) }) {
-            throw ServerError(.invalidConfiguration, "unknown configuration key '\(bad.stringValue)' (known: \(known.sorted().joined(separator: ", ")))")
+            throw ServerError(
+                .invalidConfiguration,
+                "unknown configuration key '\(bad.stringValue)' (known: \(known.sorted().joined(separator: ", ")))")
         }
     }
 
@@ -144,7 +157,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ServerError(.invalidConfiguration, "cannot read configuration file '\(path)'")
         }
-        do { return try JSONDecoder().decode(ServerConfig.self, from: data) } catch let e as ServerError { throw e } catch {
+        do { return try JSONDecoder().decode(ServerConfig.self, from: data) } catch let e as ServerError {
+            throw e
+        } catch {
             throw ServerError(.invalidConfiguration, "configuration file '\(path)' is not valid", cause: "\(error)")
         }
     }
@@ -165,14 +180,16 @@ public struct ServerConfig: Codable, Sendable, Equatable {
                 let vs = items.compactMap { Int64($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 >= 1 }
                 if !vs.isEmpty && vs.count == items.count { return .specific(vs) }
             }
-            throw ServerError(.invalidConfiguration, "version policy '\(versionPolicy)' is not 'latest:N', 'all' or 'specific:V1,V2'")
+            throw ServerError(
+                .invalidConfiguration, "version policy '\(versionPolicy)' is not 'latest:N', 'all' or 'specific:V1,V2'")
         }
     }
 
     public var batcherConfig: Batcher.Config {
-        Batcher.Config(maxBatchSize: maxBatchSize, maxQueueDelay: .microseconds(Int64(maxQueueDelayMs * 1000)),
-                       preferredBatchSizes: preferredBatchSizes, maxConcurrentBatches: maxConcurrentBatches,
-                       maxQueuedSamples: maxQueuedSamples, maxQueuedRequests: maxQueuedRequests)
+        Batcher.Config(
+            maxBatchSize: maxBatchSize, maxQueueDelay: .microseconds(Int64(maxQueueDelayMs * 1000)),
+            preferredBatchSizes: preferredBatchSizes, maxConcurrentBatches: maxConcurrentBatches,
+            maxQueuedSamples: maxQueuedSamples, maxQueuedRequests: maxQueuedRequests)
     }
 
     /// Largest duration setting, seconds (one day).
@@ -181,7 +198,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public static let maxCount = 1 << 24
 
     /// The engine's thread count: `compute_threads`, or every core when it is 0.
-    public var effectiveComputeThreads: Int { computeThreads > 0 ? computeThreads : max(1, ProcessInfo.processInfo.activeProcessorCount) }
+    public var effectiveComputeThreads: Int {
+        computeThreads > 0 ? computeThreads : max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
     /// Engine instances per model version: `instances`, or one per compute thread when it is 0.
     public var effectiveInstances: Int { instances > 0 ? instances : effectiveComputeThreads }
     /// Threads of one engine instance: the compute threads shared out over the instances.
@@ -193,25 +212,41 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         guard (0...65535).contains(port) else { throw bad("port must be in 0...65535, got \(port)") }
         guard (-1...65535).contains(metricsPort) else { throw bad("metrics_port must be -1 (off) or in 0...65535") }
         // Every number is bounded before it is converted or multiplied (the file is untrusted input).
-        for (name, value, most) in [("poll_seconds", pollSeconds, Self.maxSeconds), ("shutdown_grace_seconds", shutdownGraceSeconds, Self.maxSeconds),
-                                    ("max_connection_age_seconds", maxConnectionAgeSeconds, Self.maxSeconds),
-                                    ("warmup_timeout_seconds", warmupTimeoutSeconds, Self.maxSeconds),
-                                    ("max_queue_delay_ms", maxQueueDelayMs, 60_000)] {
-            guard value.isFinite, value >= 0, value <= most else { throw bad("\(name) must be a number in 0...\(Int(most)), got \(value)") }
+        for (name, value, most) in [
+            ("poll_seconds", pollSeconds, Self.maxSeconds),
+            ("shutdown_grace_seconds", shutdownGraceSeconds, Self.maxSeconds),
+            ("max_connection_age_seconds", maxConnectionAgeSeconds, Self.maxSeconds),
+            ("warmup_timeout_seconds", warmupTimeoutSeconds, Self.maxSeconds),
+            ("max_queue_delay_ms", maxQueueDelayMs, 60_000),
+        ] {
+            guard value.isFinite, value >= 0, value <= most else {
+                throw bad("\(name) must be a number in 0...\(Int(most)), got \(value)")
+            }
         }
-        let perModel = modelInstances.sorted(by: { $0.key < $1.key }).map { ("model_instances[\($0.key)]", $0.value, 1...256) }
-        for (name, value, range) in perModel + [("max_batch_size", maxBatchSize, 1...Self.maxCount), ("max_concurrent_batches", maxConcurrentBatches, 1...1_024),
-                                     ("max_queued_samples", maxQueuedSamples, 1...Self.maxCount), ("max_queued_requests", maxQueuedRequests, 1...Self.maxCount),
-                                     ("max_samples_per_request", maxSamplesPerRequest, 1...Self.maxCount), ("max_best_of", maxBestOf, 1...1_024),
-                                     ("max_request_bytes", maxRequestBytes, 1_024...(1 << 30)), ("max_concurrent_streams", maxConcurrentStreams, 1...65_535),
-                                     ("warmup_samples", warmupSamples, 0...4_096), ("compute_threads", computeThreads, 0...1_024),
-                                     ("instances", instances, 0...256), ("memory_budget_bytes", memoryBudgetBytes, (1 << 20)...(1 << 40))] {
-            guard range.contains(value) else { throw bad("\(name) must be in \(range.lowerBound)...\(range.upperBound), got \(value)") }
+        let perModel = modelInstances.sorted(by: { $0.key < $1.key }).map {
+            ("model_instances[\($0.key)]", $0.value, 1...256)
+        }
+        for (name, value, range) in perModel + [
+            ("max_batch_size", maxBatchSize, 1...Self.maxCount),
+            ("max_concurrent_batches", maxConcurrentBatches, 1...1_024),
+            ("max_queued_samples", maxQueuedSamples, 1...Self.maxCount),
+            ("max_queued_requests", maxQueuedRequests, 1...Self.maxCount),
+            ("max_samples_per_request", maxSamplesPerRequest, 1...Self.maxCount), ("max_best_of", maxBestOf, 1...1_024),
+            ("max_request_bytes", maxRequestBytes, 1_024...(1 << 30)),
+            ("max_concurrent_streams", maxConcurrentStreams, 1...65_535),
+            ("warmup_samples", warmupSamples, 0...4_096), ("compute_threads", computeThreads, 0...1_024),
+            ("instances", instances, 0...256), ("memory_budget_bytes", memoryBudgetBytes, (1 << 20)...(1 << 40)),
+        ] {
+            guard range.contains(value) else {
+                throw bad("\(name) must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
+            }
         }
         _ = try versionPolicyValue
         try batcherConfig.validate()
         guard maxSamplesPerRequest >= 1, maxSamplesPerRequest <= maxQueuedSamples else {
-            throw bad("max_samples_per_request must be in 1...max_queued_samples (\(maxQueuedSamples)), got \(maxSamplesPerRequest)")
+            throw bad(
+                "max_samples_per_request must be in 1...max_queued_samples (\(maxQueuedSamples)), got \(maxSamplesPerRequest)"
+            )
         }
         guard maxRequestBytes >= 1024, maxConcurrentStreams >= 1, warmupSamples >= 0, maxBestOf >= 1 else {
             throw bad("max_request_bytes >= 1024, max_concurrent_streams >= 1, warmup_samples >= 0, max_best_of >= 1")
@@ -220,7 +255,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
             throw bad("TLS needs both tls_certificate_chain and tls_private_key")
         }
         guard ["json", "text"].contains(logFormat) else { throw bad("log_format must be json or text") }
-        guard (0...1_000_000).contains(accessLogPerSecond) else { throw bad("access_log_per_second must be in 0...1000000, got \(accessLogPerSecond)") }
+        guard (0...1_000_000).contains(accessLogPerSecond) else {
+            throw bad("access_log_per_second must be in 0...1000000, got \(accessLogPerSecond)")
+        }
     }
 
     /// The bearer token, from its file or environment variable (whitespace trimmed).
@@ -233,7 +270,10 @@ public struct ServerConfig: Codable, Sendable, Equatable {
             guard !t.isEmpty else { throw ServerError(.invalidConfiguration, "token file '\(file)' is empty") }
             return t
         }
-        if let t = ProcessInfo.processInfo.environment[env]?.trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty { return t }
+        if let t = ProcessInfo.processInfo.environment[env]?.trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty
+        {
+            return t
+        }
         return nil
     }
 }

@@ -1,9 +1,9 @@
-import Synchronization
 import Diffusion
 import Engine
 import Foundation
 import Logging
 import Metrics
+import Synchronization
 
 /// Which versions of a model are served.
 public enum VersionPolicy: Sendable, Equatable {
@@ -64,9 +64,11 @@ public actor ModelRepository {
         /// its own health name and in the index, and never takes the server out of service.
         public var requiredModels: [String]?
 
-        public init(root: String, policy: VersionPolicy = .latest(1), requireReadyMarker: Bool = false, warmupSamples: Int = 4,
-                    batcher: Batcher.Config = .init(), startupModels: [String]? = nil, requiredModels: [String]? = nil,
-                    warmupTimeout: Duration? = nil) {
+        public init(
+            root: String, policy: VersionPolicy = .latest(1), requireReadyMarker: Bool = false, warmupSamples: Int = 4,
+            batcher: Batcher.Config = .init(), startupModels: [String]? = nil, requiredModels: [String]? = nil,
+            warmupTimeout: Duration? = nil
+        ) {
             self.root = root
             self.warmupTimeout = warmupTimeout
             self.policy = policy
@@ -120,16 +122,23 @@ public actor ModelRepository {
         if let label {
             guard let target = m.labels[label] else {
                 let known = m.labels.keys.sorted().joined(separator: ", ")
-                throw ServerError(.notFound, "model '\(name)' has no label '\(label)' (labels: \(known.isEmpty ? "none" : known))")
+                throw ServerError(
+                    .notFound, "model '\(name)' has no label '\(label)' (labels: \(known.isEmpty ? "none" : known))")
             }
             v = target
         }
         if let v {
             guard let e = m.versions[v] else {
-                throw ServerError(.notFound, "model '\(name)' has no version \(v) (versions: \(m.versions.keys.sorted().map(String.init).joined(separator: ", ")))")
+                throw ServerError(
+                    .notFound,
+                    "model '\(name)' has no version \(v) (versions: \(m.versions.keys.sorted().map(String.init).joined(separator: ", ")))"
+                )
             }
             guard e.state == .ready, let lane = e.lane else {
-                throw ServerError(.unavailable, "model '\(name)' version \(v) is not ready (\(e.state.rawValue)\(e.reason.isEmpty ? "" : ": \(e.reason)"))")
+                throw ServerError(
+                    .unavailable,
+                    "model '\(name)' version \(v) is not ready (\(e.state.rawValue)\(e.reason.isEmpty ? "" : ": \(e.reason)"))"
+                )
             }
             return lane
         }
@@ -147,8 +156,9 @@ public actor ModelRepository {
         guard let m = models[name] else { return nil }
         let versions = m.versions.keys.sorted().map { v -> VersionStatus in
             let e = m.versions[v]!
-            return VersionStatus(version: v, state: e.state, reason: e.reason,
-                                 labels: m.labels.filter { $0.value == v }.map(\.key).sorted())
+            return VersionStatus(
+                version: v, state: e.state, reason: e.reason,
+                labels: m.labels.filter { $0.value == v }.map(\.key).sorted())
         }
         return ModelStatus(name: name, versions: versions, defaultVersion: Self.defaultVersion(m))
     }
@@ -214,14 +224,20 @@ public actor ModelRepository {
             if models[name]?.unloaded == true { continue }
             // A folder with no version folder at all (e.g. `models/evaluator`, which holds other
             // files) is not a model, unless it was one already or was named explicitly.
-            if models[name] == nil && config.startupModels == nil && !RepositoryLayout.hasVersionFolder((config.root as NSString).appendingPathComponent(name)) { continue }
+            if models[name] == nil && config.startupModels == nil
+                && !RepositoryLayout.hasVersionFolder((config.root as NSString).appendingPathComponent(name))
+            {
+                continue
+            }
             await reconcile(name)
         }
     }
 
     /// Explicit load (admin): (re)reads the model's folder and applies the policy, even if unloaded.
     public func load(_ name: String) async throws(ServerError) {
-        guard RepositoryLayout.isValidName(name) else { throw ServerError(.invalidArgument, "'\(name)' is not a valid model name") }
+        guard RepositoryLayout.isValidName(name) else {
+            throw ServerError(.invalidArgument, "'\(name)' is not a valid model name")
+        }
         let dir = (config.root as NSString).appendingPathComponent(name)
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
@@ -230,8 +246,11 @@ public actor ModelRepository {
         models[name, default: ModelEntry()].unloaded = false
         await reconcile(name, force: true)
         guard isReady(name) else {
-            let reasons = models[name]?.versions.values.map(\.reason).filter { !$0.isEmpty }.joined(separator: "; ") ?? ""
-            throw ServerError(.loadFailed, "model '\(name)' has no version that loaded", cause: reasons.isEmpty ? "no complete version" : reasons)
+            let reasons =
+                models[name]?.versions.values.map(\.reason).filter { !$0.isEmpty }.joined(separator: "; ") ?? ""
+            throw ServerError(
+                .loadFailed, "model '\(name)' has no version that loaded",
+                cause: reasons.isEmpty ? "no complete version" : reasons)
         }
     }
 
@@ -242,7 +261,8 @@ public actor ModelRepository {
         var lanes: [Lane] = []
         for (v, e) in m.versions {
             if let l = e.lane { lanes.append(l) }
-            m.versions[v] = VersionEntry(state: .unavailable, reason: "unloaded", lane: nil, path: e.path, modified: e.modified)
+            m.versions[v] = VersionEntry(
+                state: .unavailable, reason: "unloaded", lane: nil, path: e.path, modified: e.modified)
         }
         models[name] = m
         changed()
@@ -273,7 +293,11 @@ public actor ModelRepository {
         models[name] = m
         // Load wanted versions that are new or whose file changed.
         for (v, path, modified) in onDisk.sorted(by: { $0.version < $1.version }) where wanted.contains(v) {
-            if let e = models[name]?.versions[v], e.modified == modified, e.state == .ready || (e.state == .unavailable && !force) { continue }
+            if let e = models[name]?.versions[v], e.modified == modified,
+                e.state == .ready || (e.state == .unavailable && !force)
+            {
+                continue
+            }
             await loadVersion(name, v, path: path, modified: modified)
         }
         // Retire versions no longer wanted (or gone from disk), but never the last ready one when
@@ -282,7 +306,10 @@ public actor ModelRepository {
         let readyWanted = current.versions.filter { wanted.contains($0.key) && $0.value.state == .ready }
         for (v, e) in current.versions where !wanted.contains(v) && e.state != .unavailable {
             if readyWanted.isEmpty && e.state == .ready { continue }
-            retire(name, v, reason: onDisk.contains { $0.version == v } ? "not in the version policy" : "removed from the repository")
+            retire(
+                name, v,
+                reason: onDisk.contains { $0.version == v }
+                    ? "not in the version policy" : "removed from the repository")
         }
         changed()
     }
@@ -290,7 +317,8 @@ public actor ModelRepository {
     private func loadVersion(_ name: String, _ v: Int64, path: String, modified: Date?) async {
         let previous = models[name]?.versions[v]
         if previous == nil || previous?.state != .ready {
-            models[name]?.versions[v] = VersionEntry(state: .loading, reason: "", lane: nil, path: path, modified: modified)
+            models[name]?.versions[v] = VersionEntry(
+                state: .loading, reason: "", lane: nil, path: path, modified: modified)
             changed()
         }
         logger.info("loading model version", metadata: ["model": "\(name)", "version": "\(v)", "path": "\(path)"])
@@ -299,19 +327,23 @@ public actor ModelRepository {
             try await warmUp(handle)
             let lane = Lane(model: handle, engine: engine, config: config.batcher)
             let old = models[name]?.versions[v]?.lane
-            models[name]?.versions[v] = VersionEntry(state: .ready, reason: "", lane: lane, path: path, modified: modified)
+            models[name]?.versions[v] = VersionEntry(
+                state: .ready, reason: "", lane: lane, path: path, modified: modified)
             models[name]?.everReady = true
             changed()
             logger.info("model version ready", metadata: ["model": "\(name)", "version": "\(v)"])
             if let old { Task { await old.drain() } }
         } catch {
             let reason = (error as? ServerError)?.description ?? "\(error)"
-            logger.error("model version failed to load", metadata: ["model": "\(name)", "version": "\(v)", "reason": "\(reason)"])
+            logger.error(
+                "model version failed to load",
+                metadata: ["model": "\(name)", "version": "\(v)", "reason": "\(reason)"])
             if let prev = previous, prev.state == .ready {
                 // The version already serving stays; the failure is recorded in its reason.
                 models[name]?.versions[v]?.reason = "reload failed: \(reason)"
             } else {
-                models[name]?.versions[v] = VersionEntry(state: .unavailable, reason: reason, lane: nil, path: path, modified: modified)
+                models[name]?.versions[v] = VersionEntry(
+                    state: .unavailable, reason: reason, lane: nil, path: path, modified: modified)
             }
             changed()
         }
@@ -328,7 +360,10 @@ public actor ModelRepository {
         let engine = self.engine
         let run = Task { try await engine.run(model: handle, ids: ids, labels: labels) }
         guard let out = try await Self.value(of: run, within: config.warmupTimeout) else {
-            throw ServerError(.loadFailed, "warm-up of \(n) samples took longer than \(config.warmupTimeout!) (warmup_timeout_seconds); the version is refused")
+            throw ServerError(
+                .loadFailed,
+                "warm-up of \(n) samples took longer than \(config.warmupTimeout!) (warmup_timeout_seconds); the version is refused"
+            )
         }
         guard out.count == n * d.sampleSize else {
             throw ServerError(.loadFailed, "warm-up returned \(out.count) values, expected \(n * d.sampleSize)")
@@ -352,7 +387,8 @@ public actor ModelRepository {
 
     private func retire(_ name: String, _ v: Int64, reason: String) {
         guard let e = models[name]?.versions[v] else { return }
-        models[name]?.versions[v] = VersionEntry(state: .unavailable, reason: reason, lane: nil, path: e.path, modified: e.modified)
+        models[name]?.versions[v] = VersionEntry(
+            state: .unavailable, reason: reason, lane: nil, path: e.path, modified: e.modified)
         logger.info("model version retired", metadata: ["model": "\(name)", "version": "\(v)", "reason": "\(reason)"])
         if let lane = e.lane { Task { await lane.drain() } }
     }
@@ -372,7 +408,8 @@ public actor ModelRepository {
         let path = (dir as NSString).appendingPathComponent("labels.json")
         guard let data = FileManager.default.contents(atPath: path) else { return [:] }
         guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            logger.warning("labels.json is not a JSON object of label -> version; ignored", metadata: ["path": "\(path)"])
+            logger.warning(
+                "labels.json is not a JSON object of label -> version; ignored", metadata: ["path": "\(path)"])
             return [:]
         }
         var out: [String: Int64] = [:]

@@ -39,7 +39,10 @@ public final class MemoryBudget: Sendable {
 
     func reserve(_ bytes: Int, what: String) throws(ServerError) {
         guard bytes <= limit else {
-            throw ServerError(.resourceExhausted, "\(what) needs \(Self.mb(bytes)) of memory; the server's request memory budget is \(Self.mb(limit)) (ask for fewer samples per request, or stream)")
+            throw ServerError(
+                .resourceExhausted,
+                "\(what) needs \(Self.mb(bytes)) of memory; the server's request memory budget is \(Self.mb(limit)) (ask for fewer samples per request, or stream)"
+            )
         }
         let now: Int? = used.withLock { u in
             guard u <= limit - bytes else { return nil }
@@ -47,8 +50,10 @@ public final class MemoryBudget: Sendable {
             return u
         }
         guard let now else {
-            throw ServerError(.resourceExhausted, "\(what) needs \(Self.mb(bytes)) of memory and \(Self.mb(inUse)) of the server's \(Self.mb(limit)) request memory budget are in use; retry",
-                              retryAfter: .milliseconds(250))
+            throw ServerError(
+                .resourceExhausted,
+                "\(what) needs \(Self.mb(bytes)) of memory and \(Self.mb(inUse)) of the server's \(Self.mb(limit)) request memory budget are in use; retry",
+                retryAfter: .milliseconds(250))
         }
         usedGauge.record(now)
     }

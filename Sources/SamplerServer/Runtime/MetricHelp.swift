@@ -33,7 +33,8 @@ enum MetricHelp {
         var out: [UInt8] = []
         out.reserveCapacity(exposition.count + 4096)
         var previous: Substring = ""
-        for line in String(decoding: exposition, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {
+        for line in String(decoding: exposition, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        {
             if line.hasPrefix("# TYPE "), !previous.hasPrefix("# HELP ") {
                 let name = line.dropFirst(7).prefix { $0 != " " }
                 if let help = text[String(name)] { out += Array("# HELP \(name) \(help)\n".utf8) }

@@ -13,9 +13,13 @@ final class MetricsEndpoint: Service, Sendable {
     let port: Int
     let registry: PrometheusCollectorRegistry
     let logger: Logger
-    private let bound = Mutex<(outcome: Result<Int, any Error>?, waiters: [CheckedContinuation<Int, any Error>])>((nil, []))
+    private let bound = Mutex<(outcome: Result<Int, any Error>?, waiters: [CheckedContinuation<Int, any Error>])>(
+        (nil, []))
 
-    init(host: String, port: Int, registry: PrometheusCollectorRegistry = PrometheusMetricsFactory.defaultRegistry, logger: Logger) {
+    init(
+        host: String, port: Int, registry: PrometheusCollectorRegistry = PrometheusMetricsFactory.defaultRegistry,
+        logger: Logger
+    ) {
         self.host = host
         self.port = port
         self.registry = registry
@@ -55,7 +59,8 @@ final class MetricsEndpoint: Service, Sendable {
                 }
                 .bind(host: host, port: port).get()
         } catch {
-            let failure = PortCheck.refusal(what: "metrics", host: host, port: port, flags: PortCheck.metricsFlags, cause: error)
+            let failure = PortCheck.refusal(
+                what: "metrics", host: host, port: port, flags: PortCheck.metricsFlags, cause: error)
             settle(.failure(failure))
             throw failure
         }
@@ -89,7 +94,10 @@ private final class MetricsHandler: ChannelInboundHandler, Sendable {
         headers.add(name: "content-type", value: ok ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain")
         headers.add(name: "content-length", value: "\(body.count)")
         headers.add(name: "connection", value: "close")
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: ok ? .ok : .notFound, headers: headers))), promise: nil)
+        context.write(
+            wrapOutboundOut(
+                .head(HTTPResponseHead(version: head.version, status: ok ? .ok : .notFound, headers: headers))),
+            promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }

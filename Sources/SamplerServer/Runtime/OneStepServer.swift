@@ -1,12 +1,12 @@
-import Foundation
 import Engine
+import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import NN
-import TensorCore
 import ServiceLifecycle
 import Synchronization
+import TensorCore
 
 /// The daemon: repository, services, gRPC server and metrics endpoint in one ServiceGroup that
 /// starts them in order and, on SIGTERM or SIGINT, reports NOT_SERVING, stops accepting, drains
@@ -21,45 +21,58 @@ public struct OneStepServer: Sendable {
     /// `engine` nil: the `DiffusionEngine` with the configuration's instances.
     public init(config: ServerConfig, engine: (any SampleEngine)? = nil, logger: Logger) {
         self.config = config
-        self.engine = engine ?? DiffusionEngine(instances: config.effectiveInstances, modelInstances: config.modelInstances)
+        self.engine =
+            engine ?? DiffusionEngine(instances: config.effectiveInstances, modelInstances: config.modelInstances)
         self.logger = logger
     }
 
     /// Runs until SIGTERM/SIGINT. `onListening` receives the gRPC and metrics ports once bound.
-    public func run(onListening: @escaping @Sendable (_ grpcPort: Int, _ metricsPort: Int?) -> Void = { _, _ in }) async throws {
+    public func run(onListening: @escaping @Sendable (_ grpcPort: Int, _ metricsPort: Int?) -> Void = { _, _ in })
+        async throws
+    {
         try config.validate()
         // Ports in use are refused before the models load (seconds), not after.
         try await PortCheck.ensureFree(host: config.host, port: config.port, what: "gRPC", flags: "--host, --port")
         if config.metricsPort > 0 {
-            try await PortCheck.ensureFree(host: config.host, port: config.metricsPort, what: "metrics", flags: PortCheck.metricsFlags)
+            try await PortCheck.ensureFree(
+                host: config.host, port: config.metricsPort, what: "metrics", flags: PortCheck.metricsFlags)
         }
         let token = try config.readToken(file: config.tokenFile, env: config.tokenEnv)
         let adminToken = try config.readToken(file: config.adminTokenFile, env: config.adminTokenEnv)
         let repository = ModelRepository(
-            config: .init(root: config.repository, policy: try config.versionPolicyValue, requireReadyMarker: config.requireReadyMarker,
-                          warmupSamples: config.warmupSamples, batcher: config.batcherConfig,
-                          startupModels: config.models.isEmpty ? nil : config.models,
-                          requiredModels: config.requiredModels.isEmpty ? nil : config.requiredModels,
-                          warmupTimeout: config.warmupTimeoutSeconds > 0 ? .milliseconds(Int64(config.warmupTimeoutSeconds * 1000)) : nil),
+            config: .init(
+                root: config.repository, policy: try config.versionPolicyValue,
+                requireReadyMarker: config.requireReadyMarker,
+                warmupSamples: config.warmupSamples, batcher: config.batcherConfig,
+                startupModels: config.models.isEmpty ? nil : config.models,
+                requiredModels: config.requiredModels.isEmpty ? nil : config.requiredModels,
+                warmupTimeout: config.warmupTimeoutSeconds > 0
+                    ? .milliseconds(Int64(config.warmupTimeoutSeconds * 1000)) : nil),
             engine: engine, logger: logger)
         let shutdown = ShutdownFlag()
         let limits = RequestLimits(maxSamplesPerRequest: config.maxSamplesPerRequest, maxBestOf: config.maxBestOf)
         let budget = MemoryBudget(limit: config.memoryBudgetBytes)
         let services: [any RegistrableRPCService] = [
             SamplerService(repository: repository, limits: limits, budget: budget),
-            InferenceService(repository: repository, limits: limits, isShuttingDown: { shutdown.isSet }, budget: budget),
+            InferenceService(
+                repository: repository, limits: limits, isShuttingDown: { shutdown.isSet }, budget: budget),
             HealthService(repository: repository, shutdown: shutdown),
             ReflectionService(),
         ]
         // Without any token, load/unload stay open only on a loopback address.
         let loopback = config.host == "127.0.0.1" || config.host == "::1" || config.host == "localhost"
-        let observer = RequestObserver(logger: logger, accessLog: config.accessLogPerSecond > 0 ? AccessLogLimiter(perSecond: config.accessLogPerSecond) : nil)
-        let interceptors: [any ServerInterceptor] = [observer] + ((token == nil && adminToken == nil && loopback)
-            ? [] : [AuthInterceptor(token: token, adminToken: adminToken)])
+        let observer = RequestObserver(
+            logger: logger,
+            accessLog: config.accessLogPerSecond > 0 ? AccessLogLimiter(perSecond: config.accessLogPerSecond) : nil)
+        let interceptors: [any ServerInterceptor] =
+            [observer]
+            + ((token == nil && adminToken == nil && loopback)
+                ? [] : [AuthInterceptor(token: token, adminToken: adminToken)])
 
         let security: HTTP2ServerTransport.Posix.TransportSecurity
         if let chain = config.tlsCertificateChain, let key = config.tlsPrivateKey {
-            security = .tls(certificateChain: [.file(path: chain, format: .pem)], privateKey: .file(path: key, format: .pem))
+            security = .tls(
+                certificateChain: [.file(path: chain, format: .pem)], privateKey: .file(path: key, format: .pem))
         } else {
             security = .plaintext
         }
@@ -71,20 +84,29 @@ public struct OneStepServer: Sendable {
                 $0.connection.maxGraceTime = .seconds(max(1, config.shutdownGraceSeconds))
             }
         }
-        let transport = HTTP2ServerTransport.Posix(address: .ipv4(host: config.host, port: config.port),
-                                                   transportSecurity: security, config: transportConfig)
+        let transport = HTTP2ServerTransport.Posix(
+            address: .ipv4(host: config.host, port: config.port),
+            transportSecurity: security, config: transportConfig)
         let server = GRPCServer(transport: transport, services: services, interceptors: interceptors)
 
         setComputeThreads(config.threadsPerInstance)
-        logger.info("compute kernels", metadata: ["threads": "\(config.effectiveComputeThreads)", "instances": "\(config.effectiveInstances)",
-                                                  "threads_per_instance": "\(config.threadsPerInstance)", "kernels": "\(ConvolutionEngine.summary)",
-                                                  "gemm": "\(BLASKernels.summary)"])
+        logger.info(
+            "compute kernels",
+            metadata: [
+                "threads": "\(config.effectiveComputeThreads)", "instances": "\(config.effectiveInstances)",
+                "threads_per_instance": "\(config.threadsPerInstance)", "kernels": "\(ConvolutionEngine.summary)",
+                "gemm": "\(BLASKernels.summary)",
+            ])
         logger.info("loading models", metadata: ["repository": "\(config.repository)"])
         await repository.poll()
         let loaded = await repository.status()
         for m in loaded {
-            logger.info("model", metadata: ["model": "\(m.name)", "default_version": "\(m.defaultVersion.map(String.init) ?? "none")",
-                                            "versions": "\(m.versions.map { "\($0.version):\($0.state.rawValue)" }.joined(separator: ","))"])
+            logger.info(
+                "model",
+                metadata: [
+                    "model": "\(m.name)", "default_version": "\(m.defaultVersion.map(String.init) ?? "none")",
+                    "versions": "\(m.versions.map { "\($0.version):\($0.state.rawValue)" }.joined(separator: ","))",
+                ])
         }
         if let problem = Self.startProblem(config: config, loaded: loaded) {
             guard !config.strict else {
@@ -96,15 +118,22 @@ public struct OneStepServer: Sendable {
         }
 
         var lifecycle: [any Service] = []
-        let metrics = config.metricsPort >= 0 ? MetricsEndpoint(host: config.host, port: config.metricsPort, logger: logger) : nil
+        let metrics =
+            config.metricsPort >= 0 ? MetricsEndpoint(host: config.host, port: config.metricsPort, logger: logger) : nil
         if let metrics { lifecycle.append(metrics) }
-        if config.pollSeconds > 0 { lifecycle.append(RepositoryPoller(repository: repository, interval: config.pollSeconds)) }
-        lifecycle.append(GRPCServerService(server: server, repository: repository, shutdown: shutdown,
-                                           grace: .milliseconds(Int64(config.shutdownGraceSeconds * 1000)), logger: logger,
-                                           address: "\(config.host):\(config.port)"))
+        if config.pollSeconds > 0 {
+            lifecycle.append(RepositoryPoller(repository: repository, interval: config.pollSeconds))
+        }
+        lifecycle.append(
+            GRPCServerService(
+                server: server, repository: repository, shutdown: shutdown,
+                grace: .milliseconds(Int64(config.shutdownGraceSeconds * 1000)), logger: logger,
+                address: "\(config.host):\(config.port)"))
         SecondSignalExit.install(logger: logger)
-        let group = ServiceGroup(configuration: .init(services: lifecycle.map { .init(service: $0) },
-                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: lifecycle.map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         let log = logger
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask {
@@ -124,8 +153,12 @@ public struct OneStepServer: Sendable {
                     guard let port = try? await metrics.boundPort() else { return }
                     metricsPort = port
                 }
-                log.info("listening", metadata: ["grpc": "\(ipv4.host):\(ipv4.port)", "metrics": "\(metricsPort.map(String.init) ?? "off")",
-                                                 "tls": "\(config.tlsCertificateChain != nil)", "auth": "\(token != nil)"])
+                log.info(
+                    "listening",
+                    metadata: [
+                        "grpc": "\(ipv4.host):\(ipv4.port)", "metrics": "\(metricsPort.map(String.init) ?? "off")",
+                        "tls": "\(config.tlsCertificateChain != nil)", "auth": "\(token != nil)",
+                    ])
                 onListening(ipv4.port, metricsPort)
             }
             do {
@@ -141,22 +174,30 @@ public struct OneStepServer: Sendable {
     /// serve; nil when it is fine.
     static func startProblem(config: ServerConfig, loaded: [ModelStatus]) -> String? {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: config.repository, isDirectory: &isDirectory), isDirectory.boolValue else {
+        guard FileManager.default.fileExists(atPath: config.repository, isDirectory: &isDirectory),
+            isDirectory.boolValue
+        else {
             return "the repository '\(config.repository)' does not exist or is not a folder (--repository)"
         }
         func why(_ m: ModelStatus) -> String {
-            let reasons = m.versions.map { "\($0.version) \($0.state.rawValue)\($0.reason.isEmpty ? "" : ": \($0.reason)")" }
+            let reasons = m.versions.map {
+                "\($0.version) \($0.state.rawValue)\($0.reason.isEmpty ? "" : ": \($0.reason)")"
+            }
             return "'\(m.name)' (\(reasons.isEmpty ? "no complete version folder" : reasons.joined(separator: "; ")))"
         }
         if !config.requiredModels.isEmpty {
-            let missing = config.requiredModels.filter { name in loaded.first { $0.name == name }?.defaultVersion == nil }
+            let missing = config.requiredModels.filter { name in loaded.first { $0.name == name }?.defaultVersion == nil
+            }
             guard missing.isEmpty else {
-                return "required models not ready: " + missing.map { name in loaded.first { $0.name == name }.map(why) ?? "'\(name)' (no such folder)" }
+                return "required models not ready: "
+                    + missing.map { name in loaded.first { $0.name == name }.map(why) ?? "'\(name)' (no such folder)" }
                     .joined(separator: ", ")
             }
             return nil
         }
-        if loaded.isEmpty { return "the repository '\(config.repository)' holds no model folder (MODEL/VERSION/model.safetensors)" }
+        if loaded.isEmpty {
+            return "the repository '\(config.repository)' holds no model folder (MODEL/VERSION/model.safetensors)"
+        }
         if !loaded.contains(where: { $0.defaultVersion != nil }) {
             return "no model in '\(config.repository)' loaded: " + loaded.map(why).joined(separator: ", ")
         }
@@ -184,15 +225,22 @@ struct GRPCServerService: Service {
             do {
                 try await server.serve()
             } catch {
-                throw ServerError(.listenFailed, "the gRPC server on \(address) stopped (--host, --port)", cause: "\(error)")
+                throw ServerError(
+                    .listenFailed, "the gRPC server on \(address) stopped (--host, --port)", cause: "\(error)")
             }
         } onGracefulShutdown: { [server, repository, shutdown, grace, logger] in
-            logger.notice("shutting down: not serving, draining queued requests",
-                          metadata: ["drain_timeout_s": "\(Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18)"])
+            logger.notice(
+                "shutting down: not serving, draining queued requests",
+                metadata: [
+                    "drain_timeout_s":
+                        "\(Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18)"
+                ])
             shutdown.set()
             Task {
                 let drained = DoneFlag()
-                Task { await repository.drainAll(); drained.set() }
+                Task {
+                    await repository.drainAll(); drained.set()
+                }
                 let deadline = ContinuousClock.now + grace
                 while !drained.isSet && ContinuousClock.now < deadline {
                     try? await Task.sleep(for: .milliseconds(20))
@@ -229,7 +277,9 @@ enum SecondSignalExit {
         for sig in [SIGTERM, SIGINT] {
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
-                let n = count.withLock { c -> Int in c += 1; return c }
+                let n = count.withLock { c -> Int in
+                    c += 1; return c
+                }
                 if n >= 2 {
                     logger.critical("second signal during shutdown: exiting now")
                     exit(1)

@@ -20,7 +20,8 @@ enum ProcessMetrics {
 
     static func update() {
         guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return }
+            let close = stat.lastIndex(of: ")")
+        else { return }
         // Fields after "pid (comm)": state is field 3; utime 14, stime 15, num_threads 20,
         // starttime 22 (ticks since boot), vsize 23 (bytes), rss 24 (pages).
         let f = stat[stat.index(after: close)...].split(separator: " ").map(String.init)
@@ -29,8 +30,10 @@ enum ProcessMetrics {
         if let t = field(20) { threads.record(t) }
         if let v = field(23) { virtual.record(v) }
         if let r = field(24) { resident.record(r * pageSize) }
-        if let start = field(22), let uptime = (try? String(contentsOfFile: "/proc/uptime", encoding: .utf8))?.split(separator: " ").first
-            .flatMap({ Double($0) }) {
+        if let start = field(22),
+            let uptime = (try? String(contentsOfFile: "/proc/uptime", encoding: .utf8))?.split(separator: " ").first
+                .flatMap({ Double($0) })
+        {
             startTime.record(Date().timeIntervalSince1970 - uptime + start / ticks)
         }
         if let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") { openFDs.record(fds.count) }

@@ -29,18 +29,26 @@ public struct AuthInterceptor: ServerInterceptor {
         let presented = Self.bearer(request.metadata)
         if Self.admin.contains(method) {
             guard let adminToken else {
-                throw RPCError(code: .permissionDenied, message: "model load and unload are disabled: the server has no admin token configured")
+                throw RPCError(
+                    code: .permissionDenied,
+                    message: "model load and unload are disabled: the server has no admin token configured")
             }
             guard let presented, Self.equal(presented, adminToken) else {
                 if let presented, let token, Self.equal(presented, token) {
                     // Authenticated, not authorised.
-                    throw RPCError(code: .permissionDenied, message: "this call needs the admin token; the user token cannot load or unload models")
+                    throw RPCError(
+                        code: .permissionDenied,
+                        message: "this call needs the admin token; the user token cannot load or unload models")
                 }
-                throw RPCError(code: .unauthenticated, message: "this call needs the admin token (authorization: Bearer <admin token>)")
+                throw RPCError(
+                    code: .unauthenticated,
+                    message: "this call needs the admin token (authorization: Bearer <admin token>)")
             }
         } else if let token, !Self.open.contains(method) {
-            guard let presented, Self.equal(presented, token) || adminToken.map({ Self.equal(presented, $0) }) == true else {
-                throw RPCError(code: .unauthenticated, message: "missing or wrong bearer token (authorization: Bearer <token>)")
+            guard let presented, Self.equal(presented, token) || adminToken.map({ Self.equal(presented, $0) }) == true
+            else {
+                throw RPCError(
+                    code: .unauthenticated, message: "missing or wrong bearer token (authorization: Bearer <token>)")
             }
         }
         return try await next(request, context)

@@ -10,7 +10,8 @@ public struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
     let repository: ModelRepository
     let shutdown: ShutdownFlag
     static let services: Set<String> = [
-        "onestep.sampler.v1.Sampler", "inference.GRPCInferenceService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
+        "onestep.sampler.v1.Sampler", "inference.GRPCInferenceService", "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
     ]
 
     public init(repository: ModelRepository, shutdown: ShutdownFlag) {
@@ -28,20 +29,28 @@ public struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
         return .serviceUnknown
     }
 
-    public func check(request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws -> Grpc_Health_V1_HealthCheckResponse {
+    public func check(request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws
+        -> Grpc_Health_V1_HealthCheckResponse
+    {
         let s = await status(request.service)
-        if s == .serviceUnknown { throw RPCError(code: .notFound, message: "unknown service or model '\(request.service)'") }
+        if s == .serviceUnknown {
+            throw RPCError(code: .notFound, message: "unknown service or model '\(request.service)'")
+        }
         return .with { $0.status = s }
     }
 
-    public func watch(request: Grpc_Health_V1_HealthCheckRequest, response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
-                      context: ServerContext) async throws {
+    public func watch(
+        request: Grpc_Health_V1_HealthCheckRequest, response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
+        context: ServerContext
+    ) async throws {
         let changes = await repository.changes()
         let shutdownChanges = shutdown.changes()
         var last: Grpc_Health_V1_HealthCheckResponse.ServingStatus?
         try await withThrowingTaskGroup(of: Void.self) { group in
             let (merged, cont) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-            group.addTask { for await _ in changes { cont.yield() }; cont.finish() }
+            group.addTask {
+                for await _ in changes { cont.yield() }; cont.finish()
+            }
             group.addTask { for await _ in shutdownChanges { cont.yield() } }
             cont.yield()
             try await withRPCCancellationHandler {

@@ -12,27 +12,36 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
     let serverVersion: String
     let isShuttingDown: @Sendable () -> Bool
 
-    public init(repository: ModelRepository, limits: RequestLimits, serverVersion: String = OneStepServer.version,
-                isShuttingDown: @escaping @Sendable () -> Bool = { false }, budget: MemoryBudget = MemoryBudget(limit: ServerConfig().memoryBudgetBytes)) {
+    public init(
+        repository: ModelRepository, limits: RequestLimits, serverVersion: String = OneStepServer.version,
+        isShuttingDown: @escaping @Sendable () -> Bool = { false },
+        budget: MemoryBudget = MemoryBudget(limit: ServerConfig().memoryBudgetBytes)
+    ) {
         frontend = SamplingFrontend(repository: repository, limits: limits, budget: budget)
         self.serverVersion = serverVersion
         self.isShuttingDown = isShuttingDown
     }
 
-    public func serverLive(request: ServerRequest<Inference_ServerLiveRequest>,
-                           context: ServerContext) async throws -> ServerResponse<Inference_ServerLiveResponse> {
+    public func serverLive(
+        request: ServerRequest<Inference_ServerLiveRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Inference_ServerLiveResponse> {
         ServerResponse(message: .with { $0.live = true })
     }
 
-    public func serverReady(request: ServerRequest<Inference_ServerReadyRequest>,
-                            context: ServerContext) async throws -> ServerResponse<Inference_ServerReadyResponse> {
+    public func serverReady(
+        request: ServerRequest<Inference_ServerReadyRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Inference_ServerReadyResponse> {
         let ready = await frontend.repository.allReady()
         let shutting = isShuttingDown()
         return ServerResponse(message: .with { $0.ready = ready && !shutting })
     }
 
-    public func modelReady(request: ServerRequest<Inference_ModelReadyRequest>,
-                           context: ServerContext) async throws -> ServerResponse<Inference_ModelReadyResponse> {
+    public func modelReady(
+        request: ServerRequest<Inference_ModelReadyRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Inference_ModelReadyResponse> {
         try await mapErrors {
             let version = try InferRequestChecks.version(request.message.version)
             let ready = await frontend.repository.isReady(request.message.name, version: version)
@@ -40,86 +49,124 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
         }
     }
 
-    public func serverMetadata(request: ServerRequest<Inference_ServerMetadataRequest>,
-                               context: ServerContext) async throws -> ServerResponse<Inference_ServerMetadataResponse> {
-        ServerResponse(message: .with {
-            $0.name = "onestep"
-            $0.version = serverVersion
-            $0.extensions = ["model_repository", "schedule_policy"]
-        })
+    public func serverMetadata(
+        request: ServerRequest<Inference_ServerMetadataRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Inference_ServerMetadataResponse> {
+        ServerResponse(
+            message: .with {
+                $0.name = "onestep"
+                $0.version = serverVersion
+                $0.extensions = ["model_repository", "schedule_policy"]
+            })
     }
 
-    public func modelMetadata(request: ServerRequest<Inference_ModelMetadataRequest>,
-                              context: ServerContext) async throws -> ServerResponse<Inference_ModelMetadataResponse> {
+    public func modelMetadata(
+        request: ServerRequest<Inference_ModelMetadataRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Inference_ModelMetadataResponse> {
         try await mapErrors {
             let m = request.message
-            let lane = try await frontend.lane(model: m.name, version: try InferRequestChecks.version(m.version), label: nil)
+            let lane = try await frontend.lane(
+                model: m.name, version: try InferRequestChecks.version(m.version), label: nil)
             let d = lane.model.description
-            let versions = await frontend.repository.status(of: m.name)?.versions.filter { $0.state == .ready }.map { "\($0.version)" } ?? []
-            return ServerResponse(message: .with {
-                $0.name = m.name
-                $0.versions = versions
-                $0.platform = "onestep_\(d.kind.name)"
-                $0.inputs = [.with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [-1] }]
-                if d.numClasses > 0 {
-                    $0.inputs.append(.with { $0.name = "label"; $0.datatype = "INT64"; $0.shape = [-1] })
-                }
-                $0.outputs = [
-                    .with { $0.name = "sample"; $0.datatype = "FP32"; $0.shape = [-1] + d.sampleShape.map(Int64.init) },
-                    .with { $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [-1] },
-                ]
-            })
+            let versions =
+                await frontend.repository.status(of: m.name)?.versions.filter { $0.state == .ready }.map {
+                    "\($0.version)"
+                } ?? []
+            return ServerResponse(
+                message: .with {
+                    $0.name = m.name
+                    $0.versions = versions
+                    $0.platform = "onestep_\(d.kind.name)"
+                    $0.inputs = [
+                        .with {
+                            $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [-1]
+                        }
+                    ]
+                    if d.numClasses > 0 {
+                        $0.inputs.append(
+                            .with {
+                                $0.name = "label"; $0.datatype = "INT64"; $0.shape = [-1]
+                            })
+                    }
+                    $0.outputs = [
+                        .with {
+                            $0.name = "sample"; $0.datatype = "FP32"; $0.shape = [-1] + d.sampleShape.map(Int64.init)
+                        },
+                        .with {
+                            $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [-1]
+                        },
+                    ]
+                })
         }
     }
 
-    public func modelInfer(request: ServerRequest<Inference_ModelInferRequest>,
-                           context: ServerContext) async throws -> ServerResponse<Inference_ModelInferResponse> {
+    public func modelInfer(
+        request: ServerRequest<Inference_ModelInferRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Inference_ModelInferResponse> {
         try await mapErrors {
             ServerResponse(message: try await infer(request.message, metadata: request.metadata))
         }
     }
 
-    public func modelStreamInfer(request: StreamingServerRequest<Inference_ModelInferRequest>,
-                                 context: ServerContext) async throws -> StreamingServerResponse<Inference_ModelStreamInferResponse> {
+    public func modelStreamInfer(
+        request: StreamingServerRequest<Inference_ModelInferRequest>,
+        context: ServerContext
+    ) async throws -> StreamingServerResponse<Inference_ModelStreamInferResponse> {
         StreamingServerResponse { writer in
             for try await message in request.messages {
                 do {
                     let r = try await infer(message, metadata: request.metadata)
                     try await writer.write(.with { $0.inferResponse = r })
                 } catch let e as ServerError {
-                    try await writer.write(.with {
-                        $0.errorMessage = e.description
-                        $0.inferResponse = .with { $0.id = message.id; $0.modelName = message.modelName }
-                    })
+                    try await writer.write(
+                        .with {
+                            $0.errorMessage = e.description
+                            $0.inferResponse = .with {
+                                $0.id = message.id; $0.modelName = message.modelName
+                            }
+                        })
                 }
             }
             return [:]
         }
     }
 
-    public func repositoryIndex(request: ServerRequest<Inference_RepositoryIndexRequest>,
-                                context: ServerContext) async throws -> ServerResponse<Inference_RepositoryIndexResponse> {
+    public func repositoryIndex(
+        request: ServerRequest<Inference_RepositoryIndexRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Inference_RepositoryIndexResponse> {
         let onlyReady = request.message.ready
         let status = await frontend.repository.status()
-        return ServerResponse(message: .with {
-            for m in status {
-                for v in m.versions where !onlyReady || v.state == .ready {
-                    $0.models.append(.with {
-                        $0.name = m.name
-                        $0.version = "\(v.version)"
-                        $0.state = v.state.rawValue
-                        $0.reason = v.reason
-                    })
+        return ServerResponse(
+            message: .with {
+                for m in status {
+                    for v in m.versions where !onlyReady || v.state == .ready {
+                        $0.models.append(
+                            .with {
+                                $0.name = m.name
+                                $0.version = "\(v.version)"
+                                $0.state = v.state.rawValue
+                                $0.reason = v.reason
+                            })
+                    }
+                    if m.versions.isEmpty && !onlyReady {
+                        $0.models.append(
+                            .with {
+                                $0.name = m.name; $0.state = VersionState.unavailable.rawValue;
+                                $0.reason = "no complete version"
+                            })
+                    }
                 }
-                if m.versions.isEmpty && !onlyReady {
-                    $0.models.append(.with { $0.name = m.name; $0.state = VersionState.unavailable.rawValue; $0.reason = "no complete version" })
-                }
-            }
-        })
+            })
     }
 
-    public func repositoryModelLoad(request: ServerRequest<Inference_RepositoryModelLoadRequest>,
-                                    context: ServerContext) async throws -> ServerResponse<Inference_RepositoryModelLoadResponse> {
+    public func repositoryModelLoad(
+        request: ServerRequest<Inference_RepositoryModelLoadRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Inference_RepositoryModelLoadResponse> {
         try await mapErrors {
             try Self.checkRepositoryName(request.message.repositoryName)
             try await frontend.repository.load(request.message.modelName)
@@ -127,8 +174,10 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
         }
     }
 
-    public func repositoryModelUnload(request: ServerRequest<Inference_RepositoryModelUnloadRequest>,
-                                      context: ServerContext) async throws -> ServerResponse<Inference_RepositoryModelUnloadResponse> {
+    public func repositoryModelUnload(
+        request: ServerRequest<Inference_RepositoryModelUnloadRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Inference_RepositoryModelUnloadResponse> {
         try await mapErrors {
             try Self.checkRepositoryName(request.message.repositoryName)
             try await frontend.repository.unload(request.message.modelName)
@@ -139,7 +188,9 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
     // MARK: - Inference
 
     /// ModelInfer: decode and check (`KServeInferCodec`), run, encode.
-    private func infer(_ m: Inference_ModelInferRequest, metadata: Metadata) async throws -> Inference_ModelInferResponse {
+    private func infer(_ m: Inference_ModelInferRequest, metadata: Metadata) async throws
+        -> Inference_ModelInferResponse
+    {
         let request = try await KServeInferCodec.decode(m, metadata: metadata, frontend: frontend)
         return try await frontend.withMemory(for: request.job) {
             KServeInferCodec.encode(try await frontend.runAll(request.job), for: request)

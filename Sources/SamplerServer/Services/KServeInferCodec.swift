@@ -23,16 +23,20 @@ enum KServeInferCodec {
         var outputs: [(name: String, raw: Bool)]
     }
 
-    static func decode(_ m: Inference_ModelInferRequest, metadata: Metadata, frontend: SamplingFrontend) async throws -> Request {
+    static func decode(_ m: Inference_ModelInferRequest, metadata: Metadata, frontend: SamplingFrontend) async throws
+        -> Request
+    {
         let requestedVersion = try InferRequestChecks.version(m.modelVersion)
         let lane = try await frontend.lane(model: m.modelName, version: requestedVersion, label: nil)
         let d = lane.model.description
-        let (seeds, labels) = try InferRequestChecks.inputs(m, numClasses: d.numClasses, limit: frontend.limits.maxSamplesPerRequest)
+        let (seeds, labels) = try InferRequestChecks.inputs(
+            m, numClasses: d.numClasses, limit: frontend.limits.maxSamplesPerRequest)
         let ids = seeds.map { SampleID(seed: UInt64(bitPattern: $0), index: 0) }
         try frontend.limits.validate(ids: ids, labels: labels, numClasses: d.numClasses)
         let wanted = try InferRequestChecks.outputs(m)
         let (priority, deadline) = try scheduling(m, metadata: metadata)
-        let job = SampleJob(lane: lane, ids: ids, labels: labels, priority: priority, deadline: deadline, version: requestedVersion)
+        let job = SampleJob(
+            lane: lane, ids: ids, labels: labels, priority: priority, deadline: deadline, version: requestedVersion)
         return Request(job: job, id: m.id, seeds: seeds, outputs: wanted)
     }
 
@@ -50,11 +54,19 @@ enum KServeInferCodec {
             if name == "sample" {
                 t.datatype = "FP32"
                 t.shape = [count] + d.sampleShape.map(Int64.init)
-                if raw { r.rawOutputContents.append(OutputEncoding.float32(result.samples)) } else { t.contents.fp32Contents = result.samples }
+                if raw {
+                    r.rawOutputContents.append(OutputEncoding.float32(result.samples))
+                } else {
+                    t.contents.fp32Contents = result.samples
+                }
             } else {
                 t.datatype = "INT64"
                 t.shape = [count]
-                if raw { r.rawOutputContents.append(InferRequestChecks.int64Bytes(request.seeds)) } else { t.contents.int64Contents = request.seeds }
+                if raw {
+                    r.rawOutputContents.append(InferRequestChecks.int64Bytes(request.seeds))
+                } else {
+                    t.contents.int64Contents = request.seeds
+                }
             }
             r.outputs.append(t)
         }
@@ -64,13 +76,18 @@ enum KServeInferCodec {
     /// Priority (parameter `priority`) and deadline (the gRPC deadline, tightened by parameter
     /// `timeout` in microseconds).
     private static func scheduling(_ m: Inference_ModelInferRequest, metadata: Metadata) throws(ServerError)
-        -> (Priority, ContinuousClock.Instant?) {
+        -> (Priority, ContinuousClock.Instant?)
+    {
         var priority = Priority.normal
         var limit = deadline(from: metadata)
-        if let level = try InferRequestChecks.integer(m.parameters["priority"], "parameter 'priority' must be an integer (1 highest)") {
+        if let level = try InferRequestChecks.integer(
+            m.parameters["priority"], "parameter 'priority' must be an integer (1 highest)")
+        {
             priority = level <= 0 ? .normal : level == 1 ? .interactive : level == 2 ? .normal : .bulk
         }
-        if let us = try InferRequestChecks.integer(m.parameters["timeout"], "parameter 'timeout' must be an integer number of microseconds"), us > 0 {
+        if let us = try InferRequestChecks.integer(
+            m.parameters["timeout"], "parameter 'timeout' must be an integer number of microseconds"), us > 0
+        {
             let own = SamplerServer.deadline(after: .microseconds(us))
             limit = limit.map { min($0, own) } ?? own
         }

@@ -24,7 +24,9 @@ enum OutputEncoding {
     /// One PNG per sample; `shape` is `[C, H, W]` with C 1 or 3 (planes become interleaved pixels).
     static func png(_ samples: [Float], shape: [Int]) throws(ServerError) -> [Data] {
         guard shape.count == 3, shape[0] == 1 || shape[0] == 3 else {
-            throw ServerError(.invalidArgument, "PNG output needs an image model with 1 or 3 channels; this model's samples have shape \(shape)")
+            throw ServerError(
+                .invalidArgument,
+                "PNG output needs an image model with 1 or 3 channels; this model's samples have shape \(shape)")
         }
         let (c, h, w) = (shape[0], shape[1], shape[2])
         let n = c * h * w
@@ -44,7 +46,9 @@ enum OutputEncoding {
     /// Decodes little-endian float32 bytes (tests and clients).
     static func floats(_ data: Data) -> [Float] {
         data.withUnsafeBytes { raw in
-            (0..<(data.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+            (0..<(data.count / 4)).map {
+                Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)))
+            }
         }
     }
 }

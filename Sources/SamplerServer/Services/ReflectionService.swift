@@ -14,18 +14,24 @@ public struct ReflectionService: Grpc_Reflection_V1_ServerReflection.SimpleServi
         var files: [String: (deps: [String], bytes: Data)] = [:]
         var symbols: [String: String] = [:]
         for f in EmbeddedProtoFiles.all {
-            files[f.name] = (f.dependencies, Data(base64Encoded: f.descriptorBase64, options: .ignoreUnknownCharacters) ?? Data())
+            files[f.name] = (
+                f.dependencies, Data(base64Encoded: f.descriptorBase64, options: .ignoreUnknownCharacters) ?? Data()
+            )
             for s in f.symbols { symbols[s] = f.name }
         }
         self.files = files
         self.symbols = symbols
-        services = ["onestep.sampler.v1.Sampler", "inference.GRPCInferenceService", "grpc.health.v1.Health",
-                    "grpc.reflection.v1.ServerReflection"]
+        services = [
+            "onestep.sampler.v1.Sampler", "inference.GRPCInferenceService", "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+        ]
     }
 
-    public func serverReflectionInfo(request: RPCAsyncSequence<Grpc_Reflection_V1_ServerReflectionRequest, any Error>,
-                                     response: RPCWriter<Grpc_Reflection_V1_ServerReflectionResponse>,
-                                     context: ServerContext) async throws {
+    public func serverReflectionInfo(
+        request: RPCAsyncSequence<Grpc_Reflection_V1_ServerReflectionRequest, any Error>,
+        response: RPCWriter<Grpc_Reflection_V1_ServerReflectionResponse>,
+        context: ServerContext
+    ) async throws {
         for try await req in request {
             var r = Grpc_Reflection_V1_ServerReflectionResponse()
             r.validHost = req.host
@@ -34,15 +40,24 @@ public struct ReflectionService: Grpc_Reflection_V1_ServerReflection.SimpleServi
             case .listServices?:
                 r.listServicesResponse = .with { $0.service = services.map { s in .with { $0.name = s } } }
             case .fileByFilename(let name)?:
-                if files[name] != nil { r.fileDescriptorResponse = .with { $0.fileDescriptorProto = closure(of: name) } }
-                else { r.errorResponse = notFound("file '\(name)'") }
+                if files[name] != nil {
+                    r.fileDescriptorResponse = .with { $0.fileDescriptorProto = closure(of: name) }
+                } else {
+                    r.errorResponse = notFound("file '\(name)'")
+                }
             case .fileContainingSymbol(let sym)?:
-                if let name = symbols[sym] { r.fileDescriptorResponse = .with { $0.fileDescriptorProto = closure(of: name) } }
-                else { r.errorResponse = notFound("symbol '\(sym)'") }
+                if let name = symbols[sym] {
+                    r.fileDescriptorResponse = .with { $0.fileDescriptorProto = closure(of: name) }
+                } else {
+                    r.errorResponse = notFound("symbol '\(sym)'")
+                }
             case .fileContainingExtension?, .allExtensionNumbersOfType?:
                 r.errorResponse = notFound("extensions")
             case nil:
-                r.errorResponse = .with { $0.errorCode = Int32(RPCError.Code.invalidArgument.rawValue); $0.errorMessage = "empty reflection request" }
+                r.errorResponse = .with {
+                    $0.errorCode = Int32(RPCError.Code.invalidArgument.rawValue);
+                    $0.errorMessage = "empty reflection request"
+                }
             }
             try await response.write(r)
         }
@@ -62,6 +77,8 @@ public struct ReflectionService: Grpc_Reflection_V1_ServerReflection.SimpleServi
     }
 
     func notFound(_ what: String) -> Grpc_Reflection_V1_ErrorResponse {
-        .with { $0.errorCode = Int32(RPCError.Code.notFound.rawValue); $0.errorMessage = "\(what) not found" }
+        .with {
+            $0.errorCode = Int32(RPCError.Code.notFound.rawValue); $0.errorMessage = "\(what) not found"
+        }
     }
 }

@@ -21,15 +21,25 @@ public struct RequestLimits: Sendable, Equatable {
     /// The one request check both APIs share, once the model is known: a count within the limit,
     /// labels for conditional models (one per sample, in range), none for unconditional ones.
     public func validate(ids: [SampleID], labels: [Int32]?, numClasses: Int) throws(ServerError) {
-        guard !ids.isEmpty else { throw ServerError(.invalidArgument, "the request asks for no samples (count 0 and no seeds)") }
+        guard !ids.isEmpty else {
+            throw ServerError(.invalidArgument, "the request asks for no samples (count 0 and no seeds)")
+        }
         guard ids.count <= maxSamplesPerRequest else {
-            throw ServerError(.invalidArgument, "the request asks for \(ids.count) samples; the limit is \(maxSamplesPerRequest) per request (split it, or stream)")
+            throw ServerError(
+                .invalidArgument,
+                "the request asks for \(ids.count) samples; the limit is \(maxSamplesPerRequest) per request (split it, or stream)"
+            )
         }
         if numClasses > 0 {
             guard let labels else {
-                throw ServerError(.invalidArgument, "this model is class-conditional (\(numClasses) classes): give labels, one per sample or one for all")
+                throw ServerError(
+                    .invalidArgument,
+                    "this model is class-conditional (\(numClasses) classes): give labels, one per sample or one for all"
+                )
             }
-            guard labels.count == ids.count else { throw ServerError(.invalidArgument, "got \(labels.count) labels for \(ids.count) samples") }
+            guard labels.count == ids.count else {
+                throw ServerError(.invalidArgument, "got \(labels.count) labels for \(ids.count) samples")
+            }
             if let bad = labels.first(where: { $0 < 0 || Int($0) >= numClasses }) {
                 throw ServerError(.invalidArgument, "label \(bad) is outside 0..<\(numClasses)")
             }
@@ -43,10 +53,13 @@ public struct RequestLimits: Sendable, Equatable {
 public enum InferRequestChecks {
     /// The `seed` and (optional) `label` inputs, shapes and counts checked.
     public static func inputs(_ m: Inference_ModelInferRequest, numClasses: Int, limit: Int) throws(ServerError)
-        -> (seeds: [Int64], labels: [Int32]?) {
+        -> (seeds: [Int64], labels: [Int32]?)
+    {
         let usesRaw = !m.rawInputContents.isEmpty
         if usesRaw && m.rawInputContents.count != m.inputs.count {
-            throw ServerError(.invalidArgument, "raw_input_contents has \(m.rawInputContents.count) entries for \(m.inputs.count) inputs")
+            throw ServerError(
+                .invalidArgument,
+                "raw_input_contents has \(m.rawInputContents.count) entries for \(m.inputs.count) inputs")
         }
         var seeds: [Int64]?, labels: [Int64]?
         for (i, input) in m.inputs.enumerated() {
@@ -59,18 +72,28 @@ public enum InferRequestChecks {
                 guard labels == nil else { throw ServerError(.invalidArgument, "input 'label' given twice") }
                 labels = values
             default:
-                throw ServerError(.invalidArgument, "unknown input '\(input.name)'; this model takes 'seed' (INT64 [N])\(numClasses > 0 ? " and 'label' (INT64 [N])" : "")")
+                throw ServerError(
+                    .invalidArgument,
+                    "unknown input '\(input.name)'; this model takes 'seed' (INT64 [N])\(numClasses > 0 ? " and 'label' (INT64 [N])" : "")"
+                )
             }
         }
-        guard let seeds else { throw ServerError(.invalidArgument, "missing input 'seed' (INT64 [N], one seed per sample)") }
+        guard let seeds else {
+            throw ServerError(.invalidArgument, "missing input 'seed' (INT64 [N], one seed per sample)")
+        }
         guard let labels else { return (seeds, nil) }
         guard labels.count == seeds.count else {
             throw ServerError(.invalidArgument, "input 'label' has \(labels.count) values for \(seeds.count) seeds")
         }
-        return (seeds, try labels.map { v throws(ServerError) -> Int32 in
-            guard let x = Int32(exactly: v) else { throw ServerError(.invalidArgument, "label \(v) is outside 0..<\(numClasses)") }
-            return x
-        })
+        return (
+            seeds,
+            try labels.map { v throws(ServerError) -> Int32 in
+                guard let x = Int32(exactly: v) else {
+                    throw ServerError(.invalidArgument, "label \(v) is outside 0..<\(numClasses)")
+                }
+                return x
+            }
+        )
     }
 
     /// The outputs asked for (default: `sample` and `seed`), each raw or typed.
@@ -79,7 +102,8 @@ public enum InferRequestChecks {
         guard !m.outputs.isEmpty else { return [("sample", rawByDefault), ("seed", rawByDefault)] }
         return try m.outputs.map { o throws(ServerError) in
             guard o.name == "sample" || o.name == "seed" else {
-                throw ServerError(.invalidArgument, "unknown output '\(o.name)'; outputs are 'sample' (FP32) and 'seed' (INT64)")
+                throw ServerError(
+                    .invalidArgument, "unknown output '\(o.name)'; outputs are 'sample' (FP32) and 'seed' (INT64)")
             }
             if case .boolParam(let b)? = o.parameters["binary_data"]?.parameterChoice { return (o.name, b) }
             return (o.name, rawByDefault)
@@ -98,20 +122,28 @@ public enum InferRequestChecks {
 
     /// An INT64 [N] (or [N, 1]) tensor from typed or raw contents. N comes from the network: it is
     /// checked against `limit` (samples per request) before any size is computed from it.
-    public static func int64Tensor(_ t: Inference_ModelInferRequest.InferInputTensor, raw: Data?, limit: Int) throws(ServerError) -> [Int64] {
+    public static func int64Tensor(_ t: Inference_ModelInferRequest.InferInputTensor, raw: Data?, limit: Int)
+        throws(ServerError) -> [Int64]
+    {
         guard t.datatype == "INT64" else {
-            throw ServerError(.invalidArgument, "input '\(t.name)' has datatype \(t.datatype.isEmpty ? "(none)" : t.datatype); it must be INT64")
+            throw ServerError(
+                .invalidArgument,
+                "input '\(t.name)' has datatype \(t.datatype.isEmpty ? "(none)" : t.datatype); it must be INT64")
         }
         guard t.shape.count == 1 || (t.shape.count == 2 && t.shape[1] == 1), let n = t.shape.first, n >= 0 else {
             throw ServerError(.invalidArgument, "input '\(t.name)' has shape \(t.shape); it must be [N] (or [N, 1])")
         }
         guard n <= Int64(limit) else {
-            throw ServerError(.invalidArgument, "input '\(t.name)' has shape \(t.shape): \(n) samples; the limit is \(limit) per request (split it)")
+            throw ServerError(
+                .invalidArgument,
+                "input '\(t.name)' has shape \(t.shape): \(n) samples; the limit is \(limit) per request (split it)")
         }
         let count = Int(n)
         if let raw {
             guard raw.count == count * 8 else {
-                throw ServerError(.invalidArgument, "input '\(t.name)' has \(raw.count) raw bytes; shape \(t.shape) of INT64 needs \(count * 8)")
+                throw ServerError(
+                    .invalidArgument,
+                    "input '\(t.name)' has \(raw.count) raw bytes; shape \(t.shape) of INT64 needs \(count * 8)")
             }
             return raw.withUnsafeBytes { b in
                 (0..<count).map { Int64(littleEndian: b.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
@@ -119,33 +151,42 @@ public enum InferRequestChecks {
         }
         let v = t.contents.int64Contents
         guard v.count == count else {
-            throw ServerError(.invalidArgument, "input '\(t.name)' has \(v.count) int64_contents values; shape \(t.shape) needs \(count)")
+            throw ServerError(
+                .invalidArgument,
+                "input '\(t.name)' has \(v.count) int64_contents values; shape \(t.shape) needs \(count)")
         }
         return v
     }
 
     public static func int64Bytes(_ v: [Int64]) -> Data {
         var d = Data(count: v.count * 8)
-        d.withUnsafeMutableBytes { b in for (i, x) in v.enumerated() { b.storeBytes(of: x.littleEndian, toByteOffset: i * 8, as: Int64.self) } }
+        d.withUnsafeMutableBytes { b in
+            for (i, x) in v.enumerated() { b.storeBytes(of: x.littleEndian, toByteOffset: i * 8, as: Int64.self) }
+        }
         return d
     }
 
     /// V2 versions are strings: "" means the default; otherwise a positive integer.
     public static func version(_ s: String) throws(ServerError) -> Int64? {
         if s.isEmpty { return nil }
-        guard let v = Int64(s), v > 0 else { throw ServerError(.invalidArgument, "model version '\(s)' is not a positive integer") }
+        guard let v = Int64(s), v > 0 else {
+            throw ServerError(.invalidArgument, "model version '\(s)' is not a positive integer")
+        }
         return v
     }
 }
 
 /// Sampler API `SampleRequest` fields: output format and the sample ids.
 public enum SampleRequestChecks {
-    public static func format(_ m: Onestep_Sampler_V1_SampleRequest) throws(ServerError) -> Onestep_Sampler_V1_OutputFormat {
+    public static func format(_ m: Onestep_Sampler_V1_SampleRequest) throws(ServerError)
+        -> Onestep_Sampler_V1_OutputFormat
+    {
         switch m.format {
         case .unspecified, .float32: return .float32
         case .uint8: return .uint8
         case .png: return .png
-        case .UNRECOGNIZED(let v): throw ServerError(.invalidArgument, "unknown output format \(v) (FLOAT32 = 1, UINT8 = 2, PNG = 3)")
+        case .UNRECOGNIZED(let v):
+            throw ServerError(.invalidArgument, "unknown output format \(v) (FLOAT32 = 1, UINT8 = 2, PNG = 3)")
         }
     }
 
@@ -153,15 +194,20 @@ public enum SampleRequestChecks {
     public static func ids(_ m: Onestep_Sampler_V1_SampleRequest, limit: Int) throws(ServerError) -> [SampleID] {
         if !m.seeds.isEmpty {
             guard m.count == 0 || Int(m.count) == m.seeds.count else {
-                throw ServerError(.invalidArgument, "count \(m.count) disagrees with the \(m.seeds.count) explicit seeds (give 0 or the same number)")
+                throw ServerError(
+                    .invalidArgument,
+                    "count \(m.count) disagrees with the \(m.seeds.count) explicit seeds (give 0 or the same number)")
             }
             guard m.seeds.count <= limit else {
-                throw ServerError(.invalidArgument, "the request asks for \(m.seeds.count) samples; the limit is \(limit) per request")
+                throw ServerError(
+                    .invalidArgument, "the request asks for \(m.seeds.count) samples; the limit is \(limit) per request"
+                )
             }
             return m.seeds.map { SampleID(seed: $0, index: 0) }
         }
         guard m.count <= limit else {
-            throw ServerError(.invalidArgument, "the request asks for \(m.count) samples; the limit is \(limit) per request")
+            throw ServerError(
+                .invalidArgument, "the request asks for \(m.count) samples; the limit is \(limit) per request")
         }
         guard m.firstIndex <= UInt64.max - UInt64(m.count) else {
             throw ServerError(.invalidArgument, "first_index + count overflows 64 bits")

@@ -15,7 +15,9 @@ struct RequestObserver: ServerInterceptor {
     let logger: Logger
     let accessLog: AccessLogLimiter?
 
-    static let quiet: Set<String> = ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]
+    static let quiet: Set<String> = [
+        "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
+    ]
 
     func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>, context: ServerContext,
@@ -29,11 +31,17 @@ struct RequestObserver: ServerInterceptor {
             let elapsed = ContinuousClock.now - start
             let name = code.map { "\($0)" } ?? "ok"
             Counter(label: "onestep_grpc_requests_total", dimensions: [("method", method), ("code", name)]).increment()
-            Metrics.Timer(label: "onestep_grpc_request_duration_seconds", dimensions: [("method", method)], preferredDisplayUnit: .seconds)
-                .recordNanoseconds(elapsed.nanoseconds)
+            Metrics.Timer(
+                label: "onestep_grpc_request_duration_seconds", dimensions: [("method", method)],
+                preferredDisplayUnit: .seconds
+            )
+            .recordNanoseconds(elapsed.nanoseconds)
             guard let accessLog, !Self.quiet.contains(service), let suppressed = accessLog.admit() else { return }
-            var meta: Logger.Metadata = ["method": "\(method)", "code": "\(name)", "ms": "\(String(format: "%.2f", Double(elapsed.microseconds) / 1000))",
-                                         "peer": "\(peer)"]
+            var meta: Logger.Metadata = [
+                "method": "\(method)", "code": "\(name)",
+                "ms": "\(String(format: "%.2f", Double(elapsed.microseconds) / 1000))",
+                "peer": "\(peer)",
+            ]
             if suppressed > 0 { meta["suppressed_before"] = "\(suppressed)" }
             logger.info("rpc", metadata: meta)
         }

@@ -30,8 +30,11 @@ struct SamplingFrontend: Sendable {
     func withMemory<T>(for job: SampleJob, streamed: Bool = false, _ body: () async throws -> T) async throws -> T {
         var samples = job.ids.count
         if streamed && job.bestOf <= 1 { samples = min(samples, 4 * (await job.lane.batcherConfig.maxBatchSize)) }
-        let bytes = MemoryBudget.bytes(samples: samples, sampleSize: job.lane.model.description.sampleSize, candidates: job.bestOf)
-        return try await budget.withReservation(bytes, what: "a request of \(job.ids.count) samples\(job.bestOf > 1 ? " x best-of-\(job.bestOf)" : "")", body)
+        let bytes = MemoryBudget.bytes(
+            samples: samples, sampleSize: job.lane.model.description.sampleSize, candidates: job.bestOf)
+        return try await budget.withReservation(
+            bytes, what: "a request of \(job.ids.count) samples\(job.bestOf > 1 ? " x best-of-\(job.bestOf)" : "")",
+            body)
     }
 
     func lane(model: String, version: Int64?, label: String?) async throws(ServerError) -> Lane {
@@ -49,16 +52,23 @@ struct SamplingFrontend: Sendable {
     /// started draining between resolution and submission (a hot swap retiring its version) is
     /// skipped: the request's selector is resolved again and the job goes to the new lane, provided
     /// the new version makes samples of the same description (else UNAVAILABLE, retry).
-    func run(_ job: SampleJob) async throws(ServerError) -> (lane: Lane, id: RequestID, chunks: AsyncThrowingStream<SampleChunk, any Error>) {
+    func run(_ job: SampleJob) async throws(ServerError) -> (
+        lane: Lane, id: RequestID, chunks: AsyncThrowingStream<SampleChunk, any Error>
+    ) {
         var lane = job.lane
         for _ in 0..<Self.resolveAttempts {
-            if let r = await lane.submitIfOpen(ids: job.ids, labels: job.labels, priority: job.priority, deadline: job.deadline) {
+            if let r = await lane.submitIfOpen(
+                ids: job.ids, labels: job.labels, priority: job.priority, deadline: job.deadline)
+            {
                 return (lane, r.id, r.chunks)
             }
             let next = try await self.lane(model: lane.model.name, version: job.version, label: job.label)
             if next === lane { break }
             guard next.model.description == lane.model.description else {
-                throw ServerError(.unavailable, "model '\(lane.model.name)' changed from version \(lane.model.version) to \(next.model.version) while this request was checked; retry")
+                throw ServerError(
+                    .unavailable,
+                    "model '\(lane.model.name)' changed from version \(lane.model.version) to \(next.model.version) while this request was checked; retry"
+                )
             }
             lane = next
         }
@@ -76,7 +86,8 @@ struct SamplingFrontend: Sendable {
         let d = job.lane.model.description
         var candidates = job, ran: JobResult?
         candidates.bestOf = 1
-        let picked = try await BestOfK.compose(job.ids, labels: job.labels, k: job.bestOf, rule: d.bestOfRule, sampleSize: d.sampleSize,
+        let picked = try await BestOfK.compose(
+            job.ids, labels: job.labels, k: job.bestOf, rule: d.bestOfRule, sampleSize: d.sampleSize,
             run: { ids, labels in
                 (candidates.ids, candidates.labels) = (ids, labels)
                 let r = try await runSamples(candidates)
@@ -86,7 +97,10 @@ struct SamplingFrontend: Sendable {
             score: { samples, count, labels in
                 let lane = ran!.lane
                 guard let scores = try await lane.score(samples: samples, count: count, labels: labels) else {
-                    throw ServerError(.failedPrecondition, "model '\(lane.model.name)' version \(lane.model.version) ships no ratio classifier for best-of-K")
+                    throw ServerError(
+                        .failedPrecondition,
+                        "model '\(lane.model.name)' version \(lane.model.version) ships no ratio classifier for best-of-K"
+                    )
                 }
                 return scores
             })

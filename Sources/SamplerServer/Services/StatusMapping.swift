@@ -44,8 +44,10 @@ func deadline(after timeout: Duration, now: ContinuousClock.Instant = .now) -> C
 
 /// The absolute deadline from the request's `grpc-timeout` header, if any.
 func deadline(from metadata: Metadata, now: ContinuousClock.Instant = .now) -> ContinuousClock.Instant? {
-    guard let value = metadata[stringValues: "grpc-timeout"].first(where: { _ in true }), value.count >= 2, value.count <= 9,
-          let amount = Int64(value.dropLast()), amount >= 0 else { return nil }
+    guard let value = metadata[stringValues: "grpc-timeout"].first(where: { _ in true }), value.count >= 2,
+        value.count <= 9,
+        let amount = Int64(value.dropLast()), amount >= 0
+    else { return nil }
     let d: Duration
     switch value.last! {
     case "H": d = .seconds(amount * 3600)

@@ -32,11 +32,14 @@ public struct ImageDataset: Sendable {
 
     public static let names = ["mnist", "fashion", "digits"]
 
-    public init(name: String, split: DataSplit, images: [Float], labels: [Int32],
-                channels: Int, height: Int, width: Int, classes: Int = 10) throws {
+    public init(
+        name: String, split: DataSplit, images: [Float], labels: [Int32],
+        channels: Int, height: Int, width: Int, classes: Int = 10
+    ) throws {
         guard channels > 0, height > 0, width > 0, images.count == labels.count * channels * height * width else {
-            throw TrainingError(.invalidConfig,
-                                "\(name): \(images.count) floats do not make \(labels.count) images of \(channels)x\(height)x\(width)")
+            throw TrainingError(
+                .invalidConfig,
+                "\(name): \(images.count) floats do not make \(labels.count) images of \(channels)x\(height)x\(width)")
         }
         self.name = name
         self.split = split
@@ -54,26 +57,36 @@ public struct ImageDataset: Sendable {
     /// mnist and fashion: `<dataDir>/<name>/{train,t10k}-{images-idx3,labels-idx1}-ubyte` (made by
     /// `make data`). digits: `<dataDir>/digits/digits-*-ubyte` when present, otherwise the committed
     /// copy `Tests/Data/digits/` relative to the current directory (the repository root).
-    public static func paths(name: String, split: DataSplit, dataDir: String = "data") throws -> (images: String, labels: String) {
+    public static func paths(name: String, split: DataSplit, dataDir: String = "data") throws -> (
+        images: String, labels: String
+    ) {
         switch name {
         case "mnist", "fashion":
             let prefix = split == .train ? "train" : "t10k"
             let dir = (dataDir as NSString).appendingPathComponent(name)
-            return ((dir as NSString).appendingPathComponent("\(prefix)-images-idx3-ubyte"),
-                    (dir as NSString).appendingPathComponent("\(prefix)-labels-idx1-ubyte"))
+            return (
+                (dir as NSString).appendingPathComponent("\(prefix)-images-idx3-ubyte"),
+                (dir as NSString).appendingPathComponent("\(prefix)-labels-idx1-ubyte")
+            )
         case "digits":
             guard split == .train else {
-                throw TrainingError(.invalidConfig,
-                                    "digits has a single split (all 1797 images of UCI optdigits' test set); use split train")
+                throw TrainingError(
+                    .invalidConfig,
+                    "digits has a single split (all 1797 images of UCI optdigits' test set); use split train")
             }
             var dir = (dataDir as NSString).appendingPathComponent("digits")
-            if !FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("digits-images-idx3-ubyte")) {
+            if !FileManager.default.fileExists(
+                atPath: (dir as NSString).appendingPathComponent("digits-images-idx3-ubyte"))
+            {
                 dir = "Tests/Data/digits"
             }
-            return ((dir as NSString).appendingPathComponent("digits-images-idx3-ubyte"),
-                    (dir as NSString).appendingPathComponent("digits-labels-idx1-ubyte"))
+            return (
+                (dir as NSString).appendingPathComponent("digits-images-idx3-ubyte"),
+                (dir as NSString).appendingPathComponent("digits-labels-idx1-ubyte")
+            )
         default:
-            throw TrainingError(.invalidConfig, "unknown data set '\(name)' (choose from \(names.joined(separator: ", ")))")
+            throw TrainingError(
+                .invalidConfig, "unknown data set '\(name)' (choose from \(names.joined(separator: ", ")))")
         }
     }
 
@@ -87,7 +100,8 @@ public struct ImageDataset: Sendable {
         }
         let maxValue: UInt8 = name == "digits" ? 16 : 255
         do {
-            return try load(imagesPath: imagesPath, labelsPath: labelsPath, name: name, split: split, maxValue: maxValue)
+            return try load(
+                imagesPath: imagesPath, labelsPath: labelsPath, name: name, split: split, maxValue: maxValue)
         } catch let e as TrainingError where e.code == .dataCorrupt {
             throw TrainingError(.dataCorrupt, "\(display) is corrupt: \(e.message); run \(fix) to fetch it again")
         }
@@ -95,8 +109,10 @@ public struct ImageDataset: Sendable {
 
     /// Loads any pair of uint8 IDX files: images [N, H, W] (one channel) or [N, C, H, W], labels [N]
     /// in 0..<classes. Pixels are scaled as x/maxValue*2-1 and must not exceed maxValue.
-    public static func load(imagesPath: String, labelsPath: String, name: String, split: DataSplit,
-                            maxValue: UInt8 = 255, classes: Int = 10) throws -> ImageDataset {
+    public static func load(
+        imagesPath: String, labelsPath: String, name: String, split: DataSplit,
+        maxValue: UInt8 = 255, classes: Int = 10
+    ) throws -> ImageDataset {
         let img = try IDX.read(path: imagesPath)
         let lab = try IDX.read(path: labelsPath)
         let (c, h, w): (Int, Int, Int)
@@ -104,40 +120,47 @@ public struct ImageDataset: Sendable {
         case 3: (c, h, w) = (1, img.shape[1], img.shape[2])
         case 4: (c, h, w) = (img.shape[1], img.shape[2], img.shape[3])
         default:
-            throw TrainingError(.dataCorrupt, "\(imagesPath): image IDX has shape \(img.shape), expected [N, H, W] or [N, C, H, W]")
+            throw TrainingError(
+                .dataCorrupt, "\(imagesPath): image IDX has shape \(img.shape), expected [N, H, W] or [N, C, H, W]")
         }
         let n = img.shape[0]
         guard lab.shape == [n] else {
-            throw TrainingError(.dataCorrupt, "\(labelsPath): labels have shape \(lab.shape), expected [\(n)] to match \(imagesPath)")
+            throw TrainingError(
+                .dataCorrupt, "\(labelsPath): labels have shape \(lab.shape), expected [\(n)] to match \(imagesPath)")
         }
         guard n > 0, c * h * w > 0 else {
             throw TrainingError(.dataCorrupt, "\(imagesPath): empty data set (shape \(img.shape))")
         }
         if let bad = lab.bytes.firstIndex(where: { Int($0) >= classes }) {
-            throw TrainingError(.dataCorrupt, "\(labelsPath): label \(lab.bytes[bad]) at index \(bad) is not below \(classes)")
+            throw TrainingError(
+                .dataCorrupt, "\(labelsPath): label \(lab.bytes[bad]) at index \(bad) is not below \(classes)")
         }
         if let bad = img.bytes.firstIndex(where: { $0 > maxValue }) {
-            throw TrainingError(.dataCorrupt, "\(imagesPath): pixel value \(img.bytes[bad]) at byte \(bad) exceeds \(maxValue)")
+            throw TrainingError(
+                .dataCorrupt, "\(imagesPath): pixel value \(img.bytes[bad]) at byte \(bad) exceeds \(maxValue)")
         }
         // Lookup table so every set scales with one exact formula: Float(x) / max * 2 - 1.
         let table = (0...255).map { Float($0) / Float(maxValue) * 2 - 1 }
         let images = img.bytes.map { table[Int($0)] }
         let labels = lab.bytes.map { Int32($0) }
-        return try ImageDataset(name: name, split: split, images: images, labels: labels,
-                                channels: c, height: h, width: w, classes: classes)
+        return try ImageDataset(
+            name: name, split: split, images: images, labels: labels,
+            channels: c, height: h, width: w, classes: classes)
     }
 
     /// The first `n` images (or all when fewer): handy for quick runs and tests.
     public func prefix(_ n: Int) -> ImageDataset {
         let k = max(0, min(n, count))
         // Sizes are consistent by construction, so this cannot throw.
-        return try! ImageDataset(name: name, split: split, images: Array(images[0..<(k * vectorDim)]),
-                                 labels: Array(labels[0..<k]), channels: channels, height: height,
-                                 width: width, classes: classes)
+        return try! ImageDataset(
+            name: name, split: split, images: Array(images[0..<(k * vectorDim)]),
+            labels: Array(labels[0..<k]), channels: channels, height: height,
+            width: width, classes: classes)
     }
 
     /// Images at `indices` as a tensor [B, C, H, W] (or [B, vectorDim] when `flat`), with their labels.
-    public func batch<S: Sequence>(_ indices: S, flat: Bool = false) throws -> (images: Tensor, labels: [Int32]) where S.Element == Int {
+    public func batch<S: Sequence>(_ indices: S, flat: Bool = false) throws -> (images: Tensor, labels: [Int32])
+    where S.Element == Int {
         let d = vectorDim
         var out: [Float] = []
         var labs: [Int32] = []
@@ -171,7 +194,8 @@ public struct Batcher: Sendable {
 
     public init(count: Int, batchSize: Int, seed: UInt64, dropLast: Bool = true) throws {
         guard count > 0, batchSize > 0 else {
-            throw TrainingError(.invalidConfig, "Batcher needs count > 0 and batchSize > 0 (got \(count), \(batchSize))")
+            throw TrainingError(
+                .invalidConfig, "Batcher needs count > 0 and batchSize > 0 (got \(count), \(batchSize))")
         }
         guard !dropLast || batchSize <= count else {
             throw TrainingError(.invalidConfig, "batch size \(batchSize) exceeds the \(count) items with dropLast")

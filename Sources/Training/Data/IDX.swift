@@ -13,10 +13,13 @@ public enum IDX {
             throw TrainingError(.dataCorrupt, "\(what): \(data.count) bytes, too short for an IDX header")
         }
         guard data[0] == 0, data[1] == 0 else {
-            throw TrainingError(.dataCorrupt, "\(what): not an IDX file (magic \(hex(data[0...3])), expected 0000 08xx)")
+            throw TrainingError(
+                .dataCorrupt, "\(what): not an IDX file (magic \(hex(data[0...3])), expected 0000 08xx)")
         }
         guard data[2] == 0x08 else {
-            throw TrainingError(.dataCorrupt, "\(what): IDX element type 0x\(String(data[2], radix: 16)) is not supported (only 0x08, uint8)")
+            throw TrainingError(
+                .dataCorrupt,
+                "\(what): IDX element type 0x\(String(data[2], radix: 16)) is not supported (only 0x08, uint8)")
         }
         let ndim = Int(data[3])
         guard ndim >= 1, ndim <= maxDimensions else {
@@ -24,7 +27,8 @@ public enum IDX {
         }
         let headerSize = 4 + 4 * ndim
         guard data.count >= headerSize else {
-            throw TrainingError(.dataCorrupt, "\(what): \(data.count) bytes, too short for a \(ndim)-dimensional IDX header")
+            throw TrainingError(
+                .dataCorrupt, "\(what): \(data.count) bytes, too short for a \(ndim)-dimensional IDX header")
         }
         var shape: [Int] = []
         var count = 1
@@ -39,8 +43,9 @@ public enum IDX {
             count = product
         }
         guard data.count - headerSize == count else {
-            throw TrainingError(.dataCorrupt,
-                                "\(what): IDX shape \(shape) needs \(count) data bytes, file has \(data.count - headerSize)")
+            throw TrainingError(
+                .dataCorrupt,
+                "\(what): IDX shape \(shape) needs \(count) data bytes, file has \(data.count - headerSize)")
         }
         return (shape, Array(data[headerSize...]))
     }
@@ -65,7 +70,8 @@ public enum IDX {
             throw TrainingError(.invalidConfig, "IDX needs 1...\(maxDimensions) dimensions, got \(shape.count)")
         }
         guard shape.allSatisfy({ $0 >= 0 && $0 <= Int(UInt32.max) }),
-              shape.reduce(1, { $0 * $1 }) == bytes.count else {
+            shape.reduce(1, { $0 * $1 }) == bytes.count
+        else {
             throw TrainingError(.invalidConfig, "IDX shape \(shape) does not match \(bytes.count) bytes")
         }
         var out: [UInt8] = [0, 0, 0x08, UInt8(shape.count)]

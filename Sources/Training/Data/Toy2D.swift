@@ -40,8 +40,9 @@ public enum Toy2D: String, Sendable, CaseIterable {
         case "checkerboard": self = .checkerboard
         case "swissroll": self = .swissRoll
         default:
-            throw TrainingError(.invalidConfig,
-                                "unknown 2-D toy set '\(name)' (choose from \(Toy2D.allCases.map(\.rawValue).joined(separator: ", ")))")
+            throw TrainingError(
+                .invalidConfig,
+                "unknown 2-D toy set '\(name)' (choose from \(Toy2D.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
     }
 
@@ -86,7 +87,7 @@ public enum Toy2D: String, Sendable, CaseIterable {
             _ = u2
             return (cx + Self.eightGaussianStd * n1, cy + Self.eightGaussianStd * n2)
         case .checkerboard:
-            let col = min(Int(u1 * 4), 3)            // column 0..3
+            let col = min(Int(u1 * 4), 3)  // column 0..3
             let row = 2 * min(Int(u2 * 2), 1) + (col % 2)  // rows with col + row even
             let x = (Float(col) + u3) * 0.5 - 1
             let y = (Float(row) + u4) * 0.5 - 1

@@ -49,7 +49,9 @@ public final class LeNetEvaluator: @unchecked Sendable {
     public func evaluate(images: [Float], batchSize: Int = 500) throws -> EvaluatedImages {
         let d = network.inputCount, classes = network.classes, fd = LeNet.featureDim
         guard images.count % d == 0 else {
-            throw TrainingError(.invalidConfig, "evaluator: \(images.count) floats are not images of \(d) values (\(network.config.inChannels)x28x28)")
+            throw TrainingError(
+                .invalidConfig,
+                "evaluator: \(images.count) floats are not images of \(d) values (\(network.config.inChannels)x28x28)")
         }
         guard batchSize >= 1 else { throw TrainingError(.invalidConfig, "evaluator: batch size must be >= 1") }
         let n = images.count / d
@@ -60,16 +62,22 @@ public final class LeNetEvaluator: @unchecked Sendable {
             while i0 < n {
                 let b = min(batchSize, n - i0)
                 let y = network.forward(xp.baseAddress! + i0 * d, batch: b)
-                features.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: i0 * fd).update(from: network.lastFeatures, count: b * fd) }
-                logits.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: i0 * classes).update(from: y, count: b * classes) }
+                features.withUnsafeMutableBufferPointer {
+                    $0.baseAddress!.advanced(by: i0 * fd).update(from: network.lastFeatures, count: b * fd)
+                }
+                logits.withUnsafeMutableBufferPointer {
+                    $0.baseAddress!.advanced(by: i0 * classes).update(from: y, count: b * classes)
+                }
                 i0 += b
             }
         }
         if let bad = features.firstIndex(where: { !$0.isFinite }) {
-            throw TrainingError(.invalidConfig, "evaluator: non-finite feature for image \(bad / fd) (non-finite input?)")
+            throw TrainingError(
+                .invalidConfig, "evaluator: non-finite feature for image \(bad / fd) (non-finite input?)")
         }
-        return EvaluatedImages(count: n, features: features, logits: logits,
-                               predicted: Metrics.predictedClasses(logits: logits, classes: classes), classes: classes)
+        return EvaluatedImages(
+            count: n, features: features, logits: logits,
+            predicted: Metrics.predictedClasses(logits: logits, classes: classes), classes: classes)
     }
 
     /// Features and logits of a whole data set.
@@ -104,17 +112,21 @@ public struct ImageMetricsReport: Sendable, Codable, Equatable {
 extension Metrics {
     /// FD, KID, precision/recall (k) and the class histogram of `generated` against `reference`
     /// (both evaluated by the same LeNet). Use the same n for every compared set.
-    public static func imageReport(generated: EvaluatedImages, reference: EvaluatedImages,
-                                   kidSubsetSize: Int = kidDefaultSubsetSize, kidSubsets: Int = kidDefaultSubsets,
-                                   seed: UInt64 = 0, k: Int = 3) throws -> ImageMetricsReport {
+    public static func imageReport(
+        generated: EvaluatedImages, reference: EvaluatedImages,
+        kidSubsetSize: Int = kidDefaultSubsetSize, kidSubsets: Int = kidDefaultSubsets,
+        seed: UInt64 = 0, k: Int = 3
+    ) throws -> ImageMetricsReport {
         let d = LeNet.featureDim
         let fd = try frechetDistance(generated.features, reference.features, dim: d)
-        let kidResult = try kid(generated.features, reference.features, dim: d, subsetSize: kidSubsetSize,
-                                subsets: kidSubsets, seed: seed)
+        let kidResult = try kid(
+            generated.features, reference.features, dim: d, subsetSize: kidSubsetSize,
+            subsets: kidSubsets, seed: seed)
         let pr = try precisionRecall(real: reference.features, generated: generated.features, dim: d, k: k)
         let h = try classHistogram(labels: generated.predicted, classes: generated.classes)
-        return ImageMetricsReport(count: generated.count, referenceCount: reference.count, fd: fd, kid: kidResult,
-                                  precision: pr.precision, recall: pr.recall, histogram: h,
-                                  klToUniform: try klToUniform(h))
+        return ImageMetricsReport(
+            count: generated.count, referenceCount: reference.count, fd: fd, kid: kidResult,
+            precision: pr.precision, recall: pr.recall, histogram: h,
+            klToUniform: try klToUniform(h))
     }
 }

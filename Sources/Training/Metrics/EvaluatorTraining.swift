@@ -18,8 +18,10 @@ public struct EvaluatorTrainingConfig: Sendable, Codable, Equatable {
     /// Random horizontal flips (for Fashion-MNIST; not for digits).
     public var horizontalFlip = false
 
-    public init(epochs: Int = 12, batchSize: Int = 128, learningRate: Float = 2e-3, weightDecay: Float = 0,
-                seed: UInt64 = 1, maxShift: Int = 0, horizontalFlip: Bool = false) {
+    public init(
+        epochs: Int = 12, batchSize: Int = 128, learningRate: Float = 2e-3, weightDecay: Float = 0,
+        seed: UInt64 = 1, maxShift: Int = 0, horizontalFlip: Bool = false
+    ) {
         self.epochs = epochs
         self.batchSize = batchSize
         self.learningRate = learningRate
@@ -59,13 +61,18 @@ public struct EvaluatorTrainingResult: Sendable, Codable, Equatable {
 /// Trains the LeNet-5 evaluator (Adam, cosine learning rate, deterministic given the seed).
 public enum EvaluatorTraining {
     /// Trains on `train`, reports accuracy on `test` after every epoch. `log` receives one line per epoch.
-    public static func train(train: ImageDataset, test: ImageDataset, config: EvaluatorTrainingConfig = EvaluatorTrainingConfig(),
-                             log: ((String) -> Void)? = nil) throws -> (LeNet, EvaluatorTrainingResult) {
+    public static func train(
+        train: ImageDataset, test: ImageDataset, config: EvaluatorTrainingConfig = EvaluatorTrainingConfig(),
+        log: ((String) -> Void)? = nil
+    ) throws -> (LeNet, EvaluatorTrainingResult) {
         guard train.height == 28, train.width == 28, test.imageShape == train.imageShape else {
-            throw TrainingError(.invalidConfig, "the LeNet evaluator needs 28x28 images (got \(train.imageShape) and \(test.imageShape))")
+            throw TrainingError(
+                .invalidConfig,
+                "the LeNet evaluator needs 28x28 images (got \(train.imageShape) and \(test.imageShape))")
         }
         guard config.epochs >= 1, config.learningRate > 0, config.maxShift >= 0, config.maxShift < 28 else {
-            throw TrainingError(.invalidConfig, "evaluator training: epochs >= 1, learning rate > 0, 0 <= maxShift < 28 required")
+            throw TrainingError(
+                .invalidConfig, "evaluator training: epochs >= 1, learning rate > 0, 0 <= maxShift < 28 required")
         }
         let net: LeNet
         do {
@@ -103,7 +110,8 @@ public enum EvaluatorTraining {
                             for xx in 0..<28 {
                                 let sy = yy - shiftY, sxRaw = xx - shiftX
                                 let sx = flip ? 27 - sxRaw : sxRaw
-                                let v: Float = (sy >= 0 && sy < 28 && sx >= 0 && sx < 28)
+                                let v: Float =
+                                    (sy >= 0 && sy < 28 && sx >= 0 && sx < 28)
                                     ? train.images[src + (c * 28 + sy) * 28 + sx] : -1
                                 x[dst + (c * 28 + yy) * 28 + xx] = v
                             }
@@ -117,15 +125,17 @@ public enum EvaluatorTraining {
                     labels.withUnsafeBufferPointer { lp in
                         dLogits.withUnsafeMutableBufferPointer { gp in
                             let logits = net.forward(xp.baseAddress!, batch: B)
-                            let l = CrossEntropy.loss(logits: logits, labels: lp.baseAddress!, batch: B,
-                                                      classes: net.classes, dLogits: gp.baseAddress!)
+                            let l = CrossEntropy.loss(
+                                logits: logits, labels: lp.baseAddress!, batch: B,
+                                classes: net.classes, dLogits: gp.baseAddress!)
                             net.backward(gp.baseAddress!, needInput: false)
                             return l
                         }
                     }
                 }
                 guard loss.isFinite else {
-                    throw TrainingError(.diverged, "evaluator training: non-finite loss at epoch \(epoch), step \(step)")
+                    throw TrainingError(
+                        .diverged, "evaluator training: non-finite loss at epoch \(epoch), step \(step)")
                 }
                 adam.update(net.parameters)
                 lossSum += Double(loss)
@@ -134,12 +144,15 @@ public enum EvaluatorTraining {
             let acc = try evaluator.accuracy(test)
             losses.append(lossSum / Double(batcher.batchesPerEpoch))
             accuracies.append(acc)
-            log?(String(format: "epoch %d/%d  loss %.4f  test accuracy %.4f  %.1f s", epoch + 1, config.epochs,
-                        losses.last!, acc, Date().timeIntervalSince(start)))
+            log?(
+                String(
+                    format: "epoch %d/%d  loss %.4f  test accuracy %.4f  %.1f s", epoch + 1, config.epochs,
+                    losses.last!, acc, Date().timeIntervalSince(start)))
         }
-        let result = EvaluatorTrainingResult(dataset: train.name, testAccuracy: accuracies.last!, epochLosses: losses,
-                                             epochAccuracies: accuracies, trainingImages: step * B,
-                                             seconds: Date().timeIntervalSince(start), config: config)
+        let result = EvaluatorTrainingResult(
+            dataset: train.name, testAccuracy: accuracies.last!, epochLosses: losses,
+            epochAccuracies: accuracies, trainingImages: step * B,
+            seconds: Date().timeIntervalSince(start), config: config)
         return (net, result)
     }
 
@@ -148,10 +161,12 @@ public enum EvaluatorTraining {
     public static func metadata(_ result: EvaluatorTrainingResult) -> [String: String] {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
-        return ["dataset": result.dataset, "seed": String(result.config.seed), "epochs": String(result.config.epochs),
-                "test_accuracy": String(format: "%.4f", result.testAccuracy),
-                "training_images": String(result.trainingImages),
-                "training": String(decoding: (try? enc.encode(result.config)) ?? Data(), as: UTF8.self)]
+        return [
+            "dataset": result.dataset, "seed": String(result.config.seed), "epochs": String(result.config.epochs),
+            "test_accuracy": String(format: "%.4f", result.testAccuracy),
+            "training_images": String(result.trainingImages),
+            "training": String(decoding: (try? enc.encode(result.config)) ?? Data(), as: UTF8.self),
+        ]
     }
 
     /// Saves the evaluator as safetensors with `metadata(result)` merged over the network's own.

@@ -26,16 +26,19 @@ public struct FeatureStatistics: Sendable, Equatable {
         var cov = [Double](repeating: 0, count: dim * dim)
         centred.withUnsafeBufferPointer { c in
             cov.withUnsafeMutableBufferPointer { s in
-                BLAS.dgemm(transA: true, transB: false, m: dim, n: dim, k: n, alpha: 1 / Double(n - 1),
-                           a: c.baseAddress!, lda: dim, b: c.baseAddress!, ldb: dim, c: s.baseAddress!, ldc: dim)
+                BLAS.dgemm(
+                    transA: true, transB: false, m: dim, n: dim, k: n, alpha: 1 / Double(n - 1),
+                    a: c.baseAddress!, lda: dim, b: c.baseAddress!, ldb: dim, c: s.baseAddress!, ldc: dim)
             }
         }
         // Exactly symmetric (GEMM's two triangles can differ in the last bit).
-        for i in 0..<dim { for j in 0..<i {
-            let v = 0.5 * (cov[i * dim + j] + cov[j * dim + i])
-            cov[i * dim + j] = v
-            cov[j * dim + i] = v
-        } }
+        for i in 0..<dim {
+            for j in 0..<i {
+                let v = 0.5 * (cov[i * dim + j] + cov[j * dim + i])
+                cov[i * dim + j] = v
+                cov[j * dim + i] = v
+            }
+        }
         self.count = n
         self.dim = dim
         self.mean = mean
@@ -46,7 +49,9 @@ public struct FeatureStatistics: Sendable, Equatable {
     public init(count: Int, mean: [Double], covariance: [Double]) throws {
         let d = mean.count
         guard d > 0, covariance.count == d * d else {
-            throw TrainingError(.invalidConfig, "feature statistics: mean has \(d) entries, covariance \(covariance.count) (expected \(d * d))")
+            throw TrainingError(
+                .invalidConfig,
+                "feature statistics: mean has \(d) entries, covariance \(covariance.count) (expected \(d * d))")
         }
         self.count = count
         self.dim = d
@@ -66,8 +71,10 @@ extension Metrics {
     /// then tr (S1 S2)^(1/2) = sum sqrt(eigenvalues of sqrt(S1) S2 sqrt(S1)) (that matrix is symmetric
     /// positive semi-definite and similar to S1 S2). Tiny negative eigenvalues from rounding count as 0;
     /// a result below 0 (rounding, for identical sets) is returned as 0.
-    public static func frechetDistance(_ a: FeatureStatistics, _ b: FeatureStatistics,
-                                       epsilon: Double = frechetEpsilon) throws -> Double {
+    public static func frechetDistance(
+        _ a: FeatureStatistics, _ b: FeatureStatistics,
+        epsilon: Double = frechetEpsilon
+    ) throws -> Double {
         guard a.dim == b.dim else {
             throw TrainingError(.invalidConfig, "Frechet distance: feature dimensions differ (\(a.dim) vs \(b.dim))")
         }
@@ -89,22 +96,26 @@ extension Metrics {
         root.withUnsafeBufferPointer { r in
             s2.withUnsafeBufferPointer { s in
                 t.withUnsafeMutableBufferPointer { tp in
-                    BLAS.dgemm(transA: false, transB: false, m: d, n: d, k: d, a: r.baseAddress!, lda: d,
-                               b: s.baseAddress!, ldb: d, c: tp.baseAddress!, ldc: d)
+                    BLAS.dgemm(
+                        transA: false, transB: false, m: d, n: d, k: d, a: r.baseAddress!, lda: d,
+                        b: s.baseAddress!, ldb: d, c: tp.baseAddress!, ldc: d)
                 }
             }
             t.withUnsafeBufferPointer { tp in
                 m.withUnsafeMutableBufferPointer { mp in
-                    BLAS.dgemm(transA: false, transB: false, m: d, n: d, k: d, a: tp.baseAddress!, lda: d,
-                               b: r.baseAddress!, ldb: d, c: mp.baseAddress!, ldc: d)
+                    BLAS.dgemm(
+                        transA: false, transB: false, m: d, n: d, k: d, a: tp.baseAddress!, lda: d,
+                        b: r.baseAddress!, ldb: d, c: mp.baseAddress!, ldc: d)
                 }
             }
         }
-        for i in 0..<d { for j in 0..<i {
-            let v = 0.5 * (m[i * d + j] + m[j * d + i])
-            m[i * d + j] = v
-            m[j * d + i] = v
-        } }
+        for i in 0..<d {
+            for j in 0..<i {
+                let v = 0.5 * (m[i * d + j] + m[j * d + i])
+                m[i * d + j] = v
+                m[j * d + i] = v
+            }
+        }
         let mu = try eigenvalues(&m, dim: d)
         var traceSqrt = 0.0
         for v in mu { traceSqrt += max(v, 0).squareRoot() }
@@ -116,10 +127,13 @@ extension Metrics {
     }
 
     /// Frechet distance between two feature sets ([n, dim] row-major each).
-    public static func frechetDistance(_ x: [Float], _ y: [Float], dim: Int,
-                                       epsilon: Double = frechetEpsilon) throws -> Double {
-        try frechetDistance(FeatureStatistics(features: x, dim: dim), FeatureStatistics(features: y, dim: dim),
-                            epsilon: epsilon)
+    public static func frechetDistance(
+        _ x: [Float], _ y: [Float], dim: Int,
+        epsilon: Double = frechetEpsilon
+    ) throws -> Double {
+        try frechetDistance(
+            FeatureStatistics(features: x, dim: dim), FeatureStatistics(features: y, dim: dim),
+            epsilon: epsilon)
     }
 
     /// Principal square root of a symmetric positive semi-definite matrix (negative eigenvalues
@@ -145,8 +159,9 @@ extension Metrics {
         v.withUnsafeBufferPointer { vp in
             w.withUnsafeBufferPointer { wp in
                 out.withUnsafeMutableBufferPointer { op in
-                    BLAS.dgemm(transA: true, transB: false, m: d, n: d, k: d, a: vp.baseAddress!, lda: d,
-                               b: wp.baseAddress!, ldb: d, c: op.baseAddress!, ldc: d)
+                    BLAS.dgemm(
+                        transA: true, transB: false, m: d, n: d, k: d, a: vp.baseAddress!, lda: d,
+                        b: wp.baseAddress!, ldb: d, c: op.baseAddress!, ldc: d)
                 }
             }
         }
@@ -178,7 +193,8 @@ extension Metrics {
             throw TrainingError(.invalidConfig, "\(what): needs at least \(minimum) rows, got \(n)")
         }
         if let bad = x.firstIndex(where: { !$0.isFinite }) {
-            throw TrainingError(.invalidConfig, "\(what): non-finite value \(x[bad]) at row \(bad / dim), column \(bad % dim)")
+            throw TrainingError(
+                .invalidConfig, "\(what): non-finite value \(x[bad]) at row \(bad / dim), column \(bad % dim)")
         }
         return n
     }

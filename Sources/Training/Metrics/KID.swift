@@ -33,8 +33,10 @@ extension Metrics {
     /// partial Fisher-Yates shuffle (position i swapped with i + nextInt(below: n - i)) driven by
     /// `Philox4x32(seed: seed, stream: 2 s)` for the first set and stream 2 s + 1 for the second.
     /// `size` is capped at min(nX, nY). A pure function of (nX, nY, size, count, seed).
-    public static func kidSubsets(nX: Int, nY: Int, size: Int = kidDefaultSubsetSize,
-                                  count: Int = kidDefaultSubsets, seed: UInt64 = 0) -> [KIDSubset] {
+    public static func kidSubsets(
+        nX: Int, nY: Int, size: Int = kidDefaultSubsetSize,
+        count: Int = kidDefaultSubsets, seed: UInt64 = 0
+    ) -> [KIDSubset] {
         let m = min(size, nX, nY)
         func draw(_ n: Int, _ stream: UInt64) -> [Int] {
             var rng = Philox4x32(seed: seed, stream: stream)
@@ -50,14 +52,18 @@ extension Metrics {
 
     /// KID between feature sets `x` and `y` ([n, dim] row-major each) over `subsets` random subsets
     /// of `subsetSize` points per set (capped at the smaller set), drawn by `kidSubsets` from `seed`.
-    public static func kid(_ x: [Float], _ y: [Float], dim: Int, subsetSize: Int = kidDefaultSubsetSize,
-                           subsets: Int = kidDefaultSubsets, seed: UInt64 = 0) throws -> KIDResult {
+    public static func kid(
+        _ x: [Float], _ y: [Float], dim: Int, subsetSize: Int = kidDefaultSubsetSize,
+        subsets: Int = kidDefaultSubsets, seed: UInt64 = 0
+    ) throws -> KIDResult {
         let nx = try rows(x, dim: dim, what: "KID first set", minimum: 2)
         let ny = try rows(y, dim: dim, what: "KID second set", minimum: 2)
         guard subsetSize >= 2, subsets >= 1 else {
-            throw TrainingError(.invalidConfig, "KID needs subsetSize >= 2 and subsets >= 1 (got \(subsetSize), \(subsets))")
+            throw TrainingError(
+                .invalidConfig, "KID needs subsetSize >= 2 and subsets >= 1 (got \(subsetSize), \(subsets))")
         }
-        return try kid(x, y, dim: dim, subsets: kidSubsets(nX: nx, nY: ny, size: subsetSize, count: subsets, seed: seed))
+        return try kid(
+            x, y, dim: dim, subsets: kidSubsets(nX: nx, nY: ny, size: subsetSize, count: subsets, seed: seed))
     }
 
     /// KID over explicit subsets (every subset must have the same size m >= 2 for both sets).
@@ -73,7 +79,8 @@ extension Metrics {
         }
         for s in subsets {
             guard s.x.count == m, s.y.count == m,
-                  s.x.allSatisfy({ $0 >= 0 && $0 < nx }), s.y.allSatisfy({ $0 >= 0 && $0 < ny }) else {
+                s.x.allSatisfy({ $0 >= 0 && $0 < nx }), s.y.allSatisfy({ $0 >= 0 && $0 < ny })
+            else {
                 throw TrainingError(.invalidConfig, "KID subsets must all have \(m) in-range indices per set")
             }
         }
@@ -87,9 +94,10 @@ extension Metrics {
             a.withUnsafeBufferPointer { ap in
                 b.withUnsafeBufferPointer { bp in
                     k.withUnsafeMutableBufferPointer { kp in
-                        BLAS.dgemm(transA: false, transB: true, m: m, n: m, k: dim, alpha: scale,
-                                   a: ap.baseAddress!, lda: dim, b: bp.baseAddress!, ldb: dim,
-                                   c: kp.baseAddress!, ldc: m)
+                        BLAS.dgemm(
+                            transA: false, transB: true, m: m, n: m, k: dim, alpha: scale,
+                            a: ap.baseAddress!, lda: dim, b: bp.baseAddress!, ldb: dim,
+                            c: kp.baseAddress!, ldc: m)
                     }
                 }
             }

@@ -46,10 +46,13 @@ extension Metrics {
     /// Sliced Wasserstein-2 between point sets x and y ([n, dim] row-major; sizes may differ):
     /// SW2 = sqrt(mean over directions of W2^2 of the projected 1-D samples), with `projections`
     /// directions from `randomDirections(seed:)`.
-    public static func slicedWasserstein2(_ x: [Float], _ y: [Float], dim: Int = 2,
-                                          projections: Int = defaultProjections, seed: UInt64 = 0) throws -> Double {
+    public static func slicedWasserstein2(
+        _ x: [Float], _ y: [Float], dim: Int = 2,
+        projections: Int = defaultProjections, seed: UInt64 = 0
+    ) throws -> Double {
         guard projections >= 1 else { throw TrainingError(.invalidConfig, "sliced W2 needs projections >= 1") }
-        return try slicedWasserstein2(x, y, dim: dim, directions: randomDirections(count: projections, dim: dim, seed: seed))
+        return try slicedWasserstein2(
+            x, y, dim: dim, directions: randomDirections(count: projections, dim: dim, seed: seed))
     }
 
     /// Sliced Wasserstein-2 along given directions ([L, dim] row-major, used as given). For each
@@ -110,8 +113,10 @@ extension Metrics {
     /// split over the cores with a fixed summation order, so the result does not depend on them.
     /// Kernel terms below e^-40 (4e-18) are skipped: their effect on the sums is below 1e-16
     /// relative. About 4-5 s for 10k against 10k points (2 cores, release).
-    public static func mmdRBF(_ x: [Float], _ y: [Float], dim: Int = 2,
-                              bandwidths: [Double] = defaultRBFBandwidths) throws -> Double {
+    public static func mmdRBF(
+        _ x: [Float], _ y: [Float], dim: Int = 2,
+        bandwidths: [Double] = defaultRBFBandwidths
+    ) throws -> Double {
         let n = try rows(x, dim: dim, what: "MMD first set", minimum: 2)
         let m = try rows(y, dim: dim, what: "MMD second set", minimum: 2)
         guard !bandwidths.isEmpty, bandwidths.allSatisfy({ $0 > 0 && $0.isFinite }) else {
@@ -185,8 +190,10 @@ extension Metrics {
     /// Euclidean distance) of the centre; a mode is covered if at least `minFraction` of all samples
     /// belong to it. Defaults: 3 std, 1% (a mode gets 12.5% of an ideal 8-mode sample, and 98.9% of a
     /// 2-D Gaussian lies within 3 std of its centre).
-    public static func modeCoverage(_ points: [Float], centres: [(Float, Float)], std: Float,
-                                    radiusInStd: Double = 3, minFraction: Double = 0.01) throws -> ModeCoverage {
+    public static func modeCoverage(
+        _ points: [Float], centres: [(Float, Float)], std: Float,
+        radiusInStd: Double = 3, minFraction: Double = 0.01
+    ) throws -> ModeCoverage {
         let n = try rows(points, dim: 2, what: "mode coverage points")
         let r2 = (radiusInStd * Double(std)) * (radiusInStd * Double(std))
         var counts = [Int](repeating: 0, count: centres.count)
@@ -204,15 +211,19 @@ extension Metrics {
             if hit { hq += 1 }
         }
         let covered = counts.filter { Double($0) >= minFraction * Double(n) }.count
-        return ModeCoverage(covered: covered, modes: centres.count, counts: counts,
-                            highQualityFraction: Double(hq) / Double(n), minFraction: minFraction,
-                            radiusInStd: radiusInStd)
+        return ModeCoverage(
+            covered: covered, modes: centres.count, counts: counts,
+            highQualityFraction: Double(hq) / Double(n), minFraction: minFraction,
+            radiusInStd: radiusInStd)
     }
 
     /// `modeCoverage` with the 8-Gaussian centres and std of `Toy2D.eightGaussians`.
-    public static func eightGaussianCoverage(_ points: [Float], radiusInStd: Double = 3,
-                                             minFraction: Double = 0.01) throws -> ModeCoverage {
-        try modeCoverage(points, centres: Toy2D.eightGaussianCentres, std: Toy2D.eightGaussianStd,
-                         radiusInStd: radiusInStd, minFraction: minFraction)
+    public static func eightGaussianCoverage(
+        _ points: [Float], radiusInStd: Double = 3,
+        minFraction: Double = 0.01
+    ) throws -> ModeCoverage {
+        try modeCoverage(
+            points, centres: Toy2D.eightGaussianCentres, std: Toy2D.eightGaussianStd,
+            radiusInStd: radiusInStd, minFraction: minFraction)
     }
 }

@@ -1,5 +1,5 @@
-import Foundation
 import Diffusion
+import Foundation
 import NN
 import TensorCore
 
@@ -7,8 +7,10 @@ import TensorCore
 /// teacher by its ODE sampler, `sampler` replacing its stored settings; a generator in one step;
 /// best-of-K when `bestOf` > 1), in the daemon's arithmetic. Labels cycle through the classes for
 /// conditional models. Returns the samples and the network evaluations per sample.
-public func drawSamples(_ snap: Snapshot, count: Int, seed: UInt64, sampler: ODESettings? = nil, bestOf: Int = 1,
-                        bestOfRule: BestOfK.Rule? = nil) async throws -> (x: [Float], nfe: Int) {
+public func drawSamples(
+    _ snap: Snapshot, count: Int, seed: UInt64, sampler: ODESettings? = nil, bestOf: Int = 1,
+    bestOfRule: BestOfK.Rule? = nil
+) async throws -> (x: [Float], nfe: Int) {
     let sampling = try Sampling(snap, solver: sampler)
     let ids = SampleID.range(seed: seed, 0..<count)
     let labels = Sampling.cycledLabels(count: count, numClasses: sampling.numClasses)
@@ -28,10 +30,11 @@ public struct PointMetricsReport: Sendable, Codable, Equatable {
 extension Metrics {
     /// Sliced W2, RBF MMD^2 and (for 8 Gaussians) modes covered of `points` against `reference`.
     public static func pointReport(_ points: [Float], reference: [Float], toy: Toy2D) throws -> PointMetricsReport {
-        PointMetricsReport(count: points.count / 2,
-                           slicedW2: try slicedWasserstein2(points, reference),
-                           mmd2: try mmdRBF(points, reference),
-                           modesCovered: toy == .eightGaussians ? try eightGaussianCoverage(points).covered : nil)
+        PointMetricsReport(
+            count: points.count / 2,
+            slicedW2: try slicedWasserstein2(points, reference),
+            mmd2: try mmdRBF(points, reference),
+            modesCovered: toy == .eightGaussians ? try eightGaussianCoverage(points).covered : nil)
     }
 }
 

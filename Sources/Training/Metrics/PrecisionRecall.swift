@@ -18,7 +18,9 @@ extension Metrics {
     /// that set. Precision: generated points inside the real manifold; recall: real points inside the
     /// generated manifold. Euclidean distances in Double, by GEMM in row blocks
     /// (|a|^2 + |b|^2 - 2 a.b, clamped at 0; a point's distance to itself is exactly 0).
-    public static func precisionRecall(real: [Float], generated: [Float], dim: Int, k: Int = 3) throws -> PrecisionRecall {
+    public static func precisionRecall(real: [Float], generated: [Float], dim: Int, k: Int = 3) throws
+        -> PrecisionRecall
+    {
         let nr = try rows(real, dim: dim, what: "precision/recall real set", minimum: k + 1)
         let ng = try rows(generated, dim: dim, what: "precision/recall generated set", minimum: k + 1)
         guard k >= 1 else { throw TrainingError(.invalidConfig, "precision/recall needs k >= 1 (got \(k))") }
@@ -73,8 +75,10 @@ extension Metrics {
 
     /// Calls `body(firstRow, rows, d)` for blocks of rows of A, where d [rows, nB] holds the
     /// squared distances max(0, |a|^2 + |b|^2 - 2 a.b) from those rows of A to every row of B.
-    static func forEachDistanceBlock(_ a: [Double], _ an: [Double], _ b: [Double], _ bn: [Double], dim: Int,
-                                     _ body: (Int, Int, UnsafeMutablePointer<Double>) -> Void) {
+    static func forEachDistanceBlock(
+        _ a: [Double], _ an: [Double], _ b: [Double], _ bn: [Double], dim: Int,
+        _ body: (Int, Int, UnsafeMutablePointer<Double>) -> Void
+    ) {
         let na = an.count, nb = bn.count
         let blockRows = max(1, min(na, (1 << 22) / max(1, nb)))  // about 32 MB of distances
         let buf = UnsafeMutablePointer<Double>.allocate(capacity: blockRows * nb)
@@ -84,9 +88,10 @@ extension Metrics {
                 var i0 = 0
                 while i0 < na {
                     let rowsInBlock = min(blockRows, na - i0)
-                    BLAS.dgemm(transA: false, transB: true, m: rowsInBlock, n: nb, k: dim, alpha: -2,
-                               a: ap.baseAddress! + i0 * dim, lda: dim, b: bp.baseAddress!, ldb: dim,
-                               c: buf, ldc: nb)
+                    BLAS.dgemm(
+                        transA: false, transB: true, m: rowsInBlock, n: nb, k: dim, alpha: -2,
+                        a: ap.baseAddress! + i0 * dim, lda: dim, b: bp.baseAddress!, ldb: dim,
+                        c: buf, ldc: nb)
                     for bi in 0..<rowsInBlock {
                         let row = buf + bi * nb, ai = an[i0 + bi]
                         for j in 0..<nb { row[j] = max(0, row[j] + ai + bn[j]) }

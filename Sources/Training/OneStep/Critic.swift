@@ -10,11 +10,15 @@ public protocol OneStepCritic: AnyObject {
     /// What the critic trains (Adam state and resume cover it).
     var parameters: ParameterStore { get }
     /// One critic step: accumulates into `parameters.grads` (zeroed by the caller).
-    func criticStep(real: UnsafePointer<Float>, realLabels: UnsafePointer<Int32>?, fake: UnsafePointer<Float>,
-                    fakeLabels: UnsafePointer<Int32>?, batch: Int, rng: inout Philox4x32) -> RatioClassifierStats
+    func criticStep(
+        real: UnsafePointer<Float>, realLabels: UnsafePointer<Int32>?, fake: UnsafePointer<Float>,
+        fakeLabels: UnsafePointer<Int32>?, batch: Int, rng: inout Philox4x32
+    ) -> RatioClassifierStats
     /// The generator loss at generated `samples` and dL/d(samples) (valid until the next call).
-    func generatorGradient(samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int,
-                           rng: inout Philox4x32) -> (loss: Float, grad: UnsafeMutablePointer<Float>)
+    func generatorGradient(
+        samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int,
+        rng: inout Philox4x32
+    ) -> (loss: Float, grad: UnsafeMutablePointer<Float>)
     /// What ships with the generator's snapshot (the ratio classifier, for best-of-K), if anything.
     func snapshotParts() throws -> [SnapshotPart]
 }
@@ -33,14 +37,19 @@ public final class RatioCritic: OneStepCritic {
 
     public var parameters: ParameterStore { classifier.parameters }
 
-    public func criticStep(real: UnsafePointer<Float>, realLabels: UnsafePointer<Int32>?, fake: UnsafePointer<Float>,
-                           fakeLabels: UnsafePointer<Int32>?, batch: Int, rng: inout Philox4x32) -> RatioClassifierStats {
-        classifierLoss.compute(classifier: classifier, real: real, realLabels: realLabels, fake: fake, fakeLabels: fakeLabels,
-                               batch: batch, rng: &rng)
+    public func criticStep(
+        real: UnsafePointer<Float>, realLabels: UnsafePointer<Int32>?, fake: UnsafePointer<Float>,
+        fakeLabels: UnsafePointer<Int32>?, batch: Int, rng: inout Philox4x32
+    ) -> RatioClassifierStats {
+        classifierLoss.compute(
+            classifier: classifier, real: real, realLabels: realLabels, fake: fake, fakeLabels: fakeLabels,
+            batch: batch, rng: &rng)
     }
 
-    public func generatorGradient(samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int,
-                                  rng: inout Philox4x32) -> (loss: Float, grad: UnsafeMutablePointer<Float>) {
+    public func generatorGradient(
+        samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int,
+        rng: inout Philox4x32
+    ) -> (loss: Float, grad: UnsafeMutablePointer<Float>) {
         generatorLoss.through(classifier: classifier, samples: samples, labels: labels, batch: batch, rng: &rng)
     }
 
@@ -66,14 +75,18 @@ public final class FakeScore {
     }
 
     /// The fake score's EDM step on detached generated samples (accumulates into its grads).
-    func step(samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int, rng: inout Philox4x32) -> RatioClassifierStats {
+    func step(samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int, rng: inout Philox4x32)
+        -> RatioClassifierStats
+    {
         let loss = edmLoss.compute(denoiser: fake, x0: samples, labels: labels, batch: batch, rng: &rng)
         return RatioClassifierStats(loss: loss, meanRealLogit: 0, meanFakeLogit: 0, accuracy: 0)
     }
 
     /// DMD's per-sample normaliser: 1 / (mean_j |x0_j - D_teacher(x)_j| * batch).
-    static func normaliser(samples: UnsafePointer<Float>, teacherOut: UnsafePointer<Float>, sample b: Int, size: Int, batch: Int,
-                           normalise: Bool) -> Double {
+    static func normaliser(
+        samples: UnsafePointer<Float>, teacherOut: UnsafePointer<Float>, sample b: Int, size: Int, batch: Int,
+        normalise: Bool
+    ) -> Double {
         guard normalise else { return 1 / Double(batch) }
         var norm = 0.0
         for j in b * size..<(b + 1) * size { norm += Double(abs(samples[j] - teacherOut[j])) }
@@ -90,8 +103,10 @@ public protocol FakeScoreCritic: OneStepCritic {
 extension FakeScoreCritic {
     public var parameters: ParameterStore { score.fake.network.parameters }
 
-    public func criticStep(real: UnsafePointer<Float>, realLabels: UnsafePointer<Int32>?, fake samples: UnsafePointer<Float>,
-                           fakeLabels: UnsafePointer<Int32>?, batch: Int, rng: inout Philox4x32) -> RatioClassifierStats {
+    public func criticStep(
+        real: UnsafePointer<Float>, realLabels: UnsafePointer<Int32>?, fake samples: UnsafePointer<Float>,
+        fakeLabels: UnsafePointer<Int32>?, batch: Int, rng: inout Philox4x32
+    ) -> RatioClassifierStats {
         score.step(samples: samples, labels: fakeLabels, batch: batch, rng: &rng)
     }
 
@@ -112,8 +127,10 @@ public final class DMDCritic: FakeScoreCritic {
 
     public var teacher: EDMDenoiser { score.teacher }
 
-    public func generatorGradient(samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int,
-                                  rng: inout Philox4x32) -> (loss: Float, grad: UnsafeMutablePointer<Float>) {
+    public func generatorGradient(
+        samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int,
+        rng: inout Philox4x32
+    ) -> (loss: Float, grad: UnsafeMutablePointer<Float>) {
         let D = score.teacher.sampleSize
         score.noise.perturb(samples, batch: batch, size: D, rng: &rng, sigma: sigma, x: x)
         let r = score.teacher.forward(x.ptr, sigma: sigma.ptr, labels: labels, batch: batch)
@@ -123,7 +140,8 @@ public final class DMDCritic: FakeScoreCritic {
         grad.resize(batch * D)
         var loss = 0.0
         for b in 0..<batch {
-            let k = FakeScore.normaliser(samples: samples, teacherOut: dReal.ptr, sample: b, size: D, batch: batch, normalise: true)
+            let k = FakeScore.normaliser(
+                samples: samples, teacherOut: dReal.ptr, sample: b, size: D, batch: batch, normalise: true)
             for j in b * D..<(b + 1) * D {
                 let g = Double(f[j] - dReal.ptr[j]) * k
                 grad.ptr[j] = Float(g)
@@ -151,15 +169,19 @@ public final class SiDCritic: FakeScoreCritic {
 
     public static let defaultAlpha: Float = 1.2
 
-    public init(teacher: EDMDenoiser, fake: EDMDenoiser, noise: RatioNoiseLevels, alpha: Float = SiDCritic.defaultAlpha,
-                normalise: Bool = true) {
+    public init(
+        teacher: EDMDenoiser, fake: EDMDenoiser, noise: RatioNoiseLevels, alpha: Float = SiDCritic.defaultAlpha,
+        normalise: Bool = true
+    ) {
         score = FakeScore(teacher: teacher, fake: fake, noise: noise)
         self.alpha = alpha
         self.normalise = normalise
     }
 
-    public func generatorGradient(samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int,
-                                  rng: inout Philox4x32) -> (loss: Float, grad: UnsafeMutablePointer<Float>) {
+    public func generatorGradient(
+        samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int,
+        rng: inout Philox4x32
+    ) -> (loss: Float, grad: UnsafeMutablePointer<Float>) {
         let D = score.teacher.sampleSize, n = batch * D
         score.noise.perturb(samples, batch: batch, size: D, rng: &rng, sigma: sigma, x: x)
         real.resize(n)
@@ -171,13 +193,14 @@ public final class SiDCritic: FakeScoreCritic {
         let c = Double(1 - alpha)
         var loss = 0.0
         for b in 0..<batch {
-            let k = FakeScore.normaliser(samples: samples, teacherOut: real.ptr, sample: b, size: D, batch: batch, normalise: normalise)
+            let k = FakeScore.normaliser(
+                samples: samples, teacherOut: real.ptr, sample: b, size: D, batch: batch, normalise: normalise)
             for j in b * D..<(b + 1) * D {
                 let r = Double(real.ptr[j]), fj = Double(f[j]), x0 = Double(samples[j]), d = r - fj
                 loss += k * (c * d * d + d * (fj - x0))
-                dR.ptr[j] = Float(k * (2 * c * d + fj - x0))          // dL/dR
+                dR.ptr[j] = Float(k * (2 * c * d + fj - x0))  // dL/dR
                 dF.ptr[j] = Float(k * (-2 * c * d + r - 2 * fj + x0))  // dL/dF
-                grad.ptr[j] = Float(-k * d)                            // through x0 directly
+                grad.ptr[j] = Float(-k * d)  // through x0 directly
             }
         }
         // Through x = x0 + sigma n into x0: the input gradients of both networks, held fixed (no

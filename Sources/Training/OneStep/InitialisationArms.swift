@@ -50,8 +50,10 @@ public enum GeneratorInit: String, Codable, Sendable, CaseIterable {
         var named: [String: GeneratorInit] = [:]
         for arm in Self.allCases { (named[arm.letter.lowercased()], named[arm.descriptiveName]) = (arm, arm) }
         guard let arm = GeneratorInit(rawValue: t) ?? named[t] else {
-            throw TrainingError(.invalidConfig, "init must be one of teacher (T), random (R), map (M), fresh-output-layer (f1, F1), "
-                                + "wrong-sigma-init (f2, F2), single-noise-level (s, S); got '\(text)'")
+            throw TrainingError(
+                .invalidConfig,
+                "init must be one of teacher (T), random (R), map (M), fresh-output-layer (f1, F1), "
+                    + "wrong-sigma-init (f2, F2), single-noise-level (s, S); got '\(text)'")
         }
         self = arm
     }
@@ -87,7 +89,9 @@ public struct InitialisationArms {
 
     /// `teacher`'s network is used (and so changed by training) for T, F1 and F2.
     public func build(_ arm: GeneratorInit, teacher: Snapshot, data: any TrainingData) throws -> Built {
-        let fresh = { try NetworkCheckpoint.makeDenoiser(metadata: NetworkCheckpoint.metadata(of: teacher.network), seed: seed) }
+        let fresh = {
+            try NetworkCheckpoint.makeDenoiser(metadata: NetworkCheckpoint.metadata(of: teacher.network), seed: seed)
+        }
         switch arm {
         case .teacher:
             return Built(network: teacher.network, sigmaInit: sigmaInit, report: [:])
@@ -99,20 +103,27 @@ public struct InitialisationArms {
             var n = 0
             for e in net.parameters.entries where Self.isOutputLayer(e.name) {
                 let src = reinit.parameters.entry(e.name)!
-                (net.parameters.values.ptr + e.offset).update(from: reinit.parameters.values.ptr + src.offset, count: e.count)
+                (net.parameters.values.ptr + e.offset).update(
+                    from: reinit.parameters.values.ptr + src.offset, count: e.count)
                 n += e.count
             }
             return Built(network: net, sigmaInit: sigmaInit, report: ["reinitialised_parameters": Double(n)])
         case .wrongSigmaInit:
-            return Built(network: teacher.network, sigmaInit: wrongSigmaInit, report: ["wrong_sigma_init": Double(wrongSigmaInit)])
+            return Built(
+                network: teacher.network, sigmaInit: wrongSigmaInit,
+                report: ["wrong_sigma_init": Double(wrongSigmaInit)])
         case .map:
             let net = try fresh()
             let mse = try regressOntoTeacher(net, teacher: teacher)
-            return Built(network: net, sigmaInit: sigmaInit, report: ["map_mse": Double(mse.final), "map_steps": Double(mse.steps)])
+            return Built(
+                network: net, sigmaInit: sigmaInit,
+                report: ["map_mse": Double(mse.final), "map_steps": Double(mse.steps)])
         case .singleNoiseLevel:
             let net = try fresh()
             let loss = try trainAtOneSigma(net, sigmaData: teacher.sigmaData, data: data)
-            return Built(network: net, sigmaInit: sigmaInit, report: ["s_loss_first": Double(loss.first), "s_loss_last": Double(loss.last)])
+            return Built(
+                network: net, sigmaInit: sigmaInit,
+                report: ["s_loss_first": Double(loss.first), "s_loss_last": Double(loss.last)])
         }
     }
 
@@ -146,7 +157,9 @@ public struct InitialisationArms {
                 dy[i] = 2 * e / Float(B * n)
             }
             mse = Float(sum / Double(B * n))
-            guard mse.isFinite else { throw TrainingError(.diverged, "arm M: the regression onto the teacher diverged at step \(step)") }
+            guard mse.isFinite else {
+                throw TrainingError(.diverged, "arm M: the regression onto the teacher diverged at step \(step)")
+            }
             step += 1
             progress?(step, steps, mse)
             if mse < mapTolerance { break }
@@ -159,7 +172,9 @@ public struct InitialisationArms {
 
     /// Arm S: the EDM loss at sigma = sigma_init only, from a random start; returns the first and
     /// last batch losses.
-    func trainAtOneSigma(_ net: any Denoiser, sigmaData: Float, data: any TrainingData) throws -> (first: Float, last: Float) {
+    func trainAtOneSigma(_ net: any Denoiser, sigmaData: Float, data: any TrainingData) throws -> (
+        first: Float, last: Float
+    ) {
         let d = EDMDenoiser(net, sigmaData: sigmaData)
         let n = net.sampleSize, B = batch, s = sigmaInit
         let adam = Adam(count: net.parameters.count, learningRate: learningRate)
@@ -182,7 +197,9 @@ public struct InitialisationArms {
             last = Float(sum / Double(B * n))
             if step == 0 { first = last }
             progress?(step + 1, steps, last)
-            guard last.isFinite else { throw TrainingError(.diverged, "arm S: training at sigma_init diverged at step \(step)") }
+            guard last.isFinite else {
+                throw TrainingError(.diverged, "arm S: training at sigma_init diverged at step \(step)")
+            }
             _ = d.backward(dOut: dy)
             GradientClip.clip(net.parameters, maxNorm: 1)
             adam.update(net.parameters)

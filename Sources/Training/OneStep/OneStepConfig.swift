@@ -19,7 +19,8 @@ public enum DistillationMethod: String, Codable, Sendable, CaseIterable {
     public init(parsing text: String) throws {
         let aliases: [String: DistillationMethod] = ["js": .dijs, "rkl": .dirkl, "fkl": .difkl]
         guard let m = DistillationMethod(rawValue: text.lowercased()) ?? aliases[text.lowercased()] else {
-            throw TrainingError(.invalidConfig, "unknown method '\(text)' (choose dijs, dirkl, difkl, or the baselines dmd, sid)")
+            throw TrainingError(
+                .invalidConfig, "unknown method '\(text)' (choose dijs, dirkl, difkl, or the baselines dmd, sid)")
         }
         self = m
     }
@@ -85,7 +86,8 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case teacher, teacherSHA256 = "teacher_sha256", data, dataDir = "data_dir", method, initialisation = "init"
-        case sigmaInit = "sigma_init", classifier, classifierInit = "classifier_init", batchSize = "batch_size", classifierSteps = "classifier_steps"
+        case sigmaInit = "sigma_init", classifier, classifierInit = "classifier_init", batchSize = "batch_size",
+            classifierSteps = "classifier_steps"
         case generatorLearningRate = "lr_generator", classifierLearningRate = "lr_classifier", beta1
         case gradClip = "grad_clip", totalImages = "total_images", emaHalfLifeImages = "ema_half_life_images"
         case snapshotEveryImages = "snapshot_every_images", gridSamples = "grid_samples", seed
@@ -104,19 +106,25 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
         if !(classifierLearningRate > 0) { try fail("lr_classifier must be positive, got \(classifierLearningRate)") }
         if !(beta1 >= 0 && beta1 < 1) { try fail("beta1 must be in [0, 1), got \(beta1)") }
         if !(sigmaInit > 0) || !sigmaInit.isFinite { try fail("sigma_init must be positive, got \(sigmaInit)") }
-        if totalImages < batchSize { try fail("total_images (\(totalImages)) must be at least one batch (\(batchSize))") }
+        if totalImages < batchSize {
+            try fail("total_images (\(totalImages)) must be at least one batch (\(batchSize))")
+        }
         if snapshotEveryImages < 1 { try fail("snapshot_every_images must be positive") }
         if emaHalfLifeImages < 0 { try fail("ema_half_life_images must be non-negative") }
         if !(pStd > 0) { try fail("p_std must be positive") }
         if !(fklCap > 0) { try fail("fkl_cap must be positive") }
         if classifierWarmupSteps < 0 { try fail("classifier_warmup_steps must be 0 or more") }
         let side = Int(Double(gridSamples).squareRoot())
-        if gridSamples < 1 || side * side != gridSamples { try fail("grid_samples must be a square number, got \(gridSamples)") }
+        if gridSamples < 1 || side * side != gridSamples {
+            try fail("grid_samples must be a square number, got \(gridSamples)")
+        }
         try classifier.validate()
         if let a = armSteps, a < 1 { try fail("arm_steps must be at least 1, got \(a)") }
         if let w = wrongSigmaInit, !(w > 0) || !w.isFinite { try fail("wrong_sigma_init must be positive, got \(w)") }
         if let a = sidAlpha, !a.isFinite { try fail("sid_alpha must be finite, got \(a)") }
-        if let s = outputLayerLearningRateScale, !(s > 0) || !s.isFinite { try fail("lr_output_scale must be positive, got \(s)") }
+        if let s = outputLayerLearningRateScale, !(s > 0) || !s.isFinite {
+            try fail("lr_output_scale must be positive, got \(s)")
+        }
     }
 
     /// The score-free method's divergence (throws for the score-based baselines).

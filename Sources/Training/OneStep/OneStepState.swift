@@ -1,5 +1,5 @@
-import Foundation
 import Diffusion
+import Foundation
 import NN
 import TensorCore
 
@@ -9,9 +9,11 @@ import TensorCore
 public enum OneStepState {
     public static let format = "onestep-distill-state-1"
 
-    public static func save(path: String, generator: ParameterStore, generatorAdam: Adam, ema: EMA,
-                            classifier: ParameterStore, classifierAdam: Adam, step: Int, imagesSeen: Int,
-                            extra: [String: String] = [:]) throws {
+    public static func save(
+        path: String, generator: ParameterStore, generatorAdam: Adam, ema: EMA,
+        classifier: ParameterStore, classifierAdam: Adam, step: Int, imagesSeen: Int,
+        extra: [String: String] = [:]
+    ) throws {
         func flat(_ b: Buffer) throws -> Tensor { try Tensor(shape: [b.count], storage: b.array) }
         var meta = extra
         meta["format"] = format
@@ -19,25 +21,31 @@ public enum OneStepState {
         meta["images_seen"] = String(imagesSeen)
         meta["gen_adam_step"] = String(generatorAdam.step)
         meta["cls_adam_step"] = String(classifierAdam.step)
-        try SafetensorsFile.write(tensors: [
-            ("gen.params", try flat(generator.values)), ("gen.adam.m", try flat(generatorAdam.m)),
-            ("gen.adam.v", try flat(generatorAdam.v)), ("gen.ema", try flat(ema.values)),
-            ("cls.params", try flat(classifier.values)), ("cls.adam.m", try flat(classifierAdam.m)),
-            ("cls.adam.v", try flat(classifierAdam.v)),
-        ], metadata: meta, to: path)
+        try SafetensorsFile.write(
+            tensors: [
+                ("gen.params", try flat(generator.values)), ("gen.adam.m", try flat(generatorAdam.m)),
+                ("gen.adam.v", try flat(generatorAdam.v)), ("gen.ema", try flat(ema.values)),
+                ("cls.params", try flat(classifier.values)), ("cls.adam.m", try flat(classifierAdam.m)),
+                ("cls.adam.v", try flat(classifierAdam.v)),
+            ], metadata: meta, to: path)
     }
 
     /// Restores into built objects; returns (step, imagesSeen, metadata).
-    public static func load(path: String, generator: ParameterStore, generatorAdam: Adam, ema: EMA,
-                            classifier: ParameterStore, classifierAdam: Adam) throws -> (step: Int, imagesSeen: Int, metadata: [String: String]) {
+    public static func load(
+        path: String, generator: ParameterStore, generatorAdam: Adam, ema: EMA,
+        classifier: ParameterStore, classifierAdam: Adam
+    ) throws -> (step: Int, imagesSeen: Int, metadata: [String: String]) {
         let file: SafetensorsFile
         do { file = try SafetensorsFile.read(path: path) } catch {
             throw TrainingError(.checkpoint, "cannot read training state \(path)", cause: "\(error)")
         }
         let m = file.metadata
-        guard m["format"] == format, let step = m["step"].flatMap(Int.init), let seen = m["images_seen"].flatMap(Int.init),
-              let gStep = m["gen_adam_step"].flatMap(Int.init), let cStep = m["cls_adam_step"].flatMap(Int.init) else {
-            throw TrainingError(.checkpoint, "\(path) is not a one-step training state (format \(m["format"] ?? "missing"))")
+        guard m["format"] == format, let step = m["step"].flatMap(Int.init),
+            let seen = m["images_seen"].flatMap(Int.init),
+            let gStep = m["gen_adam_step"].flatMap(Int.init), let cStep = m["cls_adam_step"].flatMap(Int.init)
+        else {
+            throw TrainingError(
+                .checkpoint, "\(path) is not a one-step training state (format \(m["format"] ?? "missing"))")
         }
         let targets: [(String, Buffer)] = [
             ("gen.params", generator.values), ("gen.adam.m", generatorAdam.m), ("gen.adam.v", generatorAdam.v),
@@ -50,7 +58,10 @@ public enum OneStepState {
                 throw TrainingError(.checkpoint, "\(path): no tensor '\(name)'", cause: "\(error)")
             }
             guard t.count == buffer.count else {
-                throw TrainingError(.checkpoint, "\(path): '\(name)' holds \(t.count) values, the network has \(buffer.count); was the architecture changed?")
+                throw TrainingError(
+                    .checkpoint,
+                    "\(path): '\(name)' holds \(t.count) values, the network has \(buffer.count); was the architecture changed?"
+                )
             }
             t.withUnsafeBufferPointer { buffer.ptr.update(from: $0.baseAddress!, count: t.count) }
         }

@@ -1,5 +1,5 @@
-import Foundation
 import Diffusion
+import Foundation
 import NN
 import TensorCore
 
@@ -14,8 +14,8 @@ import TensorCore
 /// `Philox4x32(seed, stream: classifierTag | j)`; generator step s uses `generatorTag | s`.
 public final class OneStepTrainer: @unchecked Sendable {
     public static let classifierTag: UInt64 = 0x5243_4C53_0000_0000  // "RCLS"
-    public static let generatorTag: UInt64 = 0x5247_454E_0000_0000   // "RGEN"
-    public static let warmupTag: UInt64 = 0x5243_5755_0000_0000      // "RCWU"
+    public static let generatorTag: UInt64 = 0x5247_454E_0000_0000  // "RGEN"
+    public static let warmupTag: UInt64 = 0x5243_5755_0000_0000  // "RCWU"
 
     public let config: OneStepConfig
     public let run: RunFolder
@@ -62,17 +62,25 @@ public final class OneStepTrainer: @unchecked Sendable {
         ema = EMA(net.parameters, halfLifeImages: config.emaHalfLifeImages)
         run = try RunFolder(path: runPath, resume: resume)
         if resume {
-            let saved = try OneStepState.load(path: run.statePath, generator: net.parameters, generatorAdam: adamG, ema: ema,
-                                              classifier: critic.critic.parameters, classifierAdam: adamC)
+            let saved = try OneStepState.load(
+                path: run.statePath, generator: net.parameters, generatorAdam: adamG, ema: ema,
+                classifier: critic.critic.parameters, classifierAdam: adamC)
             step = saved.step
             imagesSeen = saved.imagesSeen
             run.log(["event": "resume", "step": step, "images_seen": imagesSeen])
         } else {
             try run.writeConfig(config)
-            if !built.report.isEmpty { run.log(["event": "init_arm", "arm": config.initialisation.letter].merging(built.report.mapValues { $0 as Any }) { a, _ in a }) }
-            run.log(["event": "start", "generator_parameters": net.parameters.count,
-                     "classifier_parameters": critic.critic.parameters.count, "method": config.method.rawValue,
-                     "init": config.initialisation.rawValue, "data": config.data, "teacher_sha256": sha])
+            if !built.report.isEmpty {
+                run.log(
+                    ["event": "init_arm", "arm": config.initialisation.letter].merging(
+                        built.report.mapValues { $0 as Any }
+                    ) { a, _ in a })
+            }
+            run.log([
+                "event": "start", "generator_parameters": net.parameters.count,
+                "classifier_parameters": critic.critic.parameters.count, "method": config.method.rawValue,
+                "init": config.initialisation.rawValue, "data": config.data, "teacher_sha256": sha,
+            ])
         }
     }
 
@@ -93,8 +101,9 @@ public final class OneStepTrainer: @unchecked Sendable {
         let stats = x0.withUnsafeBufferPointer { xp in
             (conditional ? realLabels : nil).withLabelPointer { rl in
                 fakeLabels.withLabelPointer { fl in
-                    critic.criticStep(real: xp.baseAddress!, realLabels: rl, fake: fake.ptr,
-                                           fakeLabels: fl, batch: B, rng: &rng)
+                    critic.criticStep(
+                        real: xp.baseAddress!, realLabels: rl, fake: fake.ptr,
+                        fakeLabels: fl, batch: B, rng: &rng)
                 }
             }
         }
@@ -176,13 +185,18 @@ public final class OneStepTrainer: @unchecked Sendable {
             count += 1
             if step % logEvery == 0 || step == lastStep {
                 let dt = Date().timeIntervalSince(intervalStart)
-                var fields: [String: Any] = ["step": step, "images_seen": imagesSeen,
-                                             "images_per_s": Double(count * B) / max(dt, 1e-9)]
+                var fields: [String: Any] = [
+                    "step": step, "images_seen": imagesSeen,
+                    "images_per_s": Double(count * B) / max(dt, 1e-9),
+                ]
                 for (k, v) in sums { fields[k] = v / Double(count) * (k == "loss_c" ? 1 / Double(K) : 1) }
                 run.log(fields)
                 if showProgress {
-                    bar.update(imagesSeen, extra: String(format: "loss_c %.4f loss_g %.4f",
-                                                         (sums["loss_c"] ?? 0) / Double(count * K), (sums["loss_g"] ?? 0) / Double(count)))
+                    bar.update(
+                        imagesSeen,
+                        extra: String(
+                            format: "loss_c %.4f loss_g %.4f",
+                            (sums["loss_c"] ?? 0) / Double(count * K), (sums["loss_g"] ?? 0) / Double(count)))
                 }
                 sums = [:]
                 count = 0
@@ -195,9 +209,10 @@ public final class OneStepTrainer: @unchecked Sendable {
     }
 
     public func saveState() throws {
-        try OneStepState.save(path: run.statePath, generator: network.parameters, generatorAdam: adamG, ema: ema,
-                              classifier: critic.parameters, classifierAdam: adamC, step: step, imagesSeen: imagesSeen,
-                              extra: ["config": jsonText(config)])
+        try OneStepState.save(
+            path: run.statePath, generator: network.parameters, generatorAdam: adamG, ema: ema,
+            classifier: critic.parameters, classifierAdam: adamC, step: step, imagesSeen: imagesSeen,
+            extra: ["config": jsonText(config)])
     }
 
     /// The generator with the EMA weights (what snapshots publish), as a fresh network.
@@ -212,13 +227,14 @@ public final class OneStepTrainer: @unchecked Sendable {
 
     /// The generator snapshot (EMA weights, classifier as part `classifier`, provenance).
     public func makeSnapshot() throws -> Snapshot {
-        Snapshot(kind: .generator(sigmaInit: config.sigmaInit), network: try emaNetwork(), sigmaData: teacherSigmaData,
-                 provenance: [
-                    "method": config.method.rawValue, "init": config.initialisation.rawValue, "teacher": config.teacher,
-                    "teacher_sha256": config.teacherSHA256, "data": config.data, "images_seen": String(imagesSeen),
-                    "classifier_images_seen": String(step * config.classifierSteps * config.batchSize),
-                    "steps": String(step), "run": run.path, "seed": String(config.seed), "config": jsonText(config),
-                 ], parts: try critic.snapshotParts())
+        Snapshot(
+            kind: .generator(sigmaInit: config.sigmaInit), network: try emaNetwork(), sigmaData: teacherSigmaData,
+            provenance: [
+                "method": config.method.rawValue, "init": config.initialisation.rawValue, "teacher": config.teacher,
+                "teacher_sha256": config.teacherSHA256, "data": config.data, "images_seen": String(imagesSeen),
+                "classifier_images_seen": String(step * config.classifierSteps * config.batchSize),
+                "steps": String(step), "run": run.path, "seed": String(config.seed), "config": jsonText(config),
+            ], parts: try critic.snapshotParts())
     }
 
     /// Writes state, a numbered and a `latest` snapshot, a sample picture, the loss curve, and for
@@ -229,8 +245,9 @@ public final class OneStepTrainer: @unchecked Sendable {
         try snap.save(to: run.snapshotPath(imagesSeen: imagesSeen))
         try snap.save(to: run.latestSnapshotPath)
         let x = try samples(count: config.gridSamples, seed: config.seed, ema: true)
-        try PNG.write(try SampleGrid.picture(x, count: config.gridSamples, sampleShape: data.sampleShape),
-                      to: run.samplesPath(imagesSeen: imagesSeen))
+        try PNG.write(
+            try SampleGrid.picture(x, count: config.gridSamples, sampleShape: data.sampleShape),
+            to: run.samplesPath(imagesSeen: imagesSeen))
         let losses = run.readLog().compactMap { $0["loss_c"] as? Double }
         try PNG.write(LossCurve.render(losses), to: run.lossCurvePath)
         if let r = try evaluatePoints() { logPoints(r, event: "eval") }
@@ -241,8 +258,11 @@ public final class OneStepTrainer: @unchecked Sendable {
     /// as `onestep eval` and the daemon make them (`Sampling`, on a copy of the network).
     public func samples(count: Int, seed: UInt64, ema useEMA: Bool) throws -> [Float] {
         let net = try networkCopy(values: useEMA ? ema.values : network.parameters.values)
-        let sampling = try Sampling(Snapshot(kind: .generator(sigmaInit: config.sigmaInit), network: net, sigmaData: teacherSigmaData))
-        return sampling.sample(SampleID.range(seed: seed, 0..<count), labels: Sampling.cycledLabels(count: count, numClasses: net.numClasses))
+        let sampling = try Sampling(
+            Snapshot(kind: .generator(sigmaInit: config.sigmaInit), network: net, sigmaData: teacherSigmaData))
+        return sampling.sample(
+            SampleID.range(seed: seed, 0..<count),
+            labels: Sampling.cycledLabels(count: count, numClasses: net.numClasses))
     }
 
     /// For 2-D toy data: metrics of `count` EMA samples against fresh data (nil for other data).
@@ -253,7 +273,9 @@ public final class OneStepTrainer: @unchecked Sendable {
     }
 
     private func logPoints(_ r: PointMetricsReport, event: String) {
-        var f: [String: Any] = ["event": event, "step": step, "images_seen": imagesSeen, "sliced_w2": r.slicedW2, "mmd2": r.mmd2]
+        var f: [String: Any] = [
+            "event": event, "step": step, "images_seen": imagesSeen, "sliced_w2": r.slicedW2, "mmd2": r.mmd2,
+        ]
         if let m = r.modesCovered { f["modes_covered"] = m }
         run.log(f)
     }

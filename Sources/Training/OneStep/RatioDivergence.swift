@@ -43,7 +43,9 @@ public enum RatioDivergence: Sendable {
         case .dijs: self = .jensenShannon
         case .dirkl: self = .reverseKL
         case .difkl: self = .forwardKL(cap: fklCap)
-        case .dmd, .sid: throw TrainingError(.invalidConfig, "\(method.rawValue) is a score-based baseline: it has no density-ratio divergence")
+        case .dmd, .sid:
+            throw TrainingError(
+                .invalidConfig, "\(method.rawValue) is a score-based baseline: it has no density-ratio divergence")
         }
     }
 
@@ -95,10 +97,14 @@ public enum RatioDivergence: Sendable {
         }
     }
 
-    private static let glNodes: [Double] = [-0.9602898564975363, -0.7966664774136267, -0.5255324099163290, -0.1834346424956498,
-                                            0.1834346424956498, 0.5255324099163290, 0.7966664774136267, 0.9602898564975363]
-    private static let glWeights: [Double] = [0.1012285362903763, 0.2223810344533745, 0.3137066458778873, 0.3626837833783620,
-                                              0.3626837833783620, 0.3137066458778873, 0.2223810344533745, 0.1012285362903763]
+    private static let glNodes: [Double] = [
+        -0.9602898564975363, -0.7966664774136267, -0.5255324099163290, -0.1834346424956498,
+        0.1834346424956498, 0.5255324099163290, 0.7966664774136267, 0.9602898564975363,
+    ]
+    private static let glWeights: [Double] = [
+        0.1012285362903763, 0.2223810344533745, 0.3137066458778873, 0.3626837833783620,
+        0.3626837833783620, 0.3137066458778873, 0.2223810344533745, 0.1012285362903763,
+    ]
 }
 
 extension RatioDivergence {

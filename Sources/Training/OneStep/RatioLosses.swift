@@ -1,5 +1,5 @@
-import Foundation
 import Diffusion
+import Foundation
 import NN
 import TensorCore
 
@@ -17,7 +17,9 @@ public struct RatioNoiseLevels: Sendable, Equatable, Codable {
     }
     /// Draws `batch` noise levels, then `batch * size` standard normals n (in that order), and
     /// writes x = samples + sigma n: the noisy samples every critic sees.
-    public func perturb(_ samples: UnsafePointer<Float>, batch: Int, size: Int, rng: inout Philox4x32, sigma: Buffer, x: Buffer) {
+    public func perturb(
+        _ samples: UnsafePointer<Float>, batch: Int, size: Int, rng: inout Philox4x32, sigma: Buffer, x: Buffer
+    ) {
         sigma.resize(batch)
         for b in 0..<batch { sigma.ptr[b] = draw(&rng) }
         x.resize(batch * size)
@@ -59,12 +61,15 @@ public final class RatioClassifierLoss: @unchecked Sendable {
     public init(noise: RatioNoiseLevels = RatioNoiseLevels()) { self.noise = noise }
 
     @discardableResult
-    public func compute(classifier: any RatioClassifier, real: UnsafePointer<Float>, realLabels: UnsafePointer<Int32>?,
-                        fake: UnsafePointer<Float>, fakeLabels: UnsafePointer<Int32>?, batch: Int,
-                        rng: inout Philox4x32) -> RatioClassifierStats {
+    public func compute(
+        classifier: any RatioClassifier, real: UnsafePointer<Float>, realLabels: UnsafePointer<Int32>?,
+        fake: UnsafePointer<Float>, fakeLabels: UnsafePointer<Int32>?, batch: Int,
+        rng: inout Philox4x32
+    ) -> RatioClassifierStats {
         precondition(batch > 0, "batch must be positive")
-        precondition((realLabels != nil) == (classifier.numClasses > 0) && (fakeLabels != nil) == (classifier.numClasses > 0),
-                     "labels must be given exactly when the classifier is class-conditional")
+        precondition(
+            (realLabels != nil) == (classifier.numClasses > 0) && (fakeLabels != nil) == (classifier.numClasses > 0),
+            "labels must be given exactly when the classifier is class-conditional")
         let D = classifier.sampleSize
         x.resize(2 * batch * D)
         sigma.resize(2 * batch)
@@ -82,9 +87,12 @@ public final class RatioClassifierLoss: @unchecked Sendable {
             labels.append(contentsOf: UnsafeBufferPointer(start: realLabels, count: batch))
             labels.append(contentsOf: UnsafeBufferPointer(start: fakeLabels, count: batch))
         }
-        let c = labels.isEmpty
+        let c =
+            labels.isEmpty
             ? classifier.forward(x.ptr, sigma: sigma.ptr, labels: nil, batch: 2 * batch)
-            : labels.withUnsafeBufferPointer { classifier.forward(x.ptr, sigma: sigma.ptr, labels: $0.baseAddress, batch: 2 * batch) }
+            : labels.withUnsafeBufferPointer {
+                classifier.forward(x.ptr, sigma: sigma.ptr, labels: $0.baseAddress, batch: 2 * batch)
+            }
         dc.resize(2 * batch)
         var loss = 0.0, realSum = 0.0, fakeSum = 0.0, correct = 0
         let inv = 1 / Double(batch)
@@ -98,8 +106,9 @@ public final class RatioClassifierLoss: @unchecked Sendable {
             correct += (cr > 0 ? 1 : 0) + (cf < 0 ? 1 : 0)
         }
         _ = classifier.backward(dc.ptr)
-        return RatioClassifierStats(loss: Float(loss * inv), meanRealLogit: Float(realSum * inv),
-                                    meanFakeLogit: Float(fakeSum * inv), accuracy: Float(correct) / Float(2 * batch))
+        return RatioClassifierStats(
+            loss: Float(loss * inv), meanRealLogit: Float(realSum * inv),
+            meanFakeLogit: Float(fakeSum * inv), accuracy: Float(correct) / Float(2 * batch))
     }
 }
 
@@ -123,8 +132,10 @@ public final class RatioGeneratorLoss: @unchecked Sendable {
 
     /// The loss of logits `c` at noise levels `sigma` (B each) and dL/dc written into `dLogit`:
     /// L = -(1/B) sum w h(c), dL/dc_b = -w h'(c_b) / B.
-    public func logitLoss(_ c: UnsafePointer<Float>, sigma: UnsafePointer<Float>, batch: Int,
-                          dLogit: UnsafeMutablePointer<Float>) -> Float {
+    public func logitLoss(
+        _ c: UnsafePointer<Float>, sigma: UnsafePointer<Float>, batch: Int,
+        dLogit: UnsafeMutablePointer<Float>
+    ) -> Float {
         var loss = 0.0
         let inv = 1 / Double(batch)
         for b in 0..<batch {
@@ -138,12 +149,15 @@ public final class RatioGeneratorLoss: @unchecked Sendable {
     /// L_theta for the generator g(z) = D(sigma_init z, sigma_init) on standard normal `z` [B, D];
     /// accumulates dL/dtheta into `generator.parameters.grads`.
     @discardableResult
-    public func compute(generator: EDMDenoiser, sigmaInit: Float, classifier: any RatioClassifier,
-                        z: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int,
-                        rng: inout Philox4x32) -> Float {
+    public func compute(
+        generator: EDMDenoiser, sigmaInit: Float, classifier: any RatioClassifier,
+        z: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int,
+        rng: inout Philox4x32
+    ) -> Float {
         precondition(batch > 0, "batch must be positive")
         let D = generator.sampleSize
-        precondition(classifier.sampleSize == D, "classifier dim \(classifier.sampleSize) != generator sample size \(D)")
+        precondition(
+            classifier.sampleSize == D, "classifier dim \(classifier.sampleSize) != generator sample size \(D)")
         gIn.resize(batch * D)
         for j in 0..<batch * D { gIn.ptr[j] = sigmaInit * z[j] }
         gSigma.resize(batch)
@@ -157,8 +171,10 @@ public final class RatioGeneratorLoss: @unchecked Sendable {
     /// The part of the chain after the generator: draws sigma and noise, x = samples + sigma n,
     /// evaluates the loss and returns it with dL/d(samples) (valid until the next call). The
     /// classifier is held fixed: its parameter gradients are neither computed nor touched.
-    public func through(classifier: any RatioClassifier, samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
-                        batch: Int, rng: inout Philox4x32) -> (loss: Float, grad: UnsafeMutablePointer<Float>) {
+    public func through(
+        classifier: any RatioClassifier, samples: UnsafePointer<Float>, labels: UnsafePointer<Int32>?,
+        batch: Int, rng: inout Philox4x32
+    ) -> (loss: Float, grad: UnsafeMutablePointer<Float>) {
         noise.perturb(samples, batch: batch, size: classifier.sampleSize, rng: &rng, sigma: sigma, x: x)
         let c = classifier.forward(x.ptr, sigma: sigma.ptr, labels: labels, batch: batch)
         dc.resize(batch)

@@ -31,8 +31,9 @@ public final class ProgressBar: @unchecked Sendable {
         let frac = total > 0 ? Double(done) / Double(total) : 1
         let width = 24, filled = Int(frac * Double(width))
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-        let line = String(format: "%@ [%@] %5.1f%% %d/%d %@  %.1f %@/s  ETA %@  %@",
-                          label, bar, frac * 100, done, total, unit, rate, unit, Self.clock(eta), extra)
+        let line = String(
+            format: "%@ [%@] %5.1f%% %d/%d %@  %.1f %@/s  ETA %@  %@",
+            label, bar, frac * 100, done, total, unit, rate, unit, Self.clock(eta), extra)
         if isTTY {
             FileHandle.standardOutput.write(Data(("\r" + line + "\u{1B}[K").utf8))
         } else {

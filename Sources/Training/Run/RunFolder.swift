@@ -19,7 +19,8 @@ public final class RunFolder: @unchecked Sendable {
             throw TrainingError(.io, "cannot create run folder \(path)", cause: "\(error)")
         }
         if !resume, fm.fileExists(atPath: statePath) {
-            throw TrainingError(.invalidConfig,
+            throw TrainingError(
+                .invalidConfig,
                 "\(path) already holds a run (state.safetensors): pass --resume to continue it or choose another --out")
         }
         if resume, !fm.fileExists(atPath: statePath) {
@@ -38,7 +39,9 @@ public final class RunFolder: @unchecked Sendable {
     public var statePath: String { path + "/state.safetensors" }
     public var logPath: String { path + "/log.jsonl" }
     public var configPath: String { path + "/config.json" }
-    public func snapshotPath(imagesSeen: Int) -> String { String(format: "%@/snapshots/snapshot-%09d.safetensors", path, imagesSeen) }
+    public func snapshotPath(imagesSeen: Int) -> String {
+        String(format: "%@/snapshots/snapshot-%09d.safetensors", path, imagesSeen)
+    }
     public var latestSnapshotPath: String { path + "/snapshots/latest.safetensors" }
     public func samplesPath(imagesSeen: Int) -> String { String(format: "%@/samples-%09d.png", path, imagesSeen) }
     public var lossCurvePath: String { path + "/loss.png" }

@@ -33,7 +33,9 @@ public enum SeriesPlot {
     /// The plot; axes span the data (and the references). Tick marks, each with its number: x at
     /// each distinct x of the data (a label that would overlap the one before it is left out), y at
     /// each power of ten (log axis) inside the range.
-    public static func render(_ series: [Series], references: [Double] = [], width: Int = 640, height: Int = 400) -> PNG.Image {
+    public static func render(_ series: [Series], references: [Double] = [], width: Int = 640, height: Int = 400)
+        -> PNG.Image
+    {
         var px = [UInt8](repeating: 255, count: width * height * 3)
         let left = 40, right = 12, top = 12, bottom = 30
         let plotW = width - left - right, plotH = height - top - bottom
@@ -76,7 +78,9 @@ public enum SeriesPlot {
                     let y = row(p)
                     for d in 1...5 { set(left - d, y, black) }
                     let text = PixelFont.decade(Int(p))
-                    PixelFont.draw(text, x: left - 7 - PixelFont.width(text, scale: scale), y: y - textH / 2, scale: scale) { set($0, $1, black) }
+                    PixelFont.draw(
+                        text, x: left - 7 - PixelFont.width(text, scale: scale), y: y - textH / 2, scale: scale
+                    ) { set($0, $1, black) }
                 }
                 p += 1
             }
@@ -84,7 +88,9 @@ public enum SeriesPlot {
         for r in references where r.isFinite {
             let y = Y(r)
             var x = left + 1
-            while x < left + plotW { for k in 0..<6 where x + k < left + plotW { set(x + k, y, (150, 150, 150)) }; x += 10 }
+            while x < left + plotW {
+                for k in 0..<6 where x + k < left + plotW { set(x + k, y, (150, 150, 150)) }; x += 10
+            }
         }
         for s in series {
             let pts = s.points.filter { $0.x.isFinite && $0.y.isFinite }.sorted { $0.x < $1.x }
@@ -94,7 +100,10 @@ public enum SeriesPlot {
         return PNG.Image(pixels: px, width: width, height: height, channels: 3)
     }
 
-    private static func line(_ ax: Int, _ ay: Int, _ bx: Int, _ by: Int, _ c: (UInt8, UInt8, UInt8), _ set: (Int, Int, (UInt8, UInt8, UInt8)) -> Void) {
+    private static func line(
+        _ ax: Int, _ ay: Int, _ bx: Int, _ by: Int, _ c: (UInt8, UInt8, UInt8),
+        _ set: (Int, Int, (UInt8, UInt8, UInt8)) -> Void
+    ) {
         let n = max(abs(bx - ax), abs(by - ay), 1)
         for k in 0...n {
             let x = ax + (bx - ax) * k / n, y = ay + (by - ay) * k / n

@@ -1,5 +1,5 @@
-import Foundation
 import Diffusion
+import Foundation
 import NN
 import TensorCore
 
@@ -24,12 +24,14 @@ public final class TeacherTrainer: @unchecked Sendable {
         var config = config
         let data = try openTrainingData(name: config.data, dataDir: config.dataDir, flat: config.arch == "mlp")
         if config.classConditional && data.classes == 0 {
-            throw TrainingError(.invalidConfig, "--class-conditional needs a labelled data set; '\(config.data)' has no labels")
+            throw TrainingError(
+                .invalidConfig, "--class-conditional needs a labelled data set; '\(config.data)' has no labels")
         }
         let classes = config.classConditional ? data.classes : 0
         if config.arch == "unet" {
             guard data.sampleShape.count == 3 else {
-                throw TrainingError(.invalidConfig, "--arch unet needs image data; '\(config.data)' is vector data (use --arch mlp)")
+                throw TrainingError(
+                    .invalidConfig, "--arch unet needs image data; '\(config.data)' is vector data (use --arch mlp)")
             }
             config.unet.inChannels = data.sampleShape[0]
             config.unet.outChannels = data.sampleShape[0]
@@ -43,7 +45,9 @@ public final class TeacherTrainer: @unchecked Sendable {
         self.config = config
         self.data = data
         run = try RunFolder(path: runPath, resume: resume)
-        network = config.arch == "unet" ? try UNet(config.unet, seed: config.seed) : try MLPDenoiser(config.mlp, seed: config.seed)
+        network =
+            config.arch == "unet"
+            ? try UNet(config.unet, seed: config.seed) : try MLPDenoiser(config.mlp, seed: config.seed)
         denoiser = EDMDenoiser(network)
         loss = EDMLoss(pMean: config.pMean, pStd: config.pStd)
         adam = Adam(count: network.parameters.count, learningRate: config.learningRate)
@@ -55,7 +59,9 @@ public final class TeacherTrainer: @unchecked Sendable {
             run.log(["event": "resume", "step": step, "images_seen": imagesSeen])
         } else {
             try run.writeConfig(config)
-            run.log(["event": "start", "parameters": network.parameters.count, "arch": config.arch, "data": config.data])
+            run.log([
+                "event": "start", "parameters": network.parameters.count, "arch": config.arch, "data": config.data,
+            ])
         }
     }
 
@@ -72,12 +78,14 @@ public final class TeacherTrainer: @unchecked Sendable {
             let (x, labels) = try data.batch(step: step, batchSize: B, seed: config.seed)
             network.parameters.zeroGrad()
             var rng = EDMLoss.stepRNG(seed: config.seed, step: step)
-            let l = loss.compute(denoiser: denoiser, x0: x, labels: labels.isEmpty || network.numClasses == 0 ? nil : labels, rng: &rng)
+            let l = loss.compute(
+                denoiser: denoiser, x0: x, labels: labels.isEmpty || network.numClasses == 0 ? nil : labels, rng: &rng)
             guard l.isFinite else {
                 throw TrainingError(.diverged, "loss became \(l) at step \(step); lower --lr or check the data")
             }
             let gnorm = GradientClip.clip(network.parameters, maxNorm: config.gradClip)
-            adam.learningRate = config.learningRate * Float(min(1, Double(imagesSeen + B) / Double(max(1, config.warmupImages))))
+            adam.learningRate =
+                config.learningRate * Float(min(1, Double(imagesSeen + B) / Double(max(1, config.warmupImages))))
             adam.update(network.parameters)
             step += 1
             imagesSeen += B
@@ -86,10 +94,14 @@ public final class TeacherTrainer: @unchecked Sendable {
             lossCount += 1
             if step % logEvery == 0 || step == lastStep {
                 let dt = Date().timeIntervalSince(intervalStart)
-                run.log(["step": step, "images_seen": imagesSeen, "loss": lossSum / Double(lossCount),
-                         "grad_norm": Double(gnorm), "lr": Double(adam.learningRate),
-                         "images_per_s": Double(lossCount * B) / max(dt, 1e-9)])
-                if showProgress { bar.update(imagesSeen, extra: String(format: "loss %.4f", lossSum / Double(lossCount))) }
+                run.log([
+                    "step": step, "images_seen": imagesSeen, "loss": lossSum / Double(lossCount),
+                    "grad_norm": Double(gnorm), "lr": Double(adam.learningRate),
+                    "images_per_s": Double(lossCount * B) / max(dt, 1e-9),
+                ])
+                if showProgress {
+                    bar.update(imagesSeen, extra: String(format: "loss %.4f", lossSum / Double(lossCount)))
+                }
                 lossSum = 0
                 lossCount = 0
                 intervalStart = Date()
@@ -104,8 +116,9 @@ public final class TeacherTrainer: @unchecked Sendable {
 
     /// Saves the training state only (used when a run stops early).
     public func saveState() throws {
-        try TrainingState.save(path: run.statePath, store: network.parameters, adam: adam, ema: ema,
-                               step: step, imagesSeen: imagesSeen, extra: ["config": jsonText(config)])
+        try TrainingState.save(
+            path: run.statePath, store: network.parameters, adam: adam, ema: ema,
+            step: step, imagesSeen: imagesSeen, extra: ["config": jsonText(config)])
     }
 
     /// Writes state, an EMA snapshot (numbered and `latest`), a sample grid and the loss curve.
@@ -113,14 +126,17 @@ public final class TeacherTrainer: @unchecked Sendable {
         try saveState()
         let emaNet = try NetworkCheckpoint.makeDenoiser(metadata: NetworkCheckpoint.metadata(of: network))
         emaNet.parameters.values.ptr.update(from: ema.values.ptr, count: ema.values.count)
-        let snap = Snapshot(kind: .teacher(config.sampler), network: emaNet, provenance: [
-            "data": config.data, "images_seen": String(imagesSeen), "steps": String(step),
-            "run": run.path, "seed": String(config.seed), "config": jsonText(config),
-        ])
+        let snap = Snapshot(
+            kind: .teacher(config.sampler), network: emaNet,
+            provenance: [
+                "data": config.data, "images_seen": String(imagesSeen), "steps": String(step),
+                "run": run.path, "seed": String(config.seed), "config": jsonText(config),
+            ])
         try snap.save(to: run.snapshotPath(imagesSeen: imagesSeen))
         try snap.save(to: run.latestSnapshotPath)
-        let grid = try SampleGrid.render(denoiser: EDMDenoiser(emaNet), sampler: config.sampler, count: config.gridSamples,
-                                         seed: config.seed, sampleShape: data.sampleShape)
+        let grid = try SampleGrid.render(
+            denoiser: EDMDenoiser(emaNet), sampler: config.sampler, count: config.gridSamples,
+            seed: config.seed, sampleShape: data.sampleShape)
         try PNG.write(grid, to: run.samplesPath(imagesSeen: imagesSeen))
         let losses = run.readLog().compactMap { $0["loss"] as? Double }
         try PNG.write(LossCurve.render(losses), to: run.lossCurvePath)

@@ -18,13 +18,16 @@ final class StudyCache {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
         for line in text.split(separator: "\n") {
             guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let key = o["key"] as? String, let v = o["values"] as? [String: Double] else { continue }
+                let key = o["key"] as? String, let v = o["values"] as? [String: Double]
+            else { continue }
             entries[key] = v
         }
     }
 
     /// The values for `key`, measured by `compute` (values plus "nfe") unless already recorded.
-    func values(key: String, _ compute: () async throws -> (values: [String: Double], nfe: Int)) async throws -> [String: Double] {
+    func values(key: String, _ compute: () async throws -> (values: [String: Double], nfe: Int)) async throws
+        -> [String: Double]
+    {
         if let v = entries[key] { return v }
         var (v, nfe) = try await compute()
         v["nfe"] = Double(nfe)
@@ -34,14 +37,17 @@ final class StudyCache {
     }
 
     /// Keyed by a snapshot file's content.
-    func values(file: String, variant: String = "as-is", seed: UInt64, count: Int, bestOf: Int,
-                _ compute: () async throws -> (values: [String: Double], nfe: Int)) async throws -> [String: Double] {
+    func values(
+        file: String, variant: String = "as-is", seed: UInt64, count: Int, bestOf: Int,
+        _ compute: () async throws -> (values: [String: Double], nfe: Int)
+    ) async throws -> [String: Double] {
         try await values(key: "\(try sha256(file))|\(variant)|seed=\(seed)|n=\(count)|k=\(bestOf)", compute)
     }
 
     private func sha256(_ file: String) throws -> String {
         let a = try FileManager.default.attributesOfItem(atPath: file)
-        let stamp = "\(file)|\((a[.size] as? NSNumber)?.intValue ?? -1)|\((a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
+        let stamp =
+            "\(file)|\((a[.size] as? NSNumber)?.intValue ?? -1)|\((a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
         if let h = hashes[stamp] { return h }
         let h = try sha256Hex(ofFile: file)
         hashes[stamp] = h

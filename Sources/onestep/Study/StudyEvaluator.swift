@@ -23,7 +23,8 @@ struct StudyEvaluator {
             }
         } else {
             let evaluator = try LeNetEvaluator(path: LeNetEvaluator.path(dataset: data, modelsDir: "models"))
-            let ref = try evaluator.evaluate(try ImageDataset.load(name: data, split: .test, dataDir: "data").prefix(count))
+            let ref = try evaluator.evaluate(
+                try ImageDataset.load(name: data, split: .test, dataDir: "data").prefix(count))
             keys = ["fd_lenet", "kid", "precision", "recall"]
             measure = { snap, seed, k in
                 let (x, nfe) = try await drawSamples(snap, count: count, seed: seed, bestOf: k)
@@ -33,7 +34,9 @@ struct StudyEvaluator {
         }
     }
 
-    func callAsFunction(_ snap: Snapshot, seed: UInt64, bestOf: Int) async throws -> (values: [String: Double], nfe: Int) {
+    func callAsFunction(_ snap: Snapshot, seed: UInt64, bestOf: Int) async throws -> (
+        values: [String: Double], nfe: Int
+    ) {
         try await measure(snap, seed, bestOf)
     }
 
@@ -42,13 +45,20 @@ struct StudyEvaluator {
     func before(dir: String, seed: UInt64, cache: StudyCache) async throws -> [String: Double]? {
         let initial = dir + "/snapshots/snapshot-000000000.safetensors"
         if FileManager.default.fileExists(atPath: initial) {
-            return try await cache.values(file: initial, seed: seed, count: count, bestOf: 1) { try await measure(try Snapshot.load(path: initial), seed, 1) }
+            return try await cache.values(file: initial, seed: seed, count: count, bestOf: 1) {
+                try await measure(try Snapshot.load(path: initial), seed, 1)
+            }
         }
         guard let text = try? String(contentsOfFile: dir + "/log.jsonl", encoding: .utf8) else { return nil }
         for line in text.split(separator: "\n") {
-            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["event"] as? String == "eval_initial" else { continue }
-            return ["sliced_w2": o["sliced_w2"] as? Double, "mmd2": o["mmd2"] as? Double, "modes": (o["modes_covered"] as? NSNumber)?.doubleValue]
-                .compactMapValues { $0 }
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                o["event"] as? String == "eval_initial"
+            else { continue }
+            return [
+                "sliced_w2": o["sliced_w2"] as? Double, "mmd2": o["mmd2"] as? Double,
+                "modes": (o["modes_covered"] as? NSNumber)?.doubleValue,
+            ]
+            .compactMapValues { $0 }
         }
         return nil
     }

@@ -29,7 +29,8 @@ struct StudyFigures {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir + "/snapshots")) ?? []
         return names.compactMap { n -> (Int, String)? in
             guard n.hasPrefix("snapshot-"), n.hasSuffix(".safetensors"),
-                  let images = Int(n.dropFirst("snapshot-".count).dropLast(".safetensors".count)) else { return nil }
+                let images = Int(n.dropFirst("snapshot-".count).dropLast(".safetensors".count))
+            else { return nil }
             return (images, dir + "/snapshots/" + n)
         }.sorted { $0.0 < $1.0 }
     }
@@ -37,7 +38,9 @@ struct StudyFigures {
     /// The colour of each row that has a curve (in table order).
     static func colours(_ rows: [StudyRow]) -> [String: SeriesPlot.Color] {
         var out: [String: SeriesPlot.Color] = [:]
-        for r in rows where r.curve.count >= 2 { out[r.name] = SeriesPlot.palette[out.count % SeriesPlot.palette.count] }
+        for r in rows where r.curve.count >= 2 {
+            out[r.name] = SeriesPlot.palette[out.count % SeriesPlot.palette.count]
+        }
         return out
     }
 
@@ -46,6 +49,8 @@ struct StudyFigures {
         let series = rows.compactMap { r in colours[r.name].map { SeriesPlot.Series(points: r.curve, color: $0) } }
         guard !series.isEmpty else { return }
         try FileManager.default.createDirectory(atPath: folder + "/figures", withIntermediateDirectories: true)
-        try atomicWriteFile(try PNG.encode(SeriesPlot.render(series, references: reference.map { [$0] } ?? [])), to: folder + "/" + Self.curveFile)
+        try atomicWriteFile(
+            try PNG.encode(SeriesPlot.render(series, references: reference.map { [$0] } ?? [])),
+            to: folder + "/" + Self.curveFile)
     }
 }

@@ -16,9 +16,10 @@ struct Study {
     /// What the default size was chosen to fit (stated in the table).
     var budget: String
 
-    static let quick = Study(name: "quick", teacher: "models/teachers/8gaussians-mlp.safetensors", data: "8gaussians",
-                             images: 128_000, batch: 256, n: 2000, extra: ["--snapshot-every", "128000", "--grid", "256"],
-                             budget: "sized for minutes on 2 cores")
+    static let quick = Study(
+        name: "quick", teacher: "models/teachers/8gaussians-mlp.safetensors", data: "8gaussians",
+        images: 128_000, batch: 256, n: 2000, extra: ["--snapshot-every", "128000", "--grid", "256"],
+        budget: "sized for minutes on 2 cores")
     /// Sized for about 8 hours of the 2-core development machine, from what its runs measured
     /// there (2026-11-27, quiet): DiJS from T trains about 21 images/s on 2 threads and DMD about 20,
     /// so a run of 12,800 generator images is about 10 minutes; arms M and S first train their own
@@ -26,20 +27,27 @@ struct Study {
     /// about 45 s. 30 runs (about 5.8 h), their evaluations after and before training plus the first
     /// seed's curve points (about 1.2 h), best-of-4 and best-of-16 (about 0.8 h). The 35-NFE teacher
     /// (1.05 million network evaluations per seed) is evaluated once and cached.
-    static let mnist = Study(name: "mnist", teacher: "models/serve/mnist-teacher/2/model.safetensors", data: "mnist",
-                             images: 12_800, batch: 64, n: 10_000,
-                             extra: ["--snapshot-every", "6400", "--grid", "64", "--lr-c", "2e-4", "--ema-half-life", "10000",
-                                     "--arm-steps", "1000"],
-                             budget: "sized for about 8 hours of 2 cores: about 6 h of distillation, 2 h of evaluation")
+    static let mnist = Study(
+        name: "mnist", teacher: "models/serve/mnist-teacher/2/model.safetensors", data: "mnist",
+        images: 12_800, batch: 64, n: 10_000,
+        extra: [
+            "--snapshot-every", "6400", "--grid", "64", "--lr-c", "2e-4", "--ema-half-life", "10000",
+            "--arm-steps", "1000",
+        ],
+        budget: "sized for about 8 hours of 2 cores: about 6 h of distillation, 2 h of evaluation")
 }
 
 /// The distillation rows of the table, and the order a study runs them in.
 enum StudyPlan {
     /// (row name, method, initialisation arm), in table order.
     static func rows() -> [(name: String, method: String, arm: String)] {
-        var plan: [(name: String, method: String, arm: String)] = [("DMD-style (score-based), init T", "dmd", "teacher"),
-                                                                   ("SiD (score-based, alpha 1.2), init T", "sid", "teacher")]
-        for m in ["dirkl", "dijs", "difkl"] { plan.append(("\(m.uppercased().replacingOccurrences(of: "DI", with: "Di")), init T", m, "teacher")) }
+        var plan: [(name: String, method: String, arm: String)] = [
+            ("DMD-style (score-based), init T", "dmd", "teacher"),
+            ("SiD (score-based, alpha 1.2), init T", "sid", "teacher"),
+        ]
+        for m in ["dirkl", "dijs", "difkl"] {
+            plan.append(("\(m.uppercased().replacingOccurrences(of: "DI", with: "Di")), init T", m, "teacher"))
+        }
         for arm in ["random", "map", "f1", "f2", "s"] {
             plan.append(("DiJS, init \((try? GeneratorInit(parsing: arm))?.letter ?? arm)", "dijs", arm))
         }

@@ -25,10 +25,14 @@ struct StudyRow {
     }
 
     func summary(_ keys: [String]) -> String {
-        keys.compactMap { k in stat(after, k).map { String(format: "%@ %.4f +- %.4f", k, $0.mean, $0.std) } }.joined(separator: ", ")
+        keys.compactMap { k in stat(after, k).map { String(format: "%@ %.4f +- %.4f", k, $0.mean, $0.std) } }.joined(
+            separator: ", ")
     }
 
     func json(keys: [String]) -> [String: Any] {
-        ["name": name, "nfe": nfe, "images": images, "before": before, "after": after, "seconds": seconds, "cpu_seconds": cpuSeconds, "peak_mib": peakMiB]
+        [
+            "name": name, "nfe": nfe, "images": images, "before": before, "after": after, "seconds": seconds,
+            "cpu_seconds": cpuSeconds, "peak_mib": peakMiB,
+        ]
     }
 }
