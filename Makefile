@@ -71,10 +71,12 @@ SWIFT_SOURCES = $(shell find Sources Tests fuzz clients/swift Protos/tools -name
 	! -name '*.pb.swift' ! -name '*.grpc.swift' ! -name Package.swift -print 2>/dev/null | sort)
 
 lint:
-	$(SWIFT) format lint --strict --configuration .swift-format $(SWIFT_SOURCES)
+	@echo "swift format lint --strict: $(words $(SWIFT_SOURCES)) files"
+	@$(SWIFT) format lint --strict --configuration .swift-format $(SWIFT_SOURCES)
 
 format:
-	$(SWIFT) format -i --configuration .swift-format $(SWIFT_SOURCES)
+	@echo "swift format -i: $(words $(SWIFT_SOURCES)) files"
+	@$(SWIFT) format -i --configuration .swift-format $(SWIFT_SOURCES)
 
 test: deps lint venv venv-serve data build-tests
 	ONESTEP_PYTHON=$(abspath $(PY)) ONESTEP_SERVE_PYTHON=$(abspath $(SERVE_PY)) \

@@ -6,7 +6,7 @@ import XCTest
 
 @testable import Diffusion
 
-final class SamplerTests: XCTestCase {
+final class ProbabilityFlowODETests: XCTestCase {
     func testKarrasSchedule() {
         let s = KarrasSchedule.sigmas(steps: 18)
         XCTAssertEqual(s.count, 19)
