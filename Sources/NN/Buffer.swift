@@ -29,6 +29,18 @@ public final class Buffer: @unchecked Sendable {
         count = n
     }
 
+    /// Makes room for at least `n` elements without changing `count`, growing to at least twice the
+    /// old capacity: a buffer grown one piece at a time (a parameter store while its network
+    /// registers tensors) is reallocated O(log n) times, not once per piece. Contents are
+    /// unspecified after growth.
+    public func reserve(_ n: Int) {
+        guard n > capacity else { return }
+        let (twice, o) = capacity.multipliedReportingOverflow(by: 2)
+        let inUse = count
+        resize(max(n, o ? n : twice))
+        count = inUse
+    }
+
     /// Sets the elements in use to zero.
     public func zero() { ptr.update(repeating: 0, count: count) }
 

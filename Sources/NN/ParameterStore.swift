@@ -101,6 +101,8 @@ public final class ParameterStore: @unchecked Sendable {
         count = end
         // Values are set by `initialise` or `load` once the network is built; growth may drop them.
         if allocates {
+            values.reserve(end)
+            grads.reserve(end)
             values.resize(end)
             grads.resize(end)
         }
