@@ -20,7 +20,6 @@ public enum SnapshotKind: Sendable, Equatable {
     }
 
     public var isTeacher: Bool { if case .teacher = self { true } else { false } }
-    public var isGenerator: Bool { !isTeacher }
 
     /// Network evaluations per sample with the stored settings.
     public var nfe: Int {

@@ -39,14 +39,7 @@ struct Eval: AsyncParsableCommand {
         useCompute(threads: threads)
         let rule = try BestOfRuleOption.parse(bestOfRule)
         let snap = try Snapshot.load(path: model)
-        var sampler: ODESettings?
-        if let steps {
-            guard case .teacher(var stored) = snap.kind else {
-                throw ValidationError("--steps applies to teachers; \(model) is a one-step generator")
-            }
-            stored.steps = steps
-            sampler = stored
-        }
+        let sampler = try teacherSettings(snap, steps: steps, solver: nil, model: model)
         var report: [String: Any] = [
             "model": model, "data": data, "n": n, "seeds": seeds, "kind": snap.kind.name, "best_of": bestOf,
             "best_of_rule": bestOfRule ?? "snapshot",

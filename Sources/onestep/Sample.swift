@@ -32,20 +32,7 @@ struct Sample: AsyncParsableCommand {
         try Check.count("--threads", threads, 1...1_024)
         useCompute(threads: threads)
         let snap = try Snapshot.load(path: model)
-        var solverSettings: ODESettings?
-        if steps != nil || solver != nil {
-            guard case .teacher(var cfg) = snap.kind else {
-                throw ValidationError("--steps and --solver apply to teachers; \(model) is a one-step generator")
-            }
-            if let steps { cfg.steps = steps }
-            if let solver {
-                guard let s = ODESolver(rawValue: solver) else {
-                    throw ValidationError("--solver must be heun or euler")
-                }
-                cfg.solver = s
-            }
-            solverSettings = cfg
-        }
+        let solverSettings = try teacherSettings(snap, steps: steps, solver: solver, model: model)
         let sampling = try Sampling(snap, solver: solverSettings)
         let d = sampling.denoiser
         let ids = SampleID.range(seed: seed, 0..<n)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Diffusion
 import Foundation
 import NN
 import TensorCore
@@ -13,6 +14,21 @@ func useCompute(threads: Int, instances: Int = 1) {
     let line =
         "onestep: \(threads) thread\(threads == 1 ? "" : "s")\(each); \(ConvolutionEngine.summary); GEMM: \(BLASKernels.summary)\n"
     FileHandle.standardError.write(Data(line.utf8))
+}
+
+/// A teacher's stored ODE settings with `--steps` / `--solver` replaced (nil when neither is given),
+/// for `sample` and `eval`; a generator takes neither.
+func teacherSettings(_ snap: Snapshot, steps: Int?, solver: String?, model: String) throws -> ODESettings? {
+    guard steps != nil || solver != nil else { return nil }
+    guard case .teacher(var settings) = snap.kind else {
+        throw ValidationError("--steps and --solver apply to teachers; \(model) is a one-step generator")
+    }
+    if let steps { settings.steps = steps }
+    if let solver {
+        guard let s = ODESolver(rawValue: solver) else { throw ValidationError("--solver must be heun or euler") }
+        settings.solver = s
+    }
+    return settings
 }
 
 /// Checks of command-line numbers before anything is computed from them: a value out of range is a
