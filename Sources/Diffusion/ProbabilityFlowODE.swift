@@ -111,6 +111,13 @@ public final class ProbabilityFlowODE: @unchecked Sendable {
 
     /// Samples for `ids` (`labels`: one per id, for class-conditional networks), `[N, ...sampleShape]`.
     public func sample(denoiser: EDMDenoiser, ids: [SampleID], labels: [Int32]? = nil) -> [Float] {
+        try! sample(denoiser: denoiser, ids: ids, labels: labels, stop: nil)
+    }
+
+    /// As above; ends with `CancellationError` within one network evaluation of `stop` being set.
+    public func sample(denoiser: EDMDenoiser, ids: [SampleID], labels: [Int32]? = nil, stop: StopSignal?)
+        throws(CancellationError) -> [Float]
+    {
         precondition(labels == nil || labels!.count == ids.count, "need one label per sample")
         let n = denoiser.sampleSize
         let sigmas = config.sigmas
@@ -127,7 +134,9 @@ public final class ProbabilityFlowODE: @unchecked Sendable {
             let s0 = sigmas[0]
             for j in 0..<batch * n { x.ptr[j] *= s0 }
             let lab = labels.map { Array($0[start..<start + batch]) }
-            lab.withOptionalPointer { integrate(denoiser: denoiser, sigmas: sigmas, labels: $0, batch: batch) }
+            try lab.withOptionalPointer { (p) throws(CancellationError) in
+                try integrate(denoiser: denoiser, sigmas: sigmas, labels: p, batch: batch, stop: stop)
+            }
             result.withUnsafeMutableBufferPointer { (r: inout UnsafeMutableBufferPointer<Float>) in
                 (r.baseAddress! + start * n).update(from: x.ptr, count: batch * n)
             }
@@ -137,13 +146,16 @@ public final class ProbabilityFlowODE: @unchecked Sendable {
     }
 
     /// Integrates `x` (already `sigmas[0] * z`) in place down the schedule.
-    private func integrate(denoiser: EDMDenoiser, sigmas: [Float], labels: UnsafePointer<Int32>?, batch: Int) {
+    private func integrate(
+        denoiser: EDMDenoiser, sigmas: [Float], labels: UnsafePointer<Int32>?, batch: Int, stop: StopSignal?
+    ) throws(CancellationError) {
         let n = denoiser.sampleSize, total = batch * n
         xNext.resize(total)
         d.resize(total)
         sig.resize(batch)
         let xp = x.ptr, xn = xNext.ptr, dp = d.ptr
         for i in 0..<sigmas.count - 1 {
+            try stop.check()
             let t = sigmas[i], tNext = sigmas[i + 1], h = tNext - t
             for b in 0..<batch { sig.ptr[b] = t }
             let den = denoiser.forward(xp, sigma: sig.ptr, labels: labels, batch: batch)
@@ -152,6 +164,7 @@ public final class ProbabilityFlowODE: @unchecked Sendable {
                 xn[j] = xp[j] + h * dp[j]
             }
             if config.solver == .heun && tNext > 0 {
+                try stop.check()
                 for b in 0..<batch { sig.ptr[b] = tNext }
                 let den2 = denoiser.forward(xn, sigma: sig.ptr, labels: labels, batch: batch)
                 for j in 0..<total {
@@ -175,12 +188,21 @@ public enum OneStepGenerator {
         denoiser: EDMDenoiser, sigmaInit: Float = defaultSigmaInit, ids: [SampleID],
         labels: [Int32]? = nil, maxBatch: Int = 256
     ) -> [Float] {
+        try! generate(denoiser: denoiser, sigmaInit: sigmaInit, ids: ids, labels: labels, maxBatch: maxBatch, stop: nil)
+    }
+
+    /// As above; ends with `CancellationError` before the next sub-batch once `stop` is set.
+    public static func generate(
+        denoiser: EDMDenoiser, sigmaInit: Float = defaultSigmaInit, ids: [SampleID],
+        labels: [Int32]? = nil, maxBatch: Int = 256, stop: StopSignal?
+    ) throws(CancellationError) -> [Float] {
         precondition(maxBatch >= 1 && sigmaInit > 0, "need maxBatch >= 1 and sigmaInit > 0")
         precondition(labels == nil || labels!.count == ids.count, "need one label per sample")
         let n = denoiser.sampleSize
         var result = [Float](repeating: 0, count: ids.count * n)
         var start = 0
         while start < ids.count {
+            try stop.check()
             let batch = min(maxBatch, ids.count - start)
             var z = [Float](repeating: 0, count: batch * n)
             z.withUnsafeMutableBufferPointer { zp in
@@ -202,10 +224,11 @@ public enum OneStepGenerator {
 
 extension Optional where Wrapped == [Int32] {
     /// Calls `body` with a pointer to the elements, or nil.
-    func withOptionalPointer<R>(_ body: (UnsafePointer<Int32>?) -> R) -> R {
+    func withOptionalPointer<R, E>(_ body: (UnsafePointer<Int32>?) throws(E) -> R) throws(E) -> R {
         switch self {
-        case .some(let a): return a.withUnsafeBufferPointer { body($0.baseAddress) }
-        case .none: return body(nil)
+        case .some(let a):
+            return try a.withUnsafeBufferPointer { (p) throws(E) in try body(p.baseAddress) }
+        case .none: return try body(nil)
         }
     }
 }

@@ -60,12 +60,18 @@ public final class Sampling: @unchecked Sendable {
 
     /// Samples of `ids` (sample-major floats), labels for conditional models.
     public func sample(_ ids: [SampleID], labels: [Int32]?) -> [Float] {
+        try! sample(ids, labels: labels, stop: nil)
+    }
+
+    /// As above; ends with `CancellationError` within one network evaluation of `stop` being set.
+    public func sample(_ ids: [SampleID], labels: [Int32]?, stop: StopSignal?) throws(CancellationError) -> [Float] {
         switch kind {
         case .generator(let sigmaInit):
-            return OneStepGenerator.generate(
-                denoiser: denoiser, sigmaInit: sigmaInit, ids: ids, labels: labels, maxBatch: maxBatch)
+            return try OneStepGenerator.generate(
+                denoiser: denoiser, sigmaInit: sigmaInit, ids: ids, labels: labels, maxBatch: maxBatch, stop: stop)
         case .teacher(let settings):
-            return ProbabilityFlowODE(settings, maxBatch: maxBatch).sample(denoiser: denoiser, ids: ids, labels: labels)
+            return try ProbabilityFlowODE(settings, maxBatch: maxBatch).sample(
+                denoiser: denoiser, ids: ids, labels: labels, stop: stop)
         }
     }
 

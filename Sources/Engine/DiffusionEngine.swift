@@ -87,8 +87,15 @@ public final class DiffusionEngine: SampleEngine {
     /// (at least one, waiting for it): sample k is the same bits whichever instance makes it.
     public func run(model: ModelHandle, ids: [SampleID], labels: [Int32]?) async throws -> [Float] {
         let pool = try pool(model)
-        let parts = try await pool.split(ids.count, minPart: minSamplesPerInstance) { sampling, r in
-            sampling.sample(Array(ids[r]), labels: labels.map { Array($0[r]) })
+        // Cancelling the calling task stops the instances within one network evaluation (a teacher
+        // runs thousands), so work nobody waits for does not hold an instance or a core.
+        let stop = StopSignal()
+        let parts = try await withTaskCancellationHandler {
+            try await pool.split(ids.count, minPart: minSamplesPerInstance) { sampling, r in
+                try sampling.sample(Array(ids[r]), labels: labels.map { Array($0[r]) }, stop: stop)
+            }
+        } onCancel: {
+            stop.set()
         }
         return parts.count == 1 ? parts[0] : Array(parts.joined())
     }

@@ -60,7 +60,8 @@ public final class ModelHandle: Sendable {
 public protocol SampleEngine: Sendable {
     /// Loads and validates a checkpoint file (untrusted input); throws `EngineError(.loadFailed)` with a message.
     func load(name: String, version: Int64, path: String) async throws -> ModelHandle
-    /// `ids.count * sampleSize` floats, sample-major. `labels`: one per id, or nil.
+    /// `ids.count * sampleSize` floats, sample-major. `labels`: one per id, or nil. Cancelling the
+    /// calling task ends the call early with `CancellationError` (the engine stops computing).
     func run(model: ModelHandle, ids: [SampleID], labels: [Int32]?) async throws -> [Float]
     /// Best-of-K scores (higher is better) for samples produced by `run`; nil if the model cannot rank.
     func score(model: ModelHandle, samples: [Float], count: Int, labels: [Int32]?) async throws -> [Float]?

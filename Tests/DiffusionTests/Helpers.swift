@@ -47,6 +47,8 @@ final class GaussianOptimalF: Denoiser, @unchecked Sendable {
     /// Forward calls, and samples evaluated, so tests can count NFE.
     var calls = 0
     var samplesEvaluated = 0
+    /// Called after each forward call with the number of calls so far.
+    var afterForward: ((Int) -> Void)?
     private let out = Buffer()
 
     init(means: [[Double]], s: [Double], sigmaData: Double = 0.5) {
@@ -102,6 +104,7 @@ final class GaussianOptimalF: Denoiser, @unchecked Sendable {
             let d = optimal(x: xr, sigma: sigma)
             for j in 0..<n { out.ptr[b * n + j] = Float((d[j] - cSkip * xr[j]) / cOut) }
         }
+        afterForward?(calls)
         return out.ptr
     }
 

@@ -114,6 +114,37 @@ final class ProbabilityFlowODETests: XCTestCase {
         XCTAssertEqual(alone.map(\.bitPattern), Array(runs[0].0[60..<63]).map(\.bitPattern))
     }
 
+    /// A set `StopSignal` ends the ODE at its next check (between network evaluations) with
+    /// `CancellationError`; one never set changes nothing.
+    func testStopSignalEndsTheODEWithinOneEvaluation() throws {
+        let f = GaussianOptimalF(means: [[0.5, 0.1, -0.3]], s: [0.2, 0.1, 0.3])
+        let d = EDMDenoiser(f)
+        let ids = SampleID.range(seed: 3, 0..<5)
+        let ode = ProbabilityFlowODE(ODESettings(solver: .heun, steps: 40), maxBatch: 2)
+        let plain = ode.sample(denoiser: d, ids: ids)
+        let fullCalls = f.calls
+        XCTAssertEqual(
+            try ode.sample(denoiser: d, ids: ids, stop: StopSignal()).map(\.bitPattern), plain.map(\.bitPattern))
+        for stopAfter in [0, 1, 7, 80] {
+            let stop = StopSignal()
+            if stopAfter == 0 { stop.set() }
+            f.calls = 0
+            f.afterForward = { if $0 == stopAfter { stop.set() } }
+            XCTAssertThrowsError(try ode.sample(denoiser: d, ids: ids, stop: stop)) {
+                XCTAssertTrue($0 is CancellationError, "\($0)")
+            }
+            XCTAssertEqual(f.calls, stopAfter, "evaluations after the stop was set")
+            f.afterForward = nil
+        }
+        XCTAssertGreaterThan(fullCalls, 80 * 2)
+        // The one-step generator checks between sub-batches.
+        let stop = StopSignal()
+        f.calls = 0
+        f.afterForward = { if $0 == 1 { stop.set() } }
+        XCTAssertThrowsError(try OneStepGenerator.generate(denoiser: d, ids: ids, maxBatch: 2, stop: stop))
+        XCTAssertEqual(f.calls, 1)
+    }
+
     /// With the real MLP network the outputs agree across batchings only to rounding: OpenBLAS sgemm
     /// is not bitwise batch-invariant (different kernels/blocking per row count), which is NN's concern.
     func testMLPOutputIsBatchingInsensitiveToRounding() throws {

@@ -133,4 +133,27 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(try Sampling(teacher, solver: ODESettings(solver: .euler, steps: 6)).nfe, 6)
         XCTAssertThrowsError(try Sampling(teacher, solver: ODESettings(steps: 0)))
     }
+
+    /// Cancelling a call stops the engine's instances: a teacher of 4,096 Heun steps (8,191
+    /// evaluations per sample, 64 samples: tens of seconds of work) ends with CancellationError
+    /// soon after the cancel.
+    func testCancelledCallStopsComputing() async throws {
+        let root = try Fixtures.repository()
+        let generator = try Fixtures.imageGenerator(seed: 1)
+        try Fixtures.install(
+            Snapshot(kind: .teacher(ODESettings(steps: 4096)), network: generator.network), root: root, name: "t",
+            version: 1)
+        let engine = DiffusionEngine()
+        let h = try await engine.load(name: "t", version: 1, path: "\(root)/t/1/model.safetensors")
+        let ids = SampleID.range(seed: 0, 0..<64)
+        let started = ContinuousClock.now
+        let call = Task { try await engine.run(model: h, ids: ids, labels: nil) }
+        try await Task.sleep(for: .milliseconds(100))
+        call.cancel()
+        let result = await call.result
+        let took = ContinuousClock.now - started
+        XCTAssertThrowsError(try result.get()) { XCTAssertTrue($0 is CancellationError, "\($0)") }
+        // One evaluation of this network on 64 samples takes milliseconds; the call needs 8,191.
+        XCTAssertLessThan(took, .seconds(3), "the cancelled call ran on for \(took)")
+    }
 }

@@ -65,7 +65,11 @@ final class WarmupLimitTests: XCTestCase {
         print(
             "warm-up limit: version 2 refused after \(refusedAfter); \(calls.value) calls to version 1, slowest \(slowest.value) ms"
         )
+        // The refused warm-up was stopped, not left computing: the daemon exits at once and cleanly
+        // (it used to run the 4,096-step warm-up on and could crash in exit while it did).
+        let stopping = ContinuousClock.now
         daemon.sigterm()
-        XCTAssertEqual(daemon.waitForExit(timeout: 30), 0)
+        XCTAssertEqual(daemon.waitForExit(timeout: 30), 0, daemon.log)
+        XCTAssertLessThan(ContinuousClock.now - stopping, .seconds(5), daemon.log)
     }
 }

@@ -103,6 +103,8 @@ public actor ModelRepository {
     private var models: [String: ModelEntry] = [:]
     private var watchers: [UInt64: AsyncStream<Void>.Continuation] = [:]
     private var nextWatcher: UInt64 = 0
+    /// Warm-ups cancelled after their limit, awaited by `drainAll` (they stop within one evaluation).
+    private var abandoned: [Task<Void, Never>] = []
     private let loadedGauge = Gauge(label: "onestep_loaded_model_versions")
 
     public init(config: Config, engine: any SampleEngine, logger: Logger = Logger(label: "onestep.repository")) {
@@ -280,6 +282,10 @@ public actor ModelRepository {
     public func drainAll() async {
         let lanes = models.values.flatMap { $0.versions.values.compactMap(\.lane) }
         for l in lanes { await l.drain() }
+        // Warm-ups past their limit were cancelled; each ends within one network evaluation.
+        let stopping = abandoned
+        abandoned = []
+        for t in stopping { await t.value }
     }
 
     /// Brings one model in line with the disk and the policy.
@@ -360,6 +366,10 @@ public actor ModelRepository {
         let engine = self.engine
         let run = Task { try await engine.run(model: handle, ids: ids, labels: labels) }
         guard let out = try await Self.value(of: run, within: config.warmupTimeout) else {
+            // Stopped, not left running: a refused teacher of thousands of steps would hold a core
+            // for minutes and could still be computing when the process exits.
+            run.cancel()
+            abandoned.append(Task { _ = await run.result })
             throw ServerError(
                 .loadFailed,
                 "warm-up of \(n) samples took longer than \(config.warmupTimeout!) (warmup_timeout_seconds); the version is refused"
