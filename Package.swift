@@ -64,14 +64,24 @@ let package = Package(
         // Bulk data sets: from the engine in process or from daemons through the client.
         .target(name: "Generation", dependencies: ["Engine", "SamplerClient", "Diffusion", "TensorCore"], exclude: ["README.md"]),
 
+        // What `onestep bench` measures: timer, machine line, rows, shared random weights.
+        .target(name: "Benchmarks", dependencies: ["NN", "OneDNN", "TensorCore"], exclude: ["README.md"]),
+
+        // What `onestep loadtest` runs: closed and open loops against a daemon or an in-process lane.
+        .target(name: "LoadTesting", dependencies: [
+            "SamplerClient", "SamplerServer", "SamplerAPI", "Engine", "Diffusion",
+            .product(name: "GRPCCore", package: "grpc-swift-2"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ], exclude: ["README.md"]),
+
         .executableTarget(name: "onestep", dependencies: [
             "TensorCore", "NN", "Diffusion", "Training", "Engine", "SamplerServer", "SamplerClient", "Generation", "OneDNN",
+            "Benchmarks", "LoadTesting",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
-            .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "GRPCCore", package: "grpc-swift-2"),
         ], exclude: ["README.md"]),
 
         .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
@@ -96,6 +106,11 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "SamplerClientTests", dependencies: ["SamplerClient", "SamplerAPI", "ServingTestSupport"] + grpc),
+        .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks", "NN", "TensorCore", "TestSupport"]),
+        .testTarget(name: "LoadTestingTests", dependencies: [
+            "LoadTesting", "SamplerServer", "SamplerClient", "SamplerAPI", "Engine", "Diffusion", "ServingTestSupport",
+            .product(name: "GRPCCore", package: "grpc-swift-2"),
+        ]),
         .testTarget(name: "GenerationTests", dependencies: [
             "Generation", "Engine", "SamplerClient", "Training", "Diffusion", "TensorCore", "ServingTestSupport",
         ]),

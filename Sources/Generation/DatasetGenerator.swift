@@ -75,28 +75,28 @@ public final class DatasetGenerator: Sendable {
     public init(source: any SampleSource, options o: GenerationOptions) throws {
         let info = source.info
         guard o.chunk >= 1, o.chunk <= 1_000_000 else {
-            throw GenerationError(.invalidArgument, "--chunk must be in 1...1000000, got \(o.chunk)")
+            throw GenerationError(.invalidArgument, "`chunk` must be in 1...1000000, got \(o.chunk)")
         }
         guard o.batch >= 1, o.batch <= 65_536 else {
-            throw GenerationError(.invalidArgument, "--batch must be in 1...65536, got \(o.batch)")
+            throw GenerationError(.invalidArgument, "`batch` must be in 1...65536, got \(o.batch)")
         }
         guard o.inFlight >= 1, o.inFlight <= 1_024 else {
-            throw GenerationError(.invalidArgument, "--in-flight must be in 1...1024, got \(o.inFlight)")
+            throw GenerationError(.invalidArgument, "`in_flight` must be in 1...1024, got \(o.inFlight)")
         }
         guard o.bestOf >= 1, o.bestOf <= 1_024 else {
-            throw GenerationError(.invalidArgument, "--best-of must be in 1...1024, got \(o.bestOf)")
+            throw GenerationError(.invalidArgument, "`best_of` must be in 1...1024, got \(o.bestOf)")
         }
         try o.labels.check(numClasses: info.numClasses, model: info.model)
         try o.format.check(sampleShape: info.sampleShape, model: info.model)
         if o.format == .idx && info.numClasses > 256 {
             throw GenerationError(
                 .invalidArgument,
-                "IDX labels are bytes; model '\(info.model)' has \(info.numClasses) classes: use --format npy")
+                "IDX labels are bytes; model '\(info.model)' has \(info.numClasses) classes: use `format` npy")
         }
         if o.bestOf > 1 && !info.supportsBestOf {
             throw GenerationError(
                 .invalidArgument,
-                "model '\(info.model)' version \(info.version) ships no ratio classifier: --best-of needs one")
+                "model '\(info.model)' version \(info.version) ships no ratio classifier: `best_of` needs one")
         }
         self.source = source
         options = o
@@ -124,7 +124,7 @@ public final class DatasetGenerator: Sendable {
                 throw GenerationError(
                     .outputConflict,
                     "'\(options.out)' already holds shard \(plan.shard)'s manifest (\(existing.count) samples): "
-                        + "pass --resume to continue that run, or choose another --out")
+                        + "pass `resume` to continue that run, or choose another `out`")
             }
             (kept, done) = try Resume.verify(existing, plan: plan, spec: spec, folder: options.out)
             if kept.count != existing.count || !Resume.endsWithNewline(manifestPath) {
@@ -239,7 +239,7 @@ public final class DatasetGenerator: Sendable {
             if let e = error as? GenerationError { throw e }
             throw GenerationError(
                 .io,
-                "cannot write seeds \(seeds.lowerBound)-\(seeds.upperBound) into '\(options.out)' (nothing of this chunk was kept; fix the cause and rerun with --resume)",
+                "cannot write seeds \(seeds.lowerBound)-\(seeds.upperBound) into '\(options.out)' (nothing of this chunk was kept; fix the cause and rerun with `resume`)",
                 cause: "\(error)")
         }
         return ChunkResult(records: encoded.records, files: written)

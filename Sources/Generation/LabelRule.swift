@@ -42,12 +42,12 @@ public enum LabelRule: Sendable, Equatable, CustomStringConvertible {
             guard numClasses == 0 else {
                 throw GenerationError(
                     .invalidArgument,
-                    "model '\(model)' is class-conditional (\(numClasses) classes): give --labels cycle, fixed:C or random"
+                    "model '\(model)' is class-conditional (\(numClasses) classes): give `labels` cycle, fixed:C or random"
                 )
             }
         case .fixed(let c):
             guard numClasses > 0 else {
-                throw GenerationError(.invalidArgument, "model '\(model)' is unconditional: it takes no --labels")
+                throw GenerationError(.invalidArgument, "model '\(model)' is unconditional: it takes no `labels`")
             }
             guard c < numClasses else {
                 throw GenerationError(
@@ -55,7 +55,7 @@ public enum LabelRule: Sendable, Equatable, CustomStringConvertible {
             }
         case .cycle, .random:
             guard numClasses > 0 else {
-                throw GenerationError(.invalidArgument, "model '\(model)' is unconditional: it takes no --labels")
+                throw GenerationError(.invalidArgument, "model '\(model)' is unconditional: it takes no `labels`")
             }
         }
     }

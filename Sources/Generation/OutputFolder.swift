@@ -8,7 +8,7 @@ enum OutputFolder {
         var isDir: ObjCBool = false
         if fm.fileExists(atPath: out, isDirectory: &isDir) {
             guard isDir.boolValue else {
-                throw GenerationError(.outputConflict, "--out '\(out)' is a file, not a folder")
+                throw GenerationError(.outputConflict, "`out` '\(out)' is a file, not a folder")
             }
         } else if let reason = makeDirectories(out) {
             throw GenerationError(.io, "cannot create the output folder '\(out)'", cause: reason)
@@ -18,11 +18,11 @@ enum OutputFolder {
             guard let data = fm.contents(atPath: specPath),
                 let found = try? JSONDecoder().decode(GenerationSpec.self, from: data)
             else {
-                throw GenerationError(.outputConflict, "'\(specPath)' is not a generation spec; choose another --out")
+                throw GenerationError(.outputConflict, "'\(specPath)' is not a generation spec; choose another `out`")
             }
             if let why = spec.conflict(with: found) {
                 throw GenerationError(
-                    .outputConflict, "'\(out)' is another generation run: \(why); choose another --out")
+                    .outputConflict, "'\(out)' is another generation run: \(why); choose another `out`")
             }
             return
         }

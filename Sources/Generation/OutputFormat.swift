@@ -22,7 +22,7 @@ public enum OutputFormat: String, Sendable, CaseIterable, Codable {
             guard shape.count == 3, shape[0] == 1 || shape[0] == 3 else {
                 throw GenerationError(
                     .invalidArgument,
-                    "model '\(model)' makes samples of shape \(shape): PNG needs images with 1 or 3 channels; use --format npy"
+                    "model '\(model)' makes samples of shape \(shape): PNG needs images with 1 or 3 channels; use `format` npy"
                 )
             }
         case .idx:

@@ -83,7 +83,7 @@ public final class LocalSource: SampleSource {
         guard bestOf > 1 else { return try await engine.run(model: handle, ids: ids, labels: labels) }
         guard info.supportsBestOf else {
             throw GenerationError(
-                .source, "model '\(info.model)' version \(info.version) ships no ratio classifier: --best-of needs one")
+                .source, "model '\(info.model)' version \(info.version) ships no ratio classifier: `best_of` needs one")
         }
         let (engine, handle) = (self.engine, self.handle)
         return try await BestOfK.compose(

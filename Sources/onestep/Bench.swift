@@ -1,4 +1,5 @@
 import ArgumentParser
+import Benchmarks
 import Foundation
 import NN
 import TensorCore
@@ -70,7 +71,7 @@ struct Bench: AsyncParsableCommand {
         let threadList = parseInts(threads), batchList = parseInts(batches)
         let reps = quick ? min(repeats, 3) : repeats
         let nets = Set(networks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
-        BenchMachine.printHeader()
+        print(BenchMachine.header())
 
         let unet = try UNet(UNetConfig(), seed: seed)
         let mlp = try MLPDenoiser(MLPConfig(dim: 2, width: 128, blocks: 3), seed: seed)
@@ -93,19 +94,21 @@ struct Bench: AsyncParsableCommand {
             print("exported weights and io sample to \(dir)\n")
         }
 
-        if convs { try BenchConv.printTable(batches: batchList, threads: threadList, repeats: reps) }
+        if convs { try BenchConv.run(batches: batchList, threads: threadList, repeats: reps) { print($0) } }
 
         var rows: [BenchRow] = []
         for t in threadList {
             setComputeThreads(t)
-            if !noSgemm { rows += BenchSgemm.rows(threads: t, repeats: reps, quick: quick) }
+            if !noSgemm { rows += BenchSgemm.rows(BenchSgemm.shapes(quick: quick), threads: t, repeats: reps) }
             for (name, net) in all {
                 for b in batchList {
                     rows.append(BenchNet.forward(net, name: name, batch: b, threads: t, repeats: reps, seed: seed))
                 }
                 if !noTrain {
-                    rows.append(
-                        BenchNet.trainStep(net, name: name, batch: trainBatch, threads: t, repeats: reps, seed: seed))
+                    let step = BenchNet.trainStep(
+                        net, name: name, batch: trainBatch, threads: t, repeats: reps, seed: seed)
+                    if !step.finite { print("warning: \(name) training loss is not finite") }
+                    rows.append(step.row)
                     for frozen in [false, true] {
                         rows.append(
                             BenchNet.inputGradient(
@@ -117,13 +120,7 @@ struct Bench: AsyncParsableCommand {
         }
         // Same output at every thread count (the kernels split work, never reorder sums across threads).
         for (name, net) in all {
-            let (x, c) = BenchWeights.input(for: net, batch: 4, seed: seed &+ 11)
-            setComputeThreads(1)
-            let y1 = net.forward(x: x, cNoise: c)
-            for t in threadList where t > 1 {
-                setComputeThreads(t)
-                let yt = net.forward(x: x, cNoise: c)
-                let d = zip(y1, yt).map { abs($0 - $1) }.max() ?? 0
+            for (t, d) in BenchNet.threadSpread(net, threads: threadList, seed: seed) {
                 print("\(name): max |y(\(t) threads) - y(1 thread)| = \(d)")
             }
         }
@@ -131,33 +128,15 @@ struct Bench: AsyncParsableCommand {
         setComputeThreads(1)
 
         print("")
-        BenchRow.printTable(rows)
+        print(BenchRow.table(rows))
         print("\n(train: one step = zero grads + forward + loss + backward + Adam; GFLOP/s counts 3x forward FLOPs)")
         print(
             "(d/dx: forward + backward to the input, with weight gradients (+dW, 3x forward FLOPs) or without (frozen, 2x))"
         )
         print("(sgemm rows: C[M,N] = A[M,K] B[K,N], row-major, 2*M*N*K FLOP)")
         print("load average after: \(BenchMachine.loadAverage)\n")
-        BenchRow.printCPUTable(rows)
-        if let json { try Self.writeJSON(rows, to: json) }
-    }
-
-    struct Record: Encodable {
-        var date: String, cpu: String, cores: Int, gemm: String, convolutions: String, loadAverageAfter: String
-        var rows: [BenchRow]
-    }
-
-    static func writeJSON(_ rows: [BenchRow], to path: String) throws {
-        let record = Record(
-            date: ISO8601DateFormatter().string(from: Date()), cpu: BenchMachine.cpuModel,
-            cores: ProcessInfo.processInfo.activeProcessorCount, gemm: BLASKernels.summary,
-            convolutions: ConvolutionEngine.summary, loadAverageAfter: BenchMachine.loadAverage, rows: rows)
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        enc.keyEncodingStrategy = .convertToSnakeCase
-        do { try enc.encode(record).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw ValidationError("cannot write --json '\(path)': \(error)")
-        }
+        print(BenchRow.cpuTable(rows))
+        if let json { try BenchRecord(rows: rows).write(to: json) }
     }
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SamplerServer
 import TensorCore
+import Training
 
 @main
 struct OneStep: AsyncParsableCommand {
@@ -24,15 +25,17 @@ struct OneStep: AsyncParsableCommand {
         BLASKernels.probeIfAsked()
         BLASKernels.choose()
         lineBufferStandardOutput()
+        var flags: [String: String] = [:]
         do {
             var command = try parseAsRoot()
+            flags = (type(of: command) as? NamesConfigFlags.Type)?.flagsByKey ?? [:]
             if var async = command as? AsyncParsableCommand {
                 try await async.run()
             } else {
                 try command.run()
             }
         } catch {
-            exit(withError: error)
+            exit(withError: ConfigFlags.commandLine(error, flags))
         }
     }
 }
@@ -43,4 +46,17 @@ func lineBufferStandardOutput() {
     guard let symbol = dlsym(nil, "stdout") else { return }
     guard let stream = symbol.assumingMemoryBound(to: UnsafeMutablePointer<FILE>?.self).pointee else { return }
     setvbuf(stream, nil, _IOLBF, 0)
+}
+
+/// A command whose flags differ from the config keys the libraries name in their messages.
+protocol NamesConfigFlags {
+    static var flagsByKey: [String: String] { get }
+}
+
+extension Distill: NamesConfigFlags {
+    static var flagsByKey: [String: String] { ConfigFlags.distill }
+}
+
+extension TrainTeacher: NamesConfigFlags {
+    static var flagsByKey: [String: String] { ConfigFlags.train }
 }

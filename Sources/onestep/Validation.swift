@@ -1,6 +1,7 @@
 import ArgumentParser
 import Diffusion
 import Foundation
+import Generation
 import NN
 import TensorCore
 import Training
@@ -69,12 +70,44 @@ enum ConfigFlags {
         "grid_samples": "--grid",
     ]
 
-    /// Runs `body`; a configuration error that starts with a key in `flags` is rethrown naming the flag.
+    /// The libraries name a setting in a message as `key` (its config.json / spec key); on the
+    /// command line it reads as the flag: `flags[key]`, else `--key` with dashes for underscores.
+    static func rewrite(_ message: String, _ flags: [String: String] = [:]) -> String {
+        var out = "", rest = Substring(message)
+        while let open = rest.firstIndex(of: "`") {
+            let after = rest[rest.index(after: open)...]
+            guard let close = after.firstIndex(of: "`"),
+                after[..<close].allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "_" }), !after[..<close].isEmpty
+            else {
+                out += rest[...open]
+                rest = after
+                continue
+            }
+            let key = String(after[..<close])
+            out += rest[..<open] + (flags[key] ?? "--" + key.replacingOccurrences(of: "_", with: "-"))
+            rest = after[after.index(after: close)...]
+        }
+        return out + rest
+    }
+
+    /// Runs `body`; a configuration error is rethrown as a usage error naming the flags.
     static func naming<T>(_ flags: [String: String], _ body: () throws -> T) throws -> T {
         do { return try body() } catch let e as TrainingError where e.code == .invalidConfig {
-            let key = e.message.prefix { $0 != " " }
-            guard let flag = flags[String(key)] else { throw e }
-            throw ValidationError("\(flag): \(e.message)")
+            throw ValidationError(rewrite(e.message, flags))
         }
     }
+
+    /// What the command line prints for a library error: its description with flags for keys.
+    static func commandLine(_ error: any Error, _ flags: [String: String] = [:]) -> any Error {
+        switch error {
+        case let e as TrainingError: CommandLineError(description: rewrite(e.description, flags))
+        case let e as GenerationError: CommandLineError(description: rewrite(e.description, flags))
+        default: error
+        }
+    }
+}
+
+/// A library error as the command line words it (flags, not config keys); exit status 1.
+struct CommandLineError: Error, CustomStringConvertible {
+    let description: String
 }

@@ -198,7 +198,7 @@ final class GenerationRunTests: XCTestCase {
         XCTAssertEqual(temporaries(dir), [])
         XCTAssertEqual(
             manifestLines(dir).count, 16, "calls 1-5 of 4 samples: chunks 0 and 1 finished, chunk 2 was not recorded")
-        await XCTAssertThrowsGeneration(.outputConflict, containing: "--resume") { _ = try await generate(src, opts) }
+        await XCTAssertThrowsGeneration(.outputConflict, containing: "`resume`") { _ = try await generate(src, opts) }
 
         var resume = opts
         resume.resume = true

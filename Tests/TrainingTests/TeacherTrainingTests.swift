@@ -62,7 +62,7 @@ final class TeacherTrainingTests: XCTestCase {
         let lines = try String(contentsOfFile: "\(dir)/log.jsonl", encoding: .utf8).split(separator: "\n")
         XCTAssertTrue(lines.contains { $0.contains("\"loss\"") })
         XCTAssertThrowsError(try TeacherTrainer(config: smallConfig(), runPath: dir, resume: false)) { e in
-            XCTAssertTrue("\(e)".contains("--resume"), "\(e)")
+            XCTAssertTrue("\(e)".contains("`resume`"), "\(e)")
         }
     }
 
@@ -70,7 +70,7 @@ final class TeacherTrainingTests: XCTestCase {
         var c = smallConfig()
         c.batchSize = 0
         XCTAssertThrowsError(try TeacherTrainer(config: c, runPath: tempDir(), resume: false)) { e in
-            XCTAssertTrue("\(e)".contains("batch_size must be at least 1"), "\(e)")
+            XCTAssertTrue("\(e)".contains("`batch_size` must be at least 1"), "\(e)")
         }
         c = smallConfig()
         c.arch = "unet"

@@ -99,31 +99,31 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
     /// Throws naming the first invalid field by its `config.json` key (the CLI names its flags).
     public func validate() throws {
         func fail(_ m: String) throws -> Never { throw TrainingError(.invalidConfig, m) }
-        if teacher.isEmpty { try fail("teacher is required") }
-        if batchSize < 1 { try fail("batch_size must be at least 1, got \(batchSize)") }
-        if classifierSteps < 1 { try fail("classifier_steps must be at least 1, got \(classifierSteps)") }
-        if !(generatorLearningRate > 0) { try fail("lr_generator must be positive, got \(generatorLearningRate)") }
-        if !(classifierLearningRate > 0) { try fail("lr_classifier must be positive, got \(classifierLearningRate)") }
-        if !(beta1 >= 0 && beta1 < 1) { try fail("beta1 must be in [0, 1), got \(beta1)") }
-        if !(sigmaInit > 0) || !sigmaInit.isFinite { try fail("sigma_init must be positive, got \(sigmaInit)") }
+        if teacher.isEmpty { try fail("`teacher` is required") }
+        if batchSize < 1 { try fail("`batch_size` must be at least 1, got \(batchSize)") }
+        if classifierSteps < 1 { try fail("`classifier_steps` must be at least 1, got \(classifierSteps)") }
+        if !(generatorLearningRate > 0) { try fail("`lr_generator` must be positive, got \(generatorLearningRate)") }
+        if !(classifierLearningRate > 0) { try fail("`lr_classifier` must be positive, got \(classifierLearningRate)") }
+        if !(beta1 >= 0 && beta1 < 1) { try fail("`beta1` must be in [0, 1), got \(beta1)") }
+        if !(sigmaInit > 0) || !sigmaInit.isFinite { try fail("`sigma_init` must be positive, got \(sigmaInit)") }
         if totalImages < batchSize {
-            try fail("total_images (\(totalImages)) must be at least one batch (\(batchSize))")
+            try fail("`total_images` (\(totalImages)) must be at least one batch (\(batchSize))")
         }
-        if snapshotEveryImages < 1 { try fail("snapshot_every_images must be positive") }
-        if emaHalfLifeImages < 0 { try fail("ema_half_life_images must be non-negative") }
-        if !(pStd > 0) { try fail("p_std must be positive") }
-        if !(fklCap > 0) { try fail("fkl_cap must be positive") }
-        if classifierWarmupSteps < 0 { try fail("classifier_warmup_steps must be 0 or more") }
+        if snapshotEveryImages < 1 { try fail("`snapshot_every_images` must be positive") }
+        if emaHalfLifeImages < 0 { try fail("`ema_half_life_images` must be non-negative") }
+        if !(pStd > 0) { try fail("`p_std` must be positive") }
+        if !(fklCap > 0) { try fail("`fkl_cap` must be positive") }
+        if classifierWarmupSteps < 0 { try fail("`classifier_warmup_steps` must be 0 or more") }
         let side = Int(Double(gridSamples).squareRoot())
         if gridSamples < 1 || side * side != gridSamples {
-            try fail("grid_samples must be a square number, got \(gridSamples)")
+            try fail("`grid_samples` must be a square number, got \(gridSamples)")
         }
         try classifier.validate()
-        if let a = armSteps, a < 1 { try fail("arm_steps must be at least 1, got \(a)") }
-        if let w = wrongSigmaInit, !(w > 0) || !w.isFinite { try fail("wrong_sigma_init must be positive, got \(w)") }
-        if let a = sidAlpha, !a.isFinite { try fail("sid_alpha must be finite, got \(a)") }
+        if let a = armSteps, a < 1 { try fail("`arm_steps` must be at least 1, got \(a)") }
+        if let w = wrongSigmaInit, !(w > 0) || !w.isFinite { try fail("`wrong_sigma_init` must be positive, got \(w)") }
+        if let a = sidAlpha, !a.isFinite { try fail("`sid_alpha` must be finite, got \(a)") }
         if let s = outputLayerLearningRateScale, !(s > 0) || !s.isFinite {
-            try fail("lr_output_scale must be positive, got \(s)")
+            try fail("`lr_output_scale` must be positive, got \(s)")
         }
     }
 

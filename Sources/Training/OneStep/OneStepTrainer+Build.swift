@@ -25,7 +25,7 @@ extension OneStepTrainer {
         if config.data.isEmpty {
             guard let d = teacher.provenance["data"], !d.isEmpty else {
                 throw TrainingError(
-                    .invalidConfig, "the teacher's provenance names no data set: set data (distill --data)")
+                    .invalidConfig, "the teacher's provenance names no data set: set `data`")
             }
             config.data = d
         }

@@ -108,7 +108,8 @@ public final class OneStepTrainer: @unchecked Sendable {
             }
         }
         guard stats.loss.isFinite else {
-            throw TrainingError(.diverged, "classifier loss became \(stats.loss) at step \(step); lower --lr-c")
+            throw TrainingError(
+                .diverged, "classifier loss became \(stats.loss) at step \(step); lower `lr_classifier`")
         }
         GradientClip.clip(critic.parameters, maxNorm: config.gradClip)
         adamC.update(critic.parameters)
@@ -130,7 +131,7 @@ public final class OneStepTrainer: @unchecked Sendable {
             return r.loss
         }
         guard loss.isFinite else {
-            throw TrainingError(.diverged, "generator loss became \(loss) at step \(s); lower --lr-g")
+            throw TrainingError(.diverged, "generator loss became \(loss) at step \(s); lower `lr_generator`")
         }
         let norm = GradientClip.clip(network.parameters, maxNorm: config.gradClip)
         adamG.update(network.parameters)

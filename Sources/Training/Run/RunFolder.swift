@@ -21,10 +21,10 @@ public final class RunFolder: @unchecked Sendable {
         if !resume, fm.fileExists(atPath: statePath) {
             throw TrainingError(
                 .invalidConfig,
-                "\(path) already holds a run (state.safetensors): pass --resume to continue it or choose another --out")
+                "\(path) already holds a run (state.safetensors): pass `resume` to continue it or choose another `out`")
         }
         if resume, !fm.fileExists(atPath: statePath) {
-            throw TrainingError(.invalidConfig, "--resume: no state.safetensors in \(path) to resume from")
+            throw TrainingError(.invalidConfig, "`resume`: no state.safetensors in \(path) to resume from")
         }
         if !fm.fileExists(atPath: logPath) { _ = fm.createFile(atPath: logPath, contents: nil) }
         guard let h = FileHandle(forWritingAtPath: logPath) else {

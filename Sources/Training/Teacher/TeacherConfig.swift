@@ -41,17 +41,17 @@ public struct TeacherConfig: Codable, Sendable, Equatable {
     /// Throws naming the first invalid field by its `config.json` key (the CLI names its flags).
     public func validate() throws {
         func fail(_ m: String) throws -> Never { throw TrainingError(.invalidConfig, m) }
-        if !["unet", "mlp"].contains(arch) { try fail("arch must be unet or mlp, got '\(arch)'") }
-        if batchSize < 1 { try fail("batch_size must be at least 1, got \(batchSize)") }
-        if !(learningRate > 0) { try fail("learning_rate must be positive, got \(learningRate)") }
+        if !["unet", "mlp"].contains(arch) { try fail("`arch` must be unet or mlp, got '\(arch)'") }
+        if batchSize < 1 { try fail("`batch_size` must be at least 1, got \(batchSize)") }
+        if !(learningRate > 0) { try fail("`learning_rate` must be positive, got \(learningRate)") }
         if totalImages < batchSize {
-            try fail("total_images (\(totalImages)) must be at least one batch (\(batchSize))")
+            try fail("`total_images` (\(totalImages)) must be at least one batch (\(batchSize))")
         }
-        if snapshotEveryImages < 1 { try fail("snapshot_every_images must be positive") }
-        if emaHalfLifeImages < 0 { try fail("ema_half_life_images must be non-negative") }
+        if snapshotEveryImages < 1 { try fail("`snapshot_every_images` must be positive") }
+        if emaHalfLifeImages < 0 { try fail("`ema_half_life_images` must be non-negative") }
         let side = Int(Double(gridSamples).squareRoot())
         if gridSamples < 1 || side * side != gridSamples {
-            try fail("grid_samples must be a square number, got \(gridSamples)")
+            try fail("`grid_samples` must be a square number, got \(gridSamples)")
         }
         try sampler.validate()
         if arch == "unet" { try unet.validate() } else { try mlp.validate() }

@@ -25,13 +25,13 @@ public final class TeacherTrainer: @unchecked Sendable {
         let data = try openTrainingData(name: config.data, dataDir: config.dataDir, flat: config.arch == "mlp")
         if config.classConditional && data.classes == 0 {
             throw TrainingError(
-                .invalidConfig, "--class-conditional needs a labelled data set; '\(config.data)' has no labels")
+                .invalidConfig, "`class_conditional` needs a labelled data set; '\(config.data)' has no labels")
         }
         let classes = config.classConditional ? data.classes : 0
         if config.arch == "unet" {
             guard data.sampleShape.count == 3 else {
                 throw TrainingError(
-                    .invalidConfig, "--arch unet needs image data; '\(config.data)' is vector data (use --arch mlp)")
+                    .invalidConfig, "`arch` unet needs image data; '\(config.data)' is vector data (use `arch` mlp)")
             }
             config.unet.inChannels = data.sampleShape[0]
             config.unet.outChannels = data.sampleShape[0]
@@ -81,7 +81,8 @@ public final class TeacherTrainer: @unchecked Sendable {
             let l = loss.compute(
                 denoiser: denoiser, x0: x, labels: labels.isEmpty || network.numClasses == 0 ? nil : labels, rng: &rng)
             guard l.isFinite else {
-                throw TrainingError(.diverged, "loss became \(l) at step \(step); lower --lr or check the data")
+                throw TrainingError(
+                    .diverged, "loss became \(l) at step \(step); lower `learning_rate` or check the data")
             }
             let gnorm = GradientClip.clip(network.parameters, maxNorm: config.gradClip)
             adam.learningRate =
