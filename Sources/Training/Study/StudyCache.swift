@@ -1,14 +1,12 @@
-import ArgumentParser
 import Diffusion
 import Foundation
 import TensorCore
-import Training
 
 /// Evaluations already made, one JSON line each in `STUDY/evals.jsonl`, keyed by what was measured
 /// (the snapshot file's SHA-256, what was drawn from it, seed, n, K): a resumed or rerun study
 /// evaluates nothing twice. A torn last line (an interruption) is ignored.
-final class StudyCache {
-    let path: String
+public final class StudyCache {
+    public let path: String
     private var entries: [String: [String: Double]] = [:]
     /// SHA-256 per snapshot file, keyed by path, size and modification time: a file is hashed once.
     private var hashes: [String: String] = [:]
@@ -25,7 +23,7 @@ final class StudyCache {
     }
 
     /// The values for `key`, measured by `compute` (values plus "nfe") unless already recorded.
-    func values(key: String, _ compute: () async throws -> (values: [String: Double], nfe: Int)) async throws
+    public func values(key: String, _ compute: () async throws -> (values: [String: Double], nfe: Int)) async throws
         -> [String: Double]
     {
         if let v = entries[key] { return v }
@@ -37,7 +35,7 @@ final class StudyCache {
     }
 
     /// Keyed by a snapshot file's content.
-    func values(
+    public func values(
         file: String, variant: String = "as-is", seed: UInt64, count: Int, bestOf: Int,
         _ compute: () async throws -> (values: [String: Double], nfe: Int)
     ) async throws -> [String: Double] {

@@ -1,12 +1,10 @@
-import ArgumentParser
 import Diffusion
 import Foundation
 import TensorCore
-import Training
 
 /// The study table (Markdown) and its place in docs/RESULTS.md.
-enum StudyReport {
-    static func markdown(
+public enum StudyReport {
+    public static func markdown(
         rows: [StudyRow], keys: [String], study: Study, seeds: Int, images: Int, count: Int, minutes: Double,
         machine: String, final: Bool = true
     ) -> String {
@@ -55,13 +53,15 @@ enum StudyReport {
     }
 
     /// One metric of every seed in seed order ("14.27, 13.09, 18.37"; four significant digits, zeros kept), so a reader sees the spread's shape.
-    static func perSeed(_ runs: [[String: Double]], _ key: String) -> String {
+    public static func perSeed(_ runs: [[String: Double]], _ key: String) -> String {
         runs.compactMap { $0[key] }.map { String(format: "%#.4g", $0) }.joined(separator: ", ")
     }
 
     /// Writes the table between the study's markers in `path`, with its figures copied to
     /// `docs/study-MARKER/` and the table's links pointed there.
-    static func writeDocs(_ table: String, marker: String, figures: StudyFigures, path: String = "docs/RESULTS.md")
+    public static func writeDocs(
+        _ table: String, marker: String, figures: StudyFigures, path: String = "docs/RESULTS.md"
+    )
         throws
     {
         let docsDir = (path as NSString).deletingLastPathComponent, sub = "study-\(marker)"
@@ -75,7 +75,7 @@ enum StudyReport {
         try writeDocs(table.replacingOccurrences(of: "](figures/", with: "](\(sub)/"), marker: marker, path: path)
     }
 
-    static func writeDocs(_ table: String, marker: String, path: String = "docs/RESULTS.md") throws {
+    public static func writeDocs(_ table: String, marker: String, path: String = "docs/RESULTS.md") throws {
         let start = "<!-- study:\(marker):start -->", end = "<!-- study:\(marker):end -->"
         var text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         let block = start + "\n" + table + end

@@ -1,15 +1,13 @@
-import ArgumentParser
 import Diffusion
 import Foundation
 import TensorCore
-import Training
 
 /// Metrics of a snapshot's samples: sliced W2 / MMD^2 / modes (2-D) or FD_LeNet / KID / precision /
 /// recall (images), against held-out data.
-struct StudyEvaluator {
-    let keys: [String]
-    let count: Int
-    let measure: (Snapshot, UInt64, Int) async throws -> (values: [String: Double], nfe: Int)
+public struct StudyEvaluator {
+    public let keys: [String]
+    public let count: Int
+    public let measure: (Snapshot, UInt64, Int) async throws -> (values: [String: Double], nfe: Int)
 
     init(data: String, count: Int) throws {
         self.count = count
@@ -34,7 +32,7 @@ struct StudyEvaluator {
         }
     }
 
-    func callAsFunction(_ snap: Snapshot, seed: UInt64, bestOf: Int) async throws -> (
+    public func callAsFunction(_ snap: Snapshot, seed: UInt64, bestOf: Int) async throws -> (
         values: [String: Double], nfe: Int
     ) {
         try await measure(snap, seed, bestOf)
@@ -42,7 +40,7 @@ struct StudyEvaluator {
 
     /// The generator before training: its arm's starting point (`snapshot-000000000`, written by
     /// `distill` before the first step), else what an older 2-D run logged (`eval_initial`).
-    func before(dir: String, seed: UInt64, cache: StudyCache) async throws -> [String: Double]? {
+    public func before(dir: String, seed: UInt64, cache: StudyCache) async throws -> [String: Double]? {
         let initial = dir + "/snapshots/snapshot-000000000.safetensors"
         if FileManager.default.fileExists(atPath: initial) {
             return try await cache.values(file: initial, seed: seed, count: count, bestOf: 1) {

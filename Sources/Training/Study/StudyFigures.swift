@@ -1,19 +1,17 @@
-import ArgumentParser
 import Diffusion
 import Foundation
 import TensorCore
-import Training
 
 /// The study's figures (STUDY/figures): a sample grid per row (64 samples, seed 1, the same noise for
 /// every one-step row) and the metric against generator images seen, one colour per distilled row.
-struct StudyFigures {
-    let folder: String
-    static let curveFile = "figures/metric-vs-images.png"
+public struct StudyFigures {
+    public let folder: String
+    public static let curveFile = "figures/metric-vs-images.png"
 
     init(folder: String) { self.folder = folder }
 
     /// Writes `figures/samples-NAME.png` once (kept on resume) and returns its relative path.
-    func grid(_ snap: Snapshot, name: String, bestOf: Int) async throws -> String {
+    public func grid(_ snap: Snapshot, name: String, bestOf: Int) async throws -> String {
         let rel = "figures/samples-\(name).png", path = folder + "/" + rel
         if FileManager.default.fileExists(atPath: path) { return rel }
         try FileManager.default.createDirectory(atPath: folder + "/figures", withIntermediateDirectories: true)
@@ -25,7 +23,7 @@ struct StudyFigures {
     }
 
     /// (images seen, path) of a run's snapshots, in order.
-    static func snapshots(inRun dir: String) throws -> [(Int, String)] {
+    public static func snapshots(inRun dir: String) throws -> [(Int, String)] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir + "/snapshots")) ?? []
         return names.compactMap { n -> (Int, String)? in
             guard n.hasPrefix("snapshot-"), n.hasSuffix(".safetensors"),
@@ -36,7 +34,7 @@ struct StudyFigures {
     }
 
     /// The colour of each row that has a curve (in table order).
-    static func colours(_ rows: [StudyRow]) -> [String: SeriesPlot.Color] {
+    public static func colours(_ rows: [StudyRow]) -> [String: SeriesPlot.Color] {
         var out: [String: SeriesPlot.Color] = [:]
         for r in rows where r.curve.count >= 2 {
             out[r.name] = SeriesPlot.palette[out.count % SeriesPlot.palette.count]
@@ -44,7 +42,7 @@ struct StudyFigures {
         return out
     }
 
-    func plotCurves(_ rows: [StudyRow], reference: Double?) throws {
+    public func plotCurves(_ rows: [StudyRow], reference: Double?) throws {
         let colours = Self.colours(rows)
         let series = rows.compactMap { r in colours[r.name].map { SeriesPlot.Series(points: r.curve, color: $0) } }
         guard !series.isEmpty else { return }

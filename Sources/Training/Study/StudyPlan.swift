@@ -1,22 +1,20 @@
-import ArgumentParser
 import Diffusion
 import Foundation
 import TensorCore
-import Training
 
 /// One study: which teacher and data, and the budget.
-struct Study {
-    var name: String
-    var teacher: String
-    var data: String
-    var images: Int
-    var batch: Int
-    var n: Int
-    var extra: [String]
+public struct Study: Sendable {
+    public var name: String
+    public var teacher: String
+    public var data: String
+    public var images: Int
+    public var batch: Int
+    public var n: Int
+    public var extra: [String]
     /// What the default size was chosen to fit (stated in the table).
-    var budget: String
+    public var budget: String
 
-    static let quick = Study(
+    public static let quick = Study(
         name: "quick", teacher: "models/teachers/8gaussians-mlp.safetensors", data: "8gaussians",
         images: 128_000, batch: 256, n: 2000, extra: ["--snapshot-every", "128000", "--grid", "256"],
         budget: "sized for minutes on 2 cores")
@@ -27,7 +25,7 @@ struct Study {
     /// about 45 s. 30 runs (about 5.8 h), their evaluations after and before training plus the first
     /// seed's curve points (about 1.2 h), best-of-4 and best-of-16 (about 0.8 h). The 35-NFE teacher
     /// (1.05 million network evaluations per seed) is evaluated once and cached.
-    static let mnist = Study(
+    public static let mnist = Study(
         name: "mnist", teacher: "models/serve/mnist-teacher/2/model.safetensors", data: "mnist",
         images: 12_800, batch: 64, n: 10_000,
         extra: [
@@ -38,9 +36,9 @@ struct Study {
 }
 
 /// The distillation rows of the table, and the order a study runs them in.
-enum StudyPlan {
+public enum StudyPlan {
     /// (row name, method, initialisation arm), in table order.
-    static func rows() -> [(name: String, method: String, arm: String)] {
+    public static func rows() -> [(name: String, method: String, arm: String)] {
         var plan: [(name: String, method: String, arm: String)] = [
             ("DMD-style (score-based), init T", "dmd", "teacher"),
             ("SiD (score-based, alpha 1.2), init T", "sid", "teacher"),
@@ -56,7 +54,7 @@ enum StudyPlan {
 
     /// Indices of `plan` in run order: the rows the targets compare first (DiJS and DMD
     /// from T, then the initialisation arms R, M, F1, F2, S), the other baselines last.
-    static func priority(_ plan: [(name: String, method: String, arm: String)]) -> [Int] {
+    public static func priority(_ plan: [(name: String, method: String, arm: String)]) -> [Int] {
         func rank(_ r: (name: String, method: String, arm: String)) -> Int {
             switch (r.method, r.arm) {
             case ("dijs", "teacher"): return 0

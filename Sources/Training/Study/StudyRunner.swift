@@ -1,26 +1,25 @@
-import ArgumentParser
 import Diffusion
 import Foundation
 import TensorCore
-import Training
 
 /// What one distillation cost: wall-clock, CPU time (user + system) and peak resident memory, summed
 /// (maxed) over the segments a resumed run took. A segment cut off by an interruption counts its
 /// wall-clock up to the run's last log line; its CPU time and peak memory are unknown, so the run's
 /// CPU time is nil and its peak is the largest of the segments that finished.
-struct RunCost {
-    var seconds: Double
-    var cpuSeconds: Double?
-    var peakMiB: Double?
+public struct RunCost {
+    public var seconds: Double
+    public var cpuSeconds: Double?
+    public var peakMiB: Double?
 }
 
 /// Runs `onestep distill` as a child process (resuming an unfinished run, skipping a finished one)
 /// and measures its cost (wait4's rusage). Each segment is recorded in DIR/study-segments.jsonl;
 /// DIR/study-segment-open.json marks a segment in flight; DIR/study-run.json marks the run done.
-enum StudyRunner {
-    static func distill(
-        dir: String, teacher: String, method: String, arm: String, seed: UInt64, images: Int, batch: Int,
-        threads: Int, extra: [String]
+public enum StudyRunner {
+    /// `executable`: the `onestep` binary whose `distill` runs.
+    public static func distill(
+        executable exe: String, dir: String, teacher: String, method: String, arm: String, seed: UInt64, images: Int,
+        batch: Int, threads: Int, extra: [String]
     ) throws -> RunCost {
         let done = dir + "/study-run.json"
         if let d = FileManager.default.contents(atPath: done),
@@ -40,14 +39,14 @@ enum StudyRunner {
                 "--batch", String(batch), "--threads", String(threads), "--out", dir,
             ] + extra
         if resume { args.append("--resume") }
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).path
         let log = dir + ".out"
         let t0 = Date()
         try atomicWriteFile(
             Array(try JSONSerialization.data(withJSONObject: ["t0": t0.timeIntervalSince1970])), to: open)
         let child = try spawnAndWait(exe, args, log: log)
         guard child.status == 0 else {
-            throw ValidationError(
+            throw TrainingError(
+                .io,
                 "distill \(method) \(arm) seed \(seed) failed (exit \(child.status)); see \(log); rerun the study to resume"
             )
         }
@@ -67,7 +66,7 @@ enum StudyRunner {
 
     /// A segment left open by an interruption: its wall-clock runs from its start to the run's
     /// last log line (nothing if the log was not written after it started).
-    static func closeInterruptedSegment(open: String, log: String, segments: String) throws {
+    public static func closeInterruptedSegment(open: String, log: String, segments: String) throws {
         guard let d = FileManager.default.contents(atPath: open) else { return }
         if let o = try? JSONSerialization.jsonObject(with: d) as? [String: Double], let t0 = o["t0"],
             let m = (try? FileManager.default.attributesOfItem(atPath: log))?[.modificationDate] as? Date,
@@ -78,7 +77,7 @@ enum StudyRunner {
         try FileManager.default.removeItem(atPath: open)
     }
 
-    static func sum(segments: String) -> RunCost {
+    public static func sum(segments: String) -> RunCost {
         let lines = ((try? String(contentsOfFile: segments, encoding: .utf8)) ?? "").split(separator: "\n")
             .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Double] }
         let cpu = lines.map { $0["cpu_seconds"] }
@@ -91,12 +90,12 @@ enum StudyRunner {
 
     /// Appends `o` as one JSON line (keys sorted) to `path`, created if missing, and flushes it to
     /// disk: the study's records must outlive an interruption.
-    static func appendLine(_ o: [String: Any], to path: String) throws {
+    public static func appendLine(_ o: [String: Any], to path: String) throws {
         let line = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) + Data("\n".utf8)
         if !FileManager.default.fileExists(atPath: path) {
             _ = FileManager.default.createFile(atPath: path, contents: nil)
         }
-        guard let h = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot write \(path)") }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw TrainingError(.io, "cannot write \(path)") }
         defer { try? h.close() }
         try h.seekToEnd()
         try h.write(contentsOf: line)
@@ -105,7 +104,7 @@ enum StudyRunner {
 
     /// posix_spawn + wait4: exit status, the child's CPU seconds (user + system) and peak RSS (KiB);
     /// output appended to `log`.
-    static func spawnAndWait(_ exe: String, _ args: [String], log: String) throws -> (
+    public static func spawnAndWait(_ exe: String, _ args: [String], log: String) throws -> (
         status: Int32, cpuSeconds: Double, maxRSSKiB: Int
     ) {
         var actions = posix_spawn_file_actions_t()
@@ -117,11 +116,11 @@ enum StudyRunner {
         defer { for p in argv { free(p) } }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, exe, &actions, nil, argv, environ)
-        guard rc == 0 else { throw ValidationError("cannot start \(exe): \(String(cString: strerror(rc)))") }
+        guard rc == 0 else { throw TrainingError(.io, "cannot start \(exe): \(String(cString: strerror(rc)))") }
         var status: Int32 = 0
         var usage = rusage()
         while wait4(pid, &status, 0, &usage) < 0 {
-            guard errno == EINTR else { throw ValidationError("wait4 failed: \(String(cString: strerror(errno)))") }
+            guard errno == EINTR else { throw TrainingError(.io, "wait4 failed: \(String(cString: strerror(errno)))") }
         }
         let exited = (status & 0x7f) == 0
         let cpu =
