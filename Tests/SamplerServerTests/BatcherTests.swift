@@ -274,6 +274,21 @@ final class BatcherTests: XCTestCase {
         XCTAssertEqual(b.activeRequests, 0)
     }
 
+    /// Cancellations taken together (the lane's inbox of reset streams) are all applied before the
+    /// next batch forms; unknown ids are ignored.
+    func testCancellationsTakenTogetherNeverReachABatch() {
+        var b = Batcher(config: .init(maxBatchSize: 4, maxQueueDelay: .zero, maxConcurrentBatches: 1))
+        _ = b.submit(r(1), count: 4, now: .zero)
+        _ = b.submit(r(2), count: 4, now: ms(1))
+        _ = b.submit(r(3), count: 4, now: ms(1))
+        _ = b.submit(r(4), count: 2, now: ms(1))
+        var a = b.cancel([r(2), r(3), r(9)], now: ms(2))
+        XCTAssertEqual(failures(a).map(\.0), [r(2), r(3)])
+        a = b.batchCompleted(BatchID(0), now: ms(3))
+        XCTAssertEqual(batches(a).map { requests(in: $0) }, [[r(4)]])
+        XCTAssertEqual(b.pendingSamples, 0)
+    }
+
     func testCancelUnknownIsHarmless() {
         var b = Batcher(config: .init())
         XCTAssertEqual(b.cancel(r(9), now: .zero), [])

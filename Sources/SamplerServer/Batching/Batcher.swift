@@ -193,9 +193,19 @@ public struct Batcher: Sendable {
 
     /// The caller gave up on the request (client cancelled, connection closed).
     public mutating func cancel(_ id: RequestID, now: Time) -> [Action] {
-        guard let e = entries.removeValue(forKey: id) else { return schedule(now: now) }
-        queuedSamples -= e.unassigned
-        return [.fail(id, .cancelled)] + schedule(now: now)
+        cancel([id], now: now)
+    }
+
+    /// Cancels several requests before anything is scheduled: none of them reaches the next batch.
+    /// Unknown (finished) ids are ignored.
+    public mutating func cancel(_ ids: [RequestID], now: Time) -> [Action] {
+        var actions: [Action] = []
+        for id in ids {
+            guard let e = entries.removeValue(forKey: id) else { continue }
+            queuedSamples -= e.unassigned
+            actions.append(.fail(id, .cancelled))
+        }
+        return actions + schedule(now: now)
     }
 
     /// A wake-up requested earlier (or any time: a spurious one is harmless).

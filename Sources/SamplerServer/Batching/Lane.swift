@@ -1,6 +1,7 @@
 import Diffusion
 import Engine
 import Metrics
+import Synchronization
 
 /// Samples `offsets` of one request, as one batch produced them.
 public struct SampleChunk: Sendable {
@@ -28,6 +29,10 @@ public actor Lane {
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
     private var drained = false
     private let metrics: LaneMetrics
+    /// Requests whose callers went away (stream cancelled, HTTP/2 reset), recorded synchronously by
+    /// their streams' termination handlers and applied before the batcher decides anything: a batch
+    /// never forms with a request already cancelled, however many calls wait for this actor.
+    private nonisolated let cancelledInbox = Mutex<[RequestID]>([])
 
     private struct Pending {
         var ids: [SampleID]
@@ -61,8 +66,10 @@ public actor Lane {
         nextID += 1
         let (stream, continuation) = AsyncThrowingStream<SampleChunk, any Error>.makeStream()
         continuation.onTermination = { [weak self] reason in
-            if case .cancelled = reason, let self { Task { await self.cancel(id) } }
+            guard case .cancelled = reason, let self else { return }
+            self.cancelSoon(id)
         }
+        applyCancellations()
         pending[id] = Pending(ids: ids, labels: labels, continuation: continuation, submitted: clock.now)
         metrics.pendingRequests.increment()
         let now = self.now
@@ -104,14 +111,34 @@ public actor Lane {
 
     /// Cancels a request: its queued samples never reach a batch; its stream ends with CANCELLED.
     public func cancel(_ id: RequestID) {
+        applyCancellations()
         handle(batcher.cancel(id, now: now))
     }
 
+    /// Cancels a request from outside the actor (a gRPC cancellation handler, a stream's
+    /// termination): recorded at once, so no batch formed after this call includes its samples.
+    public nonisolated func cancelSoon(_ id: RequestID) {
+        cancelledInbox.withLock { $0.append(id) }
+        Task { await self.applyCancellations() }
+    }
+
+    /// Takes the cancellations recorded by `cancelSoon` into the batcher, all before it
+    /// schedules again.
+    private func applyCancellations() {
+        let ids = cancelledInbox.withLock { inbox in
+            defer { inbox.removeAll() }
+            return inbox
+        }
+        if !ids.isEmpty { handle(batcher.cancel(ids, now: now)) }
+    }
+
     private func wake() {
+        applyCancellations()
         handle(batcher.wakeUp(now: now))
     }
 
     private func batchDone(_ id: BatchID, result: Result<[Float], any Error>, started: ContinuousClock.Instant) {
+        applyCancellations()
         let compute = started.duration(to: clock.now)
         metrics.computeTime.recordNanoseconds(compute.nanoseconds)
         switch result {

@@ -74,7 +74,7 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
                             }
                         }
                     } onCancelRPC: {
-                        Task { await lane.cancel(id) }
+                        lane.cancelSoon(id)
                     }
                     return [:]
                 }

@@ -124,7 +124,7 @@ struct SamplingFrontend: Sendable {
                 compute += chunk.computeTime
             }
         } onCancelRPC: {
-            Task { await lane.cancel(id) }
+            lane.cancelSoon(id)
         }
         return JobResult(samples: out, queue: queue, compute: compute, lane: lane, scores: nil)
     }
