@@ -104,7 +104,11 @@ struct Distill: AsyncParsableCommand {
             "distill: \(trainer.config.method.rawValue), init \(trainer.config.initialisation.rawValue), generator \(trainer.network.parameters.count) "
                 + "parameters, \(trainer.config.isScoreBased ? "fake score" : "classifier") \(trainer.critic.parameters.count), data \(trainer.config.data), "
                 + "\(trainer.config.totalImages) images, run folder \(out)")
-        try trainer.train()
+        let stop = Interrupt.install(job: "distill")
+        try trainer.train(stop: stop)
+        try Interrupt.report(
+            interrupted: stop.isSet && trainer.step < trainer.config.totalSteps,
+            job: "distill at \(trainer.imagesSeen) images", resume: "onestep distill --out \(out) --resume")
         if let r = try trainer.evaluatePoints() {
             print(
                 String(

@@ -68,7 +68,12 @@ struct TrainTeacher: AsyncParsableCommand {
         print(
             "teacher: \(trainer.config.arch) with \(trainer.network.parameters.count) parameters on \(trainer.config.data), "
                 + "\(trainer.config.totalImages) images, run folder \(out)")
-        try trainer.train()
+        let stop = Interrupt.install(job: "train teacher")
+        try trainer.train(stop: stop)
+        try Interrupt.report(
+            interrupted: stop.isSet && trainer.step < trainer.config.totalSteps,
+            job: "train teacher at \(trainer.imagesSeen) images",
+            resume: "onestep train teacher --out \(out) --resume")
         print("done: \(trainer.imagesSeen) images; snapshot \(trainer.run.latestSnapshotPath)")
     }
 }

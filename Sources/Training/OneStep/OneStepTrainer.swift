@@ -153,10 +153,11 @@ public final class OneStepTrainer: @unchecked Sendable {
 
     // MARK: Training loop
 
-    /// Trains until `totalImages` (or `stopAfterSteps` more generator steps, then saves state as an
-    /// interruption would). Snapshots every `snapshotEveryImages` and at the end; before the first
+    /// Trains until `totalImages` (or `stopAfterSteps` more generator steps, or `stop` being set:
+    /// then it finishes the step under way, logs it, saves the full state and returns, so `--resume`
+    /// continues bitwise). Snapshots every `snapshotEveryImages` and at the end; before the first
     /// step, the untrained generator as `snapshot-000000000` (its arm's starting point).
-    public func train(stopAfterSteps: Int? = nil) throws {
+    public func train(stopAfterSteps: Int? = nil, stop: StopSignal? = nil) throws {
         let B = config.batchSize, K = config.classifierSteps, total = config.totalSteps
         let bar = ProgressBar(total: total * B, label: config.method.rawValue, alreadyDone: imagesSeen)
         let lastStep = min(total, stopAfterSteps.map { step + $0 } ?? total)
@@ -184,7 +185,9 @@ public final class OneStepTrainer: @unchecked Sendable {
             imagesSeen += B
             ema.update(network.parameters, batchImages: B, imagesSeen: imagesSeen)
             count += 1
-            if step % logEvery == 0 || step == lastStep {
+            // An interruption stops after a whole generator step (never inside the warm-up).
+            let interrupted = stop?.isSet == true && step < lastStep
+            if step % logEvery == 0 || step == lastStep || interrupted {
                 let dt = Date().timeIntervalSince(intervalStart)
                 var fields: [String: Any] = [
                     "step": step, "images_seen": imagesSeen,
@@ -204,6 +207,10 @@ public final class OneStepTrainer: @unchecked Sendable {
                 intervalStart = Date()
             }
             if imagesSeen % config.snapshotEveryImages < B || step == total { try snapshot() }
+            if interrupted {
+                run.log(["event": "interrupted", "images_seen": imagesSeen])
+                break
+            }
         }
         if showProgress { bar.finish() }
         if step < total { try saveState() }

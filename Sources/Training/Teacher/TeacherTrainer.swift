@@ -65,9 +65,10 @@ public final class TeacherTrainer: @unchecked Sendable {
         }
     }
 
-    /// Trains until `totalImages` (or `stopAfterSteps` more steps, then saves state as an
-    /// interruption would). Snapshots every `snapshotEveryImages` and at the end.
-    public func train(stopAfterSteps: Int? = nil) throws {
+    /// Trains until `totalImages` (or `stopAfterSteps` more steps, or `stop` being set: then it
+    /// finishes the step under way, logs it, saves the full state and returns, so `--resume`
+    /// continues bitwise). Snapshots every `snapshotEveryImages` and at the end.
+    public func train(stopAfterSteps: Int? = nil, stop: StopSignal? = nil) throws {
         let B = config.batchSize, total = config.totalSteps
         let bar = ProgressBar(total: total * B, label: "teacher", alreadyDone: imagesSeen)
         let lastStep = min(total, stopAfterSteps.map { step + $0 } ?? total)
@@ -93,7 +94,8 @@ public final class TeacherTrainer: @unchecked Sendable {
             ema.update(network.parameters, batchImages: B, imagesSeen: imagesSeen)
             lossSum += Double(l)
             lossCount += 1
-            if step % logEvery == 0 || step == lastStep {
+            let interrupted = stop?.isSet == true && step < lastStep
+            if step % logEvery == 0 || step == lastStep || interrupted {
                 let dt = Date().timeIntervalSince(intervalStart)
                 run.log([
                     "step": step, "images_seen": imagesSeen, "loss": lossSum / Double(lossCount),
@@ -109,6 +111,10 @@ public final class TeacherTrainer: @unchecked Sendable {
             }
             if imagesSeen % config.snapshotEveryImages < B || step == total {
                 try snapshot()
+            }
+            if interrupted {
+                run.log(["event": "interrupted", "images_seen": imagesSeen])
+                break
             }
         }
         if showProgress { bar.finish() }
