@@ -43,8 +43,9 @@ public final class DiffusionEngine: SampleEngine {
     /// sampled through the one sampling path (`Sampling`).
     typealias Instances = InstancePool<Sampling>
 
-    public func load(name: String, version: Int64, path: String) async throws -> ModelHandle {
-        let count = modelInstances[name] ?? instances, networkBatch = self.networkBatch
+    public func load(name: String, version: Int64, path: String, instances: Int?) async throws -> ModelHandle {
+        let count = min(max(1, instances ?? modelInstances[name] ?? self.instances), 256)
+        let networkBatch = self.networkBatch
         return try await withCheckedThrowingContinuation { cont in
             loadQueue.async {
                 cont.resume(

@@ -58,8 +58,9 @@ public final class ModelHandle: Sendable {
 /// Turns a batch of sample identities into samples. Implementations must make sample k a pure
 /// function of (model, ids[k], labels?[k]): the same bits whatever else shares the batch.
 public protocol SampleEngine: Sendable {
-    /// Loads and validates a checkpoint file (untrusted input); throws `EngineError(.loadFailed)` with a message.
-    func load(name: String, version: Int64, path: String) async throws -> ModelHandle
+    /// Loads and validates a checkpoint file (untrusted input); throws `EngineError(.loadFailed)` with a
+    /// message. `instances`: engine instances of this version (nil: the engine's default for `name`).
+    func load(name: String, version: Int64, path: String, instances: Int?) async throws -> ModelHandle
     /// `ids.count * sampleSize` floats, sample-major. `labels`: one per id, or nil. Cancelling the
     /// calling task ends the call early with `CancellationError` (the engine stops computing).
     func run(model: ModelHandle, ids: [SampleID], labels: [Int32]?) async throws -> [Float]
@@ -68,6 +69,11 @@ public protocol SampleEngine: Sendable {
 }
 
 extension SampleEngine {
+    /// Loads with the engine's default instance count.
+    public func load(name: String, version: Int64, path: String) async throws -> ModelHandle {
+        try await load(name: name, version: version, path: path, instances: nil)
+    }
+
     public func score(model: ModelHandle, samples: [Float], count: Int, labels: [Int32]?) async throws -> [Float]? {
         nil
     }

@@ -41,7 +41,12 @@ public actor Lane {
         var submitted: ContinuousClock.Instant
     }
 
-    public init(model: ModelHandle, engine: any SampleEngine, config: Batcher.Config) {
+    /// The most samples one request may ask of this model (its config.json); nil: the server-wide limit.
+    public nonisolated let maxSamplesPerRequest: Int?
+
+    public init(model: ModelHandle, engine: any SampleEngine, config: Batcher.Config, maxSamplesPerRequest: Int? = nil)
+    {
+        self.maxSamplesPerRequest = maxSamplesPerRequest
         self.model = model
         self.engine = engine
         // One batch per engine instance can run at once.

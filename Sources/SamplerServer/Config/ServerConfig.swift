@@ -171,18 +171,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     }
 
     public var versionPolicyValue: VersionPolicy {
-        get throws {
-            if versionPolicy == "all" { return .all }
-            let parts = versionPolicy.split(separator: ":", maxSplits: 1).map(String.init)
-            if parts.count == 2, parts[0] == "latest", let n = Int(parts[1]), n >= 1 { return .latest(n) }
-            if parts.count == 2, parts[0] == "specific" {
-                let items = parts[1].split(separator: ",", omittingEmptySubsequences: false)
-                let vs = items.compactMap { Int64($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 >= 1 }
-                if !vs.isEmpty && vs.count == items.count { return .specific(vs) }
-            }
-            throw ServerError(
-                .invalidConfiguration, "version policy '\(versionPolicy)' is not 'latest:N', 'all' or 'specific:V1,V2'")
-        }
+        get throws { try VersionPolicy(parsing: versionPolicy) }
     }
 
     public var batcherConfig: Batcher.Config {

@@ -13,6 +13,29 @@ public enum VersionPolicy: Sendable, Equatable {
     case specific([Int64])
     /// Every complete version.
     case all
+
+    /// `latest:N`, `all` or `specific:V1,V2,...`.
+    public init(parsing text: String) throws(ServerError) {
+        if text == "all" {
+            self = .all
+            return
+        }
+        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        if parts.count == 2, parts[0] == "latest", let n = Int(parts[1]), (1...1_000_000).contains(n) {
+            self = .latest(n)
+            return
+        }
+        if parts.count == 2, parts[0] == "specific" {
+            let items = parts[1].split(separator: ",", omittingEmptySubsequences: false)
+            let vs = items.compactMap { Int64($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 >= 1 }
+            if !vs.isEmpty && vs.count == items.count {
+                self = .specific(vs)
+                return
+            }
+        }
+        throw ServerError(
+            .invalidConfiguration, "version policy '\(text)' is not 'latest:N', 'all' or 'specific:V1,V2'")
+    }
 }
 
 /// State of one model version, as ListModels, RepositoryIndex and health report it.
@@ -40,7 +63,9 @@ public struct ModelStatus: Sendable {
 /// Layout: a version folder's name is its number; a folder is *complete* when it holds
 /// `model.safetensors` and, if `requireReadyMarker`, a file named `READY`. Writers either build a
 /// version under another name (e.g. `.3.tmp`) and rename it to `3` (atomic), or write `READY` last.
-/// `ROOT/MODEL/labels.json` maps labels to versions (`{"stable": 3, "canary": 4}`).
+/// `ROOT/MODEL/labels.json` maps labels to versions (`{"stable": 3, "canary": 4}`);
+/// `ROOT/MODEL/config.json` (`ModelSettings`) overrides the batching, version policy, instances and
+/// request size for that model; a change to it reloads the model's versions (a hot swap).
 ///
 /// Hot swap: a new version is loaded, validated and warmed up off the hot path (the lane of the old
 /// version keeps serving), then becomes visible in one step; the old lane drains (every request
@@ -86,6 +111,8 @@ public actor ModelRepository {
         var lane: Lane?
         var path: String
         var modified: Date?
+        /// The settings it was loaded with (a change reloads it).
+        var runtime: ModelRuntime? = nil
     }
 
     private struct ModelEntry {
@@ -95,6 +122,8 @@ public actor ModelRepository {
         var unloaded = false
         /// Some version has been ready since start (the default readiness set).
         var everReady = false
+        /// Why the model's config.json cannot be used (the versions serving keep their settings).
+        var settingsProblem: String?
     }
 
     public let config: Config
@@ -158,8 +187,9 @@ public actor ModelRepository {
         guard let m = models[name] else { return nil }
         let versions = m.versions.keys.sorted().map { v -> VersionStatus in
             let e = m.versions[v]!
+            let reason = [m.settingsProblem, e.reason.isEmpty ? nil : e.reason].compactMap { $0 }
             return VersionStatus(
-                version: v, state: e.state, reason: e.reason,
+                version: v, state: e.state, reason: reason.joined(separator: "; "),
                 labels: m.labels.filter { $0.value == v }.map(\.key).sorted())
         }
         return ModelStatus(name: name, versions: versions, defaultVersion: Self.defaultVersion(m))
@@ -295,16 +325,36 @@ public actor ModelRepository {
         let onDisk = RepositoryLayout.completeVersions(dir, requireMarker: config.requireReadyMarker)
         var m = models[name] ?? ModelEntry()
         m.labels = Self.readLabels(dir, logger: logger)
-        let wanted = Set(Self.select(onDisk.map(\.version), policy: config.policy))
+        let runtime: ModelRuntime
+        do throws(ServerError) {
+            let settings = try ModelSettings.read(modelFolder: dir)
+            do throws(ServerError) { runtime = try settings?.runtime(over: defaults) ?? defaults } catch {
+                throw ServerError(.invalidConfiguration, "\(dir)/\(ModelSettings.fileName): \(error.message)")
+            }
+            m.settingsProblem = nil
+        } catch {
+            // Nothing is loaded or retired with settings that cannot be used; what serves goes on.
+            if m.settingsProblem != error.description {
+                logger.error("model configuration refused", metadata: ["model": "\(name)", "reason": "\(error)"])
+            }
+            m.settingsProblem = error.description
+            for (v, path, _) in onDisk where m.versions[v] == nil {
+                m.versions[v] = VersionEntry(state: .unavailable, reason: "", lane: nil, path: path, modified: nil)
+            }
+            models[name] = m
+            changed()
+            return
+        }
+        let wanted = Set(Self.select(onDisk.map(\.version), policy: runtime.policy))
         models[name] = m
-        // Load wanted versions that are new or whose file changed.
+        // Load wanted versions that are new, whose file changed, or whose settings changed.
         for (v, path, modified) in onDisk.sorted(by: { $0.version < $1.version }) where wanted.contains(v) {
             if let e = models[name]?.versions[v], e.modified == modified,
-                e.state == .ready || (e.state == .unavailable && !force)
+                (e.state == .ready && e.runtime == runtime) || (e.state == .unavailable && !force)
             {
                 continue
             }
-            await loadVersion(name, v, path: path, modified: modified)
+            await loadVersion(name, v, path: path, modified: modified, runtime: runtime)
         }
         // Retire versions no longer wanted (or gone from disk), but never the last ready one when
         // nothing newer loaded.
@@ -320,7 +370,10 @@ public actor ModelRepository {
         changed()
     }
 
-    private func loadVersion(_ name: String, _ v: Int64, path: String, modified: Date?) async {
+    /// The settings of a model without a config.json: the server-wide ones.
+    private var defaults: ModelRuntime { ModelRuntime(batcher: config.batcher, policy: config.policy) }
+
+    private func loadVersion(_ name: String, _ v: Int64, path: String, modified: Date?, runtime: ModelRuntime) async {
         let previous = models[name]?.versions[v]
         if previous == nil || previous?.state != .ready {
             models[name]?.versions[v] = VersionEntry(
@@ -329,12 +382,14 @@ public actor ModelRepository {
         }
         logger.info("loading model version", metadata: ["model": "\(name)", "version": "\(v)", "path": "\(path)"])
         do {
-            let handle = try await engine.load(name: name, version: v, path: path)
-            try await warmUp(handle)
-            let lane = Lane(model: handle, engine: engine, config: config.batcher)
+            let handle = try await engine.load(name: name, version: v, path: path, instances: runtime.instances)
+            try await warmUp(handle, batcher: runtime.batcher)
+            let lane = Lane(
+                model: handle, engine: engine, config: runtime.batcher,
+                maxSamplesPerRequest: runtime.maxSamplesPerRequest)
             let old = models[name]?.versions[v]?.lane
             models[name]?.versions[v] = VersionEntry(
-                state: .ready, reason: "", lane: lane, path: path, modified: modified)
+                state: .ready, reason: "", lane: lane, path: path, modified: modified, runtime: runtime)
             models[name]?.everReady = true
             changed()
             logger.info("model version ready", metadata: ["model": "\(name)", "version": "\(v)"])
@@ -356,11 +411,11 @@ public actor ModelRepository {
     }
 
     /// Runs a few samples through a new version and checks them before it serves.
-    private func warmUp(_ handle: ModelHandle) async throws {
+    private func warmUp(_ handle: ModelHandle, batcher: Batcher.Config) async throws {
         let d = handle.description
         guard d.sampleSize > 0 else { throw ServerError(.loadFailed, "model has an empty sample shape") }
         guard config.warmupSamples > 0 else { return }
-        let n = min(config.warmupSamples, config.batcher.maxBatchSize)
+        let n = min(config.warmupSamples, batcher.maxBatchSize)
         let ids = SampleID.range(seed: 0, 0..<n)
         let labels = Sampling.cycledLabels(count: n, numClasses: d.numClasses)
         let engine = self.engine

@@ -57,6 +57,12 @@ struct SamplingFrontend: Sendable {
     ) {
         var lane = job.lane
         for _ in 0..<Self.resolveAttempts {
+            if let most = lane.maxSamplesPerRequest, job.ids.count > most {
+                throw ServerError(
+                    .invalidArgument,
+                    "model '\(lane.model.name)' takes at most \(most) samples per request (its config.json), got \(job.ids.count)"
+                )
+            }
             if let r = await lane.submitIfOpen(
                 ids: job.ids, labels: job.labels, priority: job.priority, deadline: job.deadline)
             {
