@@ -336,6 +336,47 @@ final class ServiceTests: XCTestCase {
         XCTAssertEqual(pending, 0, "the expired request left the queue")
     }
 
+    /// Tiny deadlines end DEADLINE_EXCEEDED (or in time, or refused up front), never CANCELLED: gRPC cancels an RPC
+    /// whose deadline passed, and the daemon reports that as the deadline.
+    func testTinyDeadlinesAreDeadlineExceededNotCancelled() async throws {
+        let h = try await makeHarness(batcher: .init(maxBatchSize: 8, maxQueueDelay: .milliseconds(3)))
+        let codes = try await withServer(h) { client in
+            let sampler = Onestep_Sampler_V1_Sampler.Client(wrapping: client)
+            let v2 = Inference_GRPCInferenceService.Client(wrapping: client)
+            var out: [Status.Code] = []
+            for (i, timeout) in [Duration.microseconds(1), .microseconds(200), .milliseconds(1), .milliseconds(4)]
+                .flatMap({ Array(repeating: $0, count: 10) }).enumerated()
+            {
+                var o = CallOptions.defaults
+                o.timeout = timeout
+                do {
+                    if i % 2 == 0 {
+                        _ = try await sampler.sample(
+                            .with {
+                                $0.model = "img"; $0.count = 8
+                            }, options: o)
+                    } else {
+                        _ = try await v2.modelInfer(
+                            .with {
+                                $0.modelName = "img"
+                                $0.inputs = [
+                                    .with {
+                                        $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [8]
+                                        $0.contents.int64Contents = Array(0..<8)
+                                    }
+                                ]
+                            }, options: o)
+                    }
+                    out.append(.ok)
+                } catch let e as RPCError { out.append(Status.Code(e.code)) }
+            }
+            return out
+        }
+        // RESOURCE_EXHAUSTED: refused at admission, the deadline being unreachable behind the queue.
+        XCTAssertTrue(codes.allSatisfy { [.ok, .deadlineExceeded, .resourceExhausted].contains($0) }, "\(codes)")
+        XCTAssertTrue(codes.contains(.deadlineExceeded))
+    }
+
     func testListModelsAndModelInfo() async throws {
         let h = try await makeHarness()
         let (list, info) = try await withServer(h) { client in
@@ -431,6 +472,28 @@ final class ServiceTests: XCTestCase {
                             $0.contents.int64Contents = [1, 2, 3, 4]
                         }
                     ]
+                }, .invalidArgument
+            ),
+            (
+                "shape [N, 1] (metadata says [-1])",
+                req {
+                    $0.inputs = [
+                        .with {
+                            $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [2, 1];
+                            $0.contents.int64Contents = [1, 2]
+                        }
+                    ]
+                }, .invalidArgument
+            ),
+            (
+                "typed contents beside raw_input_contents",
+                req {
+                    $0.inputs = [
+                        .with {
+                            $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [1]; $0.contents.int64Contents = [1]
+                        }
+                    ]
+                    $0.rawInputContents = [InferRequestChecks.int64Bytes([1])]
                 }, .invalidArgument
             ),
             (

@@ -63,6 +63,13 @@ public enum InferRequestChecks {
         }
         var seeds: [Int64]?, labels: [Int64]?
         for (i, input) in m.inputs.enumerated() {
+            if usesRaw && input.hasContents {
+                // The protocol: raw_input_contents replaces every input's typed contents.
+                throw ServerError(
+                    .invalidArgument,
+                    "input '\(input.name)' has typed contents and the request has raw_input_contents: use one or the other"
+                )
+            }
             let values = try int64Tensor(input, raw: usesRaw ? m.rawInputContents[i] : nil, limit: limit)
             switch input.name {
             case "seed":
@@ -120,7 +127,7 @@ public enum InferRequestChecks {
         }
     }
 
-    /// An INT64 [N] (or [N, 1]) tensor from typed or raw contents. N comes from the network: it is
+    /// An INT64 [N] tensor from typed or raw contents. N comes from the network: it is
     /// checked against `limit` (samples per request) before any size is computed from it.
     public static func int64Tensor(_ t: Inference_ModelInferRequest.InferInputTensor, raw: Data?, limit: Int)
         throws(ServerError) -> [Int64]
@@ -130,8 +137,10 @@ public enum InferRequestChecks {
                 .invalidArgument,
                 "input '\(t.name)' has datatype \(t.datatype.isEmpty ? "(none)" : t.datatype); it must be INT64")
         }
-        guard t.shape.count == 1 || (t.shape.count == 2 && t.shape[1] == 1), let n = t.shape.first, n >= 0 else {
-            throw ServerError(.invalidArgument, "input '\(t.name)' has shape \(t.shape); it must be [N] (or [N, 1])")
+        // ModelMetadata declares [-1]: a shape of any other rank is refused, as Triton does.
+        guard t.shape.count == 1, let n = t.shape.first, n >= 0 else {
+            throw ServerError(
+                .invalidArgument, "input '\(t.name)' has shape \(t.shape); it must be [N] (metadata: [-1])")
         }
         guard n <= Int64(limit) else {
             throw ServerError(

@@ -53,28 +53,33 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
                     // finish first and waits here.
                     var waiting: [Int: SampleChunk] = [:]
                     var sent = 0
-                    try await withRPCCancellationHandler {
-                        for try await chunk in chunks {
-                            waiting[chunk.offsets.lowerBound] = chunk
-                            while let next = waiting.removeValue(forKey: sent) {
-                                let r = next.offsets
-                                var part = try encode(
-                                    next.samples, ids: Array(job.ids[r]), labels: job.labels.map { Array($0[r]) },
-                                    lane: lane, format: format)
-                                part.queueUs = UInt64(max(0, next.queueTime.microseconds))
-                                part.computeUs = UInt64(max(0, next.computeTime.microseconds))
-                                sent = r.upperBound
-                                try await writer.write(
-                                    .with {
-                                        $0.offset = UInt32(r.lowerBound)
-                                        $0.chunk = part
-                                        $0.completed = UInt32(sent)
-                                        $0.total = UInt32(total)
-                                    })
+                    do {
+                        try await withRPCCancellationHandler {
+                            for try await chunk in chunks {
+                                waiting[chunk.offsets.lowerBound] = chunk
+                                while let next = waiting.removeValue(forKey: sent) {
+                                    let r = next.offsets
+                                    var part = try encode(
+                                        next.samples, ids: Array(job.ids[r]), labels: job.labels.map { Array($0[r]) },
+                                        lane: lane, format: format)
+                                    part.queueUs = UInt64(max(0, next.queueTime.microseconds))
+                                    part.computeUs = UInt64(max(0, next.computeTime.microseconds))
+                                    sent = r.upperBound
+                                    try await writer.write(
+                                        .with {
+                                            $0.offset = UInt32(r.lowerBound)
+                                            $0.chunk = part
+                                            $0.completed = UInt32(sent)
+                                            $0.total = UInt32(total)
+                                        })
+                                }
                             }
+                        } onCancelRPC: {
+                            lane.cancelSoon(id)
                         }
-                    } onCancelRPC: {
-                        lane.cancelSoon(id)
+                    } catch let e as ServerError where e.code == .cancelled {
+                        // gRPC cancels an RPC whose deadline passed: DEADLINE_EXCEEDED, not CANCELLED.
+                        throw SamplingFrontend.deadlinePassed(job) ?? e
                     }
                     return [:]
                 }

@@ -115,6 +115,12 @@ struct SamplingFrontend: Sendable {
         return result
     }
 
+    /// DEADLINE_EXCEEDED when `job`'s deadline has passed, else nil.
+    static func deadlinePassed(_ job: SampleJob) -> ServerError? {
+        guard let d = job.deadline, ContinuousClock.now >= d else { return nil }
+        return ServerError(.deadlineExceeded, "the request's deadline passed before its samples were ready")
+    }
+
     /// Runs a job's ids (no best-of-K) and gathers its chunks.
     private func runSamples(_ job: SampleJob) async throws -> JobResult {
         var queue = Duration.zero, compute = Duration.zero
@@ -123,14 +129,20 @@ struct SamplingFrontend: Sendable {
         let (lane, id, stream) = try await run(job)
         let n = lane.model.description.sampleSize
         var out = [Float](repeating: 0, count: job.ids.count * n)
-        try await withRPCCancellationHandler {
-            for try await chunk in stream {
-                out.replaceSubrange(chunk.offsets.lowerBound * n..<chunk.offsets.upperBound * n, with: chunk.samples)
-                queue = max(queue, chunk.queueTime)
-                compute += chunk.computeTime
+        do {
+            try await withRPCCancellationHandler {
+                for try await chunk in stream {
+                    out.replaceSubrange(
+                        chunk.offsets.lowerBound * n..<chunk.offsets.upperBound * n, with: chunk.samples)
+                    queue = max(queue, chunk.queueTime)
+                    compute += chunk.computeTime
+                }
+            } onCancelRPC: {
+                lane.cancelSoon(id)
             }
-        } onCancelRPC: {
-            lane.cancelSoon(id)
+        } catch let e as ServerError where e.code == .cancelled {
+            // gRPC cancels an RPC whose deadline passed: that is DEADLINE_EXCEEDED, not CANCELLED.
+            throw Self.deadlinePassed(job) ?? e
         }
         return JobResult(samples: out, queue: queue, compute: compute, lane: lane, scores: nil)
     }
