@@ -52,13 +52,14 @@ protoc \
   --grpc-swift_out="$out" --grpc-swift_opt=Visibility=Public,Server=true,Client=true,FileNaming=DropPath \
   -I "$here" -I "$grpc_proto" \
   onestep/sampler/v1/sampler.proto \
+  inference/model_config.proto \
   inference/grpc_service.proto \
   grpc/health/v1/health.proto \
   grpc/reflection/v1/reflection.proto
 
 # The serialized descriptors of every file the server offers, for the reflection service.
 python3 "$here/embed_descriptors.py" "$out/Descriptors.swift" \
-  onestep/sampler/v1/sampler.proto inference/grpc_service.proto grpc/health/v1/health.proto \
+  onestep/sampler/v1/sampler.proto inference/model_config.proto inference/grpc_service.proto grpc/health/v1/health.proto \
   grpc/reflection/v1/reflection.proto -- -I "$here" -I "$grpc_proto"
 
 if [ "$check" = 1 ]; then

@@ -75,8 +75,53 @@ public enum EmbeddedProtoFiles {
                 LnYxLk1vZGVsSW5mb1JlcXVlc3QaJS5vbmVzdGVwLnNhbXBsZXIudjEuTW9kZWxJbmZvUmVzcG9uc2ViBnByb3RvMw==
                 """),
         EmbeddedProtoFile(
-            name: "inference/grpc_service.proto",
+            name: "inference/model_config.proto",
             dependencies: [],
+            symbols: [
+                "inference.ModelInstanceGroup",
+                "inference.ModelInstanceGroup.Kind",
+                "inference.ModelInput",
+                "inference.ModelInput.Format",
+                "inference.ModelOutput",
+                "inference.ModelVersionPolicy",
+                "inference.ModelVersionPolicy.Latest",
+                "inference.ModelVersionPolicy.All",
+                "inference.ModelVersionPolicy.Specific",
+                "inference.ModelDynamicBatching",
+                "inference.ModelConfig",
+                "inference.DataType",
+            ],
+            descriptorBase64: """
+                ChxpbmZlcmVuY2UvbW9kZWxfY29uZmlnLnByb3RvEglpbmZlcmVuY2UiuQEKEk1vZGVsSW5zdGFuY2VHcm91cBISCgRuYW1l
+                GAEgASgJUgRuYW1lEjYKBGtpbmQYBCABKA4yIi5pbmZlcmVuY2UuTW9kZWxJbnN0YW5jZUdyb3VwLktpbmRSBGtpbmQSFAoF
+                Y291bnQYAiABKAVSBWNvdW50IkEKBEtpbmQSDQoJS0lORF9BVVRPEAASDAoIS0lORF9HUFUQARIMCghLSU5EX0NQVRACEg4K
+                CktJTkRfTU9ERUwQAyLZAQoKTW9kZWxJbnB1dBISCgRuYW1lGAEgASgJUgRuYW1lEjAKCWRhdGFfdHlwZRgCIAEoDjITLmlu
+                ZmVyZW5jZS5EYXRhVHlwZVIIZGF0YVR5cGUSNAoGZm9ybWF0GAMgASgOMhwuaW5mZXJlbmNlLk1vZGVsSW5wdXQuRm9ybWF0
+                UgZmb3JtYXQSEgoEZGltcxgEIAMoA1IEZGltcyI7CgZGb3JtYXQSDwoLRk9STUFUX05PTkUQABIPCgtGT1JNQVRfTkhXQxAB
+                Eg8KC0ZPUk1BVF9OQ0hXEAIiZwoLTW9kZWxPdXRwdXQSEgoEbmFtZRgBIAEoCVIEbmFtZRIwCglkYXRhX3R5cGUYAiABKA4y
+                Ey5pbmZlcmVuY2UuRGF0YVR5cGVSCGRhdGFUeXBlEhIKBGRpbXMYAyADKANSBGRpbXMivgIKEk1vZGVsVmVyc2lvblBvbGlj
+                eRI+CgZsYXRlc3QYASABKAsyJC5pbmZlcmVuY2UuTW9kZWxWZXJzaW9uUG9saWN5LkxhdGVzdEgAUgZsYXRlc3QSNQoDYWxs
+                GAIgASgLMiEuaW5mZXJlbmNlLk1vZGVsVmVyc2lvblBvbGljeS5BbGxIAFIDYWxsEkQKCHNwZWNpZmljGAMgASgLMiYuaW5m
+                ZXJlbmNlLk1vZGVsVmVyc2lvblBvbGljeS5TcGVjaWZpY0gAUghzcGVjaWZpYxorCgZMYXRlc3QSIQoMbnVtX3ZlcnNpb25z
+                GAEgASgNUgtudW1WZXJzaW9ucxoFCgNBbGwaJgoIU3BlY2lmaWMSGgoIdmVyc2lvbnMYASADKANSCHZlcnNpb25zQg8KDXBv
+                bGljeV9jaG9pY2Ui6AEKFE1vZGVsRHluYW1pY0JhdGNoaW5nEjAKFHByZWZlcnJlZF9iYXRjaF9zaXplGAEgAygFUhJwcmVm
+                ZXJyZWRCYXRjaFNpemUSPwocbWF4X3F1ZXVlX2RlbGF5X21pY3Jvc2Vjb25kcxgCIAEoBFIZbWF4UXVldWVEZWxheU1pY3Jv
+                c2Vjb25kcxInCg9wcmlvcml0eV9sZXZlbHMYBCABKARSDnByaW9yaXR5TGV2ZWxzEjQKFmRlZmF1bHRfcHJpb3JpdHlfbGV2
+                ZWwYBSABKARSFGRlZmF1bHRQcmlvcml0eUxldmVsIrIDCgtNb2RlbENvbmZpZxISCgRuYW1lGAEgASgJUgRuYW1lEhoKCHBs
+                YXRmb3JtGAIgASgJUghwbGF0Zm9ybRIYCgdiYWNrZW5kGBEgASgJUgdiYWNrZW5kEkQKDnZlcnNpb25fcG9saWN5GAMgASgL
+                Mh0uaW5mZXJlbmNlLk1vZGVsVmVyc2lvblBvbGljeVINdmVyc2lvblBvbGljeRIkCg5tYXhfYmF0Y2hfc2l6ZRgEIAEoBVIM
+                bWF4QmF0Y2hTaXplEisKBWlucHV0GAUgAygLMhUuaW5mZXJlbmNlLk1vZGVsSW5wdXRSBWlucHV0Ei4KBm91dHB1dBgGIAMo
+                CzIWLmluZmVyZW5jZS5Nb2RlbE91dHB1dFIGb3V0cHV0EkoKEGR5bmFtaWNfYmF0Y2hpbmcYCyABKAsyHy5pbmZlcmVuY2Uu
+                TW9kZWxEeW5hbWljQmF0Y2hpbmdSD2R5bmFtaWNCYXRjaGluZxJECg5pbnN0YW5jZV9ncm91cBgHIAMoCzIdLmluZmVyZW5j
+                ZS5Nb2RlbEluc3RhbmNlR3JvdXBSDWluc3RhbmNlR3JvdXAq+gEKCERhdGFUeXBlEhAKDFRZUEVfSU5WQUxJRBAAEg0KCVRZ
+                UEVfQk9PTBABEg4KClRZUEVfVUlOVDgQAhIPCgtUWVBFX1VJTlQxNhADEg8KC1RZUEVfVUlOVDMyEAQSDwoLVFlQRV9VSU5U
+                NjQQBRINCglUWVBFX0lOVDgQBhIOCgpUWVBFX0lOVDE2EAcSDgoKVFlQRV9JTlQzMhAIEg4KClRZUEVfSU5UNjQQCRINCglU
+                WVBFX0ZQMTYQChINCglUWVBFX0ZQMzIQCxINCglUWVBFX0ZQNjQQDBIPCgtUWVBFX1NUUklORxANEg0KCVRZUEVfQkYxNhAO
+                YgZwcm90bzM=
+                """),
+        EmbeddedProtoFile(
+            name: "inference/grpc_service.proto",
+            dependencies: ["inference/model_config.proto"],
             symbols: [
                 "inference.ServerLiveRequest",
                 "inference.ServerLiveResponse",
@@ -112,6 +157,17 @@ public enum EmbeddedProtoFiles {
                 "inference.RepositoryModelUnloadRequest",
                 "inference.RepositoryModelUnloadRequest.ParametersEntry",
                 "inference.RepositoryModelUnloadResponse",
+                "inference.ModelConfigRequest",
+                "inference.ModelConfigResponse",
+                "inference.ModelStatisticsRequest",
+                "inference.StatisticDuration",
+                "inference.InferStatistics",
+                "inference.InferResponseStatistics",
+                "inference.InferBatchStatistics",
+                "inference.MemoryUsage",
+                "inference.ModelStatistics",
+                "inference.ModelStatistics.ResponseStatsEntry",
+                "inference.ModelStatisticsResponse",
                 "inference.GRPCInferenceService",
                 "inference.GRPCInferenceService.ServerLive",
                 "inference.GRPCInferenceService.ServerReady",
@@ -120,86 +176,120 @@ public enum EmbeddedProtoFiles {
                 "inference.GRPCInferenceService.ModelMetadata",
                 "inference.GRPCInferenceService.ModelInfer",
                 "inference.GRPCInferenceService.ModelStreamInfer",
+                "inference.GRPCInferenceService.ModelConfig",
+                "inference.GRPCInferenceService.ModelStatistics",
                 "inference.GRPCInferenceService.RepositoryIndex",
                 "inference.GRPCInferenceService.RepositoryModelLoad",
                 "inference.GRPCInferenceService.RepositoryModelUnload",
             ],
             descriptorBase64: """
-                ChxpbmZlcmVuY2UvZ3JwY19zZXJ2aWNlLnByb3RvEglpbmZlcmVuY2UiEwoRU2VydmVyTGl2ZVJlcXVlc3QiKAoSU2VydmVy
-                TGl2ZVJlc3BvbnNlEhIKBGxpdmUYASABKAhSBGxpdmUiFAoSU2VydmVyUmVhZHlSZXF1ZXN0IisKE1NlcnZlclJlYWR5UmVz
-                cG9uc2USFAoFcmVhZHkYASABKAhSBXJlYWR5IkEKEU1vZGVsUmVhZHlSZXF1ZXN0EhIKBG5hbWUYASABKAlSBG5hbWUSGAoH
-                dmVyc2lvbhgCIAEoCVIHdmVyc2lvbiIqChJNb2RlbFJlYWR5UmVzcG9uc2USFAoFcmVhZHkYASABKAhSBXJlYWR5IhcKFVNl
-                cnZlck1ldGFkYXRhUmVxdWVzdCJmChZTZXJ2ZXJNZXRhZGF0YVJlc3BvbnNlEhIKBG5hbWUYASABKAlSBG5hbWUSGAoHdmVy
-                c2lvbhgCIAEoCVIHdmVyc2lvbhIeCgpleHRlbnNpb25zGAMgAygJUgpleHRlbnNpb25zIkQKFE1vZGVsTWV0YWRhdGFSZXF1
-                ZXN0EhIKBG5hbWUYASABKAlSBG5hbWUSGAoHdmVyc2lvbhgCIAEoCVIHdmVyc2lvbiLPAgoVTW9kZWxNZXRhZGF0YVJlc3Bv
-                bnNlEhIKBG5hbWUYASABKAlSBG5hbWUSGgoIdmVyc2lvbnMYAiADKAlSCHZlcnNpb25zEhoKCHBsYXRmb3JtGAMgASgJUghw
-                bGF0Zm9ybRJHCgZpbnB1dHMYBCADKAsyLy5pbmZlcmVuY2UuTW9kZWxNZXRhZGF0YVJlc3BvbnNlLlRlbnNvck1ldGFkYXRh
-                UgZpbnB1dHMSSQoHb3V0cHV0cxgFIAMoCzIvLmluZmVyZW5jZS5Nb2RlbE1ldGFkYXRhUmVzcG9uc2UuVGVuc29yTWV0YWRh
-                dGFSB291dHB1dHMaVgoOVGVuc29yTWV0YWRhdGESEgoEbmFtZRgBIAEoCVIEbmFtZRIaCghkYXRhdHlwZRgCIAEoCVIIZGF0
-                YXR5cGUSFAoFc2hhcGUYAyADKANSBXNoYXBlItcBCg5JbmZlclBhcmFtZXRlchIfCgpib29sX3BhcmFtGAEgASgISABSCWJv
-                b2xQYXJhbRIhCgtpbnQ2NF9wYXJhbRgCIAEoA0gAUgppbnQ2NFBhcmFtEiMKDHN0cmluZ19wYXJhbRgDIAEoCUgAUgtzdHJp
-                bmdQYXJhbRIjCgxkb3VibGVfcGFyYW0YBCABKAFIAFILZG91YmxlUGFyYW0SIwoMdWludDY0X3BhcmFtGAUgASgESABSC3Vp
-                bnQ2NFBhcmFtQhIKEHBhcmFtZXRlcl9jaG9pY2UiwwIKE0luZmVyVGVuc29yQ29udGVudHMSIwoNYm9vbF9jb250ZW50cxgB
-                IAMoCFIMYm9vbENvbnRlbnRzEiEKDGludF9jb250ZW50cxgCIAMoBVILaW50Q29udGVudHMSJQoOaW50NjRfY29udGVudHMY
-                AyADKANSDWludDY0Q29udGVudHMSIwoNdWludF9jb250ZW50cxgEIAMoDVIMdWludENvbnRlbnRzEicKD3VpbnQ2NF9jb250
-                ZW50cxgFIAMoBFIOdWludDY0Q29udGVudHMSIwoNZnAzMl9jb250ZW50cxgGIAMoAlIMZnAzMkNvbnRlbnRzEiMKDWZwNjRf
-                Y29udGVudHMYByADKAFSDGZwNjRDb250ZW50cxIlCg5ieXRlc19jb250ZW50cxgIIAMoDFINYnl0ZXNDb250ZW50cyKdCAoR
-                TW9kZWxJbmZlclJlcXVlc3QSHQoKbW9kZWxfbmFtZRgBIAEoCVIJbW9kZWxOYW1lEiMKDW1vZGVsX3ZlcnNpb24YAiABKAlS
-                DG1vZGVsVmVyc2lvbhIOCgJpZBgDIAEoCVICaWQSTAoKcGFyYW1ldGVycxgEIAMoCzIsLmluZmVyZW5jZS5Nb2RlbEluZmVy
-                UmVxdWVzdC5QYXJhbWV0ZXJzRW50cnlSCnBhcmFtZXRlcnMSRQoGaW5wdXRzGAUgAygLMi0uaW5mZXJlbmNlLk1vZGVsSW5m
-                ZXJSZXF1ZXN0LkluZmVySW5wdXRUZW5zb3JSBmlucHV0cxJRCgdvdXRwdXRzGAYgAygLMjcuaW5mZXJlbmNlLk1vZGVsSW5m
-                ZXJSZXF1ZXN0LkluZmVyUmVxdWVzdGVkT3V0cHV0VGVuc29yUgdvdXRwdXRzEiwKEnJhd19pbnB1dF9jb250ZW50cxgHIAMo
-                DFIQcmF3SW5wdXRDb250ZW50cxrNAgoQSW5mZXJJbnB1dFRlbnNvchISCgRuYW1lGAEgASgJUgRuYW1lEhoKCGRhdGF0eXBl
-                GAIgASgJUghkYXRhdHlwZRIUCgVzaGFwZRgDIAMoA1IFc2hhcGUSXQoKcGFyYW1ldGVycxgEIAMoCzI9LmluZmVyZW5jZS5N
-                b2RlbEluZmVyUmVxdWVzdC5JbmZlcklucHV0VGVuc29yLlBhcmFtZXRlcnNFbnRyeVIKcGFyYW1ldGVycxI6Cghjb250ZW50
-                cxgFIAEoCzIeLmluZmVyZW5jZS5JbmZlclRlbnNvckNvbnRlbnRzUghjb250ZW50cxpYCg9QYXJhbWV0ZXJzRW50cnkSEAoD
-                a2V5GAEgASgJUgNrZXkSLwoFdmFsdWUYAiABKAsyGS5pbmZlcmVuY2UuSW5mZXJQYXJhbWV0ZXJSBXZhbHVlOgI4ARrzAQoa
-                SW5mZXJSZXF1ZXN0ZWRPdXRwdXRUZW5zb3ISEgoEbmFtZRgBIAEoCVIEbmFtZRJnCgpwYXJhbWV0ZXJzGAIgAygLMkcuaW5m
-                ZXJlbmNlLk1vZGVsSW5mZXJSZXF1ZXN0LkluZmVyUmVxdWVzdGVkT3V0cHV0VGVuc29yLlBhcmFtZXRlcnNFbnRyeVIKcGFy
-                YW1ldGVycxpYCg9QYXJhbWV0ZXJzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSLwoFdmFsdWUYAiABKAsyGS5pbmZlcmVuY2Uu
-                SW5mZXJQYXJhbWV0ZXJSBXZhbHVlOgI4ARpYCg9QYXJhbWV0ZXJzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSLwoFdmFsdWUY
-                AiABKAsyGS5pbmZlcmVuY2UuSW5mZXJQYXJhbWV0ZXJSBXZhbHVlOgI4ASLfBQoSTW9kZWxJbmZlclJlc3BvbnNlEh0KCm1v
-                ZGVsX25hbWUYASABKAlSCW1vZGVsTmFtZRIjCg1tb2RlbF92ZXJzaW9uGAIgASgJUgxtb2RlbFZlcnNpb24SDgoCaWQYAyAB
-                KAlSAmlkEk0KCnBhcmFtZXRlcnMYBCADKAsyLS5pbmZlcmVuY2UuTW9kZWxJbmZlclJlc3BvbnNlLlBhcmFtZXRlcnNFbnRy
-                eVIKcGFyYW1ldGVycxJJCgdvdXRwdXRzGAUgAygLMi8uaW5mZXJlbmNlLk1vZGVsSW5mZXJSZXNwb25zZS5JbmZlck91dHB1
-                dFRlbnNvclIHb3V0cHV0cxIuChNyYXdfb3V0cHV0X2NvbnRlbnRzGAYgAygMUhFyYXdPdXRwdXRDb250ZW50cxrQAgoRSW5m
-                ZXJPdXRwdXRUZW5zb3ISEgoEbmFtZRgBIAEoCVIEbmFtZRIaCghkYXRhdHlwZRgCIAEoCVIIZGF0YXR5cGUSFAoFc2hhcGUY
-                AyADKANSBXNoYXBlEl8KCnBhcmFtZXRlcnMYBCADKAsyPy5pbmZlcmVuY2UuTW9kZWxJbmZlclJlc3BvbnNlLkluZmVyT3V0
-                cHV0VGVuc29yLlBhcmFtZXRlcnNFbnRyeVIKcGFyYW1ldGVycxI6Cghjb250ZW50cxgFIAEoCzIeLmluZmVyZW5jZS5JbmZl
-                clRlbnNvckNvbnRlbnRzUghjb250ZW50cxpYCg9QYXJhbWV0ZXJzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSLwoFdmFsdWUY
-                AiABKAsyGS5pbmZlcmVuY2UuSW5mZXJQYXJhbWV0ZXJSBXZhbHVlOgI4ARpYCg9QYXJhbWV0ZXJzRW50cnkSEAoDa2V5GAEg
-                ASgJUgNrZXkSLwoFdmFsdWUYAiABKAsyGS5pbmZlcmVuY2UuSW5mZXJQYXJhbWV0ZXJSBXZhbHVlOgI4ASKFAQoYTW9kZWxT
-                dHJlYW1JbmZlclJlc3BvbnNlEiMKDWVycm9yX21lc3NhZ2UYASABKAlSDGVycm9yTWVzc2FnZRJECg5pbmZlcl9yZXNwb25z
-                ZRgCIAEoCzIdLmluZmVyZW5jZS5Nb2RlbEluZmVyUmVzcG9uc2VSDWluZmVyUmVzcG9uc2UiugEKGE1vZGVsUmVwb3NpdG9y
-                eVBhcmFtZXRlchIfCgpib29sX3BhcmFtGAEgASgISABSCWJvb2xQYXJhbRIhCgtpbnQ2NF9wYXJhbRgCIAEoA0gAUgppbnQ2
-                NFBhcmFtEiMKDHN0cmluZ19wYXJhbRgDIAEoCUgAUgtzdHJpbmdQYXJhbRIhCgtieXRlc19wYXJhbRgEIAEoDEgAUgpieXRl
-                c1BhcmFtQhIKEHBhcmFtZXRlcl9jaG9pY2UiVwoWUmVwb3NpdG9yeUluZGV4UmVxdWVzdBInCg9yZXBvc2l0b3J5X25hbWUY
-                ASABKAlSDnJlcG9zaXRvcnlOYW1lEhQKBXJlYWR5GAIgASgIUgVyZWFkeSLKAQoXUmVwb3NpdG9yeUluZGV4UmVzcG9uc2US
-                RQoGbW9kZWxzGAEgAygLMi0uaW5mZXJlbmNlLlJlcG9zaXRvcnlJbmRleFJlc3BvbnNlLk1vZGVsSW5kZXhSBm1vZGVscxpo
-                CgpNb2RlbEluZGV4EhIKBG5hbWUYASABKAlSBG5hbWUSGAoHdmVyc2lvbhgCIAEoCVIHdmVyc2lvbhIUCgVzdGF0ZRgDIAEo
-                CVIFc3RhdGUSFgoGcmVhc29uGAQgASgJUgZyZWFzb24inwIKGlJlcG9zaXRvcnlNb2RlbExvYWRSZXF1ZXN0EicKD3JlcG9z
-                aXRvcnlfbmFtZRgBIAEoCVIOcmVwb3NpdG9yeU5hbWUSHQoKbW9kZWxfbmFtZRgCIAEoCVIJbW9kZWxOYW1lElUKCnBhcmFt
-                ZXRlcnMYAyADKAsyNS5pbmZlcmVuY2UuUmVwb3NpdG9yeU1vZGVsTG9hZFJlcXVlc3QuUGFyYW1ldGVyc0VudHJ5UgpwYXJh
-                bWV0ZXJzGmIKD1BhcmFtZXRlcnNFbnRyeRIQCgNrZXkYASABKAlSA2tleRI5CgV2YWx1ZRgCIAEoCzIjLmluZmVyZW5jZS5N
-                b2RlbFJlcG9zaXRvcnlQYXJhbWV0ZXJSBXZhbHVlOgI4ASIdChtSZXBvc2l0b3J5TW9kZWxMb2FkUmVzcG9uc2UiowIKHFJl
-                cG9zaXRvcnlNb2RlbFVubG9hZFJlcXVlc3QSJwoPcmVwb3NpdG9yeV9uYW1lGAEgASgJUg5yZXBvc2l0b3J5TmFtZRIdCgpt
-                b2RlbF9uYW1lGAIgASgJUgltb2RlbE5hbWUSVwoKcGFyYW1ldGVycxgDIAMoCzI3LmluZmVyZW5jZS5SZXBvc2l0b3J5TW9k
-                ZWxVbmxvYWRSZXF1ZXN0LlBhcmFtZXRlcnNFbnRyeVIKcGFyYW1ldGVycxpiCg9QYXJhbWV0ZXJzRW50cnkSEAoDa2V5GAEg
-                ASgJUgNrZXkSOQoFdmFsdWUYAiABKAsyIy5pbmZlcmVuY2UuTW9kZWxSZXBvc2l0b3J5UGFyYW1ldGVyUgV2YWx1ZToCOAEi
-                HwodUmVwb3NpdG9yeU1vZGVsVW5sb2FkUmVzcG9uc2UyiwcKFEdSUENJbmZlcmVuY2VTZXJ2aWNlEksKClNlcnZlckxpdmUS
-                HC5pbmZlcmVuY2UuU2VydmVyTGl2ZVJlcXVlc3QaHS5pbmZlcmVuY2UuU2VydmVyTGl2ZVJlc3BvbnNlIgASTgoLU2VydmVy
-                UmVhZHkSHS5pbmZlcmVuY2UuU2VydmVyUmVhZHlSZXF1ZXN0Gh4uaW5mZXJlbmNlLlNlcnZlclJlYWR5UmVzcG9uc2UiABJL
-                CgpNb2RlbFJlYWR5EhwuaW5mZXJlbmNlLk1vZGVsUmVhZHlSZXF1ZXN0Gh0uaW5mZXJlbmNlLk1vZGVsUmVhZHlSZXNwb25z
-                ZSIAElcKDlNlcnZlck1ldGFkYXRhEiAuaW5mZXJlbmNlLlNlcnZlck1ldGFkYXRhUmVxdWVzdBohLmluZmVyZW5jZS5TZXJ2
-                ZXJNZXRhZGF0YVJlc3BvbnNlIgASVAoNTW9kZWxNZXRhZGF0YRIfLmluZmVyZW5jZS5Nb2RlbE1ldGFkYXRhUmVxdWVzdBog
-                LmluZmVyZW5jZS5Nb2RlbE1ldGFkYXRhUmVzcG9uc2UiABJLCgpNb2RlbEluZmVyEhwuaW5mZXJlbmNlLk1vZGVsSW5mZXJS
-                ZXF1ZXN0Gh0uaW5mZXJlbmNlLk1vZGVsSW5mZXJSZXNwb25zZSIAElsKEE1vZGVsU3RyZWFtSW5mZXISHC5pbmZlcmVuY2Uu
-                TW9kZWxJbmZlclJlcXVlc3QaIy5pbmZlcmVuY2UuTW9kZWxTdHJlYW1JbmZlclJlc3BvbnNlIgAoATABEloKD1JlcG9zaXRv
-                cnlJbmRleBIhLmluZmVyZW5jZS5SZXBvc2l0b3J5SW5kZXhSZXF1ZXN0GiIuaW5mZXJlbmNlLlJlcG9zaXRvcnlJbmRleFJl
-                c3BvbnNlIgASZgoTUmVwb3NpdG9yeU1vZGVsTG9hZBIlLmluZmVyZW5jZS5SZXBvc2l0b3J5TW9kZWxMb2FkUmVxdWVzdBom
-                LmluZmVyZW5jZS5SZXBvc2l0b3J5TW9kZWxMb2FkUmVzcG9uc2UiABJsChVSZXBvc2l0b3J5TW9kZWxVbmxvYWQSJy5pbmZl
-                cmVuY2UuUmVwb3NpdG9yeU1vZGVsVW5sb2FkUmVxdWVzdBooLmluZmVyZW5jZS5SZXBvc2l0b3J5TW9kZWxVbmxvYWRSZXNw
-                b25zZSIAYgZwcm90bzM=
+                ChxpbmZlcmVuY2UvZ3JwY19zZXJ2aWNlLnByb3RvEglpbmZlcmVuY2UaHGluZmVyZW5jZS9tb2RlbF9jb25maWcucHJvdG8i
+                EwoRU2VydmVyTGl2ZVJlcXVlc3QiKAoSU2VydmVyTGl2ZVJlc3BvbnNlEhIKBGxpdmUYASABKAhSBGxpdmUiFAoSU2VydmVy
+                UmVhZHlSZXF1ZXN0IisKE1NlcnZlclJlYWR5UmVzcG9uc2USFAoFcmVhZHkYASABKAhSBXJlYWR5IkEKEU1vZGVsUmVhZHlS
+                ZXF1ZXN0EhIKBG5hbWUYASABKAlSBG5hbWUSGAoHdmVyc2lvbhgCIAEoCVIHdmVyc2lvbiIqChJNb2RlbFJlYWR5UmVzcG9u
+                c2USFAoFcmVhZHkYASABKAhSBXJlYWR5IhcKFVNlcnZlck1ldGFkYXRhUmVxdWVzdCJmChZTZXJ2ZXJNZXRhZGF0YVJlc3Bv
+                bnNlEhIKBG5hbWUYASABKAlSBG5hbWUSGAoHdmVyc2lvbhgCIAEoCVIHdmVyc2lvbhIeCgpleHRlbnNpb25zGAMgAygJUgpl
+                eHRlbnNpb25zIkQKFE1vZGVsTWV0YWRhdGFSZXF1ZXN0EhIKBG5hbWUYASABKAlSBG5hbWUSGAoHdmVyc2lvbhgCIAEoCVIH
+                dmVyc2lvbiLPAgoVTW9kZWxNZXRhZGF0YVJlc3BvbnNlEhIKBG5hbWUYASABKAlSBG5hbWUSGgoIdmVyc2lvbnMYAiADKAlS
+                CHZlcnNpb25zEhoKCHBsYXRmb3JtGAMgASgJUghwbGF0Zm9ybRJHCgZpbnB1dHMYBCADKAsyLy5pbmZlcmVuY2UuTW9kZWxN
+                ZXRhZGF0YVJlc3BvbnNlLlRlbnNvck1ldGFkYXRhUgZpbnB1dHMSSQoHb3V0cHV0cxgFIAMoCzIvLmluZmVyZW5jZS5Nb2Rl
+                bE1ldGFkYXRhUmVzcG9uc2UuVGVuc29yTWV0YWRhdGFSB291dHB1dHMaVgoOVGVuc29yTWV0YWRhdGESEgoEbmFtZRgBIAEo
+                CVIEbmFtZRIaCghkYXRhdHlwZRgCIAEoCVIIZGF0YXR5cGUSFAoFc2hhcGUYAyADKANSBXNoYXBlItcBCg5JbmZlclBhcmFt
+                ZXRlchIfCgpib29sX3BhcmFtGAEgASgISABSCWJvb2xQYXJhbRIhCgtpbnQ2NF9wYXJhbRgCIAEoA0gAUgppbnQ2NFBhcmFt
+                EiMKDHN0cmluZ19wYXJhbRgDIAEoCUgAUgtzdHJpbmdQYXJhbRIjCgxkb3VibGVfcGFyYW0YBCABKAFIAFILZG91YmxlUGFy
+                YW0SIwoMdWludDY0X3BhcmFtGAUgASgESABSC3VpbnQ2NFBhcmFtQhIKEHBhcmFtZXRlcl9jaG9pY2UiwwIKE0luZmVyVGVu
+                c29yQ29udGVudHMSIwoNYm9vbF9jb250ZW50cxgBIAMoCFIMYm9vbENvbnRlbnRzEiEKDGludF9jb250ZW50cxgCIAMoBVIL
+                aW50Q29udGVudHMSJQoOaW50NjRfY29udGVudHMYAyADKANSDWludDY0Q29udGVudHMSIwoNdWludF9jb250ZW50cxgEIAMo
+                DVIMdWludENvbnRlbnRzEicKD3VpbnQ2NF9jb250ZW50cxgFIAMoBFIOdWludDY0Q29udGVudHMSIwoNZnAzMl9jb250ZW50
+                cxgGIAMoAlIMZnAzMkNvbnRlbnRzEiMKDWZwNjRfY29udGVudHMYByADKAFSDGZwNjRDb250ZW50cxIlCg5ieXRlc19jb250
+                ZW50cxgIIAMoDFINYnl0ZXNDb250ZW50cyKdCAoRTW9kZWxJbmZlclJlcXVlc3QSHQoKbW9kZWxfbmFtZRgBIAEoCVIJbW9k
+                ZWxOYW1lEiMKDW1vZGVsX3ZlcnNpb24YAiABKAlSDG1vZGVsVmVyc2lvbhIOCgJpZBgDIAEoCVICaWQSTAoKcGFyYW1ldGVy
+                cxgEIAMoCzIsLmluZmVyZW5jZS5Nb2RlbEluZmVyUmVxdWVzdC5QYXJhbWV0ZXJzRW50cnlSCnBhcmFtZXRlcnMSRQoGaW5w
+                dXRzGAUgAygLMi0uaW5mZXJlbmNlLk1vZGVsSW5mZXJSZXF1ZXN0LkluZmVySW5wdXRUZW5zb3JSBmlucHV0cxJRCgdvdXRw
+                dXRzGAYgAygLMjcuaW5mZXJlbmNlLk1vZGVsSW5mZXJSZXF1ZXN0LkluZmVyUmVxdWVzdGVkT3V0cHV0VGVuc29yUgdvdXRw
+                dXRzEiwKEnJhd19pbnB1dF9jb250ZW50cxgHIAMoDFIQcmF3SW5wdXRDb250ZW50cxrNAgoQSW5mZXJJbnB1dFRlbnNvchIS
+                CgRuYW1lGAEgASgJUgRuYW1lEhoKCGRhdGF0eXBlGAIgASgJUghkYXRhdHlwZRIUCgVzaGFwZRgDIAMoA1IFc2hhcGUSXQoK
+                cGFyYW1ldGVycxgEIAMoCzI9LmluZmVyZW5jZS5Nb2RlbEluZmVyUmVxdWVzdC5JbmZlcklucHV0VGVuc29yLlBhcmFtZXRl
+                cnNFbnRyeVIKcGFyYW1ldGVycxI6Cghjb250ZW50cxgFIAEoCzIeLmluZmVyZW5jZS5JbmZlclRlbnNvckNvbnRlbnRzUghj
+                b250ZW50cxpYCg9QYXJhbWV0ZXJzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSLwoFdmFsdWUYAiABKAsyGS5pbmZlcmVuY2Uu
+                SW5mZXJQYXJhbWV0ZXJSBXZhbHVlOgI4ARrzAQoaSW5mZXJSZXF1ZXN0ZWRPdXRwdXRUZW5zb3ISEgoEbmFtZRgBIAEoCVIE
+                bmFtZRJnCgpwYXJhbWV0ZXJzGAIgAygLMkcuaW5mZXJlbmNlLk1vZGVsSW5mZXJSZXF1ZXN0LkluZmVyUmVxdWVzdGVkT3V0
+                cHV0VGVuc29yLlBhcmFtZXRlcnNFbnRyeVIKcGFyYW1ldGVycxpYCg9QYXJhbWV0ZXJzRW50cnkSEAoDa2V5GAEgASgJUgNr
+                ZXkSLwoFdmFsdWUYAiABKAsyGS5pbmZlcmVuY2UuSW5mZXJQYXJhbWV0ZXJSBXZhbHVlOgI4ARpYCg9QYXJhbWV0ZXJzRW50
+                cnkSEAoDa2V5GAEgASgJUgNrZXkSLwoFdmFsdWUYAiABKAsyGS5pbmZlcmVuY2UuSW5mZXJQYXJhbWV0ZXJSBXZhbHVlOgI4
+                ASLfBQoSTW9kZWxJbmZlclJlc3BvbnNlEh0KCm1vZGVsX25hbWUYASABKAlSCW1vZGVsTmFtZRIjCg1tb2RlbF92ZXJzaW9u
+                GAIgASgJUgxtb2RlbFZlcnNpb24SDgoCaWQYAyABKAlSAmlkEk0KCnBhcmFtZXRlcnMYBCADKAsyLS5pbmZlcmVuY2UuTW9k
+                ZWxJbmZlclJlc3BvbnNlLlBhcmFtZXRlcnNFbnRyeVIKcGFyYW1ldGVycxJJCgdvdXRwdXRzGAUgAygLMi8uaW5mZXJlbmNl
+                Lk1vZGVsSW5mZXJSZXNwb25zZS5JbmZlck91dHB1dFRlbnNvclIHb3V0cHV0cxIuChNyYXdfb3V0cHV0X2NvbnRlbnRzGAYg
+                AygMUhFyYXdPdXRwdXRDb250ZW50cxrQAgoRSW5mZXJPdXRwdXRUZW5zb3ISEgoEbmFtZRgBIAEoCVIEbmFtZRIaCghkYXRh
+                dHlwZRgCIAEoCVIIZGF0YXR5cGUSFAoFc2hhcGUYAyADKANSBXNoYXBlEl8KCnBhcmFtZXRlcnMYBCADKAsyPy5pbmZlcmVu
+                Y2UuTW9kZWxJbmZlclJlc3BvbnNlLkluZmVyT3V0cHV0VGVuc29yLlBhcmFtZXRlcnNFbnRyeVIKcGFyYW1ldGVycxI6Cghj
+                b250ZW50cxgFIAEoCzIeLmluZmVyZW5jZS5JbmZlclRlbnNvckNvbnRlbnRzUghjb250ZW50cxpYCg9QYXJhbWV0ZXJzRW50
+                cnkSEAoDa2V5GAEgASgJUgNrZXkSLwoFdmFsdWUYAiABKAsyGS5pbmZlcmVuY2UuSW5mZXJQYXJhbWV0ZXJSBXZhbHVlOgI4
+                ARpYCg9QYXJhbWV0ZXJzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSLwoFdmFsdWUYAiABKAsyGS5pbmZlcmVuY2UuSW5mZXJQ
+                YXJhbWV0ZXJSBXZhbHVlOgI4ASKFAQoYTW9kZWxTdHJlYW1JbmZlclJlc3BvbnNlEiMKDWVycm9yX21lc3NhZ2UYASABKAlS
+                DGVycm9yTWVzc2FnZRJECg5pbmZlcl9yZXNwb25zZRgCIAEoCzIdLmluZmVyZW5jZS5Nb2RlbEluZmVyUmVzcG9uc2VSDWlu
+                ZmVyUmVzcG9uc2UiugEKGE1vZGVsUmVwb3NpdG9yeVBhcmFtZXRlchIfCgpib29sX3BhcmFtGAEgASgISABSCWJvb2xQYXJh
+                bRIhCgtpbnQ2NF9wYXJhbRgCIAEoA0gAUgppbnQ2NFBhcmFtEiMKDHN0cmluZ19wYXJhbRgDIAEoCUgAUgtzdHJpbmdQYXJh
+                bRIhCgtieXRlc19wYXJhbRgEIAEoDEgAUgpieXRlc1BhcmFtQhIKEHBhcmFtZXRlcl9jaG9pY2UiVwoWUmVwb3NpdG9yeUlu
+                ZGV4UmVxdWVzdBInCg9yZXBvc2l0b3J5X25hbWUYASABKAlSDnJlcG9zaXRvcnlOYW1lEhQKBXJlYWR5GAIgASgIUgVyZWFk
+                eSLKAQoXUmVwb3NpdG9yeUluZGV4UmVzcG9uc2USRQoGbW9kZWxzGAEgAygLMi0uaW5mZXJlbmNlLlJlcG9zaXRvcnlJbmRl
+                eFJlc3BvbnNlLk1vZGVsSW5kZXhSBm1vZGVscxpoCgpNb2RlbEluZGV4EhIKBG5hbWUYASABKAlSBG5hbWUSGAoHdmVyc2lv
+                bhgCIAEoCVIHdmVyc2lvbhIUCgVzdGF0ZRgDIAEoCVIFc3RhdGUSFgoGcmVhc29uGAQgASgJUgZyZWFzb24inwIKGlJlcG9z
+                aXRvcnlNb2RlbExvYWRSZXF1ZXN0EicKD3JlcG9zaXRvcnlfbmFtZRgBIAEoCVIOcmVwb3NpdG9yeU5hbWUSHQoKbW9kZWxf
+                bmFtZRgCIAEoCVIJbW9kZWxOYW1lElUKCnBhcmFtZXRlcnMYAyADKAsyNS5pbmZlcmVuY2UuUmVwb3NpdG9yeU1vZGVsTG9h
+                ZFJlcXVlc3QuUGFyYW1ldGVyc0VudHJ5UgpwYXJhbWV0ZXJzGmIKD1BhcmFtZXRlcnNFbnRyeRIQCgNrZXkYASABKAlSA2tl
+                eRI5CgV2YWx1ZRgCIAEoCzIjLmluZmVyZW5jZS5Nb2RlbFJlcG9zaXRvcnlQYXJhbWV0ZXJSBXZhbHVlOgI4ASIdChtSZXBv
+                c2l0b3J5TW9kZWxMb2FkUmVzcG9uc2UiowIKHFJlcG9zaXRvcnlNb2RlbFVubG9hZFJlcXVlc3QSJwoPcmVwb3NpdG9yeV9u
+                YW1lGAEgASgJUg5yZXBvc2l0b3J5TmFtZRIdCgptb2RlbF9uYW1lGAIgASgJUgltb2RlbE5hbWUSVwoKcGFyYW1ldGVycxgD
+                IAMoCzI3LmluZmVyZW5jZS5SZXBvc2l0b3J5TW9kZWxVbmxvYWRSZXF1ZXN0LlBhcmFtZXRlcnNFbnRyeVIKcGFyYW1ldGVy
+                cxpiCg9QYXJhbWV0ZXJzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSOQoFdmFsdWUYAiABKAsyIy5pbmZlcmVuY2UuTW9kZWxS
+                ZXBvc2l0b3J5UGFyYW1ldGVyUgV2YWx1ZToCOAEiHwodUmVwb3NpdG9yeU1vZGVsVW5sb2FkUmVzcG9uc2UiQgoSTW9kZWxD
+                b25maWdSZXF1ZXN0EhIKBG5hbWUYASABKAlSBG5hbWUSGAoHdmVyc2lvbhgCIAEoCVIHdmVyc2lvbiJFChNNb2RlbENvbmZp
+                Z1Jlc3BvbnNlEi4KBmNvbmZpZxgBIAEoCzIWLmluZmVyZW5jZS5Nb2RlbENvbmZpZ1IGY29uZmlnIkYKFk1vZGVsU3RhdGlz
+                dGljc1JlcXVlc3QSEgoEbmFtZRgBIAEoCVIEbmFtZRIYCgd2ZXJzaW9uGAIgASgJUgd2ZXJzaW9uIjkKEVN0YXRpc3RpY0R1
+                cmF0aW9uEhQKBWNvdW50GAEgASgEUgVjb3VudBIOCgJucxgCIAEoBFICbnMi8gMKD0luZmVyU3RhdGlzdGljcxI2CgdzdWNj
+                ZXNzGAEgASgLMhwuaW5mZXJlbmNlLlN0YXRpc3RpY0R1cmF0aW9uUgdzdWNjZXNzEjAKBGZhaWwYAiABKAsyHC5pbmZlcmVu
+                Y2UuU3RhdGlzdGljRHVyYXRpb25SBGZhaWwSMgoFcXVldWUYAyABKAsyHC5pbmZlcmVuY2UuU3RhdGlzdGljRHVyYXRpb25S
+                BXF1ZXVlEkEKDWNvbXB1dGVfaW5wdXQYBCABKAsyHC5pbmZlcmVuY2UuU3RhdGlzdGljRHVyYXRpb25SDGNvbXB1dGVJbnB1
+                dBJBCg1jb21wdXRlX2luZmVyGAUgASgLMhwuaW5mZXJlbmNlLlN0YXRpc3RpY0R1cmF0aW9uUgxjb21wdXRlSW5mZXISQwoO
+                Y29tcHV0ZV9vdXRwdXQYBiABKAsyHC5pbmZlcmVuY2UuU3RhdGlzdGljRHVyYXRpb25SDWNvbXB1dGVPdXRwdXQSOQoJY2Fj
+                aGVfaGl0GAcgASgLMhwuaW5mZXJlbmNlLlN0YXRpc3RpY0R1cmF0aW9uUghjYWNoZUhpdBI7CgpjYWNoZV9taXNzGAggASgL
+                MhwuaW5mZXJlbmNlLlN0YXRpc3RpY0R1cmF0aW9uUgljYWNoZU1pc3MihgMKF0luZmVyUmVzcG9uc2VTdGF0aXN0aWNzEkEK
+                DWNvbXB1dGVfaW5mZXIYASABKAsyHC5pbmZlcmVuY2UuU3RhdGlzdGljRHVyYXRpb25SDGNvbXB1dGVJbmZlchJDCg5jb21w
+                dXRlX291dHB1dBgCIAEoCzIcLmluZmVyZW5jZS5TdGF0aXN0aWNEdXJhdGlvblINY29tcHV0ZU91dHB1dBI2CgdzdWNjZXNz
+                GAMgASgLMhwuaW5mZXJlbmNlLlN0YXRpc3RpY0R1cmF0aW9uUgdzdWNjZXNzEjAKBGZhaWwYBCABKAsyHC5pbmZlcmVuY2Uu
+                U3RhdGlzdGljRHVyYXRpb25SBGZhaWwSQwoOZW1wdHlfcmVzcG9uc2UYBSABKAsyHC5pbmZlcmVuY2UuU3RhdGlzdGljRHVy
+                YXRpb25SDWVtcHR5UmVzcG9uc2USNAoGY2FuY2VsGAYgASgLMhwuaW5mZXJlbmNlLlN0YXRpc3RpY0R1cmF0aW9uUgZjYW5j
+                ZWwigAIKFEluZmVyQmF0Y2hTdGF0aXN0aWNzEh0KCmJhdGNoX3NpemUYASABKARSCWJhdGNoU2l6ZRJBCg1jb21wdXRlX2lu
+                cHV0GAIgASgLMhwuaW5mZXJlbmNlLlN0YXRpc3RpY0R1cmF0aW9uUgxjb21wdXRlSW5wdXQSQQoNY29tcHV0ZV9pbmZlchgD
+                IAEoCzIcLmluZmVyZW5jZS5TdGF0aXN0aWNEdXJhdGlvblIMY29tcHV0ZUluZmVyEkMKDmNvbXB1dGVfb3V0cHV0GAQgASgL
+                MhwuaW5mZXJlbmNlLlN0YXRpc3RpY0R1cmF0aW9uUg1jb21wdXRlT3V0cHV0Ik4KC01lbW9yeVVzYWdlEhIKBHR5cGUYASAB
+                KAlSBHR5cGUSDgoCaWQYAiABKANSAmlkEhsKCWJ5dGVfc2l6ZRgDIAEoBFIIYnl0ZVNpemUitgQKD01vZGVsU3RhdGlzdGlj
+                cxISCgRuYW1lGAEgASgJUgRuYW1lEhgKB3ZlcnNpb24YAiABKAlSB3ZlcnNpb24SJQoObGFzdF9pbmZlcmVuY2UYAyABKARS
+                DWxhc3RJbmZlcmVuY2USJwoPaW5mZXJlbmNlX2NvdW50GAQgASgEUg5pbmZlcmVuY2VDb3VudBInCg9leGVjdXRpb25fY291
+                bnQYBSABKARSDmV4ZWN1dGlvbkNvdW50EkMKD2luZmVyZW5jZV9zdGF0cxgGIAEoCzIaLmluZmVyZW5jZS5JbmZlclN0YXRp
+                c3RpY3NSDmluZmVyZW5jZVN0YXRzEkAKC2JhdGNoX3N0YXRzGAcgAygLMh8uaW5mZXJlbmNlLkluZmVyQmF0Y2hTdGF0aXN0
+                aWNzUgpiYXRjaFN0YXRzEjkKDG1lbW9yeV91c2FnZRgIIAMoCzIWLmluZmVyZW5jZS5NZW1vcnlVc2FnZVILbWVtb3J5VXNh
+                Z2USVAoOcmVzcG9uc2Vfc3RhdHMYCSADKAsyLS5pbmZlcmVuY2UuTW9kZWxTdGF0aXN0aWNzLlJlc3BvbnNlU3RhdHNFbnRy
+                eVINcmVzcG9uc2VTdGF0cxpkChJSZXNwb25zZVN0YXRzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSOAoFdmFsdWUYAiABKAsy
+                Ii5pbmZlcmVuY2UuSW5mZXJSZXNwb25zZVN0YXRpc3RpY3NSBXZhbHVlOgI4ASJWChdNb2RlbFN0YXRpc3RpY3NSZXNwb25z
+                ZRI7Cgttb2RlbF9zdGF0cxgBIAMoCzIaLmluZmVyZW5jZS5Nb2RlbFN0YXRpc3RpY3NSCm1vZGVsU3RhdHMytwgKFEdSUENJ
+                bmZlcmVuY2VTZXJ2aWNlEksKClNlcnZlckxpdmUSHC5pbmZlcmVuY2UuU2VydmVyTGl2ZVJlcXVlc3QaHS5pbmZlcmVuY2Uu
+                U2VydmVyTGl2ZVJlc3BvbnNlIgASTgoLU2VydmVyUmVhZHkSHS5pbmZlcmVuY2UuU2VydmVyUmVhZHlSZXF1ZXN0Gh4uaW5m
+                ZXJlbmNlLlNlcnZlclJlYWR5UmVzcG9uc2UiABJLCgpNb2RlbFJlYWR5EhwuaW5mZXJlbmNlLk1vZGVsUmVhZHlSZXF1ZXN0
+                Gh0uaW5mZXJlbmNlLk1vZGVsUmVhZHlSZXNwb25zZSIAElcKDlNlcnZlck1ldGFkYXRhEiAuaW5mZXJlbmNlLlNlcnZlck1l
+                dGFkYXRhUmVxdWVzdBohLmluZmVyZW5jZS5TZXJ2ZXJNZXRhZGF0YVJlc3BvbnNlIgASVAoNTW9kZWxNZXRhZGF0YRIfLmlu
+                ZmVyZW5jZS5Nb2RlbE1ldGFkYXRhUmVxdWVzdBogLmluZmVyZW5jZS5Nb2RlbE1ldGFkYXRhUmVzcG9uc2UiABJLCgpNb2Rl
+                bEluZmVyEhwuaW5mZXJlbmNlLk1vZGVsSW5mZXJSZXF1ZXN0Gh0uaW5mZXJlbmNlLk1vZGVsSW5mZXJSZXNwb25zZSIAElsK
+                EE1vZGVsU3RyZWFtSW5mZXISHC5pbmZlcmVuY2UuTW9kZWxJbmZlclJlcXVlc3QaIy5pbmZlcmVuY2UuTW9kZWxTdHJlYW1J
+                bmZlclJlc3BvbnNlIgAoATABEk4KC01vZGVsQ29uZmlnEh0uaW5mZXJlbmNlLk1vZGVsQ29uZmlnUmVxdWVzdBoeLmluZmVy
+                ZW5jZS5Nb2RlbENvbmZpZ1Jlc3BvbnNlIgASWgoPTW9kZWxTdGF0aXN0aWNzEiEuaW5mZXJlbmNlLk1vZGVsU3RhdGlzdGlj
+                c1JlcXVlc3QaIi5pbmZlcmVuY2UuTW9kZWxTdGF0aXN0aWNzUmVzcG9uc2UiABJaCg9SZXBvc2l0b3J5SW5kZXgSIS5pbmZl
+                cmVuY2UuUmVwb3NpdG9yeUluZGV4UmVxdWVzdBoiLmluZmVyZW5jZS5SZXBvc2l0b3J5SW5kZXhSZXNwb25zZSIAEmYKE1Jl
+                cG9zaXRvcnlNb2RlbExvYWQSJS5pbmZlcmVuY2UuUmVwb3NpdG9yeU1vZGVsTG9hZFJlcXVlc3QaJi5pbmZlcmVuY2UuUmVw
+                b3NpdG9yeU1vZGVsTG9hZFJlc3BvbnNlIgASbAoVUmVwb3NpdG9yeU1vZGVsVW5sb2FkEicuaW5mZXJlbmNlLlJlcG9zaXRv
+                cnlNb2RlbFVubG9hZFJlcXVlc3QaKC5pbmZlcmVuY2UuUmVwb3NpdG9yeU1vZGVsVW5sb2FkUmVzcG9uc2UiAGIGcHJvdG8z
                 """),
         EmbeddedProtoFile(
             name: "grpc/health/v1/health.proto",

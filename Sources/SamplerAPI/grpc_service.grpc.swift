@@ -3,9 +3,10 @@
 /// Wire-compatible subset of the published `inference.GRPCInferenceService` definition (Triton's
 /// `grpc_service.proto`, the file whose compiled descriptor ships in the `tritonclient` wheel): the
 /// package, service, method, message and field names and numbers below are exactly the published
-/// ones, and `check_kserve_descriptor.py` compares them with the wheel's descriptor. Left out: the
-/// methods this server does not offer (ModelConfig, ModelStatistics, shared memory, trace and log
-/// settings) and the messages only they use; clients calling them get UNIMPLEMENTED.
+/// ones, and `check_kserve_descriptor.py` compares them with the wheel's descriptor. Offered beside
+/// V2: Triton's model-repository, configuration (`ModelConfig`, from `model_config.proto`, a subset
+/// of Triton's) and statistics extensions. Left out: shared memory, trace and log settings, and the
+/// messages only they use; clients calling them get UNIMPLEMENTED.
 ///
 /// How OneStep maps a generator onto it (SERVING.md): inputs `seed` INT64 [N] (one seed per sample)
 /// and optional `label` INT64 [N]; output `sample` FP32 [N, C, H, W] or [N, D]. Tensor data travels
@@ -125,6 +126,32 @@ public enum Inference_GRPCInferenceService: Sendable {
                 type: .bidirectionalStreaming
             )
         }
+        /// Namespace for "ModelConfig" metadata.
+        public enum ModelConfig: Sendable {
+            /// Request type for "ModelConfig".
+            public typealias Input = Inference_ModelConfigRequest
+            /// Response type for "ModelConfig".
+            public typealias Output = Inference_ModelConfigResponse
+            /// Descriptor for "ModelConfig".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inference.GRPCInferenceService"),
+                method: "ModelConfig",
+                type: .unary
+            )
+        }
+        /// Namespace for "ModelStatistics" metadata.
+        public enum ModelStatistics: Sendable {
+            /// Request type for "ModelStatistics".
+            public typealias Input = Inference_ModelStatisticsRequest
+            /// Response type for "ModelStatistics".
+            public typealias Output = Inference_ModelStatisticsResponse
+            /// Descriptor for "ModelStatistics".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inference.GRPCInferenceService"),
+                method: "ModelStatistics",
+                type: .unary
+            )
+        }
         /// Namespace for "RepositoryIndex" metadata.
         public enum RepositoryIndex: Sendable {
             /// Request type for "RepositoryIndex".
@@ -173,6 +200,8 @@ public enum Inference_GRPCInferenceService: Sendable {
             ModelMetadata.descriptor,
             ModelInfer.descriptor,
             ModelStreamInfer.descriptor,
+            ModelConfig.descriptor,
+            ModelStatistics.descriptor,
             RepositoryIndex.descriptor,
             RepositoryModelLoad.descriptor,
             RepositoryModelUnload.descriptor
@@ -299,6 +328,34 @@ extension Inference_GRPCInferenceService {
             request: GRPCCore.StreamingServerRequest<Inference_ModelInferRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Inference_ModelStreamInferResponse>
+
+        /// Handle the "ModelConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inference_ModelConfigRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inference_ModelConfigResponse` messages.
+        func modelConfig(
+            request: GRPCCore.StreamingServerRequest<Inference_ModelConfigRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inference_ModelConfigResponse>
+
+        /// Handle the "ModelStatistics" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inference_ModelStatisticsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inference_ModelStatisticsResponse` messages.
+        func modelStatistics(
+            request: GRPCCore.StreamingServerRequest<Inference_ModelStatisticsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inference_ModelStatisticsResponse>
 
         /// Handle the "RepositoryIndex" method.
         ///
@@ -449,6 +506,34 @@ extension Inference_GRPCInferenceService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Inference_ModelStreamInferResponse>
 
+        /// Handle the "ModelConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_ModelConfigRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inference_ModelConfigResponse` message.
+        func modelConfig(
+            request: GRPCCore.ServerRequest<Inference_ModelConfigRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inference_ModelConfigResponse>
+
+        /// Handle the "ModelStatistics" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_ModelStatisticsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inference_ModelStatisticsResponse` message.
+        func modelStatistics(
+            request: GRPCCore.ServerRequest<Inference_ModelStatisticsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inference_ModelStatisticsResponse>
+
         /// Handle the "RepositoryIndex" method.
         ///
         /// - Parameters:
@@ -597,6 +682,34 @@ extension Inference_GRPCInferenceService {
             context: GRPCCore.ServerContext
         ) async throws
 
+        /// Handle the "ModelConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inference_ModelConfigRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inference_ModelConfigResponse` to respond with.
+        func modelConfig(
+            request: Inference_ModelConfigRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inference_ModelConfigResponse
+
+        /// Handle the "ModelStatistics" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inference_ModelStatisticsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inference_ModelStatisticsResponse` to respond with.
+        func modelStatistics(
+            request: Inference_ModelStatisticsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inference_ModelStatisticsResponse
+
         /// Handle the "RepositoryIndex" method.
         ///
         /// - Parameters:
@@ -723,6 +836,28 @@ extension Inference_GRPCInferenceService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Inference_GRPCInferenceService.Method.ModelConfig.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_ModelConfigRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_ModelConfigResponse>(),
+            handler: { request, context in
+                try await self.modelConfig(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Inference_GRPCInferenceService.Method.ModelStatistics.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_ModelStatisticsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_ModelStatisticsResponse>(),
+            handler: { request, context in
+                try await self.modelStatistics(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Inference_GRPCInferenceService.Method.RepositoryIndex.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_RepositoryIndexRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Inference_RepositoryIndexResponse>(),
@@ -821,6 +956,28 @@ extension Inference_GRPCInferenceService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Inference_ModelInferResponse> {
         let response = try await self.modelInfer(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func modelConfig(
+        request: GRPCCore.StreamingServerRequest<Inference_ModelConfigRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inference_ModelConfigResponse> {
+        let response = try await self.modelConfig(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func modelStatistics(
+        request: GRPCCore.StreamingServerRequest<Inference_ModelStatisticsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inference_ModelStatisticsResponse> {
+        let response = try await self.modelStatistics(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -956,6 +1113,32 @@ extension Inference_GRPCInferenceService.SimpleServiceProtocol {
                 )
                 return [:]
             }
+        )
+    }
+
+    public func modelConfig(
+        request: GRPCCore.ServerRequest<Inference_ModelConfigRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inference_ModelConfigResponse> {
+        return GRPCCore.ServerResponse<Inference_ModelConfigResponse>(
+            message: try await self.modelConfig(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func modelStatistics(
+        request: GRPCCore.ServerRequest<Inference_ModelStatisticsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inference_ModelStatisticsResponse> {
+        return GRPCCore.ServerResponse<Inference_ModelStatisticsResponse>(
+            message: try await self.modelStatistics(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
         )
     }
 
@@ -1139,6 +1322,44 @@ extension Inference_GRPCInferenceService {
             deserializer: some GRPCCore.MessageDeserializer<Inference_ModelStreamInferResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Inference_ModelStreamInferResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ModelConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_ModelConfigRequest` message.
+        ///   - serializer: A serializer for `Inference_ModelConfigRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_ModelConfigResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func modelConfig<Result>(
+            request: GRPCCore.ClientRequest<Inference_ModelConfigRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_ModelConfigRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_ModelConfigResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_ModelConfigResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ModelStatistics" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_ModelStatisticsRequest` message.
+        ///   - serializer: A serializer for `Inference_ModelStatisticsRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_ModelStatisticsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func modelStatistics<Result>(
+            request: GRPCCore.ClientRequest<Inference_ModelStatisticsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_ModelStatisticsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_ModelStatisticsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_ModelStatisticsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "RepositoryIndex" method.
@@ -1423,6 +1644,66 @@ extension Inference_GRPCInferenceService {
             )
         }
 
+        /// Call the "ModelConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_ModelConfigRequest` message.
+        ///   - serializer: A serializer for `Inference_ModelConfigRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_ModelConfigResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func modelConfig<Result>(
+            request: GRPCCore.ClientRequest<Inference_ModelConfigRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_ModelConfigRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_ModelConfigResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_ModelConfigResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inference_GRPCInferenceService.Method.ModelConfig.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ModelStatistics" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_ModelStatisticsRequest` message.
+        ///   - serializer: A serializer for `Inference_ModelStatisticsRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_ModelStatisticsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func modelStatistics<Result>(
+            request: GRPCCore.ClientRequest<Inference_ModelStatisticsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_ModelStatisticsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_ModelStatisticsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_ModelStatisticsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inference_GRPCInferenceService.Method.ModelStatistics.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "RepositoryIndex" method.
         ///
         /// - Parameters:
@@ -1686,6 +1967,56 @@ extension Inference_GRPCInferenceService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Inference_ModelInferRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_ModelStreamInferResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ModelConfig" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inference_ModelConfigRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func modelConfig<Result>(
+        request: GRPCCore.ClientRequest<Inference_ModelConfigRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_ModelConfigResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.modelConfig(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_ModelConfigRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_ModelConfigResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ModelStatistics" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inference_ModelStatisticsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func modelStatistics<Result>(
+        request: GRPCCore.ClientRequest<Inference_ModelStatisticsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_ModelStatisticsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.modelStatistics(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_ModelStatisticsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_ModelStatisticsResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1966,6 +2297,64 @@ extension Inference_GRPCInferenceService.ClientProtocol {
             producer: producer
         )
         return try await self.modelStreamInfer(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ModelConfig" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func modelConfig<Result>(
+        _ message: Inference_ModelConfigRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_ModelConfigResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inference_ModelConfigRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.modelConfig(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ModelStatistics" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func modelStatistics<Result>(
+        _ message: Inference_ModelStatisticsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_ModelStatisticsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inference_ModelStatisticsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.modelStatistics(
             request: request,
             options: options,
             onResponse: handleResponse

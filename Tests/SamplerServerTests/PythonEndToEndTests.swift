@@ -30,6 +30,9 @@ final class PythonEndToEndTests: XCTestCase {
         let root = try Fixtures.repository()
         try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: root, name: "img", version: 1)
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 2), root: root, name: "vec", version: 3)
+        // vec's own configuration, which ModelConfig must report.
+        try Data(#"{"max_batch_size": 16, "preferred_batch_sizes": [8], "max_queue_delay_ms": 3, "instances": 1}"#.utf8)
+            .write(to: URL(fileURLWithPath: "\(root)/vec/config.json"))
         let portFile = "\(root)/ports.json"
 
         let server = Process()

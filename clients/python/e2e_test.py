@@ -124,6 +124,41 @@ def infer_errors_have_statuses(ctx):
 
 
 @check
+def model_config_and_statistics(ctx):
+    """Triton's extensions: vec's config.json (max_batch_size 16, preferred [8], 3 ms, 1 instance)
+    as ModelConfig, and ModelStatistics counting exactly what this check sends."""
+    c = ctx["triton"]
+    cfg = c.get_model_config("vec").config
+    assert cfg.name == "vec" and cfg.backend == "onestep", cfg
+    assert cfg.max_batch_size == 16, cfg.max_batch_size
+    assert list(cfg.dynamic_batching.preferred_batch_size) == [8], cfg.dynamic_batching
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == 3000, cfg.dynamic_batching
+    assert [(g.kind, g.count) for g in cfg.instance_group] == [(2, 1)], cfg.instance_group  # KIND_CPU
+    assert cfg.version_policy.HasField("latest") and cfg.version_policy.latest.num_versions == 1, cfg.version_policy
+    assert [i.name for i in cfg.input] == ["seed"] and [o.name for o in cfg.output] == ["sample", "seed"], cfg
+    assert list(cfg.output[0].dims) == [2], cfg.output[0]
+
+    def stats():
+        s = c.get_inference_statistics("vec").model_stats
+        assert len(s) == 1 and s[0].name == "vec" and s[0].version == "3", s
+        return s[0]
+    before = stats()
+    for k in range(3):
+        infer(c, "vec", list(range(10 * k, 10 * k + 5)))
+    after = stats()
+    assert after.inference_count - before.inference_count == 15, (before, after)
+    assert after.inference_stats.success.count - before.inference_stats.success.count == 3, after
+    assert after.inference_stats.queue.count - before.inference_stats.queue.count == 3, after
+    assert after.inference_stats.success.ns > before.inference_stats.success.ns, after
+    assert 1 <= after.execution_count - before.execution_count <= 3, (before, after)
+    samples = lambda s: sum(b.batch_size * b.compute_infer.count for b in s.batch_stats)
+    assert samples(after) - samples(before) == 15, after.batch_stats
+    assert after.last_inference > 0
+    everything = c.get_inference_statistics("").model_stats
+    assert {(m.name, m.version) for m in everything} == {("img", "1"), ("vec", "3")}, everything
+
+
+@check
 def repository_index_unload_load(ctx):
     c = ctx["triton"]
     idx = c.get_model_repository_index()

@@ -39,7 +39,13 @@ public actor Lane {
         var labels: [Int32]?
         var continuation: AsyncThrowingStream<SampleChunk, any Error>.Continuation
         var submitted: ContinuousClock.Instant
+        /// When its first batch started, and the compute time of its batches so far (statistics).
+        var firstBatch: ContinuousClock.Instant? = nil
+        var compute: Duration = .zero
     }
+
+    /// Triton's statistics of this lane (ModelStatistics).
+    public private(set) var statistics = LaneStatistics()
 
     /// The most samples one request may ask of this model (its config.json); nil: the server-wide limit.
     public nonisolated let maxSamplesPerRequest: Int?
@@ -149,6 +155,7 @@ public actor Lane {
         switch result {
         case .success(let samples):
             // The results travel with the batcher's actions for this batch (its `deliver`s).
+            statistics.batchDone(size: samples.count / max(1, model.description.sampleSize), compute: compute)
             handle(
                 batcher.batchCompleted(id, computeTime: compute, now: now),
                 finished: FinishedBatch(id: id, samples: samples, start: started, compute: compute))
@@ -179,12 +186,16 @@ public actor Lane {
                 deliver(slice, at: position, of: finished)
             case .complete(let id):
                 if let p = pending.removeValue(forKey: id) {
+                    statistics.success.add(p.submitted.duration(to: clock.now))
+                    statistics.queue.add(p.submitted.duration(to: p.firstBatch ?? clock.now))
+                    statistics.computeInfer.add(p.compute)
                     p.continuation.finish()
                     metrics.pendingRequests.decrement()
                     metrics.success.increment()
                 }
             case .fail(let id, let failure):
                 if let p = pending.removeValue(forKey: id) {
+                    statistics.fail.add(p.submitted.duration(to: clock.now))
                     let error = Self.error(failure, model: model, queued: batcher.pendingSamples)
                     p.continuation.finish(throwing: error)
                     metrics.pendingRequests.decrement()
@@ -221,10 +232,9 @@ public actor Lane {
             }
         }
         let started = clock.now
-        for slice in batch.slices {
-            if let p = pending[slice.request] {
-                metrics.queueTime.recordNanoseconds(p.submitted.duration(to: started).nanoseconds)
-            }
+        for slice in batch.slices where pending[slice.request] != nil {
+            metrics.queueTime.recordNanoseconds(pending[slice.request]!.submitted.duration(to: started).nanoseconds)
+            if pending[slice.request]!.firstBatch == nil { pending[slice.request]!.firstBatch = started }
         }
         metrics.batches.increment()
         metrics.samples.increment(by: batch.size)
@@ -249,6 +259,7 @@ public actor Lane {
                     .internalError, "engine returned \(out.samples.count) values, too few for the batch"))
             return
         }
+        pending[slice.request]?.compute += out.compute
         let chunk = SampleChunk(
             offsets: slice.offsets, samples: Array(out.samples[lo..<hi]),
             queueTime: p.submitted.duration(to: out.start), computeTime: out.compute)

@@ -179,6 +179,26 @@ public actor ModelRepository {
         return lane
     }
 
+    /// The lanes of ready versions (ModelStatistics): of `name` (nil: every model) and `version`
+    /// (nil: every ready version).
+    public func readyLanes(model name: String?, version: Int64?) throws(ServerError) -> [Lane] {
+        if let name, models[name] == nil {
+            throw ServerError(.notFound, "unknown model '\(name)'; ListModels or RepositoryIndex lists the models")
+        }
+        let names = name.map { [$0] } ?? models.keys.sorted()
+        return names.flatMap { n in
+            models[n]!.versions.sorted { $0.key < $1.key }.compactMap { v, e in
+                e.state == .ready && (version == nil || version == v) ? e.lane : nil
+            }
+        }
+    }
+
+    /// The settings a model version runs with (ModelConfig): what it was loaded with, or for a
+    /// model with no ready version, the server-wide ones.
+    public func runtime(of lane: Lane) -> ModelRuntime {
+        models[lane.model.name]?.versions[lane.model.version]?.runtime ?? defaults
+    }
+
     public func status() -> [ModelStatus] {
         models.keys.sorted().map { status(of: $0)! }
     }

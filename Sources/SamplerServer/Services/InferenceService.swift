@@ -57,7 +57,7 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
             message: .with {
                 $0.name = "onestep"
                 $0.version = serverVersion
-                $0.extensions = ["model_repository", "schedule_policy"]
+                $0.extensions = ["model_repository", "schedule_policy", "model_configuration", "statistics"]
             })
     }
 
