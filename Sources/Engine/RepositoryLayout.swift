@@ -133,6 +133,35 @@ public enum RepositoryLayout {
         return (v, (final as NSString).appendingPathComponent(snapshotFile))
     }
 
+    /// Rolls `model` back one version on disk: its newest version folder is renamed, in one step, to
+    /// `.V.rolled-back` (a hidden name no scan picks up; kept, not deleted), so the next scan of a
+    /// running daemon retires it and serves the version before. Refuses when fewer than two
+    /// versions remain (there would be nothing to serve). Returns the version taken out and the one
+    /// that is newest now.
+    @discardableResult
+    public static func rollback(root: String, model: String) throws -> (retired: Int64, current: Int64) {
+        guard isValidName(model) else { throw EngineError(.repository, "'\(model)' is not a model name") }
+        let dir = (root as NSString).appendingPathComponent(model)
+        let versions = versionsOnDisk(modelFolder: dir).map(\.version)
+        guard versions.count >= 2, let newest = versions.last else {
+            throw EngineError(
+                .repository,
+                "\(model) in '\(root)' has \(versions.count) version(s) with a snapshot: nothing to roll back to")
+        }
+        let from = (dir as NSString).appendingPathComponent(String(newest))
+        var to = (dir as NSString).appendingPathComponent(".\(newest).rolled-back")
+        var k = 1
+        while FileManager.default.fileExists(atPath: to) {
+            k += 1
+            to = (dir as NSString).appendingPathComponent(".\(newest).rolled-back-\(k)")
+        }
+        guard rename(from, to) == 0 else {
+            throw EngineError(
+                .repository, "cannot rename '\(from)' to '\(to)'", cause: String(cString: strerror(errno)))
+        }
+        return (newest, versions[versions.count - 2])
+    }
+
     /// Flushes a written file to disk before it is renamed into place.
     private static func flush(_ path: String) throws {
         let fd = open(path, O_RDONLY)

@@ -13,7 +13,7 @@ struct OneStep: AsyncParsableCommand {
         subcommands: [
             Train.self, Sample.self, Eval.self, InitGenerator.self, Distill.self, ServeCommand.self, Publish.self,
             RequestCommand.self, KernelsCommand.self, GenerateCommand.self, LoadTestCommand.self, Experiment.self,
-            Bench.self,
+            Bench.self, ModelsCommand.self, Rollback.self,
         ]
     )
 
