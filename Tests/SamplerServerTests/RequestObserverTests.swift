@@ -41,6 +41,11 @@ final class RequestObserverTests: XCTestCase {
         XCTAssertEqual(lines.count, 4, daemon.log)
         XCTAssertEqual(lines.filter { $0.contains("code=notFound") }.count, 2, daemon.log)
         XCTAssertTrue(lines.allSatisfy { $0.contains("peer=") && $0.contains("ms=") }, daemon.log)
+        // The good call's line names what it sampled and where the time went.
+        let ok = try XCTUnwrap(lines.first { $0.contains("code=ok") }, daemon.log)
+        for field in ["model=vec", "version=1", "samples=2", "queue_ms=", "compute_ms="] {
+            XCTAssertTrue(ok.contains(field), "\(field) missing: \(ok)")
+        }
         XCTAssertFalse(daemon.log.contains("method=grpc.health.v1.Health/Check"), "probes are not logged")
 
         // Per lane: the batch-size histogram and the pending samples; the process from /proc.

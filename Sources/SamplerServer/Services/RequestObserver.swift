@@ -8,7 +8,8 @@ import Synchronization
 /// admission, unknown models), is counted by method and final status code
 /// (`onestep_grpc_requests_total{method, code}`), timed end to end
 /// (`onestep_grpc_request_duration_seconds{method}`, a histogram), and written to the access log:
-/// one line per call (method, code, milliseconds, peer) at `info`, at most `linesPerSecond` a
+/// one line per call (method, code, milliseconds, peer, and for sampling calls the model, version,
+/// samples, queue and compute milliseconds, noted by the handler in `CallFacts`) at `info`, at most `linesPerSecond` a
 /// second (the lines over the rate are counted and reported in the next second's first line).
 /// Health and reflection calls are counted but not logged (probes would drown the log).
 struct RequestObserver: ServerInterceptor {
@@ -27,6 +28,7 @@ struct RequestObserver: ServerInterceptor {
         let method = context.descriptor.fullyQualifiedMethod
         let service = context.descriptor.service.fullyQualifiedService
         let peer = context.remotePeer
+        let facts = CallFacts()
         let record: @Sendable (RPCError.Code?) -> Void = { [logger, accessLog] code in
             let elapsed = ContinuousClock.now - start
             let name = code.map { "\($0)" } ?? "ok"
@@ -42,12 +44,13 @@ struct RequestObserver: ServerInterceptor {
                 "ms": "\(String(format: "%.2f", Double(elapsed.microseconds) / 1000))",
                 "peer": "\(peer)",
             ]
+            for (k, v) in facts.noted { meta[k] = "\(v)" }
             if suppressed > 0 { meta["suppressed_before"] = "\(suppressed)" }
             logger.info("rpc", metadata: meta)
         }
         let response: StreamingServerResponse<Output>
         do {
-            response = try await next(request, context)
+            response = try await CallFacts.$current.withValue(facts) { try await next(request, context) }
         } catch {
             record(Self.code(of: error))
             throw error
@@ -60,7 +63,7 @@ struct RequestObserver: ServerInterceptor {
             let producer = contents.producer
             contents.producer = { writer in
                 do {
-                    let trailers = try await producer(writer)
+                    let trailers = try await CallFacts.$current.withValue(facts) { try await producer(writer) }
                     record(nil)
                     return trailers
                 } catch {
@@ -100,4 +103,19 @@ final class AccessLogLimiter: Sendable {
             return s.suppressed
         }
     }
+}
+
+/// What only a call's handler knows (model, version, samples, queue and compute time), noted for
+/// the access-log line of the call it belongs to (`RequestObserver` makes one per call).
+final class CallFacts: Sendable {
+    @TaskLocal static var current: CallFacts?
+
+    private let facts = Mutex<[String: String]>([:])
+
+    /// Notes facts for the current call's access-log line (nothing outside a call).
+    static func note(_ more: [String: String]) {
+        current?.facts.withLock { $0.merge(more) { _, new in new } }
+    }
+
+    var noted: [String: String] { facts.withLock { $0 } }
 }

@@ -66,6 +66,9 @@ struct SamplingFrontend: Sendable {
             if let r = await lane.submitIfOpen(
                 ids: job.ids, labels: job.labels, priority: job.priority, deadline: job.deadline)
             {
+                CallFacts.note([
+                    "model": lane.model.name, "version": "\(lane.model.version)", "samples": "\(job.ids.count)",
+                ])
                 return (lane, r.id, r.chunks)
             }
             let next = try await self.lane(model: lane.model.name, version: job.version, label: job.label)
@@ -79,6 +82,7 @@ struct SamplingFrontend: Sendable {
             lane = next
         }
         let r = await lane.submit(ids: job.ids, labels: job.labels, priority: job.priority, deadline: job.deadline)
+        CallFacts.note(["model": lane.model.name, "version": "\(lane.model.version)", "samples": "\(job.ids.count)"])
         return (lane, r.id, r.chunks)
     }
 
@@ -144,6 +148,10 @@ struct SamplingFrontend: Sendable {
             // gRPC cancels an RPC whose deadline passed: that is DEADLINE_EXCEEDED, not CANCELLED.
             throw Self.deadlinePassed(job) ?? e
         }
+        CallFacts.note([
+            "queue_ms": String(format: "%.2f", Double(queue.microseconds) / 1000),
+            "compute_ms": String(format: "%.2f", Double(compute.microseconds) / 1000),
+        ])
         return JobResult(samples: out, queue: queue, compute: compute, lane: lane, scores: nil)
     }
 }
