@@ -60,7 +60,7 @@ protoc \
 # The serialized descriptors of every file the server offers, for the reflection service.
 python3 "$here/embed_descriptors.py" "$out/Descriptors.swift" \
   onestep/sampler/v1/sampler.proto inference/model_config.proto inference/grpc_service.proto grpc/health/v1/health.proto \
-  grpc/reflection/v1/reflection.proto -- -I "$here" -I "$grpc_proto"
+  grpc/reflection/v1/reflection.proto grpc/reflection/v1alpha/reflection.proto -- -I "$here" -I "$grpc_proto"
 
 if [ "$check" = 1 ]; then
   if diff -ru --exclude=README.md "$out_committed" "$out"; then

@@ -159,6 +159,21 @@ def model_config_and_statistics(ctx):
 
 
 @check
+def reflection_v1alpha_with_grpcio_reflection(ctx):
+    """The grpcio-reflection client (v1alpha, what Python tooling speaks) lists the services and
+    resolves a method to its file."""
+    from google.protobuf import descriptor_pool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+    db = ProtoReflectionDescriptorDatabase(ctx["channel"])
+    services = set(db.get_services())
+    assert {"onestep.sampler.v1.Sampler", "inference.GRPCInferenceService", "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection"} <= services, services
+    pool = descriptor_pool.DescriptorPool(db)
+    infer = pool.FindMethodByName("inference.GRPCInferenceService.ModelConfig")
+    assert infer.output_type.fields_by_name["config"].message_type.full_name == "inference.ModelConfig"
+
+
+@check
 def repository_index_unload_load(ctx):
     c = ctx["triton"]
     idx = c.get_model_repository_index()

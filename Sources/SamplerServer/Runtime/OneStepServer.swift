@@ -57,7 +57,7 @@ public struct OneStepServer: Sendable {
             InferenceService(
                 repository: repository, limits: limits, isShuttingDown: { shutdown.isSet }, budget: budget),
             HealthService(repository: repository, shutdown: shutdown),
-            ReflectionService(),
+            ReflectionService(), ReflectionServiceV1Alpha(),
         ]
         // Without any token, load/unload stay open only on a loopback address.
         let loopback = config.host == "127.0.0.1" || config.host == "::1" || config.host == "localhost"

@@ -1,10 +1,12 @@
 import Foundation
 import GRPCCore
+import GRPCProtobuf
 import SamplerAPI
 
 /// `grpc.reflection.v1.ServerReflection` over the descriptors embedded in SamplerAPI
 /// (`EmbeddedProtoFiles`): list services, file by name, file containing a symbol. Extensions are
-/// not used by these protos, so extension queries answer NOT_FOUND.
+/// not used by these protos, so extension queries answer NOT_FOUND. `v1alpha` is the same service
+/// under its older name (what grpcio-reflection and older grpcurl ask for).
 public struct ReflectionService: Grpc_Reflection_V1_ServerReflection.SimpleServiceProtocol {
     let files: [String: (deps: [String], bytes: Data)]
     let symbols: [String: String]
@@ -23,7 +25,7 @@ public struct ReflectionService: Grpc_Reflection_V1_ServerReflection.SimpleServi
         self.symbols = symbols
         services = [
             "onestep.sampler.v1.Sampler", "inference.GRPCInferenceService", "grpc.health.v1.Health",
-            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
         ]
     }
 
@@ -80,5 +82,32 @@ public struct ReflectionService: Grpc_Reflection_V1_ServerReflection.SimpleServi
         .with {
             $0.errorCode = Int32(RPCError.Code.notFound.rawValue); $0.errorMessage = "\(what) not found"
         }
+    }
+}
+
+/// `grpc.reflection.v1alpha.ServerReflection`: v1's messages are v1alpha's, field for field (v1 is
+/// the same file promoted), so the v1 types carry it on the wire and `ReflectionService` answers.
+public struct ReflectionServiceV1Alpha: RegistrableRPCService {
+    let v1: ReflectionService
+
+    public init(_ v1: ReflectionService = ReflectionService()) { self.v1 = v1 }
+
+    public static let method = MethodDescriptor(
+        fullyQualifiedService: "grpc.reflection.v1alpha.ServerReflection", method: "ServerReflectionInfo")
+
+    public func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        let v1 = self.v1
+        router.registerHandler(
+            forMethod: Self.method,
+            deserializer: ProtobufDeserializer<Grpc_Reflection_V1_ServerReflectionRequest>(),
+            serializer: ProtobufSerializer<Grpc_Reflection_V1_ServerReflectionResponse>(),
+            handler: { request, context in
+                StreamingServerResponse(
+                    metadata: [:],
+                    producer: { writer in
+                        try await v1.serverReflectionInfo(request: request.messages, response: writer, context: context)
+                        return [:]
+                    })
+            })
     }
 }
