@@ -6,19 +6,27 @@ import NN
 import TensorCore
 import Training
 
-/// `onestep eval --model M --data mnist --n 10000 [--steps S] [--seeds 3]`: FD_LeNet, KID,
+/// `onestep eval --snapshot M --data mnist --n 10000 [--steps S] [--seed-count 3]`: FD_LeNet, KID,
 /// precision/recall, class histogram (images) or sliced W2, MMD, modes (2-D), with the real-vs-real
 /// floor; prints a table and writes JSON.
 struct Eval: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Measure a snapshot's samples against the data set.")
 
-    @Option(help: "Snapshot to evaluate.") var model: String
+    @Option(
+        name: [.customLong("snapshot"), .customLong("model")],
+        help: "Snapshot file to evaluate. (--model: the older spelling; elsewhere --model names a served model.)")
+    var model: String
     @Option(help: "Data set: mnist, fashion (LeNet metrics) or a 2-D toy set.") var data = "mnist"
     @Option(help: "Folder holding the data sets.") var dataDir = "data"
     @Option(help: "Folder holding models/evaluator/<data>-lenet.safetensors.") var modelsDir = "models"
     @Option(help: "Generated samples per seed (and reference images).") var n = 10_000
     @Option(help: "Teacher ODE steps (default: the snapshot's sampler).") var steps: Int?
-    @Option(help: "Sampling seeds: seed, seed+1, ... (mean and spread are reported).") var seeds = 1
+    @Option(
+        name: [.customLong("seed-count"), .customLong("seeds")],
+        help:
+            "How many sampling seeds: seed, seed+1, ... (mean and spread are reported). (--seeds: the older spelling; generate's --seeds is a range.)"
+    )
+    var seeds = 1
     @Option(help: "First sampling seed.") var seed: UInt64 = 1000
     @Option(help: "Best-of-K for generators that ship a ratio classifier (K network evaluations per sample).")
     var bestOf = 1
@@ -34,7 +42,7 @@ struct Eval: AsyncParsableCommand {
 
     func run() async throws {
         try Check.count("--n", n, 10...(1 << 22))
-        try Check.count("--seeds", seeds, 1...1_000)
+        try Check.count("--seed-count", seeds, 1...1_000)
         try Check.count("--best-of", bestOf, 1...1_024)
         try Check.count("--threads", threads, 1...1_024)
         useCompute(threads: threads)

@@ -21,9 +21,9 @@ struct LoadTestCommand: AsyncParsableCommand {
         abstract: "Measure a sampling daemon: throughput and latency percentiles, closed or open loop.",
         discussion: """
             Examples:
-              onestep loadtest --server 127.0.0.1:8001 --model mnist --mode closed --concurrency 16 --duration 10
-              onestep loadtest --server 127.0.0.1:8001 --model mnist --mode open --rate 200 --duration 10
-              onestep loadtest --in-process models --model mnist --mode closed --concurrency 16   (no gRPC: the engine's ceiling)
+              onestep loadtest --server 127.0.0.1:8001 --model mnist-onestep --mode closed --concurrency 16 --duration 10
+              onestep loadtest --server 127.0.0.1:8001 --model mnist-onestep --mode open --rate 200 --duration 10
+              onestep loadtest --in-process models/serve --model mnist-onestep --mode closed --concurrency 16   (no gRPC: the engine's ceiling)
             """,
         subcommands: [MakeBenchModelCommand.self])
 

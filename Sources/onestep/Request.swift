@@ -10,7 +10,7 @@ struct RequestCommand: AsyncParsableCommand {
         commandName: "request",
         abstract: "Ask a running `onestep serve` for samples; write a PNG grid or an NPY array.",
         discussion: """
-            Example: onestep request --server 127.0.0.1:8001 --model mnist --count 16 --seed 1 --out grid.png
+            Example: onestep request --server 127.0.0.1:8001 --model mnist-onestep --count 16 --seed 1 --out grid.png
             The bearer token, if the daemon wants one, comes from --token-file or ONESTEP_TOKEN.
             """)
 

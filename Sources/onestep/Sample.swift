@@ -4,13 +4,16 @@ import Foundation
 import TensorCore
 import Training
 
-/// `onestep sample --model SNAPSHOT --n 64 --out grid.png`: samples from a teacher (multi-step ODE)
+/// `onestep sample --snapshot SNAPSHOT --n 64 --out grid.png`: samples from a teacher (multi-step ODE)
 /// or a one-step generator snapshot; writes a PNG grid or an NPY array.
 struct Sample: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Draw samples from a snapshot into a PNG grid or an .npy file.")
 
-    @Option(help: "Snapshot file (.safetensors).") var model: String
+    @Option(
+        name: [.customLong("snapshot"), .customLong("model")],
+        help: "Snapshot file (.safetensors). (--model: the older spelling; elsewhere --model names a served model.)")
+    var model: String
     @Option(help: "Number of samples.") var n = 64
     @Option(help: "Seed: sample i uses the noise of (seed, i).") var seed: UInt64 = 0
     @Option(help: "Teacher ODE steps (Heun: 2*steps-1 network evaluations); default from the snapshot.") var steps: Int?

@@ -34,4 +34,25 @@ final class CommandLineWordingTests: XCTestCase {
         XCTAssertNotEqual(status, 0, text)
         XCTAssertTrue(text.contains("pass --resume to continue it or choose another --out"), text)
     }
+
+    /// sample and eval name the snapshot file --snapshot and eval's seed count --seed-count (as
+    /// elsewhere --model is a served model and generate's --seeds a range); the older spellings work.
+    func testSnapshotAndSeedCountSpellings() throws {
+        let dir = NSTemporaryDirectory() + "onestep-spellings-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let teacher = "models/teachers/8gaussians-mlp.safetensors"
+        for flag in ["--snapshot", "--model"] {
+            let (status, text) = try run(["sample", flag, teacher, "--n", "16", "--out", dir + "/s\(flag).png"])
+            XCTAssertEqual(status, 0, text)
+        }
+        for (snap, seeds) in [("--snapshot", "--seed-count"), ("--model", "--seeds")] {
+            let (status, text) = try run([
+                "eval", snap, teacher, "--data", "8gaussians", "--n", "200", seeds, "2", "--steps", "4", "--out",
+                dir + "/report\(snap).json",
+            ])
+            XCTAssertEqual(status, 0, text)
+            XCTAssertTrue(text.contains("2 seeds") || text.contains("seeds 2") || text.contains("+-"), text)
+        }
+    }
 }

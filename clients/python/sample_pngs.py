@@ -5,7 +5,7 @@ Uses the committed stubs in generated/ (regenerate with ./generate_stubs.sh); ne
 and protobuf (`pip install grpcio protobuf`). The daemon encodes the PNGs (format PNG), so no
 imaging library is needed here.
 
-    python3 sample_pngs.py --server 127.0.0.1:8001 --model mnist --count 8 --seed 1 --out samples/
+    python3 sample_pngs.py --server 127.0.0.1:8001 --model mnist-onestep --count 8 --seed 1 --out samples/
     python3 sample_pngs.py ... --label stable          # a version label instead of the newest
     ONESTEP_TOKEN=... python3 sample_pngs.py ...        # if the daemon wants a bearer token
 

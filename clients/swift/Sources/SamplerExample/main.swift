@@ -4,7 +4,7 @@ import SamplerClient
 // usage: sampler-example [HOST:PORT] [MODEL]
 let arguments = CommandLine.arguments
 let server = arguments.count > 1 ? arguments[1] : "127.0.0.1:8001"
-let model = arguments.count > 2 ? arguments[2] : "mnist"
+let model = arguments.count > 2 ? arguments[2] : "mnist-onestep"
 let token = ProcessInfo.processInfo.environment["ONESTEP_TOKEN"]
 
 // Retries on UNAVAILABLE / RESOURCE_EXHAUSTED (honouring the server's hint), 30 s per call.
