@@ -3,6 +3,7 @@ import Diffusion
 import Foundation
 import Generation
 import NN
+import SamplerServer
 import TensorCore
 import Training
 
@@ -102,6 +103,7 @@ enum ConfigFlags {
         switch error {
         case let e as TrainingError: CommandLineError(description: rewrite(e.description, flags))
         case let e as GenerationError: CommandLineError(description: rewrite(e.description, flags))
+        case let e as ServerError: CommandLineError(description: rewrite(e.description, flags))
         default: error
         }
     }

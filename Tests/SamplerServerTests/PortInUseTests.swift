@@ -51,6 +51,10 @@ final class PortInUseTests: XCTestCase {
         XCTAssertLessThan(r.seconds, 5, r.output, line: line)
         XCTAssertTrue(r.output.contains("cannot listen for \(what) on 127.0.0.1:\(port)"), r.output, line: line)
         XCTAssertTrue(r.output.contains("Address already in use"), r.output, line: line)
+        // The command line names the flags to change (the library names config keys).
+        let flags = what == "gRPC" ? "(--host, --port)" : "(--metrics-port; -1 turns the endpoint off)"
+        XCTAssertTrue(
+            r.output.contains("Error: cannot listen for \(what)") && r.output.contains(flags), r.output, line: line)
     }
 
     func testTakenGRPCPortExitsAtOnceWithTheReason() async throws {

@@ -32,7 +32,7 @@ public struct OneStepServer: Sendable {
     {
         try config.validate()
         // Ports in use are refused before the models load (seconds), not after.
-        try await PortCheck.ensureFree(host: config.host, port: config.port, what: "gRPC", flags: "--host, --port")
+        try await PortCheck.ensureFree(host: config.host, port: config.port, what: "gRPC", flags: "`host`, `port`")
         if config.metricsPort > 0 {
             try await PortCheck.ensureFree(
                 host: config.host, port: config.metricsPort, what: "metrics", flags: PortCheck.metricsFlags)
@@ -110,7 +110,7 @@ public struct OneStepServer: Sendable {
         }
         if let problem = Self.startProblem(config: config, loaded: loaded) {
             guard !config.strict else {
-                let error = ServerError(.loadFailed, "--strict: \(problem)")
+                let error = ServerError(.loadFailed, "`strict`: \(problem)")
                 logger.critical("cannot serve: \(error)")
                 throw error
             }
@@ -177,7 +177,7 @@ public struct OneStepServer: Sendable {
         guard FileManager.default.fileExists(atPath: config.repository, isDirectory: &isDirectory),
             isDirectory.boolValue
         else {
-            return "the repository '\(config.repository)' does not exist or is not a folder (--repository)"
+            return "the repository '\(config.repository)' does not exist or is not a folder (`repository`)"
         }
         func why(_ m: ModelStatus) -> String {
             let reasons = m.versions.map {
@@ -226,7 +226,7 @@ struct GRPCServerService: Service {
                 try await server.serve()
             } catch {
                 throw ServerError(
-                    .listenFailed, "the gRPC server on \(address) stopped (--host, --port)", cause: "\(error)")
+                    .listenFailed, "the gRPC server on \(address) stopped (`host`, `port`)", cause: "\(error)")
             }
         } onGracefulShutdown: { [server, repository, shutdown, grace, logger] in
             logger.notice(

@@ -22,5 +22,6 @@ enum PortCheck {
         ServerError(.listenFailed, "cannot listen for \(what) on \(host):\(port) (\(flags))", cause: "\(cause)")
     }
 
-    static let metricsFlags = "--metrics-port; -1 turns the endpoint off"
+    /// Settings are named by their configuration keys; `onestep serve` words them as its flags.
+    static let metricsFlags = "`metrics_port`; -1 turns the endpoint off"
 }
