@@ -65,7 +65,9 @@ final class OneStepTrainingTests: XCTestCase {
         XCTAssertGreaterThan(largest, 1e-4, "the output layer moved")
         var bad = config(images: 256)
         bad.outputLayerLearningRateScale = 0
-        XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("`lr_output_scale` must be positive")) }
+        XCTAssertThrowsError(try bad.validate()) {
+            XCTAssertTrue("\($0)".contains("`lr_output_scale` must be positive"))
+        }
     }
 
     func testDiJSFromTeacherLowersSlicedW2() async throws {
