@@ -66,6 +66,18 @@ public struct ModelSettings: Codable, Sendable, Equatable {
         }
     }
 
+    /// What the model in `dir` runs with: its config.json over `defaults`, or `defaults` without
+    /// one; a refusal names the file.
+    public static func runtime(modelFolder dir: String, over defaults: ModelRuntime) throws(ServerError)
+        -> ModelRuntime
+    {
+        guard let settings = try read(modelFolder: dir) else { return defaults }
+        do { return try settings.runtime(over: defaults) } catch {
+            throw ServerError(
+                .invalidConfiguration, "\((dir as NSString).appendingPathComponent(fileName)): \(error.message)")
+        }
+    }
+
     /// What the model runs with: `defaults` (the server-wide settings) with this file's in place,
     /// every value checked with the server-wide bounds.
     public func runtime(over defaults: ModelRuntime) throws(ServerError) -> ModelRuntime {

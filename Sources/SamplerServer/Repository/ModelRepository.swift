@@ -347,10 +347,7 @@ public actor ModelRepository {
         m.labels = Self.readLabels(dir, logger: logger)
         let runtime: ModelRuntime
         do throws(ServerError) {
-            let settings = try ModelSettings.read(modelFolder: dir)
-            do throws(ServerError) { runtime = try settings?.runtime(over: defaults) ?? defaults } catch {
-                throw ServerError(.invalidConfiguration, "\(dir)/\(ModelSettings.fileName): \(error.message)")
-            }
+            runtime = try ModelSettings.runtime(modelFolder: dir, over: defaults)
             m.settingsProblem = nil
         } catch {
             // Nothing is loaded or retired with settings that cannot be used; what serves goes on.

@@ -52,12 +52,14 @@ public struct OneStepServer: Sendable {
         let shutdown = ShutdownFlag()
         let limits = RequestLimits(maxSamplesPerRequest: config.maxSamplesPerRequest, maxBestOf: config.maxBestOf)
         let budget = MemoryBudget(limit: config.memoryBudgetBytes)
+        // One reflection service (its descriptors decoded once) under both names.
+        let reflection = ReflectionService()
         let services: [any RegistrableRPCService] = [
             SamplerService(repository: repository, limits: limits, budget: budget),
             InferenceService(
                 repository: repository, limits: limits, isShuttingDown: { shutdown.isSet }, budget: budget),
             HealthService(repository: repository, shutdown: shutdown),
-            ReflectionService(), ReflectionServiceV1Alpha(),
+            reflection, ReflectionServiceV1Alpha(reflection),
         ]
         // Without any token, load/unload stay open only on a loopback address.
         let loopback = config.host == "127.0.0.1" || config.host == "::1" || config.host == "localhost"

@@ -42,9 +42,6 @@ public struct PaperStudy {
 
     /// Runs (or resumes) the study; `say` gets one line per finished row and seed. Returns the table.
     public func run(say: (String) -> Void) async throws -> String {
-        let (study, folder, seeds, images, count, writeDocs) = (
-            self.study, self.folder, self.seeds, self.images, self.count, self.writeDocs
-        )
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let teacher = try Snapshot.load(path: study.teacher)
         let evaluate = try StudyEvaluator(data: study.data, count: count)
