@@ -21,7 +21,11 @@ enum Interrupt {
             source.setEventHandler {
                 if stop.isSet {
                     FileHandle.standardError.write(Data("\(job): second signal, exiting now\n".utf8))
-                    exit(130)
+                    // `_exit`, not `exit`: the job's threads are still computing, and `exit`'s atexit
+                    // handlers and static destructors (OpenBLAS, oneDNN) would pull the libraries out
+                    // from under them (a SIGSEGV instead of status 130).
+                    fflush(nil)
+                    _exit(130)
                 }
                 stop.set()
                 FileHandle.standardError.write(

@@ -255,10 +255,18 @@ struct GRPCServerService: Service {
                 guard !drained.isSet else { return }
                 try? await Task.sleep(for: .seconds(5))
                 logger.error("exiting: calls still open 5 s after the drain timeout")
-                exit(1)
+                exitNow(1)
             }
         }
     }
+}
+
+/// Exits while other threads still compute: `_exit` skips the atexit handlers and static
+/// destructors (OpenBLAS, oneDNN) that `exit` would run under their feet (a SIGSEGV instead of
+/// the status asked for). Buffered output is flushed first.
+func exitNow(_ status: Int32) -> Never {
+    fflush(nil)
+    _exit(status)
 }
 
 /// A flag set once, read from any task.
@@ -284,7 +292,7 @@ enum SecondSignalExit {
                 }
                 if n >= 2 {
                     logger.critical("second signal during shutdown: exiting now")
-                    exit(1)
+                    exitNow(1)
                 }
             }
             source.resume()
