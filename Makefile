@@ -12,20 +12,23 @@ SERVE_PY := $(SERVE_VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8001
 METRICS_PORT ?= 8002
+HTTP_PORT ?= 8000
 SERVE_REPO ?= models/serve
 DEB_PACKAGES := libopenblas-dev libpng-dev libdnnl-dev pkg-config protobuf-compiler grpc-proto
+# What only the tests need: curl (the HTTP routes), headless Chromium and its WebDriver (the gallery).
+TEST_DEB_PACKAGES := curl chromium chromium-driver
 RELEASE_FLAGS := -c release -Xswiftc -enable-testing
 # Seconds per fuzz target: a short run in `make test`, a longer one in `make fuzz`.
 FUZZ_TEST_SECONDS ?= 10
 FUZZ_SECONDS ?= 300
 
-.PHONY: all deps venv venv-peers venv-serve build build-tests lint format test serve publish bench bench-peers fixtures fuzz clean
+.PHONY: all deps deps-test venv venv-peers venv-serve build build-tests lint format test serve publish bench bench-peers fixtures fuzz clean
 
 all: build
 
 ## Debian packages: installed only when missing; apt-get update first; retries while apt is locked.
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+define install_debs
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -38,6 +41,13 @@ deps:
 	  for p in $$missing; do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" \
 	    || { echo "error: could not install $$p"; exit 1; }; done; \
 	fi
+endef
+
+deps:
+	$(call install_debs,$(DEB_PACKAGES))
+
+deps-test:
+	$(call install_debs,$(TEST_DEB_PACKAGES))
 
 ## Python virtual environment for the test cross-checks (numpy, safetensors, Pillow).
 $(VENV)/.stamp-test: tools/requirements-test.txt
@@ -78,7 +88,7 @@ format:
 	@echo "swift format -i: $(words $(SWIFT_SOURCES)) files"
 	@$(SWIFT) format -i --configuration .swift-format $(SWIFT_SOURCES)
 
-test: deps lint venv venv-serve data build-tests
+test: deps deps-test lint venv venv-serve data build-tests
 	ONESTEP_PYTHON=$(abspath $(PY)) ONESTEP_SERVE_PYTHON=$(abspath $(SERVE_PY)) \
 	  $(SWIFT) test --skip-build $(RELEASE_FLAGS)
 	bash deploy/test_deploy.sh .build/release/onestep
@@ -91,9 +101,10 @@ fuzz: deps
 
 ## The sampling daemon with the bundled models (models/serve/MODEL/VERSION/model.safetensors).
 serve: deps build
-	@echo "onestep serve: gRPC on $(HOST):$(PORT) (Sampler API, KServe V2, health, reflection), metrics on $(HOST):$(METRICS_PORT)/metrics"
+	@echo "onestep serve: gRPC on $(HOST):$(PORT) (Sampler API, KServe V2, health, reflection), HTTP on $(HOST):$(HTTP_PORT) (KServe V2 REST, gallery), metrics on $(HOST):$(METRICS_PORT)/metrics"
 	@echo "try:  .build/release/onestep request --server $(HOST):$(PORT) --model mnist-onestep --count 16 --seed 0 --out samples.png"
-	.build/release/onestep serve --host $(HOST) --port $(PORT) --metrics-port $(METRICS_PORT) --repository $(SERVE_REPO) --poll-seconds 2 --log-format text --strict
+	@echo "      open http://$(HOST):$(HTTP_PORT)/   or   curl -o samples.png '$(HOST):$(HTTP_PORT)/v1/models/mnist-onestep/samples.png?seed=0&count=16'"
+	.build/release/onestep serve --host $(HOST) --port $(PORT) --metrics-port $(METRICS_PORT) --http-port $(HTTP_PORT) --repository $(SERVE_REPO) --poll-seconds 2 --log-format text --strict
 
 ## Publishes the next version of MODEL from a run's newest snapshot (or SNAPSHOT=file): copied aside,
 ## then renamed into place, so a running daemon picks it up complete and swaps to it.

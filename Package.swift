@@ -31,6 +31,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0", traits: []),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // C shims: reached from exactly one Swift file each (TensorCore/BLAS.swift, TensorCore/PNG.swift).
@@ -58,6 +61,10 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "HummingbirdTLS", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
         ], exclude: ["README.md"]),
         .target(name: "SamplerClient", dependencies: ["SamplerAPI"] + grpc, exclude: ["README.md"]),
 
@@ -72,12 +79,14 @@ let package = Package(
             "SamplerClient", "SamplerServer", "SamplerAPI", "Engine", "Diffusion",
             .product(name: "GRPCCore", package: "grpc-swift-2"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
         ], exclude: ["README.md"]),
 
         .executableTarget(name: "onestep", dependencies: [
             "TensorCore", "NN", "Diffusion", "Training", "Engine", "SamplerServer", "SamplerClient", "Generation", "OneDNN",
             "Benchmarks", "LoadTesting",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),

@@ -69,7 +69,7 @@ grpc_port() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["g
 # Starts a daemon on a free loopback port (the daemon picks it: no race), metrics off.
 start_daemon() {  # name -> sets DAEMON_PID
     local name="$1"
-    "$BIN" serve --config "$TMP/serve.json" --host 127.0.0.1 --port 0 --metrics-port=-1 --repository "$REPO" \
+    "$BIN" serve --config "$TMP/serve.json" --host 127.0.0.1 --port 0 --metrics-port=-1 --http-port=-1 --repository "$REPO" \
         --port-file "$TMP/$name.port" >"$TMP/$name.out" 2>"$TMP/$name.err" &
     DAEMON_PID=$!
     PIDS+=("$DAEMON_PID")

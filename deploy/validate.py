@@ -4,7 +4,8 @@
     python3 deploy/validate.py [--binary PATH] [--no-tools]
 
 Checks, against the sources of truth in the repository:
-  * deploy/k8s/*.yaml: apiVersions and kinds; gRPC probes on the container's gRPC port; ports
+  * deploy/k8s/*.yaml: apiVersions and kinds; HTTP readiness/liveness probes (/v2/health/*) on the
+    container's HTTP port, a gRPC startup probe; ports
     consistent between the Deployment, both Services and the daemon's defaults (ServerConfig.swift);
     non-root, read-only root file system; drain time >= the daemon's shutdown grace; the HPA targets
     the Deployment; the Indexed Job's --shard K/N uses JOB_COMPLETION_INDEX and N == completions,
@@ -73,7 +74,7 @@ def read(path):
 
 def server_defaults():
     """gRPC port, metrics port, shutdown grace, max request bytes from ServerConfig.swift."""
-    d = {"port": 8001, "metricsPort": 8002, "shutdownGraceSeconds": 30.0, "maxRequestBytes": 4 << 20}
+    d = {"port": 8001, "metricsPort": 8002, "httpPort": 8000, "shutdownGraceSeconds": 30.0, "maxRequestBytes": 4 << 20}
     path = os.path.join(ROOT, "Sources/SamplerServer/Config/ServerConfig.swift")
     try:
         text = read(path)
@@ -240,8 +241,8 @@ def validate_dockerfile(cfg, k8s_uid):
     for op, a, _ in final["instrs"]:
         if op == "EXPOSE":
             exposed |= {int(t.split("/")[0]) for t in a.split()}
-    want = {cfg["port"], cfg["metricsPort"]}
-    check(exposed == want, f"EXPOSE {sorted(exposed)} equals the daemon's gRPC and metrics ports {sorted(want)}")
+    want = {cfg["port"], cfg["metricsPort"], cfg["httpPort"]}
+    check(exposed == want, f"EXPOSE {sorted(exposed)} equals the daemon's gRPC, metrics and HTTP ports {sorted(want)}")
 
     eps = [exec_form(a) for op, a, _ in final["instrs"] if op == "ENTRYPOINT"]
     ep = eps[-1] if eps else []
@@ -262,7 +263,8 @@ def validate_dockerfile(cfg, k8s_uid):
     hc = [a for op, a, _ in final["instrs"] if op == "HEALTHCHECK"]
     check(bool(hc), "HEALTHCHECK present (or NONE stated)")
     if hc and "NONE" not in hc[-1].upper().split():
-        check(str(cfg["port"]) in hc[-1], f"HEALTHCHECK probes the gRPC port {cfg['port']}")
+        check(f"/{cfg['httpPort']}" in hc[-1] and "/v2/health/ready" in hc[-1] and " 200 " in hc[-1],
+              f"HEALTHCHECK asks GET /v2/health/ready on the HTTP port {cfg['httpPort']} for a 200")
     ss = [a.strip() for op, a, _ in final["instrs"] if op == "STOPSIGNAL"]
     check(not ss or ss[-1] in ("SIGTERM", "15"), "STOPSIGNAL is SIGTERM (the daemon drains on it)")
 
@@ -358,6 +360,7 @@ def validate_k8s(cfg):
     ports = container_ports(c)
     check(ports.get("grpc") == cfg["port"], f"container port 'grpc' is the daemon's gRPC port {cfg['port']}", f"{ports}")
     check(ports.get("metrics") == cfg["metricsPort"], f"container port 'metrics' is the daemon's metrics port {cfg['metricsPort']}", f"{ports}")
+    check(ports.get("http") == cfg["httpPort"], f"container port 'http' is the daemon's HTTP port {cfg['httpPort']}", f"{ports}")
     args = [str(a) for a in (c.get("command", []) + c.get("args", []))]
 
     def flagval(argv, name):
@@ -368,17 +371,15 @@ def validate_k8s(cfg):
                 return t.split("=", 1)[1]
         return None
 
-    for fl, key in (("--port", "grpc"), ("--metrics-port", "metrics")):
+    for fl, key in (("--port", "grpc"), ("--metrics-port", "metrics"), ("--http-port", "http")):
         v = flagval(args, fl)
         if v is not None:
             check(v.lstrip("-").isdigit() and int(v) == ports.get(key), f"args {fl}={v} equals container port '{key}'")
-    for pname in ("readinessProbe", "livenessProbe"):
+    for pname, path in (("readinessProbe", "/v2/health/ready"), ("livenessProbe", "/v2/health/live")):
         p = c.get(pname) or {}
-        g = p.get("grpc")
-        check(isinstance(g, dict) and g.get("port") == ports.get("grpc"),
-              f"{pname} is a gRPC probe on the gRPC container port {ports.get('grpc')}", f"{p}")
-    rp = (c.get("readinessProbe") or {}).get("grpc") or {}
-    check(rp.get("service", "") == "", "readinessProbe asks health service \"\" (every model ready)")
+        g = p.get("httpGet")
+        check(isinstance(g, dict) and g.get("port") in (ports.get("http"), "http") and g.get("path") == path,
+              f"{pname} is an HTTP probe of {path} on the HTTP container port {ports.get('http')}", f"{p}")
     sp = c.get("startupProbe")
     if sp:
         check((sp.get("grpc") or {}).get("port") == ports.get("grpc"), "startupProbe is a gRPC probe on the gRPC port")
@@ -573,6 +574,8 @@ def validate_systemd(cfg, use_tools):
     check(flag("--port") == str(cfg["port"]), f"ExecStart --port {flag('--port')} is the daemon's gRPC port {cfg['port']}")
     mp = flag("--metrics-port")
     check(mp == str(cfg["metricsPort"]), f"ExecStart --metrics-port {mp} is the metrics port {cfg['metricsPort']}")
+    hp = flag("--http-port")
+    check(hp == str(cfg["httpPort"]), f"ExecStart --http-port {hp} is the HTTP port {cfg['httpPort']}")
     check(not any(t == "--metrics-port" and i + 1 < len(argv) and argv[i + 1].startswith("-") for i, t in enumerate(argv)),
           "a negative --metrics-port is written --metrics-port=-1 (the parser reads '-1' as a flag)")
     repo = flag("--repository")

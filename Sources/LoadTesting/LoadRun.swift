@@ -39,6 +39,7 @@ public struct LoadRun: Sendable {
     public static func code(_ error: any Error) -> String {
         if let e = error as? RPCError { return "\(e.code)" }
         if let e = error as? ServerError { return e.code.rawValue }
+        if let e = error as? HTTPStatusError { return "HTTP \(e.status)" }
         return "other"
     }
 

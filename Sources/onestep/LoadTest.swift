@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Diffusion
 import Engine
 import Foundation
@@ -31,6 +32,8 @@ struct LoadTestCommand: AsyncParsableCommand {
         "127.0.0.1:8001"
     ]
     @Option(help: "Model name (required).") var model: String?
+    @Option(help: "Drive the daemon's HTTP door (KServe V2 REST) at this URL instead of gRPC (http://127.0.0.1:8000).")
+    var http: String?
     @Option(help: "Model version (default: the newest ready one).") var version: Int64?
     @Option(help: "closed (fixed concurrency) or open (fixed arrival rate).") var mode: String = "closed"
     @Option(help: "Closed loop: concurrent callers.") var concurrency: Int = 8
@@ -78,6 +81,7 @@ struct LoadTestCommand: AsyncParsableCommand {
         guard let model else { throw ValidationError("--model NAME is required") }
         let target: LoadTarget
         var client: SamplerClient?
+        var httpClient: HTTPClient?
         if let root = inProcess {
             var server = ServerConfig()
             server.computeThreads = threads
@@ -87,6 +91,17 @@ struct LoadTestCommand: AsyncParsableCommand {
                 root: root, model: model, version: version, instances: server.effectiveInstances,
                 batcher: .init(maxBatchSize: maxBatchSize, maxQueueDelay: .microseconds(Int64(maxQueueDelayMs * 1000))))
             target = .inProcess(lane, count: count)
+        } else if let http {
+            guard let base = URL(string: http), base.scheme == "http" || base.scheme == "https", base.host != nil else {
+                throw ValidationError("--http must be a URL such as http://127.0.0.1:8000, got '\(http)'")
+            }
+            var configuration = HTTPClient.Configuration()
+            configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(concurrency, 8)
+            let c = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            httpClient = c
+            target = .http(
+                client: c, base: http, model: model, version: version, count: count,
+                token: try ClientToken.read(file: tokenFile), timeout: timeout)
         } else {
             let c = try SamplerClient(
                 .init(
@@ -105,7 +120,8 @@ struct LoadTestCommand: AsyncParsableCommand {
         let loop: LoadRun.Mode = mode == "open" ? .open(rate: rate ?? 0) : .closed(concurrency: concurrency)
         let report = await LoadRun(target: target, mode: loop, warmup: warmup, duration: duration).run()
         await client?.close()
-        let where_ = inProcess.map { "in-process \($0)" } ?? server.joined(separator: ",")
+        try await httpClient?.shutdown()
+        let where_ = inProcess.map { "in-process \($0)" } ?? http ?? server.joined(separator: ",")
         print(
             json
                 ? report.json(target: where_, mode: mode, count: count)

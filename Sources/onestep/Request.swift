@@ -77,10 +77,10 @@ struct RequestCommand: AsyncParsableCommand {
                     "model '\(model)' makes samples of shape \(sampleShape): a PNG grid needs images with 1 or 3 channels; use --format npy"
                 )
             }
-            let grid = ImageGrid.make(samples, count: shape[0], shape: sampleShape, columns: columns)
-            try atomicWriteFile(
-                try PNG.encode(pixels: grid.pixels, width: grid.width, height: grid.height, channels: sampleShape[0]),
-                to: out)
+            // The same grid as the daemon's `GET /v1/models/{m}/samples.png`.
+            let cols = max(1, columns ?? Int(Double(shape[0]).squareRoot().rounded(.up)))
+            let grid = try PNG.grid(try Tensor(shape: shape, storage: samples), columns: cols)
+            try atomicWriteFile(try PNG.encode(grid), to: out)
         }
         print(
             "wrote \(out): \(shape[0]) samples of shape \(sampleShape) from \(model) version \(servedVersion), seed \(seed) "
@@ -125,33 +125,6 @@ final class StreamParts: @unchecked Sendable {
     func result() -> ([Float], [Int], Int64) {
         lock.lock(); defer { lock.unlock() }
         return (samples, [n] + shape.dropFirst(), version)
-    }
-}
-
-/// Tiles [C, H, W] samples in [-1, 1] into one interleaved 8-bit image with a 2-pixel gap.
-enum ImageGrid {
-    static func make(_ samples: [Float], count: Int, shape: [Int], columns: Int?) -> (
-        pixels: [UInt8], width: Int, height: Int
-    ) {
-        let (c, h, w) = (shape[0], shape[1], shape[2])
-        let cols = max(1, min(count, columns ?? Int(Double(count).squareRoot().rounded(.up))))
-        let rows = (count + cols - 1) / cols
-        let gap = 2
-        let width = cols * w + (cols + 1) * gap, height = rows * h + (rows + 1) * gap
-        var pixels = [UInt8](repeating: 0, count: width * height * c)
-        for k in 0..<count {
-            let x0 = gap + (k % cols) * (w + gap), y0 = gap + (k / cols) * (h + gap)
-            for ch in 0..<c {
-                for y in 0..<h {
-                    for x in 0..<w {
-                        let v = samples[k * c * h * w + ch * h * w + y * w + x]
-                        let u = v.isFinite ? min(max((v + 1) * 0.5, 0), 1) * 255 : 0
-                        pixels[((y0 + y) * width + x0 + x) * c + ch] = UInt8(u.rounded())
-                    }
-                }
-            }
-        }
-        return (pixels, width, height)
     }
 }
 

@@ -9,7 +9,8 @@ import SamplerServer
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Serve one-step generators over gRPC (Sampler API, KServe V2, health, reflection).",
+        abstract:
+            "Serve one-step generators over gRPC (Sampler API, KServe V2, health, reflection) and HTTP (KServe V2 REST, gallery).",
         discussion:
             "Defaults are documented in ServerConfig (SamplerServer/Config/ServerConfig.swift); --print-config shows the effective values. Tokens come from files or environment variables, never from flags."
     )
@@ -19,6 +20,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "gRPC port (default 8001; 0 picks a free one).") var port: Int?
     @Option(parsing: .unconditional, help: "Prometheus /metrics port (default 8002; -1 off; 0 picks a free one).")
     var metricsPort: Int?
+    @Option(
+        parsing: .unconditional,
+        help: "HTTP port: KServe V2 REST, health, samples, the gallery page (default 8000; -1 off; 0 picks a free one)."
+    )
+    var httpPort: Int?
     @Option(help: "Model repository root: MODEL/VERSION/model.safetensors (default ./models).") var repository: String?
     @Option(help: "Seconds between repository scans (default 0: off).") var pollSeconds: Double?
     @Option(help: "latest:N, all, or specific:V1,V2 (default latest:1).") var versionPolicy: String?
@@ -46,7 +52,8 @@ struct ServeCommand: AsyncParsableCommand {
     )
     var strict: Bool?
     @Flag(help: "Print the effective configuration as JSON and exit.") var printConfig = false
-    @Option(help: "Write the bound gRPC and metrics ports as JSON to this file once listening.") var portFile: String?
+    @Option(help: "Write the bound gRPC, metrics and HTTP ports as JSON to this file once listening.")
+    var portFile: String?
 
     init() {}
 
@@ -55,6 +62,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let v = host { c.host = v }
         if let v = port { c.port = v }
         if let v = metricsPort { c.metricsPort = v }
+        if let v = httpPort { c.httpPort = v }
         if let v = repository { c.repository = v }
         if let v = pollSeconds { c.pollSeconds = v }
         if let v = versionPolicy { c.versionPolicy = v }
@@ -102,14 +110,21 @@ struct ServeCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(factory)
         let logger = Logger(label: "onestep.serve")
         let portFile = self.portFile
-        try await OneStepServer(config: cfg, logger: logger).run { grpc, metrics in
+        try await OneStepServer(config: cfg, logger: logger).run { ports in
+            let grpc = ports.grpc
             if let portFile {
-                let text = "{\"grpc\": \(grpc), \"metrics\": \(metrics.map(String.init) ?? "null")}\n"
+                func json(_ p: Int?) -> String { p.map(String.init) ?? "null" }
+                let text =
+                    "{\"grpc\": \(grpc), \"metrics\": \(json(ports.metrics)), \"http\": \(json(ports.http))}\n"
                 _ = FileManager.default.createFile(atPath: portFile + ".tmp", contents: Data(text.utf8))
                 _ = rename(portFile + ".tmp", portFile)  // atomic: readers never see a partial file
             }
             // Unbuffered: a parent process waits for this line.
             FileHandle.standardOutput.write(Data("onestep serve: listening on \(cfg.host):\(grpc)\n".utf8))
+            if let http = ports.http {
+                FileHandle.standardOutput.write(
+                    Data("onestep serve: HTTP (KServe V2 REST, gallery) on http://\(cfg.host):\(http)/\n".utf8))
+            }
         }
     }
 }

@@ -52,17 +52,24 @@ final class PortInUseTests: XCTestCase {
         XCTAssertTrue(r.output.contains("cannot listen for \(what) on 127.0.0.1:\(port)"), r.output, line: line)
         XCTAssertTrue(r.output.contains("Address already in use"), r.output, line: line)
         // The command line names the flags to change (the library names config keys).
-        let flags = what == "gRPC" ? "(--host, --port)" : "(--metrics-port; -1 turns the endpoint off)"
+        let flags = [
+            "gRPC": "(--host, --port)", "metrics": "(--metrics-port; -1 turns the endpoint off)",
+            "HTTP": "(--http-port; -1 turns HTTP off)",
+        ][what]!
         XCTAssertTrue(
             r.output.contains("Error: cannot listen for \(what)") && r.output.contains(flags), r.output, line: line)
     }
 
     func testTakenGRPCPortExitsAtOnceWithTheReason() async throws {
-        try await assertRefused("gRPC") { ["--port", "\($0)", "--metrics-port", "-1"] }
+        try await assertRefused("gRPC") { ["--port", "\($0)", "--metrics-port", "-1", "--http-port=-1"] }
     }
 
     func testTakenMetricsPortExitsAtOnceWithTheReason() async throws {
-        try await assertRefused("metrics") { ["--port", "0", "--metrics-port", "\($0)"] }
+        try await assertRefused("metrics") { ["--port", "0", "--metrics-port", "\($0)", "--http-port=-1"] }
+    }
+
+    func testTakenHTTPPortExitsAtOnceWithTheReason() async throws {
+        try await assertRefused("HTTP") { ["--port", "0", "--metrics-port=-1", "--http-port", "\($0)"] }
     }
 
     /// The metrics service's own bind (a port taken after the start-up check): it fails with the

@@ -39,7 +39,7 @@ final class PythonEndToEndTests: XCTestCase {
         server.executableURL = URL(fileURLWithPath: bin)
         server.arguments =
             prefix + [
-                "--repository", root, "--port", "0", "--metrics-port", "0", "--port-file", portFile,
+                "--repository", root, "--port", "0", "--metrics-port", "0", "--http-port=-1", "--port-file", portFile,
                 "--max-batch-size", "8", "--log-format", "text", "--log-level", "warning",
             ]
         server.standardOutput = FileHandle.nullDevice

@@ -34,7 +34,10 @@ final class StrictStartTests: XCTestCase {
         let (bin, prefix) = try DaemonProcess.binary()
         let r = try runProcess(
             bin,
-            prefix + ["--repository", root, "--port", "0", "--metrics-port", "-1", "--strict", "--log-format", "text"]
+            prefix + [
+                "--repository", root, "--port", "0", "--metrics-port", "-1", "--http-port=-1", "--strict",
+                "--log-format", "text",
+            ]
                 + arguments, environment: ["ONESTEP_TOKEN": ""])
         return (r.status, r.output)
     }

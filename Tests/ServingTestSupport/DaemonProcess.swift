@@ -10,6 +10,8 @@ public final class DaemonProcess: @unchecked Sendable {
     public let root: String
     public let grpcPort: Int
     public let metricsPort: Int?
+    /// The HTTP port (KServe V2 REST, gallery); nil when the arguments turned HTTP off.
+    public let httpPort: Int?
     public let logPath: String
 
     /// The daemon binary: ONESTEP_SERVE_BIN, else `onestep` (as `onestep serve`) or `onestep-serve`
@@ -38,7 +40,8 @@ public final class DaemonProcess: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: bin)
         process.arguments =
             prefix + [
-                "--repository", root, "--port", "0", "--metrics-port", "0", "--port-file", portFile,
+                "--repository", root, "--port", "0", "--metrics-port", "0", "--http-port", "0",
+                "--port-file", portFile,
                 "--log-format", "text", "--log-level", "warning",
             ] + arguments
         var env = ProcessInfo.processInfo.environment
@@ -66,6 +69,7 @@ public final class DaemonProcess: @unchecked Sendable {
         }
         grpcPort = port
         metricsPort = ports?["metrics"] as? Int
+        httpPort = ports?["http"] as? Int
     }
 
     deinit {

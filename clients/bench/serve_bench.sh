@@ -32,7 +32,7 @@ field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 inproc=$("$BIN" loadtest --in-process "$repo" --max-batch-size "$BATCH" --mode closed --concurrency "$CONCURRENCY" "${common[@]}")
 
-"$BIN" serve --repository "$repo" --port 0 --metrics-port=-1 --port-file "$work/ports.json" \
+"$BIN" serve --repository "$repo" --port 0 --metrics-port=-1 --http-port=-1 --port-file "$work/ports.json" \
     --max-batch-size "$BATCH" --log-level warning >/dev/null 2>"$work/daemon.log" &
 daemon=$!
 for _ in $(seq 600); do [ -s "$work/ports.json" ] && break; kill -0 "$daemon" 2>/dev/null || { cat "$work/daemon.log"; exit 1; }; sleep 0.1; done

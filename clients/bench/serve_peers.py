@@ -217,7 +217,7 @@ class OneStepDaemon(Server):
         pf = os.path.join(self.work, "onestep-ports.json")
         if os.path.exists(pf):
             os.remove(pf)
-        cmd = [self.args.onestep_bin, "serve", "--repository", self.repo, "--port", "0", "--metrics-port=-1",
+        cmd = [self.args.onestep_bin, "serve", "--repository", self.repo, "--port", "0", "--metrics-port=-1", "--http-port=-1",
                "--port-file", pf, "--threads", "2", "--max-batch-size", "64", "--max-queue-delay-ms", "2",
                "--log-level", "warning"]
         if self.args.instances is not None:

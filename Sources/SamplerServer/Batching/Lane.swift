@@ -46,6 +46,8 @@ public actor Lane {
 
     /// Triton's statistics of this lane (ModelStatistics).
     public private(set) var statistics = LaneStatistics()
+    /// The requests answered lately (live rates and latency quantiles).
+    public private(set) var recent = RecentRequests()
 
     /// The most samples one request may ask of this model (its config.json); nil: the server-wide limit.
     public nonisolated let maxSamplesPerRequest: Int?
@@ -186,7 +188,9 @@ public actor Lane {
                 deliver(slice, at: position, of: finished)
             case .complete(let id):
                 if let p = pending.removeValue(forKey: id) {
-                    statistics.success.add(p.submitted.duration(to: clock.now))
+                    let end = clock.now
+                    statistics.success.add(p.submitted.duration(to: end))
+                    recent.add(.init(end: end, latency: p.submitted.duration(to: end), samples: p.ids.count))
                     statistics.queue.add(p.submitted.duration(to: p.firstBatch ?? clock.now))
                     statistics.computeInfer.add(p.compute)
                     p.continuation.finish()

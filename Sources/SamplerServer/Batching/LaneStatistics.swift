@@ -39,3 +39,51 @@ public struct LaneStatistics: Sendable, Equatable {
         lastInferenceMs = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
     }
 }
+
+/// The requests a lane answered lately (the last `capacity`), for live views: rates and latency
+/// quantiles over a recent window (the gallery's charts, `GET /v1/stats`).
+public struct RecentRequests: Sendable, Equatable {
+    public struct Entry: Sendable, Equatable {
+        /// When the request ended.
+        public var end: ContinuousClock.Instant
+        /// From submission to its last sample.
+        public var latency: Duration
+        public var samples: Int
+    }
+
+    /// What a window of recent requests shows.
+    public struct Summary: Sendable, Equatable {
+        public var requests: Int
+        public var samples: Int
+        /// Latency quantiles (nearest rank), nil when no request ended in the window.
+        public var p50: Duration?
+        public var p99: Duration?
+    }
+
+    public let capacity: Int
+    private var ring: [Entry] = []
+    private var next = 0
+
+    public init(capacity: Int = 4_096) { self.capacity = max(1, capacity) }
+
+    public mutating func add(_ e: Entry) {
+        if ring.count < capacity {
+            ring.append(e)
+        } else {
+            ring[next] = e
+            next = (next + 1) % capacity
+        }
+    }
+
+    /// The requests that ended within `window` before `now`.
+    public func summary(window: Duration, now: ContinuousClock.Instant) -> Summary {
+        let recent = ring.filter { $0.end > now - window && $0.end <= now }
+        let sorted = recent.map(\.latency).sorted()
+        func rank(_ q: Double) -> Duration? {
+            sorted.isEmpty
+                ? nil : sorted[min(sorted.count - 1, max(0, Int((q * Double(sorted.count)).rounded(.up)) - 1))]
+        }
+        return Summary(
+            requests: recent.count, samples: recent.reduce(0) { $0 + $1.samples }, p50: rank(0.5), p99: rank(0.99))
+    }
+}

@@ -10,6 +10,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public var port = 8001
     /// Prometheus `GET /metrics` port on the same host; -1 turns metrics off, 0 picks a free port.
     public var metricsPort = 8002
+    /// HTTP port: KServe V2 REST, HTTP health, samples as PNG / npy and the gallery page (Triton's
+    /// default HTTP port); -1 turns HTTP off, 0 picks a free port.
+    public var httpPort = 8000
     /// The model repository: `ROOT/MODEL/VERSION/model.safetensors`.
     public var repository = "models"
     /// Seconds between repository scans for new versions; 0: scan only at start and on load calls.
@@ -91,7 +94,8 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case host, port, metricsPort = "metrics_port", repository, pollSeconds = "poll_seconds", versionPolicy =
+        case host, port, metricsPort = "metrics_port", httpPort = "http_port", repository, pollSeconds = "poll_seconds",
+            versionPolicy =
             "version_policy"
         case requireReadyMarker = "require_ready_marker", warmupSamples = "warmup_samples", warmupTimeoutSeconds =
             "warmup_timeout_seconds", models, requiredModels = "required_models", strict
@@ -115,6 +119,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
             if let v = try c.decodeIfPresent(T.self, forKey: key) { into = v }
         }
         try get(.host, &host); try get(.port, &port); try get(.metricsPort, &metricsPort);
+        try get(.httpPort, &httpPort);
         try get(.repository, &repository)
         try get(.pollSeconds, &pollSeconds); try get(.versionPolicy, &versionPolicy);
         try get(.requireReadyMarker, &requireReadyMarker)
@@ -200,6 +205,13 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         func bad(_ m: String) -> ServerError { ServerError(.invalidConfiguration, m) }
         guard (0...65535).contains(port) else { throw bad("port must be in 0...65535, got \(port)") }
         guard (-1...65535).contains(metricsPort) else { throw bad("metrics_port must be -1 (off) or in 0...65535") }
+        guard (-1...65535).contains(httpPort) else { throw bad("http_port must be -1 (off) or in 0...65535") }
+        let listeners = [("port", port), ("metrics_port", metricsPort), ("http_port", httpPort)].filter { $0.1 > 0 }
+        for (i, a) in listeners.enumerated() {
+            if let b = listeners[(i + 1)...].first(where: { $0.1 == a.1 }) {
+                throw bad("\(a.0) and \(b.0) are both \(a.1): each listener needs its own port")
+            }
+        }
         // Every number is bounded before it is converted or multiplied (the file is untrusted input).
         for (name, value, most) in [
             ("poll_seconds", pollSeconds, Self.maxSeconds),

@@ -4,7 +4,6 @@ import NIOHTTP1
 import NIOPosix
 import Prometheus
 import ServiceLifecycle
-import Synchronization
 
 /// `GET /metrics` in the Prometheus text format, from the registry that `MetricsSystem` was
 /// bootstrapped with (`PrometheusMetricsFactory.defaultRegistry` unless given).
@@ -13,8 +12,7 @@ final class MetricsEndpoint: Service, Sendable {
     let port: Int
     let registry: PrometheusCollectorRegistry
     let logger: Logger
-    private let bound = Mutex<(outcome: Result<Int, any Error>?, waiters: [CheckedContinuation<Int, any Error>])>(
-        (nil, []))
+    private let bound = BoundPort()
 
     init(
         host: String, port: Int, registry: PrometheusCollectorRegistry = PrometheusMetricsFactory.defaultRegistry,
@@ -27,24 +25,7 @@ final class MetricsEndpoint: Service, Sendable {
     }
 
     /// The port once bound; throws when binding failed.
-    func boundPort() async throws -> Int {
-        try await withCheckedThrowingContinuation { c in
-            let outcome = bound.withLock { s -> Result<Int, any Error>? in
-                if s.outcome == nil { s.waiters.append(c) }
-                return s.outcome
-            }
-            if let outcome { c.resume(with: outcome) }
-        }
-    }
-
-    private func settle(_ outcome: Result<Int, any Error>) {
-        let waiters = bound.withLock { s -> [CheckedContinuation<Int, any Error>] in
-            s.outcome = outcome
-            defer { s.waiters = [] }
-            return s.waiters
-        }
-        for w in waiters { w.resume(with: outcome) }
-    }
+    func boundPort() async throws -> Int { try await bound.value() }
 
     func run() async throws {
         let registry = self.registry
@@ -61,10 +42,10 @@ final class MetricsEndpoint: Service, Sendable {
         } catch {
             let failure = PortCheck.refusal(
                 what: "metrics", host: host, port: port, flags: PortCheck.metricsFlags, cause: error)
-            settle(.failure(failure))
+            bound.settle(.failure(failure))
             throw failure
         }
-        settle(.success(channel.localAddress?.port ?? port))
+        bound.settle(.success(channel.localAddress?.port ?? port))
         // Closed on graceful shutdown, and when the service group is cancelled (another service failed).
         try await withTaskCancellationHandler {
             try await withGracefulShutdownHandler {

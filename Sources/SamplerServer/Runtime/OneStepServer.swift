@@ -26,16 +26,25 @@ public struct OneStepServer: Sendable {
         self.logger = logger
     }
 
-    /// Runs until SIGTERM/SIGINT. `onListening` receives the gRPC and metrics ports once bound.
-    public func run(onListening: @escaping @Sendable (_ grpcPort: Int, _ metricsPort: Int?) -> Void = { _, _ in })
-        async throws
-    {
+    /// The ports the daemon listens on (nil: that listener is off).
+    public struct ListeningPorts: Sendable {
+        public var grpc: Int
+        public var metrics: Int?
+        public var http: Int?
+    }
+
+    /// Runs until SIGTERM/SIGINT. `onListening` receives the ports once every listener is bound.
+    public func run(onListening: @escaping @Sendable (ListeningPorts) -> Void = { _ in }) async throws {
         try config.validate()
         // Ports in use are refused before the models load (seconds), not after.
         try await PortCheck.ensureFree(host: config.host, port: config.port, what: "gRPC", flags: "`host`, `port`")
         if config.metricsPort > 0 {
             try await PortCheck.ensureFree(
                 host: config.host, port: config.metricsPort, what: "metrics", flags: PortCheck.metricsFlags)
+        }
+        if config.httpPort > 0 {
+            try await PortCheck.ensureFree(
+                host: config.host, port: config.httpPort, what: "HTTP", flags: PortCheck.httpFlags)
         }
         let token = try config.readToken(file: config.tokenFile, env: config.tokenEnv)
         let adminToken = try config.readToken(file: config.adminTokenFile, env: config.adminTokenEnv)
@@ -54,10 +63,11 @@ public struct OneStepServer: Sendable {
         let budget = MemoryBudget(limit: config.memoryBudgetBytes)
         // One reflection service (its descriptors decoded once) under both names.
         let reflection = ReflectionService()
+        let sampler = SamplerService(repository: repository, limits: limits, budget: budget)
+        let inference = InferenceService(
+            repository: repository, limits: limits, isShuttingDown: { shutdown.isSet }, budget: budget)
         let services: [any RegistrableRPCService] = [
-            SamplerService(repository: repository, limits: limits, budget: budget),
-            InferenceService(
-                repository: repository, limits: limits, isShuttingDown: { shutdown.isSet }, budget: budget),
+            sampler, inference,
             HealthService(repository: repository, shutdown: shutdown),
             reflection, ReflectionServiceV1Alpha(reflection),
         ]
@@ -66,10 +76,10 @@ public struct OneStepServer: Sendable {
         let observer = RequestObserver(
             logger: logger,
             accessLog: config.accessLogPerSecond > 0 ? AccessLogLimiter(perSecond: config.accessLogPerSecond) : nil)
+        // The same policy at both doors.
+        let open = token == nil && adminToken == nil && loopback
         let interceptors: [any ServerInterceptor] =
-            [observer]
-            + ((token == nil && adminToken == nil && loopback)
-                ? [] : [AuthInterceptor(token: token, adminToken: adminToken)])
+            [observer] + (open ? [] : [AuthInterceptor(token: token, adminToken: adminToken)])
 
         let security: HTTP2ServerTransport.Posix.TransportSecurity
         if let chain = config.tlsCertificateChain, let key = config.tlsPrivateKey {
@@ -126,6 +136,14 @@ public struct OneStepServer: Sendable {
         if config.pollSeconds > 0 {
             lifecycle.append(RepositoryPoller(repository: repository, interval: config.pollSeconds))
         }
+        // Before the gRPC service: the group stops services in reverse order, so HTTP keeps answering
+        // (refusing new work with 503, reporting not ready) while gRPC drains the lanes both share.
+        let http =
+            config.httpPort >= 0
+            ? try RESTServer(
+                config: config, inference: inference, sampler: sampler,
+                auth: open ? nil : AuthPolicy(token: token, adminToken: adminToken), logger: logger) : nil
+        if let http { lifecycle.append(http) }
         lifecycle.append(
             GRPCServerService(
                 server: server, repository: repository, shutdown: shutdown,
@@ -150,18 +168,23 @@ public struct OneStepServer: Sendable {
             tasks.addTask {
                 // When a service cannot listen, the group's error (above) is the one to report.
                 guard let address = try? await server.listeningAddress, let ipv4 = address.ipv4 else { return }
-                var metricsPort: Int?
+                var ports = ListeningPorts(grpc: ipv4.port)
                 if let metrics {
                     guard let port = try? await metrics.boundPort() else { return }
-                    metricsPort = port
+                    ports.metrics = port
+                }
+                if let http {
+                    guard let port = try? await http.boundPort() else { return }
+                    ports.http = port
                 }
                 log.info(
                     "listening",
                     metadata: [
-                        "grpc": "\(ipv4.host):\(ipv4.port)", "metrics": "\(metricsPort.map(String.init) ?? "off")",
+                        "grpc": "\(ipv4.host):\(ipv4.port)", "metrics": "\(ports.metrics.map(String.init) ?? "off")",
+                        "http": "\(ports.http.map(String.init) ?? "off")",
                         "tls": "\(config.tlsCertificateChain != nil)", "auth": "\(token != nil)",
                     ])
-                onListening(ipv4.port, metricsPort)
+                onListening(ports)
             }
             do {
                 try await tasks.waitForAll()

@@ -24,4 +24,5 @@ enum PortCheck {
 
     /// Settings are named by their configuration keys; `onestep serve` words them as its flags.
     static let metricsFlags = "`metrics_port`; -1 turns the endpoint off"
+    static let httpFlags = "`http_port`; -1 turns HTTP off"
 }

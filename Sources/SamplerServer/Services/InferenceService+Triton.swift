@@ -13,58 +13,59 @@ extension InferenceService {
         request: ServerRequest<Inference_ModelConfigRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Inference_ModelConfigResponse> {
-        try await mapErrors {
-            let m = request.message
-            let lane = try await frontend.lane(
-                model: m.name, version: try InferRequestChecks.version(m.version), label: nil)
-            let runtime = await frontend.repository.runtime(of: lane)
-            let d = lane.model.description
-            return ServerResponse(
-                message: .with {
-                    $0.config = .with {
-                        $0.name = m.name
-                        $0.platform = "onestep_\(d.kind.name)"
-                        $0.backend = "onestep"
-                        $0.maxBatchSize = Int32(clamping: runtime.batcher.maxBatchSize)
-                        $0.versionPolicy = .with {
-                            switch runtime.policy {
-                            case .latest(let n): $0.latest = .with { $0.numVersions = UInt32(clamping: n) }
-                            case .all: $0.all = .init()
-                            case .specific(let vs): $0.specific = .with { $0.versions = vs }
-                            }
-                        }
-                        $0.input = [
-                            .with {
-                                $0.name = "seed"; $0.dataType = .typeInt64
-                            }
-                        ]
-                        if d.numClasses > 0 {
-                            $0.input.append(
-                                .with {
-                                    $0.name = "label"; $0.dataType = .typeInt64
-                                })
-                        }
-                        $0.output = [
-                            .with {
-                                $0.name = "sample"; $0.dataType = .typeFp32; $0.dims = d.sampleShape.map(Int64.init)
-                            },
-                            .with {
-                                $0.name = "seed"; $0.dataType = .typeInt64
-                            },
-                        ]
-                        $0.dynamicBatching = .with {
-                            $0.preferredBatchSize = runtime.batcher.preferredBatchSizes.map { Int32(clamping: $0) }
-                            $0.maxQueueDelayMicroseconds = UInt64(max(0, runtime.batcher.maxQueueDelay.microseconds))
-                            $0.priorityLevels = 3
-                            $0.defaultPriorityLevel = 2
-                        }
-                        $0.instanceGroup = [
-                            .with {
-                                $0.name = "\(m.name)_cpu"; $0.kind = .cpu; $0.count = Int32(lane.model.instances)
-                            }
-                        ]
+        try await mapErrors { ServerResponse(message: try await config(request.message)) }
+    }
+
+    /// ModelConfig (also `GET /v2/models/{m}/config`).
+    func config(_ m: Inference_ModelConfigRequest) async throws -> Inference_ModelConfigResponse {
+        let lane = try await frontend.lane(
+            model: m.name, version: try InferRequestChecks.version(m.version), label: nil)
+        let runtime = await frontend.repository.runtime(of: lane)
+        let d = lane.model.description
+        return .with {
+            $0.config = .with {
+                $0.name = m.name
+                $0.platform = "onestep_\(d.kind.name)"
+                $0.backend = "onestep"
+                $0.maxBatchSize = Int32(clamping: runtime.batcher.maxBatchSize)
+                $0.versionPolicy = .with {
+                    switch runtime.policy {
+                    case .latest(let n): $0.latest = .with { $0.numVersions = UInt32(clamping: n) }
+                    case .all: $0.all = .init()
+                    case .specific(let vs): $0.specific = .with { $0.versions = vs }
                     }
-                })
+                }
+                $0.input = [
+                    .with {
+                        $0.name = "seed"; $0.dataType = .typeInt64
+                    }
+                ]
+                if d.numClasses > 0 {
+                    $0.input.append(
+                        .with {
+                            $0.name = "label"; $0.dataType = .typeInt64
+                        })
+                }
+                $0.output = [
+                    .with {
+                        $0.name = "sample"; $0.dataType = .typeFp32; $0.dims = d.sampleShape.map(Int64.init)
+                    },
+                    .with {
+                        $0.name = "seed"; $0.dataType = .typeInt64
+                    },
+                ]
+                $0.dynamicBatching = .with {
+                    $0.preferredBatchSize = runtime.batcher.preferredBatchSizes.map { Int32(clamping: $0) }
+                    $0.maxQueueDelayMicroseconds = UInt64(max(0, runtime.batcher.maxQueueDelay.microseconds))
+                    $0.priorityLevels = 3
+                    $0.defaultPriorityLevel = 2
+                }
+                $0.instanceGroup = [
+                    .with {
+                        $0.name = "\(m.name)_cpu"; $0.kind = .cpu; $0.count = Int32(lane.model.instances)
+                    }
+                ]
+            }
         }
     }
 

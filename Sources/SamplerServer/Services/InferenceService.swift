@@ -22,6 +22,11 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
         self.isShuttingDown = isShuttingDown
     }
 
+    /// The protocol extensions this server implements (ServerMetadata, `GET /v2`).
+    static let extensions = [
+        "model_repository", "schedule_policy", "model_configuration", "statistics", "binary_tensor_data",
+    ]
+
     public func serverLive(
         request: ServerRequest<Inference_ServerLiveRequest>,
         context: ServerContext
@@ -33,9 +38,21 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
         request: ServerRequest<Inference_ServerReadyRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Inference_ServerReadyResponse> {
+        let ready = await isReady()
+        return ServerResponse(message: .with { $0.ready = ready })
+    }
+
+    /// ServerReady (also `GET /v2/health/ready`): every required model ready and not shutting down.
+    func isReady() async -> Bool {
         let ready = await frontend.repository.allReady()
-        let shutting = isShuttingDown()
-        return ServerResponse(message: .with { $0.ready = ready && !shutting })
+        return ready && !isShuttingDown()
+    }
+
+    /// ModelReady (also `GET /v2/models/{m}/ready`).
+    func isReady(model: String, version: String) async throws -> Bool {
+        let version = try InferRequestChecks.version(version)
+        let ready = await frontend.repository.isReady(model, version: version)
+        return ready && !isShuttingDown()
     }
 
     public func modelReady(
@@ -43,9 +60,8 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
         context: ServerContext
     ) async throws -> ServerResponse<Inference_ModelReadyResponse> {
         try await mapErrors {
-            let version = try InferRequestChecks.version(request.message.version)
-            let ready = await frontend.repository.isReady(request.message.name, version: version)
-            return ServerResponse(message: .with { $0.ready = ready && !isShuttingDown() })
+            let ready = try await isReady(model: request.message.name, version: request.message.version)
+            return ServerResponse(message: .with { $0.ready = ready })
         }
     }
 
@@ -57,7 +73,7 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
             message: .with {
                 $0.name = "onestep"
                 $0.version = serverVersion
-                $0.extensions = ["model_repository", "schedule_policy", "model_configuration", "statistics"]
+                $0.extensions = Self.extensions
             })
     }
 
@@ -65,40 +81,41 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
         request: ServerRequest<Inference_ModelMetadataRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Inference_ModelMetadataResponse> {
-        try await mapErrors {
-            let m = request.message
-            let lane = try await frontend.lane(
-                model: m.name, version: try InferRequestChecks.version(m.version), label: nil)
-            let d = lane.model.description
-            let versions =
-                await frontend.repository.status(of: m.name)?.versions.filter { $0.state == .ready }.map {
-                    "\($0.version)"
-                } ?? []
-            return ServerResponse(
-                message: .with {
-                    $0.name = m.name
-                    $0.versions = versions
-                    $0.platform = "onestep_\(d.kind.name)"
-                    $0.inputs = [
-                        .with {
-                            $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [-1]
-                        }
-                    ]
-                    if d.numClasses > 0 {
-                        $0.inputs.append(
-                            .with {
-                                $0.name = "label"; $0.datatype = "INT64"; $0.shape = [-1]
-                            })
-                    }
-                    $0.outputs = [
-                        .with {
-                            $0.name = "sample"; $0.datatype = "FP32"; $0.shape = [-1] + d.sampleShape.map(Int64.init)
-                        },
-                        .with {
-                            $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [-1]
-                        },
-                    ]
-                })
+        try await mapErrors { ServerResponse(message: try await metadata(request.message)) }
+    }
+
+    /// ModelMetadata (also `GET /v2/models/{m}`).
+    func metadata(_ m: Inference_ModelMetadataRequest) async throws -> Inference_ModelMetadataResponse {
+        let lane = try await frontend.lane(
+            model: m.name, version: try InferRequestChecks.version(m.version), label: nil)
+        let d = lane.model.description
+        let versions =
+            await frontend.repository.status(of: m.name)?.versions.filter { $0.state == .ready }.map {
+                "\($0.version)"
+            } ?? []
+        return .with {
+            $0.name = m.name
+            $0.versions = versions
+            $0.platform = "onestep_\(d.kind.name)"
+            $0.inputs = [
+                .with {
+                    $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [-1]
+                }
+            ]
+            if d.numClasses > 0 {
+                $0.inputs.append(
+                    .with {
+                        $0.name = "label"; $0.datatype = "INT64"; $0.shape = [-1]
+                    })
+            }
+            $0.outputs = [
+                .with {
+                    $0.name = "sample"; $0.datatype = "FP32"; $0.shape = [-1] + d.sampleShape.map(Int64.init)
+                },
+                .with {
+                    $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [-1]
+                },
+            ]
         }
     }
 
@@ -138,29 +155,32 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
         request: ServerRequest<Inference_RepositoryIndexRequest>,
         context: ServerContext
     ) async throws -> ServerResponse<Inference_RepositoryIndexResponse> {
-        let onlyReady = request.message.ready
+        ServerResponse(message: await index(onlyReady: request.message.ready))
+    }
+
+    /// RepositoryIndex (also `POST /v2/repository/index`): every version, or the ready ones.
+    func index(onlyReady: Bool) async -> Inference_RepositoryIndexResponse {
         let status = await frontend.repository.status()
-        return ServerResponse(
-            message: .with {
-                for m in status {
-                    for v in m.versions where !onlyReady || v.state == .ready {
-                        $0.models.append(
-                            .with {
-                                $0.name = m.name
-                                $0.version = "\(v.version)"
-                                $0.state = v.state.rawValue
-                                $0.reason = v.reason
-                            })
-                    }
-                    if m.versions.isEmpty && !onlyReady {
-                        $0.models.append(
-                            .with {
-                                $0.name = m.name; $0.state = VersionState.unavailable.rawValue;
-                                $0.reason = "no complete version"
-                            })
-                    }
+        return .with {
+            for m in status {
+                for v in m.versions where !onlyReady || v.state == .ready {
+                    $0.models.append(
+                        .with {
+                            $0.name = m.name
+                            $0.version = "\(v.version)"
+                            $0.state = v.state.rawValue
+                            $0.reason = v.reason
+                        })
                 }
-            })
+                if m.versions.isEmpty && !onlyReady {
+                    $0.models.append(
+                        .with {
+                            $0.name = m.name; $0.state = VersionState.unavailable.rawValue;
+                            $0.reason = "no complete version"
+                        })
+                }
+            }
+        }
     }
 
     public func repositoryModelLoad(
@@ -188,7 +208,7 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
     // MARK: - Inference
 
     /// ModelInfer: decode and check (`KServeInferCodec`), run, encode.
-    private func infer(_ m: Inference_ModelInferRequest, metadata: Metadata) async throws
+    func infer(_ m: Inference_ModelInferRequest, metadata: Metadata) async throws
         -> Inference_ModelInferResponse
     {
         let request = try await KServeInferCodec.decode(m, metadata: metadata, frontend: frontend)

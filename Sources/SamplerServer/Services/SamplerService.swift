@@ -14,6 +14,8 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
         frontend = SamplingFrontend(repository: repository, limits: limits, budget: budget)
     }
 
+    init(frontend: SamplingFrontend) { self.frontend = frontend }
+
     public func sample(
         request: ServerRequest<Onestep_Sampler_V1_SampleRequest>,
         context: ServerContext
@@ -118,33 +120,37 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
         try await mapErrors {
             let m = request.message
             let (version, label) = Self.selector(m.versionSelector)
-            let lane = try await frontend.lane(model: m.model, version: version, label: label)
-            let d = lane.model.description
-            let cfg = await lane.batcherConfig
-            let labels =
-                await frontend.repository.status(of: m.model)?.versions.first { $0.version == lane.model.version }?
-                .labels ?? []
-            return ServerResponse(
-                message: .with {
-                    $0.model = lane.model.name
-                    $0.version = lane.model.version
-                    $0.sampleShape = d.sampleShape.map(Int64.init)
-                    $0.numClasses = Int32(clamping: d.numClasses)
-                    $0.kind = d.kind.name
-                    if case .generator(let sigmaInit) = d.kind { $0.sigmaInit = sigmaInit }
-                    $0.nfe = Int32(clamping: d.nfe)
-                    $0.maxBatchSize = UInt32(clamping: cfg.maxBatchSize)
-                    $0.maxSamplesPerRequest = UInt32(clamping: frontend.limits.maxSamplesPerRequest)
-                    $0.supportsBestOf = d.hasClassifier
-                    $0.labels = labels
-                    $0.provenance = d.provenance
-                })
+            return ServerResponse(message: try await info(model: m.model, version: version, label: label))
+        }
+    }
+
+    /// ModelInfo (also the gallery's `GET /v1/models`).
+    func info(model: String, version: Int64?, label: String?) async throws -> Onestep_Sampler_V1_ModelInfoResponse {
+        let lane = try await frontend.lane(model: model, version: version, label: label)
+        let d = lane.model.description
+        let cfg = await lane.batcherConfig
+        let labels =
+            await frontend.repository.status(of: model)?.versions.first { $0.version == lane.model.version }?
+            .labels ?? []
+        return .with {
+            $0.model = lane.model.name
+            $0.version = lane.model.version
+            $0.sampleShape = d.sampleShape.map(Int64.init)
+            $0.numClasses = Int32(clamping: d.numClasses)
+            $0.kind = d.kind.name
+            if case .generator(let sigmaInit) = d.kind { $0.sigmaInit = sigmaInit }
+            $0.nfe = Int32(clamping: d.nfe)
+            $0.maxBatchSize = UInt32(clamping: cfg.maxBatchSize)
+            $0.maxSamplesPerRequest = UInt32(clamping: frontend.limits.maxSamplesPerRequest)
+            $0.supportsBestOf = d.hasClassifier
+            $0.labels = labels
+            $0.provenance = d.provenance
         }
     }
 
     // MARK: - Request checking and encoding
 
-    private func prepare(_ m: Onestep_Sampler_V1_SampleRequest, metadata: Metadata) async throws -> (
+    func prepare(_ m: Onestep_Sampler_V1_SampleRequest, metadata: Metadata) async throws -> (
         SampleJob, Onestep_Sampler_V1_OutputFormat
     ) {
         let format = try SampleRequestChecks.format(m)
@@ -204,7 +210,7 @@ public struct SamplerService: Onestep_Sampler_V1_Sampler.ServiceProtocol {
     }
 
     /// A whole job's response: its samples, the kept candidates' scores (best-of-K) and its times.
-    private func encode(_ result: JobResult, job: SampleJob, format: Onestep_Sampler_V1_OutputFormat) throws
+    func encode(_ result: JobResult, job: SampleJob, format: Onestep_Sampler_V1_OutputFormat) throws
         -> Onestep_Sampler_V1_SampleResponse
     {
         var r = try encode(result.samples, ids: job.ids, labels: job.labels, lane: result.lane, format: format)
