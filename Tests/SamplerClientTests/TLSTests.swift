@@ -67,7 +67,28 @@ final class TLSTests: XCTestCase {
                 XCTAssertTrue([.unavailable, .deadlineExceeded].contains(e.code), "\(what): \(e)")
             }
         }
+        // The HTTP door speaks TLS with the same certificate: curl trusting it gets an answer; curl
+        // with the system roots is refused in the handshake, plain HTTP gets no answer.
+        let url = "https://127.0.0.1:\(daemon.httpPort ?? 0)/v2/health/ready"
+        let trusted = try Self.curl(["--cacert", cert, url])
+        XCTAssertEqual(trusted.status, 0, trusted.output)
+        XCTAssertTrue(trusted.output.hasSuffix("200"), trusted.output)
+        XCTAssertEqual(try Self.curl([url]).status, 60, "curl without the certificate: SSL certificate problem")
+        XCTAssertNotEqual(try Self.curl(["http://127.0.0.1:\(daemon.httpPort ?? 0)/v2/health/ready"]).output, "200")
         daemon.sigterm()
         XCTAssertEqual(daemon.waitForExit(timeout: 20), 0, daemon.log)
+    }
+
+    static func curl(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        p.arguments = ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"] + arguments
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, text)
     }
 }
