@@ -168,6 +168,12 @@ public enum EmbeddedProtoFiles {
                 "inference.ModelStatistics",
                 "inference.ModelStatistics.ResponseStatsEntry",
                 "inference.ModelStatisticsResponse",
+                "inference.LogSettingsRequest",
+                "inference.LogSettingsRequest.SettingValue",
+                "inference.LogSettingsRequest.SettingsEntry",
+                "inference.LogSettingsResponse",
+                "inference.LogSettingsResponse.SettingValue",
+                "inference.LogSettingsResponse.SettingsEntry",
                 "inference.GRPCInferenceService",
                 "inference.GRPCInferenceService.ServerLive",
                 "inference.GRPCInferenceService.ServerReady",
@@ -181,6 +187,7 @@ public enum EmbeddedProtoFiles {
                 "inference.GRPCInferenceService.RepositoryIndex",
                 "inference.GRPCInferenceService.RepositoryModelLoad",
                 "inference.GRPCInferenceService.RepositoryModelUnload",
+                "inference.GRPCInferenceService.LogSettings",
             ],
             descriptorBase64: """
                 ChxpbmZlcmVuY2UvZ3JwY19zZXJ2aWNlLnByb3RvEglpbmZlcmVuY2UaHGluZmVyZW5jZS9tb2RlbF9jb25maWcucHJvdG8i
@@ -274,22 +281,33 @@ public enum EmbeddedProtoFiles {
                 Z2USVAoOcmVzcG9uc2Vfc3RhdHMYCSADKAsyLS5pbmZlcmVuY2UuTW9kZWxTdGF0aXN0aWNzLlJlc3BvbnNlU3RhdHNFbnRy
                 eVINcmVzcG9uc2VTdGF0cxpkChJSZXNwb25zZVN0YXRzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSOAoFdmFsdWUYAiABKAsy
                 Ii5pbmZlcmVuY2UuSW5mZXJSZXNwb25zZVN0YXRpc3RpY3NSBXZhbHVlOgI4ASJWChdNb2RlbFN0YXRpc3RpY3NSZXNwb25z
-                ZRI7Cgttb2RlbF9zdGF0cxgBIAMoCzIaLmluZmVyZW5jZS5Nb2RlbFN0YXRpc3RpY3NSCm1vZGVsU3RhdHMytwgKFEdSUENJ
-                bmZlcmVuY2VTZXJ2aWNlEksKClNlcnZlckxpdmUSHC5pbmZlcmVuY2UuU2VydmVyTGl2ZVJlcXVlc3QaHS5pbmZlcmVuY2Uu
-                U2VydmVyTGl2ZVJlc3BvbnNlIgASTgoLU2VydmVyUmVhZHkSHS5pbmZlcmVuY2UuU2VydmVyUmVhZHlSZXF1ZXN0Gh4uaW5m
-                ZXJlbmNlLlNlcnZlclJlYWR5UmVzcG9uc2UiABJLCgpNb2RlbFJlYWR5EhwuaW5mZXJlbmNlLk1vZGVsUmVhZHlSZXF1ZXN0
-                Gh0uaW5mZXJlbmNlLk1vZGVsUmVhZHlSZXNwb25zZSIAElcKDlNlcnZlck1ldGFkYXRhEiAuaW5mZXJlbmNlLlNlcnZlck1l
-                dGFkYXRhUmVxdWVzdBohLmluZmVyZW5jZS5TZXJ2ZXJNZXRhZGF0YVJlc3BvbnNlIgASVAoNTW9kZWxNZXRhZGF0YRIfLmlu
-                ZmVyZW5jZS5Nb2RlbE1ldGFkYXRhUmVxdWVzdBogLmluZmVyZW5jZS5Nb2RlbE1ldGFkYXRhUmVzcG9uc2UiABJLCgpNb2Rl
-                bEluZmVyEhwuaW5mZXJlbmNlLk1vZGVsSW5mZXJSZXF1ZXN0Gh0uaW5mZXJlbmNlLk1vZGVsSW5mZXJSZXNwb25zZSIAElsK
-                EE1vZGVsU3RyZWFtSW5mZXISHC5pbmZlcmVuY2UuTW9kZWxJbmZlclJlcXVlc3QaIy5pbmZlcmVuY2UuTW9kZWxTdHJlYW1J
-                bmZlclJlc3BvbnNlIgAoATABEk4KC01vZGVsQ29uZmlnEh0uaW5mZXJlbmNlLk1vZGVsQ29uZmlnUmVxdWVzdBoeLmluZmVy
-                ZW5jZS5Nb2RlbENvbmZpZ1Jlc3BvbnNlIgASWgoPTW9kZWxTdGF0aXN0aWNzEiEuaW5mZXJlbmNlLk1vZGVsU3RhdGlzdGlj
-                c1JlcXVlc3QaIi5pbmZlcmVuY2UuTW9kZWxTdGF0aXN0aWNzUmVzcG9uc2UiABJaCg9SZXBvc2l0b3J5SW5kZXgSIS5pbmZl
-                cmVuY2UuUmVwb3NpdG9yeUluZGV4UmVxdWVzdBoiLmluZmVyZW5jZS5SZXBvc2l0b3J5SW5kZXhSZXNwb25zZSIAEmYKE1Jl
-                cG9zaXRvcnlNb2RlbExvYWQSJS5pbmZlcmVuY2UuUmVwb3NpdG9yeU1vZGVsTG9hZFJlcXVlc3QaJi5pbmZlcmVuY2UuUmVw
-                b3NpdG9yeU1vZGVsTG9hZFJlc3BvbnNlIgASbAoVUmVwb3NpdG9yeU1vZGVsVW5sb2FkEicuaW5mZXJlbmNlLlJlcG9zaXRv
-                cnlNb2RlbFVubG9hZFJlcXVlc3QaKC5pbmZlcmVuY2UuUmVwb3NpdG9yeU1vZGVsVW5sb2FkUmVzcG9uc2UiAGIGcHJvdG8z
+                ZRI7Cgttb2RlbF9zdGF0cxgBIAMoCzIaLmluZmVyZW5jZS5Nb2RlbFN0YXRpc3RpY3NSCm1vZGVsU3RhdHMi1gIKEkxvZ1Nl
+                dHRpbmdzUmVxdWVzdBJHCghzZXR0aW5ncxgBIAMoCzIrLmluZmVyZW5jZS5Mb2dTZXR0aW5nc1JlcXVlc3QuU2V0dGluZ3NF
+                bnRyeVIIc2V0dGluZ3MajQEKDFNldHRpbmdWYWx1ZRIfCgpib29sX3BhcmFtGAEgASgISABSCWJvb2xQYXJhbRIjCgx1aW50
+                MzJfcGFyYW0YAiABKA1IAFILdWludDMyUGFyYW0SIwoMc3RyaW5nX3BhcmFtGAMgASgJSABSC3N0cmluZ1BhcmFtQhIKEHBh
+                cmFtZXRlcl9jaG9pY2UaZwoNU2V0dGluZ3NFbnRyeRIQCgNrZXkYASABKAlSA2tleRJACgV2YWx1ZRgCIAEoCzIqLmluZmVy
+                ZW5jZS5Mb2dTZXR0aW5nc1JlcXVlc3QuU2V0dGluZ1ZhbHVlUgV2YWx1ZToCOAEi2QIKE0xvZ1NldHRpbmdzUmVzcG9uc2US
+                SAoIc2V0dGluZ3MYASADKAsyLC5pbmZlcmVuY2UuTG9nU2V0dGluZ3NSZXNwb25zZS5TZXR0aW5nc0VudHJ5UghzZXR0aW5n
+                cxqNAQoMU2V0dGluZ1ZhbHVlEh8KCmJvb2xfcGFyYW0YASABKAhIAFIJYm9vbFBhcmFtEiMKDHVpbnQzMl9wYXJhbRgCIAEo
+                DUgAUgt1aW50MzJQYXJhbRIjCgxzdHJpbmdfcGFyYW0YAyABKAlIAFILc3RyaW5nUGFyYW1CEgoQcGFyYW1ldGVyX2Nob2lj
+                ZRpoCg1TZXR0aW5nc0VudHJ5EhAKA2tleRgBIAEoCVIDa2V5EkEKBXZhbHVlGAIgASgLMisuaW5mZXJlbmNlLkxvZ1NldHRp
+                bmdzUmVzcG9uc2UuU2V0dGluZ1ZhbHVlUgV2YWx1ZToCOAEyhwkKFEdSUENJbmZlcmVuY2VTZXJ2aWNlEksKClNlcnZlckxp
+                dmUSHC5pbmZlcmVuY2UuU2VydmVyTGl2ZVJlcXVlc3QaHS5pbmZlcmVuY2UuU2VydmVyTGl2ZVJlc3BvbnNlIgASTgoLU2Vy
+                dmVyUmVhZHkSHS5pbmZlcmVuY2UuU2VydmVyUmVhZHlSZXF1ZXN0Gh4uaW5mZXJlbmNlLlNlcnZlclJlYWR5UmVzcG9uc2Ui
+                ABJLCgpNb2RlbFJlYWR5EhwuaW5mZXJlbmNlLk1vZGVsUmVhZHlSZXF1ZXN0Gh0uaW5mZXJlbmNlLk1vZGVsUmVhZHlSZXNw
+                b25zZSIAElcKDlNlcnZlck1ldGFkYXRhEiAuaW5mZXJlbmNlLlNlcnZlck1ldGFkYXRhUmVxdWVzdBohLmluZmVyZW5jZS5T
+                ZXJ2ZXJNZXRhZGF0YVJlc3BvbnNlIgASVAoNTW9kZWxNZXRhZGF0YRIfLmluZmVyZW5jZS5Nb2RlbE1ldGFkYXRhUmVxdWVz
+                dBogLmluZmVyZW5jZS5Nb2RlbE1ldGFkYXRhUmVzcG9uc2UiABJLCgpNb2RlbEluZmVyEhwuaW5mZXJlbmNlLk1vZGVsSW5m
+                ZXJSZXF1ZXN0Gh0uaW5mZXJlbmNlLk1vZGVsSW5mZXJSZXNwb25zZSIAElsKEE1vZGVsU3RyZWFtSW5mZXISHC5pbmZlcmVu
+                Y2UuTW9kZWxJbmZlclJlcXVlc3QaIy5pbmZlcmVuY2UuTW9kZWxTdHJlYW1JbmZlclJlc3BvbnNlIgAoATABEk4KC01vZGVs
+                Q29uZmlnEh0uaW5mZXJlbmNlLk1vZGVsQ29uZmlnUmVxdWVzdBoeLmluZmVyZW5jZS5Nb2RlbENvbmZpZ1Jlc3BvbnNlIgAS
+                WgoPTW9kZWxTdGF0aXN0aWNzEiEuaW5mZXJlbmNlLk1vZGVsU3RhdGlzdGljc1JlcXVlc3QaIi5pbmZlcmVuY2UuTW9kZWxT
+                dGF0aXN0aWNzUmVzcG9uc2UiABJaCg9SZXBvc2l0b3J5SW5kZXgSIS5pbmZlcmVuY2UuUmVwb3NpdG9yeUluZGV4UmVxdWVz
+                dBoiLmluZmVyZW5jZS5SZXBvc2l0b3J5SW5kZXhSZXNwb25zZSIAEmYKE1JlcG9zaXRvcnlNb2RlbExvYWQSJS5pbmZlcmVu
+                Y2UuUmVwb3NpdG9yeU1vZGVsTG9hZFJlcXVlc3QaJi5pbmZlcmVuY2UuUmVwb3NpdG9yeU1vZGVsTG9hZFJlc3BvbnNlIgAS
+                bAoVUmVwb3NpdG9yeU1vZGVsVW5sb2FkEicuaW5mZXJlbmNlLlJlcG9zaXRvcnlNb2RlbFVubG9hZFJlcXVlc3QaKC5pbmZl
+                cmVuY2UuUmVwb3NpdG9yeU1vZGVsVW5sb2FkUmVzcG9uc2UiABJOCgtMb2dTZXR0aW5ncxIdLmluZmVyZW5jZS5Mb2dTZXR0
+                aW5nc1JlcXVlc3QaHi5pbmZlcmVuY2UuTG9nU2V0dGluZ3NSZXNwb25zZSIAYgZwcm90bzM=
                 """),
         EmbeddedProtoFile(
             name: "grpc/health/v1/health.proto",

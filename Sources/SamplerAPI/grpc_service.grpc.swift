@@ -191,6 +191,19 @@ public enum Inference_GRPCInferenceService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "LogSettings" metadata.
+        public enum LogSettings: Sendable {
+            /// Request type for "LogSettings".
+            public typealias Input = Inference_LogSettingsRequest
+            /// Response type for "LogSettings".
+            public typealias Output = Inference_LogSettingsResponse
+            /// Descriptor for "LogSettings".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inference.GRPCInferenceService"),
+                method: "LogSettings",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "inference.GRPCInferenceService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             ServerLive.descriptor,
@@ -204,7 +217,8 @@ public enum Inference_GRPCInferenceService: Sendable {
             ModelStatistics.descriptor,
             RepositoryIndex.descriptor,
             RepositoryModelLoad.descriptor,
-            RepositoryModelUnload.descriptor
+            RepositoryModelUnload.descriptor,
+            LogSettings.descriptor
         ]
     }
 }
@@ -398,6 +412,20 @@ extension Inference_GRPCInferenceService {
             request: GRPCCore.StreamingServerRequest<Inference_RepositoryModelUnloadRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Inference_RepositoryModelUnloadResponse>
+
+        /// Handle the "LogSettings" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inference_LogSettingsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inference_LogSettingsResponse` messages.
+        func logSettings(
+            request: GRPCCore.StreamingServerRequest<Inference_LogSettingsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inference_LogSettingsResponse>
     }
 
     /// Service protocol for the "inference.GRPCInferenceService" service.
@@ -575,6 +603,20 @@ extension Inference_GRPCInferenceService {
             request: GRPCCore.ServerRequest<Inference_RepositoryModelUnloadRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Inference_RepositoryModelUnloadResponse>
+
+        /// Handle the "LogSettings" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_LogSettingsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inference_LogSettingsResponse` message.
+        func logSettings(
+            request: GRPCCore.ServerRequest<Inference_LogSettingsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inference_LogSettingsResponse>
     }
 
     /// Simple service protocol for the "inference.GRPCInferenceService" service.
@@ -751,6 +793,20 @@ extension Inference_GRPCInferenceService {
             request: Inference_RepositoryModelUnloadRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Inference_RepositoryModelUnloadResponse
+
+        /// Handle the "LogSettings" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inference_LogSettingsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inference_LogSettingsResponse` to respond with.
+        func logSettings(
+            request: Inference_LogSettingsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inference_LogSettingsResponse
     }
 }
 
@@ -890,6 +946,17 @@ extension Inference_GRPCInferenceService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Inference_GRPCInferenceService.Method.LogSettings.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_LogSettingsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_LogSettingsResponse>(),
+            handler: { request, context in
+                try await self.logSettings(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1011,6 +1078,17 @@ extension Inference_GRPCInferenceService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Inference_RepositoryModelUnloadResponse> {
         let response = try await self.repositoryModelUnload(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func logSettings(
+        request: GRPCCore.StreamingServerRequest<Inference_LogSettingsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inference_LogSettingsResponse> {
+        let response = try await self.logSettings(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1174,6 +1252,19 @@ extension Inference_GRPCInferenceService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Inference_RepositoryModelUnloadResponse> {
         return GRPCCore.ServerResponse<Inference_RepositoryModelUnloadResponse>(
             message: try await self.repositoryModelUnload(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func logSettings(
+        request: GRPCCore.ServerRequest<Inference_LogSettingsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inference_LogSettingsResponse> {
+        return GRPCCore.ServerResponse<Inference_LogSettingsResponse>(
+            message: try await self.logSettings(
                 request: request.message,
                 context: context
             ),
@@ -1417,6 +1508,25 @@ extension Inference_GRPCInferenceService {
             deserializer: some GRPCCore.MessageDeserializer<Inference_RepositoryModelUnloadResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_RepositoryModelUnloadResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "LogSettings" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_LogSettingsRequest` message.
+        ///   - serializer: A serializer for `Inference_LogSettingsRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_LogSettingsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func logSettings<Result>(
+            request: GRPCCore.ClientRequest<Inference_LogSettingsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_LogSettingsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_LogSettingsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_LogSettingsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1793,6 +1903,36 @@ extension Inference_GRPCInferenceService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "LogSettings" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_LogSettingsRequest` message.
+        ///   - serializer: A serializer for `Inference_LogSettingsRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_LogSettingsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func logSettings<Result>(
+            request: GRPCCore.ClientRequest<Inference_LogSettingsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_LogSettingsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_LogSettingsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_LogSettingsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inference_GRPCInferenceService.Method.LogSettings.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -2092,6 +2232,31 @@ extension Inference_GRPCInferenceService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Inference_RepositoryModelUnloadRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_RepositoryModelUnloadResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "LogSettings" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inference_LogSettingsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func logSettings<Result>(
+        request: GRPCCore.ClientRequest<Inference_LogSettingsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_LogSettingsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.logSettings(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_LogSettingsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_LogSettingsResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -2442,6 +2607,35 @@ extension Inference_GRPCInferenceService.ClientProtocol {
             metadata: metadata
         )
         return try await self.repositoryModelUnload(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "LogSettings" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func logSettings<Result>(
+        _ message: Inference_LogSettingsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_LogSettingsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inference_LogSettingsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.logSettings(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -919,6 +919,117 @@ public nonisolated struct Inference_ModelStatisticsResponse: Sendable {
   public init() {}
 }
 
+/// Triton's log settings extension: read the settings (empty request) or change some of them.
+public nonisolated struct Inference_LogSettingsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var settings: Dictionary<String,Inference_LogSettingsRequest.SettingValue> = [:]
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated struct SettingValue: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var parameterChoice: Inference_LogSettingsRequest.SettingValue.OneOf_ParameterChoice? = nil
+
+    public var boolParam: Bool {
+      get {
+        if case .boolParam(let v)? = parameterChoice {return v}
+        return false
+      }
+      set {parameterChoice = .boolParam(newValue)}
+    }
+
+    public var uint32Param: UInt32 {
+      get {
+        if case .uint32Param(let v)? = parameterChoice {return v}
+        return 0
+      }
+      set {parameterChoice = .uint32Param(newValue)}
+    }
+
+    public var stringParam: String {
+      get {
+        if case .stringParam(let v)? = parameterChoice {return v}
+        return String()
+      }
+      set {parameterChoice = .stringParam(newValue)}
+    }
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public nonisolated enum OneOf_ParameterChoice: Equatable, Sendable {
+      case boolParam(Bool)
+      case uint32Param(UInt32)
+      case stringParam(String)
+
+    }
+
+    public init() {}
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Inference_LogSettingsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var settings: Dictionary<String,Inference_LogSettingsResponse.SettingValue> = [:]
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated struct SettingValue: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var parameterChoice: Inference_LogSettingsResponse.SettingValue.OneOf_ParameterChoice? = nil
+
+    public var boolParam: Bool {
+      get {
+        if case .boolParam(let v)? = parameterChoice {return v}
+        return false
+      }
+      set {parameterChoice = .boolParam(newValue)}
+    }
+
+    public var uint32Param: UInt32 {
+      get {
+        if case .uint32Param(let v)? = parameterChoice {return v}
+        return 0
+      }
+      set {parameterChoice = .uint32Param(newValue)}
+    }
+
+    public var stringParam: String {
+      get {
+        if case .stringParam(let v)? = parameterChoice {return v}
+        return String()
+      }
+      set {parameterChoice = .stringParam(newValue)}
+    }
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public nonisolated enum OneOf_ParameterChoice: Equatable, Sendable {
+      case boolParam(Bool)
+      case uint32Param(UInt32)
+      case stringParam(String)
+
+    }
+
+    public init() {}
+  }
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "inference"
@@ -2541,6 +2652,204 @@ nonisolated extension Inference_ModelStatisticsResponse: SwiftProtobuf.Message, 
 
   public static func ==(lhs: Inference_ModelStatisticsResponse, rhs: Inference_ModelStatisticsResponse) -> Bool {
     if lhs.modelStats != rhs.modelStats {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inference_LogSettingsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LogSettingsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}settings\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Inference_LogSettingsRequest.SettingValue>.self, value: &self.settings) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.settings.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Inference_LogSettingsRequest.SettingValue>.self, value: self.settings, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inference_LogSettingsRequest, rhs: Inference_LogSettingsRequest) -> Bool {
+    if lhs.settings != rhs.settings {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inference_LogSettingsRequest.SettingValue: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Inference_LogSettingsRequest.protoMessageName + ".SettingValue"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}bool_param\0\u{3}uint32_param\0\u{3}string_param\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.parameterChoice != nil {try decoder.handleConflictingOneOf()}
+          self.parameterChoice = .boolParam(v)
+        }
+      }()
+      case 2: try {
+        var v: UInt32?
+        try decoder.decodeSingularUInt32Field(value: &v)
+        if let v = v {
+          if self.parameterChoice != nil {try decoder.handleConflictingOneOf()}
+          self.parameterChoice = .uint32Param(v)
+        }
+      }()
+      case 3: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.parameterChoice != nil {try decoder.handleConflictingOneOf()}
+          self.parameterChoice = .stringParam(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.parameterChoice {
+    case .boolParam?: try {
+      guard case .boolParam(let v)? = self.parameterChoice else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 1)
+    }()
+    case .uint32Param?: try {
+      guard case .uint32Param(let v)? = self.parameterChoice else { preconditionFailure() }
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    }()
+    case .stringParam?: try {
+      guard case .stringParam(let v)? = self.parameterChoice else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 3)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inference_LogSettingsRequest.SettingValue, rhs: Inference_LogSettingsRequest.SettingValue) -> Bool {
+    if lhs.parameterChoice != rhs.parameterChoice {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inference_LogSettingsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LogSettingsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}settings\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Inference_LogSettingsResponse.SettingValue>.self, value: &self.settings) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.settings.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Inference_LogSettingsResponse.SettingValue>.self, value: self.settings, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inference_LogSettingsResponse, rhs: Inference_LogSettingsResponse) -> Bool {
+    if lhs.settings != rhs.settings {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inference_LogSettingsResponse.SettingValue: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Inference_LogSettingsResponse.protoMessageName + ".SettingValue"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}bool_param\0\u{3}uint32_param\0\u{3}string_param\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.parameterChoice != nil {try decoder.handleConflictingOneOf()}
+          self.parameterChoice = .boolParam(v)
+        }
+      }()
+      case 2: try {
+        var v: UInt32?
+        try decoder.decodeSingularUInt32Field(value: &v)
+        if let v = v {
+          if self.parameterChoice != nil {try decoder.handleConflictingOneOf()}
+          self.parameterChoice = .uint32Param(v)
+        }
+      }()
+      case 3: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.parameterChoice != nil {try decoder.handleConflictingOneOf()}
+          self.parameterChoice = .stringParam(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.parameterChoice {
+    case .boolParam?: try {
+      guard case .boolParam(let v)? = self.parameterChoice else { preconditionFailure() }
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 1)
+    }()
+    case .uint32Param?: try {
+      guard case .uint32Param(let v)? = self.parameterChoice else { preconditionFailure() }
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    }()
+    case .stringParam?: try {
+      guard case .stringParam(let v)? = self.parameterChoice else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 3)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inference_LogSettingsResponse.SettingValue, rhs: Inference_LogSettingsResponse.SettingValue) -> Bool {
+    if lhs.parameterChoice != rhs.parameterChoice {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

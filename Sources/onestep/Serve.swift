@@ -100,10 +100,13 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let level = Logger.Level(rawValue: cfg.logLevel) ?? .info
         let json = cfg.logFormat == "json"
+        // The level lives in LogControl: Triton's log settings (gRPC LogSettings, HTTP /v2/logging)
+        // change it while the daemon runs.
+        LogControl.shared.level = level
         LoggingSystem.bootstrap { label in
             var h: any LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
+            h.logLevel = .trace
+            return ControlledLogHandler(h)
         }
         var factory = PrometheusMetricsFactory()
         factory.valueHistogramBuckets["onestep_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]

@@ -55,6 +55,47 @@ final class HostileDaemonTests: XCTestCase {
         XCTAssertEqual(daemon.waitForExit(timeout: 30), 0)
     }
 
+    /// A request message over `max_request_bytes` ends RESOURCE_EXHAUSTED with the limit and its
+    /// size in the message (not an HTTP/2 reset), unary and streamed, and the daemon answers next.
+    func testOversizedRequestIsResourceExhaustedWithTheLimit() async throws {
+        let root = try Fixtures.repository()
+        try Fixtures.install(try Fixtures.vectorGenerator(seed: 1), root: root, name: "vec", version: 1)
+        try Data(#"{"max_request_bytes": 65536}"#.utf8).write(to: URL(fileURLWithPath: "\(root)/serve.json"))
+        let daemon = try DaemonProcess(root: root, arguments: ["--config", "\(root)/serve.json"])
+        let (unary, streamed) = try await daemon.withClient { client in
+            let v2 = Inference_GRPCInferenceService.Client(wrapping: client)
+            let request = Inference_ModelInferRequest.with {
+                $0.modelName = "vec"
+                $0.id = String(repeating: "x", count: 100_000)
+                $0.inputs = [
+                    .with {
+                        $0.name = "seed"; $0.datatype = "INT64"; $0.shape = [1]
+                        $0.contents.int64Contents = [1]
+                    }
+                ]
+            }
+            var unary: RPCError?
+            do { _ = try await v2.modelInfer(request) } catch let e as RPCError { unary = e }
+            var streamed: RPCError?
+            do {
+                _ = try await v2.modelStreamInfer(requestProducer: { try await $0.write(request) }) { r in
+                    for try await _ in r.messages {}
+                }
+            } catch let e as RPCError { streamed = e }
+            let next = await DaemonTests.infer(client, model: "vec", seeds: [1, 2])
+            XCTAssertNil(next.code, next.message)
+            return (unary, streamed)
+        }
+        for (what, e) in [("unary", unary), ("streamed", streamed)] {
+            XCTAssertEqual(e?.code, .resourceExhausted, "\(what): \(String(describing: e))")
+            XCTAssertTrue(
+                e?.message.contains("the limit is 65536 (max_request_bytes)") == true,
+                "\(what): \(String(describing: e))")
+        }
+        daemon.sigterm()
+        XCTAssertEqual(daemon.waitForExit(timeout: 30), 0)
+    }
+
     /// `--version`, and `--metrics-port -1` (as the help writes it) parses.
     func testVersionAndNegativeMetricsPort() throws {
         let (bin, prefix) = try DaemonProcess.binary()

@@ -90,4 +90,33 @@ final class SeriesPlotTests: XCTestCase {
         XCTAssertEqual(image.pixels.count, 120 * 80 * 3)
         XCTAssertFalse(image.pixels.contains { $0 != 0 && $0 != 255 })
     }
+
+    func testNiceTicksAreRoundAndInside() {
+        XCTAssertEqual(SeriesPlot.niceTicks(0, 1), [0, 0.2, 0.4, 0.6, 0.8, 1])
+        XCTAssertEqual(SeriesPlot.niceTicks(1, 1000), [200, 400, 600, 800, 1000])
+        XCTAssertEqual(SeriesPlot.niceTicks(0.031, 0.078), [0.04, 0.05, 0.06, 0.07])
+        XCTAssertEqual(SeriesPlot.niceTicks(-3, 2), [-3, -2, -1, 0, 1, 2])
+        XCTAssertEqual(SeriesPlot.niceTicks(1, 1), [])
+        XCTAssertEqual(SeriesPlot.niceTicks(.nan, 1), [])
+    }
+
+    /// loss.png: a loss within one decade (no power of ten inside) still gets numbered y ticks, the
+    /// steps get round x ticks, and a long series draws no markers.
+    func testLossCurveHasNumberedAxes() {
+        let points: [(step: Double, loss: Double)] = (1...500).map { i in
+            let step = Double(i * 10)
+            let loss: Double = 0.05 + 0.02 * exp(-Double(i) / 100)
+            return (step, loss)
+        }
+        let image = LossCurve.render(points, width: 640, height: 320)
+        // Axis at column 40; y ticks in columns 35 to 39 between rows 12 and 290.
+        let ticks = (12...290).filter { pixel(image, 37, $0) == [0, 0, 0] }
+        XCTAssertGreaterThanOrEqual(ticks.count, 3, "y ticks at rows \(ticks)")
+        XCTAssertFalse(black(image, in: 0..<34, 12..<290).isEmpty, "y tick numbers left of the axis")
+        XCTAssertFalse(black(image, in: 41..<640, 297..<320).isEmpty, "x tick numbers under the axis")
+        let w = PixelFont.width("5000", scale: 2)
+        XCTAssertTrue(
+            glyphPixels("5000", x: 640 - w, y: 12 + 278 + 8).isSubset(of: black(image, in: 500..<640, 296..<320)),
+            "the last step, 5000, labelled at the right end")
+    }
 }

@@ -96,12 +96,13 @@ struct RESTErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 /// `AuthPolicy` for HTTP: the health routes and the gallery's own files are open, repository load
-/// and unload need the admin token, every other route the user token.
+/// and unload and the log settings need the admin token, every other route the user token.
 struct RESTAuthMiddleware<Context: RequestContext>: RouterMiddleware {
     let policy: AuthPolicy
 
     static func access(method: HTTPRequest.Method, path: String) -> AuthPolicy.Access {
         if path.hasPrefix("/v2/health/") || GalleryRoutes.assetPaths.contains(path) { return .open }
+        if path == "/v2/logging" { return .admin }
         if method == .post && path.hasPrefix("/v2/repository/models/")
             && (path.hasSuffix("/load") || path.hasSuffix("/unload"))
         {

@@ -64,6 +64,31 @@ struct RESTRoutes: Sendable {
                     IndexEntry(name: $0.name, version: $0.version, state: $0.state, reason: $0.reason)
                 })
         }
+        // Triton's log settings: GET reads them, POST {"log_verbose_level": 1, ...} changes them.
+        router.get("/v2/logging") { _, _ in try RESTResponse.json(LogControl.shared.settings()) }
+        router.post("/v2/logging") { request, _ in
+            let body = try await RESTBody.collect(request, limit: maxRequestBytes)
+            let given: [String: JSONValue]
+            do { given = try JSONDecoder().decode([String: JSONValue].self, from: Data(body)) } catch {
+                throw ServerError(.invalidArgument, "the body must be a JSON object of log settings")
+            }
+            var changes: [String: LogControl.Value] = [:]
+            for (key, value) in given {
+                switch value {
+                case .bool(let b): changes[key] = .bool(b)
+                case .int(let i):
+                    guard let u = UInt32(exactly: i) else {
+                        throw ServerError(
+                            .invalidArgument, "log setting '\(key)': \(i) is not an unsigned 32-bit integer")
+                    }
+                    changes[key] = .uint(u)
+                case .string(let s): changes[key] = .string(s)
+                default:
+                    throw ServerError(.invalidArgument, "log setting '\(key)' must be a boolean, integer or string")
+                }
+            }
+            return try RESTResponse.json(try LogControl.shared.apply(changes))
+        }
         for action in ["load", "unload"] {
             router.post("/v2/repository/models/:model/\(action)") { request, context in
                 _ = try await RESTBody.collect(request, limit: maxRequestBytes)

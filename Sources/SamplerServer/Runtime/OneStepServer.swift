@@ -80,6 +80,7 @@ public struct OneStepServer: Sendable {
         let open = token == nil && adminToken == nil && loopback
         let interceptors: [any ServerInterceptor] =
             [observer] + (open ? [] : [AuthInterceptor(token: token, adminToken: adminToken)])
+            + [MessageSizeLimit(limit: config.maxRequestBytes)]
 
         let security: HTTP2ServerTransport.Posix.TransportSecurity
         if let chain = config.tlsCertificateChain, let key = config.tlsPrivateKey {
@@ -89,7 +90,7 @@ public struct OneStepServer: Sendable {
             security = .plaintext
         }
         let transportConfig = HTTP2ServerTransport.Posix.Config.defaults {
-            $0.rpc.maxRequestPayloadSize = config.maxRequestBytes
+            $0.rpc.maxRequestPayloadSize = MessageSizeLimit.transportCap(config.maxRequestBytes)
             $0.http2.maxConcurrentStreams = config.maxConcurrentStreams
             if config.maxConnectionAgeSeconds > 0 {
                 $0.connection.maxAge = .milliseconds(Int64(config.maxConnectionAgeSeconds * 1000))

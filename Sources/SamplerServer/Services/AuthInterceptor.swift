@@ -1,7 +1,7 @@
 import GRPCCore
 
 /// `AuthPolicy` for gRPC: health checks and ServerLive/ServerReady (probes) are open;
-/// RepositoryModelLoad/Unload need the admin token; everything else the user token.
+/// RepositoryModelLoad/Unload and LogSettings need the admin token; everything else the user token.
 public struct AuthInterceptor: ServerInterceptor {
     let policy: AuthPolicy
 
@@ -11,6 +11,7 @@ public struct AuthInterceptor: ServerInterceptor {
     ]
     static let admin: Set<String> = [
         "inference.GRPCInferenceService/RepositoryModelLoad", "inference.GRPCInferenceService/RepositoryModelUnload",
+        "inference.GRPCInferenceService/LogSettings",
     ]
 
     public init(token: String?, adminToken: String?) {

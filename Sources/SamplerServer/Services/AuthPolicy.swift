@@ -28,14 +28,16 @@ public struct AuthPolicy: Sendable {
             guard let adminToken else {
                 throw ServerError(
                     .permissionDenied,
-                    "model load and unload are disabled: the server has no admin token configured")
+                    "this call (model load and unload, log settings) is disabled: the server has no admin token configured"
+                )
             }
             guard let presented, Self.equal(presented, adminToken) else {
                 if let presented, let token, Self.equal(presented, token) {
                     // Authenticated, not authorised.
                     throw ServerError(
                         .permissionDenied,
-                        "this call needs the admin token; the user token cannot load or unload models")
+                        "this call needs the admin token; the user token cannot load or unload models or change log settings"
+                    )
                 }
                 throw ServerError(
                     .unauthenticated, "this call needs the admin token (authorization: Bearer <admin token>)")

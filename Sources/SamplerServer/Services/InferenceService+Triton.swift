@@ -114,4 +114,23 @@ extension InferenceService {
             $0.ns = t.ns
         }
     }
+
+    /// Triton's log settings (tritonclient `get_log_settings` / `update_log_settings`): an empty
+    /// request reads them; settings given are changed at once for the whole daemon (all or none).
+    public func logSettings(
+        request: ServerRequest<Inference_LogSettingsRequest>,
+        context: ServerContext
+    ) async throws -> ServerResponse<Inference_LogSettingsResponse> {
+        try await mapErrors {
+            var changes: [String: LogControl.Value] = [:]
+            for (key, value) in request.message.settings {
+                guard let v = LogControl.Value(value) else {
+                    throw ServerError(.invalidArgument, "log setting '\(key)' has no value")
+                }
+                changes[key] = v
+            }
+            let now = try LogControl.shared.apply(changes)
+            return ServerResponse(message: .with { $0.settings = now.mapValues(\.response) })
+        }
+    }
 }

@@ -256,8 +256,7 @@ public final class OneStepTrainer: @unchecked Sendable {
         try PNG.write(
             try SampleGrid.picture(x, count: config.gridSamples, sampleShape: data.sampleShape),
             to: run.samplesPath(imagesSeen: imagesSeen))
-        let losses = run.readLog().compactMap { $0["loss_c"] as? Double }
-        try PNG.write(LossCurve.render(losses), to: run.lossCurvePath)
+        try PNG.write(LossCurve.render(LossCurve.points(run.readLog(), key: "loss_c")), to: run.lossCurvePath)
         if let r = try evaluatePoints() { logPoints(r, event: "eval") }
         run.log(["event": "snapshot", "step": step, "images_seen": imagesSeen])
     }

@@ -1,36 +1,28 @@
 import Foundation
 import TensorCore
 
-/// Renders a series as a small grayscale line plot (log10 y axis when all values are positive).
+/// A run's loss curve (`loss.png`): the logged loss against the training step, log10 y axis when
+/// every value is positive, with numbered ticks on both axes (`SeriesPlot`).
 public enum LossCurve {
-    public static func render(_ values: [Double], width: Int = 480, height: Int = 240) -> PNG.Image {
-        var px = [UInt8](repeating: 255, count: width * height)
-        let margin = 20
-        // Axes.
-        for x in margin..<(width - margin / 2) { px[(height - margin) * width + x] = 0 }
-        for y in (margin / 2)..<(height - margin) { px[y * width + margin] = 0 }
-        let finite = values.filter { $0.isFinite }
-        guard finite.count >= 2 else { return PNG.Image(pixels: px, width: width, height: height, channels: 1) }
-        let useLog = finite.allSatisfy { $0 > 0 }
-        let ys = values.map { useLog ? log10(max($0, 1e-30)) : $0 }
-        let lo = ys.filter { $0.isFinite }.min()!, hi = ys.filter { $0.isFinite }.max()!
-        let span = hi > lo ? hi - lo : 1
-        let plotW = width - margin - margin / 2, plotH = height - margin - margin / 2
-        var prev: (Int, Int)?
-        for (i, v) in ys.enumerated() where v.isFinite {
-            let x = margin + Int(Double(i) / Double(ys.count - 1) * Double(plotW - 1))
-            let y = (height - margin) - Int((v - lo) / span * Double(plotH - 1))
-            if let p = prev { line(&px, width, p, (x, y)) }
-            prev = (x, y)
-        }
-        return PNG.Image(pixels: px, width: width, height: height, channels: 1)
+    /// `points`: (step, loss) as logged.
+    public static func render(_ points: [(step: Double, loss: Double)], width: Int = 640, height: Int = 320)
+        -> PNG.Image
+    {
+        let finite = points.filter { $0.step.isFinite && $0.loss.isFinite }
+        let steps = finite.map(\.step)
+        return SeriesPlot.render(
+            [.init(points: finite.map { (x: $0.step, y: $0.loss) }, color: SeriesPlot.palette[0])],
+            xTicks: SeriesPlot.niceTicks(steps.min() ?? 0, steps.max() ?? 0), markers: false, width: width,
+            height: height)
     }
 
-    private static func line(_ px: inout [UInt8], _ w: Int, _ a: (Int, Int), _ b: (Int, Int)) {
-        let n = max(abs(b.0 - a.0), abs(b.1 - a.1), 1)
-        for k in 0...n {
-            let x = a.0 + (b.0 - a.0) * k / n, y = a.1 + (b.1 - a.1) * k / n
-            if x >= 0, y >= 0, x < w, y * w + x < px.count { px[y * w + x] = 40 }
+    /// The (step, `key`) pairs of a run's log lines that have both.
+    public static func points(_ log: [[String: Any]], key: String) -> [(step: Double, loss: Double)] {
+        log.compactMap { line in
+            guard let v = line[key] as? Double,
+                let s = (line["step"] as? Int) ?? (line["step"] as? Double).map(Int.init)
+            else { return nil }
+            return (Double(s), v)
         }
     }
 }

@@ -31,11 +31,14 @@ public enum SeriesPlot {
     ]
 
     /// The plot; axes span the data (and the references). Tick marks, each with its number: x at
-    /// each distinct x of the data (a label that would overlap the one before it is left out), y at
-    /// each power of ten (log axis) inside the range.
-    public static func render(_ series: [Series], references: [Double] = [], width: Int = 640, height: Int = 400)
-        -> PNG.Image
-    {
+    /// `xTicks` (nil: each distinct x of the data; a label that would overlap the one before it is
+    /// left out), y at each power of ten inside the range on a log axis, else (linear, or a log
+    /// range within one decade) at about five round numbers (`niceTicks`). `markers`: a dot on
+    /// every point (off for long series such as loss curves).
+    public static func render(
+        _ series: [Series], references: [Double] = [], xTicks: [Double]? = nil, markers: Bool = true,
+        width: Int = 640, height: Int = 400
+    ) -> PNG.Image {
         var px = [UInt8](repeating: 255, count: width * height * 3)
         let left = 40, right = 12, top = 12, bottom = 30
         let plotW = width - left - right, plotH = height - top - bottom
@@ -63,7 +66,7 @@ public enum SeriesPlot {
         func Y(_ y: Double) -> Int { row(f(y)) }
         let black: (UInt8, UInt8, UInt8) = (0, 0, 0), scale = 2, textH = PixelFont.height(scale: scale)
         var labelEnd = Int.min
-        for x in Set(xs).sorted() {
+        for x in xTicks ?? Set(xs).sorted() where x >= x0 && x <= x1 {
             for d in 1...5 { set(X(x), top + plotH + d, black) }
             let text = PixelFont.label(x), w = PixelFont.width(text, scale: scale)
             let start = min(max(X(x) - w / 2, 0), width - w)
@@ -71,7 +74,20 @@ public enum SeriesPlot {
             PixelFont.draw(text, x: start, y: top + plotH + 8, scale: scale) { set($0, $1, black) }
             labelEnd = start + w
         }
-        if useLog {
+        if !useLog || floor(hi) - ceil(lo) < 1 {
+            // Linear, or a log range with fewer than two decades inside: round numbers in value space.
+            let (a, b) = useLog ? (pow(10, lo), pow(10, hi)) : (lo, hi)
+            for v in niceTicks(a, b) {
+                let y = useLog ? row(log10(v)) : row(v)
+                for d in 1...5 { set(left - d, y, black) }
+                let text = PixelFont.label(v)
+                PixelFont.draw(
+                    text, x: max(0, left - 7 - PixelFont.width(text, scale: scale)), y: y - textH / 2, scale: scale
+                ) {
+                    set($0, $1, black)
+                }
+            }
+        } else {
             var p = floor(lo)
             while p <= hi {
                 if p >= lo {
@@ -95,9 +111,30 @@ public enum SeriesPlot {
         for s in series {
             let pts = s.points.filter { $0.x.isFinite && $0.y.isFinite }.sorted { $0.x < $1.x }
             for (a, b) in zip(pts, pts.dropFirst()) { line(X(a.x), Y(a.y), X(b.x), Y(b.y), s.color.rgb, set) }
+            guard markers else { continue }
             for p in pts { for dx in -2...2 { for dy in -2...2 { set(X(p.x) + dx, Y(p.y) + dy, s.color.rgb) } } }
         }
         return PNG.Image(pixels: px, width: width, height: height, channels: 3)
+    }
+
+    /// About `count` round numbers (1, 2 or 5 times a power of ten apart) inside `lo...hi`, each
+    /// rounded to its step so that its label is short.
+    public static func niceTicks(_ lo: Double, _ hi: Double, count: Int = 5) -> [Double] {
+        guard lo.isFinite, hi.isFinite, hi > lo, count > 0 else { return [] }
+        let raw = (hi - lo) / Double(count)
+        let magnitude = pow(10, floor(log10(raw)))
+        let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? 10 * magnitude
+        var out: [Double] = []
+        var k = ceil(lo / step)
+        while k * step <= hi, out.count <= 2 * count {
+            let v = k * step
+            // Rounded to the step's decimals: 0.30000000000000004 reads 0.3.
+            let digits = max(0, -Int(floor(log10(step))))
+            let p = pow(10, Double(digits))
+            out.append((v * p).rounded() / p)
+            k += 1
+        }
+        return out
     }
 
     private static func line(

@@ -145,8 +145,7 @@ public final class TeacherTrainer: @unchecked Sendable {
             denoiser: EDMDenoiser(emaNet), sampler: config.sampler, count: config.gridSamples,
             seed: config.seed, sampleShape: data.sampleShape)
         try PNG.write(grid, to: run.samplesPath(imagesSeen: imagesSeen))
-        let losses = run.readLog().compactMap { $0["loss"] as? Double }
-        try PNG.write(LossCurve.render(losses), to: run.lossCurvePath)
+        try PNG.write(LossCurve.render(LossCurve.points(run.readLog(), key: "loss")), to: run.lossCurvePath)
         run.log(["event": "snapshot", "step": step, "images_seen": imagesSeen])
     }
 
