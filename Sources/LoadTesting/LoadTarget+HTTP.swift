@@ -21,7 +21,7 @@ extension LoadTarget {
             base.trimmingCharacters(in: ["/"]) + "/v2/models/\(model)" + (version.map { "/versions/\($0)" } ?? "")
             + "/infer"
         return LoadTarget { seed in
-            let seeds = (0..<UInt64(count)).map { Int64(bitPattern: seed &+ $0) }
+            let seeds = (0..<UInt64(count)).map { String(Int64(bitPattern: seed &+ $0)) }.joined(separator: ",")
             var request = HTTPClientRequest(url: url)
             request.method = .POST
             request.headers.add(name: "content-type", value: "application/json")
@@ -29,7 +29,7 @@ extension LoadTarget {
             request.body = .bytes(
                 ByteBuffer(
                     string:
-                        #"{"inputs":[{"name":"seed","shape":[\#(count)],"datatype":"INT64","data":\#(seeds)}],"parameters":{"binary_data_output":true}}"#
+                        #"{"inputs":[{"name":"seed","shape":[\#(count)],"datatype":"INT64","data":[\#(seeds)]}],"parameters":{"binary_data_output":true}}"#
                 ))
             let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
             let body = try await response.body.collect(upTo: 1 << 30)

@@ -103,7 +103,8 @@ enum RESTInferCodec {
         // Binary inputs take their bytes in input order; when any input is binary every input goes
         // to raw_input_contents (the gRPC message cannot mix typed and raw).
         var offset = binary.startIndex
-        var raws: [Data] = [], typed: [[Int64]?] = []
+        // Per input: its binary bytes, or its JSON integers.
+        var given: [Either] = []
         for input in request.inputs {
             var t = Inference_ModelInferRequest.InferInputTensor()
             t.name = input.name
@@ -116,17 +117,14 @@ enum RESTInferCodec {
                         "input '\(input.name)': binary_data_size \(size) is not a size within the \(binary.endIndex - offset) binary bytes left"
                     )
                 }
-                raws.append(Data(binary[offset..<offset + n]))
-                typed.append(nil)
+                given.append(.bytes(Data(binary[offset..<offset + n])))
                 offset += n
             } else {
                 guard let data = input.data else {
                     throw ServerError(
                         .invalidArgument, "input '\(input.name)' has neither data nor parameters.binary_data_size")
                 }
-                let values = input.datatype == "INT64" ? try integers(data, input: input.name) : []
-                raws.append(InferRequestChecks.int64Bytes(values))
-                typed.append(values)
+                given.append(.values(input.datatype == "INT64" ? try integers(data, input: input.name) : []))
             }
             m.inputs.append(t)
         }
@@ -135,10 +133,15 @@ enum RESTInferCodec {
                 .invalidArgument,
                 "the body has \(binary.endIndex - offset) binary bytes that no input's binary_data_size accounts for")
         }
-        if typed.contains(where: { $0 == nil }) {
-            m.rawInputContents = raws
+        if given.contains(where: { if case .bytes = $0 { true } else { false } }) {
+            m.rawInputContents = given.map {
+                switch $0 {
+                case .bytes(let b): b
+                case .values(let v): InferRequestChecks.int64Bytes(v)
+                }
+            }
         } else {
-            for i in m.inputs.indices { m.inputs[i].contents.int64Contents = typed[i]! }
+            for (i, g) in given.enumerated() { if case .values(let v) = g { m.inputs[i].contents.int64Contents = v } }
         }
         var binaryOutputs: Set<String> = []
         for o in request.outputs ?? [] {
@@ -149,6 +152,10 @@ enum RESTInferCodec {
         if case .bool(true)? = request.parameters?["binary_data_output"] { byDefault = true }
         if request.outputs?.isEmpty ?? true, byDefault { binaryOutputs = ["sample", "seed"] }
         return Decoded(message: m, binaryOutputs: binaryOutputs, binaryByDefault: byDefault)
+    }
+
+    private enum Either {
+        case bytes(Data), values([Int64])
     }
 
     /// The integers of a `data` field, flattened (V2 REST allows nested row-major arrays).

@@ -108,10 +108,8 @@ struct RESTRoutes: Sendable {
         let decoded = try RESTInferCodec.decode(
             body, headerLength: request.headers[HTTPField.Name(RESTInferCodec.headerLengthField)!], model: model,
             version: version)
-        let frontend = inference.frontend
-        let checked = try await KServeInferCodec.decode(decoded.message, metadata: [:], frontend: frontend)
-        let (bytes, headerLength) = try await frontend.withMemory(for: checked.job) {
-            try RESTInferCodec.encode(try await frontend.runAll(checked.job), request: checked, decoded: decoded)
+        let (bytes, headerLength) = try await inference.infer(decoded.message, metadata: [:]) {
+            try RESTInferCodec.encode($0, request: $1, decoded: decoded)
         }
         guard let headerLength else { return RESTResponse.bytes(bytes, contentType: "application/json") }
         return RESTResponse.bytes(

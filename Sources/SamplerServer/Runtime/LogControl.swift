@@ -7,13 +7,14 @@ import Synchronization
 /// `ControlledLogHandler`s, whose level is this one.
 public final class LogControl: Sendable {
     public static let shared = LogControl()
-    private let state = Mutex<Logger.Level>(.info)
+    /// The level's index in `Logger.Level.allCases`: read at every log call, so an atomic, not a lock.
+    private let state = Atomic<Int>(Logger.Level.allCases.firstIndex(of: .info)!)
 
     public init() {}
 
     public var level: Logger.Level {
-        get { state.withLock { $0 } }
-        set { state.withLock { $0 = newValue } }
+        get { Logger.Level.allCases[state.load(ordering: .relaxed)] }
+        set { state.store(Logger.Level.allCases.firstIndex(of: newValue)!, ordering: .relaxed) }
     }
 
     /// Triton's settings and their values now: `log_info`, `log_warning`, `log_error` (whether

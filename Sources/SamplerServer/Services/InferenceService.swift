@@ -211,9 +211,18 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
     func infer(_ m: Inference_ModelInferRequest, metadata: Metadata) async throws
         -> Inference_ModelInferResponse
     {
+        try await infer(m, metadata: metadata) { KServeInferCodec.encode($0, for: $1) }
+    }
+
+    /// ModelInfer with the answer written by `encode` (gRPC's message, or REST's JSON and binary
+    /// tensors): decode and check, hold the memory, run, encode.
+    func infer<T>(
+        _ m: Inference_ModelInferRequest, metadata: Metadata,
+        encode: (JobResult, KServeInferCodec.Request) throws -> T
+    ) async throws -> T {
         let request = try await KServeInferCodec.decode(m, metadata: metadata, frontend: frontend)
         return try await frontend.withMemory(for: request.job) {
-            KServeInferCodec.encode(try await frontend.runAll(request.job), for: request)
+            try encode(try await frontend.runAll(request.job), request)
         }
     }
 
