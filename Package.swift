@@ -44,8 +44,10 @@ let package = Package(
         .target(name: "OneDNN", dependencies: ["CDNNL"], exclude: ["README.md"]),
 
         // Compute core and model code, shared by trainer and server (no gRPC below this line).
-        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CPNG"], exclude: ["README.md"]),
-        .target(name: "NN", dependencies: ["TensorCore", "OneDNN"], exclude: ["README.md"]),
+        // C kernels (per-function AVX2 + FMA with a baseline twin; the parallel loop on libgomp's team).
+        .target(name: "CKernels", exclude: ["README.md"], cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CPNG", "CKernels"], exclude: ["README.md"]),
+        .target(name: "NN", dependencies: ["TensorCore", "OneDNN", "CKernels"], exclude: ["README.md"]),
         .target(name: "Diffusion", dependencies: ["NN", "TensorCore"], exclude: ["README.md"]),
         .target(name: "Training", dependencies: ["Diffusion", "NN", "TensorCore"], exclude: ["README.md"]),
         // Serving engine without the server: snapshots loaded as network replicas, the repository on disk.

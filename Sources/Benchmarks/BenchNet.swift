@@ -9,6 +9,11 @@ public enum BenchNet {
         minSeconds: Double = 0.3
     ) -> BenchRow {
         let (x, c) = BenchWeights.input(for: net, batch: batch, seed: seed &+ UInt64(batch))
+        // Inference, as `serve`, `generate` and `sample` run it: weights frozen, so the convolutions
+        // use weights packed once into their primitives' layout (as the peers' sessions do).
+        let store = net.parameters, wasFrozen = store.weightsFrozen
+        store.weightsFrozen = true
+        defer { store.weightsFrozen = wasFrozen }
         let timing = x.withUnsafeBufferPointer { xp in
             c.withUnsafeBufferPointer { cp in
                 BenchTimer.measure(repeats: repeats, minSeconds: minSeconds) {
@@ -101,10 +106,10 @@ public enum BenchNet {
         threads: Int, maxAbs: Float
     )] {
         let (x, c) = BenchWeights.input(for: net, batch: 4, seed: seed &+ 11)
-        setComputeThreads(1)
+        ConvolutionEngine.useComputeThreads(1)
         let y1 = net.forward(x: x, cNoise: c)
         let out = threads.filter { $0 > 1 }.map { t -> (threads: Int, maxAbs: Float) in
-            setComputeThreads(t)
+            ConvolutionEngine.useComputeThreads(t)
             let yt = net.forward(x: x, cNoise: c)
             return (t, zip(y1, yt).map { abs($0 - $1) }.max() ?? 0)
         }

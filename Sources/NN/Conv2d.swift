@@ -2,7 +2,8 @@ import TensorCore
 
 /// 2-D convolution over activations in `layout` (CBHW `[C, B, H, W]` or NHWC `[B, H, W, C]`), by the
 /// process's `ConvolutionEngine`: oneDNN (NHWC inside: NHWC activations go straight in, CBHW ones
-/// are reordered at the edges) or im2col + one GEMM per batch chunk (CBHW inside: NHWC activations
+/// are reordered at the edges; NHWC layers with fewer than 8 output channels run CKernels' direct
+/// kernel, `SmallNHWCConv`) or im2col + one GEMM per batch chunk (CBHW inside: NHWC activations
 /// are reordered at the edges, the fallback path).
 /// Weight `[OC, C, k, k]`, bias `[OC]` (PyTorch layout). The scratch (im2col columns, or oneDNN's
 /// NHWC staging) is shared by every convolution of a network (`scratch`), since only one runs at a time.
@@ -19,6 +20,7 @@ public final class Conv2d: @unchecked Sendable {
     private var geometry: ConvGeometry?
     private var batch = 0
     private lazy var dnnl = OneDNNConv()
+    private lazy var small = SmallNHWCConv()
     /// NHWC activations on the im2col engine: the input, output (or its gradient) and input gradient in CBHW.
     private lazy var cbhw = (x: Buffer(), y: Buffer(), dx: Buffer())
 
@@ -66,6 +68,10 @@ public final class Conv2d: @unchecked Sendable {
         let y: UnsafeMutablePointer<Float>
         if let direct { y = direct } else { out.resize(n); y = out.ptr }
         switch (ConvolutionEngine.current, layout) {
+        case (.oneDNN, .nhwc) where SmallNHWCConv.applies(outChannels: outChannels, layout: layout):
+            small.forward(
+                g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, sampleBias: sampleBias,
+                frozen: store.weightsFrozen)
         case (.oneDNN, _):
             dnnl.forward(
                 g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, sampleBias: sampleBias,
@@ -108,6 +114,10 @@ public final class Conv2d: @unchecked Sendable {
         let dWeight = store.accumulatesGradients ? store.grad(w) : nil,
             dBias = store.accumulatesGradients ? store.grad(b) : nil
         switch (ConvolutionEngine.current, layout) {
+        case (.oneDNN, .nhwc) where SmallNHWCConv.applies(outChannels: outChannels, layout: layout):
+            small.backward(
+                g, batch: batch, x: x, weight: store.value(w), dy: dy, dWeight: dWeight, dBias: dBias,
+                dx: needInput ? dIn.ptr : nil, frozen: store.weightsFrozen)
         case (.oneDNN, _):
             dnnl.backward(
                 g, batch: batch, x: x, weight: store.value(w), dy: dy, dWeight: dWeight, dBias: dBias,

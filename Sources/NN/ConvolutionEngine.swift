@@ -26,11 +26,22 @@ public enum ConvolutionEngine: String, Sendable, CaseIterable {
         return .oneDNN
     }()
 
+    /// Sets the process's compute threads for the networks: `n` threads in one pool. With oneDNN
+    /// the convolutions and the elementwise kernels (TensorCore's `parallelFor`) share libgomp's
+    /// team, and OpenBLAS, left with the small GEMMs of the Linear layers, runs on the calling
+    /// thread: its own workers, spinning between those GEMMs while the OpenMP team worked, made
+    /// 2-thread runs erratic and slower (docs/BENCHMARKS.md, "One pool"). With im2col, OpenBLAS
+    /// runs the convolutions on `n` threads.
+    public static func useComputeThreads(_ n: Int) {
+        setComputeThreads(n, blasThreads: current == .oneDNN ? 1 : n)
+    }
+
     /// One line for logs: the engine, and for oneDNN its version and ISA.
     public static var summary: String {
         (current == .oneDNN
             ? "convolutions: \(OneDNNEngine.summary), \(OpenMPWait.summary)" : "convolutions: im2col + OpenBLAS sgemm")
             + ", U-Net activations \(ActivationLayout.network.rawValue.uppercased())"
+            + ", elementwise kernels \(ElementwiseISA.summary)"
     }
 }
 

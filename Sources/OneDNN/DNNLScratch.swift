@@ -29,7 +29,7 @@ public final class DNNLScratch: @unchecked Sendable {
 
     /// Regions of `sizes` bytes, each 64-byte aligned, carved from the front of the buffer
     /// (nil for a size of 0). Throws when the buffer is too small.
-    func regions(_ sizes: [Int], what: String) throws(OneDNNError) -> [UnsafeMutableRawPointer?] {
+    func regions(_ sizes: [Int], what: @autoclosure () -> String) throws(OneDNNError) -> [UnsafeMutableRawPointer?] {
         var offset = 0
         var out: [UnsafeMutableRawPointer?] = []
         for s in sizes {
@@ -38,7 +38,7 @@ public final class DNNLScratch: @unchecked Sendable {
             offset += align64(s)
         }
         if offset > capacity {
-            throw OneDNNError(.invalidArgument, "\(what): scratch holds \(capacity) bytes, needs \(offset)")
+            throw OneDNNError(.invalidArgument, "\(what()): scratch holds \(capacity) bytes, needs \(offset)")
         }
         return out
     }

@@ -45,10 +45,11 @@ final class Primitive: @unchecked Sendable {
 
     /// Runs the primitive on `stream` with the given (argument, descriptor, pointer) triples plus
     /// the scratchpad at `scratchpad`, and waits. Memory objects are created per call (cheap,
-    /// no copies) so concurrent calls share nothing mutable.
+    /// no copies) so concurrent calls share nothing mutable. `what` (for errors) is only built
+    /// when a call fails.
     func execute(
         _ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer?)], scratchpad: UnsafeMutableRawPointer?,
-        engine: OneDNNEngine, stream: dnnl_stream_t, what: String
+        engine: OneDNNEngine, stream: dnnl_stream_t, what: @autoclosure () -> String
     ) throws(OneDNNError) {
         var all = args
         if scratchpadBytes > 0 {
@@ -63,13 +64,13 @@ final class Primitive: @unchecked Sendable {
             var desc = md
             try check(
                 dnnl_memory_create(&m, &desc, engine.engine, ptr ?? cdnnl_memory_none()),
-                "dnnl_memory_create", what)
+                "dnnl_memory_create", what())
             execArgs.append(dnnl_exec_arg_t(arg: arg, memory: m))
         }
         try check(
             dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs),
-            "dnnl_primitive_execute", what)
-        try check(dnnl_stream_wait(stream), "dnnl_stream_wait", what)
+            "dnnl_primitive_execute", what())
+        try check(dnnl_stream_wait(stream), "dnnl_stream_wait", what())
     }
 }
 

@@ -1,3 +1,4 @@
+import CKernels
 import Dispatch
 
 /// Worker count for the elementwise kernels of this process (BLAS has its own setting,
@@ -23,23 +24,53 @@ public func parallelFor(_ n: Int, work: Int, _ body: (Int) -> Void) {
     parallelFor(n, threads: min(kernelThreads, n, byWork), body)
 }
 
+/// Chunk k of t runs items n * k / t ..< n * (k + 1) / t, whichever thread takes it (results do
+/// not depend on the pool). The chunks run on libgomp's team, the OpenMP pool oneDNN's
+/// convolutions use (one pool in the process: `ck_parallel_run`), or on Dispatch's when libgomp
+/// is not loaded.
 @inlinable
 func parallelFor(_ n: Int, threads t: Int, _ body: (Int) -> Void) {
     if t <= 1 {
         for i in 0..<n { body(i) }
         return
     }
+    parallelChunks(n, threads: t, body)
+}
+
+@usableFromInline
+func parallelChunks(_ n: Int, threads t: Int, _ body: (Int) -> Void) {
     withoutActuallyEscaping(body) { body in
-        nonisolated(unsafe) let f = body
-        DispatchQueue.concurrentPerform(iterations: t) { k in
-            let lo = n * k / t, hi = n * (k + 1) / t
-            for i in lo..<hi { f(i) }
+        var job = ParallelJob(n: n, body: body)
+        let ran = withUnsafeMutablePointer(to: &job) { p in
+            ck_parallel_run(Int32(t), p) { context, k, t in
+                let job = context!.assumingMemoryBound(to: ParallelJob.self).pointee
+                job.run(chunk: Int(k), of: Int(t))
+            }
+        }
+        if ran == 0 {
+            nonisolated(unsafe) let job = job
+            DispatchQueue.concurrentPerform(iterations: t) { k in job.run(chunk: k, of: t) }
         }
     }
 }
 
-/// Sets the process's one compute budget: OpenBLAS threads and the elementwise kernels' workers.
-public func setComputeThreads(_ n: Int) {
-    BLAS.setThreads(n)
+/// One `parallelFor` call, handed to the pool's threads by pointer.
+@usableFromInline
+struct ParallelJob {
+    let n: Int
+    let body: (Int) -> Void
+
+    func run(chunk k: Int, of t: Int) {
+        let lo = n * k / t, hi = n * (k + 1) / t
+        for i in lo..<hi { body(i) }
+    }
+}
+
+/// Sets the process's compute budget: the elementwise kernels' workers (`n`) and OpenBLAS's
+/// threads (`blasThreads`, default `n`). Networks set it through NN's
+/// `ConvolutionEngine.useComputeThreads`, which keeps OpenBLAS on the calling thread when oneDNN
+/// runs the convolutions.
+public func setComputeThreads(_ n: Int, blasThreads: Int? = nil) {
+    BLAS.setThreads(blasThreads ?? n)
     kernelThreads = max(1, n)
 }

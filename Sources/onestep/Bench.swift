@@ -100,6 +100,7 @@ struct Bench: AsyncParsableCommand {
         for t in threadList {
             setComputeThreads(t)
             if !noSgemm { rows += BenchSgemm.rows(BenchSgemm.shapes(quick: quick), threads: t, repeats: reps) }
+            ConvolutionEngine.useComputeThreads(t)
             for (name, net) in all {
                 for b in batchList {
                     rows.append(BenchNet.forward(net, name: name, batch: b, threads: t, repeats: reps, seed: seed))

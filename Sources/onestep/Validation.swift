@@ -7,11 +7,11 @@ import SamplerServer
 import TensorCore
 import Training
 
-/// Sets the process's compute threads (TensorCore's one budget: OpenBLAS, oneDNN, the kernels)
-/// and says on standard error which kernels this run uses (chosen at start).
-/// `instances` > 1: that many engine instances run at once, `threads` each.
+/// Sets the process's compute threads (one pool: oneDNN and the kernels; OpenBLAS as
+/// `ConvolutionEngine.useComputeThreads` says) and says on standard error which kernels this run
+/// uses (chosen at start). `instances` > 1: that many engine instances run at once, `threads` each.
 func useCompute(threads: Int, instances: Int = 1) {
-    setComputeThreads(threads)
+    ConvolutionEngine.useComputeThreads(threads)
     let each = instances > 1 ? " x \(instances) engine instances" : ""
     let line =
         "onestep: \(threads) thread\(threads == 1 ? "" : "s")\(each); \(ConvolutionEngine.summary); GEMM: \(BLASKernels.summary)\n"

@@ -102,7 +102,7 @@ public struct OneStepServer: Sendable {
             transportSecurity: security, config: transportConfig)
         let server = GRPCServer(transport: transport, services: services, interceptors: interceptors)
 
-        setComputeThreads(config.threadsPerInstance)
+        ConvolutionEngine.useComputeThreads(config.threadsPerInstance)
         logger.info(
             "compute kernels",
             metadata: [

@@ -1,0 +1,59 @@
+#include "CKernels.h"
+#include "groupnorm_body.h"
+#include "simd.h"
+
+static void forward_generic(
+    const float *x, float *y, long hw, int C, int G, const float *gamma, const float *beta, float eps, int silu,
+    float *mean, float *rstd, float *work
+) {
+    gn_forward_body(x, y, hw, C, G, gamma, beta, eps, silu, mean, rstd, work);
+}
+
+static void backward_generic(
+    const float *x, const float *dz, float *dx, long hw, int C, int G, const float *gamma, const float *beta, int silu,
+    const float *mean, const float *rstd, float *partial, float *work
+) {
+    gn_backward_body(x, dz, dx, hw, C, G, gamma, beta, silu, mean, rstd, partial, work);
+}
+
+#if CK_HAS_AVX2
+CK_TARGET_AVX2 static void forward_avx2(
+    const float *x, float *y, long hw, int C, int G, const float *gamma, const float *beta, float eps, int silu,
+    float *mean, float *rstd, float *work
+) {
+    gn_forward_body(x, y, hw, C, G, gamma, beta, eps, silu, mean, rstd, work);
+}
+
+CK_TARGET_AVX2 static void backward_avx2(
+    const float *x, const float *dz, float *dx, long hw, int C, int G, const float *gamma, const float *beta, int silu,
+    const float *mean, const float *rstd, float *partial, float *work
+) {
+    gn_backward_body(x, dz, dx, hw, C, G, gamma, beta, silu, mean, rstd, partial, work);
+}
+#endif
+
+void ck_groupnorm_nhwc_forward(
+    const float *x, float *y, long hw, int channels, int groups, const float *gamma, const float *beta, float eps,
+    int silu, float *mean, float *rstd, float *work
+) {
+#if CK_HAS_AVX2
+    if (ck_simd_current() == ck_simd_avx2) {
+        forward_avx2(x, y, hw, channels, groups, gamma, beta, eps, silu, mean, rstd, work);
+        return;
+    }
+#endif
+    forward_generic(x, y, hw, channels, groups, gamma, beta, eps, silu, mean, rstd, work);
+}
+
+void ck_groupnorm_nhwc_backward(
+    const float *x, const float *dz, float *dx, long hw, int channels, int groups, const float *gamma,
+    const float *beta, int silu, const float *mean, const float *rstd, float *partial, float *work
+) {
+#if CK_HAS_AVX2
+    if (ck_simd_current() == ck_simd_avx2) {
+        backward_avx2(x, dz, dx, hw, channels, groups, gamma, beta, silu, mean, rstd, partial, work);
+        return;
+    }
+#endif
+    backward_generic(x, dz, dx, hw, channels, groups, gamma, beta, silu, mean, rstd, partial, work);
+}

@@ -1,0 +1,142 @@
+// GroupNorm (+ SiLU) over one NHWC sample: the bodies, inlined into one function per SIMD level
+// (groupnorm.c). Vectors run along the channels of a pixel.
+#ifndef ONESTEP_CKERNELS_GROUPNORM_BODY_H
+#define ONESTEP_CKERNELS_GROUPNORM_BODY_H
+
+#include "vector.h"
+
+/// Per-channel sums of d and d^2, d = x - shift with shift the channel's first pixel (no
+/// cancellation), for the channels c0 ..< c0 + m of the plane.
+CK_INLINE void gn_channel_moments(const float *xs, long hw, int C, int c0, int m, float *s, float *q, float *a) {
+    const v8 shift = v8_load_n(xs + c0, m);
+    v8 s0 = 0, q0 = 0, s1 = 0, q1 = 0, s2 = 0, q2 = 0, s3 = 0, q3 = 0;
+    long p = 0;
+    if (m == 8) {
+        for (; p + 4 <= hw; p += 4) {
+            const float *r = xs + p * C + c0;
+            v8 d0 = v8_load(r) - shift, d1 = v8_load(r + C) - shift;
+            v8 d2 = v8_load(r + 2 * C) - shift, d3 = v8_load(r + 3 * C) - shift;
+            s0 += d0; q0 += d0 * d0;
+            s1 += d1; q1 += d1 * d1;
+            s2 += d2; q2 += d2 * d2;
+            s3 += d3; q3 += d3 * d3;
+        }
+    }
+    for (; p < hw; p++) {
+        v8 d = v8_load_n(xs + p * C + c0, m) - shift;
+        s0 += d; q0 += d * d;
+    }
+    v8_store_n((s0 + s1) + (s2 + s3), s + c0, m);
+    v8_store_n((q0 + q1) + (q2 + q3), q + c0, m);
+    v8_store_n(shift, a + c0, m);
+}
+
+CK_INLINE void gn_forward_body(
+    const float *xs, float *ys, long hw, int C, int G, const float *gamma, const float *beta, float eps, int silu,
+    float *mean, float *rstd, float *ws
+) {
+    float *s = ws, *q = s + C, *a = q + C, *sh = a + C;
+    const int cg = C / G;
+    const double n = (double)cg * (double)hw, plane = (double)hw;
+    for (int c0 = 0; c0 < C; c0 += 8) gn_channel_moments(xs, hw, C, c0, C - c0 < 8 ? C - c0 : 8, s, q, a);
+    // Group statistics in double from the shifted channel moments; then a = gamma * rstd and
+    // sh = beta - mean * a per channel.
+    for (int g = 0; g < G; g++) {
+        double total = 0;
+        for (int c = g * cg; c < (g + 1) * cg; c++) total += (double)s[c] + plane * (double)a[c];
+        const double mu = total / n;
+        double squares = 0;
+        for (int c = g * cg; c < (g + 1) * cg; c++) {
+            const double d = (double)a[c] - mu;
+            squares += (double)q[c] + 2 * d * (double)s[c] + plane * d * d;
+        }
+        const double var = squares / n > 0 ? squares / n : 0;
+        const float r = (float)(1 / __builtin_sqrt(var + (double)eps)), muF = (float)mu;
+        mean[g] = muF;
+        rstd[g] = r;
+        for (int c = g * cg; c < (g + 1) * cg; c++) {
+            a[c] = gamma[c] * r;
+            sh[c] = beta[c] - muF * a[c];
+        }
+    }
+    const int full = C & ~7;
+    for (long p = 0; p < hw; p++) {
+        const float *xr = xs + p * C;
+        float *yr = ys + p * C;
+        if (silu) {
+            for (int c = 0; c < full; c += 8) v8_store(v8_silu(v8_load(xr + c) * v8_load(a + c) + v8_load(sh + c)), yr + c);
+        } else {
+            for (int c = 0; c < full; c += 8) v8_store(v8_load(xr + c) * v8_load(a + c) + v8_load(sh + c), yr + c);
+        }
+        if (full < C) {
+            const int m = C - full;
+            v8 v = v8_load_n(xr + full, m) * v8_load_n(a + full, m) + v8_load_n(sh + full, m);
+            v8_store_n(silu ? v8_silu(v) : v, yr + full, m);
+        }
+    }
+}
+
+CK_INLINE void gn_backward_body(
+    const float *x, const float *dz, float *dx, long hw, int C, int G, const float *gamma, const float *beta, int silu,
+    const float *mean, const float *rstd, float *partial, float *ws
+) {
+    const int cg = C / G;
+    const float n = (float)cg * (float)hw;
+    float *mu = ws, *r = mu + C, *dg = r + C, *db = dg + C, *s1 = db + C, *s2 = s1 + C;
+    for (int c = 0; c < C; c++) {
+        mu[c] = mean[c / cg];
+        r[c] = rstd[c / cg];
+    }
+    // Pass 1: dxh = dy * gamma into dx; per-channel sums for the parameters and the groups.
+    for (int c0 = 0; c0 < C; c0 += 8) {
+        const int m = C - c0 < 8 ? C - c0 : 8;
+        const v8 muv = v8_load_n(mu + c0, m), rv = v8_load_n(r + c0, m);
+        const v8 gm = v8_load_n(gamma + c0, m), bt = v8_load_n(beta + c0, m);
+        v8 g0 = 0, b0 = 0, t1 = 0, t2 = 0;
+        for (long p = 0; p < hw; p++) {
+            const long o = p * C + c0;
+            const v8 xh = (v8_load_n(x + o, m) - muv) * rv;
+            v8 dy = v8_load_n(dz + o, m);
+            if (silu) dy = dy * v8_silu_grad(xh * gm + bt);
+            g0 += dy * xh;
+            b0 += dy;
+            const v8 dxh = dy * gm;
+            v8_store_n(dxh, dx + o, m);
+            t1 += dxh;
+            t2 += dxh * xh;
+        }
+        v8_store_n(g0, dg + c0, m);
+        v8_store_n(b0, db + c0, m);
+        v8_store_n(t1, s1 + c0, m);
+        v8_store_n(t2, s2 + c0, m);
+    }
+    for (int c = 0; c < C; c++) {
+        partial[2 * c] = dg[c];
+        partial[2 * c + 1] = db[c];
+    }
+    // Group means of dxh and dxh * xh, spread back over the group's channels.
+    for (int g = 0; g < G; g++) {
+        float m1 = 0, m2 = 0;
+        for (int c = g * cg; c < (g + 1) * cg; c++) {
+            m1 += s1[c];
+            m2 += s2[c];
+        }
+        for (int c = g * cg; c < (g + 1) * cg; c++) {
+            s1[c] = m1 / n;
+            s2[c] = m2 / n;
+        }
+    }
+    // Pass 2: dx = rstd * (dxh - mean(dxh) - xh * mean(dxh * xh)).
+    for (int c0 = 0; c0 < C; c0 += 8) {
+        const int m = C - c0 < 8 ? C - c0 : 8;
+        const v8 muv = v8_load_n(mu + c0, m), rv = v8_load_n(r + c0, m);
+        const v8 m1 = v8_load_n(s1 + c0, m), m2 = v8_load_n(s2 + c0, m);
+        for (long p = 0; p < hw; p++) {
+            const long o = p * C + c0;
+            const v8 xh = (v8_load_n(x + o, m) - muv) * rv;
+            v8_store_n(rv * (v8_load_n(dx + o, m) - m1 - xh * m2), dx + o, m);
+        }
+    }
+}
+
+#endif

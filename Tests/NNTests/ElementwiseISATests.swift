@@ -1,0 +1,89 @@
+import OneDNN
+import XCTest
+
+@testable import NN
+@testable import TensorCore
+
+/// The C GroupNorm (+ SiLU) kernels over NHWC at both instruction-set levels (the baseline twin a
+/// CPU without AVX2 runs, and AVX2 + FMA) against the Swift CBHW implementation, an independent
+/// code path: forward, input gradient and parameter gradients; partial vectors (12 channels) and
+/// full ones (64).
+final class ElementwiseISATests: XCTestCase {
+    override func tearDown() { ElementwiseISA.use(.best) }
+
+    /// (out, dIn, dgamma/dbeta) of one GroupNorm in `layout` on NCHW-ordered data.
+    private func run(
+        layout: ActivationLayout, channels C: Int, groups: Int, silu: Bool, batch B: Int, hw: Int, seed: UInt64
+    ) -> (y: [Float], dx: [Float], grads: [Float]) {
+        let store = ParameterStore()
+        let norm = GroupNorm(store, "n", channels: C, groups: groups, fusedSiLU: silu, layout: layout)
+        randomizeParameters(store, seed: seed, scale: 0.5)
+        for i in 0..<C { store.values.ptr[i] += 1 }  // gamma near 1
+        let xb = randomArray(B * C * hw, seed: seed &+ 1, scale: 2).map { $0 + 0.5 }
+        let dyb = randomArray(B * C * hw, seed: seed &+ 2)
+        let to: DNNLTensorLayout = layout == .nhwc ? .nhwc : .cbhw
+        func convert(_ a: [Float], from: DNNLTensorLayout, to: DNNLTensorLayout) -> [Float] {
+            var out = [Float](repeating: 0, count: a.count)
+            a.withUnsafeBufferPointer { p in
+                out.withUnsafeMutableBufferPointer { o in
+                    Layout.convert(p.baseAddress!, o.baseAddress!, batch: B, channels: C, hw: hw, from: from, to: to)
+                }
+            }
+            return out
+        }
+        let x = convert(xb, from: .nchw, to: to), dy = convert(dyb, from: .nchw, to: to)
+        store.zeroGrad()
+        return x.withUnsafeBufferPointer { xp in
+            let y = norm.forward(xp.baseAddress!, batch: B, hw: hw)
+            let yc = convert(Array(UnsafeBufferPointer(start: y, count: x.count)), from: to, to: .nchw)
+            let dx = dy.withUnsafeBufferPointer { norm.backward($0.baseAddress!) }
+            let dxc = convert(Array(UnsafeBufferPointer(start: dx, count: x.count)), from: to, to: .nchw)
+            return (yc, dxc, Array(UnsafeBufferPointer(start: store.grads.ptr, count: store.count)))
+        }
+    }
+
+    private func assertClose(_ a: [Float], _ b: [Float], tolerance: Float, _ what: String) {
+        XCTAssertEqual(a.count, b.count, what)
+        let scale = max(1, b.map { abs($0) }.max() ?? 1)
+        let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+        XCTAssertLessThanOrEqual(worst, tolerance * scale, "\(what): max |diff| \(worst)")
+    }
+
+    func testBothLevelsMatchTheCBHWImplementation() throws {
+        let levels = ElementwiseISA.best == .avx2 ? [ElementwiseISA.generic, .avx2] : [.generic]
+        for (C, G) in [(12, 3), (64, 16), (32, 8)] {
+            for silu in [true, false] {
+                let reference = run(layout: .cbhw, channels: C, groups: G, silu: silu, batch: 3, hw: 37, seed: 40)
+                var results: [(y: [Float], dx: [Float], grads: [Float])] = []
+                for level in levels {
+                    ElementwiseISA.use(level)
+                    XCTAssertEqual(ElementwiseISA.current, level)
+                    let r = run(layout: .nhwc, channels: C, groups: G, silu: silu, batch: 3, hw: 37, seed: 40)
+                    let what = "\(level) C=\(C) G=\(G) silu=\(silu)"
+                    assertClose(r.y, reference.y, tolerance: 2e-6, "\(what) forward")
+                    assertClose(r.dx, reference.dx, tolerance: 2e-5, "\(what) input gradient")
+                    assertClose(r.grads, reference.grads, tolerance: 2e-5, "\(what) parameter gradients")
+                    results.append(r)
+                }
+                // Each level is deterministic: a second run is bitwise the first.
+                let again = run(layout: .nhwc, channels: C, groups: G, silu: silu, batch: 3, hw: 37, seed: 40)
+                XCTAssertEqual(again.y.map(\.bitPattern), results.last!.y.map(\.bitPattern))
+                XCTAssertEqual(again.dx.map(\.bitPattern), results.last!.dx.map(\.bitPattern))
+            }
+        }
+        print("elementwise kernels: best \(ElementwiseISA.best.rawValue), tested \(levels.map(\.rawValue))")
+    }
+
+    /// A sample's output does not depend on what shares its batch, at either level.
+    func testBatchInvarianceAtBothLevels() throws {
+        for level in ElementwiseISA.allCases {
+            ElementwiseISA.use(level)
+            let four = run(layout: .nhwc, channels: 64, groups: 16, silu: true, batch: 4, hw: 49, seed: 50)
+            let one = run(layout: .nhwc, channels: 64, groups: 16, silu: true, batch: 1, hw: 49, seed: 50)
+            // The batch of one holds the first sample of the batch of four (same seeds, NCHW order).
+            let n = 64 * 49
+            XCTAssertEqual(Array(four.y[0..<n]).map(\.bitPattern), one.y.map(\.bitPattern), "\(level)")
+            XCTAssertEqual(Array(four.dx[0..<n]).map(\.bitPattern), one.dx.map(\.bitPattern), "\(level)")
+        }
+    }
+}
