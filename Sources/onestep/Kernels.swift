@@ -9,7 +9,8 @@ import TensorCore
 struct KernelsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernels",
-        abstract: "Print the compute kernels chosen for this CPU (OpenBLAS family, oneDNN ISA, convolution engine).",
+        abstract:
+            "Print the compute kernels chosen for this CPU (OpenBLAS family, oneDNN ISA, convolution engine, elementwise ISA).",
         discussion: """
             OpenBLAS's kernel family is chosen at start: OPENBLAS_CORETYPE when set (ONESTEP_BLAS_CORE=own keeps
             OpenBLAS's own choice), else the fastest candidate by a one-thread sgemm measurement, remembered per
@@ -17,7 +18,10 @@ struct KernelsCommand: ParsableCommand {
             itself (ONEDNN_MAX_CPU_ISA caps it); ONESTEP_CONV=im2col|onednn picks the convolution engine,
             ONESTEP_LAYOUT=nhwc|cbhw the U-Net's activation layout (default: NHWC on oneDNN, CBHW on im2col).
             OpenMP (oneDNN's threads) waits passively between parallel regions (OMP_WAIT_POLICY=passive, set at
-            start unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is in the environment).
+            start unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is in the environment). The C elementwise kernels
+            (GroupNorm + SiLU, small convolutions) run AVX2 + FMA when CPUID has both (ONESTEP_SIMD=generic|avx2
+            overrides). One pool: the kernels share oneDNN's OpenMP team; OpenBLAS runs on the calling thread
+            when oneDNN runs the convolutions.
             """)
 
     func run() throws {
