@@ -37,7 +37,8 @@ fi
 FLAGS=(-sanitize="$SANITIZE" $OPT -g -parse-as-library -swift-version 6 -I "$OUT/modules"
        -Xcc -fmodule-map-file="$ROOT/Sources/COpenBLAS/module.modulemap"
        -Xcc -fmodule-map-file="$ROOT/Sources/CPNG/module.modulemap"
-       -Xcc -fmodule-map-file="$ROOT/Sources/CDNNL/module.modulemap")
+       -Xcc -fmodule-map-file="$ROOT/Sources/CDNNL/module.modulemap"
+       -Xcc -fmodule-map-file="$ROOT/Sources/CKernels/include/module.modulemap")
 STAMP_FLAGS="$SWIFTC|${FLAGS[*]}"
 mkdir -p "$OUT/modules" "$OUT/obj"
 
@@ -62,12 +63,32 @@ build_module() {
     echo "   $name: $((SECONDS - t0)) s"
 }
 
+# build_c NAME SOURCES...: the C target's objects (clang from the same toolchain), one per source.
+CLANG="${CLANG:-$(dirname "$(command -v "$SWIFTC")")/clang}"
+C_OBJS=()
+build_c() {
+    local name="$1"; shift
+    local stamp="$OUT/obj/$name.stamp"
+    local sum
+    sum="$( { echo "$CLANG|$OPT"; cat "$@" "Sources/$name"/*.h "Sources/$name"/include/*; } | sha256sum | cut -c1-64)"
+    local objs=()
+    for src in "$@"; do objs+=("$OUT/obj/$name-$(basename "$src" .c).o"); done
+    C_OBJS+=("${objs[@]}")
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then echo "-- $name (C): up to date"; return; fi
+    echo "-- $name (C): compiling $# files"
+    for src in "$@"; do
+        "$CLANG" -O2 -g -fPIC -I "Sources/$name/include" -c "$src" -o "$OUT/obj/$name-$(basename "$src" .c).o"
+    done
+    echo "$sum" >"$stamp"
+}
+
 shopt -s nullglob
-DEPS=();                 build_module TensorCore -- Sources/TensorCore/*.swift
+build_c CKernels Sources/CKernels/*.c
+DEPS=(CKernels);         build_module TensorCore -- Sources/TensorCore/*.swift
 DEPS=();                 build_module OneDNN -- Sources/OneDNN/*.swift
-DEPS=(TensorCore OneDNN); build_module NN -- Sources/NN/*.swift
+DEPS=(TensorCore OneDNN CKernels); build_module NN -- Sources/NN/*.swift
 DEPS=(NN TensorCore);     build_module Diffusion -- Sources/Diffusion/*.swift
-CORE_OBJS=("$OUT/obj/TensorCore.o" "$OUT/obj/OneDNN.o" "$OUT/obj/NN.o" "$OUT/obj/Diffusion.o")
+CORE_OBJS=("${C_OBJS[@]}" "$OUT/obj/TensorCore.o" "$OUT/obj/OneDNN.o" "$OUT/obj/NN.o" "$OUT/obj/Diffusion.o")
 LIBS=(-lopenblas -lpng16 -ldnnl -lgomp)
 
 HAVE_PROTO=0
