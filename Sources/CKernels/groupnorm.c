@@ -36,24 +36,12 @@ void ck_groupnorm_nhwc_forward(
     const float *x, float *y, long hw, int channels, int groups, const float *gamma, const float *beta, float eps,
     int silu, float *mean, float *rstd, float *work
 ) {
-#if CK_HAS_AVX2
-    if (ck_simd_current() == ck_simd_avx2) {
-        forward_avx2(x, y, hw, channels, groups, gamma, beta, eps, silu, mean, rstd, work);
-        return;
-    }
-#endif
-    forward_generic(x, y, hw, channels, groups, gamma, beta, eps, silu, mean, rstd, work);
+    CK_DISPATCH(forward, (x, y, hw, channels, groups, gamma, beta, eps, silu, mean, rstd, work));
 }
 
 void ck_groupnorm_nhwc_backward(
     const float *x, const float *dz, float *dx, long hw, int channels, int groups, const float *gamma,
     const float *beta, int silu, const float *mean, const float *rstd, float *partial, float *work
 ) {
-#if CK_HAS_AVX2
-    if (ck_simd_current() == ck_simd_avx2) {
-        backward_avx2(x, dz, dx, hw, channels, groups, gamma, beta, silu, mean, rstd, partial, work);
-        return;
-    }
-#endif
-    backward_generic(x, dz, dx, hw, channels, groups, gamma, beta, silu, mean, rstd, partial, work);
+    CK_DISPATCH(backward, (x, dz, dx, hw, channels, groups, gamma, beta, silu, mean, rstd, partial, work));
 }

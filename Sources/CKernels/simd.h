@@ -9,4 +9,15 @@
 #define CK_TARGET_AVX2
 #endif
 
+/// Calls `name##_avx2(args)` when the process runs AVX2 + FMA, else `name##_generic(args)`.
+#if CK_HAS_AVX2
+#define CK_DISPATCH(name, args)                                         \
+    do {                                                                \
+        if (ck_simd_current() == ck_simd_avx2) name##_avx2 args;        \
+        else name##_generic args;                                       \
+    } while (0)
+#else
+#define CK_DISPATCH(name, args) name##_generic args
+#endif
+
 #endif

@@ -29,33 +29,15 @@ CK_TARGET_AVX2 static void backward_weights_avx2(
 #endif
 
 void ck_conv_nhwc_small_forward(const float *x, float *y, const ck_conv_shape *shape, const float *wt, const float *bias) {
-#if CK_HAS_AVX2
-    if (ck_simd_current() == ck_simd_avx2) {
-        forward_avx2(x, y, shape, wt, bias);
-        return;
-    }
-#endif
-    forward_generic(x, y, shape, wt, bias);
+    CK_DISPATCH(forward, (x, y, shape, wt, bias));
 }
 
 void ck_conv_nhwc_small_backward_data(const float *dy, float *dx, const ck_conv_shape *shape, const float *wt) {
-#if CK_HAS_AVX2
-    if (ck_simd_current() == ck_simd_avx2) {
-        backward_data_avx2(dy, dx, shape, wt);
-        return;
-    }
-#endif
-    backward_data_generic(dy, dx, shape, wt);
+    CK_DISPATCH(backward_data, (dy, dx, shape, wt));
 }
 
 void ck_conv_nhwc_small_backward_weights(
     const float *x, const float *dy, const ck_conv_shape *shape, float *dwt, float *db
 ) {
-#if CK_HAS_AVX2
-    if (ck_simd_current() == ck_simd_avx2) {
-        backward_weights_avx2(x, dy, shape, dwt, db);
-        return;
-    }
-#endif
-    backward_weights_generic(x, dy, shape, dwt, db);
+    CK_DISPATCH(backward_weights, (x, dy, shape, dwt, db));
 }

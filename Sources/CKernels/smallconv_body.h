@@ -29,19 +29,27 @@ CK_INLINE void sc_axpy(float g, const float *w, float *y, int C) {
     for (; c < C; c++) y[c] += g * w[c];
 }
 
+/// The kernel offsets t in [lo, hi) whose input row o * stride + t - padding lies in [0, size).
+CK_INLINE void sc_taps(int o, const ck_conv_shape *s, int size, int *lo, int *hi) {
+    const int first = o * s->stride - s->padding;
+    *lo = first < 0 ? -first : 0;
+    *hi = size - first < s->kernel ? size - first : s->kernel;
+}
+
 CK_INLINE void sc_forward_body(const float *x, float *y, const ck_conv_shape *s, const float *wt, const float *bias) {
     const int C = s->in_channels, OC = s->out_channels, k = s->kernel;
     for (int oy = 0; oy < s->out_height; oy++) {
         for (int ox = 0; ox < s->out_width; ox++) {
             float *yp = y + ((long)oy * s->out_width + ox) * OC;
+            int ky0, ky1, kx0, kx1;
+            sc_taps(oy, s, s->height, &ky0, &ky1);
+            sc_taps(ox, s, s->width, &kx0, &kx1);
             for (int o = 0; o < OC; o++) {
                 float acc = 0;
-                for (int ky = 0; ky < k; ky++) {
+                for (int ky = ky0; ky < ky1; ky++) {
                     const int iy = oy * s->stride + ky - s->padding;
-                    if (iy < 0 || iy >= s->height) continue;
-                    for (int kx = 0; kx < k; kx++) {
+                    for (int kx = kx0; kx < kx1; kx++) {
                         const int ix = ox * s->stride + kx - s->padding;
-                        if (ix < 0 || ix >= s->width) continue;
                         acc += sc_dot(x + ((long)iy * s->width + ix) * C, wt + ((long)(o * k + ky) * k + kx) * C, C);
                     }
                 }
@@ -57,13 +65,14 @@ CK_INLINE void sc_backward_data_body(const float *dy, float *dx, const ck_conv_s
     for (int oy = 0; oy < s->out_height; oy++) {
         for (int ox = 0; ox < s->out_width; ox++) {
             const float *g = dy + ((long)oy * s->out_width + ox) * OC;
+            int ky0, ky1, kx0, kx1;
+            sc_taps(oy, s, s->height, &ky0, &ky1);
+            sc_taps(ox, s, s->width, &kx0, &kx1);
             for (int o = 0; o < OC; o++) {
-                for (int ky = 0; ky < k; ky++) {
+                for (int ky = ky0; ky < ky1; ky++) {
                     const int iy = oy * s->stride + ky - s->padding;
-                    if (iy < 0 || iy >= s->height) continue;
-                    for (int kx = 0; kx < k; kx++) {
+                    for (int kx = kx0; kx < kx1; kx++) {
                         const int ix = ox * s->stride + kx - s->padding;
-                        if (ix < 0 || ix >= s->width) continue;
                         sc_axpy(g[o], wt + ((long)(o * k + ky) * k + kx) * C, dx + ((long)iy * s->width + ix) * C, C);
                     }
                 }
@@ -82,14 +91,15 @@ CK_INLINE void sc_backward_weights_body(
     for (int oy = 0; oy < s->out_height; oy++) {
         for (int ox = 0; ox < s->out_width; ox++) {
             const float *g = dy + ((long)oy * s->out_width + ox) * OC;
+            int ky0, ky1, kx0, kx1;
+            sc_taps(oy, s, s->height, &ky0, &ky1);
+            sc_taps(ox, s, s->width, &kx0, &kx1);
             for (int o = 0; o < OC; o++) {
                 db[o] += g[o];
-                for (int ky = 0; ky < k; ky++) {
+                for (int ky = ky0; ky < ky1; ky++) {
                     const int iy = oy * s->stride + ky - s->padding;
-                    if (iy < 0 || iy >= s->height) continue;
-                    for (int kx = 0; kx < k; kx++) {
+                    for (int kx = kx0; kx < kx1; kx++) {
                         const int ix = ox * s->stride + kx - s->padding;
-                        if (ix < 0 || ix >= s->width) continue;
                         sc_axpy(g[o], x + ((long)iy * s->width + ix) * C, dwt + ((long)(o * k + ky) * k + kx) * C, C);
                     }
                 }

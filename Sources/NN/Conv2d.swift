@@ -116,8 +116,7 @@ public final class Conv2d: @unchecked Sendable {
         switch (ConvolutionEngine.current, layout) {
         case (.oneDNN, .nhwc) where SmallNHWCConv.applies(outChannels: outChannels, layout: layout):
             small.backward(
-                g, batch: batch, x: x, weight: store.value(w), dy: dy, dWeight: dWeight, dBias: dBias,
-                dx: needInput ? dIn.ptr : nil, frozen: store.weightsFrozen)
+                g, batch: batch, x: x, dy: dy, dWeight: dWeight, dBias: dBias, dx: needInput ? dIn.ptr : nil)
         case (.oneDNN, _):
             dnnl.backward(
                 g, batch: batch, x: x, weight: store.value(w), dy: dy, dWeight: dWeight, dBias: dBias,

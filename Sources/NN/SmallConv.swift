@@ -55,13 +55,13 @@ final class SmallNHWCConv {
         }
     }
 
-    /// Accumulates dWeight (OIHW) and dBias when given; overwrites dx when given.
+    /// Accumulates dWeight (OIHW) and dBias when given; overwrites dx when given. After `forward`.
     func backward(
-        _ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-        dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
-        frozen: Bool
+        _ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+        dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?
     ) {
-        let w = repack(g, weight, frozen: frozen)
+        // The forward just repacked these weights; they cannot change before its backward.
+        let w = UnsafePointer(wt.ptr)
         var s = shape(g)
         let C = g.inChannels, OC = g.outChannels, taps = g.kernel * g.kernel
         let xs = g.height * g.width * C, ys = g.outHeight * g.outWidth * OC, work = ys * C * taps
