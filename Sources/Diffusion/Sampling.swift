@@ -52,6 +52,19 @@ public final class Sampling: @unchecked Sendable {
         }
     }
 
+    /// Bytes the networks' parameters take: values and gradients, and the packed copy frozen
+    /// weights keep for the convolution engine.
+    public var parameterBytes: Int {
+        let floats = snapshot.network.parameters.count + (classifier?.parameters.count ?? 0)
+        return 3 * 4 * floats
+    }
+
+    /// An upper bound on the activation bytes per sample of a network call (generator or teacher
+    /// step, and the classifier that scores best-of-K candidates).
+    public var activationBytesPerSample: Int {
+        4 * (snapshot.network.activationFloatsPerSample + (classifier?.activationFloatsPerSample ?? 0))
+    }
+
     /// Network evaluations per sample (best-of-1).
     public var nfe: Int { kind.nfe }
     public var sampleShape: [Int] { denoiser.sampleShape }

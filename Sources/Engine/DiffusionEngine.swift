@@ -68,7 +68,8 @@ public final class DiffusionEngine: SampleEngine {
                         let desc = ModelDescription(
                             sampleShape: first.sampleShape, numClasses: first.numClasses, kind: first.kind,
                             provenance: first.snapshot.provenance, hasClassifier: first.classifier != nil,
-                            bestOfRule: first.bestOfRule)
+                            bestOfRule: first.bestOfRule, parameterBytes: first.parameterBytes,
+                            activationBytesPerSample: first.activationBytesPerSample)
                         return ModelHandle(
                             name: name, version: version, description: desc,
                             payload: Instances(replicas, label: "onestep.engine.\(name).\(version)"), instances: count)

@@ -13,12 +13,19 @@ public struct ModelDescription: Sendable, Equatable {
     public var hasClassifier: Bool
     /// How best-of-K keeps one of K candidates.
     public var bestOfRule: BestOfK.Rule
+    /// Bytes one instance's networks hold: parameters (values, gradients, packed copies), and an
+    /// upper bound on activations per sample of a network call (`activationFloatsPerSample`).
+    public var parameterBytes: Int
+    public var activationBytesPerSample: Int
 
     public init(
         sampleShape: [Int], numClasses: Int = 0,
         kind: SnapshotKind = .generator(sigmaInit: OneStepGenerator.defaultSigmaInit),
-        provenance: [String: String] = [:], hasClassifier: Bool = false, bestOfRule: BestOfK.Rule = .resample
+        provenance: [String: String] = [:], hasClassifier: Bool = false, bestOfRule: BestOfK.Rule = .resample,
+        parameterBytes: Int = 0, activationBytesPerSample: Int = 0
     ) {
+        self.parameterBytes = parameterBytes
+        self.activationBytesPerSample = activationBytesPerSample
         self.sampleShape = sampleShape
         self.numClasses = numClasses
         self.kind = kind
@@ -31,6 +38,15 @@ public struct ModelDescription: Sendable, Equatable {
     public var nfe: Int { kind.nfe }
     /// Floats per sample.
     public var sampleSize: Int { sampleShape.reduce(1, *) }
+
+    /// An upper bound on the bytes `instances` instances hold while each runs a network call of
+    /// `batch` samples (saturating: never traps on a hostile size).
+    public func memoryBound(batch: Int, instances: Int) -> Int {
+        let (a, o1) = activationBytesPerSample.multipliedReportingOverflow(by: max(1, batch))
+        let (one, o2) = a.addingReportingOverflow(parameterBytes)
+        let (all, o3) = one.multipliedReportingOverflow(by: max(1, instances))
+        return o1 || o2 || o3 ? Int.max : all
+    }
     /// Whether a sample is an image (`[C, H, W]`).
     public var isImage: Bool { sampleShape.count == 3 }
 }
@@ -60,6 +76,8 @@ public final class ModelHandle: Sendable {
 public protocol SampleEngine: Sendable {
     /// Loads and validates a checkpoint file (untrusted input); throws `EngineError(.loadFailed)` with a
     /// message. `instances`: engine instances of this version (nil: the engine's default for `name`).
+    /// The most samples one network call takes (a batch is split into calls of at most this many).
+    var networkBatch: Int { get }
     func load(name: String, version: Int64, path: String, instances: Int?) async throws -> ModelHandle
     /// `ids.count * sampleSize` floats, sample-major. `labels`: one per id, or nil. Cancelling the
     /// calling task ends the call early with `CancellationError` (the engine stops computing).
@@ -69,6 +87,8 @@ public protocol SampleEngine: Sendable {
 }
 
 extension SampleEngine {
+    public var networkBatch: Int { Int.max }
+
     /// Loads with the engine's default instance count.
     public func load(name: String, version: Int64, path: String) async throws -> ModelHandle {
         try await load(name: name, version: version, path: path, instances: nil)

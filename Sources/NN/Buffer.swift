@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A growable float32 scratch buffer owned by one layer: allocated once per batch shape and reused,
 /// so a training step or a served batch allocates nothing once shapes are stable.
 ///
@@ -9,19 +11,28 @@ public final class Buffer: @unchecked Sendable {
     public private(set) var count: Int
     private var capacity: Int
 
+    /// Floats held by every live buffer of the process (tests weigh `ActivationBound` against it).
+    public static var liveFloats: Int { live.load(ordering: .relaxed) }
+    private static let live = Atomic<Int>(0)
+
     public init(count: Int = 0) {
         capacity = max(count, 1)
         ptr = .allocate(capacity: capacity)
         ptr.initialize(repeating: 0, count: capacity)
         self.count = count
+        Self.live.add(capacity, ordering: .relaxed)
     }
 
-    deinit { ptr.deallocate() }
+    deinit {
+        ptr.deallocate()
+        Self.live.subtract(capacity, ordering: .relaxed)
+    }
 
     /// Makes room for `n` elements. Contents are unspecified after growth.
     public func resize(_ n: Int) {
         if n > capacity {
             ptr.deallocate()
+            Self.live.add(n - capacity, ordering: .relaxed)
             capacity = n
             ptr = .allocate(capacity: n)
             ptr.initialize(repeating: 0, count: n)

@@ -13,6 +13,9 @@ public protocol Denoiser: ParameterOwner {
     var numClasses: Int { get }
     /// Multiply-adds times two per sample in one forward pass (convolutions and linear layers).
     var flopsPerSample: Int { get }
+    /// An upper bound on the floats its layer buffers hold per sample after a forward pass
+    /// (`ActivationBound`): a loader's memory check, before a network from a file runs.
+    var activationFloatsPerSample: Int { get }
     /// Architecture name (`unet` or `mlp`) and config JSON, as stored in checkpoints.
     var architecture: String { get }
     var configJSON: String { get }

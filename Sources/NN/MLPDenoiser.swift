@@ -30,6 +30,11 @@ public final class MLPDenoiser: Denoiser, @unchecked Sendable {
     public var architecture: String { "mlp" }
     public var configJSON: String { jsonString(config) }
 
+    public var activationFloatsPerSample: Int {
+        ActivationBound.embedding(embed) + 2 * config.dim + ActivationBound.linear(inProj)
+            + blocks.map(ActivationBound.mlpBlock).reduce(0, +) + config.width + ActivationBound.linear(outProj)
+    }
+
     public var flopsPerSample: Int {
         let W = config.width, N = config.noiseChannels, D = config.dim
         return 2 * (N * W + W * W + D * W + config.blocks * 3 * W * W + W * D)

@@ -15,6 +15,8 @@ public protocol RatioClassifier: ParameterOwner, Sendable {
     var architecture: String { get }
     var configJSON: String { get }
     var flopsPerSample: Int { get }
+    /// An upper bound on the floats its layer buffers hold per sample after a forward pass.
+    var activationFloatsPerSample: Int { get }
     func forward(_ x: UnsafePointer<Float>, sigma: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int)
         -> UnsafeMutablePointer<Float>
     func backward(_ dLogit: UnsafePointer<Float>) -> UnsafeMutablePointer<Float>

@@ -97,6 +97,11 @@ public final class RatioClassifierMLP: RatioClassifier, @unchecked Sendable {
     public var configJSON: String { jsonString(config) }
 
     /// Multiply-adds times two per sample in one forward pass.
+    public var activationFloatsPerSample: Int {
+        2 + ActivationBound.embedding(embed) + config.dim + ActivationBound.linear(inProj)
+            + blocks.map(ActivationBound.mlpBlock).reduce(0, +) + config.width + ActivationBound.linear(outProj)
+    }
+
     public var flopsPerSample: Int {
         let W = config.width, N = config.noiseChannels, D = config.dim
         return 2 * (N * W + W * W + D * W + config.blocks * 3 * W * W + W)

@@ -139,6 +139,13 @@ public final class RatioClassifierUNet: RatioClassifier, @unchecked Sendable {
         layout == .cbhw ? (c * B + b) * hw + p : (b * hw + p) * C + c
     }
 
+    public var activationFloatsPerSample: Int {
+        let u = config.unet, res = u.resolutions, last = res[res.count - 1]
+        let (f, s) = ActivationBound.encoder(
+            convIn: convIn, enc: enc, downs: downs, mid: mid, embed: embed, res: res)
+        return 2 + 2 * sampleSize + f + s + headNorm.channels * (last * last + 1) + ActivationBound.linear(headOut)
+    }
+
     public var flopsPerSample: Int {
         let u = config.unet, res = u.resolutions
         func conv(_ c: Conv2d, _ r: Int) -> Int {

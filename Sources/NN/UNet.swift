@@ -193,6 +193,25 @@ public final class UNet: Denoiser, @unchecked Sendable {
         return dInput.ptr
     }
 
+    public var activationFloatsPerSample: Int {
+        let res = config.resolutions, hw0 = res[0] * res[0]
+        var (f, s) = ActivationBound.encoder(
+            convIn: convIn, enc: enc, downs: downs, mid: mid, embed: embed, res: res)
+        for l in 0..<dec.count {
+            for b in dec[l] {
+                f += b.inChannels * res[l] * res[l] + ActivationBound.block(b, res[l])
+                s = max(s, ActivationBound.blockScratch(b, res[l]))
+            }
+            if l > 0, let u = ups[l] {
+                let r = res[l - 1]
+                f += u.inChannels * r * r + ActivationBound.conv(u, r)
+                s = max(s, ActivationBound.scratch(u, r))
+            }
+        }
+        f += outNorm.channels * hw0 + ActivationBound.conv(outConv, res[0]) + config.outChannels * hw0
+        return f + max(s, ActivationBound.scratch(outConv, res[0]))
+    }
+
     public var flopsPerSample: Int {
         var f = 0
         let res = config.resolutions

@@ -37,6 +37,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Most samples queued per model version (default 65536).") var maxQueuedSamples: Int?
     @Option(help: "Request memory budget in MiB (samples, candidates, responses held at once; default 1024).")
     var memoryBudgetMb: Int?
+    @Option(help: "Most memory one model version may take in MiB (parameters and a batch's activations; default 4096).")
+    var versionMemoryMb: Int?
     @Option(help: "Close connections after this many seconds (default 0: never).") var maxConnectionAgeSeconds: Double?
     @Option(help: "TLS certificate chain (PEM).") var tlsCertificateChain: String?
     @Option(help: "TLS private key (PEM).") var tlsPrivateKey: String?
@@ -77,6 +79,12 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ServerError(.invalidConfiguration, "--memory-budget-mb must be in 1...1048576, got \(v)")
             }
             c.memoryBudgetBytes = v << 20
+        }
+        if let v = versionMemoryMb {
+            guard (1...(1 << 24)).contains(v) else {
+                throw ServerError(.invalidConfiguration, "--version-memory-mb must be in 1...16777216, got \(v)")
+            }
+            c.versionMemoryBytes = v << 20
         }
         if let v = maxConnectionAgeSeconds { c.maxConnectionAgeSeconds = v }
         if let v = tlsCertificateChain { c.tlsCertificateChain = v }

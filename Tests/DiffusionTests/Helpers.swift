@@ -42,6 +42,7 @@ final class GaussianOptimalF: Denoiser, @unchecked Sendable {
     var sampleShape: [Int] { [s.count] }
     var numClasses: Int { 0 }
     var flopsPerSample: Int { 0 }
+    var activationFloatsPerSample: Int { s.count }
     var architecture: String { "gaussian" }
     var configJSON: String { "{}" }
     /// Forward calls, and samples evaluated, so tests can count NFE.

@@ -8,23 +8,33 @@ import XCTest
 final class FiniteDifferenceTests: XCTestCase {
     let gc = GradientCheck()
 
-    func testLinear() {
+    /// A Linear layer 5 -> 3 on a batch of 4: its store, input, forward and backward.
+    func linearCase() -> (ParameterStore, [Float], ([Float]) -> [Float], ([Float]) -> [Float]) {
         let s = ParameterStore()
         let layer = Linear(s, "fc", inFeatures: 5, outFeatures: 3)
         randomizeParameters(s, seed: 1)
-        let x = randomArray(4 * 5, seed: 2)
-        gc.check(
-            store: s, input: x,
-            run: { x in
-                x.withUnsafeBufferPointer {
-                    Array(UnsafeBufferPointer(start: layer.forward($0.baseAddress!, batch: 4), count: 12))
-                }
-            },
-            back: { r in
-                r.withUnsafeBufferPointer {
-                    Array(UnsafeBufferPointer(start: layer.backward($0.baseAddress!), count: 20))
-                }
-            })
+        let run = { (x: [Float]) in
+            x.withUnsafeBufferPointer {
+                Array(UnsafeBufferPointer(start: layer.forward($0.baseAddress!, batch: 4), count: 12))
+            }
+        }
+        let back = { (r: [Float]) in
+            r.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: layer.backward($0.baseAddress!), count: 20)) }
+        }
+        return (s, randomArray(4 * 5, seed: 2), run, back)
+    }
+
+    func testLinear() {
+        let (s, x, run, back) = linearCase()
+        gc.check(store: s, input: x, run: run, back: back)
+    }
+
+    /// The check can fail: a Linear layer whose input gradient is 3% off is caught, with the
+    /// rounding allowance in place.
+    func testCheckCatchesAGradientThreePercentOff() {
+        let (s, x, run, back) = linearCase()
+        let (worst, _, noise) = gc.worstMismatch(store: s, input: x, run: run, back: { back($0).map { $0 * 1.03 } })
+        XCTAssertGreaterThan(worst, gc.tolerance, "a 3% error passed (allowance \(noise))")
     }
 
     func testLinearSingleRowUsesGemvPath() {

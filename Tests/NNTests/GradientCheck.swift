@@ -8,6 +8,13 @@ import XCTest
 /// `run(x)` performs a forward pass on input `x` and returns the output; `back(R)` runs backward
 /// for dL/dy = R and returns dL/dx (parameter gradients land in `store.grads`). Checks `samples`
 /// random coordinates of the input and of every parameter tensor.
+///
+/// The outputs are float32, so a finite difference carries the rounding of the loss divided by
+/// 2 eps: about `noise` = 4 ulp x sqrt(sum (y_i R_i)^2) / (2 eps) (independent roundings of a few
+/// ulp per output). That much of a difference is forgiven
+/// before the relative error is taken (it matters only for gradients near the 1e-2 floor, where the
+/// rounding of the convolution kernels, e.g. oneDNN's AVX-512 ones against its AVX2 ones, moved the
+/// worst coordinate from under the tolerance to over it).
 struct GradientCheck {
     var eps: Float = 1e-2
     var tolerance: Double = 2e-2
@@ -17,9 +24,21 @@ struct GradientCheck {
         store: ParameterStore, input: [Float], file: StaticString = #filePath, line: UInt = #line,
         run: ([Float]) -> [Float], back: ([Float]) -> [Float]
     ) {
+        let (worst, where_, noise) = worstMismatch(store: store, input: input, run: run, back: back)
+        XCTAssertLessThan(
+            worst, tolerance, "worst gradient mismatch at \(where_) (rounding allowance \(noise))", file: file,
+            line: line)
+    }
+
+    /// The largest relative error over the checked coordinates, where it was, and the rounding allowance.
+    func worstMismatch(
+        store: ParameterStore, input: [Float], run: ([Float]) -> [Float], back: ([Float]) -> [Float]
+    ) -> (error: Double, at: String, noise: Double) {
         var rng = Philox4x32(seed: 99, stream: 7)
         let y0 = run(input)
         let r = (0..<y0.count).map { _ in rng.nextNormal() }
+        let magnitude = zip(y0, r).reduce(0.0) { $0 + Double($1.0 * $1.1) * Double($1.0 * $1.1) }.squareRoot()
+        let noise = 4 * Double(Float.ulpOfOne) * magnitude / (2 * Double(eps))
         func loss(_ x: [Float]) -> Double {
             let y = run(x)
             var s = 0.0
@@ -39,7 +58,7 @@ struct GradientCheck {
             xp[j] += eps
             xm[j] -= eps
             let fd = (loss(xp) - loss(xm)) / (2 * Double(eps))
-            let e = relErr(fd, Double(dx[j]))
+            let e = relErr(fd, Double(dx[j]), noise: noise)
             if e > worst { worst = e; where_ = "input[\(j)] fd=\(fd) analytic=\(dx[j])" }
         }
         // Parameter coordinates.
@@ -54,15 +73,15 @@ struct GradientCheck {
                 let lm = loss(input)
                 v.ptr[j] = old
                 let fd = (lp - lm) / (2 * Double(eps))
-                let e = relErr(fd, Double(grads[j]))
+                let e = relErr(fd, Double(grads[j]), noise: noise)
                 if e > worst { worst = e; where_ = "\(entry.name)[\(j - entry.offset)] fd=\(fd) analytic=\(grads[j])" }
             }
         }
-        XCTAssertLessThan(worst, tolerance, "worst gradient mismatch at \(where_)", file: file, line: line)
+        return (worst, where_, noise)
     }
 
-    private func relErr(_ a: Double, _ b: Double) -> Double {
-        abs(a - b) / max(abs(a), abs(b), 1e-2)
+    private func relErr(_ a: Double, _ b: Double, noise: Double) -> Double {
+        max(0, abs(a - b) - noise) / max(abs(a), abs(b), 1e-2)
     }
 }
 

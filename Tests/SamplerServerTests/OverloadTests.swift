@@ -17,6 +17,16 @@ final class OverloadTests: XCTestCase {
     }
 
     func testGoodputUnderOverloadWithDeadlines() async throws {
+        try await overload(callers: 40, perRequest: 64, deadline: .seconds(2), duration: .seconds(6))
+    }
+
+    /// The issue's own scale: 200 callers x 256 samples with 10 s deadlines for 20 s (each caller
+    /// retrying after the hint a refusal carries).
+    func testGoodputAt200CallersOf256Samples() async throws {
+        try await overload(callers: 200, perRequest: 256, deadline: .seconds(10), duration: .seconds(20))
+    }
+
+    func overload(callers: Int, perRequest: UInt32, deadline: Duration, duration: Duration) async throws {
         let root = try Fixtures.repository()
         // A model slow enough to overload from one test process: a 20-step teacher of the 8x8 U-Net.
         let image = try Fixtures.imageGenerator(seed: 1)
@@ -24,7 +34,6 @@ final class OverloadTests: XCTestCase {
             Snapshot(kind: .teacher(ODESettings(steps: 20)), network: image.network), root: root, name: "img",
             version: 1)
         let daemon = try DaemonProcess(root: root, arguments: ["--max-batch-size", "64", "--threads", "1"])
-        let perRequest: UInt32 = 64
         let result = try await daemon.withClients(4) { clients in
             let sampler = clients.map { Onestep_Sampler_V1_Sampler.Client(wrapping: $0) }
             // Capacity: one caller, back to back, no deadline, 2 s.
@@ -40,15 +49,19 @@ final class OverloadTests: XCTestCase {
             let took = t0.duration(to: .now)
             let capacity =
                 Double(served) / (Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18)
-            // Overload: 40 callers x 64 samples with 2 s deadlines for 6 s.
-            let end = ContinuousClock.now + .seconds(6)
+            // Overload: `callers` callers x `perRequest` samples with `deadline` for `duration`, and
+            // on a machine fast enough that they would not overload it, enough callers to ask 2.5x
+            // what it can compute within one deadline.
+            let deadlineSeconds = Double(deadline.components.seconds) + Double(deadline.components.attoseconds) / 1e18
+            let load = max(callers, Int((2.5 * capacity * deadlineSeconds / Double(perRequest)).rounded(.up)))
+            let end = ContinuousClock.now + duration
             let tally = await withTaskGroup(of: Tally.self) { group in
-                for k in 0..<40 {
+                for k in 0..<load {
                     let s = sampler[k % sampler.count]
                     group.addTask {
                         var t = Tally()
                         var options = CallOptions.defaults
-                        options.timeout = .milliseconds(2_000)
+                        options.timeout = deadline
                         while ContinuousClock.now < end {
                             let start = ContinuousClock.now
                             do {
@@ -86,12 +99,12 @@ final class OverloadTests: XCTestCase {
                 .with {
                     $0.model = "img"; $0.count = 4
                 })
-            return (capacity, tally, after.duration(to: .now))
+            return (capacity, tally, after.duration(to: .now), load)
         }
-        let (capacity, t, normalCall) = result
-        let goodput = Double(t.goodSamples) / 6
+        let (capacity, t, normalCall, load) = result
+        let goodput = Double(t.goodSamples) / (Double(duration.components.seconds))
         print(
-            "overload: capacity \(Int(capacity)) samples/s; goodput \(Int(goodput)) samples/s; refused \(t.refused) "
+            "overload (\(load) callers x \(perRequest) samples, \(deadline) deadlines, \(duration)): capacity \(Int(capacity)) samples/s; goodput \(Int(goodput)) samples/s; refused \(t.refused) "
                 + "(\(t.slowRefusals) slower than 300 ms, \(t.hinted) with a hint), expired \(t.expired), other \(t.other); "
                 + "normal call after: \(normalCall)")
         XCTAssertGreaterThanOrEqual(goodput, 0.8 * capacity, "goodput collapsed")

@@ -20,13 +20,14 @@ final class ShutdownBoundTests: XCTestCase {
         return root
     }
 
-    /// Starts four 64-sample calls and returns once they are running, with the task that awaits them.
+    /// Starts four 512-sample calls (seconds of work even on a fast core) and returns at once, with
+    /// the task that awaits them.
     func startLoad(_ daemon: DaemonProcess) -> Task<[RPCError.Code?], Never> {
         Task {
             (try? await daemon.withClient { client in
                 await withTaskGroup(of: RPCError.Code?.self) { g in
                     for k in 0..<4 {
-                        g.addTask { await DaemonTests.sample(client, model: "slow", seed: UInt64(k), count: 64).code }
+                        g.addTask { await DaemonTests.sample(client, model: "slow", seed: UInt64(k), count: 512).code }
                     }
                     var out: [RPCError.Code?] = []
                     for await c in g { out.append(c) }

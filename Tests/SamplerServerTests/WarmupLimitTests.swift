@@ -1,5 +1,6 @@
 import Diffusion
 import Foundation
+import NN
 import SamplerAPI
 import ServingTestSupport
 import XCTest
@@ -71,5 +72,54 @@ final class WarmupLimitTests: XCTestCase {
         daemon.sigterm()
         XCTAssertEqual(daemon.waitForExit(timeout: 30), 0, daemon.log)
         XCTAssertLessThan(ContinuousClock.now - stopping, .seconds(5), daemon.log)
+    }
+
+    /// A small file (0.6 MB) declaring a 1024 x 1024 U-Net: its activations would need gigabytes per
+    /// sample, so it is refused from its architecture, before its warm-up allocates anything, in
+    /// well under a second, and the serving version answers throughout.
+    func testVersionOverTheMemoryLimitIsRefusedBeforeItRuns() async throws {
+        let root = try Fixtures.repository()
+        try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: root, name: "img", version: 1)
+        let config = "\(root)/config.json"
+        try Data(#"{"poll_seconds": 0.05, "version_policy": "all"}"#.utf8).write(to: URL(fileURLWithPath: config))
+        var huge = UNetConfig()
+        huge.inChannels = 1
+        huge.outChannels = 1
+        huge.resolution = 1024
+        huge.channels = [64]
+        huge.blocksPerLevel = 1
+        let staged = "\(root)/img/.2.tmp"
+        try FileManager.default.createDirectory(atPath: staged, withIntermediateDirectories: true)
+        try Snapshot(kind: .generator(sigmaInit: 2.5), network: try UNet(huge)).save(to: "\(staged)/model.safetensors")
+        let daemon = try DaemonProcess(root: root, arguments: ["--config", config])
+        let idle = try XCTUnwrap(daemon.rssKiB)
+        let (index, refusedAfter, failures) = try await daemon.withClient { client in
+            let published = ContinuousClock.now
+            try FileManager.default.moveItem(atPath: staged, toPath: "\(root)/img/2")
+            let v2 = Inference_GRPCInferenceService.Client(wrapping: client)
+            var index = try await v2.repositoryIndex(.init())
+            var failures = 0
+            while index.models.first(where: { $0.version == "2" })?.state != "UNAVAILABLE",
+                ContinuousClock.now - published < .seconds(30)
+            {
+                let c = await DaemonTests.sample(client, model: "img", seed: 1, count: 4)
+                if c.code != nil || c.version != 1 { failures += 1 }
+                index = try await v2.repositoryIndex(.init())
+            }
+            return (index, ContinuousClock.now - published, failures)
+        }
+        let entry = index.models.first { $0.name == "img" && $0.version == "2" }
+        XCTAssertEqual(entry?.state, "UNAVAILABLE")
+        XCTAssertTrue(entry?.reason.contains("version_memory_bytes") == true, entry?.reason ?? "no entry")
+        XCTAssertLessThan(refusedAfter, .seconds(3), "refused only after \(refusedAfter)")
+        XCTAssertEqual(failures, 0)
+        let peak = try XCTUnwrap(daemon.rssKiB)
+        XCTAssertLessThan(peak - idle, 256 << 10, "the refused version took memory: \(idle) -> \(peak) KiB")
+        print("version memory limit: refused after \(refusedAfter): \(entry?.reason ?? "")")
+        let after = try await daemon.withClient { c in await DaemonTests.sample(c, model: "img", seed: 2, count: 4) }
+        XCTAssertNil(after.code, after.message)
+        XCTAssertEqual(after.version, 1)
+        daemon.sigterm()
+        XCTAssertEqual(daemon.waitForExit(timeout: 30), 0, daemon.log)
     }
 }

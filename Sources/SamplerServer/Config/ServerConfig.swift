@@ -60,6 +60,10 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     /// Bytes that requests may hold at once (samples, best-of-K candidates, encoded responses),
     /// reserved at admission; a request past it gets RESOURCE_EXHAUSTED. Default 1 GiB.
     public var memoryBudgetBytes = 1 << 30
+    /// Most bytes one model version may hold (parameters of every instance, and activations of a
+    /// batch of `max_batch_size` on each), weighed from its architecture before its warm-up runs;
+    /// a larger version is refused. Default 4 GiB.
+    public var versionMemoryBytes = 4 << 30
     /// Largest request message accepted, bytes.
     public var maxRequestBytes = 4 << 20
     /// Concurrent HTTP/2 streams per connection.
@@ -103,7 +107,8 @@ public struct ServerConfig: Codable, Sendable, Equatable {
             "max_batch_size", maxQueueDelayMs = "max_queue_delay_ms", preferredBatchSizes = "preferred_batch_sizes"
         case maxConcurrentBatches = "max_concurrent_batches", maxQueuedSamples = "max_queued_samples"
         case maxQueuedRequests = "max_queued_requests", maxSamplesPerRequest = "max_samples_per_request", maxBestOf =
-            "max_best_of", memoryBudgetBytes = "memory_budget_bytes"
+            "max_best_of", memoryBudgetBytes = "memory_budget_bytes",
+            versionMemoryBytes = "version_memory_bytes"
         case maxRequestBytes = "max_request_bytes", maxConcurrentStreams = "max_concurrent_streams"
         case maxConnectionAgeSeconds = "max_connection_age_seconds", shutdownGraceSeconds = "shutdown_grace_seconds"
         case tlsCertificateChain = "tls_certificate_chain", tlsPrivateKey = "tls_private_key", tokenFile = "token_file"
@@ -132,6 +137,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         try get(.maxConcurrentBatches, &maxConcurrentBatches); try get(.maxQueuedSamples, &maxQueuedSamples)
         try get(.maxQueuedRequests, &maxQueuedRequests); try get(.maxSamplesPerRequest, &maxSamplesPerRequest)
         try get(.maxBestOf, &maxBestOf); try get(.memoryBudgetBytes, &memoryBudgetBytes);
+        try get(.versionMemoryBytes, &versionMemoryBytes)
         try get(.maxRequestBytes, &maxRequestBytes); try get(.maxConcurrentStreams, &maxConcurrentStreams)
         try get(.maxConnectionAgeSeconds, &maxConnectionAgeSeconds);
         try get(.shutdownGraceSeconds, &shutdownGraceSeconds)
@@ -237,6 +243,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
             ("max_concurrent_streams", maxConcurrentStreams, 1...65_535),
             ("warmup_samples", warmupSamples, 0...4_096), ("compute_threads", computeThreads, 0...1_024),
             ("instances", instances, 0...256), ("memory_budget_bytes", memoryBudgetBytes, (1 << 20)...(1 << 40)),
+            ("version_memory_bytes", versionMemoryBytes, (1 << 20)...(1 << 44)),
         ] {
             guard range.contains(value) else {
                 throw bad("\(name) must be in \(range.lowerBound)...\(range.upperBound), got \(value)")

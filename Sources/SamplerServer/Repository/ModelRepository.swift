@@ -81,6 +81,9 @@ public actor ModelRepository {
         /// Longest a warm-up may take; past it the version is refused (its run finishes on its own
         /// instances, never on a serving version's). nil: no limit.
         public var warmupTimeout: Duration?
+        /// Most bytes a version may hold (`ModelDescription.memoryBound` at its largest batch, over
+        /// its instances), checked before its warm-up allocates any activation. nil: no limit.
+        public var versionMemory: Int?
         public var batcher: Batcher.Config
         /// Models to load at start; nil: every model folder.
         public var startupModels: [String]?
@@ -92,9 +95,10 @@ public actor ModelRepository {
         public init(
             root: String, policy: VersionPolicy = .latest(1), requireReadyMarker: Bool = false, warmupSamples: Int = 4,
             batcher: Batcher.Config = .init(), startupModels: [String]? = nil, requiredModels: [String]? = nil,
-            warmupTimeout: Duration? = nil
+            warmupTimeout: Duration? = nil, versionMemory: Int? = nil
         ) {
             self.root = root
+            self.versionMemory = versionMemory
             self.warmupTimeout = warmupTimeout
             self.policy = policy
             self.requireReadyMarker = requireReadyMarker
@@ -400,6 +404,7 @@ public actor ModelRepository {
         logger.info("loading model version", metadata: ["model": "\(name)", "version": "\(v)", "path": "\(path)"])
         do {
             let handle = try await engine.load(name: name, version: v, path: path, instances: runtime.instances)
+            try checkMemory(handle, batcher: runtime.batcher)
             try await warmUp(handle, batcher: runtime.batcher)
             let lane = Lane(
                 model: handle, engine: engine, config: runtime.batcher,
@@ -425,6 +430,23 @@ public actor ModelRepository {
             }
             changed()
         }
+    }
+
+    /// Refuses a version whose instances would hold more than `versionMemory` bytes at its largest
+    /// batch: a small file can declare a network whose activations alone would exhaust the host.
+    private func checkMemory(_ handle: ModelHandle, batcher: Batcher.Config) throws {
+        guard let limit = config.versionMemory else { return }
+        let d = handle.description
+        let batch = min(batcher.maxBatchSize, engine.networkBatch)
+        let need = d.memoryBound(batch: batch, instances: handle.instances)
+        guard need > limit else { return }
+        func mib(_ b: Int) -> String {
+            b == Int.max ? "more than 8 EiB" : String(format: "%.0f MiB", Double(b) / 1_048_576)
+        }
+        throw ServerError(
+            .loadFailed,
+            "the version needs about \(mib(need)) (\(handle.instances) instance(s): parameters \(mib(d.parameterBytes)), activations \(mib(d.activationBytesPerSample)) per sample x a batch of \(batch)), over version_memory_bytes \(mib(limit)); the version is refused"
+        )
     }
 
     /// Runs a few samples through a new version and checks them before it serves.

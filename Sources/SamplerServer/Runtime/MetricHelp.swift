@@ -19,6 +19,8 @@ enum MetricHelp {
         "onestep_memory_budget_limit_bytes": "The request memory budget.",
         "onestep_grpc_requests_total": "gRPC calls by method and final status code.",
         "onestep_grpc_request_duration_seconds": "End-to-end gRPC call time by method.",
+        "onestep_grpc_streams_closed_early_total":
+            "RPCs cancelled because their HTTP/2 stream closed before the transport attached their cancellation.",
         "process_resident_memory_bytes": "Resident memory size in bytes.",
         "process_virtual_memory_bytes": "Virtual memory size in bytes.",
         "process_cpu_seconds_total": "User and system CPU time spent in seconds.",

@@ -56,7 +56,8 @@ public struct OneStepServer: Sendable {
                 startupModels: config.models.isEmpty ? nil : config.models,
                 requiredModels: config.requiredModels.isEmpty ? nil : config.requiredModels,
                 warmupTimeout: config.warmupTimeoutSeconds > 0
-                    ? .milliseconds(Int64(config.warmupTimeoutSeconds * 1000)) : nil),
+                    ? .milliseconds(Int64(config.warmupTimeoutSeconds * 1000)) : nil,
+                versionMemory: config.versionMemoryBytes),
             engine: engine, logger: logger)
         let shutdown = ShutdownFlag()
         let limits = RequestLimits(maxSamplesPerRequest: config.maxSamplesPerRequest, maxBestOf: config.maxBestOf)
@@ -97,9 +98,10 @@ public struct OneStepServer: Sendable {
                 $0.connection.maxGraceTime = .seconds(max(1, config.shutdownGraceSeconds))
             }
         }
-        let transport = HTTP2ServerTransport.Posix(
-            address: .ipv4(host: config.host, port: config.port),
-            transportSecurity: security, config: transportConfig)
+        let transport = ResetAwareTransport(
+            HTTP2ServerTransport.Posix(
+                address: .ipv4(host: config.host, port: config.port),
+                transportSecurity: security, config: transportConfig))
         let server = GRPCServer(transport: transport, services: services, interceptors: interceptors)
 
         ConvolutionEngine.useComputeThreads(config.threadsPerInstance)
@@ -238,7 +240,7 @@ public struct OneStepServer: Sendable {
 /// the drain), and if calls are still open 5 s later the process exits (status 1). A second signal
 /// exits at once.
 struct GRPCServerService: Service {
-    let server: GRPCServer<HTTP2ServerTransport.Posix>
+    let server: GRPCServer<ResetAwareTransport<HTTP2ServerTransport.Posix>>
     let repository: ModelRepository
     let shutdown: ShutdownFlag
     let grace: Duration
