@@ -46,32 +46,24 @@ public enum BLASKernels {
         exit(0)
     }
 
-    /// Decides the kernel family (see the type's comment) and OpenMP's wait policy (`OpenMPWait`);
-    /// re-executes the process when either has to change.
+    /// Decides the kernel family (see the type's comment); re-executes the process when it has to
+    /// change.
     public static func choose() {
         let env = ProcessInfo.processInfo.environment
         if env["OPENBLAS_CORETYPE"] == "" {
             // OpenBLAS reads an empty setting as an unknown family and falls back to a generic
             // choice: start again without it, so it detects the CPU itself.
             unsetenv("OPENBLAS_CORETYPE")
-            _ = OpenMPWait.preferPassive(env)
             execv("/proc/self/exe", CommandLine.unsafeArgv)
         }
-        let waitChanged = OpenMPWait.preferPassive(env)
-        let core = decideCore(env)
-        guard waitChanged || core != nil else { return }
-        if let core {
-            setenv("OPENBLAS_CORETYPE", core.name, 1)
-            setenv(noteVariable, core.note, 1)
-        }
+        guard let core = decideCore(env) else { return }
+        setenv("OPENBLAS_CORETYPE", core.name, 1)
+        setenv(noteVariable, core.note, 1)
         execv("/proc/self/exe", CommandLine.unsafeArgv)
-        // Only reached if exec failed: carry on with what the libraries loaded.
-        if waitChanged { OpenMPWait.restartFailed() }
-        if let core {
-            unsetenv("OPENBLAS_CORETYPE")
-            unsetenv(noteVariable)
-            reason = "OpenBLAS's own choice (re-executing with \(core.name) failed: errno \(errno))"
-        }
+        // Only reached if exec failed: carry on with what the library loaded.
+        unsetenv("OPENBLAS_CORETYPE")
+        unsetenv(noteVariable)
+        reason = "OpenBLAS's own choice (re-executing with \(core.name) failed: errno \(errno))"
     }
 
     /// Sets `reason`; returns the family to switch to (and the note that explains it), or nil to keep

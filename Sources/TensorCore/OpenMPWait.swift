@@ -1,43 +1,25 @@
 import Foundation
 
-/// How OpenMP's worker threads (oneDNN's team, libgomp) wait between parallel regions.
+/// How OpenMP's worker threads (oneDNN's team, which also runs the elementwise kernels) wait
+/// between parallel regions: libgomp's default (spin `GOMP_SPINCOUNT` = 300,000 times, then sleep)
+/// unless the environment sets `OMP_WAIT_POLICY` or `GOMP_SPINCOUNT`.
 ///
-/// libgomp's default spins for a while after each region. On a machine where the process's other
-/// pools (OpenBLAS's pthreads, the elementwise kernels' workers, other engine instances) need the
-/// same cores, the spinning threads take their time: measured on the 2-vCPU Zen 1 box, the U-Net
-/// forward at batch 64 on 2 threads had a median of 547-644 ms with the default and 481-492 ms with
-/// `OMP_WAIT_POLICY=passive` (and used 12-16% less CPU); batch 1 was 10-11 ms and 10.2 ms. So the
-/// product waits passively unless the environment says otherwise. libgomp reads the setting once,
-/// when it loads, so `BLASKernels.choose()` re-executes the process after setting it.
+/// History: from 2026-12-06 00:30 the product set `OMP_WAIT_POLICY=passive`, measured on a 2-vCPU
+/// Zen 1 where OpenBLAS's pthreads and a Dispatch pool for the elementwise kernels ran beside
+/// oneDNN's team and libgomp's spinning took the cores they needed (U-Net batch 64 on 2 threads
+/// 12-16% slower). Since the one-pool change (the kernels run on the OpenMP team, OpenBLAS on the
+/// calling thread) nothing else waits for those cores, and sleeping between regions costs a futex
+/// wake per region: measured on a 2-vCPU Zen 5 (2026-12-06 17:30 UTC, the two settings alternated
+/// twice, medians), 2 threads: batch 1 3.83 ms passive vs 1.94 ms default, batch 16 24.4 vs 20.0,
+/// training step batch 64 262-289 vs 242-245 ms. An engine instance with one thread has no team, so
+/// the daemon's default (one single-thread instance per core) is unaffected either way.
 public enum OpenMPWait {
-    static let noteVariable = "ONESTEP_OMP_WAIT_NOTE"
+    /// One line for logs and `onestep kernels`.
+    public static var summary: String { describe(ProcessInfo.processInfo.environment) }
 
-    /// One line for logs ("OpenMP waits passively (set by onestep)").
-    nonisolated(unsafe) public private(set) static var summary = "OpenMP wait policy not checked"
-
-    /// Sets `OMP_WAIT_POLICY=passive` when neither it nor `GOMP_SPINCOUNT` is in `env`; returns
-    /// whether it did (the process must then re-execute for libgomp to see it).
-    static func preferPassive(_ env: [String: String]) -> Bool {
-        if let policy = env["OMP_WAIT_POLICY"] {
-            summary =
-                env[noteVariable] != nil
-                ? "OpenMP waits passively (set by onestep)" : "OMP_WAIT_POLICY=\(policy) from the environment"
-            return false
-        }
-        if let spin = env["GOMP_SPINCOUNT"] {
-            summary = "GOMP_SPINCOUNT=\(spin) from the environment"
-            return false
-        }
-        setenv("OMP_WAIT_POLICY", "passive", 1)
-        setenv(noteVariable, "1", 1)
-        summary = "OpenMP waits passively (set by onestep)"
-        return true
-    }
-
-    /// Undoes `preferPassive` when the re-execution failed (libgomp already runs with its default).
-    static func restartFailed() {
-        unsetenv("OMP_WAIT_POLICY")
-        unsetenv(noteVariable)
-        summary = "libgomp's default wait (re-executing with OMP_WAIT_POLICY=passive failed)"
+    static func describe(_ env: [String: String]) -> String {
+        if let policy = env["OMP_WAIT_POLICY"] { return "OMP_WAIT_POLICY=\(policy) from the environment" }
+        if let spin = env["GOMP_SPINCOUNT"] { return "GOMP_SPINCOUNT=\(spin) from the environment" }
+        return "OpenMP threads spin briefly, then sleep (libgomp's default)"
     }
 }

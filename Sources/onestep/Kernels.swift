@@ -17,8 +17,8 @@ struct KernelsCommand: ParsableCommand {
             CPU in ~/.cache/onestep/blas-kernels.json (ONESTEP_CACHE_DIR moves it). oneDNN dispatches by ISA
             itself (ONEDNN_MAX_CPU_ISA caps it); ONESTEP_CONV=im2col|onednn picks the convolution engine,
             ONESTEP_LAYOUT=nhwc|cbhw the U-Net's activation layout (default: NHWC on oneDNN, CBHW on im2col).
-            OpenMP (oneDNN's threads) waits passively between parallel regions (OMP_WAIT_POLICY=passive, set at
-            start unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is in the environment). The C elementwise kernels
+            OpenMP (oneDNN's threads) waits as libgomp does by default (spins briefly, then sleeps) unless
+            OMP_WAIT_POLICY or GOMP_SPINCOUNT is in the environment. The C elementwise kernels
             (GroupNorm + SiLU, small convolutions) run AVX2 + FMA when CPUID has both (ONESTEP_SIMD=generic|avx2
             overrides). One pool: the kernels share oneDNN's OpenMP team; OpenBLAS runs on the calling thread
             when oneDNN runs the convolutions.

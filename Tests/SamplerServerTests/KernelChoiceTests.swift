@@ -63,9 +63,10 @@ final class KernelChoiceTests: XCTestCase {
         XCTAssertTrue(bogus.contains("NoSuchCore failed") && bogus.hasPrefix("GEMM: OpenBLAS \(loaded) "), bogus)
     }
 
-    /// OpenMP (oneDNN's team) waits passively unless the environment says how: `onestep` sets
-    /// OMP_WAIT_POLICY and re-executes, and libgomp itself (OMP_DISPLAY_ENV) reports no spinning.
-    func testOpenMPWaitsPassivelyUnlessTheEnvironmentSays() throws {
+    /// OpenMP (oneDNN's team) waits as libgomp does by default (spin 300,000 times, then sleep)
+    /// unless the environment says how, and the summary says which; libgomp itself
+    /// (OMP_DISPLAY_ENV) reports the spin count in force.
+    func testOpenMPWaitFollowsTheEnvironmentElseLibgompsDefault() throws {
         let env = ProcessInfo.processInfo.environment
         if env["OMP_WAIT_POLICY"] != nil || env["GOMP_SPINCOUNT"] != nil {
             throw XCTSkip("the test environment sets OpenMP's wait policy itself")
@@ -82,10 +83,13 @@ final class KernelChoiceTests: XCTestCase {
             )
         }
         let chosen = try run([:])
-        XCTAssertEqual(chosen.summary, "OpenMP: OpenMP waits passively (set by onestep)")
-        XCTAssertEqual(chosen.libgomp, "GOMP_SPINCOUNT = '0'", "libgomp's default spins 300000 times")
-        let told = try run(["OMP_WAIT_POLICY": "active"])
-        XCTAssertEqual(told.summary, "OpenMP: OMP_WAIT_POLICY=active from the environment")
-        XCTAssertNotEqual(told.libgomp, "GOMP_SPINCOUNT = '0'")
+        XCTAssertEqual(chosen.summary, "OpenMP: OpenMP threads spin briefly, then sleep (libgomp's default)")
+        XCTAssertEqual(chosen.libgomp, "GOMP_SPINCOUNT = '300000'")
+        let told = try run(["OMP_WAIT_POLICY": "passive"])
+        XCTAssertEqual(told.summary, "OpenMP: OMP_WAIT_POLICY=passive from the environment")
+        XCTAssertEqual(told.libgomp, "GOMP_SPINCOUNT = '0'")
+        let spin = try run(["GOMP_SPINCOUNT": "1000"])
+        XCTAssertEqual(spin.summary, "OpenMP: GOMP_SPINCOUNT=1000 from the environment")
+        XCTAssertEqual(spin.libgomp, "GOMP_SPINCOUNT = '1000'")
     }
 }

@@ -20,14 +20,16 @@ final class ShutdownBoundTests: XCTestCase {
         return root
     }
 
-    /// Starts four 512-sample calls (seconds of work even on a fast core) and returns at once, with
-    /// the task that awaits them.
-    func startLoad(_ daemon: DaemonProcess) -> Task<[RPCError.Code?], Never> {
+    /// Starts four calls of `count` samples (512: seconds of work even on a fast core) and returns at
+    /// once, with the task that awaits them.
+    func startLoad(_ daemon: DaemonProcess, count: UInt32 = 512) -> Task<[RPCError.Code?], Never> {
         Task {
             (try? await daemon.withClient { client in
                 await withTaskGroup(of: RPCError.Code?.self) { g in
                     for k in 0..<4 {
-                        g.addTask { await DaemonTests.sample(client, model: "slow", seed: UInt64(k), count: 512).code }
+                        g.addTask {
+                            await DaemonTests.sample(client, model: "slow", seed: UInt64(k), count: count).code
+                        }
                     }
                     var out: [RPCError.Code?] = []
                     for await c in g { out.append(c) }
@@ -37,13 +39,17 @@ final class ShutdownBoundTests: XCTestCase {
         }
     }
 
-    func testDrainTimeoutBoundsShutdown() async throws {
+    /// A daemon serving the slow model in batches of 8, with `graceSeconds` to drain.
+    func slowDaemon(graceSeconds: Int) throws -> DaemonProcess {
         let root = try slowRepository()
         let config = "\(root)/config.json"
-        XCTAssertTrue(
-            FileManager.default.createFile(
-                atPath: config, contents: Data(#"{"shutdown_grace_seconds": 1, "max_batch_size": 8}"#.utf8)))
-        let daemon = try DaemonProcess(root: root, arguments: ["--config", config])
+        let text = #"{"shutdown_grace_seconds": \#(graceSeconds), "max_batch_size": 8}"#
+        XCTAssertTrue(FileManager.default.createFile(atPath: config, contents: Data(text.utf8)))
+        return try DaemonProcess(root: root, arguments: ["--config", config])
+    }
+
+    func testDrainTimeoutBoundsShutdown() async throws {
+        let daemon = try slowDaemon(graceSeconds: 1)
         let load = startLoad(daemon)
         try await Task.sleep(for: .milliseconds(800))
         let t0 = Date()
@@ -72,5 +78,40 @@ final class ShutdownBoundTests: XCTestCase {
         XCTAssertEqual(status, 1, daemon.log)
         XCTAssertLessThan(Date().timeIntervalSince(t0), 2)
         _ = await load.value
+    }
+
+    /// The drain begins with GOAWAY: the listener closes at once (new connections are refused, so
+    /// clients and proxies go elsewhere), while the calls already running on open connections finish
+    /// with their samples, and the daemon then exits cleanly.
+    func testGoAwayAtTheStartOfTheDrainLetsCallsInFlightFinish() async throws {
+        let daemon = try slowDaemon(graceSeconds: 120)
+        XCTAssertTrue(canConnect(port: daemon.grpcPort), "the daemon's port takes connections before the drain")
+        let load = startLoad(daemon, count: 128)
+        try await Task.sleep(for: .milliseconds(500))
+        daemon.sigterm()
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertTrue(daemon.process.isRunning, "the calls in flight were not waited for")
+        XCTAssertFalse(canConnect(port: daemon.grpcPort), "the listener is still open during the drain")
+        let codes = await load.value
+        XCTAssertEqual(codes.count, 4)
+        XCTAssertTrue(
+            codes.allSatisfy { $0 == nil }, "calls in flight failed during the drain: \(codes)\n\(daemon.log)")
+        XCTAssertEqual(daemon.waitForExit(timeout: 30), 0, daemon.log)
+    }
+
+    /// Whether a TCP connection to 127.0.0.1:`port` is accepted.
+    func canConnect(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
     }
 }

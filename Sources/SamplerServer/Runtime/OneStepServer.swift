@@ -234,11 +234,12 @@ public struct OneStepServer: Sendable {
 }
 
 /// The gRPC server as a lifecycle service. On graceful shutdown (SIGTERM/SIGINT) it reports
-/// NOT_SERVING (new requests are refused with UNAVAILABLE) and drains the model lanes for at most
-/// `grace`; past that every request still queued or running fails with UNAVAILABLE. Then the server
-/// stops (GOAWAY; grpc-swift cancels the RPCs still open when it begins, which is why it comes after
-/// the drain), and if calls are still open 5 s later the process exits (status 1). A second signal
-/// exits at once.
+/// NOT_SERVING (new requests are refused with UNAVAILABLE), sends GOAWAY and closes the listener
+/// (clients open new calls elsewhere; calls in flight go on: `ResetAwareTransport` holds back the
+/// cancellations the transport's quiescing makes), and drains the model lanes for at most `grace`;
+/// past that every request still queued or running fails with UNAVAILABLE. Then the held
+/// cancellations are passed on (health watches end), and if calls are still open 5 s later the
+/// process exits (status 1). A second signal exits at once.
 struct GRPCServerService: Service {
     let server: GRPCServer<ResetAwareTransport<HTTP2ServerTransport.Posix>>
     let repository: ModelRepository
@@ -264,6 +265,7 @@ struct GRPCServerService: Service {
                         "\(Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18)"
                 ])
             shutdown.set()
+            server.beginGracefulShutdown()
             Task {
                 let drained = DoneFlag()
                 Task {
@@ -277,7 +279,7 @@ struct GRPCServerService: Service {
                     logger.warning("drain timeout: the requests still queued or running fail with UNAVAILABLE")
                     await repository.abortAll()
                 }
-                server.beginGracefulShutdown()
+                server.transport.endDrain()
                 guard !drained.isSet else { return }
                 try? await Task.sleep(for: .seconds(5))
                 logger.error("exiting: calls still open 5 s after the drain timeout")

@@ -17,6 +17,12 @@ import Synchronization
 /// when the stream's response writer reports the stream closed. The writer is probed with an
 /// empty write (no bytes reach the wire; a closed stream's writer throws at once) when the RPC
 /// starts, a few times over its first quarter second, and every second after that.
+///
+/// Draining: `beginGracefulShutdown` sends GOAWAY and closes the listener, and the transport then
+/// cancels every open RPC (its quiescing). Between `beginGracefulShutdown` and `endDrain` those
+/// cancellations are held back, so calls in flight finish while clients already go elsewhere; a
+/// client that resets its stream meanwhile is still seen by the probe. `endDrain` passes the held
+/// cancellations on (long-lived streams such as health watches end then).
 public struct ResetAwareTransport<Inner: ListeningServerTransport>: ListeningServerTransport {
     public typealias Bytes = Inner.Bytes
     public let inner: Inner
@@ -29,7 +35,15 @@ public struct ResetAwareTransport<Inner: ListeningServerTransport>: ListeningSer
 
     public func configure(context: GRPCServerContext) { inner.configure(context: context) }
 
-    public func beginGracefulShutdown() { inner.beginGracefulShutdown() }
+    private let drain = DrainGate()
+
+    public func beginGracefulShutdown() {
+        drain.begin()
+        inner.beginGracefulShutdown()
+    }
+
+    /// Passes on the cancellations the transport made since `beginGracefulShutdown`.
+    public func endDrain() { drain.end() }
 
     /// When the writer is probed, counted from the RPC's start; then every `probeEvery`.
     static var probeSchedule: [Duration] {
@@ -45,7 +59,7 @@ public struct ResetAwareTransport<Inner: ListeningServerTransport>: ListeningSer
     ) async throws {
         try await inner.listen { stream, context in
             let transportHandle = context.cancellation
-            let forward = Forward()
+            let forward = Forward(drain)
             // The transport's own cancellation (a reset after attachment, a timeout, shutdown) is
             // passed on synchronously, as the transport reports it.
             await withRPCCancellationHandler {
@@ -95,6 +109,9 @@ public struct ResetAwareTransport<Inner: ListeningServerTransport>: ListeningSer
     /// The handle the transport's cancellation is passed to (made after the pass is registered).
     final class Forward: Sendable {
         private let state = Mutex<(handle: ServerContext.RPCCancellationHandle?, cancelled: Bool)>((nil, false))
+        private let drain: DrainGate
+
+        init(_ drain: DrainGate) { self.drain = drain }
 
         func attach(_ handle: ServerContext.RPCCancellationHandle) {
             let cancelled = state.withLock { s in
@@ -105,11 +122,37 @@ public struct ResetAwareTransport<Inner: ListeningServerTransport>: ListeningSer
         }
 
         func cancel() {
+            if drain.hold(self) { return }
             let handle = state.withLock { s in
                 s.cancelled = true
                 return s.handle
             }
             handle?.cancel()
+        }
+    }
+
+    /// Holds back the transport's cancellations while the server drains.
+    final class DrainGate: Sendable {
+        private let state = Mutex<(draining: Bool, held: [Forward])>((false, []))
+
+        func begin() { state.withLock { $0.draining = true } }
+
+        /// Whether `forward`'s cancellation is held (passed on by `end`).
+        func hold(_ forward: Forward) -> Bool {
+            state.withLock { s in
+                guard s.draining else { return false }
+                s.held.append(forward)
+                return true
+            }
+        }
+
+        func end() {
+            let held = state.withLock { s in
+                s.draining = false
+                defer { s.held = [] }
+                return s.held
+            }
+            for f in held { f.cancel() }
         }
     }
 }
