@@ -65,6 +65,38 @@ public final class Sampling: @unchecked Sendable {
         4 * (snapshot.network.activationFloatsPerSample + (classifier?.activationFloatsPerSample ?? 0))
     }
 
+    /// An upper bound on the bytes `instances` replicas hold while each runs a network call of
+    /// `batch` samples (saturating: never traps on a hostile size).
+    public static func memoryBound(
+        parameterBytes: Int, activationBytesPerSample: Int, batch: Int, instances: Int = 1
+    ) -> Int {
+        let (a, o1) = activationBytesPerSample.multipliedReportingOverflow(by: max(1, batch))
+        let (one, o2) = a.addingReportingOverflow(parameterBytes)
+        let (all, o3) = one.multipliedReportingOverflow(by: max(1, instances))
+        return o1 || o2 || o3 ? Int.max : all
+    }
+
+    /// "123 MiB" (a saturated bound: "more than 8 EiB").
+    public static func mebibytes(_ bytes: Int) -> String {
+        bytes == Int.max ? "more than 8 EiB" : String(format: "%.0f MiB", Double(bytes) / 1_048_576)
+    }
+
+    /// Throws unless the networks, running `samples` samples in calls of at most `maxBatch`, fit in
+    /// `limit` bytes (default: this machine's memory): a checkpoint can declare a network whose
+    /// activations need far more memory than its file holds, and this refuses it before it runs.
+    public func checkMemory(samples: Int, limit: Int? = nil) throws {
+        let limit = limit ?? Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        let batch = min(max(1, samples), maxBatch)
+        let need = Self.memoryBound(
+            parameterBytes: parameterBytes, activationBytesPerSample: activationBytesPerSample, batch: batch)
+        guard need > limit else { return }
+        let mib = Self.mebibytes
+        throw DiffusionError(
+            .invalidArgument,
+            "the networks need about \(mib(need)) at a batch of \(batch) (parameters \(mib(parameterBytes)), activations \(mib(activationBytesPerSample)) per sample), more than this machine's memory (\(mib(limit)))"
+        )
+    }
+
     /// Network evaluations per sample (best-of-1).
     public var nfe: Int { kind.nfe }
     public var sampleShape: [Int] { denoiser.sampleShape }

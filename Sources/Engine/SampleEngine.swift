@@ -42,10 +42,9 @@ public struct ModelDescription: Sendable, Equatable {
     /// An upper bound on the bytes `instances` instances hold while each runs a network call of
     /// `batch` samples (saturating: never traps on a hostile size).
     public func memoryBound(batch: Int, instances: Int) -> Int {
-        let (a, o1) = activationBytesPerSample.multipliedReportingOverflow(by: max(1, batch))
-        let (one, o2) = a.addingReportingOverflow(parameterBytes)
-        let (all, o3) = one.multipliedReportingOverflow(by: max(1, instances))
-        return o1 || o2 || o3 ? Int.max : all
+        Sampling.memoryBound(
+            parameterBytes: parameterBytes, activationBytesPerSample: activationBytesPerSample, batch: batch,
+            instances: instances)
     }
     /// Whether a sample is an image (`[C, H, W]`).
     public var isImage: Bool { sampleShape.count == 3 }

@@ -71,6 +71,13 @@ public final class LocalSource: SampleSource {
             throw GenerationError(.source, "cannot load model '\(model)' version \(v)", cause: "\(error)")
         }
         let d = handle.description
+        let memory = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        guard d.memoryBound(batch: batch, instances: handle.instances) <= memory else {
+            throw GenerationError(
+                .source,
+                "model '\(model)' version \(v) needs more than this machine's \(memory >> 20) MiB at --batch \(batch) x \(handle.instances) instance(s) (parameters \(d.parameterBytes >> 20) MiB, activations \(d.activationBytesPerSample >> 20) MiB per sample)"
+            )
+        }
         info = SourceInfo(
             model: model, version: v, sampleShape: d.sampleShape, numClasses: d.numClasses,
             supportsBestOf: d.hasClassifier, maxSamplesPerCall: Int.max, location: "in process (\(path))")

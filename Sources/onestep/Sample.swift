@@ -37,6 +37,7 @@ struct Sample: AsyncParsableCommand {
         let snap = try Snapshot.load(path: model)
         let solverSettings = try teacherSettings(snap, steps: steps, solver: solver, model: model)
         let sampling = try Sampling(snap, solver: solverSettings)
+        try sampling.checkMemory(samples: n * bestOf)
         let d = sampling.denoiser
         let ids = SampleID.range(seed: seed, 0..<n)
         var labels = Sampling.cycledLabels(count: n, numClasses: d.numClasses)

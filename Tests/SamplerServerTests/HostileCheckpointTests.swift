@@ -44,6 +44,30 @@ final class HostileCheckpointTests: XCTestCase {
         }
     }
 
+    /// A small file declaring a network whose activations would exhaust the machine is refused by
+    /// `onestep sample`, `eval` and `generate` from its architecture, with a message, before it runs.
+    func testCommandsRefuseANetworkLargerThanTheMachine() throws {
+        let (bin, prefix) = try DaemonProcess.binary()
+        guard prefix == ["serve"] else { throw XCTSkip("needs the onestep executable") }
+        let dir = folder()
+        let repo = "\(dir)/repo/huge/1"
+        try FileManager.default.createDirectory(atPath: repo, withIntermediateDirectories: true)
+        try HostileCheckpoints.hugeActivations(to: "\(repo)/model.safetensors")
+        for args in [
+            ["sample", "--model", "\(repo)/model.safetensors", "--n", "4", "--out", "\(dir)/s.npy"],
+            [
+                "generate", "--model", "huge", "--repository", "\(dir)/repo", "--seeds", "0-7", "--format", "npy",
+                "--out", "\(dir)/g",
+            ],
+        ] {
+            let t0 = ContinuousClock.now
+            let (status, output) = try runCommand(bin, args)
+            XCTAssertEqual(status, 1, "\(args[0]): a clean error exit:\n\(output)")
+            XCTAssertTrue(output.contains("MiB"), "\(args[0]) names the memory it would need: \(output)")
+            XCTAssertLessThan(t0.duration(to: .now), .seconds(5), args[0])
+        }
+    }
+
     /// Hostile versions published next to a serving one: each is refused and reported in
     /// RepositoryIndex with its reason; callers of the model see no failure meanwhile.
     func testDaemonRefusesHostileVersionsAndKeepsServing() async throws {

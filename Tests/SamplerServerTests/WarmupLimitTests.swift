@@ -82,15 +82,9 @@ final class WarmupLimitTests: XCTestCase {
         try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: root, name: "img", version: 1)
         let config = "\(root)/config.json"
         try Data(#"{"poll_seconds": 0.05, "version_policy": "all"}"#.utf8).write(to: URL(fileURLWithPath: config))
-        var huge = UNetConfig()
-        huge.inChannels = 1
-        huge.outChannels = 1
-        huge.resolution = 1024
-        huge.channels = [64]
-        huge.blocksPerLevel = 1
         let staged = "\(root)/img/.2.tmp"
         try FileManager.default.createDirectory(atPath: staged, withIntermediateDirectories: true)
-        try Snapshot(kind: .generator(sigmaInit: 2.5), network: try UNet(huge)).save(to: "\(staged)/model.safetensors")
+        try HostileCheckpoints.hugeActivations(to: "\(staged)/model.safetensors")
         let daemon = try DaemonProcess(root: root, arguments: ["--config", config])
         let idle = try XCTUnwrap(daemon.rssKiB)
         let (index, refusedAfter, failures) = try await daemon.withClient { client in

@@ -95,4 +95,16 @@ public enum HostileCheckpoints {
         }
         return cases
     }
+
+    /// A valid generator checkpoint of about 0.6 MB declaring a 1024 x 1024 U-Net: its architecture
+    /// passes every field bound, but its activations need gigabytes per sample. Written to `path`.
+    public static func hugeActivations(to path: String) throws {
+        var huge = UNetConfig()
+        huge.inChannels = 1
+        huge.outChannels = 1
+        huge.resolution = 1024
+        huge.channels = [64]
+        huge.blocksPerLevel = 1
+        try Snapshot(kind: .generator(sigmaInit: 2.5), network: try UNet(huge)).save(to: path)
+    }
 }

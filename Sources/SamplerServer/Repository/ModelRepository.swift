@@ -440,9 +440,7 @@ public actor ModelRepository {
         let batch = min(batcher.maxBatchSize, engine.networkBatch)
         let need = d.memoryBound(batch: batch, instances: handle.instances)
         guard need > limit else { return }
-        func mib(_ b: Int) -> String {
-            b == Int.max ? "more than 8 EiB" : String(format: "%.0f MiB", Double(b) / 1_048_576)
-        }
+        let mib = Sampling.mebibytes
         throw ServerError(
             .loadFailed,
             "the version needs about \(mib(need)) (\(handle.instances) instance(s): parameters \(mib(d.parameterBytes)), activations \(mib(d.activationBytesPerSample)) per sample x a batch of \(batch)), over version_memory_bytes \(mib(limit)); the version is refused"

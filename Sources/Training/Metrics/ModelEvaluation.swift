@@ -12,6 +12,7 @@ public func drawSamples(
     bestOfRule: BestOfK.Rule? = nil
 ) async throws -> (x: [Float], nfe: Int) {
     let sampling = try Sampling(snap, solver: sampler)
+    try sampling.checkMemory(samples: count * bestOf)
     let ids = SampleID.range(seed: seed, 0..<count)
     let labels = Sampling.cycledLabels(count: count, numClasses: sampling.numClasses)
     let x = try await sampling.samples(ids, labels: labels, bestOf: bestOf, rule: bestOfRule).samples
