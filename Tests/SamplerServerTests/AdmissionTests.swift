@@ -32,15 +32,38 @@ extension BatcherTests {
         XCTAssertEqual(expected, ms(200))
         XCTAssertGreaterThan(retry, .zero)
         XCTAssertEqual(b.activeRequests, 2, "the refused request left no trace")
-        // With a deadline the work allows, the same request is admitted.
-        XCTAssertTrue(failures(b.submit(r(4), count: 5, deadline: ms(301), now: ms(100))).isEmpty)
-        // A request due earlier that would push r(4) past its deadline is refused too.
-        guard case .fail(_, .deadlineUnreachable)? = b.submit(r(6), count: 10, deadline: ms(299), now: ms(100)).first
+        // With a deadline the work allows (done at 300 ms, plus the margin: a batch time and 5% of
+        // the 200 ms, so 410 ms), the same request is admitted; one batch time short of it, not.
+        guard case .fail(_, .deadlineUnreachable)? = b.submit(r(7), count: 5, deadline: ms(405), now: ms(100)).first
+        else {
+            return XCTFail("admitted without the margin for the response and the estimate's error")
+        }
+        XCTAssertTrue(failures(b.submit(r(4), count: 5, deadline: ms(420), now: ms(100))).isEmpty)
+        // A request due earlier, which itself could finish in time (410 ms < 415), but would push r(4)
+        // past its deadline is refused too.
+        guard case .fail(_, .deadlineUnreachable)? = b.submit(r(6), count: 10, deadline: ms(415), now: ms(100)).first
         else {
             return XCTFail("an earlier deadline must not be admitted at the cost of an admitted request")
         }
         // Without a deadline nothing is refused on time grounds.
         XCTAssertTrue(failures(b.submit(r(5), count: 500, now: ms(100))).isEmpty)
+    }
+
+    /// Under load a batch costs the lane more than its compute time (forming batches, delivering,
+    /// the refusals handled meanwhile): admission counts the wall time between back-to-back
+    /// completions when it is longer.
+    func testWallTimeBetweenBusyCompletionsCountsWhenLongerThanCompute() {
+        var b = measured()
+        _ = b.submit(r(1), count: 40, now: ms(100))  // four batches, back to back
+        // Each reports 100 ms of compute, but completes 200 ms after the one before.
+        for k in 1...4 {
+            _ = b.batchCompleted(BatchID(UInt64(k)), computeTime: ms(100), now: ms(100 + 200 * k))
+        }
+        _ = b.submit(r(2), count: 10, now: ms(900))  // running: 900..
+        // By compute time one batch after the running one (200 ms); by the wall time, more.
+        let expected = b.expectedCompletion(count: 10, priority: .normal)!
+        XCTAssertGreaterThan(expected, ms(300), "admission still counts compute time alone: \(expected)")
+        XCTAssertLessThanOrEqual(expected, ms(400))
     }
 
     func testHigherClassesCountWholeAndLowerOnesNotAtAll() {
