@@ -52,49 +52,22 @@ public final class Sampling: @unchecked Sendable {
         }
     }
 
-    /// Bytes the networks' parameters take: values and gradients, and the packed copy frozen
-    /// weights keep for the convolution engine.
-    public var parameterBytes: Int {
-        let floats = snapshot.network.parameters.count + (classifier?.parameters.count ?? 0)
-        return 3 * 4 * floats
-    }
-
-    /// An upper bound on the activation bytes per sample of a network call (generator or teacher
-    /// step, and the classifier that scores best-of-K candidates).
-    public var activationBytesPerSample: Int {
-        4 * (snapshot.network.activationFloatsPerSample + (classifier?.activationFloatsPerSample ?? 0))
-    }
-
-    /// An upper bound on the bytes `instances` replicas hold while each runs a network call of
-    /// `batch` samples (saturating: never traps on a hostile size).
-    public static func memoryBound(
-        parameterBytes: Int, activationBytesPerSample: Int, batch: Int, instances: Int = 1
-    ) -> Int {
-        let (a, o1) = activationBytesPerSample.multipliedReportingOverflow(by: max(1, batch))
-        let (one, o2) = a.addingReportingOverflow(parameterBytes)
-        let (all, o3) = one.multipliedReportingOverflow(by: max(1, instances))
-        return o1 || o2 || o3 ? Int.max : all
-    }
-
-    /// "123 MiB" (a saturated bound: "more than 8 EiB").
-    public static func mebibytes(_ bytes: Int) -> String {
-        bytes == Int.max ? "more than 8 EiB" : String(format: "%.0f MiB", Double(bytes) / 1_048_576)
+    /// The networks' parameters and their activation bound per sample of a network call
+    /// (generator or teacher step, and the classifier that scores best-of-K candidates).
+    public var memoryNeed: MemoryNeed {
+        let parameters = snapshot.network.parameters.count + (classifier?.parameters.count ?? 0)
+        let activations = snapshot.network.activationFloatsPerSample + (classifier?.activationFloatsPerSample ?? 0)
+        return MemoryNeed(parameterBytes: 3 * 4 * parameters, activationBytesPerSample: 4 * activations)
     }
 
     /// Throws unless the networks, running `samples` samples in calls of at most `maxBatch`, fit in
-    /// `limit` bytes (default: this machine's memory): a checkpoint can declare a network whose
-    /// activations need far more memory than its file holds, and this refuses it before it runs.
-    public func checkMemory(samples: Int, limit: Int? = nil) throws {
-        let limit = limit ?? Int(clamping: ProcessInfo.processInfo.physicalMemory)
+    /// `limit` bytes (default: this machine's memory), before they run.
+    public func checkMemory(samples: Int, limit: Int = MemoryNeed.physical) throws {
         let batch = min(max(1, samples), maxBatch)
-        let need = Self.memoryBound(
-            parameterBytes: parameterBytes, activationBytesPerSample: activationBytesPerSample, batch: batch)
-        guard need > limit else { return }
-        let mib = Self.mebibytes
+        guard let need = memoryNeed.excess(batch: batch, limit: limit) else { return }
         throw DiffusionError(
             .invalidArgument,
-            "the networks need about \(mib(need)) at a batch of \(batch) (parameters \(mib(parameterBytes)), activations \(mib(activationBytesPerSample)) per sample), more than this machine's memory (\(mib(limit)))"
-        )
+            "the networks need \(need), more than this machine's memory (\(MemoryNeed.mebibytes(limit)))")
     }
 
     /// Network evaluations per sample (best-of-1).

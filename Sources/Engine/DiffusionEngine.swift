@@ -68,8 +68,7 @@ public final class DiffusionEngine: SampleEngine {
                         let desc = ModelDescription(
                             sampleShape: first.sampleShape, numClasses: first.numClasses, kind: first.kind,
                             provenance: first.snapshot.provenance, hasClassifier: first.classifier != nil,
-                            bestOfRule: first.bestOfRule, parameterBytes: first.parameterBytes,
-                            activationBytesPerSample: first.activationBytesPerSample)
+                            bestOfRule: first.bestOfRule, memory: first.memoryNeed)
                         return ModelHandle(
                             name: name, version: version, description: desc,
                             payload: Instances(replicas, label: "onestep.engine.\(name).\(version)"), instances: count)

@@ -13,19 +13,16 @@ public struct ModelDescription: Sendable, Equatable {
     public var hasClassifier: Bool
     /// How best-of-K keeps one of K candidates.
     public var bestOfRule: BestOfK.Rule
-    /// Bytes one instance's networks hold: parameters (values, gradients, packed copies), and an
-    /// upper bound on activations per sample of a network call (`activationFloatsPerSample`).
-    public var parameterBytes: Int
-    public var activationBytesPerSample: Int
+    /// What one instance's networks hold in memory (parameters, activation bound per sample).
+    public var memory: MemoryNeed
 
     public init(
         sampleShape: [Int], numClasses: Int = 0,
         kind: SnapshotKind = .generator(sigmaInit: OneStepGenerator.defaultSigmaInit),
         provenance: [String: String] = [:], hasClassifier: Bool = false, bestOfRule: BestOfK.Rule = .resample,
-        parameterBytes: Int = 0, activationBytesPerSample: Int = 0
+        memory: MemoryNeed = MemoryNeed()
     ) {
-        self.parameterBytes = parameterBytes
-        self.activationBytesPerSample = activationBytesPerSample
+        self.memory = memory
         self.sampleShape = sampleShape
         self.numClasses = numClasses
         self.kind = kind
@@ -39,13 +36,6 @@ public struct ModelDescription: Sendable, Equatable {
     /// Floats per sample.
     public var sampleSize: Int { sampleShape.reduce(1, *) }
 
-    /// An upper bound on the bytes `instances` instances hold while each runs a network call of
-    /// `batch` samples (saturating: never traps on a hostile size).
-    public func memoryBound(batch: Int, instances: Int) -> Int {
-        Sampling.memoryBound(
-            parameterBytes: parameterBytes, activationBytesPerSample: activationBytesPerSample, batch: batch,
-            instances: instances)
-    }
     /// Whether a sample is an image (`[C, H, W]`).
     public var isImage: Bool { sampleShape.count == 3 }
 }

@@ -71,11 +71,10 @@ public final class LocalSource: SampleSource {
             throw GenerationError(.source, "cannot load model '\(model)' version \(v)", cause: "\(error)")
         }
         let d = handle.description
-        let memory = Int(clamping: ProcessInfo.processInfo.physicalMemory)
-        guard d.memoryBound(batch: batch, instances: handle.instances) <= memory else {
+        if let need = d.memory.excess(batch: batch, instances: handle.instances, limit: MemoryNeed.physical) {
             throw GenerationError(
                 .source,
-                "model '\(model)' version \(v) needs more than this machine's \(memory >> 20) MiB at --batch \(batch) x \(handle.instances) instance(s) (parameters \(d.parameterBytes >> 20) MiB, activations \(d.activationBytesPerSample >> 20) MiB per sample)"
+                "model '\(model)' version \(v) needs \(need) at --batch \(batch), more than this machine's memory (\(MemoryNeed.mebibytes(MemoryNeed.physical)))"
             )
         }
         info = SourceInfo(

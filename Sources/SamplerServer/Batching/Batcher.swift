@@ -396,8 +396,7 @@ public struct Batcher: Sendable {
     /// one is measured): whole batches over the executor slots, after the batch already running on
     /// every slot.
     func timeToCompute(_ samples: Int) -> Duration? {
-        guard let compute = batchTimeEstimate else { return nil }
-        let perBatch = max(compute, wallPerBatchEstimate ?? .zero)
+        guard let perBatch = admissionBatchTime else { return nil }
         let batches = (samples + config.maxBatchSize - 1) / config.maxBatchSize
         let rounds = (batches + config.maxConcurrentBatches - 1) / config.maxConcurrentBatches
         let busy = running.count >= config.maxConcurrentBatches ? 1 : 0
@@ -437,8 +436,13 @@ public struct Batcher: Sendable {
     /// `t` (batch times vary; the error adds up over the batches ahead). Without it, a lane kept
     /// full to its callers' deadlines let 17-27% of the admitted calls expire on a 2-vCPU Zen 5.
     func misses(_ deadline: Time, after t: Duration, now: Time) -> Bool {
-        let perBatch = max(batchTimeEstimate ?? .zero, wallPerBatchEstimate ?? .zero)
-        return now + t + perBatch + t / 20 >= deadline
+        now + t + (admissionBatchTime ?? .zero) + t / 20 >= deadline
+    }
+
+    /// What admission counts a batch as: the larger of its compute time and its wall time under
+    /// load (nil before a batch has been measured).
+    private var admissionBatchTime: Duration? {
+        batchTimeEstimate.map { max($0, wallPerBatchEstimate ?? .zero) }
     }
 
     /// When a new request of `count` samples at `priority`, due after every queued deadline, would

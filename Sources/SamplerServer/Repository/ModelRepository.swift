@@ -81,7 +81,7 @@ public actor ModelRepository {
         /// Longest a warm-up may take; past it the version is refused (its run finishes on its own
         /// instances, never on a serving version's). nil: no limit.
         public var warmupTimeout: Duration?
-        /// Most bytes a version may hold (`ModelDescription.memoryBound` at its largest batch, over
+        /// Most bytes a version may hold (`ModelDescription.memory` at its largest batch, over
         /// its instances), checked before its warm-up allocates any activation. nil: no limit.
         public var versionMemory: Int?
         public var batcher: Batcher.Config
@@ -436,14 +436,12 @@ public actor ModelRepository {
     /// batch: a small file can declare a network whose activations alone would exhaust the host.
     private func checkMemory(_ handle: ModelHandle, batcher: Batcher.Config) throws {
         guard let limit = config.versionMemory else { return }
-        let d = handle.description
         let batch = min(batcher.maxBatchSize, engine.networkBatch)
-        let need = d.memoryBound(batch: batch, instances: handle.instances)
-        guard need > limit else { return }
-        let mib = Sampling.mebibytes
+        guard let need = handle.description.memory.excess(batch: batch, instances: handle.instances, limit: limit)
+        else { return }
         throw ServerError(
             .loadFailed,
-            "the version needs about \(mib(need)) (\(handle.instances) instance(s): parameters \(mib(d.parameterBytes)), activations \(mib(d.activationBytesPerSample)) per sample x a batch of \(batch)), over version_memory_bytes \(mib(limit)); the version is refused"
+            "the version needs \(need), over version_memory_bytes \(MemoryNeed.mebibytes(limit)); the version is refused"
         )
     }
 
