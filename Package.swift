@@ -124,6 +124,7 @@ let package = Package(
         ]),
         .testTarget(name: "GenerationTests", dependencies: [
             "Generation", "Engine", "SamplerClient", "Training", "Diffusion", "TensorCore", "ServingTestSupport",
+            "TestSupport",
         ]),
     ],
     swiftLanguageModes: [.v6]

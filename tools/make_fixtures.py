@@ -114,19 +114,22 @@ def case_defs():
     unet_cfg = {"in_channels": 1, "out_channels": 1, "resolution": 12, "channels": [8, 16, 16],
                 "blocks_per_level": 2, "noise_channels": 8, "emb_channels": 16, "num_classes": 0}
 
-    def unet(num_classes):
+    def unet(num_classes, null_label=False):
         def f():
             cfg = dict(unet_cfg, num_classes=num_classes)
             m = ref.UNet(cfg)
             inputs = {"input": randn(2, 1, 12, 12), "c_noise": c_noise_values(2)}
             if num_classes:
                 inputs["labels"] = torch.randint(0, num_classes, (2,), dtype=torch.int64)
+                if null_label:
+                    inputs["labels"][1] = -1  # the null label: a zero one-hot
             return dict(module=m, config=m.config, inputs=inputs, network=True)
 
         return f
 
     d["unet_small"] = unet(0)
     d["unet_small_cond"] = unet(10)
+    d["unet_small_cond_null"] = unet(10, null_label=True)
 
     def mlp(dim, num_classes):
         def f():

@@ -100,7 +100,10 @@ class EmbeddingMixin:
         if self.map_label is not None:
             if labels is None:
                 raise ValueError("this network is class-conditional: labels are required")
-            onehot = F.one_hot(labels.long(), self.map_label.in_features).to(e.dtype)
+            # the null label -1 (label dropout, classifier-free guidance) is an all-zero one-hot
+            lab = labels.long()
+            onehot = F.one_hot(lab.clamp(min=0), self.map_label.in_features).to(e.dtype)
+            onehot = onehot * (lab >= 0).unsqueeze(1).to(e.dtype)
             e = e + self.map_label(onehot)
         elif labels is not None:
             raise ValueError("labels given to an unconditional network")

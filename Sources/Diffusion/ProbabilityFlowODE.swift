@@ -55,26 +55,58 @@ public struct ODESettings: Sendable, Codable, Equatable {
     public var sigmaMin: Float = 0.002
     public var sigmaMax: Float = 80
     public var rho: Float = 7
+    /// Classifier-free guidance scale w of a class-conditional network trained with label dropout:
+    /// `D = D(x, null) + w (D(x, c) - D(x, null))`. 1 is the plain conditional sampler (and costs one
+    /// evaluation per step, not two); 0 the unconditional one; above 1 guided.
+    public var guidance: Float = 1
 
     public init(
-        solver: ODESolver = .heun, steps: Int = 18, sigmaMin: Float = 0.002, sigmaMax: Float = 80, rho: Float = 7
+        solver: ODESolver = .heun, steps: Int = 18, sigmaMin: Float = 0.002, sigmaMax: Float = 80, rho: Float = 7,
+        guidance: Float = 1
     ) {
         self.solver = solver
         self.steps = steps
         self.sigmaMin = sigmaMin
         self.sigmaMax = sigmaMax
         self.rho = rho
+        self.guidance = guidance
     }
 
     enum CodingKeys: String, CodingKey {
-        case solver, steps, rho, sigmaMin = "sigma_min", sigmaMax = "sigma_max"
+        case solver, steps, rho, sigmaMin = "sigma_min", sigmaMax = "sigma_max", guidance
     }
+
+    /// Decodes snapshot metadata; `guidance` is absent from snapshots written before it existed.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        solver = try c.decode(ODESolver.self, forKey: .solver)
+        steps = try c.decode(Int.self, forKey: .steps)
+        sigmaMin = try c.decode(Float.self, forKey: .sigmaMin)
+        sigmaMax = try c.decode(Float.self, forKey: .sigmaMax)
+        rho = try c.decode(Float.self, forKey: .rho)
+        guidance = try c.decodeIfPresent(Float.self, forKey: .guidance) ?? 1
+    }
+
+    /// Encodes `guidance` only when it is not 1, so unguided snapshots keep their metadata.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(solver, forKey: .solver)
+        try c.encode(steps, forKey: .steps)
+        try c.encode(rho, forKey: .rho)
+        try c.encode(sigmaMin, forKey: .sigmaMin)
+        try c.encode(sigmaMax, forKey: .sigmaMax)
+        if guidance != 1 { try c.encode(guidance, forKey: .guidance) }
+    }
+
+    /// Largest guidance scale accepted (EDM2 and CFG papers use up to about 8).
+    public static let maxGuidance: Float = 100
 
     /// Most steps a sampler may take (a bound on untrusted snapshot metadata: 8,191 Heun NFE).
     public static let maxSteps = 4_096
 
     public var sigmas: [Float] { KarrasSchedule.sigmas(steps: steps, sigmaMin: sigmaMin, sigmaMax: sigmaMax, rho: rho) }
-    public var nfe: Int { KarrasSchedule.nfe(steps: steps, solver: solver) }
+    /// Network evaluations per sample (twice the solver's when guided).
+    public var nfe: Int { KarrasSchedule.nfe(steps: steps, solver: solver) * (guidance == 1 ? 1 : 2) }
 
     /// Throws `invalidArgument` naming the bad field.
     public func validate() throws {
@@ -87,6 +119,10 @@ public struct ODESettings: Sendable, Codable, Equatable {
         }
         guard rho > 0, rho.isFinite else {
             throw DiffusionError(.invalidArgument, "sampler rho must be positive, got \(rho)")
+        }
+        guard guidance >= 0, guidance <= Self.maxGuidance else {
+            throw DiffusionError(
+                .invalidArgument, "guidance scale must be in 0...\(Int(Self.maxGuidance)), got \(guidance)")
         }
     }
 }
@@ -101,7 +137,8 @@ public final class ProbabilityFlowODE: @unchecked Sendable {
     public var config: ODESettings
     public var maxBatch: Int
 
-    private let x = Buffer(), xNext = Buffer(), d = Buffer(), sig = Buffer()
+    private let x = Buffer(), xNext = Buffer(), d = Buffer(), sig = Buffer(), guided = Buffer()
+    private var nullLabels: [Int32] = []
 
     public init(_ config: ODESettings = ODESettings(), maxBatch: Int = 256) {
         precondition(maxBatch >= 1, "maxBatch must be at least 1")
@@ -119,6 +156,8 @@ public final class ProbabilityFlowODE: @unchecked Sendable {
         throws(CancellationError) -> [Float]
     {
         precondition(labels == nil || labels!.count == ids.count, "need one label per sample")
+        precondition(
+            config.guidance == 1 || denoiser.numClasses > 0, "guidance needs a class-conditional network")
         let n = denoiser.sampleSize
         let sigmas = config.sigmas
         var result = [Float](repeating: 0, count: ids.count * n)
@@ -158,7 +197,7 @@ public final class ProbabilityFlowODE: @unchecked Sendable {
             try stop.check()
             let t = sigmas[i], tNext = sigmas[i + 1], h = tNext - t
             for b in 0..<batch { sig.ptr[b] = t }
-            let den = denoiser.forward(xp, sigma: sig.ptr, labels: labels, batch: batch)
+            let den = forward(denoiser, xp, labels: labels, batch: batch)
             for j in 0..<total {
                 dp[j] = (xp[j] - den[j]) / t
                 xn[j] = xp[j] + h * dp[j]
@@ -166,7 +205,7 @@ public final class ProbabilityFlowODE: @unchecked Sendable {
             if config.solver == .heun && tNext > 0 {
                 try stop.check()
                 for b in 0..<batch { sig.ptr[b] = tNext }
-                let den2 = denoiser.forward(xn, sigma: sig.ptr, labels: labels, batch: batch)
+                let den2 = forward(denoiser, xn, labels: labels, batch: batch)
                 for j in 0..<total {
                     let d2 = (xn[j] - den2[j]) / tNext
                     xp[j] = xp[j] + h * (0.5 * dp[j] + 0.5 * d2)
@@ -175,6 +214,28 @@ public final class ProbabilityFlowODE: @unchecked Sendable {
                 xp.update(from: xn, count: total)
             }
         }
+    }
+
+    /// D(x, sigma = `sig`), guided by `config.guidance` when it is not 1: the conditional and the
+    /// null-label denoisings of the same `x`, combined per element as
+    /// `D(x, null) + w (D(x, c) - D(x, null))` (so w = 0 is bitwise the null-label sampler).
+    private func forward(
+        _ denoiser: EDMDenoiser, _ x: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int
+    ) -> UnsafePointer<Float> {
+        let w = config.guidance
+        guard w != 1, labels != nil else {
+            return UnsafePointer(denoiser.forward(x, sigma: sig.ptr, labels: labels, batch: batch))
+        }
+        let total = batch * denoiser.sampleSize
+        guided.resize(total)
+        guided.ptr.update(from: denoiser.forward(x, sigma: sig.ptr, labels: labels, batch: batch), count: total)
+        if nullLabels.count != batch { nullLabels = [Int32](repeating: EmbeddingMLP.nullLabel, count: batch) }
+        let u = nullLabels.withUnsafeBufferPointer {
+            denoiser.forward(x, sigma: sig.ptr, labels: $0.baseAddress, batch: batch)
+        }
+        let g = guided.ptr
+        for j in 0..<total { g[j] = u[j] + w * (g[j] - u[j]) }
+        return UnsafePointer(g)
     }
 }
 

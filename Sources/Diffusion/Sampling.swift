@@ -38,6 +38,10 @@ public final class Sampling: @unchecked Sendable {
                     .invalidArgument, "ODE solver settings apply to teachers; this snapshot is a one-step generator")
             }
             try solver.validate()
+            guard solver.guidance == 1 || snapshot.network.numClasses > 0 else {
+                throw DiffusionError(
+                    .invalidArgument, "guidance needs a class-conditional teacher; this one is unconditional")
+            }
             kind = .teacher(solver)
         }
         self.snapshot = snapshot

@@ -115,6 +115,9 @@ public struct Snapshot {
             do { try s.validate() } catch let e as DiffusionError {
                 throw DiffusionError(.snapshot, "invalid sampler defaults", cause: e.description)
             }
+            guard s.guidance == 1 || network.numClasses > 0 else {
+                throw DiffusionError(.snapshot, "sampler guidance \(s.guidance) needs a class-conditional network")
+            }
         }
         let top = Set(
             network.parameters.entries.map { $0.name.split(separator: ".").first.map(String.init) ?? $0.name })

@@ -20,7 +20,12 @@ public enum PositionalEmbedding {
 
 /// The noise (and optional class) embedding MLP shared by both networks:
 /// `e = silu(map_layer1(silu(map_layer0(posemb(c_noise) + map_label(onehot)))))`.
+/// The null label (`nullLabel`, -1) has an all-zero one-hot: the "no class" input that label
+/// dropout trains and classifier-free guidance asks for (EDM's convention).
 public final class EmbeddingMLP: @unchecked Sendable {
+    /// The label meaning "no class" (a zero one-hot) in a class-conditional network.
+    public static let nullLabel: Int32 = -1
+
     public let noiseChannels: Int
     public let embChannels: Int
     public let numClasses: Int
@@ -49,7 +54,8 @@ public final class EmbeddingMLP: @unchecked Sendable {
         layer1 = Linear(store, "map_layer1", inFeatures: embChannels, outFeatures: embChannels)
     }
 
-    /// e [B, E]. `labels` (values in 0..<numClasses) is required iff the model is conditional.
+    /// e [B, E]. `labels` (values in 0..<numClasses, or `nullLabel`) is required iff the model is
+    /// conditional.
     @discardableResult
     public func forward(cNoise: UnsafePointer<Float>, labels: UnsafePointer<Int32>?, batch: Int)
         -> UnsafeMutablePointer<Float>
@@ -66,6 +72,7 @@ public final class EmbeddingMLP: @unchecked Sendable {
             let wl = store.value(labelWeight)
             for bi in 0..<batch {
                 let k = Int(self.labels[bi])
+                if k == Int(Self.nullLabel) { continue }
                 precondition(k >= 0 && k < numClasses, "label \(k) outside 0..<\(numClasses)")
                 for j in 0..<n { pos.ptr[bi * n + j] += wl[j * numClasses + k] }
             }
@@ -89,6 +96,7 @@ public final class EmbeddingMLP: @unchecked Sendable {
             let gl = store.grad(labelWeight), n = noiseChannels
             for bi in 0..<batch {
                 let k = Int(labels[bi])
+                if k == Int(Self.nullLabel) { continue }
                 for j in 0..<n { gl[j * numClasses + k] += dpos[bi * n + j] }
             }
         }

@@ -25,6 +25,10 @@ struct Distill: AsyncParsableCommand {
             "Generator initialisation arm (METHOD.md): teacher (T), random (R), map (M), f1 (F1: output layer re-initialised), f2 (F2: wrong sigma_init), s (S: trained at sigma_init only)."
     )
     var initArm = "teacher"
+    @Option(
+        help:
+            "Start the generator from this one-step generator snapshot instead (its sigma_init too); an unconditional one may start a conditional run."
+    ) var generatorFrom: String?
     @Option(help: "Arms M and S: their own training steps.") var armSteps: Int?
     @Option(help: "Arm F2: the wrong sigma_init.") var wrongSigmaInit: Float?
     @Option(help: "Multiplier of --lr-g for the generator's output layer (e.g. after F1 re-initialised it).")
@@ -54,6 +58,9 @@ struct Distill: AsyncParsableCommand {
     @Option(help: "Write a snapshot every this many images.") var snapshotEvery = 50_000
     @Option(help: "Samples in each snapshot picture (square number).") var grid = 1024
     @Option(help: "Run seed (classifier init, arm R init, data order, noise).") var seed: UInt64 = 0
+    @Option(help: "Critic noise levels: ln(sigma) ~ N(p-mean, p-std^2) (default EDM's -1.2, 1.2).")
+    var pMean: Float = -1.2
+    @Option(help: "See --p-mean.") var pStd: Float = 1.2
     @Option(help: "Threads (BLAS and kernels).") var threads = 2
     @Flag(help: "Continue the run in --out from its saved state (the saved config wins; --images may extend it).")
     var resume = false
@@ -72,6 +79,7 @@ struct Distill: AsyncParsableCommand {
             config.teacher = teacher
             config.method = try DistillationMethod(parsing: method)
             config.initialisation = try GeneratorInit(parsing: initArm)
+            config.generatorFrom = generatorFrom
             config.totalImages = images ?? 200_000
             config.batchSize = batch
             config.classifierSteps = k
@@ -96,6 +104,8 @@ struct Distill: AsyncParsableCommand {
             config.snapshotEveryImages = snapshotEvery
             config.gridSamples = grid
             config.seed = seed
+            config.pMean = pMean
+            config.pStd = pStd
         }
         let trainer = try ConfigFlags.naming(ConfigFlags.distill) {
             try OneStepTrainer(config: config, runPath: out, resume: resume)

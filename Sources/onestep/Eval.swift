@@ -21,6 +21,8 @@ struct Eval: AsyncParsableCommand {
     @Option(help: "Folder holding models/evaluator/<data>-lenet.safetensors.") var modelsDir = "models"
     @Option(help: "Generated samples per seed (and reference images).") var n = 10_000
     @Option(help: "Teacher ODE steps (default: the snapshot's sampler).") var steps: Int?
+    @Option(help: "Classifier-free guidance scale of a conditional teacher (1: none, twice the NFE otherwise).")
+    var guidance: Float?
     @Option(
         name: [.customLong("seed-count"), .customLong("seeds")],
         help:
@@ -39,6 +41,13 @@ struct Eval: AsyncParsableCommand {
             "Also write a copy of the snapshot with these measurements in its provenance ('measured'): what to publish."
     )
     var stamp: String?
+    @Flag(
+        help:
+            "Classification Accuracy Score instead: LeNet trained on --n generated labelled samples, tested on the real test set, beside LeNet trained on --n real images (conditional models)."
+    )
+    var cas = false
+    @Option(help: "CAS: classifier epochs (default: the committed evaluator's recipe for the data set).")
+    var casEpochs: Int?
 
     func run() async throws {
         try Check.count("--n", n, 10...(1 << 22))
@@ -48,7 +57,11 @@ struct Eval: AsyncParsableCommand {
         useCompute(threads: threads)
         let rule = try BestOfRuleOption.parse(bestOfRule)
         let snap = try Snapshot.load(path: model)
-        let sampler = try teacherSettings(snap, steps: steps, solver: nil, model: model)
+        let sampler = try teacherSettings(snap, steps: steps, solver: nil, guidance: guidance, model: model)
+        if cas {
+            try await runCAS(snap, sampler: sampler, rule: rule)
+            return
+        }
         var report: [String: Any] = [
             "model": model, "data": data, "n": n, "seeds": seeds, "kind": snap.kind.name, "best_of": bestOf,
             "best_of_rule": bestOfRule ?? "snapshot",
@@ -125,7 +138,12 @@ struct Eval: AsyncParsableCommand {
             ]
             report["evaluator"] = evaluator.metadata
         }
-        let path = out ?? model + ".eval.json"
+        try write(report, snap: snap, key: "measured")
+    }
+
+    /// Writes the JSON report, and the stamped copy (the summary under provenance `key`) when asked.
+    func write(_ report: [String: Any], snap: Snapshot, key: String) throws {
+        let path = out ?? model + (key == "measured" ? ".eval.json" : ".cas.json")
         let json = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
         try atomicWriteFile(Array(json), to: path)
         print("report: \(path)")
@@ -134,7 +152,7 @@ struct Eval: AsyncParsableCommand {
             var measured = report.filter { !["runs", "model", "evaluator"].contains($0.key) }
             measured["first_seed"] = Int(seed)
             var stamped = snap
-            stamped.provenance["measured"] = String(
+            stamped.provenance[key] = String(
                 decoding: try JSONSerialization.data(withJSONObject: measured, options: [.sortedKeys]), as: UTF8.self)
             try stamped.save(to: stamp)
             print("stamped copy: \(stamp)")

@@ -18,6 +18,8 @@ struct Sample: AsyncParsableCommand {
     @Option(help: "Seed: sample i uses the noise of (seed, i).") var seed: UInt64 = 0
     @Option(help: "Teacher ODE steps (Heun: 2*steps-1 network evaluations); default from the snapshot.") var steps: Int?
     @Option(help: "Solver for teachers: heun or euler.") var solver: String?
+    @Option(help: "Classifier-free guidance scale of a conditional teacher (1: none, twice the NFE otherwise).")
+    var guidance: Float?
     @Option(help: "Class label for every sample (conditional models); default cycles through the classes.") var label:
         Int?
     @Option(
@@ -35,7 +37,7 @@ struct Sample: AsyncParsableCommand {
         try Check.count("--threads", threads, 1...1_024)
         useCompute(threads: threads)
         let snap = try Snapshot.load(path: model)
-        let solverSettings = try teacherSettings(snap, steps: steps, solver: solver, model: model)
+        let solverSettings = try teacherSettings(snap, steps: steps, solver: solver, guidance: guidance, model: model)
         let sampling = try Sampling(snap, solver: solverSettings)
         try sampling.checkMemory(samples: n * bestOf)
         let d = sampling.denoiser

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Diffusion
 import Foundation
 import NN
 import TensorCore
@@ -18,6 +19,14 @@ struct TrainTeacher: AsyncParsableCommand {
     @Option(help: "MLP width.") var width = 128
     @Option(help: "MLP residual blocks.") var mlpBlocks = 3
     @Flag(help: "Condition on class labels.") var classConditional = false
+    @Option(help: "Fraction of labels dropped to the null label while training (for guidance; EDM uses 0.1).")
+    var labelDropout: Float = 0
+    @Option(
+        help:
+            "Start from this teacher snapshot's weights and architecture (an unconditional one may start a conditional run)."
+    ) var initFrom: String?
+    @Option(help: "With --init-from an unconditional teacher: the new label map starts at zero or random.")
+    var labelMapInit = "zero"
     @Option(help: "Batch size.") var batch = 128
     @Option(help: "Adam learning rate.") var lr: Float = 1e-3
     @Option(help: "Training images in total.") var images = 1_000_000
@@ -26,6 +35,8 @@ struct TrainTeacher: AsyncParsableCommand {
     @Option(help: "Samples in each snapshot grid (square number).") var grid = 64
     @Option(help: "Heun steps for snapshot grids.") var steps = 18
     @Option(help: "Run seed (initialisation, data order, noise).") var seed: UInt64 = 0
+    @Option(help: "Training noise levels: ln(sigma) ~ N(p-mean, p-std^2) (EDM: -1.2, 1.2).") var pMean: Float = -1.2
+    @Option(help: "See --p-mean.") var pStd: Float = 1.2
     @Option(help: "Threads (BLAS and kernels).") var threads = 2
     @Option(help: "Run folder.") var out: String
     @Flag(help: "Continue the run in --out from its saved state (the saved config wins; --images may extend it).")
@@ -53,6 +64,19 @@ struct TrainTeacher: AsyncParsableCommand {
             config.unet.blocksPerLevel = blocks
             config.mlp = MLPConfig(width: width, blocks: mlpBlocks)
             config.classConditional = classConditional
+            config.labelDropout = labelDropout
+            if let initFrom {
+                let start: Snapshot
+                do { start = try Snapshot.load(path: initFrom) } catch {
+                    throw ValidationError("--init-from \(initFrom): \(error)")
+                }
+                guard let u = start.network as? UNet, config.arch == "unet" else {
+                    throw ValidationError("--init-from takes a U-Net teacher snapshot (for --arch unet)")
+                }
+                config.unet = u.config
+                config.initFrom = initFrom
+                config.labelMapInit = labelMapInit
+            }
             config.batchSize = batch
             config.learningRate = lr
             config.totalImages = images
@@ -61,6 +85,8 @@ struct TrainTeacher: AsyncParsableCommand {
             config.gridSamples = grid
             config.sampler.steps = steps
             config.seed = seed
+            config.pMean = pMean
+            config.pStd = pStd
         }
         let trainer = try ConfigFlags.naming(ConfigFlags.train) {
             try TeacherTrainer(config: config, runPath: out, resume: resume)

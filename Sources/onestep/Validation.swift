@@ -18,12 +18,23 @@ func useCompute(threads: Int, instances: Int = 1) {
     FileHandle.standardError.write(Data(line.utf8))
 }
 
-/// A teacher's stored ODE settings with `--steps` / `--solver` replaced (nil when neither is given),
-/// for `sample` and `eval`; a generator takes neither.
-func teacherSettings(_ snap: Snapshot, steps: Int?, solver: String?, model: String) throws -> ODESettings? {
-    guard steps != nil || solver != nil else { return nil }
+/// A teacher's stored ODE settings with `--steps` / `--solver` / `--guidance` replaced (nil when none
+/// is given), for `sample` and `eval`; a generator takes none.
+func teacherSettings(
+    _ snap: Snapshot, steps: Int?, solver: String?, guidance: Float? = nil, model: String
+) throws -> ODESettings? {
+    guard steps != nil || solver != nil || guidance != nil else { return nil }
     guard case .teacher(var settings) = snap.kind else {
-        throw ValidationError("--steps and --solver apply to teachers; \(model) is a one-step generator")
+        throw ValidationError("--steps, --solver and --guidance apply to teachers; \(model) is a one-step generator")
+    }
+    if let guidance {
+        guard guidance.isFinite, (0...ODESettings.maxGuidance).contains(guidance) else {
+            throw ValidationError("--guidance must be in 0...\(Int(ODESettings.maxGuidance)), got \(guidance)")
+        }
+        guard guidance == 1 || snap.network.numClasses > 0 else {
+            throw ValidationError("--guidance needs a class-conditional teacher; \(model) is unconditional")
+        }
+        settings.guidance = guidance
     }
     if let steps { settings.steps = steps }
     if let solver {

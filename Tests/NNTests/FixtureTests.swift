@@ -294,7 +294,7 @@ final class FixtureTests: XCTestCase {
     /// Whole networks, built from the checkpoint metadata as a user's model would be.
     func testWholeNetworks() throws {
         try forEachConvolutionEngine { _ in
-            for name in ["unet_small", "unet_small_cond", "mlp_small", "mlp_small_cond"] {
+            for name in ["unet_small", "unet_small_cond", "unet_small_cond_null", "mlp_small", "mlp_small_cond"] {
                 let f = try load(name)
                 let net = try makeDenoiser(metadata: f.file.metadata)
                 XCTAssertEqual(

@@ -48,6 +48,9 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
     public var dataDir = "data"
     public var method = DistillationMethod.dijs
     public var initialisation = GeneratorInit.teacher
+    /// A one-step generator snapshot whose weights (and sigma_init) replace the arm's start: a warm
+    /// start, e.g. a class-conditional generator from an unconditional one (its label map at zero).
+    public var generatorFrom: String?
     public var sigmaInit: Float = OneStepGenerator.defaultSigmaInit
     public var classifier = RatioClassifierConfig()
     /// Image classifier (`ratio-unet`) start (nil: the default, `teacher`).
@@ -93,7 +96,7 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
         case snapshotEveryImages = "snapshot_every_images", gridSamples = "grid_samples", seed
         case pMean = "p_mean", pStd = "p_std", fklCap = "fkl_cap", classifierWarmupSteps = "classifier_warmup_steps"
         case armSteps = "arm_steps", wrongSigmaInit = "wrong_sigma_init", sidAlpha = "sid_alpha"
-        case outputLayerLearningRateScale = "lr_output_scale"
+        case outputLayerLearningRateScale = "lr_output_scale", generatorFrom = "generator_from"
     }
 
     /// Throws naming the first invalid field by its `config.json` key (the CLI names its flags).
@@ -111,7 +114,8 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
         }
         if snapshotEveryImages < 1 { try fail("`snapshot_every_images` must be positive") }
         if emaHalfLifeImages < 0 { try fail("`ema_half_life_images` must be non-negative") }
-        if !(pStd > 0) { try fail("`p_std` must be positive") }
+        if !(pStd > 0) || !pStd.isFinite { try fail("`p_std` must be positive") }
+        if !pMean.isFinite { try fail("`p_mean` must be finite") }
         if !(fklCap > 0) { try fail("`fkl_cap` must be positive") }
         if classifierWarmupSteps < 0 { try fail("`classifier_warmup_steps` must be 0 or more") }
         let side = Int(Double(gridSamples).squareRoot())

@@ -52,6 +52,18 @@ extension OneStepTrainer {
         let built = try arms.build(resume && trains ? .random : config.initialisation, teacher: teacher, data: data)
         let net = built.network
         if !resume { config.sigmaInit = built.sigmaInit }
+        if let path = config.generatorFrom, !resume {
+            let start: Snapshot
+            do { start = try Snapshot.load(path: path) } catch {
+                throw TrainingError(.invalidConfig, "`generator_from` \(path): \(error)")
+            }
+            guard case .generator(let s) = start.kind else {
+                throw TrainingError(.invalidConfig, "`generator_from` \(path) is a teacher, not a one-step generator")
+            }
+            try WarmStart.copy(
+                into: net.parameters, from: start.network.parameters, key: "generator_from", source: path)
+            config.sigmaInit = s
+        }
         guard data.sampleShape.reduce(1, *) == net.sampleSize else {
             throw TrainingError(
                 .invalidConfig,

@@ -50,6 +50,9 @@ public final class TeacherTrainer: @unchecked Sendable {
             ? try UNet(config.unet, seed: config.seed) : try MLPDenoiser(config.mlp, seed: config.seed)
         denoiser = EDMDenoiser(network)
         loss = EDMLoss(pMean: config.pMean, pStd: config.pStd)
+        if let start = config.initFrom, !resume {
+            try Self.initialise(network, from: start, zeroLabelMap: config.labelMapInit == "zero")
+        }
         adam = Adam(count: network.parameters.count, learningRate: config.learningRate)
         ema = EMA(network.parameters, halfLifeImages: config.emaHalfLifeImages)
         if resume {
@@ -80,7 +83,8 @@ public final class TeacherTrainer: @unchecked Sendable {
             network.parameters.zeroGrad()
             var rng = EDMLoss.stepRNG(seed: config.seed, step: step)
             let l = loss.compute(
-                denoiser: denoiser, x0: x, labels: labels.isEmpty || network.numClasses == 0 ? nil : labels, rng: &rng)
+                denoiser: denoiser, x0: x,
+                labels: labels.isEmpty || network.numClasses == 0 ? nil : droppingLabels(labels, step: step), rng: &rng)
             guard l.isFinite else {
                 throw TrainingError(
                     .diverged, "loss became \(l) at step \(step); lower `learning_rate` or check the data")
@@ -119,6 +123,28 @@ public final class TeacherTrainer: @unchecked Sendable {
         }
         if showProgress { bar.finish() }
         if step < total { try saveState() }
+    }
+
+    /// The stream of the label-dropout draws, apart from the loss's (`EDMLoss.streamTag`).
+    public static let labelDropoutTag: UInt64 = 0x4C44_5250_0000_0000  // "LDRP"
+
+    /// `labels` with each replaced by the null label with probability `label_dropout`, from
+    /// `Philox4x32(seed, stream: labelDropoutTag | step)` (one uniform per label, in order).
+    func droppingLabels(_ labels: [Int32], step: Int) -> [Int32] {
+        guard config.labelDropout > 0 else { return labels }
+        var rng = Philox4x32(seed: config.seed, stream: Self.labelDropoutTag | UInt64(step))
+        return labels.map { rng.nextUniform() < config.labelDropout ? EmbeddingMLP.nullLabel : $0 }
+    }
+
+    /// Starts `network` from the teacher snapshot at `path` (`WarmStart`).
+    static func initialise(_ network: any Denoiser, from path: String, zeroLabelMap: Bool) throws {
+        let source: Snapshot
+        do { source = try Snapshot.load(path: path) } catch {
+            throw TrainingError(.invalidConfig, "`init_from` \(path): \(error)")
+        }
+        try WarmStart.copy(
+            into: network.parameters, from: source.network.parameters, key: "init_from", source: path,
+            zeroLabelMap: zeroLabelMap)
     }
 
     /// Saves the training state only (used when a run stops early).
