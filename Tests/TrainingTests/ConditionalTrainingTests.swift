@@ -75,6 +75,31 @@ final class ConditionalTrainingTests: XCTestCase {
         XCTAssertNotEqual(after, other)
     }
 
+    /// `label_map_init` random: the classes are told apart from the first step (the fresh label map
+    /// is kept), everything else is still the source teacher's.
+    func testRandomLabelMapTellsClassesApartFromTheStart() throws {
+        var c = teacherConfig()
+        c.initFrom = Self.models + "/digits-mlp.safetensors"
+        c.labelMapInit = "random"
+        let t = try TeacherTrainer(config: c, runPath: tempDir(), resume: false)
+        let source = try Snapshot.load(path: c.initFrom!).network
+        for e in source.parameters.entries {
+            let mine = t.network.parameters.entry(e.name)!
+            XCTAssertEqual(
+                Array(UnsafeBufferPointer(start: t.network.parameters.value(mine.offset), count: mine.count)),
+                Array(UnsafeBufferPointer(start: source.parameters.value(e.offset), count: e.count)), e.name)
+        }
+        let x = (0..<64 * 2).map { Float(sin(Double($0))) }, cNoise: [Float] = [0.3, 0.3]
+        XCTAssertNotEqual(
+            t.network.forward(x: x, cNoise: cNoise, labels: [1, 1]),
+            t.network.forward(x: x, cNoise: cNoise, labels: [2, 2]))
+        c.labelMapInit = "ones"
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("`label_map_init`"), "\($0)") }
+        c = teacherConfig()
+        c.pStd = 0
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("`p_std`"), "\($0)") }
+    }
+
     func testInitFromRefusesAnotherArchitecture() throws {
         var c = teacherConfig()
         c.mlp = MLPConfig(width: 128, blocks: 3, noiseChannels: 32)
