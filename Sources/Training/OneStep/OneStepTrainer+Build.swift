@@ -53,10 +53,7 @@ extension OneStepTrainer {
         let net = built.network
         if !resume { config.sigmaInit = built.sigmaInit }
         if let path = config.generatorFrom, !resume {
-            let start: Snapshot
-            do { start = try Snapshot.load(path: path) } catch {
-                throw TrainingError(.invalidConfig, "`generator_from` \(path): \(error)")
-            }
+            let start = try WarmStart.snapshot(path, key: "generator_from")
             guard case .generator(let s) = start.kind else {
                 throw TrainingError(.invalidConfig, "`generator_from` \(path) is a teacher, not a one-step generator")
             }

@@ -1,3 +1,4 @@
+import Diffusion
 import NN
 
 /// Starting a network from another snapshot's weights (`init_from` of a teacher run,
@@ -6,6 +7,13 @@ import NN
 /// begins as exactly the old one, whatever the label) or keeps its random initialisation
 /// (`zeroLabelMap` false: the classes are told apart from the first step).
 enum WarmStart {
+    /// The snapshot at `path`; a file that cannot be read is a config error naming `key`.
+    static func snapshot(_ path: String, key: String) throws -> Snapshot {
+        do { return try Snapshot.load(path: path) } catch {
+            throw TrainingError(.invalidConfig, "`\(key)` \(path): \(error)")
+        }
+    }
+
     /// Copies `from` into `to`; throws naming the config `key` and the `source` file when a tensor is
     /// missing, mis-shaped or left over.
     static func copy(

@@ -51,7 +51,9 @@ public final class TeacherTrainer: @unchecked Sendable {
         denoiser = EDMDenoiser(network)
         loss = EDMLoss(pMean: config.pMean, pStd: config.pStd)
         if let start = config.initFrom, !resume {
-            try Self.initialise(network, from: start, zeroLabelMap: config.labelMapInit == "zero")
+            try WarmStart.copy(
+                into: network.parameters, from: WarmStart.snapshot(start, key: "init_from").network.parameters,
+                key: "init_from", source: start, zeroLabelMap: config.labelMapInit == "zero")
         }
         adam = Adam(count: network.parameters.count, learningRate: config.learningRate)
         ema = EMA(network.parameters, halfLifeImages: config.emaHalfLifeImages)
@@ -134,17 +136,6 @@ public final class TeacherTrainer: @unchecked Sendable {
         guard config.labelDropout > 0 else { return labels }
         var rng = Philox4x32(seed: config.seed, stream: Self.labelDropoutTag | UInt64(step))
         return labels.map { rng.nextUniform() < config.labelDropout ? EmbeddingMLP.nullLabel : $0 }
-    }
-
-    /// Starts `network` from the teacher snapshot at `path` (`WarmStart`).
-    static func initialise(_ network: any Denoiser, from path: String, zeroLabelMap: Bool) throws {
-        let source: Snapshot
-        do { source = try Snapshot.load(path: path) } catch {
-            throw TrainingError(.invalidConfig, "`init_from` \(path): \(error)")
-        }
-        try WarmStart.copy(
-            into: network.parameters, from: source.network.parameters, key: "init_from", source: path,
-            zeroLabelMap: zeroLabelMap)
     }
 
     /// Saves the training state only (used when a run stops early).
