@@ -76,7 +76,7 @@ public final class Conv2d: @unchecked Sendable {
             dnnl.forward(
                 g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, sampleBias: sampleBias,
                 staging: scratch,
-                frozen: store.weightsFrozen, layout: layout)
+                frozen: store.weightsFrozen, layout: layout, perSample: store.batchInvariant)
         case (.im2col, .cbhw):
             im2colForward(g, batch: batch, x: x, y: y, sampleBias: sampleBias)
         case (.im2col, .nhwc):

@@ -36,12 +36,66 @@ public enum ConvolutionEngine: String, Sendable, CaseIterable {
         setComputeThreads(n, blasThreads: current == .oneDNN ? 1 : n)
     }
 
-    /// One line for logs: the engine, and for oneDNN its version and ISA.
+    /// One line for logs: the engine, and for oneDNN its version, ISA and algorithm.
     public static var summary: String {
         (current == .oneDNN
-            ? "convolutions: \(OneDNNEngine.summary), \(OpenMPWait.summary)" : "convolutions: im2col + OpenBLAS sgemm")
+            ? "convolutions: \(OneDNNEngine.summary), \(ConvolutionAlgorithm.summary), \(OpenMPWait.summary)"
+            : "convolutions: im2col + OpenBLAS sgemm")
             + ", U-Net activations \(ActivationLayout.network.rawValue.uppercased())"
             + ", elementwise kernels \(ElementwiseISA.summary)"
+    }
+}
+
+/// How the oneDNN engine computes the U-Net's 3x3 stride-1 convolutions (NHWC, at least 8 input
+/// channels): Winograd where oneDNN offers it (f32 Winograd is AVX-512 only in oneDNN 2.6; elsewhere
+/// the layer falls back to direct), or always direct. Winograd does about half the multiplications
+/// (1.3-1.9x the direct kernels on the U-Net's shapes, reorders included, on a Zen 5) and rounds
+/// slightly differently (about 1e-5 relative). oneDNN picks its Winograd tiling by batch size, so
+/// batch-invariant networks (serving) run it one sample at a time, which was as fast per sample.
+///
+/// `ONESTEP_CONV_ALGO=winograd|direct` picks at start (default winograd); tests set `current`.
+public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
+    case winograd
+    case direct
+
+    nonisolated(unsafe) public static var current: ConvolutionAlgorithm = {
+        if let v = ProcessInfo.processInfo.environment["ONESTEP_CONV_ALGO"],
+            let a = ConvolutionAlgorithm(rawValue: v.lowercased())
+        {
+            return a
+        }
+        return .winograd
+    }()
+
+    static var summary: String {
+        let from = ProcessInfo.processInfo.environment["ONESTEP_CONV_ALGO"] != nil ? " (ONESTEP_CONV_ALGO)" : ""
+        return current == .winograd
+            ? "3x3 winograd where oneDNN offers it, else direct\(from)" : "direct\(from)"
+    }
+
+    /// What oneDNN runs for an NHWC layer of this geometry at `batch` (the served networks call
+    /// Winograd layers at batch 1): "winograd jit_fp32_wino_2x3:avx512_core", "direct brg..."; for
+    /// `onestep kernels`.
+    public static func implementation(_ g: ConvGeometry, batch: Int, threads: Int = 1) -> String {
+        let key = { (a: DNNLAlgorithm) in
+            DNNLConvolutionKey(
+                batch: batch, inChannels: g.inChannels, outChannels: g.outChannels, height: g.height,
+                width: g.width, kernel: g.kernel, stride: g.stride, padding: g.padding, training: true,
+                threads: threads, algorithm: a)
+        }
+        if wantsWinograd(g, layout: .nhwc), let c = try? DNNLConvolutionCache.shared.convolution(key(.winograd)) {
+            return "winograd \(c.forwardImplementation)"
+        }
+        do {
+            return "direct \(try DNNLConvolutionCache.shared.convolution(key(.direct)).forwardImplementation)"
+        } catch {
+            return "unavailable: \(error)"
+        }
+    }
+
+    /// Whether a layer of this geometry and layout asks oneDNN for Winograd.
+    static func wantsWinograd(_ g: ConvGeometry, layout: ActivationLayout) -> Bool {
+        current == .winograd && layout == .nhwc && g.kernel == 3 && g.stride == 1 && g.inChannels >= 8
     }
 }
 
@@ -53,24 +107,44 @@ final class OneDNNConv: @unchecked Sendable {
     /// The weights in the forward primitive's layout, made once when the store's weights are frozen.
     private var packed: PackedWeights?
 
-    private func key(_ g: ConvGeometry, batch: Int) -> DNNLConvolutionKey {
+    /// Set when oneDNN has no Winograd for this layer (then it runs direct from then on).
+    private var winogradRefused = false
+
+    private func key(_ g: ConvGeometry, batch: Int, algorithm: DNNLAlgorithm) -> DNNLConvolutionKey {
         DNNLConvolutionKey(
             batch: batch, inChannels: g.inChannels, outChannels: g.outChannels, height: g.height, width: g.width,
-            kernel: g.kernel, stride: g.stride, padding: g.padding, bias: true, layout: .nhwc, training: true)
+            kernel: g.kernel, stride: g.stride, padding: g.padding, bias: true, layout: .nhwc, training: true,
+            algorithm: algorithm)
     }
 
-    private func prepare(_ g: ConvGeometry, batch: Int) -> (DNNLConvolution, DNNLScratch) {
+    /// The algorithm this layer runs with (Winograd where asked for and offered).
+    private func algorithm(_ g: ConvGeometry, layout: ActivationLayout) -> DNNLAlgorithm {
+        !winogradRefused && ConvolutionAlgorithm.wantsWinograd(g, layout: layout) ? .winograd : .direct
+    }
+
+    private func prepare(_ g: ConvGeometry, batch: Int, algorithm: DNNLAlgorithm) -> (DNNLConvolution, DNNLScratch) {
         OneDNNEngine.setThreadsForCurrentThread(kernelThreads)
-        do {
-            let conv = try DNNLConvolutionCache.shared.convolution(key(g, batch: batch))
-            if (scratchpad?.capacity ?? -1) < conv.scratchBytes {
-                scratchpad = try DNNLScratch(bytes: conv.scratchBytes)
+        if algorithm == .winograd {
+            do {
+                return try scratched(
+                    DNNLConvolutionCache.shared.convolution(key(g, batch: batch, algorithm: .winograd)))
+            } catch {
+                winogradRefused = true
             }
-            return (conv, scratchpad!)
+        }
+        do {
+            return try scratched(DNNLConvolutionCache.shared.convolution(key(g, batch: batch, algorithm: .direct)))
         } catch {
             fatalError(
                 "oneDNN cannot run \(g) at batch \(batch): \(error) (ONESTEP_CONV=im2col uses the im2col engine)")
         }
+    }
+
+    private func scratched(_ conv: DNNLConvolution) throws -> (DNNLConvolution, DNNLScratch) {
+        if (scratchpad?.capacity ?? -1) < conv.scratchBytes {
+            scratchpad = try DNNLScratch(bytes: conv.scratchBytes)
+        }
+        return (conv, scratchpad!)
     }
 
     private func reorder(
@@ -89,13 +163,56 @@ final class OneDNNConv: @unchecked Sendable {
 
     /// y = conv(x) + bias (+ sampleBias [B, OC]), x and y in `layout` (NHWC runs in place, CBHW
     /// through reorders into the staging buffer).
+    /// With `perSample` (a batch-invariant network), a Winograd layer runs one sample per call.
     func forward(
         _ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         bias: UnsafePointer<Float>,
         y: UnsafeMutablePointer<Float>, sampleBias: UnsafePointer<Float>?, staging: Buffer, frozen: Bool,
-        layout: ActivationLayout
+        layout: ActivationLayout, perSample: Bool
     ) {
-        let (conv, pad) = prepare(g, batch: batch)
+        if perSample && batch > 1 && algorithm(g, layout: layout) == .winograd {
+            let (conv, pad) = prepare(g, batch: 1, algorithm: .winograd)
+            if conv.key.algorithm == .winograd {
+                // NHWC: sample i is one contiguous block of input and of output.
+                let sx = g.inChannels * g.height * g.width, sy = g.outChannels * g.outHeight * g.outWidth
+                for i in 0..<batch {
+                    run(conv, pad, x: x + i * sx, weight: weight, bias: bias, y: y + i * sy, frozen: frozen)
+                }
+                if let sampleBias {
+                    Self.addSampleBiasNHWC(
+                        y, sampleBias, batch: batch, channels: g.outChannels, plane: sy / g.outChannels)
+                }
+                return
+            }
+        }
+        let (conv, pad) = prepare(g, batch: batch, algorithm: algorithm(g, layout: layout))
+        forwardBatch(
+            conv, pad, g, batch: batch, x: x, weight: weight, bias: bias, y: y, sampleBias: sampleBias,
+            staging: staging, frozen: frozen, layout: layout)
+    }
+
+    private func run(
+        _ conv: DNNLConvolution, _ pad: DNNLScratch, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, frozen: Bool
+    ) {
+        do {
+            if frozen {
+                if packed.map({ !conv.forwardUses($0) }) ?? true { packed = try conv.packWeights(weight, scratch: pad) }
+                try conv.forward(src: x, packed: packed!, bias: bias, dst: y, scratch: pad)
+            } else {
+                packed = nil
+                try conv.forward(src: x, weights: weight, bias: bias, dst: y, scratch: pad)
+            }
+        } catch {
+            fatalError("oneDNN forward \(conv.key) failed: \(error)")
+        }
+    }
+
+    private func forwardBatch(
+        _ conv: DNNLConvolution, _ pad: DNNLScratch, _ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>,
+        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+        sampleBias: UnsafePointer<Float>?, staging: Buffer, frozen: Bool, layout: ActivationLayout
+    ) {
         let nx = batch * g.inChannels * g.height * g.width, ny = batch * g.outChannels * g.outHeight * g.outWidth
         var xn = x, yn = y
         if layout == .cbhw {
@@ -106,17 +223,7 @@ final class OneDNNConv: @unchecked Sendable {
             xn = UnsafePointer(staging.ptr)
             yn = staging.ptr + nx
         }
-        do {
-            if frozen {
-                if packed == nil { packed = try conv.packWeights(weight, scratch: pad) }
-                try conv.forward(src: xn, packed: packed!, bias: bias, dst: yn, scratch: pad)
-            } else {
-                packed = nil
-                try conv.forward(src: xn, weights: weight, bias: bias, dst: yn, scratch: pad)
-            }
-        } catch {
-            fatalError("oneDNN forward \(conv.key) failed: \(error)")
-        }
+        run(conv, pad, x: xn, weight: weight, bias: bias, y: yn, frozen: frozen)
         if let sampleBias {
             Self.addSampleBiasNHWC(
                 yn, sampleBias, batch: batch, channels: g.outChannels, plane: g.outHeight * g.outWidth)
@@ -150,7 +257,7 @@ final class OneDNNConv: @unchecked Sendable {
         dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
         staging: Buffer, layout: ActivationLayout
     ) {
-        let (conv, pad) = prepare(g, batch: batch)
+        let (conv, pad) = prepare(g, batch: batch, algorithm: algorithm(g, layout: layout))
         let nx = batch * g.inChannels * g.height * g.width, ny = batch * g.outChannels * g.outHeight * g.outWidth
         let nw = g.outChannels * g.colRows, oc = g.outChannels
         let blocked = layout == .cbhw

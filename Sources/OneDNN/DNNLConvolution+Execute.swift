@@ -90,14 +90,20 @@ extension DNNLConvolution {
             let w = try weights(
                 plain: plain, packed: packed, target: forwardWeightsMD, plainReorder: forwardWeightsReorder,
                 temp: direct ? nil : r[2], reorderScratch: direct ? nil : r[1], stream: s.stream)
+            let x = try stageIn(forwardSrc, srcMD, UnsafeMutableRawPointer(mutating: src), r[3], r[5], s.stream)
+            let y = forwardDst.reorder == nil ? UnsafeMutableRawPointer(dst) : r[4]!
+            if let residual = forwardDstIn {
+                _ = try stageIn(residual, dstMD, UnsafeMutableRawPointer(dst), y, r[5], s.stream)
+            }
             var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer?)] = [
-                (cdnnl_arg_src(), srcMD, UnsafeMutableRawPointer(mutating: src)),
+                (cdnnl_arg_src(), forwardSrc.md, x),
                 (cdnnl_arg_weights(), forwardWeightsMD, w),
-                (cdnnl_arg_dst(), dstMD, UnsafeMutableRawPointer(dst)),
+                (cdnnl_arg_dst(), forwardDst.md, y),
             ]
             if let bias { args.append((cdnnl_arg_bias(), biasMD, UnsafeMutableRawPointer(mutating: bias))) }
             try forwardPrimitive.execute(
                 args, scratchpad: r[0], engine: engine, stream: s.stream, what: "forward \(key)")
+            try stageOut(forwardDst, y, dstMD, UnsafeMutableRawPointer(dst), r[5], s.stream)
         }
     }
 
@@ -108,19 +114,47 @@ extension DNNLConvolution {
         guard let bd = backwardDataPrimitive else {
             throw OneDNNError(.invalidArgument, "backwardData on an inference-only \(key)")
         }
+        guard let dd = backwardDataDiffDst, let ds = backwardDataDiffSrc else { return }
         try withScratch(scratch) { s throws(OneDNNError) in
             let r = try s.regions(backwardDataRegions(), what: "backwardData")
             let w = try weights(
                 plain: plain, packed: packed, target: backwardDataWeightsMD,
                 plainReorder: backwardDataWeightsReorder, temp: r[2], reorderScratch: r[1],
                 stream: s.stream)
+            let dy = try stageIn(dd, dstMD, UnsafeMutableRawPointer(mutating: diffDst), r[3], r[5], s.stream)
+            let dx = ds.reorder == nil ? UnsafeMutableRawPointer(diffSrc) : r[4]!
             try bd.execute(
                 [
-                    (cdnnl_arg_diff_dst(), dstMD, UnsafeMutableRawPointer(mutating: diffDst)),
+                    (cdnnl_arg_diff_dst(), dd.md, dy),
                     (cdnnl_arg_weights(), backwardDataWeightsMD, w),
-                    (cdnnl_arg_diff_src(), srcMD, UnsafeMutableRawPointer(diffSrc)),
+                    (cdnnl_arg_diff_src(), ds.md, dx),
                 ],
                 scratchpad: r[0], engine: engine, stream: s.stream, what: "backwardData \(key)")
+            try stageOut(ds, dx, srcMD, UnsafeMutableRawPointer(diffSrc), r[5], s.stream)
         }
+    }
+
+    /// The caller's tensor `user` (layout `userMD`) as the primitive reads it: `user` itself, or its
+    /// reorder into `copy`.
+    func stageIn(
+        _ staged: Staged, _ userMD: dnnl_memory_desc_t, _ user: UnsafeMutableRawPointer,
+        _ copy: UnsafeMutableRawPointer?, _ reorderScratch: UnsafeMutableRawPointer?, _ stream: dnnl_stream_t
+    ) throws(OneDNNError) -> UnsafeMutableRawPointer {
+        guard let reorder = staged.reorder, let copy else { return user }
+        try reorder.execute(
+            [(cdnnl_arg_from(), userMD, user), (cdnnl_arg_to(), staged.md, copy)],
+            scratchpad: reorderScratch, engine: engine, stream: stream, what: "stage in \(key)")
+        return copy
+    }
+
+    /// Writes the primitive's output `prim` into the caller's `user` when they differ.
+    func stageOut(
+        _ staged: Staged, _ prim: UnsafeMutableRawPointer, _ userMD: dnnl_memory_desc_t,
+        _ user: UnsafeMutableRawPointer, _ reorderScratch: UnsafeMutableRawPointer?, _ stream: dnnl_stream_t
+    ) throws(OneDNNError) {
+        guard let reorder = staged.reorder else { return }
+        try reorder.execute(
+            [(cdnnl_arg_from(), staged.md, prim), (cdnnl_arg_to(), userMD, user)],
+            scratchpad: reorderScratch, engine: engine, stream: stream, what: "stage out \(key)")
     }
 }

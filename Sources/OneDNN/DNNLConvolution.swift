@@ -23,11 +23,18 @@ public final class DNNLConvolution: @unchecked Sendable {
     let biasMD: dnnl_memory_desc_t
 
     let forwardPrimitive: Primitive
+    /// src and dst as the forward reads and writes them (the caller's layout for direct
+    /// convolutions; Winograd's blocked layout otherwise), and the dst's reorder in for a `.sum`.
+    let forwardSrc: Staged
+    let forwardDst: Staged
+    let forwardDstIn: Staged?
     /// The weights layout the forward chose, and plain -> chosen (nil when they are the same).
     let forwardWeightsMD: dnnl_memory_desc_t
     let forwardWeightsReorder: Primitive?
 
     let backwardDataPrimitive: Primitive?
+    let backwardDataDiffDst: Staged?
+    let backwardDataDiffSrc: Staged?
     let backwardDataWeightsMD: dnnl_memory_desc_t
     let backwardDataWeightsReorder: Primitive?
 
@@ -59,23 +66,44 @@ public final class DNNLConvolution: @unchecked Sendable {
         let pads: [Int64] = [Int64(key.padding), Int64(key.padding)]
         let what = key.description
 
-        // Forward.
-        var src = srcMD, dst = dstMD, wAny = anyWeights, bias = biasMD
-        var fd = dnnl_convolution_desc_t()
-        try check(
-            dnnl_convolution_forward_desc_init(
-                &fd, key.training ? dnnl_forward_training : dnnl_forward_inference,
-                dnnl_convolution_direct, &src, &wAny, &bias, &dst,
-                strides, pads, pads),
-            "dnnl_convolution_forward_desc_init", what)
-        let fpd = try withAttr(postOps: key.postOps) { attr throws(OneDNNError) -> dnnl_primitive_desc_t in
-            var pd: dnnl_primitive_desc_t?
+        // Forward. Winograd picks its own activation layout; direct runs on the caller's.
+        let winograd = key.algorithm == .winograd
+        let alg = winograd ? dnnl_convolution_winograd : dnnl_convolution_direct
+        let srcAny = winograd ? try md4(b, c, key.height, key.width, dnnl_format_tag_any) : srcMD
+        let dstAny = winograd ? try md4(b, oc, key.outHeight, key.outWidth, dnnl_format_tag_any) : dstMD
+        var wAny = anyWeights, bias = biasMD
+        /// A forward primitive descriptor (owned by the caller).
+        func forwardPD(
+            _ prop: dnnl_prop_kind_t, _ alg: dnnl_alg_kind_t, _ src: dnnl_memory_desc_t, _ dst: dnnl_memory_desc_t,
+            postOps: [DNNLPostOp] = []
+        ) throws(OneDNNError) -> dnnl_primitive_desc_t {
+            var s = src, d = dst
+            var fd = dnnl_convolution_desc_t()
             try check(
-                dnnl_primitive_desc_create(&pd, &fd, attr, engine.engine, nil),
-                "dnnl_primitive_desc_create", "forward \(what)")
-            return pd!
+                dnnl_convolution_forward_desc_init(&fd, prop, alg, &s, &wAny, &bias, &d, strides, pads, pads),
+                "dnnl_convolution_forward_desc_init", what)
+            return try withAttr(postOps: postOps) { attr throws(OneDNNError) -> dnnl_primitive_desc_t in
+                var pd: dnnl_primitive_desc_t?
+                try check(
+                    dnnl_primitive_desc_create(&pd, &fd, attr, engine.engine, nil),
+                    "dnnl_primitive_desc_create", "forward \(what)")
+                return pd!
+            }
         }
+        // Winograd's forward always runs as inference: oneDNN's forward_training 4x3 kernel was up
+        // to 4x slower at batch 1 (7x7 planes); the training hint for backward-data is made apart.
+        let fpd = try forwardPD(
+            key.training && !winograd ? dnnl_forward_training : dnnl_forward_inference, alg, srcAny, dstAny,
+            postOps: key.postOps)
         forwardPrimitive = try Primitive(pd: fpd, what: "forward \(what)")
+        forwardSrc = try Staged(
+            user: srcMD, prim: forwardPrimitive.md(dnnl_query_src_md), input: true, engine: engine, what: "src \(what)")
+        forwardDst = try Staged(
+            user: dstMD, prim: forwardPrimitive.md(dnnl_query_dst_md), input: false, engine: engine, what: "dst \(what)"
+        )
+        forwardDstIn =
+            key.postOps.contains(where: { if case .sum = $0 { true } else { false } })
+            ? try Staged(user: dstMD, prim: forwardDst.md, input: true, engine: engine, what: "residual \(what)") : nil
         forwardWeightsMD = forwardPrimitive.md(dnnl_query_weights_md)
         forwardWeightsReorder =
             mdEqual(forwardWeightsMD, plainWeightsMD)
@@ -84,6 +112,8 @@ public final class DNNLConvolution: @unchecked Sendable {
 
         guard key.training else {
             backwardDataPrimitive = nil
+            backwardDataDiffDst = nil
+            backwardDataDiffSrc = nil
             backwardDataWeightsMD = dnnl_memory_desc_t()
             backwardDataWeightsReorder = nil
             backwardWeightsPrimitive = nil
@@ -91,13 +121,24 @@ public final class DNNLConvolution: @unchecked Sendable {
             backwardWeightsReorder = nil
             return
         }
-        let hint = forwardPrimitive.pd
+        var trainingHint: dnnl_primitive_desc_t? = nil
+        var directHint: dnnl_primitive_desc_t? = nil
+        defer {
+            if let trainingHint { dnnl_primitive_desc_destroy(trainingHint) }
+            if let directHint { dnnl_primitive_desc_destroy(directHint) }
+        }
+        if winograd {
+            trainingHint = try forwardPD(dnnl_forward_training, alg, srcAny, dstAny)
+            directHint = try forwardPD(dnnl_forward_training, dnnl_convolution_direct, srcMD, dstMD)
+        }
+        let hint = trainingHint ?? forwardPrimitive.pd
 
-        // Backward data.
+        // Backward data (the forward's algorithm).
         var bdd = dnnl_convolution_desc_t()
+        var src = srcAny, dst = dstAny
         try check(
             dnnl_convolution_backward_data_desc_init(
-                &bdd, dnnl_convolution_direct, &src, &wAny, &dst,
+                &bdd, alg, &src, &wAny, &dst,
                 strides, pads, pads),
             "dnnl_convolution_backward_data_desc_init", what)
         let bdpd = try withAttr { attr throws(OneDNNError) -> dnnl_primitive_desc_t in
@@ -109,6 +150,10 @@ public final class DNNLConvolution: @unchecked Sendable {
         }
         let bd = try Primitive(pd: bdpd, what: "backward-data \(what)")
         backwardDataPrimitive = bd
+        backwardDataDiffDst = try Staged(
+            user: dstMD, prim: bd.md(dnnl_query_diff_dst_md), input: true, engine: engine, what: "diff dst \(what)")
+        backwardDataDiffSrc = try Staged(
+            user: srcMD, prim: bd.md(dnnl_query_diff_src_md), input: false, engine: engine, what: "diff src \(what)")
         backwardDataWeightsMD = bd.md(dnnl_query_weights_md)
         backwardDataWeightsReorder =
             mdEqual(backwardDataWeightsMD, plainWeightsMD)
@@ -117,17 +162,22 @@ public final class DNNLConvolution: @unchecked Sendable {
                 from: plainWeightsMD, to: backwardDataWeightsMD, engine: engine,
                 what: "backward-data weights \(what)")
 
-        // Backward weights (+ bias).
+        // Backward weights (+ bias): direct on the caller's layout (Winograd's was slower on the
+        // U-Net's 14x14 and 7x7 levels, and this needs no activation reorders), hinted by a direct
+        // forward.
+        src = srcMD
+        dst = dstMD
         var bwd = dnnl_convolution_desc_t()
         try check(
             dnnl_convolution_backward_weights_desc_init(
                 &bwd, dnnl_convolution_direct, &src, &wAny, &bias, &dst,
                 strides, pads, pads),
             "dnnl_convolution_backward_weights_desc_init", what)
+        let bwHint = directHint ?? forwardPrimitive.pd
         let bwpd = try withAttr { attr throws(OneDNNError) -> dnnl_primitive_desc_t in
             var pd: dnnl_primitive_desc_t?
             try check(
-                dnnl_primitive_desc_create(&pd, &bwd, attr, engine.engine, hint),
+                dnnl_primitive_desc_create(&pd, &bwd, attr, engine.engine, bwHint),
                 "dnnl_primitive_desc_create", "backward-weights \(what)")
             return pd!
         }
@@ -152,6 +202,9 @@ public final class DNNLConvolution: @unchecked Sendable {
     /// The layouts the primitives chose, as oneDNN format strings (e.g. "f32::blocked:Acdb8a:f0").
     public var layoutSummary: String {
         var s = "src \(formatString(srcMD)), weights \(formatString(forwardWeightsMD)), dst \(formatString(dstMD))"
+        if forwardSrc.reorder != nil || forwardDst.reorder != nil {
+            s += " (the forward runs on src \(formatString(forwardSrc.md)), dst \(formatString(forwardDst.md)))"
+        }
         if key.training {
             s +=
                 "; bwd-data weights \(formatString(backwardDataWeightsMD)), bwd-weights diff \(formatString(backwardWeightsDiffMD))"
@@ -165,18 +218,26 @@ public final class DNNLConvolution: @unchecked Sendable {
     // MARK: Scratch sizes
 
     /// Region sizes (bytes) each operation carves from the scratch, in order.
+    /// [primitive scratchpad, weights reorder scratchpad, weights temporary, staged src, staged dst,
+    /// activation reorder scratchpad].
     func forwardRegions(packed: Bool) -> [Int] {
         // Plain weights (or packed ones of another layout) may need a reorder into a temporary.
-        if packed { return [forwardPrimitive.scratchpadBytes] }
-        return [
-            forwardPrimitive.scratchpadBytes, forwardWeightsReorder?.scratchpadBytes ?? 0, mdBytes(forwardWeightsMD),
-        ]
+        let weights = packed ? [0, 0] : [forwardWeightsReorder?.scratchpadBytes ?? 0, mdBytes(forwardWeightsMD)]
+        let staged = [forwardSrc, forwardDst] + (forwardDstIn.map { [$0] } ?? [])
+        return [forwardPrimitive.scratchpadBytes] + weights
+            + [forwardSrc.bytes, forwardDst.bytes, staged.map(\.scratchpadBytes).max() ?? 0]
     }
 
+    /// As `forwardRegions` for backward-data (staged diff dst, staged diff src).
     func backwardDataRegions() -> [Int] {
-        guard let bd = backwardDataPrimitive else { return [] }
+        guard let bd = backwardDataPrimitive, let dd = backwardDataDiffDst, let ds = backwardDataDiffSrc else {
+            return []
+        }
         // Room for a reorder from plain or from packed weights.
-        return [bd.scratchpadBytes, backwardDataWeightsReorder?.scratchpadBytes ?? 0, mdBytes(backwardDataWeightsMD)]
+        return [
+            bd.scratchpadBytes, backwardDataWeightsReorder?.scratchpadBytes ?? 0, mdBytes(backwardDataWeightsMD),
+            dd.bytes, ds.bytes, max(dd.scratchpadBytes, ds.scratchpadBytes),
+        ]
     }
 
     func backwardWeightsRegions() -> [Int] {
@@ -202,6 +263,26 @@ public final class DNNLConvolution: @unchecked Sendable {
             if owned == nil { owned = try DNNLScratch(bytes: bytes, engine: engine) }
             return try body(owned!)
         }
+    }
+}
+
+/// An activation tensor as a primitive reads or writes it: its descriptor there and the reorder
+/// between it and the caller's layout (nil when they are the same, as for direct convolutions).
+struct Staged {
+    let md: dnnl_memory_desc_t
+    /// caller -> primitive for an input, primitive -> caller for an output.
+    let reorder: Primitive?
+    /// Bytes of the primitive-side copy (0 when there is none).
+    var bytes: Int { reorder == nil ? 0 : mdBytes(md) }
+    var scratchpadBytes: Int { reorder?.scratchpadBytes ?? 0 }
+
+    init(user: dnnl_memory_desc_t, prim: dnnl_memory_desc_t, input: Bool, engine: OneDNNEngine, what: String)
+        throws(OneDNNError)
+    {
+        md = prim
+        reorder =
+            mdEqual(user, prim)
+            ? nil : try makeReorder(from: input ? user : prim, to: input ? prim : user, engine: engine, what: what)
     }
 }
 

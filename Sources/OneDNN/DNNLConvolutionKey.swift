@@ -8,6 +8,18 @@ public enum DNNLActivationLayout: String, Sendable, Hashable, CaseIterable {
     case nhwc
 }
 
+/// How the forward and backward-data convolutions compute (backward-weights is always direct).
+public enum DNNLAlgorithm: String, Sendable, Hashable, CaseIterable {
+    /// oneDNN's direct kernels (`brg`/`jit`), on the caller's layout.
+    case direct
+    /// Winograd F(2x2, 3x3) / F(4x4, 3x3) (oneDNN 2.6 has it for f32 on AVX-512 only, for 3x3
+    /// stride-1 kernels): about half the multiplications, a slightly different rounding, and its own
+    /// blocked activation layout, so the convolution reorders to and from the caller's layout around
+    /// each call. Which of the two tilings oneDNN picks can change with the batch size, so it is not
+    /// batch invariant: callers that need invariance run it one sample at a time.
+    case winograd
+}
+
 /// An operation fused after the forward convolution (oneDNN post-ops), applied in order.
 public enum DNNLPostOp: Sendable, Hashable {
     /// dst = conv + scale * (what dst held before the call): a residual add. The destination
@@ -46,11 +58,13 @@ public struct DNNLConvolutionKey: Sendable, Hashable, CustomStringConvertible {
     /// so primitives for different thread budgets are different primitives. Default: the calling
     /// thread's current OpenMP setting.
     public let threads: Int
+    public let algorithm: DNNLAlgorithm
 
     public init(
         batch: Int, inChannels: Int, outChannels: Int, height: Int, width: Int, kernel: Int,
         stride: Int = 1, padding: Int = 0, bias: Bool = true, layout: DNNLActivationLayout = .nhwc,
-        training: Bool = false, postOps: [DNNLPostOp] = [], threads: Int? = nil
+        training: Bool = false, postOps: [DNNLPostOp] = [], threads: Int? = nil,
+        algorithm: DNNLAlgorithm = .direct
     ) {
         self.batch = batch
         self.inChannels = inChannels
@@ -65,6 +79,7 @@ public struct DNNLConvolutionKey: Sendable, Hashable, CustomStringConvertible {
         self.training = training
         self.postOps = postOps
         self.threads = threads ?? OneDNNEngine.maxThreads
+        self.algorithm = algorithm
     }
 
     /// `(H + 2p - k) / s + 1` (floor, as in PyTorch and the project's ConvGeometry).
@@ -88,5 +103,6 @@ public struct DNNLConvolutionKey: Sendable, Hashable, CustomStringConvertible {
         "conv b\(batch) \(inChannels)->\(outChannels) \(height)x\(width) k\(kernel) s\(stride) p\(padding)"
             + (bias ? " bias" : "") + " \(layout.rawValue)" + (training ? " train" : "")
             + (postOps.isEmpty ? "" : " post\(postOps)") + " \(threads)t"
+            + (algorithm == .direct ? "" : " \(algorithm.rawValue)")
     }
 }

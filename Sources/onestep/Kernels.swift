@@ -16,7 +16,10 @@ struct KernelsCommand: ParsableCommand {
             OpenBLAS's own choice), else the fastest candidate by a one-thread sgemm measurement, remembered per
             CPU in ~/.cache/onestep/blas-kernels.json (ONESTEP_CACHE_DIR moves it). oneDNN dispatches by ISA
             itself (ONEDNN_MAX_CPU_ISA caps it); ONESTEP_CONV=im2col|onednn picks the convolution engine,
-            ONESTEP_LAYOUT=nhwc|cbhw the U-Net's activation layout (default: NHWC on oneDNN, CBHW on im2col).
+            ONESTEP_LAYOUT=nhwc|cbhw the U-Net's activation layout (default: NHWC on oneDNN, CBHW on im2col),
+            ONESTEP_CONV_ALGO=winograd|direct the 3x3 stride-1 algorithm (default: Winograd where oneDNN offers it,
+            i.e. on AVX-512; served networks run those layers one sample at a time, which keeps samples
+            batch-invariant). The table lists what oneDNN picks for each convolution of the bundled U-Nets.
             OpenMP (oneDNN's threads) waits as libgomp does by default (spins briefly, then sleeps) unless
             OMP_WAIT_POLICY or GOMP_SPINCOUNT is in the environment. The C elementwise kernels
             (GroupNorm + SiLU, small convolutions) run AVX2 + FMA when CPUID has both (ONESTEP_SIMD=generic|avx2
@@ -30,5 +33,26 @@ struct KernelsCommand: ParsableCommand {
         print("OpenMP: \(OpenMPWait.summary)")
         print("OpenBLAS build: \(BLASKernels.buildConfig)")
         print(ConvolutionEngine.summary)
+        guard ConvolutionEngine.current == .oneDNN else { return }
+        // The bundled U-Nets' convolutions: served layers run Winograd one sample at a time.
+        print("| U-Net convolution (NHWC) | served (batch 1) | training (batch 64) |")
+        print("|---|---|---|")
+        for (c, oc, side, k, s) in Self.unetShapes {
+            let g = ConvGeometry(
+                inChannels: c, outChannels: oc, height: side, width: side, kernel: k, stride: s, padding: k / 2)
+            let name = "\(c)->\(oc) \(side)x\(side) k\(k)" + (s > 1 ? " s\(s)" : "")
+            print(
+                "| \(name) | \(ConvolutionAlgorithm.implementation(g, batch: 1)) | "
+                    + "\(ConvolutionAlgorithm.implementation(g, batch: 64)) |")
+        }
     }
+
+    /// (in, out, side, kernel, stride) of the bundled U-Nets' distinct convolutions with 8 or more
+    /// output channels (fewer run CKernels' direct kernel).
+    static let unetShapes: [(Int, Int, Int, Int, Int)] = [
+        (1, 32, 28, 3, 1), (32, 32, 28, 3, 1), (64, 32, 28, 3, 1), (96, 32, 28, 3, 1), (32, 32, 28, 3, 2),
+        (32, 64, 14, 3, 1), (64, 64, 14, 3, 1), (128, 64, 14, 3, 1), (64, 64, 28, 3, 1), (64, 64, 14, 3, 2),
+        (64, 64, 7, 3, 1), (128, 64, 7, 3, 1), (64, 32, 28, 1, 1), (96, 32, 28, 1, 1), (128, 64, 14, 1, 1),
+        (128, 64, 7, 1, 1),
+    ]
 }

@@ -132,14 +132,30 @@ final class OneDNNTests: XCTestCase {
         try checkAllShapes()
     }
 
-    func checkAllShapes() throws {
+    /// Winograd (where oneDNN offers it: 3x3 stride 1 on AVX-512) against the same reference, with
+    /// the same tolerances; on an AVX-512 CPU it must be offered for the 3x3 stride-1 shapes.
+    func testWinogradMatchesReference() throws {
+        let ran = try checkAllShapes(algorithm: .winograd)
+        print("winograd ran on \(ran) shape/layout pairs (isa \(OneDNNEngine.effectiveISA))")
+        if OneDNNEngine.effectiveISA.hasPrefix("avx512") { XCTAssertGreaterThanOrEqual(ran, 8) }
+    }
+
+    /// Runs every shape in every layout by `algorithm`; returns how many oneDNN offered.
+    @discardableResult
+    func checkAllShapes(algorithm: DNNLAlgorithm = .direct) throws -> Int {
         var rng = Rng(state: 42)
+        var ran = 0
         for (b, c, oc, h, w, k, s, p, hasBias) in Self.shapes {
             for layout in DNNLActivationLayout.allCases {
                 let key = DNNLConvolutionKey(
                     batch: b, inChannels: c, outChannels: oc, height: h, width: w, kernel: k,
-                    stride: s, padding: p, bias: hasBias, layout: layout, training: true)
-                let conv = try DNNLConvolutionCache.shared.convolution(key)
+                    stride: s, padding: p, bias: hasBias, layout: layout, training: true, algorithm: algorithm)
+                let offered: DNNLConvolution? =
+                    algorithm == .direct
+                    ? try DNNLConvolutionCache.shared.convolution(key)
+                    : try? DNNLConvolutionCache.shared.convolution(key)
+                guard let conv = offered else { continue }
+                ran += 1
                 let ref = NaiveConv(key)
                 let x = rng.array(key.srcCount), wt = rng.array(key.weightCount), dy = rng.array(key.dstCount)
                 let bias: [Float]? = hasBias ? rng.array(oc) : nil
@@ -179,16 +195,27 @@ final class OneDNNTests: XCTestCase {
                 XCTAssertLessThan(relError(dw, dwRef), 1e-4, "backward-weights \(what)")
             }
         }
+        return ran
     }
 
     /// Residual sum + SiLU fused as post-ops: y = silu(conv(x) + bias + residual).
     func testPostOpsSumSiLU() throws {
+        for algorithm in DNNLAlgorithm.allCases {
+            let key = DNNLConvolutionKey(
+                batch: 2, inChannels: 8, outChannels: 16, height: 9, width: 9, kernel: 3,
+                stride: 1, padding: 1, bias: true, layout: .nhwc,
+                postOps: [.sum(scale: 1), .silu], algorithm: algorithm)
+            // Winograd only where oneDNN offers it (AVX-512); its residual is staged in.
+            guard let conv = algorithm == .direct ? try DNNLConvolution(key) : try? DNNLConvolution(key) else {
+                continue
+            }
+            try checkPostOps(conv)
+        }
+    }
+
+    private func checkPostOps(_ conv: DNNLConvolution) throws {
         var rng = Rng(state: 7)
-        let key = DNNLConvolutionKey(
-            batch: 2, inChannels: 8, outChannels: 16, height: 9, width: 9, kernel: 3,
-            stride: 1, padding: 1, bias: true, layout: .nhwc,
-            postOps: [.sum(scale: 1), .silu])
-        let conv = try DNNLConvolution(key)
+        let key = conv.key
         let ref = NaiveConv(key)
         let x = rng.array(key.srcCount), wt = rng.array(key.weightCount), bias = rng.array(16)
         let residual = rng.array(key.dstCount)
