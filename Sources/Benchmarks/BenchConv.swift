@@ -9,8 +9,10 @@ import TensorCore
 public enum BenchConv {
     /// (in, out, side, kernel, stride) of the default U-Net's distinct convolutions.
     public static let shapes: [(Int, Int, Int, Int, Int)] = [
-        (1, 32, 28, 3, 1), (32, 32, 28, 3, 1), (64, 32, 28, 3, 1), (32, 32, 28, 3, 2), (32, 64, 14, 3, 1),
-        (64, 64, 14, 3, 1), (128, 64, 14, 3, 1), (64, 64, 7, 3, 1), (128, 64, 7, 3, 1), (64, 32, 28, 1, 1),
+        (1, 32, 28, 3, 1), (32, 32, 28, 3, 1), (64, 32, 28, 3, 1), (96, 32, 28, 3, 1), (32, 32, 28, 3, 2),
+        (32, 64, 14, 3, 1), (64, 64, 14, 3, 1), (128, 64, 14, 3, 1), (64, 64, 28, 3, 1), (64, 64, 14, 3, 2),
+        (64, 64, 7, 3, 1), (128, 64, 7, 3, 1), (64, 32, 28, 1, 1), (96, 32, 28, 1, 1), (128, 64, 14, 1, 1),
+        (128, 64, 7, 1, 1),
     ]
 
     /// The table, one line to `emit` as each shape is measured, then a total per batch and thread
@@ -21,9 +23,9 @@ public enum BenchConv {
     ) throws(BenchError) {
         emit("convolutions, forward (ms: median; GFLOP/s from the median; oneDNN \(OneDNNEngine.summary))")
         emit(
-            "| conv | batch | threads | im2col+sgemm ms | GFLOP/s | oneDNN nhwc ms | GFLOP/s | oneDNN impl | nhwc vs im2col | +reorders ms |"
+            "| conv | batch | threads | im2col+sgemm ms | GFLOP/s | oneDNN nhwc ms | GFLOP/s | oneDNN impl | nhwc vs im2col | +reorders ms | winograd ms | winograd impl | winograd vs direct |"
         )
-        emit("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+        emit("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|")
         defer {
             setComputeThreads(1)
             OneDNNEngine.setThreadsForCurrentThread(1)
@@ -42,7 +44,10 @@ public enum BenchConv {
                         emit(
                             "| \(name) | \(b) | \(t) | \(fixed(m.im2col, 3)) | \(fixed(m.mflop / m.im2col, 1)) | "
                                 + "\(fixed(m.dnnl, 3)) | \(fixed(m.mflop / m.dnnl, 1)) | \(m.implementation) | "
-                                + "\(fixed(m.im2col / m.dnnl, 2))x | \(fixed(m.reorders, 3)) |")
+                                + "\(fixed(m.im2col / m.dnnl, 2))x | \(fixed(m.reorders, 3)) | "
+                                + (m.winograd.map {
+                                    "\(fixed($0.ms, 3)) | \($0.implementation) | \(fixed(m.dnnl / $0.ms, 2))x |"
+                                } ?? "- | not offered | - |"))
                         let key = "batch \(b), \(t) thread" + (t > 1 ? "s" : "")
                         let old = totals[key] ?? (0, 0, 0)
                         totals[key] = (old.0 + m.im2col, old.1 + m.dnnl, old.2 + m.reorders)
@@ -64,6 +69,9 @@ public enum BenchConv {
     /// ms is GFLOP/s).
     struct Measurement {
         var im2col: Double, dnnl: Double, reorders: Double, mflop: Double, implementation: String
+        /// oneDNN's Winograd on the same NHWC tensors (its reorders to and from its blocked layout
+        /// inside), where it is offered (f32: AVX-512, 3x3 stride 1).
+        var winograd: (ms: Double, implementation: String)?
     }
 
     static func measure(
@@ -98,8 +106,20 @@ public enum BenchConv {
             try! toNHWC.execute(src: x, dst: &xn)
             try! back.execute(src: yn, dst: &y)
         }
+        var winograd: (ms: Double, implementation: String)? = nil
+        let wkey = DNNLConvolutionKey(
+            batch: b, inChannels: c, outChannels: oc, height: side, width: side, kernel: k, stride: s,
+            padding: k / 2, layout: .nhwc, algorithm: .winograd)
+        if k == 3 && s == 1, let wconv = try? DNNLConvolutionCache.shared.convolution(wkey) {
+            let wpacked = try wconv.packWeights(w)
+            let wwork = try DNNLScratch(bytes: wconv.scratchBytes)
+            let t = BenchTimer.measure(repeats: repeats, minSeconds: minSeconds) {
+                try! wconv.forward(src: xn, packed: wpacked, bias: bias, dst: &yn, scratch: wwork)
+            }
+            winograd = (t.medianMs, wconv.forwardImplementation)
+        }
         return Measurement(
             im2col: im2col.medianMs, dnnl: dnnl.medianMs, reorders: reorders.medianMs, mflop: key.flops / 1e6,
-            implementation: conv.forwardImplementation)
+            implementation: conv.forwardImplementation, winograd: winograd)
     }
 }

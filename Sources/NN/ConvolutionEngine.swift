@@ -104,17 +104,19 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
 /// buffer (only one convolution of a network runs at a time).
 final class OneDNNConv: @unchecked Sendable {
     private var scratchpad: DNNLScratch?
+    /// Scratch of the other workers of a per-sample Winograd layer (one each).
+    private var workerScratch: [DNNLScratch] = []
     /// The weights in the forward primitive's layout, made once when the store's weights are frozen.
     private var packed: PackedWeights?
 
     /// Set when oneDNN has no Winograd for this layer (then it runs direct from then on).
     private var winogradRefused = false
 
-    private func key(_ g: ConvGeometry, batch: Int, algorithm: DNNLAlgorithm) -> DNNLConvolutionKey {
+    private func key(_ g: ConvGeometry, batch: Int, algorithm: DNNLAlgorithm, threads: Int) -> DNNLConvolutionKey {
         DNNLConvolutionKey(
             batch: batch, inChannels: g.inChannels, outChannels: g.outChannels, height: g.height, width: g.width,
             kernel: g.kernel, stride: g.stride, padding: g.padding, bias: true, layout: .nhwc, training: true,
-            algorithm: algorithm)
+            threads: threads, algorithm: algorithm)
     }
 
     /// The algorithm this layer runs with (Winograd where asked for and offered).
@@ -122,18 +124,24 @@ final class OneDNNConv: @unchecked Sendable {
         !winogradRefused && ConvolutionAlgorithm.wantsWinograd(g, layout: layout) ? .winograd : .direct
     }
 
-    private func prepare(_ g: ConvGeometry, batch: Int, algorithm: DNNLAlgorithm) -> (DNNLConvolution, DNNLScratch) {
+    /// The layer's primitives at `batch`, planned for `threads` OpenMP threads (default: the
+    /// compute threads), and its scratch.
+    private func prepare(
+        _ g: ConvGeometry, batch: Int, algorithm: DNNLAlgorithm, threads: Int = kernelThreads
+    ) -> (DNNLConvolution, DNNLScratch) {
         OneDNNEngine.setThreadsForCurrentThread(kernelThreads)
         if algorithm == .winograd {
             do {
                 return try scratched(
-                    DNNLConvolutionCache.shared.convolution(key(g, batch: batch, algorithm: .winograd)))
+                    DNNLConvolutionCache.shared.convolution(
+                        key(g, batch: batch, algorithm: .winograd, threads: threads)))
             } catch {
                 winogradRefused = true
             }
         }
         do {
-            return try scratched(DNNLConvolutionCache.shared.convolution(key(g, batch: batch, algorithm: .direct)))
+            return try scratched(
+                DNNLConvolutionCache.shared.convolution(key(g, batch: batch, algorithm: .direct, threads: threads)))
         } catch {
             fatalError(
                 "oneDNN cannot run \(g) at batch \(batch): \(error) (ONESTEP_CONV=im2col uses the im2col engine)")
@@ -171,12 +179,22 @@ final class OneDNNConv: @unchecked Sendable {
         layout: ActivationLayout, perSample: Bool
     ) {
         if perSample && batch > 1 && algorithm(g, layout: layout) == .winograd {
-            let (conv, pad) = prepare(g, batch: 1, algorithm: .winograd)
+            // One-thread batch-1 primitives, the compute threads taking samples side by side: a
+            // sample's arithmetic is the same whatever shares its batch and however many threads
+            // run the layer.
+            let (conv, pad) = prepare(g, batch: 1, algorithm: .winograd, threads: 1)
             if conv.key.algorithm == .winograd {
+                let workers = min(kernelThreads, batch)
+                let pads = scratches(pad, count: workers, bytes: conv.scratchBytes)
+                if frozen && packed.map({ !conv.forwardUses($0) }) ?? true { run(conv, pad, packOnly: weight) }
+                let weights = frozen ? packed : nil
                 // NHWC: sample i is one contiguous block of input and of output.
                 let sx = g.inChannels * g.height * g.width, sy = g.outChannels * g.outHeight * g.outWidth
-                for i in 0..<batch {
-                    run(conv, pad, x: x + i * sx, weight: weight, bias: bias, y: y + i * sy, frozen: frozen)
+                parallelFor(workers) { k in
+                    for i in (batch * k / workers)..<(batch * (k + 1) / workers) {
+                        Self.run(
+                            conv, pads[k], x: x + i * sx, weight: weight, packed: weights, bias: bias, y: y + i * sy)
+                    }
                 }
                 if let sampleBias {
                     Self.addSampleBiasNHWC(
@@ -191,21 +209,51 @@ final class OneDNNConv: @unchecked Sendable {
             staging: staging, frozen: frozen, layout: layout)
     }
 
-    private func run(
+    /// `pad` and `count - 1` more scratches of at least `bytes` (kept for the next call).
+    private func scratches(_ pad: DNNLScratch, count: Int, bytes: Int) -> [DNNLScratch] {
+        do {
+            while workerScratch.count < count - 1 { workerScratch.append(try DNNLScratch(bytes: bytes)) }
+            for i in 0..<(count - 1) where workerScratch[i].capacity < bytes {
+                workerScratch[i] = try DNNLScratch(bytes: bytes)
+            }
+        } catch {
+            fatalError("oneDNN scratch of \(bytes) bytes: \(error)")
+        }
+        return [pad] + workerScratch.prefix(count - 1)
+    }
+
+    /// Packs the weights for `conv` (frozen weights).
+    private func run(_ conv: DNNLConvolution, _ pad: DNNLScratch, packOnly weight: UnsafePointer<Float>) {
+        do {
+            packed = try conv.packWeights(weight, scratch: pad)
+        } catch {
+            fatalError("oneDNN weights \(conv.key) failed: \(error)")
+        }
+    }
+
+    /// One forward call by packed weights when given, else plain ones (safe from several threads).
+    private static func run(
         _ conv: DNNLConvolution, _ pad: DNNLScratch, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        bias: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, frozen: Bool
+        packed: PackedWeights?, bias: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
     ) {
         do {
-            if frozen {
-                if packed.map({ !conv.forwardUses($0) }) ?? true { packed = try conv.packWeights(weight, scratch: pad) }
-                try conv.forward(src: x, packed: packed!, bias: bias, dst: y, scratch: pad)
+            if let packed {
+                try conv.forward(src: x, packed: packed, bias: bias, dst: y, scratch: pad)
             } else {
-                packed = nil
                 try conv.forward(src: x, weights: weight, bias: bias, dst: y, scratch: pad)
             }
         } catch {
             fatalError("oneDNN forward \(conv.key) failed: \(error)")
         }
+    }
+
+    private func run(
+        _ conv: DNNLConvolution, _ pad: DNNLScratch, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, frozen: Bool
+    ) {
+        if frozen && packed.map({ !conv.forwardUses($0) }) ?? true { run(conv, pad, packOnly: weight) }
+        if !frozen { packed = nil }
+        Self.run(conv, pad, x: x, weight: weight, packed: packed, bias: bias, y: y)
     }
 
     private func forwardBatch(

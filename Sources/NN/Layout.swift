@@ -160,11 +160,15 @@ public enum Layout {
     }
 
     /// y (layout `to`) from x (layout `from`), `hw` pixels per image: the process's cached oneDNN
-    /// reorder for the pair (`DNNLLayout.convert`), a copy when the layouts agree.
+    /// reorder for the pair (`DNNLLayout.convert`), a copy when the layouts agree. On the compute
+    /// threads: a oneDNN reorder runs as many OpenMP threads as the calling thread's setting, which
+    /// on a thread that never set it (a dispatch queue's next worker) is the core count, and the
+    /// extra team members then spin beside the other engine instances.
     public static func convert(
         _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, channels: Int, hw: Int,
         from: DNNLTensorLayout, to: DNNLTensorLayout
     ) {
+        OneDNNEngine.setThreadsForCurrentThread(kernelThreads)
         do {
             // An image of hw x 1 pixels lies in memory as one of H x W with H * W = hw, in every layout.
             try DNNLLayout.convert(x, y, batch: batch, channels: channels, height: hw, width: 1, from: from, to: to)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Benchmarks
 import Foundation
 import NN
 import OneDNN
@@ -37,7 +38,7 @@ struct KernelsCommand: ParsableCommand {
         // The bundled U-Nets' convolutions: served layers run Winograd one sample at a time.
         print("| U-Net convolution (NHWC) | served (batch 1) | training (batch 64) |")
         print("|---|---|---|")
-        for (c, oc, side, k, s) in Self.unetShapes {
+        for (c, oc, side, k, s) in BenchConv.shapes {
             let g = ConvGeometry(
                 inChannels: c, outChannels: oc, height: side, width: side, kernel: k, stride: s, padding: k / 2)
             let name = "\(c)->\(oc) \(side)x\(side) k\(k)" + (s > 1 ? " s\(s)" : "")
@@ -46,13 +47,4 @@ struct KernelsCommand: ParsableCommand {
                     + "\(ConvolutionAlgorithm.implementation(g, batch: 64)) |")
         }
     }
-
-    /// (in, out, side, kernel, stride) of the bundled U-Nets' distinct convolutions with 8 or more
-    /// output channels (fewer run CKernels' direct kernel).
-    static let unetShapes: [(Int, Int, Int, Int, Int)] = [
-        (1, 32, 28, 3, 1), (32, 32, 28, 3, 1), (64, 32, 28, 3, 1), (96, 32, 28, 3, 1), (32, 32, 28, 3, 2),
-        (32, 64, 14, 3, 1), (64, 64, 14, 3, 1), (128, 64, 14, 3, 1), (64, 64, 28, 3, 1), (64, 64, 14, 3, 2),
-        (64, 64, 7, 3, 1), (128, 64, 7, 3, 1), (64, 32, 28, 1, 1), (96, 32, 28, 1, 1), (128, 64, 14, 1, 1),
-        (128, 64, 7, 1, 1),
-    ]
 }
