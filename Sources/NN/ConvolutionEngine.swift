@@ -50,8 +50,10 @@ public enum ConvolutionEngine: String, Sendable, CaseIterable {
 /// channels): Winograd where oneDNN offers it (f32 Winograd is AVX-512 only in oneDNN 2.6; elsewhere
 /// the layer falls back to direct), or always direct. Winograd does about half the multiplications
 /// (1.3-1.9x the direct kernels on the U-Net's shapes, reorders included, on a Zen 5) and rounds
-/// slightly differently (about 1e-5 relative). oneDNN picks its Winograd tiling by batch size, so
-/// batch-invariant networks (serving) run it one sample at a time, which was as fast per sample.
+/// slightly differently (about 1e-6 relative). oneDNN picks its Winograd tiling by batch size, so
+/// batch-invariant networks (serving) run it one sample per call on one-thread primitives, the
+/// compute threads taking samples side by side (as fast per sample); whole-batch calls use it from
+/// two samples per thread and run direct below.
 ///
 /// `ONESTEP_CONV_ALGO=winograd|direct` picks at start (default winograd); tests set `current`.
 public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
@@ -119,9 +121,16 @@ final class OneDNNConv: @unchecked Sendable {
             threads: threads, algorithm: algorithm)
     }
 
-    /// The algorithm this layer runs with (Winograd where asked for and offered).
-    private func algorithm(_ g: ConvGeometry, layout: ActivationLayout) -> DNNLAlgorithm {
-        !winogradRefused && ConvolutionAlgorithm.wantsWinograd(g, layout: layout) ? .winograd : .direct
+    /// Whether this layer runs Winograd (asked for and offered).
+    private func winograd(_ g: ConvGeometry, layout: ActivationLayout) -> Bool {
+        !winogradRefused && ConvolutionAlgorithm.wantsWinograd(g, layout: layout)
+    }
+
+    /// The algorithm of a whole-batch call: Winograd from two samples per compute thread (below,
+    /// oneDNN's batch-1 Winograd split over threads was slower than direct: 1.57 vs 1.31 ms for the
+    /// U-Net at batch 1 on 2 threads, Zen 5).
+    private func batchAlgorithm(_ g: ConvGeometry, layout: ActivationLayout, batch: Int) -> DNNLAlgorithm {
+        winograd(g, layout: layout) && batch >= 2 * kernelThreads ? .winograd : .direct
     }
 
     /// The layer's primitives at `batch`, planned for `threads` OpenMP threads (default: the
@@ -171,20 +180,23 @@ final class OneDNNConv: @unchecked Sendable {
 
     /// y = conv(x) + bias (+ sampleBias [B, OC]), x and y in `layout` (NHWC runs in place, CBHW
     /// through reorders into the staging buffer).
-    /// With `perSample` (a batch-invariant network), a Winograd layer runs one sample per call.
+    /// With `perSample` (a batch-invariant network), a Winograd layer runs one sample per call at
+    /// every batch size (a sample alone is computed as in any batch).
     func forward(
         _ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         bias: UnsafePointer<Float>,
         y: UnsafeMutablePointer<Float>, sampleBias: UnsafePointer<Float>?, staging: Buffer, frozen: Bool,
         layout: ActivationLayout, perSample: Bool
     ) {
-        if perSample && batch > 1 && algorithm(g, layout: layout) == .winograd {
-            // One-thread batch-1 primitives, the compute threads taking samples side by side: a
-            // sample's arithmetic is the same whatever shares its batch and however many threads
-            // run the layer.
-            let (conv, pad) = prepare(g, batch: 1, algorithm: .winograd, threads: 1)
+        if perSample && winograd(g, layout: layout) {
+            // Batch-1 primitives, the compute threads taking samples side by side on one-thread
+            // primitives, or (fewer samples than threads) one after the other on primitives that
+            // use every thread. oneDNN's batch-1 Winograd was bitwise the same on 1 and 2 threads
+            // for every served shape (WinogradTests), so a sample is computed the same either way.
+            let workers = min(kernelThreads, batch)
+            let (conv, pad) = prepare(
+                g, batch: 1, algorithm: .winograd, threads: workers == kernelThreads ? 1 : kernelThreads)
             if conv.key.algorithm == .winograd {
-                let workers = min(kernelThreads, batch)
                 let pads = scratches(pad, count: workers, bytes: conv.scratchBytes)
                 if frozen && packed.map({ !conv.forwardUses($0) }) ?? true { run(conv, pad, packOnly: weight) }
                 let weights = frozen ? packed : nil
@@ -203,7 +215,7 @@ final class OneDNNConv: @unchecked Sendable {
                 return
             }
         }
-        let (conv, pad) = prepare(g, batch: batch, algorithm: algorithm(g, layout: layout))
+        let (conv, pad) = prepare(g, batch: batch, algorithm: batchAlgorithm(g, layout: layout, batch: batch))
         forwardBatch(
             conv, pad, g, batch: batch, x: x, weight: weight, bias: bias, y: y, sampleBias: sampleBias,
             staging: staging, frozen: frozen, layout: layout)
@@ -305,7 +317,7 @@ final class OneDNNConv: @unchecked Sendable {
         dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
         staging: Buffer, layout: ActivationLayout
     ) {
-        let (conv, pad) = prepare(g, batch: batch, algorithm: algorithm(g, layout: layout))
+        let (conv, pad) = prepare(g, batch: batch, algorithm: batchAlgorithm(g, layout: layout, batch: batch))
         let nx = batch * g.inChannels * g.height * g.width, ny = batch * g.outChannels * g.outHeight * g.outWidth
         let nw = g.outChannels * g.colRows, oc = g.outChannels
         let blocked = layout == .cbhw
