@@ -6,7 +6,7 @@ static void forward_generic(
     const float *x, float *y, long hw, int C, int G, const float *gamma, const float *beta, float eps, int silu,
     float *mean, float *rstd, float *work
 ) {
-    gn_forward_body(x, y, hw, C, G, gamma, beta, eps, silu, mean, rstd, work);
+    gn_forward_body(x, y, hw, C, G, gamma, beta, eps, silu, mean, rstd, work, 0);
 }
 
 static void backward_generic(
@@ -21,7 +21,14 @@ CK_TARGET_AVX2 static void forward_avx2(
     const float *x, float *y, long hw, int C, int G, const float *gamma, const float *beta, float eps, int silu,
     float *mean, float *rstd, float *work
 ) {
-    gn_forward_body(x, y, hw, C, G, gamma, beta, eps, silu, mean, rstd, work);
+    gn_forward_body(x, y, hw, C, G, gamma, beta, eps, silu, mean, rstd, work, 0);
+}
+
+CK_TARGET_AVX512 static void forward_avx512(
+    const float *x, float *y, long hw, int C, int G, const float *gamma, const float *beta, float eps, int silu,
+    float *mean, float *rstd, float *work
+) {
+    gn_forward_body(x, y, hw, C, G, gamma, beta, eps, silu, mean, rstd, work, 1);
 }
 
 CK_TARGET_AVX2 static void backward_avx2(
@@ -36,7 +43,7 @@ void ck_groupnorm_nhwc_forward(
     const float *x, float *y, long hw, int channels, int groups, const float *gamma, const float *beta, float eps,
     int silu, float *mean, float *rstd, float *work
 ) {
-    CK_DISPATCH(forward, (x, y, hw, channels, groups, gamma, beta, eps, silu, mean, rstd, work));
+    CK_DISPATCH_WIDE(forward, (x, y, hw, channels, groups, gamma, beta, eps, silu, mean, rstd, work));
 }
 
 void ck_groupnorm_nhwc_backward(

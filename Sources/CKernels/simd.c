@@ -10,7 +10,10 @@ static int fromEnvironment = 0;
 ck_simd_level ck_simd_best(void) {
 #if CK_HAS_AVX2
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ck_simd_avx2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return ck_simd_avx512;
+        return ck_simd_avx2;
+    }
 #endif
     return ck_simd_generic;
 }
@@ -30,6 +33,9 @@ ck_simd_level ck_simd_current(void) {
         __atomic_store_n(&fromEnvironment, 1, __ATOMIC_RELAXED);
     } else if (env && strcmp(env, "avx2") == 0) {
         chosen = clamp(ck_simd_avx2);
+        __atomic_store_n(&fromEnvironment, 1, __ATOMIC_RELAXED);
+    } else if (env && strcmp(env, "avx512") == 0) {
+        chosen = clamp(ck_simd_avx512);
         __atomic_store_n(&fromEnvironment, 1, __ATOMIC_RELAXED);
     }
     __atomic_store_n(&level, (int)chosen, __ATOMIC_RELAXED);

@@ -23,7 +23,8 @@ struct KernelsCommand: ParsableCommand {
             batch-invariant). The table lists what oneDNN picks for each convolution of the bundled U-Nets.
             OpenMP (oneDNN's threads) waits as libgomp does by default (spins briefly, then sleeps) unless
             OMP_WAIT_POLICY or GOMP_SPINCOUNT is in the environment. The C elementwise kernels
-            (GroupNorm + SiLU, small convolutions) run AVX2 + FMA when CPUID has both (ONESTEP_SIMD=generic|avx2
+            (GroupNorm + SiLU, small convolutions) run AVX2 + FMA when CPUID has both, GroupNorm's forward 16 floats
+            wide with AVX-512 F + VL (ONESTEP_SIMD=generic|avx2|avx512
             overrides). One pool: the kernels share oneDNN's OpenMP team; OpenBLAS runs on the calling thread
             when oneDNN runs the convolutions.
             """)

@@ -4,10 +4,10 @@ import XCTest
 @testable import NN
 @testable import TensorCore
 
-/// The C GroupNorm (+ SiLU) kernels over NHWC at both instruction-set levels (the baseline twin a
-/// CPU without AVX2 runs, and AVX2 + FMA) against the Swift CBHW implementation, an independent
-/// code path: forward, input gradient and parameter gradients; partial vectors (12 channels) and
-/// full ones (64).
+/// The C GroupNorm (+ SiLU) kernels over NHWC at every instruction-set level the CPU has (the
+/// baseline twin a CPU without AVX2 runs, AVX2 + FMA, AVX-512) against the Swift CBHW
+/// implementation, an independent code path: forward, input gradient and parameter gradients;
+/// partial vectors (12 channels) and full ones (32, 48, 64).
 final class ElementwiseISATests: XCTestCase {
     override func tearDown() { ElementwiseISA.use(.best) }
 
@@ -50,8 +50,8 @@ final class ElementwiseISATests: XCTestCase {
     }
 
     func testBothLevelsMatchTheCBHWImplementation() throws {
-        let levels = ElementwiseISA.best == .avx2 ? [ElementwiseISA.generic, .avx2] : [.generic]
-        for (C, G) in [(12, 3), (64, 16), (32, 8)] {
+        let levels = ElementwiseISA.allCases.filter { $0.level.rawValue <= ElementwiseISA.best.level.rawValue }
+        for (C, G) in [(12, 3), (64, 16), (32, 8), (48, 8)] {
             for silu in [true, false] {
                 let reference = run(layout: .cbhw, channels: C, groups: G, silu: silu, batch: 3, hw: 37, seed: 40)
                 var results: [(y: [Float], dx: [Float], grads: [Float])] = []
@@ -64,6 +64,13 @@ final class ElementwiseISATests: XCTestCase {
                     assertClose(r.dx, reference.dx, tolerance: 2e-5, "\(what) input gradient")
                     assertClose(r.grads, reference.grads, tolerance: 2e-5, "\(what) parameter gradients")
                     results.append(r)
+                }
+                // AVX-512 runs the same operations lane for lane as AVX2 + FMA: the same bits
+                // (48 channels: one 16-wide and one 8-wide block per pixel).
+                if let wide = levels.firstIndex(of: .avx512), let avx2 = levels.firstIndex(of: .avx2) {
+                    XCTAssertEqual(
+                        results[wide].y.map(\.bitPattern), results[avx2].y.map(\.bitPattern), "avx512 vs avx2")
+                    XCTAssertEqual(results[wide].dx.map(\.bitPattern), results[avx2].dx.map(\.bitPattern))
                 }
                 // Each level is deterministic: a second run is bitwise the first.
                 let again = run(layout: .nhwc, channels: C, groups: G, silu: silu, batch: 3, hw: 37, seed: 40)

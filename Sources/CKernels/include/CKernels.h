@@ -1,6 +1,6 @@
 // Elementwise kernels of the networks (GroupNorm + SiLU over NHWC activations), compiled twice:
-// for the x86-64 baseline and for AVX2 + FMA, picked once per process by CPUID (or by
-// ONESTEP_SIMD=generic|avx2). Swift has no per-function target attributes; C does.
+// for the x86-64 baseline and for AVX2 + FMA (GroupNorm's forward also for AVX-512), picked once
+// per process by CPUID (or by ONESTEP_SIMD=generic|avx2|avx512). Swift has no per-function target attributes; C does.
 // Also the process's parallel loop on libgomp's team (ck_parallel_run).
 #ifndef ONESTEP_CKERNELS_H
 #define ONESTEP_CKERNELS_H
@@ -11,8 +11,9 @@
 extern "C" {
 #endif
 
-/// 0: the portable path (SSE2 on x86-64); 1: AVX2 + FMA.
-typedef enum { ck_simd_generic = 0, ck_simd_avx2 = 1 } ck_simd_level;
+/// 0: the portable path (SSE2 on x86-64); 1: AVX2 + FMA; 2: AVX-512 (F + VL) on top, where the
+/// GroupNorm forward's normalise + SiLU pass runs 16 floats wide (the same bits as level 1).
+typedef enum { ck_simd_generic = 0, ck_simd_avx2 = 1, ck_simd_avx512 = 2 } ck_simd_level;
 
 /// The level in use: the CPU's best, unless ONESTEP_SIMD says otherwise (read once).
 ck_simd_level ck_simd_current(void);
