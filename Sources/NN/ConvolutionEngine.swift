@@ -198,8 +198,7 @@ final class OneDNNConv: @unchecked Sendable {
                 g, batch: 1, algorithm: .winograd, threads: workers == kernelThreads ? 1 : kernelThreads)
             if conv.key.algorithm == .winograd {
                 let pads = scratches(pad, count: workers, bytes: conv.scratchBytes)
-                if frozen && packed.map({ !conv.forwardUses($0) }) ?? true { run(conv, pad, packOnly: weight) }
-                let weights = frozen ? packed : nil
+                let weights = packedWeights(conv, pad, weight, frozen: frozen)
                 // NHWC: sample i is one contiguous block of input and of output.
                 let sx = g.inChannels * g.height * g.width, sy = g.outChannels * g.outHeight * g.outWidth
                 parallelFor(workers) { k in
@@ -234,13 +233,22 @@ final class OneDNNConv: @unchecked Sendable {
         return [pad] + workerScratch.prefix(count - 1)
     }
 
-    /// Packs the weights for `conv` (frozen weights).
-    private func run(_ conv: DNNLConvolution, _ pad: DNNLScratch, packOnly weight: UnsafePointer<Float>) {
+    /// Frozen weights packed in `conv`'s layout (packed again when the layout changed); nil, and
+    /// the pack dropped, for weights that may change.
+    private func packedWeights(
+        _ conv: DNNLConvolution, _ pad: DNNLScratch, _ weight: UnsafePointer<Float>, frozen: Bool
+    ) -> PackedWeights? {
+        guard frozen else {
+            packed = nil
+            return nil
+        }
+        if let packed, conv.forwardUses(packed) { return packed }
         do {
             packed = try conv.packWeights(weight, scratch: pad)
         } catch {
             fatalError("oneDNN weights \(conv.key) failed: \(error)")
         }
+        return packed
     }
 
     /// One forward call by packed weights when given, else plain ones (safe from several threads).
@@ -259,15 +267,6 @@ final class OneDNNConv: @unchecked Sendable {
         }
     }
 
-    private func run(
-        _ conv: DNNLConvolution, _ pad: DNNLScratch, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        bias: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, frozen: Bool
-    ) {
-        if frozen && packed.map({ !conv.forwardUses($0) }) ?? true { run(conv, pad, packOnly: weight) }
-        if !frozen { packed = nil }
-        Self.run(conv, pad, x: x, weight: weight, packed: packed, bias: bias, y: y)
-    }
-
     private func forwardBatch(
         _ conv: DNNLConvolution, _ pad: DNNLScratch, _ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>,
         weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
@@ -283,7 +282,9 @@ final class OneDNNConv: @unchecked Sendable {
             xn = UnsafePointer(staging.ptr)
             yn = staging.ptr + nx
         }
-        run(conv, pad, x: xn, weight: weight, bias: bias, y: yn, frozen: frozen)
+        Self.run(
+            conv, pad, x: xn, weight: weight, packed: packedWeights(conv, pad, weight, frozen: frozen), bias: bias,
+            y: yn)
         if let sampleBias {
             Self.addSampleBiasNHWC(
                 yn, sampleBias, batch: batch, channels: g.outChannels, plane: g.outHeight * g.outWidth)

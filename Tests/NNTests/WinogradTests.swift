@@ -95,6 +95,13 @@ final class WinogradTests: XCTestCase {
         }
         let worst = zip(plain, reference).map { abs($0 - $1) }.max()!
         XCTAssertLessThan(worst, 2e-5 * maxAbs(plain), "served vs plain Winograd")
+        // Unfrozen, a weight change is seen at once; frozen again, the new weights are packed.
+        net.parameters.weightsFrozen = false
+        for i in 0..<net.parameters.count { net.parameters.values.ptr[i] *= 0.9 }
+        let changed = net.forward(x: x, cNoise: c, labels: nil)
+        XCTAssertNotEqual(changed.map(\.bitPattern), reference.map(\.bitPattern))
+        net.parameters.weightsFrozen = true
+        XCTAssertEqual(net.forward(x: x, cNoise: c, labels: nil).map(\.bitPattern), changed.map(\.bitPattern))
     }
 
     /// Frozen (packed) weights at one batch size, then another whose primitive wants another
