@@ -52,8 +52,9 @@ public enum ConvolutionEngine: String, Sendable, CaseIterable {
 /// (1.3-1.9x the direct kernels on the U-Net's shapes, reorders included, on a Zen 5) and rounds
 /// slightly differently (about 1e-6 relative). oneDNN picks its Winograd tiling by batch size, so
 /// batch-invariant networks (serving) run it one sample per call on one-thread primitives, the
-/// compute threads taking samples side by side (as fast per sample); whole-batch calls use it from
-/// two samples per thread and run direct below.
+/// compute threads taking samples side by side (as fast per sample); other networks do the same
+/// below two samples per thread (so a sample alone is the served sample) and call it on the whole
+/// batch above.
 ///
 /// `ONESTEP_CONV_ALGO=winograd|direct` picks at start (default winograd); tests set `current`.
 public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
@@ -126,9 +127,8 @@ final class OneDNNConv: @unchecked Sendable {
         !winogradRefused && ConvolutionAlgorithm.wantsWinograd(g, layout: layout)
     }
 
-    /// The algorithm of a whole-batch call: Winograd from two samples per compute thread (below,
-    /// oneDNN's batch-1 Winograd split over threads was slower than direct: 1.57 vs 1.31 ms for the
-    /// U-Net at batch 1 on 2 threads, Zen 5).
+    /// The algorithm of a whole-batch backward call: Winograd from two samples per compute thread
+    /// (below, oneDNN's batch-1 Winograd split over threads was slower than direct).
     private func batchAlgorithm(_ g: ConvGeometry, layout: ActivationLayout, batch: Int) -> DNNLAlgorithm {
         winograd(g, layout: layout) && batch >= 2 * kernelThreads ? .winograd : .direct
     }
@@ -188,7 +188,9 @@ final class OneDNNConv: @unchecked Sendable {
         y: UnsafeMutablePointer<Float>, sampleBias: UnsafePointer<Float>?, staging: Buffer, frozen: Bool,
         layout: ActivationLayout, perSample: Bool
     ) {
-        if perSample && winograd(g, layout: layout) {
+        // Batches under two samples per thread run the served path too, so a sample computed alone
+        // is the served sample in either mode.
+        if (perSample || batch < 2 * kernelThreads) && winograd(g, layout: layout) {
             // Batch-1 primitives, the compute threads taking samples side by side on one-thread
             // primitives, or (fewer samples than threads) one after the other on primitives that
             // use every thread. oneDNN's batch-1 Winograd was bitwise the same on 1 and 2 threads
@@ -214,7 +216,7 @@ final class OneDNNConv: @unchecked Sendable {
                 return
             }
         }
-        let (conv, pad) = prepare(g, batch: batch, algorithm: batchAlgorithm(g, layout: layout, batch: batch))
+        let (conv, pad) = prepare(g, batch: batch, algorithm: winograd(g, layout: layout) ? .winograd : .direct)
         forwardBatch(
             conv, pad, g, batch: batch, x: x, weight: weight, bias: bias, y: y, sampleBias: sampleBias,
             staging: staging, frozen: frozen, layout: layout)
