@@ -17,14 +17,7 @@ public enum ConvolutionEngine: String, Sendable, CaseIterable {
     case oneDNN = "onednn"
     case im2col
 
-    nonisolated(unsafe) public static var current: ConvolutionEngine = {
-        if let v = ProcessInfo.processInfo.environment["ONESTEP_CONV"],
-            let e = ConvolutionEngine(rawValue: v.lowercased())
-        {
-            return e
-        }
-        return .oneDNN
-    }()
+    nonisolated(unsafe) public static var current: ConvolutionEngine = .fromEnvironment("ONESTEP_CONV") ?? .oneDNN
 
     /// Sets the process's compute threads for the networks: `n` threads in one pool. With oneDNN
     /// the convolutions and the elementwise kernels (TensorCore's `parallelFor`) share libgomp's
@@ -61,14 +54,8 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
     case winograd
     case direct
 
-    nonisolated(unsafe) public static var current: ConvolutionAlgorithm = {
-        if let v = ProcessInfo.processInfo.environment["ONESTEP_CONV_ALGO"],
-            let a = ConvolutionAlgorithm(rawValue: v.lowercased())
-        {
-            return a
-        }
-        return .winograd
-    }()
+    nonisolated(unsafe) public static var current: ConvolutionAlgorithm =
+        .fromEnvironment("ONESTEP_CONV_ALGO") ?? .winograd
 
     static var summary: String {
         let from = ProcessInfo.processInfo.environment["ONESTEP_CONV_ALGO"] != nil ? " (ONESTEP_CONV_ALGO)" : ""
@@ -358,5 +345,13 @@ final class OneDNNConv: @unchecked Sendable {
         } catch {
             fatalError("oneDNN backward \(conv.key) failed: \(error)")
         }
+    }
+}
+
+extension RawRepresentable where RawValue == String {
+    /// The case the environment variable `name` spells (any letter case), or nil: the engine
+    /// switches (`ONESTEP_CONV`, `ONESTEP_CONV_ALGO`, `ONESTEP_LAYOUT`).
+    static func fromEnvironment(_ name: String) -> Self? {
+        ProcessInfo.processInfo.environment[name].flatMap { Self(rawValue: $0.lowercased()) }
     }
 }

@@ -21,8 +21,7 @@ public enum ActivationLayout: String, Sendable, CaseIterable {
         return ConvolutionEngine.current == .oneDNN ? .nhwc : .cbhw
     }
 
-    static let forced: ActivationLayout? =
-        ProcessInfo.processInfo.environment["ONESTEP_LAYOUT"].flatMap { ActivationLayout(rawValue: $0.lowercased()) }
+    static let forced: ActivationLayout? = .fromEnvironment("ONESTEP_LAYOUT")
 }
 
 /// Channels `offset ..< offset + C` of an activation tensor of `total` channels: where a layer

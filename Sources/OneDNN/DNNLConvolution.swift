@@ -82,13 +82,7 @@ public final class DNNLConvolution: @unchecked Sendable {
             try check(
                 dnnl_convolution_forward_desc_init(&fd, prop, alg, &s, &wAny, &bias, &d, strides, pads, pads),
                 "dnnl_convolution_forward_desc_init", what)
-            return try withAttr(postOps: postOps) { attr throws(OneDNNError) -> dnnl_primitive_desc_t in
-                var pd: dnnl_primitive_desc_t?
-                try check(
-                    dnnl_primitive_desc_create(&pd, &fd, attr, engine.engine, nil),
-                    "dnnl_primitive_desc_create", "forward \(what)")
-                return pd!
-            }
+            return try primitiveDesc(&fd, engine: engine, postOps: postOps, what: "forward \(what)")
         }
         // Winograd's forward always runs as inference: oneDNN's forward_training 4x3 kernel was up
         // to 4x slower at batch 1 (7x7 planes); the training hint for backward-data is made apart.
@@ -141,13 +135,7 @@ public final class DNNLConvolution: @unchecked Sendable {
                 &bdd, alg, &src, &wAny, &dst,
                 strides, pads, pads),
             "dnnl_convolution_backward_data_desc_init", what)
-        let bdpd = try withAttr { attr throws(OneDNNError) -> dnnl_primitive_desc_t in
-            var pd: dnnl_primitive_desc_t?
-            try check(
-                dnnl_primitive_desc_create(&pd, &bdd, attr, engine.engine, hint),
-                "dnnl_primitive_desc_create", "backward-data \(what)")
-            return pd!
-        }
+        let bdpd = try primitiveDesc(&bdd, engine: engine, hint: hint, what: "backward-data \(what)")
         let bd = try Primitive(pd: bdpd, what: "backward-data \(what)")
         backwardDataPrimitive = bd
         backwardDataDiffDst = try Staged(
@@ -174,13 +162,7 @@ public final class DNNLConvolution: @unchecked Sendable {
                 strides, pads, pads),
             "dnnl_convolution_backward_weights_desc_init", what)
         let bwHint = directHint ?? forwardPrimitive.pd
-        let bwpd = try withAttr { attr throws(OneDNNError) -> dnnl_primitive_desc_t in
-            var pd: dnnl_primitive_desc_t?
-            try check(
-                dnnl_primitive_desc_create(&pd, &bwd, attr, engine.engine, bwHint),
-                "dnnl_primitive_desc_create", "backward-weights \(what)")
-            return pd!
-        }
+        let bwpd = try primitiveDesc(&bwd, engine: engine, hint: bwHint, what: "backward-weights \(what)")
         let bw = try Primitive(pd: bwpd, what: "backward-weights \(what)")
         backwardWeightsPrimitive = bw
         backwardWeightsDiffMD = bw.md(dnnl_query_diff_weights_md)
@@ -263,6 +245,20 @@ public final class DNNLConvolution: @unchecked Sendable {
             if owned == nil { owned = try DNNLScratch(bytes: bytes, engine: engine) }
             return try body(owned!)
         }
+    }
+}
+
+/// A primitive descriptor for a convolution op descriptor (user scratchpad, `postOps`, optional
+/// forward `hint`), owned by the caller.
+private func primitiveDesc(
+    _ desc: inout dnnl_convolution_desc_t, engine: OneDNNEngine, hint: const_dnnl_primitive_desc_t? = nil,
+    postOps: [DNNLPostOp] = [], what: @autoclosure () -> String
+) throws(OneDNNError) -> dnnl_primitive_desc_t {
+    try withAttr(postOps: postOps) { attr throws(OneDNNError) -> dnnl_primitive_desc_t in
+        var pd: dnnl_primitive_desc_t?
+        try check(
+            dnnl_primitive_desc_create(&pd, &desc, attr, engine.engine, hint), "dnnl_primitive_desc_create", what())
+        return pd!
     }
 }
 
