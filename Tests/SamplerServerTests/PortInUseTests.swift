@@ -60,6 +60,39 @@ final class PortInUseTests: XCTestCase {
             r.output.contains("Error: cannot listen for \(what)") && r.output.contains(flags), r.output, line: line)
     }
 
+    /// `--log-format json`: one JSON object per line, with an ISO 8601 UTC time to the second.
+    func testJSONLogLinesCarryTheTime() throws {
+        let (bin, prefix) = try DaemonProcess.binary()
+        let root = try Fixtures.repository()
+        try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: root, name: "m", version: 1)
+        let log = "\(root)/serve.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bin)
+        p.arguments =
+            prefix + [
+                "--repository", root, "--log-format", "json", "--port", "0", "--metrics-port=-1", "--http-port=-1",
+            ]
+        p.standardError = FileHandle(forWritingAtPath: log)
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let t0 = Date()
+        func text() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        while !text().contains("\"msg\":\"listening\"") && Date().timeIntervalSince(t0) < 20 {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        p.terminate()
+        p.waitUntilExit()
+        let lines = text().split(separator: "\n").filter { $0.hasPrefix("{") }
+        XCTAssertTrue(lines.contains { $0.contains("\"msg\":\"listening\"") }, text())
+        let f = ISO8601DateFormatter()
+        for l in lines {
+            let ts = (try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any])?["ts"] as? String ?? ""
+            XCTAssertEqual(ts.count, 20, String(l))
+            XCTAssertLessThan(abs(f.date(from: ts)?.timeIntervalSinceNow ?? .infinity), 60, String(l))
+        }
+    }
+
     func testTakenGRPCPortExitsAtOnceWithTheReason() async throws {
         try await assertRefused("gRPC") { ["--port", "\($0)", "--metrics-port", "-1", "--http-port=-1"] }
     }
