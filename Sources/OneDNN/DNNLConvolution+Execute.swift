@@ -56,14 +56,17 @@ extension DNNLConvolution {
                 (cdnnl_arg_diff_weights(), backwardWeightsDiffMD, target),
             ]
             if let diffBias { args.append((cdnnl_arg_diff_bias(), biasMD, UnsafeMutableRawPointer(diffBias))) }
-            try bw.execute(args, scratchpad: r[0], engine: engine, stream: s.stream, what: "backwardWeights \(key)")
+            try bw.execute(
+                args, scratchpad: r[0], engine: engine, stream: s.stream, memories: s.memories,
+                what: "backwardWeights \(key)")
             if let reorder = backwardWeightsReorder {
                 try reorder.execute(
                     [
                         (cdnnl_arg_from(), backwardWeightsDiffMD, target),
                         (cdnnl_arg_to(), plainWeightsMD, UnsafeMutableRawPointer(diffWeights)),
                     ],
-                    scratchpad: r[1], engine: engine, stream: s.stream, what: "diff weights \(key)")
+                    scratchpad: r[1], engine: engine, stream: s.stream, memories: s.memories,
+                    what: "diff weights \(key)")
             }
         }
     }
@@ -89,11 +92,12 @@ extension DNNLConvolution {
             let r = try s.regions(sizes, what: "forward")
             let w = try weights(
                 plain: plain, packed: packed, target: forwardWeightsMD, plainReorder: forwardWeightsReorder,
-                temp: direct ? nil : r[2], reorderScratch: direct ? nil : r[1], stream: s.stream)
-            let x = try stageIn(forwardSrc, srcMD, UnsafeMutableRawPointer(mutating: src), r[3], r[5], s.stream)
+                temp: direct ? nil : r[2], reorderScratch: direct ? nil : r[1], stream: s.stream,
+                memories: s.memories)
+            let x = try stageIn(forwardSrc, srcMD, UnsafeMutableRawPointer(mutating: src), r[3], r[5], s)
             let y = forwardDst.reorder == nil ? UnsafeMutableRawPointer(dst) : r[4]!
             if let residual = forwardDstIn {
-                _ = try stageIn(residual, dstMD, UnsafeMutableRawPointer(dst), y, r[5], s.stream)
+                _ = try stageIn(residual, dstMD, UnsafeMutableRawPointer(dst), y, r[5], s)
             }
             var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer?)] = [
                 (cdnnl_arg_src(), forwardSrc.md, x),
@@ -102,8 +106,8 @@ extension DNNLConvolution {
             ]
             if let bias { args.append((cdnnl_arg_bias(), biasMD, UnsafeMutableRawPointer(mutating: bias))) }
             try forwardPrimitive.execute(
-                args, scratchpad: r[0], engine: engine, stream: s.stream, what: "forward \(key)")
-            try stageOut(forwardDst, y, dstMD, UnsafeMutableRawPointer(dst), r[5], s.stream)
+                args, scratchpad: r[0], engine: engine, stream: s.stream, memories: s.memories, what: "forward \(key)")
+            try stageOut(forwardDst, y, dstMD, UnsafeMutableRawPointer(dst), r[5], s)
         }
     }
 
@@ -120,8 +124,8 @@ extension DNNLConvolution {
             let w = try weights(
                 plain: plain, packed: packed, target: backwardDataWeightsMD,
                 plainReorder: backwardDataWeightsReorder, temp: r[2], reorderScratch: r[1],
-                stream: s.stream)
-            let dy = try stageIn(dd, dstMD, UnsafeMutableRawPointer(mutating: diffDst), r[3], r[5], s.stream)
+                stream: s.stream, memories: s.memories)
+            let dy = try stageIn(dd, dstMD, UnsafeMutableRawPointer(mutating: diffDst), r[3], r[5], s)
             let dx = ds.reorder == nil ? UnsafeMutableRawPointer(diffSrc) : r[4]!
             try bd.execute(
                 [
@@ -129,8 +133,8 @@ extension DNNLConvolution {
                     (cdnnl_arg_weights(), backwardDataWeightsMD, w),
                     (cdnnl_arg_diff_src(), ds.md, dx),
                 ],
-                scratchpad: r[0], engine: engine, stream: s.stream, what: "backwardData \(key)")
-            try stageOut(ds, dx, srcMD, UnsafeMutableRawPointer(diffSrc), r[5], s.stream)
+                scratchpad: r[0], engine: engine, stream: s.stream, memories: s.memories, what: "backwardData \(key)")
+            try stageOut(ds, dx, srcMD, UnsafeMutableRawPointer(diffSrc), r[5], s)
         }
     }
 
@@ -138,23 +142,25 @@ extension DNNLConvolution {
     /// reorder into `copy`.
     func stageIn(
         _ staged: Staged, _ userMD: dnnl_memory_desc_t, _ user: UnsafeMutableRawPointer,
-        _ copy: UnsafeMutableRawPointer?, _ reorderScratch: UnsafeMutableRawPointer?, _ stream: dnnl_stream_t
+        _ copy: UnsafeMutableRawPointer?, _ reorderScratch: UnsafeMutableRawPointer?, _ s: DNNLScratch
     ) throws(OneDNNError) -> UnsafeMutableRawPointer {
         guard let reorder = staged.reorder, let copy else { return user }
         try reorder.execute(
             [(cdnnl_arg_from(), userMD, user), (cdnnl_arg_to(), staged.md, copy)],
-            scratchpad: reorderScratch, engine: engine, stream: stream, what: "stage in \(key)")
+            scratchpad: reorderScratch, engine: engine, stream: s.stream, memories: s.memories,
+            what: "stage in \(key)")
         return copy
     }
 
     /// Writes the primitive's output `prim` into the caller's `user` when they differ.
     func stageOut(
         _ staged: Staged, _ prim: UnsafeMutableRawPointer, _ userMD: dnnl_memory_desc_t,
-        _ user: UnsafeMutableRawPointer, _ reorderScratch: UnsafeMutableRawPointer?, _ stream: dnnl_stream_t
+        _ user: UnsafeMutableRawPointer, _ reorderScratch: UnsafeMutableRawPointer?, _ s: DNNLScratch
     ) throws(OneDNNError) {
         guard let reorder = staged.reorder else { return }
         try reorder.execute(
             [(cdnnl_arg_from(), staged.md, prim), (cdnnl_arg_to(), userMD, user)],
-            scratchpad: reorderScratch, engine: engine, stream: stream, what: "stage out \(key)")
+            scratchpad: reorderScratch, engine: engine, stream: s.stream, memories: s.memories,
+            what: "stage out \(key)")
     }
 }

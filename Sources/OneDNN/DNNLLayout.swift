@@ -73,7 +73,8 @@ public final class DNNLReorder: @unchecked Sendable {
         ]
         if let scratch {
             let r = try scratch.regions([primitive.scratchpadBytes], what: what)
-            try primitive.execute(args, scratchpad: r[0], engine: engine, stream: scratch.stream, what: what)
+            try primitive.execute(
+                args, scratchpad: r[0], engine: engine, stream: scratch.stream, memories: scratch.memories, what: what)
             return
         }
         if primitive.scratchpadBytes > 0 {

@@ -10,6 +10,8 @@ public final class DNNLScratch: @unchecked Sendable {
     let buffer: UnsafeMutableRawPointer
     let stream: dnnl_stream_t
     let engine: OneDNNEngine
+    /// The memory objects of the executions on this scratch.
+    let memories = MemoryCache()
 
     public init(bytes: Int, engine: OneDNNEngine? = nil) throws(OneDNNError) {
         let e: OneDNNEngine

@@ -44,12 +44,13 @@ final class Primitive: @unchecked Sendable {
     }
 
     /// Runs the primitive on `stream` with the given (argument, descriptor, pointer) triples plus
-    /// the scratchpad at `scratchpad`, and waits. Memory objects are created per call (cheap,
-    /// no copies) so concurrent calls share nothing mutable. `what` (for errors) is only built
-    /// when a call fails.
+    /// the scratchpad at `scratchpad`, and waits. Memory objects come from `memories` (the calling
+    /// worker's, kept between calls) or, without one, are created for the call and destroyed after
+    /// it; either way concurrent calls on different workers share nothing mutable. `what` (for
+    /// errors) is only built when a call fails.
     func execute(
         _ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer?)], scratchpad: UnsafeMutableRawPointer?,
-        engine: OneDNNEngine, stream: dnnl_stream_t, what: @autoclosure () -> String
+        engine: OneDNNEngine, stream: dnnl_stream_t, memories: MemoryCache? = nil, what: @autoclosure () -> String
     ) throws(OneDNNError) {
         var all = args
         if scratchpadBytes > 0 {
@@ -58,13 +59,21 @@ final class Primitive: @unchecked Sendable {
         }
         var execArgs: [dnnl_exec_arg_t] = []
         execArgs.reserveCapacity(all.count)
-        defer { for a in execArgs { dnnl_memory_destroy(a.memory) } }
+        var owned: [dnnl_memory_t] = []
+        defer { for m in owned { dnnl_memory_destroy(m) } }
         for (arg, md, ptr) in all {
+            if let memories, let ptr {
+                let m = try memories.memory(
+                    for: self, arg: arg, md: md, handle: ptr, engine: engine, stream: stream, what: what())
+                execArgs.append(dnnl_exec_arg_t(arg: arg, memory: m))
+                continue
+            }
             var m: dnnl_memory_t?
             var desc = md
             try check(
                 dnnl_memory_create(&m, &desc, engine.engine, ptr ?? cdnnl_memory_none()),
                 "dnnl_memory_create", what())
+            owned.append(m!)
             execArgs.append(dnnl_exec_arg_t(arg: arg, memory: m))
         }
         try check(
