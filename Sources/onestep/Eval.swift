@@ -48,6 +48,11 @@ struct Eval: AsyncParsableCommand {
     var cas = false
     @Option(help: "CAS: classifier epochs (default: the committed evaluator's recipe for the data set).")
     var casEpochs: Int?
+    @Option(
+        help:
+            "CAS: take the real-data rows from this earlier --cas report (same data, --n, seeds and classifier recipe) instead of training them again."
+    )
+    var casRealFrom: String?
 
     func run() async throws {
         try Check.count("--n", n, 10...(1 << 22))

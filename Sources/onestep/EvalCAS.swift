@@ -40,6 +40,9 @@ extension Eval {
             "CAS: LeNet (\(recipe.epochs) epochs, batch \(recipe.batchSize), the committed \(data) recipe) trained on "
                 + "\(n) generated or \(n) real images, tested on \(test.count) real test images; \(machineDescription())"
         )
+        let reused = try casRealFrom.map {
+            try Self.realRows(from: $0, data: data, n: n, seeds: seeds, testImages: test.count, recipe: recipe)
+        }
         var runs: [[String: Any]] = []
         var nfe = 1
         for k in 0..<seeds {
@@ -53,7 +56,9 @@ extension Eval {
             let generated = try ClassificationAccuracy.generatedSet(
                 images: x, labels: requested, like: realTrain, sourceSide: side)
             let synthetic = try ClassificationAccuracy.accuracy(train: generated, test: test, recipe: recipe)
-            let real = try ClassificationAccuracy.accuracy(train: realTrain.prefix(n), test: test, recipe: recipe)
+            let real =
+                try reused?[recipe.seed]
+                ?? ClassificationAccuracy.accuracy(train: realTrain.prefix(n), test: test, recipe: recipe)
             var run: [String: Any] = [
                 "sample_seed": Int(sampleSeed), "classifier_seed": Int(recipe.seed), "cas": synthetic,
                 "real": real, "generate_seconds": generateSeconds,
@@ -91,6 +96,7 @@ extension Eval {
             "date": ISO8601DateFormatter().string(from: Date()), "machine": machineDescription(),
             "kernels": ConvolutionEngine.summary,
         ]
+        if let casRealFrom { report["real_from"] = casRealFrom }
         if let g = spread("generate_seconds") { report["generate_seconds"] = g }
         if let a = spread("conditional_accuracy") {
             print(String(format: "conditional accuracy   %.4f +- %.4f", a["mean"]!, a["std"]!))
@@ -109,5 +115,38 @@ extension Eval {
         if let sampler { report["sampler"] = ["steps": sampler.steps, "guidance": sampler.guidance] }
         print("NFE \(nfe)")
         try write(report, snap: snap, key: "measured_cas")
+    }
+
+    /// The real-data accuracies of an earlier `--cas` report, by classifier seed, when it was made
+    /// under the same protocol (data set, n, test images, classifier epochs and batch, and a row for
+    /// every classifier seed this run uses); otherwise a message naming what differs.
+    static func realRows(
+        from path: String, data: String, n: Int, seeds: Int, testImages: Int, recipe: EvaluatorTrainingConfig
+    ) throws -> [UInt64: Double] {
+        guard let bytes = FileManager.default.contents(atPath: path),
+            let report = try? JSONSerialization.jsonObject(with: bytes) as? [String: Any]
+        else { throw ValidationError("--cas-real-from: cannot read a JSON report at \(path)") }
+        func differs(_ what: String, _ theirs: Any?, _ ours: Any) -> ValidationError {
+            ValidationError(
+                "--cas-real-from \(path): its \(what) is \(theirs.map { "\($0)" } ?? "missing"), this run's is \(ours); "
+                    + "the real-data rows are only reused under the same protocol")
+        }
+        if report["data"] as? String != data { throw differs("data set", report["data"], data) }
+        if report["n"] as? Int != n { throw differs("--n", report["n"], n) }
+        if report["test_images"] as? Int != testImages { throw differs("test set", report["test_images"], testImages) }
+        let classifier = report["classifier"] as? [String: Any]
+        if classifier?["epochs"] as? Int != recipe.epochs {
+            throw differs("classifier epochs", classifier?["epochs"], recipe.epochs)
+        }
+        if classifier?["batch_size"] as? Int != recipe.batchSize {
+            throw differs("classifier batch", classifier?["batch_size"], recipe.batchSize)
+        }
+        var rows: [UInt64: Double] = [:]
+        for run in report["runs"] as? [[String: Any]] ?? [] {
+            if let s = run["classifier_seed"] as? Int, let r = run["real"] as? Double { rows[UInt64(s)] = r }
+        }
+        let missing = (1...seeds).filter { rows[UInt64($0)] == nil }
+        if !missing.isEmpty { throw differs("classifier seeds", rows.keys.sorted(), "1...\(seeds)") }
+        return rows
     }
 }

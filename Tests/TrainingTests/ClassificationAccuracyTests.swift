@@ -45,6 +45,27 @@ final class ClassificationAccuracyTests: XCTestCase {
         XCTAssertEqual(report["nfe"] as? Int, 15)
         XCTAssertEqual((report["runs"] as? [[String: Any]])?.count, 2)
         XCTAssertTrue(text.contains("CAS (generated)"), text)
+
+        // Another model (here: other samples) under the same protocol reuses the real-data rows.
+        let (status2, text2) = try run([
+            "eval", "--snapshot", Self.teacher, "--data", "digits", "--cas", "--n", "1000", "--steps", "8",
+            "--seed-count", "2", "--seed", "2000", "--threads", "1", "--cas-real-from", dir + "/cas.json",
+            "--out", dir + "/cas2.json",
+        ])
+        XCTAssertEqual(status2, 0, text2)
+        let report2 = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/cas2.json")))
+                as? [String: Any])
+        XCTAssertEqual(report2["real"] as? [String: Double], real)
+        XCTAssertEqual(report2["real_from"] as? String, dir + "/cas.json")
+        XCTAssertNotEqual(report2["cas"] as? [String: Double], cas, "new samples, a new score")
+        // A different protocol is refused, naming what differs.
+        let (status3, text3) = try run([
+            "eval", "--snapshot", Self.teacher, "--data", "digits", "--cas", "--n", "500", "--steps", "8",
+            "--threads", "1", "--cas-real-from", dir + "/cas.json", "--out", dir + "/cas3.json",
+        ])
+        XCTAssertNotEqual(status3, 0)
+        XCTAssertTrue(text3.contains("its --n is 1000, this run's is 500"), text3)
     }
 
     /// The mutation check: the same generated images with their labels shuffled train a classifier
