@@ -19,7 +19,11 @@ final class PortInUseTests: XCTestCase {
         return (channel, try XCTUnwrap(channel.localAddress?.port))
     }
 
-    func serve(_ arguments: [String]) throws -> (status: Int32?, seconds: Double, output: String) {
+    /// Runs `serve` with `arguments` (JSON log) until it exits, or until `until(log)` holds (then
+    /// SIGTERM), at most 20 s.
+    func serve(_ arguments: [String], until: ((String) -> Bool)? = nil) throws -> (
+        status: Int32?, seconds: Double, output: String
+    ) {
         let (bin, prefix) = try DaemonProcess.binary()
         let root = try Fixtures.repository()
         try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: root, name: "m", version: 1)
@@ -32,7 +36,15 @@ final class PortInUseTests: XCTestCase {
         p.standardError = FileHandle(forWritingAtPath: log)
         let t0 = Date()
         try p.run()
-        while p.isRunning && Date().timeIntervalSince(t0) < 20 { Thread.sleep(forTimeInterval: 0.02) }
+        func text() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        while p.isRunning && Date().timeIntervalSince(t0) < 20 {
+            if let until, until(text()) {
+                p.terminate()
+                p.waitUntilExit()
+                break
+            }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
         let took = Date().timeIntervalSince(t0)
         if p.isRunning {
             kill(p.processIdentifier, SIGKILL); p.waitUntilExit(); return (nil, took, DaemonProcess.tail(log))
@@ -62,29 +74,10 @@ final class PortInUseTests: XCTestCase {
 
     /// `--log-format json`: one JSON object per line, with an ISO 8601 UTC time to the second.
     func testJSONLogLinesCarryTheTime() throws {
-        let (bin, prefix) = try DaemonProcess.binary()
-        let root = try Fixtures.repository()
-        try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: root, name: "m", version: 1)
-        let log = "\(root)/serve.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bin)
-        p.arguments =
-            prefix + [
-                "--repository", root, "--log-format", "json", "--port", "0", "--metrics-port=-1", "--http-port=-1",
-            ]
-        p.standardError = FileHandle(forWritingAtPath: log)
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        let t0 = Date()
-        func text() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-        while !text().contains("\"msg\":\"listening\"") && Date().timeIntervalSince(t0) < 20 {
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        p.terminate()
-        p.waitUntilExit()
-        let lines = text().split(separator: "\n").filter { $0.hasPrefix("{") }
-        XCTAssertTrue(lines.contains { $0.contains("\"msg\":\"listening\"") }, text())
+        let listening = "\"msg\":\"listening\""
+        let r = try serve(["--port", "0", "--metrics-port=-1", "--http-port=-1"]) { $0.contains(listening) }
+        let lines = r.output.split(separator: "\n").filter { $0.hasPrefix("{") }
+        XCTAssertTrue(lines.contains { $0.contains(listening) }, r.output)
         let f = ISO8601DateFormatter()
         for l in lines {
             let ts = (try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any])?["ts"] as? String ?? ""
