@@ -70,10 +70,21 @@ public final class ResBlock: @unchecked Sendable {
         let s: UnsafePointer<Float> =
             skip.map { UnsafePointer($0.forward(x, batch: batch, height: height, width: width)) } ?? x
         let k = ResBlock.skipScale
-        layout.forEachRun(channels: co, batch: batch, hw: hw, into: ChannelSlice(y, total: co)) { i, y, n in
-            for j in 0..<n { y[j] = (h1[i + j] + s[i + j]) * k }
+        if let slice, direct == nil {
+            // NHWC into a concatenation: each value goes to the compact output and to its slice in
+            // one pass (a separate copy re-read the whole output: 2-3% of a served forward).
+            layout.forEachRun(channels: co, batch: batch, hw: hw, into: slice) { i, d, n in
+                for j in 0..<n {
+                    let v = (h1[i + j] + s[i + j]) * k
+                    y[i + j] = v
+                    d[j] = v
+                }
+            }
+        } else {
+            layout.forEachRun(channels: co, batch: batch, hw: hw, into: ChannelSlice(y, total: co)) { i, y, n in
+                for j in 0..<n { y[j] = (h1[i + j] + s[i + j]) * k }
+            }
         }
-        if let slice, direct == nil { layout.write(y, channels: co, batch: batch, hw: hw, into: slice) }
         return y
     }
 
