@@ -114,8 +114,9 @@ final class OneDNNConv: @unchecked Sendable {
         !winogradRefused && ConvolutionAlgorithm.wantsWinograd(g, layout: layout)
     }
 
-    /// The algorithm of a whole-batch backward call: Winograd from two samples per compute thread
-    /// (below, oneDNN's batch-1 Winograd split over threads was slower than direct).
+    /// The algorithm of a whole-batch call (forward or backward): Winograd from two samples per
+    /// compute thread (below, oneDNN's batch-1 Winograd split over threads was slower than direct;
+    /// the forward runs such batches on the per-sample path instead).
     private func batchAlgorithm(_ g: ConvGeometry, layout: ActivationLayout, batch: Int) -> DNNLAlgorithm {
         winograd(g, layout: layout) && batch >= 2 * kernelThreads ? .winograd : .direct
     }
@@ -203,7 +204,7 @@ final class OneDNNConv: @unchecked Sendable {
                 return
             }
         }
-        let (conv, pad) = prepare(g, batch: batch, algorithm: winograd(g, layout: layout) ? .winograd : .direct)
+        let (conv, pad) = prepare(g, batch: batch, algorithm: batchAlgorithm(g, layout: layout, batch: batch))
         forwardBatch(
             conv, pad, g, batch: batch, x: x, weight: weight, bias: bias, y: y, sampleBias: sampleBias,
             staging: staging, frozen: frozen, layout: layout)

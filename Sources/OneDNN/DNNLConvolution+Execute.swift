@@ -57,7 +57,7 @@ extension DNNLConvolution {
             ]
             if let diffBias { args.append((cdnnl_arg_diff_bias(), biasMD, UnsafeMutableRawPointer(diffBias))) }
             try bw.execute(
-                args, scratchpad: r[0], engine: engine, stream: s.stream, memories: s.memories,
+                args, scratchpad: r[0], engine: engine, on: s,
                 what: "backwardWeights \(key)")
             if let reorder = backwardWeightsReorder {
                 try reorder.execute(
@@ -65,7 +65,7 @@ extension DNNLConvolution {
                         (cdnnl_arg_from(), backwardWeightsDiffMD, target),
                         (cdnnl_arg_to(), plainWeightsMD, UnsafeMutableRawPointer(diffWeights)),
                     ],
-                    scratchpad: r[1], engine: engine, stream: s.stream, memories: s.memories,
+                    scratchpad: r[1], engine: engine, on: s,
                     what: "diff weights \(key)")
             }
         }
@@ -92,8 +92,7 @@ extension DNNLConvolution {
             let r = try s.regions(sizes, what: "forward")
             let w = try weights(
                 plain: plain, packed: packed, target: forwardWeightsMD, plainReorder: forwardWeightsReorder,
-                temp: direct ? nil : r[2], reorderScratch: direct ? nil : r[1], stream: s.stream,
-                memories: s.memories)
+                temp: direct ? nil : r[2], reorderScratch: direct ? nil : r[1], scratch: s)
             let x = try stageIn(forwardSrc, srcMD, UnsafeMutableRawPointer(mutating: src), r[3], r[5], s)
             let y = forwardDst.reorder == nil ? UnsafeMutableRawPointer(dst) : r[4]!
             if let residual = forwardDstIn {
@@ -106,7 +105,7 @@ extension DNNLConvolution {
             ]
             if let bias { args.append((cdnnl_arg_bias(), biasMD, UnsafeMutableRawPointer(mutating: bias))) }
             try forwardPrimitive.execute(
-                args, scratchpad: r[0], engine: engine, stream: s.stream, memories: s.memories, what: "forward \(key)")
+                args, scratchpad: r[0], engine: engine, on: s, what: "forward \(key)")
             try stageOut(forwardDst, y, dstMD, UnsafeMutableRawPointer(dst), r[5], s)
         }
     }
@@ -124,7 +123,7 @@ extension DNNLConvolution {
             let w = try weights(
                 plain: plain, packed: packed, target: backwardDataWeightsMD,
                 plainReorder: backwardDataWeightsReorder, temp: r[2], reorderScratch: r[1],
-                stream: s.stream, memories: s.memories)
+                scratch: s)
             let dy = try stageIn(dd, dstMD, UnsafeMutableRawPointer(mutating: diffDst), r[3], r[5], s)
             let dx = ds.reorder == nil ? UnsafeMutableRawPointer(diffSrc) : r[4]!
             try bd.execute(
@@ -133,7 +132,7 @@ extension DNNLConvolution {
                     (cdnnl_arg_weights(), backwardDataWeightsMD, w),
                     (cdnnl_arg_diff_src(), ds.md, dx),
                 ],
-                scratchpad: r[0], engine: engine, stream: s.stream, memories: s.memories, what: "backwardData \(key)")
+                scratchpad: r[0], engine: engine, on: s, what: "backwardData \(key)")
             try stageOut(ds, dx, srcMD, UnsafeMutableRawPointer(diffSrc), r[5], s)
         }
     }
@@ -147,7 +146,7 @@ extension DNNLConvolution {
         guard let reorder = staged.reorder, let copy else { return user }
         try reorder.execute(
             [(cdnnl_arg_from(), userMD, user), (cdnnl_arg_to(), staged.md, copy)],
-            scratchpad: reorderScratch, engine: engine, stream: s.stream, memories: s.memories,
+            scratchpad: reorderScratch, engine: engine, on: s,
             what: "stage in \(key)")
         return copy
     }
@@ -160,7 +159,7 @@ extension DNNLConvolution {
         guard let reorder = staged.reorder else { return }
         try reorder.execute(
             [(cdnnl_arg_from(), staged.md, prim), (cdnnl_arg_to(), userMD, user)],
-            scratchpad: reorderScratch, engine: engine, stream: s.stream, memories: s.memories,
+            scratchpad: reorderScratch, engine: engine, on: s,
             what: "stage out \(key)")
     }
 }

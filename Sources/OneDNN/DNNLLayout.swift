@@ -74,7 +74,7 @@ public final class DNNLReorder: @unchecked Sendable {
         if let scratch {
             let r = try scratch.regions([primitive.scratchpadBytes], what: what)
             try primitive.execute(
-                args, scratchpad: r[0], engine: engine, stream: scratch.stream, memories: scratch.memories, what: what)
+                args, scratchpad: r[0], engine: engine, on: scratch, what: what)
             return
         }
         if primitive.scratchpadBytes > 0 {

@@ -48,7 +48,7 @@ extension DNNLConvolution {
                     (cdnnl_arg_from(), plainWeightsMD, UnsafeMutableRawPointer(mutating: weights)),
                     (cdnnl_arg_to(), forwardWeightsMD, packed.buffer),
                 ],
-                scratchpad: r[0], engine: engine, stream: s.stream, memories: s.memories, what: "packWeights \(key)")
+                scratchpad: r[0], engine: engine, on: s, what: "packWeights \(key)")
         }
         return packed
     }
@@ -62,14 +62,14 @@ extension DNNLConvolution {
     func weights(
         plain: UnsafePointer<Float>?, packed: PackedWeights?, target: dnnl_memory_desc_t,
         plainReorder: Primitive?, temp: UnsafeMutableRawPointer?, reorderScratch: UnsafeMutableRawPointer?,
-        stream: dnnl_stream_t, memories: MemoryCache? = nil
+        scratch: DNNLScratch
     ) throws(OneDNNError) -> UnsafeMutableRawPointer {
         if let packed, mdEqual(packed.md, target) { return packed.buffer }
         let w = UnsafeMutableRawPointer(mutating: plain ?? UnsafePointer(packed!.plain))
         guard let plainReorder, let temp else { return w }
         try plainReorder.execute(
             [(cdnnl_arg_from(), plainWeightsMD, w), (cdnnl_arg_to(), target, temp)],
-            scratchpad: reorderScratch, engine: engine, stream: stream, memories: memories, what: "weights \(key)")
+            scratchpad: reorderScratch, engine: engine, on: scratch, what: "weights \(key)")
         return temp
     }
 }

@@ -44,13 +44,30 @@ final class Primitive: @unchecked Sendable {
     }
 
     /// Runs the primitive on `stream` with the given (argument, descriptor, pointer) triples plus
-    /// the scratchpad at `scratchpad`, and waits. Memory objects come from `memories` (the calling
-    /// worker's, kept between calls) or, without one, are created for the call and destroyed after
-    /// it; either way concurrent calls on different workers share nothing mutable. `what` (for
-    /// errors) is only built when a call fails.
+    /// the scratchpad at `scratchpad`, and waits. Memory objects are created for the call and
+    /// destroyed after it (on a worker's scratch, the `on:` form, they are the scratch's, kept
+    /// between calls); either way concurrent calls on different workers share nothing mutable.
+    /// `what` (for errors) is only built when a call fails.
     func execute(
         _ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer?)], scratchpad: UnsafeMutableRawPointer?,
-        engine: OneDNNEngine, stream: dnnl_stream_t, memories: MemoryCache? = nil, what: @autoclosure () -> String
+        engine: OneDNNEngine, stream: dnnl_stream_t, what: @autoclosure () -> String
+    ) throws(OneDNNError) {
+        try run(args, scratchpad: scratchpad, engine: engine, stream: stream, memories: nil, what: what())
+    }
+
+    /// `execute` on a worker's scratch: its stream and its kept memory objects.
+    func execute(
+        _ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer?)], scratchpad: UnsafeMutableRawPointer?,
+        engine: OneDNNEngine, on scratch: DNNLScratch, what: @autoclosure () -> String
+    ) throws(OneDNNError) {
+        try run(
+            args, scratchpad: scratchpad, engine: engine, stream: scratch.stream, memories: scratch.memories,
+            what: what())
+    }
+
+    private func run(
+        _ args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer?)], scratchpad: UnsafeMutableRawPointer?,
+        engine: OneDNNEngine, stream: dnnl_stream_t, memories: MemoryCache?, what: @autoclosure () -> String
     ) throws(OneDNNError) {
         var all = args
         if scratchpadBytes > 0 {
