@@ -27,9 +27,15 @@ public final class DiffusionEngine: SampleEngine {
     public let modelInstances: [String: Int]
     /// Least samples an instance is given when a call is split over free instances.
     public let minSamplesPerInstance: Int
+    /// Whether `run` splits a call over the instances free when it starts. The daemon says no: its
+    /// batcher already hands each instance a batch of its own (`Batcher`'s fair share), and a batch
+    /// split over every free instance kept the next one waiting for all of them.
+    public let splitsRuns: Bool
 
     public init(
-        networkBatch: Int = 256, instances: Int = 1, modelInstances: [String: Int] = [:], minSamplesPerInstance: Int = 4
+        networkBatch: Int = 256, instances: Int = 1, modelInstances: [String: Int] = [:],
+        minSamplesPerInstance: Int = 4,
+        splitsRuns: Bool = true
     ) {
         precondition(networkBatch >= 1, "networkBatch must be at least 1")
         // Counts come checked from ServerConfig.validate; anything else is clamped to 1...256.
@@ -37,6 +43,7 @@ public final class DiffusionEngine: SampleEngine {
         self.instances = min(max(1, instances), 256)
         self.modelInstances = modelInstances.mapValues { min(max(1, $0), 256) }
         self.minSamplesPerInstance = max(1, minSamplesPerInstance)
+        self.splitsRuns = splitsRuns
     }
 
     /// What a handle's payload holds: the version's instances, each a replica of its networks
@@ -85,14 +92,15 @@ public final class DiffusionEngine: SampleEngine {
     }
 
     /// Runs the samples on as many free instances as the call has parts of `minSamplesPerInstance`
-    /// (at least one, waiting for it): sample k is the same bits whichever instance makes it.
+    /// (at least one, waiting for it; always one without `splitsRuns`): sample k is the same bits
+    /// whichever instance makes it.
     public func run(model: ModelHandle, ids: [SampleID], labels: [Int32]?) async throws -> [Float] {
         let pool = try pool(model)
         // Cancelling the calling task stops the instances within one network evaluation (a teacher
         // runs thousands), so work nobody waits for does not hold an instance or a core.
         let stop = StopSignal()
         let parts = try await withTaskCancellationHandler {
-            try await pool.split(ids.count, minPart: minSamplesPerInstance) { sampling, r in
+            try await pool.split(ids.count, minPart: splitsRuns ? minSamplesPerInstance : ids.count) { sampling, r in
                 try sampling.sample(Array(ids[r]), labels: labels.map { Array($0[r]) }, stop: stop)
             }
         } onCancel: {

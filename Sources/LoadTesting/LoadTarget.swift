@@ -38,7 +38,7 @@ public struct LoadTarget: Sendable {
         logger.logLevel = .warning
         let repository = ModelRepository(
             config: .init(root: root, policy: .all, warmupSamples: 2, batcher: batcher, startupModels: [model]),
-            engine: DiffusionEngine(instances: instances), logger: logger)
+            engine: DiffusionEngine(instances: instances, splitsRuns: false), logger: logger)
         await repository.poll()
         return try await repository.lane(model: model, version: version)
     }

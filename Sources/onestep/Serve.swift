@@ -32,6 +32,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Compute threads (convolutions, GEMMs, kernels; default 0: every core).") var threads: Int?
     @Option(help: "Engine instances per model version, sharing the threads (default 0: one per thread).") var instances:
         Int?
+    @Option(
+        help:
+            "gRPC event-loop threads; 1 handles the calls on that thread too (default 0: 1 up to 4 cores, else one per core)."
+    ) var grpcThreads: Int?
     @Option(help: "Longest wait for a fuller batch, ms (default 2).") var maxQueueDelayMs: Double?
     @Option(help: "Most samples per request (default 4096).") var maxSamplesPerRequest: Int?
     @Option(help: "Most samples queued per model version (default 65536).") var maxQueuedSamples: Int?
@@ -71,6 +75,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let v = maxBatchSize { c.maxBatchSize = v }
         if let v = threads { c.computeThreads = v }
         if let v = instances { c.instances = v }
+        if let v = grpcThreads { c.grpcThreads = v }
         if let v = maxQueueDelayMs { c.maxQueueDelayMs = v }
         if let v = maxSamplesPerRequest { c.maxSamplesPerRequest = v }
         if let v = maxQueuedSamples { c.maxQueuedSamples = v }

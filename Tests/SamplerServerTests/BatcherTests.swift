@@ -104,6 +104,30 @@ final class BatcherTests: XCTestCase {
         XCTAssertEqual(batches(a)[1].slices, [.init(request: r(1), offsets: 4..<8)])
     }
 
+    /// Several slots (engine instances): a batch takes a fair share of the load, so 32 one-sample
+    /// callers make two batches of 16, one per slot; when the first ends and its callers come back,
+    /// their batch leaves as soon as it holds its share (the other still running), not after the
+    /// queue delay. With one slot, nothing of this applies (the tests above).
+    func testSeveralSlotsTakeFairSharesAndDoNotWaitOnceOneRuns() {
+        var b = Batcher(config: .init(maxBatchSize: 64, maxQueueDelay: ms(2), maxConcurrentBatches: 2))
+        for i in 0..<32 { XCTAssertTrue(batches(b.submit(r(UInt64(i)), count: 1, now: .zero)).isEmpty) }
+        let first = batches(b.wakeUp(now: ms(2)))
+        XCTAssertEqual(first.map(\.size), [16, 16], "a fair share per slot")
+        let done = b.batchCompleted(first[0].id, now: ms(30))
+        XCTAssertEqual(completed(done).count, 16)
+        XCTAssertTrue(batches(done).isEmpty)
+        let now = ms(30) + .microseconds(100)
+        for i in 32..<47 { XCTAssertTrue(batches(b.submit(r(UInt64(i)), count: 1, now: now)).isEmpty, "\(i)") }
+        XCTAssertEqual(batches(b.submit(r(47), count: 1, now: now)).map(\.size), [16], "full share, no wait")
+        // Ten samples alone on two idle slots: five each, after the delay.
+        var c = Batcher(config: .init(maxBatchSize: 64, maxQueueDelay: ms(2), maxConcurrentBatches: 2))
+        XCTAssertTrue(batches(c.submit(r(1), count: 10, now: .zero)).isEmpty)
+        XCTAssertEqual(batches(c.wakeUp(now: ms(2))).map(\.size), [5, 5])
+        // A full batch still leaves at once, on every slot.
+        var d = Batcher(config: .init(maxBatchSize: 4, maxQueueDelay: ms(2), maxConcurrentBatches: 2))
+        XCTAssertEqual(batches(d.submit(r(1), count: 9, now: .zero)).map(\.size), [4, 4])
+    }
+
     // MARK: - Splitting and fairness
 
     /// A 1000-sample request is split over batches of 64; small requests arriving meanwhile go into

@@ -102,6 +102,11 @@ final class InstanceTests: XCTestCase {
         // Split over three instances, and four calls racing for them.
         let split = try await many.run(model: h3, ids: ids, labels: nil)
         XCTAssertEqual(bits(split), bits(reference))
+        // As the daemon runs it: each call on one instance.
+        let unsplit = DiffusionEngine(instances: 3, minSamplesPerInstance: 1, splitsRuns: false)
+        let hu = try await unsplit.load(name: "m", version: 1, path: try install(try Fixtures.imageGenerator(seed: 3)))
+        let whole = try await unsplit.run(model: hu, ids: ids, labels: nil)
+        XCTAssertEqual(bits(whole), bits(reference))
         let n = h1.description.sampleSize
         try await withThrowingTaskGroup(of: (Int, [Float]).self) { group in
             for k in 0..<4 {
@@ -154,10 +159,15 @@ final class InstanceTests: XCTestCase {
     func testDaemonWithInstancesServesTheBytesOfOneInstance() async throws {
         let root = try Fixtures.repository()
         try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: root, name: "img", version: 1)
-        let one = try DaemonProcess(root: root, arguments: ["--threads", "1", "--instances", "1"])
+        let one = try DaemonProcess(
+            root: root, arguments: ["--threads", "1", "--instances", "1", "--grpc-threads", "1"])
         let many = try DaemonProcess(
             root: root,
-            arguments: ["--threads", "3", "--instances", "3", "--max-batch-size", "6", "--max-queue-delay-ms", "3"])
+            arguments: [
+                "--threads", "3", "--instances", "3", "--max-batch-size", "6", "--max-queue-delay-ms", "3",
+                // Calls on Swift's pool (the default here, 1 thread, runs them on the event loop).
+                "--grpc-threads", "2",
+            ])
         let seeds: [UInt64] = (0..<12).map { 500 + $0 }
         let expected = try await one.withClients(1) { clients in
             var out: [UInt64: Data] = [:]

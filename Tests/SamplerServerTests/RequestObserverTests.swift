@@ -12,7 +12,9 @@ final class RequestObserverTests: XCTestCase {
     func testEveryCallIsCountedTimedAndLogged() async throws {
         let root = try Fixtures.repository()
         try Fixtures.install(try Fixtures.vectorGenerator(seed: 1), root: root, name: "vec", version: 1)
-        let daemon = try DaemonProcess(root: root, arguments: ["--log-level", "info"])
+        // One instance: the good call's two samples are one batch (with more, the batcher shares
+        // them out over the instances).
+        let daemon = try DaemonProcess(root: root, arguments: ["--log-level", "info", "--instances", "1"])
         try await daemon.withClient { client in
             let good = await DaemonTests.sample(client, model: "vec", seed: 1, count: 2)
             XCTAssertNil(good.code, good.message)

@@ -28,6 +28,7 @@ final class ServerConfigLimitTests: XCTestCase {
             ("max_samples_per_request", \.maxSamplesPerRequest), ("max_best_of", \.maxBestOf),
             ("max_request_bytes", \.maxRequestBytes), ("max_concurrent_streams", \.maxConcurrentStreams),
             ("warmup_samples", \.warmupSamples), ("compute_threads", \.computeThreads), ("instances", \.instances),
+            ("grpc_threads", \.grpcThreads),
         ]
         for (name, key) in ints {
             for v in [-1, 1 << 31, 1 << 60, Int.max, Int.min] {

@@ -21,7 +21,9 @@
 /// - **Priority classes**: a class takes capacity only after every higher class is served.
 /// - **When to dispatch** (only while fewer than `maxConcurrentBatches` run): at once if a full
 ///   batch is queued; at once with the largest preferred size that the queue can fill; otherwise
-///   when the oldest queued sample has waited `maxQueueDelay`, with whatever is queued.
+///   when the oldest queued sample has waited `maxQueueDelay`, with whatever is queued. With
+///   several batch slots a batch is at most a fair share of the load (queued and running samples
+///   over the slots, `fairShare`), and a fair share is full once another batch runs.
 /// - **Deadlines and cancellation**: a request past its deadline or cancelled is failed and its
 ///   unassigned samples leave the queue; results of its samples already running are dropped (no
 ///   `deliver`). Batch formation always happens after expiry, so such samples never reach a batch.
@@ -319,11 +321,30 @@ public struct Batcher: Sendable {
     /// How many samples to dispatch now, or nil to wait.
     private func dispatchSize(now: Time) -> Int? {
         guard queuedSamples > 0 else { return nil }
-        if queuedSamples >= config.maxBatchSize { return config.maxBatchSize }
+        let share = fairShare
+        // Full: the largest batch the load allows (with other batches running, waiting longer
+        // would only take samples from the next one).
+        if queuedSamples >= share && (share == config.maxBatchSize || !running.isEmpty) { return share }
         if let p = config.preferredBatchSizes.filter({ $0 <= queuedSamples }).max() { return p }
-        if let oldest = oldestQueuedArrival(), now - oldest >= config.maxQueueDelay { return queuedSamples }
-        if isDraining { return queuedSamples }
+        if let oldest = oldestQueuedArrival(), now - oldest >= config.maxQueueDelay {
+            return min(queuedSamples, share)
+        }
+        if isDraining { return min(queuedSamples, share) }
         return nil
+    }
+
+    /// The most samples one batch takes now: the samples queued and running shared out over the
+    /// batch slots, at most `maxBatchSize`. With several slots (engine instances), one batch never
+    /// takes the work of the others: under a closed loop of 32 one-sample callers on 2 instances, a
+    /// batch of all 32 split over both made every caller wait for the slowest half and then return
+    /// at once, leaving both instances idle while the next batch formed (703-760 samples/s);
+    /// batches of a fair share, each on its own instance, drift out of step and keep them busy
+    /// (766-795; 2-vCPU Zen 5, docs/BENCHMARKS.md). With one slot this is `maxBatchSize` or what is
+    /// queued: no change.
+    private var fairShare: Int {
+        let slots = config.maxConcurrentBatches
+        let load = queuedSamples + running.values.reduce(0) { $0 + $1.size }
+        return min(config.maxBatchSize, max(1, (load + slots - 1) / slots))
     }
 
     private func oldestQueuedArrival() -> Time? {

@@ -44,6 +44,10 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public var instances = 0
     /// Instance counts of single models, overriding `instances` (e.g. {"mnist-teacher": 1}).
     public var modelInstances: [String: Int] = [:]
+    /// Event-loop threads of the gRPC listener. 1: one thread reads, handles and answers every call
+    /// (no hop to Swift's thread pool and back per call); more: NIO threads for the connections
+    /// and Swift's pool for the calls. 0: 1 on machines of up to 4 cores, else one per core.
+    public var grpcThreads = 0
 
     // Batching (per model version).
     public var maxBatchSize = 64
@@ -103,7 +107,8 @@ public struct ServerConfig: Codable, Sendable, Equatable {
             "version_policy"
         case requireReadyMarker = "require_ready_marker", warmupSamples = "warmup_samples", warmupTimeoutSeconds =
             "warmup_timeout_seconds", models, requiredModels = "required_models", strict
-        case computeThreads = "compute_threads", instances, modelInstances = "model_instances", maxBatchSize =
+        case computeThreads = "compute_threads", instances, modelInstances = "model_instances",
+            grpcThreads = "grpc_threads", maxBatchSize =
             "max_batch_size", maxQueueDelayMs = "max_queue_delay_ms", preferredBatchSizes = "preferred_batch_sizes"
         case maxConcurrentBatches = "max_concurrent_batches", maxQueuedSamples = "max_queued_samples"
         case maxQueuedRequests = "max_queued_requests", maxSamplesPerRequest = "max_samples_per_request", maxBestOf =
@@ -132,6 +137,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         try get(.models, &models); try get(.requiredModels, &requiredModels); try get(.strict, &strict);
         try get(.computeThreads, &computeThreads)
         try get(.instances, &instances); try get(.modelInstances, &modelInstances);
+        try get(.grpcThreads, &grpcThreads)
         try get(.maxBatchSize, &maxBatchSize)
         try get(.maxQueueDelayMs, &maxQueueDelayMs); try get(.preferredBatchSizes, &preferredBatchSizes)
         try get(.maxConcurrentBatches, &maxConcurrentBatches); try get(.maxQueuedSamples, &maxQueuedSamples)
@@ -203,6 +209,12 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     }
     /// Engine instances per model version: `instances`, or one per compute thread when it is 0.
     public var effectiveInstances: Int { instances > 0 ? instances : effectiveComputeThreads }
+    /// The gRPC listener's event-loop threads: `grpc_threads`, or 1 up to 4 cores and one per core
+    /// beyond (where a single thread would cap the calls per second the engines can answer).
+    public var effectiveGRPCThreads: Int {
+        let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        return grpcThreads > 0 ? grpcThreads : cores <= 4 ? 1 : cores
+    }
     /// Threads of one engine instance: the compute threads shared out over the instances.
     public var threadsPerInstance: Int { max(1, effectiveComputeThreads / effectiveInstances) }
 
@@ -242,7 +254,8 @@ public struct ServerConfig: Codable, Sendable, Equatable {
             ("max_request_bytes", maxRequestBytes, 1_024...(1 << 30)),
             ("max_concurrent_streams", maxConcurrentStreams, 1...65_535),
             ("warmup_samples", warmupSamples, 0...4_096), ("compute_threads", computeThreads, 0...1_024),
-            ("instances", instances, 0...256), ("memory_budget_bytes", memoryBudgetBytes, (1 << 20)...(1 << 40)),
+            ("instances", instances, 0...256), ("grpc_threads", grpcThreads, 0...256),
+            ("memory_budget_bytes", memoryBudgetBytes, (1 << 20)...(1 << 40)),
             ("version_memory_bytes", versionMemoryBytes, (1 << 20)...(1 << 44)),
         ] {
             guard range.contains(value) else {

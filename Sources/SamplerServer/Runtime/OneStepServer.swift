@@ -3,6 +3,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import NIOPosix
 import NN
 import ServiceLifecycle
 import Synchronization
@@ -22,7 +23,9 @@ public struct OneStepServer: Sendable {
     public init(config: ServerConfig, engine: (any SampleEngine)? = nil, logger: Logger) {
         self.config = config
         self.engine =
-            engine ?? DiffusionEngine(instances: config.effectiveInstances, modelInstances: config.modelInstances)
+            engine
+            ?? DiffusionEngine(
+                instances: config.effectiveInstances, modelInstances: config.modelInstances, splitsRuns: false)
         self.logger = logger
     }
 
@@ -98,10 +101,14 @@ public struct OneStepServer: Sendable {
                 $0.connection.maxGraceTime = .seconds(max(1, config.shutdownGraceSeconds))
             }
         }
+        // One event loop that also runs the calls (`grpc_threads` 1), or NIO's shared loops with
+        // the calls on Swift's pool.
+        let grpcThreads = config.effectiveGRPCThreads
+        let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: grpcThreads)
         let transport = ResetAwareTransport(
             HTTP2ServerTransport.Posix(
                 address: .ipv4(host: config.host, port: config.port),
-                transportSecurity: security, config: transportConfig))
+                transportSecurity: security, config: transportConfig, eventLoopGroup: loopGroup))
         let server = GRPCServer(transport: transport, services: services, interceptors: interceptors)
 
         ConvolutionEngine.useComputeThreads(config.threadsPerInstance)
@@ -110,6 +117,8 @@ public struct OneStepServer: Sendable {
             metadata: [
                 "threads": "\(config.effectiveComputeThreads)", "instances": "\(config.effectiveInstances)",
                 "threads_per_instance": "\(config.threadsPerInstance)", "kernels": "\(ConvolutionEngine.summary)",
+                "grpc_threads":
+                    "\(config.effectiveGRPCThreads)\(config.effectiveGRPCThreads == 1 ? " (calls run on it)" : "")",
                 "gemm": "\(BLASKernels.summary)",
             ])
         logger.info("loading models", metadata: ["repository": "\(config.repository)"])
@@ -151,7 +160,8 @@ public struct OneStepServer: Sendable {
             GRPCServerService(
                 server: server, repository: repository, shutdown: shutdown,
                 grace: .milliseconds(Int64(config.shutdownGraceSeconds * 1000)), logger: logger,
-                address: "\(config.host):\(config.port)"))
+                address: "\(config.host):\(config.port)",
+                executor: grpcThreads == 1 ? EventLoopTaskExecutor(loopGroup.next()) : nil))
         SecondSignalExit.install(logger: logger)
         let group = ServiceGroup(
             configuration: .init(
@@ -248,11 +258,12 @@ struct GRPCServerService: Service {
     let logger: Logger
     /// host:port, for the message when the server cannot listen.
     let address: String
+    let executor: EventLoopTaskExecutor?
 
     func run() async throws {
         try await withGracefulShutdownHandler {
             do {
-                try await server.serve()
+                try await withTaskExecutorPreference(executor) { try await server.serve() }
             } catch {
                 throw ServerError(
                     .listenFailed, "the gRPC server on \(address) stopped (`host`, `port`)", cause: "\(error)")
