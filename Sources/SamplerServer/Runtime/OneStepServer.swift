@@ -168,6 +168,7 @@ public struct OneStepServer: Sendable {
                 services: lifecycle.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         let log = logger
+        defer { loopGroup.shutdownGracefully { _ in } }  // the listener's threads end with the server
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask {
                 do {
