@@ -101,10 +101,11 @@ public struct OneStepServer: Sendable {
                 $0.connection.maxGraceTime = .seconds(max(1, config.shutdownGraceSeconds))
             }
         }
-        // One event loop that also runs the calls (`grpc_threads` 1), or NIO's shared loops with
-        // the calls on Swift's pool.
+        // One event loop that also runs the calls (`grpc_threads` 1), or that many loops with the
+        // calls on Swift's pool; the threads end with the server.
         let grpcThreads = config.effectiveGRPCThreads
         let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: grpcThreads)
+        defer { loopGroup.shutdownGracefully { _ in } }
         let transport = ResetAwareTransport(
             HTTP2ServerTransport.Posix(
                 address: .ipv4(host: config.host, port: config.port),
@@ -168,7 +169,6 @@ public struct OneStepServer: Sendable {
                 services: lifecycle.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         let log = logger
-        defer { loopGroup.shutdownGracefully { _ in } }  // the listener's threads end with the server
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask {
                 do {
