@@ -102,10 +102,11 @@ public struct OneStepServer: Sendable {
             }
         }
         // One event loop that also runs the calls (`grpc_threads` 1), or that many loops with the
-        // calls on Swift's pool; the threads end with the server.
+        // calls on Swift's pool. Never shut down: a task that inherited the executor preference
+        // (the drain timer of a shutdown) may still wake after the server returns, and scheduling
+        // on a shut-down loop traps; its threads end with the process.
         let grpcThreads = config.effectiveGRPCThreads
         let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: grpcThreads)
-        defer { loopGroup.shutdownGracefully { _ in } }
         let transport = ResetAwareTransport(
             HTTP2ServerTransport.Posix(
                 address: .ipv4(host: config.host, port: config.port),
