@@ -119,8 +119,7 @@ public struct OneStepServer: Sendable {
             metadata: [
                 "threads": "\(config.effectiveComputeThreads)", "instances": "\(config.effectiveInstances)",
                 "threads_per_instance": "\(config.threadsPerInstance)", "kernels": "\(ConvolutionEngine.summary)",
-                "grpc_threads":
-                    "\(config.effectiveGRPCThreads)\(config.effectiveGRPCThreads == 1 ? " (calls run on it)" : "")",
+                "grpc_threads": "\(grpcThreads)\(grpcThreads == 1 ? " (calls run on it)" : "")",
                 "gemm": "\(BLASKernels.summary)",
             ])
         logger.info("loading models", metadata: ["repository": "\(config.repository)"])
