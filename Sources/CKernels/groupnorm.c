@@ -4,9 +4,9 @@
 
 static void forward_generic(
     const float *x, float *y, long hw, int C, int G, const float *gamma, const float *beta, float eps, int silu,
-    float *mean, float *rstd, float *work
+    float *mean, float *rstd, float *work, int xb, int yb
 ) {
-    gn_forward_body(x, y, hw, C, G, gamma, beta, eps, silu, mean, rstd, work, 0);
+    gn_forward_body(x, y, hw, C, G, gamma, beta, eps, silu, mean, rstd, work, xb, yb, 0);
 }
 
 static void backward_generic(
@@ -19,16 +19,16 @@ static void backward_generic(
 #if CK_HAS_AVX2
 CK_TARGET_AVX2 static void forward_avx2(
     const float *x, float *y, long hw, int C, int G, const float *gamma, const float *beta, float eps, int silu,
-    float *mean, float *rstd, float *work
+    float *mean, float *rstd, float *work, int xb, int yb
 ) {
-    gn_forward_body(x, y, hw, C, G, gamma, beta, eps, silu, mean, rstd, work, 0);
+    gn_forward_body(x, y, hw, C, G, gamma, beta, eps, silu, mean, rstd, work, xb, yb, 0);
 }
 
 CK_TARGET_AVX512 static void forward_avx512(
     const float *x, float *y, long hw, int C, int G, const float *gamma, const float *beta, float eps, int silu,
-    float *mean, float *rstd, float *work
+    float *mean, float *rstd, float *work, int xb, int yb
 ) {
-    gn_forward_body(x, y, hw, C, G, gamma, beta, eps, silu, mean, rstd, work, 1);
+    gn_forward_body(x, y, hw, C, G, gamma, beta, eps, silu, mean, rstd, work, xb, yb, 1);
 }
 
 CK_TARGET_AVX2 static void backward_avx2(
@@ -41,9 +41,9 @@ CK_TARGET_AVX2 static void backward_avx2(
 
 void ck_groupnorm_nhwc_forward(
     const float *x, float *y, long hw, int channels, int groups, const float *gamma, const float *beta, float eps,
-    int silu, float *mean, float *rstd, float *work
+    int silu, float *mean, float *rstd, float *work, int x_block, int y_block
 ) {
-    CK_DISPATCH_WIDE(forward, (x, y, hw, channels, groups, gamma, beta, eps, silu, mean, rstd, work));
+    CK_DISPATCH_WIDE(forward, (x, y, hw, channels, groups, gamma, beta, eps, silu, mean, rstd, work, x_block, y_block));
 }
 
 void ck_groupnorm_nhwc_backward(

@@ -5,17 +5,24 @@
 
 #include "vector.h"
 
+/// Where channel c of pixel p lives in a sample of `hw` pixels whose channels come in blocks of
+/// `b` (`b` = C: NHWC `[hw, C]`; `b` = 16: oneDNN's `aBcd16b`, `[C / 16, hw, 16]`).
+CK_INLINE long gn_at(long p, int c, long hw, int b) { return (long)(c / b) * hw * b + p * b + c % b; }
+
 /// Per-channel sums of d and d^2, d = x - shift with shift the channel's first pixel (no
-/// cancellation), for the channels c0 ..< c0 + m of the plane.
-CK_INLINE void gn_channel_moments(const float *xs, long hw, int C, int c0, int m, float *s, float *q, float *a) {
-    const v8 shift = v8_load_n(xs + c0, m);
+/// cancellation), for the channels c0 ..< c0 + m of the plane (channel blocks of `b`).
+CK_INLINE void gn_channel_moments(
+    const float *xs, long hw, int b, int c0, int m, float *s, float *q, float *a
+) {
+    const float *col = xs + gn_at(0, c0, hw, b);
+    const v8 shift = v8_load_n(col, m);
     v8 s0 = 0, q0 = 0, s1 = 0, q1 = 0, s2 = 0, q2 = 0, s3 = 0, q3 = 0;
     long p = 0;
     if (m == 8) {
         for (; p + 4 <= hw; p += 4) {
-            const float *r = xs + p * C + c0;
-            v8 d0 = v8_load(r) - shift, d1 = v8_load(r + C) - shift;
-            v8 d2 = v8_load(r + 2 * C) - shift, d3 = v8_load(r + 3 * C) - shift;
+            const float *r = col + p * b;
+            v8 d0 = v8_load(r) - shift, d1 = v8_load(r + b) - shift;
+            v8 d2 = v8_load(r + 2 * b) - shift, d3 = v8_load(r + 3 * b) - shift;
             s0 += d0; q0 += d0 * d0;
             s1 += d1; q1 += d1 * d1;
             s2 += d2; q2 += d2 * d2;
@@ -23,7 +30,7 @@ CK_INLINE void gn_channel_moments(const float *xs, long hw, int C, int c0, int m
         }
     }
     for (; p < hw; p++) {
-        v8 d = v8_load_n(xs + p * C + c0, m) - shift;
+        v8 d = v8_load_n(col + p * b, m) - shift;
         s0 += d; q0 += d * d;
     }
     v8_store_n((s0 + s1) + (s2 + s3), s + c0, m);
@@ -32,15 +39,16 @@ CK_INLINE void gn_channel_moments(const float *xs, long hw, int C, int c0, int m
 }
 
 /// `wide` (a constant in each twin): the normalise + SiLU pass runs 16 channels at a time (the
-/// AVX-512 twin); lane for lane the same operations, so the same bits.
+/// AVX-512 twin); lane for lane the same operations, so the same bits. `xb`, `yb`: the channel
+/// blocks of x and y (C or 16, `gn_at`); every layout pairing computes the same bits.
 CK_INLINE void gn_forward_body(
     const float *xs, float *ys, long hw, int C, int G, const float *gamma, const float *beta, float eps, int silu,
-    float *mean, float *rstd, float *ws, int wide
+    float *mean, float *rstd, float *ws, int xb, int yb, int wide
 ) {
     float *s = ws, *q = s + C, *a = q + C, *sh = a + C;
     const int cg = C / G;
     const double n = (double)cg * (double)hw, plane = (double)hw;
-    for (int c0 = 0; c0 < C; c0 += 8) gn_channel_moments(xs, hw, C, c0, C - c0 < 8 ? C - c0 : 8, s, q, a);
+    for (int c0 = 0; c0 < C; c0 += 8) gn_channel_moments(xs, hw, xb, c0, C - c0 < 8 ? C - c0 : 8, s, q, a);
     // Group statistics in double from the shifted channel moments; then a = gamma * rstd and
     // sh = beta - mean * a per channel.
     for (int g = 0; g < G; g++) {
@@ -61,26 +69,32 @@ CK_INLINE void gn_forward_body(
             sh[c] = beta[c] - muF * a[c];
         }
     }
-    const int full = C & ~7;
+    // The normalise pass walks each pixel's channels a block (the smaller of xb, yb) at a time.
+    const int B = xb < yb ? xb : yb, full = B & ~7;
     for (long p = 0; p < hw; p++) {
-        const float *xr = xs + p * C;
-        float *yr = ys + p * C;
-        int c = 0;
-        if (wide && silu) {
-            for (; c + 16 <= C; c += 16)
-                v16_store(v16_silu(v16_load(xr + c) * v16_load(a + c) + v16_load(sh + c)), yr + c);
-        } else if (wide) {
-            for (; c + 16 <= C; c += 16) v16_store(v16_load(xr + c) * v16_load(a + c) + v16_load(sh + c), yr + c);
-        }
-        if (silu) {
-            for (; c < full; c += 8) v8_store(v8_silu(v8_load(xr + c) * v8_load(a + c) + v8_load(sh + c)), yr + c);
-        } else {
-            for (; c < full; c += 8) v8_store(v8_load(xr + c) * v8_load(a + c) + v8_load(sh + c), yr + c);
-        }
-        if (full < C) {
-            const int m = C - full;
-            v8 v = v8_load_n(xr + full, m) * v8_load_n(a + full, m) + v8_load_n(sh + full, m);
-            v8_store_n(silu ? v8_silu(v) : v, yr + full, m);
+        for (int k = 0; k < C; k += B) {
+            const float *xr = xs + gn_at(p, k, hw, xb);
+            float *yr = ys + gn_at(p, k, hw, yb);
+            const float *ak = a + k, *shk = sh + k;
+            int c = 0;
+            if (wide && silu) {
+                for (; c + 16 <= B; c += 16)
+                    v16_store(v16_silu(v16_load(xr + c) * v16_load(ak + c) + v16_load(shk + c)), yr + c);
+            } else if (wide) {
+                for (; c + 16 <= B; c += 16)
+                    v16_store(v16_load(xr + c) * v16_load(ak + c) + v16_load(shk + c), yr + c);
+            }
+            if (silu) {
+                for (; c < full; c += 8)
+                    v8_store(v8_silu(v8_load(xr + c) * v8_load(ak + c) + v8_load(shk + c)), yr + c);
+            } else {
+                for (; c < full; c += 8) v8_store(v8_load(xr + c) * v8_load(ak + c) + v8_load(shk + c), yr + c);
+            }
+            if (full < B) {
+                const int m = B - full;
+                v8 v = v8_load_n(xr + full, m) * v8_load_n(ak + full, m) + v8_load_n(shk + full, m);
+                v8_store_n(silu ? v8_silu(v) : v, yr + full, m);
+            }
         }
     }
 }

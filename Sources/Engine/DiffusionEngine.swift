@@ -33,7 +33,7 @@ public final class DiffusionEngine: SampleEngine {
     public let splitsRuns: Bool
 
     public init(
-        networkBatch: Int = 256, instances: Int = 1, modelInstances: [String: Int] = [:],
+        networkBatch: Int = Sampling.cacheSizedBatch, instances: Int = 1, modelInstances: [String: Int] = [:],
         minSamplesPerInstance: Int = 4,
         splitsRuns: Bool = true
     ) {

@@ -66,15 +66,18 @@ public final class LocalSource: SampleSource {
             v = newest
         }
         let path = versions.first { $0.version == v }!.path
-        engine = DiffusionEngine(networkBatch: max(1, batch), instances: max(1, instances))
+        engine = DiffusionEngine(
+            networkBatch: min(max(1, batch), Sampling.cacheSizedBatch), instances: max(1, instances))
         do { handle = try await engine.load(name: model, version: v, path: path) } catch {
             throw GenerationError(.source, "cannot load model '\(model)' version \(v)", cause: "\(error)")
         }
         let d = handle.description
-        if let need = d.memory.excess(batch: batch, instances: handle.instances, limit: MemoryNeed.physical) {
+        if let need = d.memory.excess(
+            batch: engine.networkBatch, instances: handle.instances, limit: MemoryNeed.physical)
+        {
             throw GenerationError(
                 .source,
-                "model '\(model)' version \(v) needs \(need) at --batch \(batch), more than this machine's memory (\(MemoryNeed.mebibytes(MemoryNeed.physical)))"
+                "model '\(model)' version \(v) needs \(need) at \(engine.networkBatch) samples per network call, more than this machine's memory (\(MemoryNeed.mebibytes(MemoryNeed.physical)))"
             )
         }
         info = SourceInfo(

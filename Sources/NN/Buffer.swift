@@ -3,6 +3,10 @@ import Synchronization
 /// A growable float32 scratch buffer owned by one layer: allocated once per batch shape and reused,
 /// so a training step or a served batch allocates nothing once shapes are stable.
 ///
+/// Storage starts on a 64-byte boundary (a cache line, one AVX-512 vector): oneDNN's kernels read
+/// and write these buffers directly, and malloc's large blocks start 16 bytes past a page, so every
+/// vector of theirs would straddle two cache lines.
+///
 /// Not thread-safe: each worker owns its own layers and therefore its own buffers.
 public final class Buffer: @unchecked Sendable {
     /// Start of the storage; valid until the next `resize` that grows it.
@@ -17,7 +21,7 @@ public final class Buffer: @unchecked Sendable {
 
     public init(count: Int = 0) {
         capacity = max(count, 1)
-        ptr = .allocate(capacity: capacity)
+        ptr = Self.allocate(capacity)
         ptr.initialize(repeating: 0, count: capacity)
         self.count = count
         Self.live.add(capacity, ordering: .relaxed)
@@ -28,13 +32,18 @@ public final class Buffer: @unchecked Sendable {
         Self.live.subtract(capacity, ordering: .relaxed)
     }
 
+    private static func allocate(_ n: Int) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer.allocate(byteCount: n * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: n)
+    }
+
     /// Makes room for `n` elements. Contents are unspecified after growth.
     public func resize(_ n: Int) {
         if n > capacity {
             ptr.deallocate()
             Self.live.add(n - capacity, ordering: .relaxed)
             capacity = n
-            ptr = .allocate(capacity: n)
+            ptr = Self.allocate(n)
             ptr.initialize(repeating: 0, count: n)
         }
         count = n

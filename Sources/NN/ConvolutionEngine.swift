@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import OneDNN
 import TensorCore
@@ -60,7 +61,9 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
     static var summary: String {
         let from = ProcessInfo.processInfo.environment["ONESTEP_CONV_ALGO"] != nil ? " (ONESTEP_CONV_ALGO)" : ""
         return current == .winograd
-            ? "3x3 winograd where oneDNN offers it, else direct\(from)" : "direct\(from)"
+            ? "3x3 winograd where oneDNN offers it, else direct\(from)"
+                + (WinogradBlocking.current == .on ? ", served ResBlocks kept in aBcd16b" : ", reorders around each")
+            : "direct\(from)"
     }
 
     /// What oneDNN runs for an NHWC layer of this geometry at `batch` (the served networks call
@@ -87,6 +90,17 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
     static func wantsWinograd(_ g: ConvGeometry, layout: ActivationLayout) -> Bool {
         current == .winograd && layout == .nhwc && g.kernel == 3 && g.stride == 1 && g.inChannels >= 8
     }
+}
+
+/// Whether a served ResBlock whose two convolutions run Winograd keeps oneDNN's blocked layout
+/// (`aBcd16b`) between its norms and convolutions (`on`, the default: the norms write and read it,
+/// the residual reads it, no reorder runs) or reorders around each convolution (`off`). The same
+/// bits either way. `ONESTEP_WINO_BLOCKED=on|off` picks at start; tests set `current`.
+public enum WinogradBlocking: String, Sendable, CaseIterable {
+    case on
+    case off
+
+    nonisolated(unsafe) public static var current: WinogradBlocking = .fromEnvironment("ONESTEP_WINO_BLOCKED") ?? .on
 }
 
 /// The oneDNN side of one `Conv2d`: primitives from the process-wide caches, its own oneDNN
@@ -166,15 +180,35 @@ final class OneDNNConv: @unchecked Sendable {
         }
     }
 
+    /// The per-sample Winograd primitive of a `batch`-sample call and the workers that share it.
+    private func perSampleWinograd(_ g: ConvGeometry, batch: Int) -> (DNNLConvolution, DNNLScratch, workers: Int) {
+        let workers = min(kernelThreads, batch)
+        let (conv, pad) = prepare(
+            g, batch: 1, algorithm: .winograd, threads: workers == kernelThreads ? 1 : kernelThreads)
+        return (conv, pad, workers)
+    }
+
+    /// Whether `forward(..., blocked16: true)` runs this layer at `batch`: a served layer (frozen
+    /// weights, one sample per call) on Winograd, whose primitive reads and writes `aBcd16b`.
+    func runsBlocked16(
+        _ g: ConvGeometry, batch: Int, layout: ActivationLayout, perSample: Bool, frozen: Bool
+    ) -> Bool {
+        guard WinogradBlocking.current == .on, perSample, frozen, winograd(g, layout: layout) else { return false }
+        let conv = perSampleWinograd(g, batch: batch).0
+        return conv.key.algorithm == .winograd && conv.forwardTakesBlocked16
+    }
+
     /// y = conv(x) + bias (+ sampleBias [B, OC]), x and y in `layout` (NHWC runs in place, CBHW
     /// through reorders into the staging buffer).
     /// With `perSample` (a batch-invariant network), a Winograd layer runs one sample per call at
     /// every batch size (a sample alone is computed as in any batch).
+    /// With `blocked16` (only where `runsBlocked16` holds), x and y are in oneDNN's `aBcd16b`
+    /// (`[B, C / 16, H, W, 16]`), the primitive's own layout: no reorder on either side.
     func forward(
         _ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         bias: UnsafePointer<Float>,
         y: UnsafeMutablePointer<Float>, sampleBias: UnsafePointer<Float>?, staging: Buffer, frozen: Bool,
-        layout: ActivationLayout, perSample: Bool
+        layout: ActivationLayout, perSample: Bool, blocked16: Bool = false
     ) {
         // Batches under two samples per thread run the served path too, so a sample computed alone
         // is the served sample in either mode.
@@ -183,27 +217,39 @@ final class OneDNNConv: @unchecked Sendable {
             // primitives, or (fewer samples than threads) one after the other on primitives that
             // use every thread. oneDNN's batch-1 Winograd was bitwise the same on 1 and 2 threads
             // for every served shape (WinogradTests), so a sample is computed the same either way.
-            let workers = min(kernelThreads, batch)
-            let (conv, pad) = prepare(
-                g, batch: 1, algorithm: .winograd, threads: workers == kernelThreads ? 1 : kernelThreads)
+            let (conv, pad, workers) = perSampleWinograd(g, batch: batch)
             if conv.key.algorithm == .winograd {
+                precondition(!blocked16 || conv.forwardTakesBlocked16, "\(conv.key) does not run on aBcd16b")
                 let pads = scratches(pad, count: workers, bytes: conv.scratchBytes)
                 let weights = packedWeights(conv, pad, weight, frozen: frozen)
-                // NHWC: sample i is one contiguous block of input and of output.
+                // NHWC and aBcd16b: sample i is one contiguous block of input and of output.
                 let sx = g.inChannels * g.height * g.width, sy = g.outChannels * g.outHeight * g.outWidth
                 parallelFor(workers) { k in
                     for i in (batch * k / workers)..<(batch * (k + 1) / workers) {
-                        Self.run(
-                            conv, pads[k], x: x + i * sx, weight: weight, packed: weights, bias: bias, y: y + i * sy)
+                        if blocked16 {
+                            Self.runBlocked16(
+                                conv, pads[k], x: x + i * sx, weight: weight, packed: weights, bias: bias,
+                                y: y + i * sy)
+                            if let sampleBias {
+                                ck_add_channel_bias_blocked16(
+                                    y + i * sy, sampleBias + i * g.outChannels, g.outHeight * g.outWidth,
+                                    Int32(g.outChannels))
+                            }
+                        } else {
+                            Self.run(
+                                conv, pads[k], x: x + i * sx, weight: weight, packed: weights, bias: bias,
+                                y: y + i * sy)
+                        }
                     }
                 }
-                if let sampleBias {
+                if let sampleBias, !blocked16 {
                     Self.addSampleBiasNHWC(
                         y, sampleBias, batch: batch, channels: g.outChannels, plane: sy / g.outChannels)
                 }
                 return
             }
         }
+        precondition(!blocked16, "aBcd16b activations given to a layer that runs \(g) otherwise")
         let (conv, pad) = prepare(g, batch: batch, algorithm: batchAlgorithm(g, layout: layout, batch: batch))
         forwardBatch(
             conv, pad, g, batch: batch, x: x, weight: weight, bias: bias, y: y, sampleBias: sampleBias,
@@ -252,6 +298,18 @@ final class OneDNNConv: @unchecked Sendable {
             } else {
                 try conv.forward(src: x, weights: weight, bias: bias, dst: y, scratch: pad)
             }
+        } catch {
+            fatalError("oneDNN forward \(conv.key) failed: \(error)")
+        }
+    }
+
+    /// One forward call on `aBcd16b` activations (safe from several threads).
+    private static func runBlocked16(
+        _ conv: DNNLConvolution, _ pad: DNNLScratch, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        packed: PackedWeights?, bias: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
+    ) {
+        do {
+            try conv.forward(blocked16: x, weights: weight, packed: packed, bias: bias, dst: y, scratch: pad)
         } catch {
             fatalError("oneDNN forward \(conv.key) failed: \(error)")
         }

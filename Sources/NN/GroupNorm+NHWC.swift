@@ -5,8 +5,9 @@ import TensorCore
 /// pixels; CKernels' `ck_groupnorm_nhwc_*`, vectors along the channels of a pixel, AVX2 + FMA where
 /// the CPU has it), so a sample's result is the same in any batch and with any number of threads.
 extension GroupNorm {
-    /// out = [silu](gamma * (x - mean) * rstd + beta) for NHWC x (forward's sizes already set).
-    func forwardNHWC(_ x: UnsafePointer<Float>) -> UnsafeMutablePointer<Float> {
+    /// out = [silu](gamma * (x - mean) * rstd + beta) for NHWC x (forward's sizes already set); x
+    /// and out in channel blocks of `xBlock` and `outBlock` (C: NHWC; 16: `aBcd16b`).
+    func forwardNHWC(_ x: UnsafePointer<Float>, xBlock: Int, outBlock: Int) -> UnsafeMutablePointer<Float> {
         let C = channels, G = groups, hw = self.hw
         perSample.resize(batch * 4 * C)
         let gamma = store.value(w), beta = store.value(b), y = out.ptr, mp = mean.ptr, rp = rstd.ptr, ws = perSample.ptr
@@ -14,7 +15,7 @@ extension GroupNorm {
         parallelFor(batch, work: C * hw) { bi in
             ck_groupnorm_nhwc_forward(
                 x + bi * hw * C, y + bi * hw * C, hw, Int32(C), Int32(G), gamma, beta, eps, silu, mp + bi * G,
-                rp + bi * G, ws + bi * 4 * C)
+                rp + bi * G, ws + bi * 4 * C, Int32(xBlock), Int32(outBlock))
         }
         return y
     }

@@ -1,3 +1,4 @@
+import CKernels
 import TensorCore
 
 /// The image residual block with embedding injection (docs/NN_SPEC.md):
@@ -20,6 +21,8 @@ public final class ResBlock: @unchecked Sendable {
     private let dh = Buffer()
     private var x: UnsafePointer<Float>?
     private var batch = 0, height = 0, width = 0
+    /// The last forward kept `aBcd16b` between the norms and convolutions (`forwardBlocked16`).
+    private(set) var ranBlocked16 = false
 
     public init(
         _ store: ParameterStore, _ name: String, inChannels: Int, outChannels: Int,
@@ -58,6 +61,12 @@ public final class ResBlock: @unchecked Sendable {
         self.height = height
         self.width = width
         let hw = height * width, co = outChannels
+        ranBlocked16 =
+            conv0.runsBlocked16(batch: batch, height: height, width: width)
+            && conv1.runsBlocked16(batch: batch, height: height, width: width)
+        if ranBlocked16 {
+            return forwardBlocked16(x, emb: e, batch: batch, hw: hw, into: slice)
+        }
         let a0 = norm0.forward(x, batch: batch, hw: hw)
         let t = affine.forward(e, batch: batch)  // [B, Cout], added in conv0's bias pass
         let h0 = conv0.forward(a0, batch: batch, height: height, width: width, sampleBias: t)
@@ -84,6 +93,34 @@ public final class ResBlock: @unchecked Sendable {
             layout.forEachRun(channels: co, batch: batch, hw: hw, into: ChannelSlice(y, total: co)) { i, y, n in
                 for j in 0..<n { y[j] = (h1[i + j] + s[i + j]) * k }
             }
+        }
+        return y
+    }
+
+    /// The served forward when both convolutions run Winograd on `aBcd16b`: the norms write (and
+    /// read) that layout and the residual reads it, so the convolutions need no reorder. The same
+    /// bits as the NHWC path; inference only.
+    private func forwardBlocked16(
+        _ x: UnsafePointer<Float>, emb e: UnsafePointer<Float>, batch: Int, hw: Int, into slice: ChannelSlice?
+    ) -> UnsafeMutablePointer<Float> {
+        let co = outChannels
+        let a0 = norm0.forward(x, batch: batch, hw: hw, outBlocked16: true)
+        let t = affine.forward(e, batch: batch)
+        let h0 = conv0.forward(a0, batch: batch, height: height, width: width, sampleBias: t, blocked16: true)
+        let a1 = norm1.forward(h0, batch: batch, hw: hw, xBlocked16: true, outBlocked16: true)
+        let h1 = UnsafePointer(conv1.forward(a1, batch: batch, height: height, width: width, blocked16: true))
+        let s: UnsafePointer<Float> =
+            skip.map { UnsafePointer($0.forward(x, batch: batch, height: height, width: width)) } ?? x
+        let direct = slice.flatMap { layout.compactRegion(of: $0, channels: co, batch: batch, hw: hw) }
+        let y: UnsafeMutablePointer<Float>
+        if let direct { y = direct } else { out.resize(co * batch * hw); y = out.ptr }
+        // Into a concatenation: each value also goes to its slice, in the same pass.
+        let rows = direct == nil ? slice : nil
+        parallelFor(batch, work: co * hw) { b in
+            let o = b * hw * co
+            ck_residual_blocked16(
+                h1 + o, s + o, y + o, rows.map { $0.base + b * hw * $0.total + $0.offset }, rows?.total ?? 0, hw,
+                Int32(co), ResBlock.skipScale)
         }
         return y
     }

@@ -19,6 +19,20 @@ extension DNNLConvolution {
         try forward(src: src, plain: nil, packed: packed, bias: bias, dst: dst, scratch: scratch)
     }
 
+    /// As the forwards above with src and dst in `aBcd16b` (`forwardTakesBlocked16` must hold):
+    /// no reorder on either side. Packed weights when given, else plain ones.
+    public func forward(
+        blocked16 src: UnsafePointer<Float>, weights: UnsafePointer<Float>, packed: PackedWeights?,
+        bias: UnsafePointer<Float>?, dst: UnsafeMutablePointer<Float>, scratch: DNNLScratch? = nil
+    ) throws(OneDNNError) {
+        guard forwardTakesBlocked16 else {
+            throw OneDNNError(.invalidArgument, "\(key) does not run on aBcd16b activations")
+        }
+        try forward(
+            src: src, plain: packed == nil ? weights : nil, packed: packed, bias: bias, dst: dst, scratch: scratch,
+            staged: true)
+    }
+
     /// diffSrc = ∂L/∂src given diffDst = ∂L/∂dst. Overwrites diffSrc. Training sets only.
     public func backwardData(
         diffDst: UnsafePointer<Float>, weights: UnsafePointer<Float>,
@@ -82,7 +96,8 @@ extension DNNLConvolution {
 
     func forward(
         src: UnsafePointer<Float>, plain: UnsafePointer<Float>?, packed: PackedWeights?,
-        bias: UnsafePointer<Float>?, dst: UnsafeMutablePointer<Float>, scratch: DNNLScratch?
+        bias: UnsafePointer<Float>?, dst: UnsafeMutablePointer<Float>, scratch: DNNLScratch?,
+        staged: Bool = false
     ) throws(OneDNNError) {
         try checkBias(bias != nil, "bias")
         try withScratch(scratch) { s throws(OneDNNError) in
@@ -93,8 +108,12 @@ extension DNNLConvolution {
             let w = try weights(
                 plain: plain, packed: packed, target: forwardWeightsMD, plainReorder: forwardWeightsReorder,
                 temp: direct ? nil : r[2], reorderScratch: direct ? nil : r[1], scratch: s)
-            let x = try stageIn(forwardSrc, srcMD, UnsafeMutableRawPointer(mutating: src), r[3], r[5], s)
-            let y = forwardDst.reorder == nil ? UnsafeMutableRawPointer(dst) : r[4]!
+            // `staged`: the caller's src and dst are already in the primitive's layout.
+            let x =
+                staged
+                ? UnsafeMutableRawPointer(mutating: src)
+                : try stageIn(forwardSrc, srcMD, UnsafeMutableRawPointer(mutating: src), r[3], r[5], s)
+            let y = staged || forwardDst.reorder == nil ? UnsafeMutableRawPointer(dst) : r[4]!
             if let residual = forwardDstIn {
                 _ = try stageIn(residual, dstMD, UnsafeMutableRawPointer(dst), y, r[5], s)
             }
@@ -106,7 +125,7 @@ extension DNNLConvolution {
             if let bias { args.append((cdnnl_arg_bias(), biasMD, UnsafeMutableRawPointer(mutating: bias))) }
             try forwardPrimitive.execute(
                 args, scratchpad: r[0], engine: engine, on: s, what: "forward \(key)")
-            try stageOut(forwardDst, y, dstMD, UnsafeMutableRawPointer(dst), r[5], s)
+            if !staged { try stageOut(forwardDst, y, dstMD, UnsafeMutableRawPointer(dst), r[5], s) }
         }
     }
 

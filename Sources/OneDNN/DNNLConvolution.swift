@@ -28,6 +28,10 @@ public final class DNNLConvolution: @unchecked Sendable {
     let forwardSrc: Staged
     let forwardDst: Staged
     let forwardDstIn: Staged?
+    /// Whether the forward reads src and writes dst in oneDNN's `aBcd16b` (`[B, C / 16, H, W, 16]`,
+    /// no padding) where the caller's layout differs (Winograd), with no `.sum` post-op: a caller
+    /// that keeps its activations so may call `forward(..., blocked16: true)` and skip both reorders.
+    public let forwardTakesBlocked16: Bool
     /// The weights layout the forward chose, and plain -> chosen (nil when they are the same).
     let forwardWeightsMD: dnnl_memory_desc_t
     let forwardWeightsReorder: Primitive?
@@ -98,6 +102,11 @@ public final class DNNLConvolution: @unchecked Sendable {
         forwardDstIn =
             key.postOps.contains(where: { if case .sum = $0 { true } else { false } })
             ? try Staged(user: dstMD, prim: forwardDst.md, input: true, engine: engine, what: "residual \(what)") : nil
+        let srcBlocked16 = try md4(b, c, key.height, key.width, dnnl_aBcd16b)
+        let dstBlocked16 = try md4(b, oc, key.outHeight, key.outWidth, dnnl_aBcd16b)
+        forwardTakesBlocked16 =
+            forwardDstIn == nil && forwardSrc.reorder != nil && forwardDst.reorder != nil && c % 16 == 0
+            && oc % 16 == 0 && mdEqual(forwardSrc.md, srcBlocked16) && mdEqual(forwardDst.md, dstBlocked16)
         forwardWeightsMD = forwardPrimitive.md(dnnl_query_weights_md)
         forwardWeightsReorder =
             mdEqual(forwardWeightsMD, plainWeightsMD)

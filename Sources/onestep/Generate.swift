@@ -41,7 +41,10 @@ struct GenerateCommand: AsyncParsableCommand {
     @Option(help: "Model repository for in-process generation (MODEL/VERSION/model.safetensors).") var repository =
         "models/serve"
     @Option(help: "Seeds per chunk: the unit of resume and sharding (one file per chunk for npy/idx).") var chunk = 1000
-    @Option(help: "Samples per call (network batch in process; request size for daemons).") var batch = 256
+    @Option(
+        help:
+            "Samples per call (in process: per engine run, split over the instances and computed 16 at a time; for daemons: per request)."
+    ) var batch = 256
     @Option(help: "Chunks in flight at once (default: 2 in process, 2 per daemon).") var inFlight: Int?
     @Option(help: "Threads for in-process compute (BLAS and kernels).") var threads = 2
     @Option(help: "In-process engine instances sharing --threads (0: one per thread).") var instances = 0

@@ -20,7 +20,8 @@ struct KernelsCommand: ParsableCommand {
             ONESTEP_LAYOUT=nhwc|cbhw the U-Net's activation layout (default: NHWC on oneDNN, CBHW on im2col),
             ONESTEP_CONV_ALGO=winograd|direct the 3x3 stride-1 algorithm (default: Winograd where oneDNN offers it,
             i.e. on AVX-512; served networks run those layers one sample at a time, which keeps samples
-            batch-invariant). The table lists what oneDNN picks for each convolution of the bundled U-Nets.
+            batch-invariant; ONESTEP_WINO_BLOCKED=off reorders their activations around each such layer instead of
+            keeping oneDNN's blocked layout through the ResBlock: the same bits). The table lists what oneDNN picks for each convolution of the bundled U-Nets.
             OpenMP (oneDNN's threads) waits as libgomp does by default (spins briefly, then sleeps) unless
             OMP_WAIT_POLICY or GOMP_SPINCOUNT is in the environment. The C elementwise kernels
             (GroupNorm + SiLU, small convolutions) run AVX2 + FMA when CPUID has both, GroupNorm's forward 16 floats

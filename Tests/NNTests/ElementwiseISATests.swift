@@ -1,3 +1,4 @@
+import CKernels
 import OneDNN
 import XCTest
 
@@ -79,6 +80,90 @@ final class ElementwiseISATests: XCTestCase {
             }
         }
         print("elementwise kernels: best \(ElementwiseISA.best.rawValue), tested \(levels.map(\.rawValue))")
+    }
+
+    /// GroupNorm reading or writing oneDNN's `aBcd16b` (`[B, C / 16, hw, 16]`) gives the NHWC
+    /// path's values bit for bit, at every level, in every pairing of layouts; so do the
+    /// ResBlock's residual and the per-sample channel bias on that layout.
+    func testBlocked16LayoutsGiveTheNHWCBits() throws {
+        let levels = ElementwiseISA.allCases.filter { $0.level.rawValue <= ElementwiseISA.best.level.rawValue }
+        let B = 3, hw = 37
+        /// NHWC -> aBcd16b (forward) or back, written out by hand.
+        func blocked(_ a: [Float], C: Int, back: Bool = false) -> [Float] {
+            var out = [Float](repeating: .nan, count: a.count)
+            for b in 0..<B {
+                for p in 0..<hw {
+                    for c in 0..<C {
+                        let nhwc = (b * hw + p) * C + c, blk = b * hw * C + (c / 16) * hw * 16 + p * 16 + c % 16
+                        if back { out[nhwc] = a[blk] } else { out[blk] = a[nhwc] }
+                    }
+                }
+            }
+            return out
+        }
+        for level in levels {
+            ElementwiseISA.use(level)
+            for (C, G) in [(32, 8), (48, 8), (64, 16)] {
+                let store = ParameterStore()
+                let norm = GroupNorm(store, "n", channels: C, groups: G, fusedSiLU: true, layout: .nhwc)
+                randomizeParameters(store, seed: 60, scale: 0.5)
+                let x = randomArray(B * C * hw, seed: 61, scale: 2), xb = blocked(x, C: C)
+                func normed(_ input: [Float], _ inBlocked: Bool, _ outBlocked: Bool) -> [Float] {
+                    input.withUnsafeBufferPointer { p in
+                        let y = norm.forward(
+                            p.baseAddress!, batch: B, hw: hw, xBlocked16: inBlocked, outBlocked16: outBlocked)
+                        let out = Array(UnsafeBufferPointer(start: y, count: input.count))
+                        return outBlocked ? blocked(out, C: C, back: true) : out
+                    }
+                }
+                let reference = normed(x, false, false).map(\.bitPattern)
+                for (input, i, o) in [(x, false, true), (xb, true, true), (xb, true, false)] {
+                    XCTAssertEqual(
+                        normed(input, i, o).map(\.bitPattern), reference, "\(level) C=\(C) in \(i) out \(o)")
+                }
+                // Residual: y = (h + s) * k, h blocked; into a 2C-channel slice at channel C too.
+                let h = randomArray(B * C * hw, seed: 62), s = randomArray(B * C * hw, seed: 63), k = Float(0.7)
+                let hb = blocked(h, C: C)
+                var y = [Float](repeating: 0, count: h.count), slice = [Float](repeating: 0, count: 2 * h.count)
+                hb.withUnsafeBufferPointer { hp in
+                    s.withUnsafeBufferPointer { sp in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            slice.withUnsafeMutableBufferPointer { cp in
+                                for b in 0..<B {
+                                    let o = b * hw * C
+                                    ck_residual_blocked16(
+                                        hp.baseAddress! + o, sp.baseAddress! + o, yp.baseAddress! + o,
+                                        cp.baseAddress! + 2 * o + C, 2 * C, hw, Int32(C), k)
+                                }
+                            }
+                        }
+                    }
+                }
+                let want: [Float] = zip(h, s).map { ($0 + $1) * k }
+                XCTAssertEqual(y.map(\.bitPattern), want.map(\.bitPattern), "\(level) residual C=\(C)")
+                var fromSlice: [Float] = []
+                for r in 0..<(B * hw) {
+                    let lo: Int = (2 * r + 1) * C
+                    fromSlice.append(contentsOf: slice[lo..<(lo + C)])
+                }
+                XCTAssertEqual(fromSlice.map(\.bitPattern), want.map(\.bitPattern), "\(level) residual slice")
+                // Channel bias on the blocked layout, sample by sample.
+                let t = randomArray(B * C, seed: 64)
+                var withBias = hb
+                withBias.withUnsafeMutableBufferPointer { yp in
+                    t.withUnsafeBufferPointer { tp in
+                        for b in 0..<B {
+                            ck_add_channel_bias_blocked16(
+                                yp.baseAddress! + b * hw * C, tp.baseAddress! + b * C, hw, Int32(C))
+                        }
+                    }
+                }
+                var wantBias = h
+                for i in 0..<wantBias.count { wantBias[i] += t[(i / (hw * C)) * C + i % C] }
+                let gotBias = blocked(withBias, C: C, back: true)
+                XCTAssertEqual(gotBias.map(\.bitPattern), wantBias.map(\.bitPattern), "\(level) bias C=\(C)")
+            }
+        }
     }
 
     /// A sample's output does not depend on what shares its batch, at either level.

@@ -104,6 +104,41 @@ final class WinogradTests: XCTestCase {
         XCTAssertEqual(net.forward(x: x, cNoise: c, labels: nil).map(\.bitPattern), changed.map(\.bitPattern))
     }
 
+    /// Served ResBlocks keep Winograd's blocked layout (`aBcd16b`) between their norms and
+    /// convolutions: bitwise the same outputs as reordering around each convolution, at 1 and 2
+    /// threads and several batch sizes, unconditional and conditional; and the blocked path ran.
+    func testServedBlockedResBlocksGiveTheSameBits() throws {
+        try requireWinograd()
+        ConvolutionAlgorithm.current = .winograd
+        let saved = WinogradBlocking.current
+        defer { WinogradBlocking.current = saved }
+        var cond = UNetConfig()
+        cond.numClasses = 10
+        for config in [UNetConfig(), cond] {
+            let net = try UNet(config)
+            randomizeParameters(net.parameters, seed: 51, scale: 0.2)
+            net.parameters.batchInvariant = true
+            net.parameters.weightsFrozen = true
+            let n = net.sampleSize
+            for (threads, B) in [(1, 1), (1, 5), (2, 1), (2, 6)] {
+                setComputeThreads(threads)
+                let x = randomArray(B * n, seed: 52), c = randomArray(B, seed: 53)
+                let labels: [Int32]? = config.numClasses > 0 ? (0..<B).map { Int32($0 % 10) } : nil
+                WinogradBlocking.current = .off
+                let reordered = net.forward(x: x, cNoise: c, labels: labels)
+                XCTAssertFalse(net.enc[0][0].ranBlocked16)
+                WinogradBlocking.current = .on
+                let blocked = net.forward(x: x, cNoise: c, labels: labels)
+                let ran = (net.enc.flatMap { $0 } + [net.mid] + net.dec.flatMap { $0 }).filter(\.ranBlocked16).count
+                XCTAssertGreaterThan(ran, 0, "no ResBlock kept the blocked layout")
+                XCTAssertEqual(
+                    blocked.map(\.bitPattern), reordered.map(\.bitPattern),
+                    "classes \(config.numClasses), \(threads) threads, batch \(B)")
+                if threads == 2 && B == 6 { print("blocked ResBlocks: \(ran) ran blocked at batch \(B)") }
+            }
+        }
+    }
+
     /// Frozen (packed) weights at one batch size, then another whose primitive wants another
     /// Winograd weight layout (they cannot be reordered into one another), then back: each output
     /// bitwise equal to the same batch with unfrozen weights.

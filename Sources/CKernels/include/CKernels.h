@@ -27,10 +27,21 @@ int ck_simd_from_environment(void);
 
 /// GroupNorm (+ SiLU when `silu`) of one sample, NHWC `[hw, C]`: y = [silu](gamma * (x - mean) *
 /// rstd + beta) with G groups of C / G channels, biased variance, eps. Writes the group means
-/// and rstds (`mean[G]`, `rstd[G]`). `work` holds 4 * C floats.
+/// and rstds (`mean[G]`, `rstd[G]`). `work` holds 4 * C floats. `x_block`, `y_block`: the
+/// channel blocks of x and y, C for NHWC or 16 for oneDNN's `aBcd16b` (`[C / 16, hw, 16]`, C a
+/// multiple of 16); every pairing gives the same values, bit for bit.
 void ck_groupnorm_nhwc_forward(
     const float *x, float *y, long hw, int channels, int groups, const float *gamma, const float *beta,
-    float eps, int silu, float *mean, float *rstd, float *work);
+    float eps, int silu, float *mean, float *rstd, float *work, int x_block, int y_block);
+
+/// The ResBlock's residual for one sample: y `[hw, C]` (NHWC) = (h + s) * scale, h in oneDNN's
+/// `aBcd16b` (`[C / 16, hw, 16]`, C a multiple of 16) and s NHWC; also into `slice` (NHWC rows of
+/// `slice_stride` floats, the channels at its start) when it is not NULL.
+void ck_residual_blocked16(
+    const float *h, const float *s, float *y, float *slice, long slice_stride, long hw, int channels, float scale);
+
+/// y `[C / 16, hw, 16]` (oneDNN's `aBcd16b`, one sample) += t[c] for every pixel.
+void ck_add_channel_bias_blocked16(float *y, const float *t, long hw, int channels);
 
 /// The backward of the above for one sample: dx from dz (the gradient of y), the forward's x,
 /// mean and rstd; the sample's parameter gradients as (dgamma, dbeta) pairs in `partial[2 * C]`.

@@ -1,0 +1,65 @@
+// The ResBlock's elementwise passes on oneDNN's `aBcd16b` activations (`[C / 16, hw, 16]` per
+// sample), so a Winograd convolution's blocked output needs no reorder: the residual reads it and
+// writes NHWC, the embedding bias is added in place.
+#include "CKernels.h"
+#include "simd.h"
+#include "vector.h"
+
+CK_INLINE void residual_body(
+    const float *h, const float *s, float *y, float *slice, long slice_stride, long hw, int C, float scale
+) {
+    for (long p = 0; p < hw; p++) {
+        const float *sr = s + p * C;
+        float *yr = y + p * C;
+        for (int k = 0; k < C; k += 16) {
+            const float *hr = h + (long)k * hw + p * 16;
+            const v8 a = (v8_load(hr) + v8_load(sr + k)) * scale;
+            const v8 b = (v8_load(hr + 8) + v8_load(sr + k + 8)) * scale;
+            v8_store(a, yr + k);
+            v8_store(b, yr + k + 8);
+            if (slice) {
+                v8_store(a, slice + p * slice_stride + k);
+                v8_store(b, slice + p * slice_stride + k + 8);
+            }
+        }
+    }
+}
+
+CK_INLINE void bias_body(float *y, const float *t, long hw, int C) {
+    for (int k = 0; k < C; k += 16) {
+        const v8 t0 = v8_load(t + k), t1 = v8_load(t + k + 8);
+        float *yk = y + (long)k * hw;
+        for (long p = 0; p < hw; p++) {
+            v8_store(v8_load(yk + p * 16) + t0, yk + p * 16);
+            v8_store(v8_load(yk + p * 16 + 8) + t1, yk + p * 16 + 8);
+        }
+    }
+}
+
+static void residual_generic(
+    const float *h, const float *s, float *y, float *slice, long slice_stride, long hw, int C, float scale
+) {
+    residual_body(h, s, y, slice, slice_stride, hw, C, scale);
+}
+
+static void bias_generic(float *y, const float *t, long hw, int C) { bias_body(y, t, hw, C); }
+
+#if CK_HAS_AVX2
+CK_TARGET_AVX2 static void residual_avx2(
+    const float *h, const float *s, float *y, float *slice, long slice_stride, long hw, int C, float scale
+) {
+    residual_body(h, s, y, slice, slice_stride, hw, C, scale);
+}
+
+CK_TARGET_AVX2 static void bias_avx2(float *y, const float *t, long hw, int C) { bias_body(y, t, hw, C); }
+#endif
+
+void ck_residual_blocked16(
+    const float *h, const float *s, float *y, float *slice, long slice_stride, long hw, int channels, float scale
+) {
+    CK_DISPATCH(residual, (h, s, y, slice, slice_stride, hw, channels, scale));
+}
+
+void ck_add_channel_bias_blocked16(float *y, const float *t, long hw, int channels) {
+    CK_DISPATCH(bias, (y, t, hw, channels));
+}
