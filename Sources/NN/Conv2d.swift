@@ -19,8 +19,6 @@ public final class Conv2d: @unchecked Sendable {
     private var x: UnsafePointer<Float>?
     private var geometry: ConvGeometry?
     private var batch = 0
-    /// The last forward ran on `aBcd16b` activations (it has no backward).
-    private var blocked16 = false
     private lazy var dnnl = OneDNNConv()
     private lazy var small = SmallNHWCConv()
     /// NHWC activations on the im2col engine: the input, output (or its gradient) and input gradient in CBHW.
@@ -51,9 +49,9 @@ public final class Conv2d: @unchecked Sendable {
             kernel: kernel, stride: stride, padding: padding)
     }
 
-    /// Whether `forward(..., blocked16: true)` may run at this size: a served network's Winograd
-    /// layer whose oneDNN primitive reads and writes `aBcd16b` (`[B, C / 16, H, W, 16]`), so that
-    /// its neighbours can keep that layout and no reorder runs (`ResBlock`). Inference only.
+    /// Whether `blocked16Plan` serves this layer at this size: a served network's Winograd layer
+    /// whose oneDNN primitive reads and writes `aBcd16b` (`[B, C / 16, H, W, 16]`), so that its
+    /// neighbours can keep that layout and no reorder runs (`ResBlock`). Inference only.
     func runsBlocked16(batch: Int, height: Int, width: Int) -> Bool {
         ConvolutionEngine.current == .oneDNN && layout == .nhwc
             && dnnl.runsBlocked16(
@@ -61,18 +59,21 @@ public final class Conv2d: @unchecked Sendable {
                 perSample: store.batchInvariant, frozen: store.weightsFrozen)
     }
 
+    /// The layer's calls for a `batch`-sample served forward on `aBcd16b`, one sample at a time
+    /// (where `runsBlocked16` holds; such a forward has no backward).
+    func blocked16Plan(batch: Int, height: Int, width: Int) -> OneDNNConv.Blocked16Plan {
+        dnnl.blocked16Plan(
+            geometry(height: height, width: width), batch: batch, weight: store.value(w), bias: store.value(b))
+    }
+
     /// y `[OC]` (in `layout`) from x `[C]` (+ `sampleBias[b, o]`, `[B, OC]`, when given); x must stay
     /// valid until `backward`. With `into`, the output goes to that channel slice instead of `out`.
-    /// With `blocked16` (where `runsBlocked16` holds; no `into`, no backward), x and y are in
-    /// oneDNN's `aBcd16b`.
     @discardableResult
     public func forward(
         _ x: UnsafePointer<Float>, batch: Int, height: Int, width: Int,
-        sampleBias: UnsafePointer<Float>? = nil, into slice: ChannelSlice? = nil, blocked16: Bool = false
+        sampleBias: UnsafePointer<Float>? = nil, into slice: ChannelSlice? = nil
     ) -> UnsafeMutablePointer<Float> {
         let g = geometry(height: height, width: width)
-        precondition(!blocked16 || slice == nil, "aBcd16b output into a channel slice")
-        self.blocked16 = blocked16
         self.x = x
         self.geometry = g
         self.batch = batch
@@ -92,7 +93,7 @@ public final class Conv2d: @unchecked Sendable {
             dnnl.forward(
                 g, batch: batch, x: x, weight: store.value(w), bias: store.value(b), y: y, sampleBias: sampleBias,
                 staging: scratch,
-                frozen: store.weightsFrozen, layout: layout, perSample: store.batchInvariant, blocked16: blocked16)
+                frozen: store.weightsFrozen, layout: layout, perSample: store.batchInvariant)
         case (.im2col, .cbhw):
             im2colForward(g, batch: batch, x: x, y: y, sampleBias: sampleBias)
         case (.im2col, .nhwc):
@@ -126,7 +127,6 @@ public final class Conv2d: @unchecked Sendable {
     @discardableResult
     public func backward(_ dy: UnsafePointer<Float>, needInput: Bool = true) -> UnsafeMutablePointer<Float> {
         guard let x, let g = geometry else { preconditionFailure("Conv2d.backward before forward") }
-        precondition(!blocked16, "Conv2d.backward after an inference-only aBcd16b forward")
         dIn.resize(inChannels * batch * g.height * g.width)
         let dWeight = store.accumulatesGradients ? store.grad(w) : nil,
             dBias = store.accumulatesGradients ? store.grad(b) : nil

@@ -188,8 +188,8 @@ final class OneDNNConv: @unchecked Sendable {
         return (conv, pad, workers)
     }
 
-    /// Whether `forward(..., blocked16: true)` runs this layer at `batch`: a served layer (frozen
-    /// weights, one sample per call) on Winograd, whose primitive reads and writes `aBcd16b`.
+    /// Whether `blocked16Plan` serves this layer at `batch`: a served layer (frozen weights, one
+    /// sample per call) on Winograd, whose primitive reads and writes `aBcd16b`.
     func runsBlocked16(
         _ g: ConvGeometry, batch: Int, layout: ActivationLayout, perSample: Bool, frozen: Bool
     ) -> Bool {
@@ -198,17 +198,52 @@ final class OneDNNConv: @unchecked Sendable {
         return conv.key.algorithm == .winograd && conv.forwardTakesBlocked16
     }
 
+    /// The layer's per-sample Winograd calls on `aBcd16b` for a `batch`-sample forward (where
+    /// `runsBlocked16` holds): worker k of `workers` calls `run(worker: k, ...)` for its samples.
+    func blocked16Plan(
+        _ g: ConvGeometry, batch: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>
+    ) -> Blocked16Plan {
+        let (conv, pad, workers) = perSampleWinograd(g, batch: batch)
+        precondition(
+            conv.key.algorithm == .winograd && conv.forwardTakesBlocked16, "\(conv.key) does not run on aBcd16b")
+        return Blocked16Plan(
+            conv: conv, pads: scratches(pad, count: workers, bytes: conv.scratchBytes),
+            packed: packedWeights(conv, pad, weight, frozen: true), weight: weight, bias: bias, workers: workers,
+            outChannels: g.outChannels, plane: g.outHeight * g.outWidth)
+    }
+
+    /// One served layer's calls, sample by sample, on `aBcd16b` activations.
+    struct Blocked16Plan {
+        let conv: DNNLConvolution
+        let pads: [DNNLScratch]
+        let packed: PackedWeights?
+        let weight: UnsafePointer<Float>, bias: UnsafePointer<Float>
+        let workers: Int
+        let outChannels: Int, plane: Int
+
+        /// y = conv(x) + bias (+ sampleBias `[OC]`) for one sample, on worker k's scratch (workers
+        /// may call at once, each with its own k).
+        func run(
+            worker k: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sampleBias: UnsafePointer<Float>?
+        ) {
+            do {
+                try conv.forward(blocked16: x, weights: weight, packed: packed, bias: bias, dst: y, scratch: pads[k])
+            } catch {
+                fatalError("oneDNN forward \(conv.key) failed: \(error)")
+            }
+            if let sampleBias { ck_add_channel_bias_blocked16(y, sampleBias, plane, Int32(outChannels)) }
+        }
+    }
+
     /// y = conv(x) + bias (+ sampleBias [B, OC]), x and y in `layout` (NHWC runs in place, CBHW
     /// through reorders into the staging buffer).
     /// With `perSample` (a batch-invariant network), a Winograd layer runs one sample per call at
     /// every batch size (a sample alone is computed as in any batch).
-    /// With `blocked16` (only where `runsBlocked16` holds), x and y are in oneDNN's `aBcd16b`
-    /// (`[B, C / 16, H, W, 16]`), the primitive's own layout: no reorder on either side.
     func forward(
         _ g: ConvGeometry, batch: Int, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         bias: UnsafePointer<Float>,
         y: UnsafeMutablePointer<Float>, sampleBias: UnsafePointer<Float>?, staging: Buffer, frozen: Bool,
-        layout: ActivationLayout, perSample: Bool, blocked16: Bool = false
+        layout: ActivationLayout, perSample: Bool
     ) {
         // Batches under two samples per thread run the served path too, so a sample computed alone
         // is the served sample in either mode.
@@ -219,37 +254,23 @@ final class OneDNNConv: @unchecked Sendable {
             // for every served shape (WinogradTests), so a sample is computed the same either way.
             let (conv, pad, workers) = perSampleWinograd(g, batch: batch)
             if conv.key.algorithm == .winograd {
-                precondition(!blocked16 || conv.forwardTakesBlocked16, "\(conv.key) does not run on aBcd16b")
                 let pads = scratches(pad, count: workers, bytes: conv.scratchBytes)
                 let weights = packedWeights(conv, pad, weight, frozen: frozen)
-                // NHWC and aBcd16b: sample i is one contiguous block of input and of output.
+                // NHWC: sample i is one contiguous block of input and of output.
                 let sx = g.inChannels * g.height * g.width, sy = g.outChannels * g.outHeight * g.outWidth
                 parallelFor(workers) { k in
                     for i in (batch * k / workers)..<(batch * (k + 1) / workers) {
-                        if blocked16 {
-                            Self.runBlocked16(
-                                conv, pads[k], x: x + i * sx, weight: weight, packed: weights, bias: bias,
-                                y: y + i * sy)
-                            if let sampleBias {
-                                ck_add_channel_bias_blocked16(
-                                    y + i * sy, sampleBias + i * g.outChannels, g.outHeight * g.outWidth,
-                                    Int32(g.outChannels))
-                            }
-                        } else {
-                            Self.run(
-                                conv, pads[k], x: x + i * sx, weight: weight, packed: weights, bias: bias,
-                                y: y + i * sy)
-                        }
+                        Self.run(
+                            conv, pads[k], x: x + i * sx, weight: weight, packed: weights, bias: bias, y: y + i * sy)
                     }
                 }
-                if let sampleBias, !blocked16 {
+                if let sampleBias {
                     Self.addSampleBiasNHWC(
                         y, sampleBias, batch: batch, channels: g.outChannels, plane: sy / g.outChannels)
                 }
                 return
             }
         }
-        precondition(!blocked16, "aBcd16b activations given to a layer that runs \(g) otherwise")
         let (conv, pad) = prepare(g, batch: batch, algorithm: batchAlgorithm(g, layout: layout, batch: batch))
         forwardBatch(
             conv, pad, g, batch: batch, x: x, weight: weight, bias: bias, y: y, sampleBias: sampleBias,
@@ -298,18 +319,6 @@ final class OneDNNConv: @unchecked Sendable {
             } else {
                 try conv.forward(src: x, weights: weight, bias: bias, dst: y, scratch: pad)
             }
-        } catch {
-            fatalError("oneDNN forward \(conv.key) failed: \(error)")
-        }
-    }
-
-    /// One forward call on `aBcd16b` activations (safe from several threads).
-    private static func runBlocked16(
-        _ conv: DNNLConvolution, _ pad: DNNLScratch, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        packed: PackedWeights?, bias: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
-    ) {
-        do {
-            try conv.forward(blocked16: x, weights: weight, packed: packed, bias: bias, dst: y, scratch: pad)
         } catch {
             fatalError("oneDNN forward \(conv.key) failed: \(error)")
         }

@@ -24,7 +24,7 @@ public final class GroupNorm: @unchecked Sendable {
     let perSample = Buffer()
     var x: UnsafePointer<Float>?
     var batch = 0, hw = 0
-    /// The last forward read or wrote `aBcd16b` (it has no backward).
+    /// The last forward ran sample by sample (`beginSamples`): it has no backward.
     var blocked16 = false
 
     /// The group count the networks use for `channels`.
@@ -46,25 +46,16 @@ public final class GroupNorm: @unchecked Sendable {
     }
 
     /// out = [silu](gamma * (x - mean) * rstd + beta), x `[C]` of `batch` x `hw` pixels in `layout`.
-    /// NHWC networks may read x (`xBlocked16`) or write out (`outBlocked16`) in oneDNN's `aBcd16b`
-    /// (`[B, C / 16, H, W, 16]`, C a multiple of 16) instead, for a neighbouring Winograd
-    /// convolution (`ResBlock`): the same values, bit for bit; inference only (no backward).
     @discardableResult
-    public func forward(
-        _ x: UnsafePointer<Float>, batch: Int, hw: Int, xBlocked16: Bool = false, outBlocked16: Bool = false
-    ) -> UnsafeMutablePointer<Float> {
+    public func forward(_ x: UnsafePointer<Float>, batch: Int, hw: Int) -> UnsafeMutablePointer<Float> {
         self.x = x
         self.batch = batch
         self.hw = hw
-        blocked16 = xBlocked16 || outBlocked16
-        precondition(
-            !blocked16 || (layout == .nhwc && channels % 16 == 0), "GroupNorm: aBcd16b needs NHWC and 16k channels")
+        blocked16 = false
         out.resize(channels * batch * hw)
         mean.resize(batch * groups)
         rstd.resize(batch * groups)
-        if layout == .nhwc {
-            return forwardNHWC(x, xBlock: xBlocked16 ? 16 : channels, outBlock: outBlocked16 ? 16 : channels)
-        }
+        if layout == .nhwc { return forwardNHWC(x) }
         let cg = channels / groups
         let n = Double(cg * hw)
         let gamma = store.value(w), beta = store.value(b), y = out.ptr

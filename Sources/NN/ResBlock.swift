@@ -19,6 +19,8 @@ public final class ResBlock: @unchecked Sendable {
     public let out = Buffer()
     public let dIn = Buffer()
     private let dh = Buffer()
+    /// The served blocked chain's two activations per worker (`forwardBlocked16`).
+    private let chain = Buffer()
     private var x: UnsafePointer<Float>?
     private var batch = 0, height = 0, width = 0
     /// The last forward kept `aBcd16b` between the norms and convolutions (`forwardBlocked16`).
@@ -97,30 +99,42 @@ public final class ResBlock: @unchecked Sendable {
         return y
     }
 
-    /// The served forward when both convolutions run Winograd on `aBcd16b`: the norms write (and
-    /// read) that layout and the residual reads it, so the convolutions need no reorder. The same
-    /// bits as the NHWC path; inference only.
+    /// The served forward when both convolutions run Winograd on `aBcd16b`, one sample at a time
+    /// through the whole block (norm, convolution, norm, convolution, residual), so a sample's
+    /// activations stay in the core's cache between layers; the norms write (and read) `aBcd16b`
+    /// and the residual reads it, so the convolutions need no reorder. The same bits as the NHWC
+    /// path; inference only.
     private func forwardBlocked16(
         _ x: UnsafePointer<Float>, emb e: UnsafePointer<Float>, batch: Int, hw: Int, into slice: ChannelSlice?
     ) -> UnsafeMutablePointer<Float> {
-        let co = outChannels
-        let a0 = norm0.forward(x, batch: batch, hw: hw, outBlocked16: true)
-        let t = affine.forward(e, batch: batch)
-        let h0 = conv0.forward(a0, batch: batch, height: height, width: width, sampleBias: t, blocked16: true)
-        let a1 = norm1.forward(h0, batch: batch, hw: hw, xBlocked16: true, outBlocked16: true)
-        let h1 = UnsafePointer(conv1.forward(a1, batch: batch, height: height, width: width, blocked16: true))
+        let ci = inChannels, co = outChannels
+        let t = UnsafePointer(affine.forward(e, batch: batch))  // [B, Cout]
         let s: UnsafePointer<Float> =
             skip.map { UnsafePointer($0.forward(x, batch: batch, height: height, width: width)) } ?? x
+        let plan0 = conv0.blocked16Plan(batch: batch, height: height, width: width)
+        let plan1 = conv1.blocked16Plan(batch: batch, height: height, width: width)
+        norm0.beginSamples(batch: batch, hw: hw)
+        norm1.beginSamples(batch: batch, hw: hw)
         let direct = slice.flatMap { layout.compactRegion(of: $0, channels: co, batch: batch, hw: hw) }
         let y: UnsafeMutablePointer<Float>
         if let direct { y = direct } else { out.resize(co * batch * hw); y = out.ptr }
         // Into a concatenation: each value also goes to its slice, in the same pass.
         let rows = direct == nil ? slice : nil
-        parallelFor(batch, work: co * hw) { b in
-            let o = b * hw * co
-            ck_residual_blocked16(
-                h1 + o, s + o, y + o, rows.map { $0.base + b * hw * $0.total + $0.offset }, rows?.total ?? 0, hw,
-                Int32(co), ResBlock.skipScale)
+        let workers = plan0.workers, room = max(ci, co) * hw
+        chain.resize(2 * workers * room)
+        let a = chain.ptr, h = chain.ptr + workers * room
+        parallelFor(workers) { k in
+            let ak = a + k * room, hk = h + k * room
+            for i in (batch * k / workers)..<(batch * (k + 1) / workers) {
+                norm0.forwardSample(i, x + i * ci * hw, ak, xBlock: ci, outBlock: 16)
+                plan0.run(worker: k, x: ak, y: hk, sampleBias: t + i * co)
+                norm1.forwardSample(i, hk, ak, xBlock: 16, outBlock: 16)
+                plan1.run(worker: k, x: ak, y: hk, sampleBias: nil)
+                let o = i * co * hw
+                ck_residual_blocked16(
+                    hk, s + o, y + o, rows.map { $0.base + i * hw * $0.total + $0.offset }, rows?.total ?? 0, hw,
+                    Int32(co), ResBlock.skipScale)
+            }
         }
         return y
     }
@@ -129,6 +143,7 @@ public final class ResBlock: @unchecked Sendable {
     @discardableResult
     public func backward(_ dout: UnsafePointer<Float>, dEmb: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float>
     {
+        precondition(!ranBlocked16, "ResBlock.backward after an inference-only served forward")
         let hw = height * width, co = outChannels, batch = self.batch
         let n = co * batch * hw, k = ResBlock.skipScale
         dh.resize(n)

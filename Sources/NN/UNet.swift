@@ -193,6 +193,9 @@ public final class UNet: Denoiser, @unchecked Sendable {
         return dInput.ptr
     }
 
+    /// Every ResBlock, encoder, middle and decoder.
+    var blocks: [ResBlock] { enc.flatMap { $0 } + [mid] + dec.flatMap { $0 } }
+
     public var activationFloatsPerSample: Int {
         let res = config.resolutions, hw0 = res[0] * res[0]
         var (f, s) = ActivationBound.encoder(

@@ -8,22 +8,30 @@ import XCTest
 /// `Buffer.liveFloats`), on both convolution engines and with frozen (served) weights, and it
 /// must not be so loose that it refuses networks it should serve (within 4x of what was allocated).
 final class ActivationBoundTests: XCTestCase {
-    func measure(_ make: () throws -> (AnyObject, Int, (Int) -> Void), batch: Int) throws -> (bound: Int, used: Int) {
+    func measure(_ make: () throws -> (AnyObject, Int, (Int) -> Void), batch: Int) throws -> (
+        bound: Int, used: Int, blocked: Bool
+    ) {
         let (net, perSample, forward) = try make()
         let before = Buffer.liveFloats
         forward(batch)
         let used = Buffer.liveFloats - before
+        let blocked = (net as? UNet).map { u in u.blocks.contains { $0.ranBlocked16 } } ?? false
         withExtendedLifetime(net) {}
-        return (perSample * batch, used)
+        return (perSample * batch, used, blocked)
     }
 
+    /// The bound holds, within 4x; within 6x where served ResBlocks ran their blocked chain (it
+    /// keeps two sample-sized activations per worker instead of four batch-sized ones, while the
+    /// bound stays the one every CPU needs: without AVX-512 the same network runs the NHWC path).
     func check(_ name: String, batch: Int, _ make: () throws -> (AnyObject, Int, (Int) -> Void)) throws {
-        let (bound, used) = try measure(make, batch: batch)
+        let (bound, used, blocked) = try measure(make, batch: batch)
         print(
-            "activation bound \(name) [\(ConvolutionEngine.current)] batch \(batch): bound \(bound) floats, used \(used) (\(String(format: "%.2f", Double(used) / Double(bound))))"
+            "activation bound \(name) [\(ConvolutionEngine.current)\(blocked ? ", blocked ResBlocks" : "")] batch \(batch): bound \(bound) floats, used \(used) (\(String(format: "%.2f", Double(used) / Double(bound))))"
         )
         XCTAssertLessThanOrEqual(used, bound, "\(name): a forward allocated more than the bound")
-        XCTAssertGreaterThan(used * 4, bound, "\(name): the bound is more than 4x what a forward allocated")
+        let factor = blocked ? 6 : 4
+        XCTAssertGreaterThan(
+            used * factor, bound, "\(name): the bound is more than \(factor)x what a forward allocated")
     }
 
     func denoiser(_ net: any Denoiser, frozen: Bool) -> (AnyObject, Int, (Int) -> Void) {

@@ -108,16 +108,26 @@ final class ElementwiseISATests: XCTestCase {
                 let norm = GroupNorm(store, "n", channels: C, groups: G, fusedSiLU: true, layout: .nhwc)
                 randomizeParameters(store, seed: 60, scale: 0.5)
                 let x = randomArray(B * C * hw, seed: 61, scale: 2), xb = blocked(x, C: C)
+                /// Sample by sample, as the served ResBlock runs it.
                 func normed(_ input: [Float], _ inBlocked: Bool, _ outBlocked: Bool) -> [Float] {
+                    var out = [Float](repeating: .nan, count: input.count)
+                    norm.beginSamples(batch: B, hw: hw)
                     input.withUnsafeBufferPointer { p in
-                        let y = norm.forward(
-                            p.baseAddress!, batch: B, hw: hw, xBlocked16: inBlocked, outBlocked16: outBlocked)
-                        let out = Array(UnsafeBufferPointer(start: y, count: input.count))
-                        return outBlocked ? blocked(out, C: C, back: true) : out
+                        out.withUnsafeMutableBufferPointer { o in
+                            for i in 0..<B {
+                                norm.forwardSample(
+                                    i, p.baseAddress! + i * hw * C, o.baseAddress! + i * hw * C,
+                                    xBlock: inBlocked ? 16 : C, outBlock: outBlocked ? 16 : C)
+                            }
+                        }
                     }
+                    return outBlocked ? blocked(out, C: C, back: true) : out
                 }
-                let reference = normed(x, false, false).map(\.bitPattern)
-                for (input, i, o) in [(x, false, true), (xb, true, true), (xb, true, false)] {
+                // The batched NHWC forward, the path every other network takes.
+                let reference = x.withUnsafeBufferPointer { p in
+                    Array(UnsafeBufferPointer(start: norm.forward(p.baseAddress!, batch: B, hw: hw), count: x.count))
+                }.map(\.bitPattern)
+                for (input, i, o) in [(x, false, false), (x, false, true), (xb, true, true), (xb, true, false)] {
                     XCTAssertEqual(
                         normed(input, i, o).map(\.bitPattern), reference, "\(level) C=\(C) in \(i) out \(o)")
                 }

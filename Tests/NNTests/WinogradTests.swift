@@ -129,7 +129,7 @@ final class WinogradTests: XCTestCase {
                 XCTAssertFalse(net.enc[0][0].ranBlocked16)
                 WinogradBlocking.current = .on
                 let blocked = net.forward(x: x, cNoise: c, labels: labels)
-                let ran = (net.enc.flatMap { $0 } + [net.mid] + net.dec.flatMap { $0 }).filter(\.ranBlocked16).count
+                let ran = net.blocks.filter(\.ranBlocked16).count
                 XCTAssertGreaterThan(ran, 0, "no ResBlock kept the blocked layout")
                 XCTAssertEqual(
                     blocked.map(\.bitPattern), reordered.map(\.bitPattern),
