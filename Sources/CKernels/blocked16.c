@@ -5,28 +5,9 @@
 #include "simd.h"
 #include "vector.h"
 
+/// 16 floats (one channel block) at a time: one zmm register in the AVX-512 twin, two ymm or four
+/// xmm in the others; elementwise, so every twin computes the same bits.
 CK_INLINE void residual_body(
-    const float *h, const float *s, float *y, float *slice, long slice_stride, long hw, int C, float scale
-) {
-    for (long p = 0; p < hw; p++) {
-        const float *sr = s + p * C;
-        float *yr = y + p * C;
-        for (int k = 0; k < C; k += 16) {
-            const float *hr = h + (long)k * hw + p * 16;
-            const v8 a = (v8_load(hr) + v8_load(sr + k)) * scale;
-            const v8 b = (v8_load(hr + 8) + v8_load(sr + k + 8)) * scale;
-            v8_store(a, yr + k);
-            v8_store(b, yr + k + 8);
-            if (slice) {
-                v8_store(a, slice + p * slice_stride + k);
-                v8_store(b, slice + p * slice_stride + k + 8);
-            }
-        }
-    }
-}
-
-/// The same 16 floats at a time (the AVX-512 twin): the same operations, the same bits.
-CK_INLINE void residual_body16(
     const float *h, const float *s, float *y, float *slice, long slice_stride, long hw, int C, float scale
 ) {
     for (long p = 0; p < hw; p++) {
@@ -69,7 +50,7 @@ CK_TARGET_AVX2 static void residual_avx2(
 CK_TARGET_AVX512 static void residual_avx512(
     const float *h, const float *s, float *y, float *slice, long slice_stride, long hw, int C, float scale
 ) {
-    residual_body16(h, s, y, slice, slice_stride, hw, C, scale);
+    residual_body(h, s, y, slice, slice_stride, hw, C, scale);
 }
 
 CK_TARGET_AVX2 static void bias_avx2(float *y, const float *t, long hw, int C) { bias_body(y, t, hw, C); }
