@@ -28,10 +28,11 @@ public final class Sampling: @unchecked Sendable {
     /// Samples per network call.
     public let maxBatch: Int
 
-    /// The default network call: 16 samples. The networks' activations of a call then stay in the
-    /// core's cache from one layer to the next; a served U-Net forward ran 1.4-1.6x faster per
-    /// sample in calls of 8-16 than of 256 on a 2-vCPU Zen 5 with 1 MiB of L2 per core (docs/
-    /// BENCHMARKS.md, "Cache-sized network calls"), and the samples are the same bits either way.
+    /// The default network call: 16 samples, so that a call's activations stay closer to the
+    /// core's caches from one layer to the next. A served U-Net forward ran 1.35-1.75x faster per
+    /// sample in calls of 8-16 than of 256 on a 2-vCPU Zen 5 with 1 MiB of L2 per core, and flat
+    /// from 1 to 16 (docs/BENCHMARKS.md, "Cache-sized network calls"); the samples are the same
+    /// bits whatever the call size.
     public static let cacheSizedBatch = 16
 
     /// `solver`: teachers only, replaces the stored ODE settings (checked).
