@@ -29,7 +29,8 @@ struct TrainTeacher: AsyncParsableCommand {
     var labelMapInit = "zero"
     @Option(help: "Batch size.") var batch = 128
     @Option(help: "Adam learning rate.") var lr: Float = 1e-3
-    @Option(help: "Training images in total.") var images = 1_000_000
+    @Option(help: "Training images in total (default 1,000,000; with --resume, only a larger number changes the run).")
+    var images: Int?
     @Option(help: "EMA half-life in images.") var emaHalfLife = 50_000.0
     @Option(help: "Write a snapshot every this many images.") var snapshotEvery = 100_000
     @Option(help: "Samples in each snapshot grid (square number).") var grid = 64
@@ -50,7 +51,8 @@ struct TrainTeacher: AsyncParsableCommand {
                 throw ValidationError("--resume: no config.json in \(out)")
             }
             config = try JSONDecoder().decode(TeacherConfig.self, from: text)
-            if images > config.totalImages { config.totalImages = images }
+            // A resumed run keeps its length unless --images extends it.
+            if let images, images > config.totalImages { config.totalImages = images }
         } else {
             config.data = data
             config.dataDir = dataDir
@@ -79,7 +81,7 @@ struct TrainTeacher: AsyncParsableCommand {
             }
             config.batchSize = batch
             config.learningRate = lr
-            config.totalImages = images
+            config.totalImages = images ?? 1_000_000
             config.emaHalfLifeImages = emaHalfLife
             config.snapshotEveryImages = snapshotEvery
             config.gridSamples = grid

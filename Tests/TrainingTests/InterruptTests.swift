@@ -78,6 +78,52 @@ final class InterruptTests: XCTestCase {
         XCTAssertEqual(steps.last, 100)
     }
 
+    /// `train teacher --resume` keeps the run's own length: without `--images` a finished run stays
+    /// finished (it once took the option's default, 1,000,000 images, and trained on); a larger
+    /// `--images` extends it.
+    func testTeacherResumeKeepsTheRunsLengthUnlessExtended() throws {
+        let run = try tempRoot() + "/teacher"
+        func teacher(_ extra: [String]) throws -> (status: Int32, err: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: try DaemonProcess.binary().0)
+            p.arguments =
+                [
+                    "train", "teacher", "--data", "8gaussians", "--out", run, "--batch", "256", "--threads", "1",
+                    "--grid", "16",
+                ]
+                + extra
+            p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+            FileManager.default.createFile(atPath: run + ".err", contents: nil)
+            p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: run + ".err"))
+            try p.run()
+            let deadline = Date().addingTimeInterval(60)
+            while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            if p.isRunning {
+                p.terminate()
+                p.waitUntilExit()
+                XCTFail("train teacher \(extra) still running after 60 s")
+            }
+            return (p.terminationStatus, (try? String(contentsOfFile: run + ".err", encoding: .utf8)) ?? "")
+        }
+        func total() throws -> Int? {
+            let data = try Data(contentsOf: URL(fileURLWithPath: run + "/config.json"))
+            return (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["total_images"] as? Int
+        }
+        func lastStep() -> Int? { logLines(run).filter { $0["event"] == nil }.compactMap { $0["step"] as? Int }.last }
+        let first = try teacher(["--images", "2560"])
+        XCTAssertEqual(first.status, 0, first.err)
+        XCTAssertEqual(try total(), 2560)
+        XCTAssertEqual(lastStep(), 10)
+        let again = try teacher(["--resume"])
+        XCTAssertEqual(again.status, 0, again.err)
+        XCTAssertEqual(try total(), 2560, "a resume without --images changed the run's length")
+        XCTAssertEqual(lastStep(), 10)
+        let longer = try teacher(["--resume", "--images", "5120"])
+        XCTAssertEqual(longer.status, 0, longer.err)
+        XCTAssertEqual(try total(), 5120)
+        XCTAssertEqual(lastStep(), 20)
+    }
+
     func testASecondSignalExitsAtOnce() throws {
         let root = try tempRoot()
         let p = try distill(root + "/run", [])

@@ -67,7 +67,8 @@ public final class OneStepTrainer: @unchecked Sendable {
                 classifier: critic.critic.parameters, classifierAdam: adamC)
             step = saved.step
             imagesSeen = saved.imagesSeen
-            run.log(["event": "resume", "step": step, "images_seen": imagesSeen])
+            run.log(["event": "resume", "step": step, "images_seen": imagesSeen, "total_images": config.totalImages])
+            try run.writeConfig(config)  // the length may have been extended (`--images`)
         } else {
             try run.writeConfig(config)
             if !built.report.isEmpty {

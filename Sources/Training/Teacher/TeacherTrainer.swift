@@ -61,7 +61,8 @@ public final class TeacherTrainer: @unchecked Sendable {
             let saved = try TrainingState.load(path: run.statePath, store: network.parameters, adam: adam, ema: ema)
             step = saved.step
             imagesSeen = saved.imagesSeen
-            run.log(["event": "resume", "step": step, "images_seen": imagesSeen])
+            run.log(["event": "resume", "step": step, "images_seen": imagesSeen, "total_images": config.totalImages])
+            try run.writeConfig(config)  // the length may have been extended (`--images`)
         } else {
             try run.writeConfig(config)
             run.log([
