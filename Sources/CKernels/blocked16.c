@@ -23,12 +23,9 @@ CK_INLINE void residual_body(
 
 CK_INLINE void bias_body(float *y, const float *t, long hw, int C) {
     for (int k = 0; k < C; k += 16) {
-        const v8 t0 = v8_load(t + k), t1 = v8_load(t + k + 8);
+        const v16 tk = v16_load(t + k);
         float *yk = y + (long)k * hw;
-        for (long p = 0; p < hw; p++) {
-            v8_store(v8_load(yk + p * 16) + t0, yk + p * 16);
-            v8_store(v8_load(yk + p * 16 + 8) + t1, yk + p * 16 + 8);
-        }
+        for (long p = 0; p < hw; p++) v16_store(v16_load(yk + p * 16) + tk, yk + p * 16);
     }
 }
 

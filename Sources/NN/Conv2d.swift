@@ -49,21 +49,15 @@ public final class Conv2d: @unchecked Sendable {
             kernel: kernel, stride: stride, padding: padding)
     }
 
-    /// Whether `blocked16Plan` serves this layer at this size: a served network's Winograd layer
-    /// whose oneDNN primitive reads and writes `aBcd16b` (`[B, C / 16, H, W, 16]`), so that its
-    /// neighbours can keep that layout and no reorder runs (`ResBlock`). Inference only.
-    func runsBlocked16(batch: Int, height: Int, width: Int) -> Bool {
-        ConvolutionEngine.current == .oneDNN && layout == .nhwc
-            && dnnl.runsBlocked16(
-                geometry(height: height, width: width), batch: batch, layout: layout,
-                perSample: store.batchInvariant, frozen: store.weightsFrozen)
-    }
-
-    /// The layer's calls for a `batch`-sample served forward on `aBcd16b`, one sample at a time
-    /// (where `runsBlocked16` holds; such a forward has no backward).
-    func blocked16Plan(batch: Int, height: Int, width: Int) -> OneDNNConv.Blocked16Plan {
-        dnnl.blocked16Plan(
-            geometry(height: height, width: width), batch: batch, weight: store.value(w), bias: store.value(b))
+    /// The layer's calls for a `batch`-sample served forward on oneDNN's `aBcd16b`
+    /// (`[B, C / 16, H, W, 16]`), one sample at a time: where a served network's Winograd layer
+    /// reads and writes that layout, so that its neighbours can keep it and no reorder runs
+    /// (`ResBlock`); nil elsewhere. Such a forward has no backward.
+    func blocked16Plan(batch: Int, height: Int, width: Int) -> OneDNNConv.PerSamplePlan? {
+        guard ConvolutionEngine.current == .oneDNN, layout == .nhwc else { return nil }
+        return dnnl.blocked16Plan(
+            geometry(height: height, width: width), batch: batch, weight: store.value(w), bias: store.value(b),
+            layout: layout, perSample: store.batchInvariant, frozen: store.weightsFrozen)
     }
 
     /// y `[OC]` (in `layout`) from x `[C]` (+ `sampleBias[b, o]`, `[B, OC]`, when given); x must stay

@@ -180,52 +180,60 @@ final class OneDNNConv: @unchecked Sendable {
         }
     }
 
-    /// The per-sample Winograd primitive of a `batch`-sample call and the workers that share it.
-    private func perSampleWinograd(_ g: ConvGeometry, batch: Int) -> (DNNLConvolution, DNNLScratch, workers: Int) {
+    /// The per-sample Winograd calls of a `batch`-sample forward: batch-1 primitives, the compute
+    /// threads taking samples side by side on one-thread primitives, or (fewer samples than
+    /// threads) one after the other on primitives that use every thread. oneDNN's batch-1 Winograd
+    /// was bitwise the same on 1 and 2 threads for every served shape (WinogradTests), so a sample
+    /// is computed the same either way. Nil when oneDNN has no Winograd for the layer, or (with
+    /// `blocked16`) when its primitive does not read and write exactly `aBcd16b`.
+    private func perSamplePlan(
+        _ g: ConvGeometry, batch: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, frozen: Bool,
+        blocked16: Bool
+    ) -> PerSamplePlan? {
         let workers = min(kernelThreads, batch)
         let (conv, pad) = prepare(
             g, batch: 1, algorithm: .winograd, threads: workers == kernelThreads ? 1 : kernelThreads)
-        return (conv, pad, workers)
-    }
-
-    /// Whether `blocked16Plan` serves this layer at `batch`: a served layer (frozen weights, one
-    /// sample per call) on Winograd, whose primitive reads and writes `aBcd16b`.
-    func runsBlocked16(
-        _ g: ConvGeometry, batch: Int, layout: ActivationLayout, perSample: Bool, frozen: Bool
-    ) -> Bool {
-        guard WinogradBlocking.current == .on, perSample, frozen, winograd(g, layout: layout) else { return false }
-        let conv = perSampleWinograd(g, batch: batch).0
-        return conv.key.algorithm == .winograd && conv.forwardTakesBlocked16
-    }
-
-    /// The layer's per-sample Winograd calls on `aBcd16b` for a `batch`-sample forward (where
-    /// `runsBlocked16` holds): worker k of `workers` calls `run(worker: k, ...)` for its samples.
-    func blocked16Plan(
-        _ g: ConvGeometry, batch: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>
-    ) -> Blocked16Plan {
-        let (conv, pad, workers) = perSampleWinograd(g, batch: batch)
-        precondition(
-            conv.key.algorithm == .winograd && conv.forwardTakesBlocked16, "\(conv.key) does not run on aBcd16b")
-        return Blocked16Plan(
+        guard conv.key.algorithm == .winograd, !blocked16 || conv.forwardTakesBlocked16 else { return nil }
+        return PerSamplePlan(
             conv: conv, pads: scratches(pad, count: workers, bytes: conv.scratchBytes),
-            packed: packedWeights(conv, pad, weight, frozen: true), weight: weight, bias: bias, workers: workers,
-            outChannels: g.outChannels, plane: g.outHeight * g.outWidth)
+            packed: packedWeights(conv, pad, weight, frozen: frozen), weight: weight, bias: bias, workers: workers,
+            blocked16: blocked16, outChannels: g.outChannels, plane: g.outHeight * g.outWidth)
     }
 
-    /// One served layer's calls, sample by sample, on `aBcd16b` activations.
-    struct Blocked16Plan {
+    /// The layer's per-sample calls on `aBcd16b` for a `batch`-sample served forward (frozen
+    /// weights, one sample per call, Winograd reading and writing `aBcd16b`), so that its
+    /// neighbours can keep that layout and no reorder runs (`ResBlock`); nil where it does not
+    /// apply. Inference only.
+    func blocked16Plan(
+        _ g: ConvGeometry, batch: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+        layout: ActivationLayout, perSample: Bool, frozen: Bool
+    ) -> PerSamplePlan? {
+        guard WinogradBlocking.current == .on, perSample, frozen, winograd(g, layout: layout) else { return nil }
+        return perSamplePlan(g, batch: batch, weight: weight, bias: bias, frozen: true, blocked16: true)
+    }
+
+    /// One layer's calls, sample by sample, on NHWC or (`blocked16`) `aBcd16b` activations: worker
+    /// k of `workers` calls `run(worker: k, ...)` for its samples.
+    struct PerSamplePlan {
         let conv: DNNLConvolution
         let pads: [DNNLScratch]
         let packed: PackedWeights?
         let weight: UnsafePointer<Float>, bias: UnsafePointer<Float>
         let workers: Int
+        let blocked16: Bool
         let outChannels: Int, plane: Int
 
-        /// y = conv(x) + bias (+ sampleBias `[OC]`) for one sample, on worker k's scratch (workers
-        /// may call at once, each with its own k).
+        /// y = conv(x) + bias (+ sampleBias `[OC]`, `aBcd16b` only) for one sample, on worker k's
+        /// scratch (workers may call at once, each with its own k).
         func run(
-            worker k: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, sampleBias: UnsafePointer<Float>?
+            worker k: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+            sampleBias: UnsafePointer<Float>? = nil
         ) {
+            guard blocked16 else {
+                precondition(sampleBias == nil, "a per-sample bias on NHWC is added over the batch")
+                OneDNNConv.run(conv, pads[k], x: x, weight: weight, packed: packed, bias: bias, y: y)
+                return
+            }
             do {
                 try conv.forward(blocked16: x, weights: weight, packed: packed, bias: bias, dst: y, scratch: pads[k])
             } catch {
@@ -247,29 +255,20 @@ final class OneDNNConv: @unchecked Sendable {
     ) {
         // Batches under two samples per thread run the served path too, so a sample computed alone
         // is the served sample in either mode.
-        if (perSample || batch < 2 * kernelThreads) && winograd(g, layout: layout) {
-            // Batch-1 primitives, the compute threads taking samples side by side on one-thread
-            // primitives, or (fewer samples than threads) one after the other on primitives that
-            // use every thread. oneDNN's batch-1 Winograd was bitwise the same on 1 and 2 threads
-            // for every served shape (WinogradTests), so a sample is computed the same either way.
-            let (conv, pad, workers) = perSampleWinograd(g, batch: batch)
-            if conv.key.algorithm == .winograd {
-                let pads = scratches(pad, count: workers, bytes: conv.scratchBytes)
-                let weights = packedWeights(conv, pad, weight, frozen: frozen)
-                // NHWC: sample i is one contiguous block of input and of output.
-                let sx = g.inChannels * g.height * g.width, sy = g.outChannels * g.outHeight * g.outWidth
-                parallelFor(workers) { k in
-                    for i in (batch * k / workers)..<(batch * (k + 1) / workers) {
-                        Self.run(
-                            conv, pads[k], x: x + i * sx, weight: weight, packed: weights, bias: bias, y: y + i * sy)
-                    }
+        if (perSample || batch < 2 * kernelThreads) && winograd(g, layout: layout),
+            let plan = perSamplePlan(g, batch: batch, weight: weight, bias: bias, frozen: frozen, blocked16: false)
+        {
+            // NHWC: sample i is one contiguous block of input and of output.
+            let sx = g.inChannels * g.height * g.width, sy = g.outChannels * g.outHeight * g.outWidth
+            parallelFor(plan.workers) { k in
+                for i in (batch * k / plan.workers)..<(batch * (k + 1) / plan.workers) {
+                    plan.run(worker: k, x: x + i * sx, y: y + i * sy)
                 }
-                if let sampleBias {
-                    Self.addSampleBiasNHWC(
-                        y, sampleBias, batch: batch, channels: g.outChannels, plane: sy / g.outChannels)
-                }
-                return
             }
+            if let sampleBias {
+                Self.addSampleBiasNHWC(y, sampleBias, batch: batch, channels: g.outChannels, plane: sy / g.outChannels)
+            }
+            return
         }
         let (conv, pad) = prepare(g, batch: batch, algorithm: batchAlgorithm(g, layout: layout, batch: batch))
         forwardBatch(
@@ -309,7 +308,7 @@ final class OneDNNConv: @unchecked Sendable {
     }
 
     /// One forward call by packed weights when given, else plain ones (safe from several threads).
-    private static func run(
+    fileprivate static func run(
         _ conv: DNNLConvolution, _ pad: DNNLScratch, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         packed: PackedWeights?, bias: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
     ) {

@@ -22,7 +22,6 @@ extension GroupNorm {
         x = nil
         self.batch = batch
         self.hw = hw
-        blocked16 = true
         mean.resize(batch * groups)
         rstd.resize(batch * groups)
         perSample.resize(batch * 4 * channels)

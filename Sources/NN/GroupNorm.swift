@@ -22,10 +22,10 @@ public final class GroupNorm: @unchecked Sendable {
     let partials = Buffer()  // [B, C, 2] per-sample dgamma, dbeta
     /// NHWC: per-sample channel vectors (coefficients, moments) of the job that owns the sample.
     let perSample = Buffer()
+    /// The last forward's input; nil before any, and after a served sample-by-sample forward
+    /// (`beginSamples`), which has no backward.
     var x: UnsafePointer<Float>?
     var batch = 0, hw = 0
-    /// The last forward ran sample by sample (`beginSamples`): it has no backward.
-    var blocked16 = false
 
     /// The group count the networks use for `channels`.
     public static func defaultGroups(_ channels: Int) -> Int { min(32, max(1, channels / 4)) }
@@ -51,7 +51,6 @@ public final class GroupNorm: @unchecked Sendable {
         self.x = x
         self.batch = batch
         self.hw = hw
-        blocked16 = false
         out.resize(channels * batch * hw)
         mean.resize(batch * groups)
         rstd.resize(batch * groups)
@@ -100,8 +99,9 @@ public final class GroupNorm: @unchecked Sendable {
     /// Accumulates dgamma, dbeta (unless the store is frozen: `accumulatesGradients`); writes dIn (gradient with respect to x).
     @discardableResult
     public func backward(_ dz: UnsafePointer<Float>) -> UnsafeMutablePointer<Float> {
-        guard let x else { preconditionFailure("GroupNorm.backward before forward") }
-        precondition(!blocked16, "GroupNorm.backward after an inference-only aBcd16b forward")
+        guard let x else {
+            preconditionFailure("GroupNorm.backward with no forward to differentiate (none yet, or a served one)")
+        }
         dIn.resize(channels * batch * hw)
         partials.resize(2 * channels * batch)
         if layout == .nhwc { backwardNHWC(x, dz) } else { backwardCBHW(x, dz) }

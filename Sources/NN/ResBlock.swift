@@ -63,11 +63,12 @@ public final class ResBlock: @unchecked Sendable {
         self.height = height
         self.width = width
         let hw = height * width, co = outChannels
-        ranBlocked16 =
-            conv0.runsBlocked16(batch: batch, height: height, width: width)
-            && conv1.runsBlocked16(batch: batch, height: height, width: width)
-        if ranBlocked16 {
-            return forwardBlocked16(x, emb: e, batch: batch, hw: hw, into: slice)
+        ranBlocked16 = false
+        if let plan0 = conv0.blocked16Plan(batch: batch, height: height, width: width),
+            let plan1 = conv1.blocked16Plan(batch: batch, height: height, width: width)
+        {
+            ranBlocked16 = true
+            return forwardBlocked16(x, emb: e, batch: batch, hw: hw, into: slice, plans: (plan0, plan1))
         }
         let a0 = norm0.forward(x, batch: batch, hw: hw)
         let t = affine.forward(e, batch: batch)  // [B, Cout], added in conv0's bias pass
@@ -105,14 +106,13 @@ public final class ResBlock: @unchecked Sendable {
     /// and the residual reads it, so the convolutions need no reorder. The same bits as the NHWC
     /// path; inference only.
     private func forwardBlocked16(
-        _ x: UnsafePointer<Float>, emb e: UnsafePointer<Float>, batch: Int, hw: Int, into slice: ChannelSlice?
+        _ x: UnsafePointer<Float>, emb e: UnsafePointer<Float>, batch: Int, hw: Int, into slice: ChannelSlice?,
+        plans: (OneDNNConv.PerSamplePlan, OneDNNConv.PerSamplePlan)
     ) -> UnsafeMutablePointer<Float> {
-        let ci = inChannels, co = outChannels
+        let ci = inChannels, co = outChannels, (plan0, plan1) = plans
         let t = UnsafePointer(affine.forward(e, batch: batch))  // [B, Cout]
         let s: UnsafePointer<Float> =
             skip.map { UnsafePointer($0.forward(x, batch: batch, height: height, width: width)) } ?? x
-        let plan0 = conv0.blocked16Plan(batch: batch, height: height, width: width)
-        let plan1 = conv1.blocked16Plan(batch: batch, height: height, width: width)
         norm0.beginSamples(batch: batch, hw: hw)
         norm1.beginSamples(batch: batch, hw: hw)
         let direct = slice.flatMap { layout.compactRegion(of: $0, channels: co, batch: batch, hw: hw) }

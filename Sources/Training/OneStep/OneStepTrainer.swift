@@ -61,6 +61,8 @@ public final class OneStepTrainer: @unchecked Sendable {
         (self.adamG, self.adamC) = (adamG, adamC)
         ema = EMA(net.parameters, halfLifeImages: config.emaHalfLifeImages)
         run = try RunFolder(path: runPath, resume: resume)
+        // Written on resume too: `--images` may have extended the run.
+        try run.writeConfig(config)
         if resume {
             let saved = try OneStepState.load(
                 path: run.statePath, generator: net.parameters, generatorAdam: adamG, ema: ema,
@@ -68,9 +70,7 @@ public final class OneStepTrainer: @unchecked Sendable {
             step = saved.step
             imagesSeen = saved.imagesSeen
             run.log(["event": "resume", "step": step, "images_seen": imagesSeen, "total_images": config.totalImages])
-            try run.writeConfig(config)  // the length may have been extended (`--images`)
         } else {
-            try run.writeConfig(config)
             if !built.report.isEmpty {
                 run.log(
                     ["event": "init_arm", "arm": config.initialisation.letter].merging(

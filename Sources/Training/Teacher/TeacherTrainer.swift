@@ -57,14 +57,14 @@ public final class TeacherTrainer: @unchecked Sendable {
         }
         adam = Adam(count: network.parameters.count, learningRate: config.learningRate)
         ema = EMA(network.parameters, halfLifeImages: config.emaHalfLifeImages)
+        // Written on resume too: `--images` may have extended the run.
+        try run.writeConfig(config)
         if resume {
             let saved = try TrainingState.load(path: run.statePath, store: network.parameters, adam: adam, ema: ema)
             step = saved.step
             imagesSeen = saved.imagesSeen
             run.log(["event": "resume", "step": step, "images_seen": imagesSeen, "total_images": config.totalImages])
-            try run.writeConfig(config)  // the length may have been extended (`--images`)
         } else {
-            try run.writeConfig(config)
             run.log([
                 "event": "start", "parameters": network.parameters.count, "arch": config.arch, "data": config.data,
             ])
