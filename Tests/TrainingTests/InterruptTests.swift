@@ -84,26 +84,12 @@ final class InterruptTests: XCTestCase {
     func testTeacherResumeKeepsTheRunsLengthUnlessExtended() throws {
         let run = try tempRoot() + "/teacher"
         func teacher(_ extra: [String]) throws -> (status: Int32, err: String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: try DaemonProcess.binary().0)
-            p.arguments =
-                [
-                    "train", "teacher", "--data", "8gaussians", "--out", run, "--batch", "256", "--threads", "1",
-                    "--grid", "16",
-                ]
-                + extra
-            p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-            FileManager.default.createFile(atPath: run + ".err", contents: nil)
-            p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: run + ".err"))
-            try p.run()
-            let deadline = Date().addingTimeInterval(60)
-            while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-            if p.isRunning {
-                p.terminate()
-                p.waitUntilExit()
-                XCTFail("train teacher \(extra) still running after 60 s")
-            }
-            return (p.terminationStatus, (try? String(contentsOfFile: run + ".err", encoding: .utf8)) ?? "")
+            let args = [
+                "train", "teacher", "--data", "8gaussians", "--out", run, "--batch", "256", "--threads", "1",
+                "--grid", "16",
+            ]
+            let (status, output) = try runCommand(try DaemonProcess.binary().0, args + extra)
+            return (status, output)
         }
         func total() throws -> Int? {
             let data = try Data(contentsOf: URL(fileURLWithPath: run + "/config.json"))
