@@ -11,7 +11,8 @@ either prints a JSON summary or, with --merge, writes MNIST's four-file names
 
 which torchvision-style and hand-written MNIST loaders read unchanged.
 
-    python3 tools/read_idx.py runs/generated            # summary: count, shape, class histogram
+    python3 tools/read_idx.py runs/generated            # summary: count, shape, class histogram, first labels
+    python3 tools/read_idx.py runs/generated --all-labels  # the summary with every label
     python3 tools/read_idx.py runs/generated --merge out/mnist-synthetic
 """
 
@@ -53,6 +54,8 @@ def write_idx(path: str, array: np.ndarray) -> None:
         f.write(array.tobytes())
 
 
+FIRST = 20  # labels listed in the summary without --all-labels
+
 CHUNK = re.compile(r"^(samples|labels)-(\d+)-(\d+)\.idx$")
 
 
@@ -78,12 +81,16 @@ def load(folder: str) -> tuple[np.ndarray, np.ndarray | None]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", help="output folder of `onestep generate --format idx`")
+    ap.add_argument("--all-labels", action="store_true", help="list every label (else the first %d)" % FIRST)
     ap.add_argument("--merge", metavar="OUT", help="write OUT/train-images-idx3-ubyte and train-labels-idx1-ubyte")
     args = ap.parse_args()
     images, labels = load(args.folder)
     summary = {"count": int(images.shape[0]), "shape": list(images.shape[1:]), "dtype": str(images.dtype)}
     if labels is not None:
-        summary["labels"] = labels.astype(int).tolist()
+        if args.all_labels:
+            summary["labels"] = labels.astype(int).tolist()
+        else:
+            summary["first_labels"] = labels[:FIRST].astype(int).tolist()
         summary["histogram"] = np.bincount(labels.astype(int)).tolist()
     if args.merge:
         if images.dtype != np.uint8 or images.ndim != 3 or labels is None:

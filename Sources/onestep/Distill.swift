@@ -64,17 +64,19 @@ struct Distill: AsyncParsableCommand {
     @Option(help: "Threads (BLAS and kernels).") var threads = 2
     @Flag(help: "Continue the run in --out from its saved state (the saved config wins; --images may extend it).")
     var resume = false
+    @Option(help: "With --resume: change one config.json setting from here on (key=value, e.g. p_mean=0; repeat).")
+    var set: [String] = []
 
     func run() async throws {
         useCompute(threads: threads)
         var config = OneStepConfig()
+        var resumed: ResumedConfig<OneStepConfig>?
         if resume {
-            guard let text = try? Data(contentsOf: URL(fileURLWithPath: out + "/config.json")) else {
-                throw ValidationError("--resume: no config.json in \(out)")
-            }
-            config = try JSONDecoder().decode(OneStepConfig.self, from: text)
+            resumed = try ResumedConfig(out: out, settings: set)
+            config = resumed!.config
             if let images, images > config.totalImages { config.totalImages = images }
         } else {
+            guard set.isEmpty else { throw ValidationError(ResumedConfig<OneStepConfig>.newRunMessage) }
             guard let teacher else { throw ValidationError("--teacher is required (except with --resume)") }
             config.teacher = teacher
             config.method = try DistillationMethod(parsing: method)
@@ -114,6 +116,7 @@ struct Distill: AsyncParsableCommand {
             "distill: \(trainer.config.method.rawValue), init \(trainer.config.initialisation.rawValue), generator \(trainer.network.parameters.count) "
                 + "parameters, \(trainer.config.isScoreBased ? "fake score" : "classifier") \(trainer.critic.parameters.count), data \(trainer.config.data), "
                 + "\(trainer.config.totalImages) images, run folder \(out)")
+        resumed?.record(in: trainer.run, imagesSeen: trainer.imagesSeen)
         let stop = Interrupt.install(job: "distill")
         try trainer.train(stop: stop)
         try Interrupt.report(

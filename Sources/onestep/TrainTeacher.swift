@@ -42,18 +42,22 @@ struct TrainTeacher: AsyncParsableCommand {
     @Option(help: "Run folder.") var out: String
     @Flag(help: "Continue the run in --out from its saved state (the saved config wins; --images may extend it).")
     var resume = false
+    @Option(
+        help: "With --resume: change one config.json setting from here on (key=value, e.g. learning_rate=2e-4; repeat)."
+    )
+    var set: [String] = []
 
     func run() async throws {
         useCompute(threads: threads)
         var config = TeacherConfig()
+        var resumed: ResumedConfig<TeacherConfig>?
         if resume {
-            guard let text = try? Data(contentsOf: URL(fileURLWithPath: out + "/config.json")) else {
-                throw ValidationError("--resume: no config.json in \(out)")
-            }
-            config = try JSONDecoder().decode(TeacherConfig.self, from: text)
+            resumed = try ResumedConfig(out: out, settings: set)
+            config = resumed!.config
             // A resumed run keeps its length unless --images extends it.
             if let images, images > config.totalImages { config.totalImages = images }
         } else {
+            guard set.isEmpty else { throw ValidationError(ResumedConfig<TeacherConfig>.newRunMessage) }
             config.data = data
             config.dataDir = dataDir
             let isVector = ["digits", "moons", "8gaussians", "checkerboard", "swissroll"].contains(data)
@@ -96,6 +100,7 @@ struct TrainTeacher: AsyncParsableCommand {
         print(
             "teacher: \(trainer.config.arch) with \(trainer.network.parameters.count) parameters on \(trainer.config.data), "
                 + "\(trainer.config.totalImages) images, run folder \(out)")
+        resumed?.record(in: trainer.run, imagesSeen: trainer.imagesSeen)
         let stop = Interrupt.install(job: "train teacher")
         try trainer.train(stop: stop)
         try Interrupt.report(

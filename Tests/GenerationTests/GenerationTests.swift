@@ -179,7 +179,8 @@ final class GenerationRunTests: XCTestCase {
         let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
         XCTAssertEqual(summary["count"] as? Int, 20)
         XCTAssertEqual(summary["shape"] as? [Int], [8, 8])
-        XCTAssertEqual(summary["labels"] as? [Int], labels.map { Int($0) })
+        XCTAssertEqual(summary["first_labels"] as? [Int], labels.map { Int($0) }, "20 labels: all of them")
+        XCTAssertNil(summary["labels"], "the whole list only with --all-labels")
         XCTAssertEqual(summary["histogram"] as? [Int], [2, 2, 2, 2, 2, 2, 2, 2, 2, 2])
         let images = try IDX.parse(
             [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/mnist/train-images-idx3-ubyte"))))
@@ -188,6 +189,9 @@ final class GenerationRunTests: XCTestCase {
         let merged = try IDX.parse(
             [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/mnist/train-labels-idx1-ubyte"))))
         XCTAssertEqual(merged.bytes, labels.map { UInt8($0) })
+        let all = try CrossCheckPython.run(runner, [packageRoot + "/tools/read_idx.py", dir, "--all-labels"])
+        let full = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(all.utf8)) as? [String: Any])
+        XCTAssertEqual(full["labels"] as? [Int], labels.map { Int($0) })
     }
 
     func testVectorModelsAsFloatIDXAndNPY() async throws {

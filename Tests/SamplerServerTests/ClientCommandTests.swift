@@ -93,6 +93,43 @@ final class ClientCommandTests: XCTestCase {
         XCTAssertEqual(daemon.waitForExit(timeout: 20), 0)
     }
 
+    /// `--labels` takes space- or comma-separated class numbers alike, and they reach the model.
+    func testRequestTakesLabelsSeparatedBySpacesOrCommas() throws {
+        let bin = try cli()
+        let root = try Fixtures.repository()
+        try Fixtures.install(try Fixtures.imageGenerator(seed: 4, numClasses: 3), root: root, name: "cond", version: 1)
+        let daemon = try DaemonProcess(root: root)
+        let server = "127.0.0.1:\(daemon.grpcPort)"
+        func request(_ labels: [String], _ name: String) throws -> (Int32, String, Data?) {
+            let out = "\(root)/\(name).npy"
+            let (status, text) = try run(
+                bin,
+                ["request", "--server", server, "--model", "cond", "--count", "3", "--seed", "5", "--format", "npy"]
+                    + ["--labels"] + labels + ["--out", out])
+            return (status, text, FileManager.default.contents(atPath: out))
+        }
+        let (s1, t1, spaces) = try request(["0", "1", "2"], "spaces")
+        XCTAssertEqual(s1, 0, t1)
+        let (s2, t2, commas) = try request(["0,1,2"], "commas")
+        XCTAssertEqual(s2, 0, t2)
+        let (s3, t3, mixed) = try request(["0,1", "2"], "mixed")
+        XCTAssertEqual(s3, 0, t3)
+        let (s4, t4, reversed) = try request(["2,1,0"], "reversed")
+        XCTAssertEqual(s4, 0, t4)
+        XCTAssertNotNil(spaces)
+        XCTAssertEqual(spaces, commas, "0 1 2 and 0,1,2 ask for the same samples")
+        XCTAssertEqual(spaces, mixed)
+        XCTAssertNotEqual(spaces, reversed, "the labels reach the model")
+        let (s5, t5, _) = try request(["0,x,2"], "bad")
+        XCTAssertNotEqual(s5, 0)
+        XCTAssertTrue(t5.contains("'x' is not a class number"), t5)
+        let (s6, t6, _) = try request(["1,,2"], "empty")
+        XCTAssertNotEqual(s6, 0)
+        XCTAssertTrue(t6.contains("'' is not a class number"), t6)
+        daemon.sigterm()
+        XCTAssertEqual(daemon.waitForExit(timeout: 20), 0)
+    }
+
     /// clients/python/sample_pngs.py (committed stubs, grpcio only) writes one PNG per sample.
     func testPythonExampleSavesPNGs() throws {
         let py = try servePython(probe: "import grpc, google.protobuf")

@@ -110,6 +110,84 @@ final class InterruptTests: XCTestCase {
         XCTAssertEqual(lastStep(), 20)
     }
 
+    /// `--resume --set key=value` changes one setting from the resume on, writes it to config.json
+    /// and logs it; keys the saved state depends on, unknown keys and bad values are refused and
+    /// change nothing.
+    func testResumeSetChangesOneSettingAndLogsIt() throws {
+        let root = try tempRoot()
+        let bin = try DaemonProcess.binary().0
+        let run = root + "/teacher"
+        func teacher(_ extra: [String]) throws -> (status: Int32, output: String) {
+            try runCommand(
+                bin,
+                [
+                    "train", "teacher", "--data", "8gaussians", "--out", run, "--batch", "256", "--threads", "1",
+                    "--grid", "16",
+                ]
+                    + extra)
+        }
+        func config(_ run: String) throws -> [String: Any] {
+            let data = try Data(contentsOf: URL(fileURLWithPath: run + "/config.json"))
+            return try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        }
+        let first = try teacher(["--images", "2560", "--lr", "0.001"])
+        XCTAssertEqual(first.status, 0, first.output)
+        let refused: [([String], String)] = [
+            (["--set", "seed=3"], "fixed for the life of a run"),
+            (["--set", "unet=1"], "fixed for the life of a run"),
+            (["--set", "nope=1"], "no such key"),
+            (["--set", "learning_rate"], "takes key=value"),
+            (["--set", "learning_rate=fast"], "takes a number"),
+            (["--set", "learning_rate=true"], "does not read back"),
+            (["--set", "total_images=9000"], "use --images"),
+            (["--set", "learning_rate=-1"], "--lr"),
+        ]
+        for (args, message) in refused {
+            let r = try teacher(["--resume", "--images", "5120"] + args)
+            XCTAssertNotEqual(r.status, 0, "\(args) was taken")
+            XCTAssertTrue(r.output.contains(message), "\(args): \(r.output)")
+            XCTAssertEqual(try config(run)["learning_rate"] as? Double, 0.001, "\(args) changed the config")
+            XCTAssertEqual(try config(run)["total_images"] as? Int, 2560, "\(args) changed the config")
+        }
+        let fresh = try teacher(["--images", "2560", "--set", "learning_rate=0.01", "--out", root + "/other"])
+        XCTAssertNotEqual(fresh.status, 0)
+        XCTAssertTrue(fresh.output.contains("goes with --resume"), fresh.output)
+
+        let second = try teacher([
+            "--resume", "--images", "5120", "--set", "learning_rate=0.0005", "--set", "p_mean=0", "--set",
+            "warmup_images=0",
+        ])
+        XCTAssertEqual(second.status, 0, second.output)
+        XCTAssertTrue(second.output.contains("learning_rate: 0.001 -> 0.0005"), second.output)
+        XCTAssertEqual(try config(run)["learning_rate"] as? Double, 0.0005)
+        XCTAssertEqual(try config(run)["p_mean"] as? Double, 0)
+        let set = try XCTUnwrap(logLines(run).first { $0["event"] as? String == "config_set" })
+        XCTAssertEqual(set["images_seen"] as? Int, 2560)
+        XCTAssertEqual((set["set"] as? [String: Any])?["learning_rate"] as? Double, 0.0005)
+        let lrs = logLines(run).filter { $0["event"] == nil }.compactMap { line -> (Int, Double)? in
+            guard let step = line["step"] as? Int, let lr = line["lr"] as? Double else { return nil }
+            return (step, lr)
+        }
+        XCTAssertEqual(lrs.last?.0, 20)
+        XCTAssertEqual(
+            try XCTUnwrap(lrs.last?.1), 0.0005, accuracy: 1e-9, "the steps after the resume used the new rate")
+
+        // distill takes it the same way.
+        let d = root + "/distill"
+        let args = [
+            "distill", "--teacher", self.teacher, "--out", d, "--batch", "256", "--threads", "1", "--grid", "16",
+        ]
+        let (s1, t1) = try runCommand(bin, args + ["--images", "1280"])
+        XCTAssertEqual(s1, 0, t1)
+        let (s2, t2) = try runCommand(bin, args + ["--resume", "--images", "2560", "--set", "p_mean=0.5"])
+        XCTAssertEqual(s2, 0, t2)
+        XCTAssertEqual(try config(d)["p_mean"] as? Double, 0.5)
+        XCTAssertTrue(logLines(d).contains { $0["event"] as? String == "config_set" })
+        let (s3, t3) = try runCommand(bin, args + ["--resume", "--set", "method=dmd"])
+        XCTAssertNotEqual(s3, 0)
+        XCTAssertTrue(t3.contains("fixed for the life of a run"), t3)
+    }
+
     func testASecondSignalExitsAtOnce() throws {
         let root = try tempRoot()
         let p = try distill(root + "/run", [])
