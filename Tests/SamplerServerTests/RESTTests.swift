@@ -188,6 +188,58 @@ final class RESTTests: XCTestCase {
         XCTAssertTrue(d.process.isRunning)
     }
 
+    /// Every HTTP request, refused ones included, is counted by route template, method and status,
+    /// timed, and written to the access log (health probes counted, not logged); unknown paths
+    /// share one `NotFound` label.
+    func testEveryRequestIsCountedTimedAndLogged() throws {
+        let root = try tempRoot()
+        try Fixtures.install(try Fixtures.imageGenerator(seed: 1), root: root, name: "img", version: 1)
+        let d = try DaemonProcess(
+            root: root, arguments: ["--log-level", "info"], environment: ["ONESTEP_TOKEN": token])
+        addTeardownBlock {
+            d.sigterm()
+            _ = d.waitForExit(timeout: 20)
+        }
+        XCTAssertEqual(try curl(d, "POST", "/v2/models/img/infer", body: Self.infer, token: token).status, 200)
+        XCTAssertEqual(try curl(d, "POST", "/v2/models/img/infer", body: Self.infer).status, 401)
+        XCTAssertEqual(try curl(d, "POST", "/v2/models/nope/infer", body: Self.infer, token: token).status, 404)
+        for i in 0..<3 { XCTAssertEqual(try curl(d, "GET", "/v2/no/such/route/\(i)", token: token).status, 404) }
+        XCTAssertEqual(try curl(d, "GET", "/v2/health/live").status, 200)
+
+        let page = try scrapeMetrics(d)
+        let infer = "route=\"/v2/models/{model}/infer\""
+        XCTAssertEqual(
+            metricValue(page, "onestep_http_requests_total", labels: [infer, "method=\"POST\"", "code=\"200\""]), 1,
+            page)
+        XCTAssertEqual(metricValue(page, "onestep_http_requests_total", labels: [infer, "code=\"401\""]), 1, page)
+        XCTAssertEqual(metricValue(page, "onestep_http_requests_total", labels: [infer, "code=\"404\""]), 1, page)
+        XCTAssertEqual(
+            metricValue(page, "onestep_http_requests_total", labels: ["route=\"NotFound\"", "code=\"404\""]), 3,
+            "three unknown paths, one label set\n\(page)")
+        XCTAssertFalse(page.contains("/v2/no/such/route"), "a client's path became a label")
+        for family in ["onestep_http_requests_total", "onestep_http_request_duration_seconds"] {
+            XCTAssertTrue(page.contains("# HELP \(family) "), "no HELP for \(family)")
+        }
+        XCTAssertEqual(metricValue(page, "onestep_http_request_duration_seconds_count", labels: [infer]), 3, page)
+        XCTAssertEqual(
+            metricValue(page, "onestep_http_requests_total", labels: ["route=\"/v2/health/live\"", "code=\"200\""]), 1,
+            page)
+
+        let lines = d.log.split(separator: "\n").filter { $0.contains("http") && $0.contains("path=") }
+        let inferLines = lines.filter { $0.contains("path=/v2/models/img/infer") }
+        XCTAssertEqual(inferLines.count, 2, d.log)
+        let ok = try XCTUnwrap(inferLines.first { $0.contains("code=200") }, d.log)
+        for field in [
+            "method=POST", "ms=", "peer=ipv4:127.0.0.1:", "model=img", "version=1", "samples=3", "compute_ms=",
+        ] {
+            XCTAssertTrue(ok.contains(field), "\(field) missing: \(ok)")
+        }
+        XCTAssertTrue(inferLines.contains { $0.contains("code=401") }, d.log)
+        XCTAssertEqual(
+            lines.filter { $0.contains("path=/v2/no/such/route/") && $0.contains("code=404") }.count, 3, d.log)
+        XCTAssertFalse(d.log.contains("path=/v2/health/live"), "probes are not logged")
+    }
+
     /// `samples.png` / `samples.npy` are byte for byte what `onestep request` writes from the
     /// Sampler API over gRPC for the same seed and count; the stats count the requests.
     func testSampleRoutesEqualTheSamplerAPI() throws {

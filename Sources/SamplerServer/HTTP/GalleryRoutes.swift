@@ -17,7 +17,7 @@ struct GalleryRoutes: Sendable {
     /// The window of `/v1/stats`.
     static let statsWindow = Duration.seconds(10)
 
-    func add(to router: Router<BasicRequestContext>) {
+    func add(to router: Router<RESTContext>) {
         router.get("/") { _, _ in
             RESTResponse.bytes(Array(GalleryAssets.html.utf8), contentType: "text/html; charset=utf-8")
         }

@@ -10,7 +10,7 @@ struct RESTRoutes: Sendable {
     let inference: InferenceService
     let maxRequestBytes: Int
 
-    func add(to router: Router<BasicRequestContext>) {
+    func add(to router: Router<RESTContext>) {
         router.get("/v2/health/live") { _, _ in try RESTResponse.json(["live": true]) }
         router.get("/v2/health/ready") { _, _ in
             let ready = await inference.isReady()
@@ -117,7 +117,7 @@ struct RESTRoutes: Sendable {
             headers: [HTTPField.Name(RESTInferCodec.headerLengthField)!: "\(headerLength)"])
     }
 
-    static func selector(_ context: BasicRequestContext) throws -> (model: String, version: String) {
+    static func selector(_ context: RESTContext) throws -> (model: String, version: String) {
         (try context.parameters.require("model"), context.parameters.get("version") ?? "")
     }
 

@@ -8,16 +8,17 @@ import ServiceLifecycle
 /// REST (`RESTRoutes`), the gallery and sample routes (`GalleryRoutes`), the same services, limits
 /// and bearer tokens as gRPC. A lifecycle service: it stops with the daemon's service group.
 struct RESTServer: Service {
-    let application: Application<RouterResponder<BasicRequestContext>>
+    let application: Application<RouterResponder<RESTContext>>
     let host: String
     let port: Int
     private let bound: BoundPort
 
     init(
         config: ServerConfig, inference: InferenceService, sampler: SamplerService, auth: AuthPolicy?,
-        logger: Logger
+        logger: Logger, accessLog: AccessLogLimiter?
     ) throws {
-        let router = Router(context: BasicRequestContext.self)
+        let router = Router(context: RESTContext.self)
+        router.add(middleware: RESTObserver(logger: logger, accessLog: accessLog))
         router.add(middleware: RESTErrorMiddleware())
         if let auth { router.add(middleware: RESTAuthMiddleware(policy: auth)) }
         RESTRoutes(inference: inference, maxRequestBytes: config.maxRequestBytes).add(to: router)

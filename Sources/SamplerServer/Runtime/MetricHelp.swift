@@ -19,6 +19,8 @@ enum MetricHelp {
         "onestep_memory_budget_limit_bytes": "The request memory budget.",
         "onestep_grpc_requests_total": "gRPC calls by method and final status code.",
         "onestep_grpc_request_duration_seconds": "End-to-end gRPC call time by method.",
+        "onestep_http_requests_total": "HTTP requests by route template, method and status code.",
+        "onestep_http_request_duration_seconds": "HTTP request handling time by route template.",
         "onestep_grpc_streams_closed_early_total":
             "RPCs cancelled because their HTTP/2 stream closed before the transport attached their cancellation.",
         "process_resident_memory_bytes": "Resident memory size in bytes.",

@@ -155,7 +155,8 @@ public struct OneStepServer: Sendable {
             config.httpPort >= 0
             ? try RESTServer(
                 config: config, inference: inference, sampler: sampler,
-                auth: open ? nil : AuthPolicy(token: token, adminToken: adminToken), logger: logger) : nil
+                auth: open ? nil : AuthPolicy(token: token, adminToken: adminToken), logger: logger,
+                accessLog: observer.accessLog) : nil
         if let http { lifecycle.append(http) }
         lifecycle.append(
             GRPCServerService(

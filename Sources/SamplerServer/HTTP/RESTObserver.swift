@@ -1,0 +1,91 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+
+/// The HTTP door's request context: Hummingbird's basic one plus the client's address (for the
+/// access log).
+struct RESTContext: RequestContext, RemoteAddressRequestContext {
+    var coreContext: CoreRequestContextStorage
+    let remoteAddress: SocketAddress?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+}
+
+/// The outermost HTTP middleware, `RequestObserver`'s twin for the REST door: every request,
+/// refused ones included, is counted by route template (Hummingbird's, such as
+/// `/v2/models/{model}/infer`; `NotFound` when no route matched, so the label set stays bounded),
+/// method and status (`onestep_http_requests_total{route, method, code}`), timed
+/// (`onestep_http_request_duration_seconds{route}`), and written to the access log, which it
+/// shares with gRPC (one line per request: method, path, code, milliseconds, peer, and for sampling
+/// routes the model, version, samples, queue and compute milliseconds; at most the shared rate).
+/// Health probes are counted but not logged.
+struct RESTObserver<Context: RemoteAddressRequestContext>: RouterMiddleware {
+    let logger: Logger
+    let accessLog: AccessLogLimiter?
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        let start = ContinuousClock.now
+        let facts = CallFacts()
+        do {
+            let response = try await CallFacts.$current.withValue(facts) { try await next(request, context) }
+            record(request, context, response.status, start, facts)
+            return response
+        } catch {
+            record(request, context, (error as? any HTTPResponseError)?.status ?? .internalServerError, start, facts)
+            throw error
+        }
+    }
+
+    func record(
+        _ request: Request, _ context: Context, _ status: HTTPResponse.Status, _ start: ContinuousClock.Instant,
+        _ facts: CallFacts
+    ) {
+        let elapsed = ContinuousClock.now - start
+        let route = context.endpointPath ?? "NotFound"
+        let method = request.method.rawValue
+        Counter(
+            label: "onestep_http_requests_total",
+            dimensions: [("route", route), ("method", method), ("code", "\(status.code)")]
+        ).increment()
+        Metrics.Timer(
+            label: "onestep_http_request_duration_seconds", dimensions: [("route", route)],
+            preferredDisplayUnit: .seconds
+        ).recordNanoseconds(elapsed.nanoseconds)
+        guard let accessLog, !route.hasPrefix("/v2/health/"), let suppressed = accessLog.admit() else { return }
+        var meta: Logger.Metadata = [
+            "method": "\(method)", "path": "\(Self.printable(request.uri.path))", "code": "\(status.code)",
+            "ms": "\(String(format: "%.2f", Double(elapsed.microseconds) / 1000))",
+            "peer": "\(Self.peer(context.remoteAddress))",
+        ]
+        for (k, v) in facts.noted { meta[k] = "\(v)" }
+        if suppressed > 0 { meta["suppressed_before"] = "\(suppressed)" }
+        logger.info("http", metadata: meta)
+    }
+
+    /// The client's address as gRPC writes its peers: `ipv4:127.0.0.1:52178`, `ipv6:[::1]:52178`.
+    static func peer(_ address: SocketAddress?) -> String {
+        guard let address, let ip = address.ipAddress, let port = address.port else {
+            return address.map { "\($0)" } ?? "unknown"
+        }
+        switch address {
+        case .v6: return "ipv6:[\(ip)]:\(port)"
+        default: return "ipv4:\(ip):\(port)"
+        }
+    }
+
+    /// A client's path as one log field: at most 200 characters, control characters escaped.
+    static func printable(_ path: String) -> String {
+        let cut = path.count > 200 ? String(path.prefix(200)) + "..." : path
+        return cut.unicodeScalars.map {
+            $0.value < 0x20 || $0.value == 0x7F ? "\\u{\(String($0.value, radix: 16))}" : String($0)
+        }
+        .joined()
+    }
+}
