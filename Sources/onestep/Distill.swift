@@ -109,7 +109,7 @@ struct Distill: AsyncParsableCommand {
             config.pMean = pMean
             config.pStd = pStd
         }
-        let trainer = try ConfigFlags.naming(ConfigFlags.distill) {
+        let trainer = try ConfigFlags.naming(resumed?.flags(ConfigFlags.distill) ?? ConfigFlags.distill) {
             try OneStepTrainer(config: config, runPath: out, resume: resume)
         }
         print(

@@ -94,7 +94,7 @@ struct TrainTeacher: AsyncParsableCommand {
             config.pMean = pMean
             config.pStd = pStd
         }
-        let trainer = try ConfigFlags.naming(ConfigFlags.train) {
+        let trainer = try ConfigFlags.naming(resumed?.flags(ConfigFlags.train) ?? ConfigFlags.train) {
             try TeacherTrainer(config: config, runPath: out, resume: resume)
         }
         print(

@@ -205,6 +205,8 @@ final class RESTTests: XCTestCase {
         XCTAssertEqual(try curl(d, "POST", "/v2/models/nope/infer", body: Self.infer, token: token).status, 404)
         for i in 0..<3 { XCTAssertEqual(try curl(d, "GET", "/v2/no/such/route/\(i)", token: token).status, 404) }
         XCTAssertEqual(try curl(d, "GET", "/v2/health/live").status, 200)
+        XCTAssertEqual(try curl(d, "GET", "/v1/stats", token: token).status, 200)
+        XCTAssertEqual(try curl(d, "GET", "/v1/models/img/samples.png?seed=1&count=2", token: token).status, 200)
 
         let page = try scrapeMetrics(d)
         let infer = "route=\"/v2/models/{model}/infer\""
@@ -238,6 +240,13 @@ final class RESTTests: XCTestCase {
         XCTAssertEqual(
             lines.filter { $0.contains("path=/v2/no/such/route/") && $0.contains("code=404") }.count, 3, d.log)
         XCTAssertFalse(d.log.contains("path=/v2/health/live"), "probes are not logged")
+        XCTAssertFalse(d.log.contains("path=/v1/stats"), "the gallery's stats poll is not logged")
+        XCTAssertEqual(
+            metricValue(page, "onestep_http_requests_total", labels: ["route=\"/v1/stats\"", "code=\"200\""]), 1, page)
+        let png = try XCTUnwrap(lines.first { $0.contains("path=/v1/models/img/samples.png") }, d.log)
+        for field in ["code=200", "model=img", "samples=2"] {
+            XCTAssertTrue(png.contains(field), "\(field) missing: \(png)")
+        }
     }
 
     /// `samples.png` / `samples.npy` are byte for byte what `onestep request` writes from the

@@ -93,6 +93,25 @@ final class RequestObserverTests: XCTestCase {
         XCTAssertEqual(MetricHelp.annotate([]), [])
     }
 
+    /// A client's path in the HTTP access log: printable ASCII kept, everything else escaped,
+    /// at most 200 scalars (combining marks count one each), so no line is forged or bloated.
+    func testHTTPPathsAreEscapedAndCutInTheAccessLog() {
+        typealias Observer = RESTObserver<RESTContext>
+        XCTAssertEqual(Observer.printable("/v2/models/img/infer"), "/v2/models/img/infer")
+        XCTAssertEqual(Observer.printable("/a\nb\u{7F}\\c"), "/a\\u{a}b\\u{7f}\\u{5c}c")
+        XCTAssertEqual(Observer.printable("/\u{85}\u{2028}\u{202E}é"), "/\\u{85}\\u{2028}\\u{202e}\\u{e9}")
+        let marks = "/e" + String(repeating: "\u{301}", count: 5000)
+        XCTAssertEqual(marks.count, 2, "one grapheme cluster after the slash")
+        let cut = Observer.printable(marks)
+        XCTAssertTrue(cut.hasSuffix("..."), cut)
+        XCTAssertEqual(cut.components(separatedBy: "\\u{301}").count - 1, 198, "200 scalars: '/', 'e' and 198 marks")
+        XCTAssertEqual(
+            Observer.printable(String(repeating: "a", count: 500)), String(repeating: "a", count: 200) + "...")
+        XCTAssertTrue(Observer.quiet("/v2/health/ready"))
+        XCTAssertTrue(Observer.quiet("/v1/stats"))
+        XCTAssertFalse(Observer.quiet("/v2/models/{model}/infer"))
+    }
+
     func testAccessLogLimiterCountsTheLinesOverTheRate() {
         let limiter = AccessLogLimiter(perSecond: 3)
         XCTAssertEqual((0..<5).map { _ in limiter.admit(now: 100.1) }, [0, 0, 0, nil, nil])

@@ -140,7 +140,8 @@ final class InterruptTests: XCTestCase {
             (["--set", "learning_rate=fast"], "takes a number"),
             (["--set", "learning_rate=true"], "does not read back"),
             (["--set", "total_images=9000"], "use --images"),
-            (["--set", "learning_rate=-1"], "--lr"),
+            (["--set", "learning_rate=-1"], "--set learning_rate"),
+            (["--set", "warmup_images=-5"], "--set warmup_images"),
         ]
         for (args, message) in refused {
             let r = try teacher(["--resume", "--images", "5120"] + args)
@@ -149,6 +150,13 @@ final class InterruptTests: XCTestCase {
             XCTAssertEqual(try config(run)["learning_rate"] as? Double, 0.001, "\(args) changed the config")
             XCTAssertEqual(try config(run)["total_images"] as? Int, 2560, "\(args) changed the config")
         }
+        // A resume whose saved state does not load leaves config.json as it was.
+        let broken = root + "/broken"
+        try FileManager.default.copyItem(atPath: run, toPath: broken)
+        try Data("not a state".utf8).write(to: URL(fileURLWithPath: broken + "/state.safetensors"))
+        let failed = try teacher(["--resume", "--set", "learning_rate=0.0002", "--out", broken])
+        XCTAssertNotEqual(failed.status, 0, failed.output)
+        XCTAssertEqual(try config(broken)["learning_rate"] as? Double, 0.001, "a failed resume changed config.json")
         let fresh = try teacher(["--images", "2560", "--set", "learning_rate=0.01", "--out", root + "/other"])
         XCTAssertNotEqual(fresh.status, 0)
         XCTAssertTrue(fresh.output.contains("goes with --resume"), fresh.output)
@@ -183,9 +191,22 @@ final class InterruptTests: XCTestCase {
         XCTAssertEqual(s2, 0, t2)
         XCTAssertEqual(try config(d)["p_mean"] as? Double, 0.5)
         XCTAssertTrue(logLines(d).contains { $0["event"] as? String == "config_set" })
-        let (s3, t3) = try runCommand(bin, args + ["--resume", "--set", "method=dmd"])
-        XCTAssertNotEqual(s3, 0)
-        XCTAssertTrue(t3.contains("fixed for the life of a run"), t3)
+        // An optional setting the run left unset (absent from its config.json) can be set.
+        XCTAssertNil(try config(d)["lr_output_scale"])
+        let (s4, t4) = try runCommand(bin, args + ["--resume", "--images", "3840", "--set", "lr_output_scale=0.5"])
+        XCTAssertEqual(s4, 0, t4)
+        XCTAssertTrue(t4.contains("lr_output_scale: unset -> 0.5"), t4)
+        XCTAssertEqual(try config(d)["lr_output_scale"] as? Double, 0.5)
+        for (setting, message) in [
+            ("method=dmd", "fixed for the life of a run"), ("sigma_init=1", "fixed for the life of a run"),
+            ("classifier_steps=1", "fixed for the life of a run"), ("arm_steps=10", "only when a run starts"),
+            ("p_meen=0", "no such key"),
+        ] {
+            let (s3, t3) = try runCommand(bin, args + ["--resume", "--set", setting])
+            XCTAssertNotEqual(s3, 0, setting)
+            XCTAssertTrue(t3.contains(message), "\(setting): \(t3)")
+        }
+        XCTAssertEqual(try config(d)["p_mean"] as? Double, 0.5)
     }
 
     func testASecondSignalExitsAtOnce() throws {

@@ -23,7 +23,7 @@ struct RESTContext: RequestContext, RemoteAddressRequestContext {
 /// (`onestep_http_request_duration_seconds{route}`), and written to the access log, which it
 /// shares with gRPC (one line per request: method, path, code, milliseconds, peer, and for sampling
 /// routes the model, version, samples, queue and compute milliseconds; at most the shared rate).
-/// Health probes are counted but not logged.
+/// Health probes and the gallery's stats poll are counted but not logged.
 struct RESTObserver<Context: RemoteAddressRequestContext>: RouterMiddleware {
     let logger: Logger
     let accessLog: AccessLogLimiter?
@@ -58,16 +58,17 @@ struct RESTObserver<Context: RemoteAddressRequestContext>: RouterMiddleware {
             label: "onestep_http_request_duration_seconds", dimensions: [("route", route)],
             preferredDisplayUnit: .seconds
         ).recordNanoseconds(elapsed.nanoseconds)
-        guard let accessLog, !route.hasPrefix("/v2/health/"), let suppressed = accessLog.admit() else { return }
-        var meta: Logger.Metadata = [
-            "method": "\(method)", "path": "\(Self.printable(request.uri.path))", "code": "\(status.code)",
-            "ms": "\(String(format: "%.2f", Double(elapsed.microseconds) / 1000))",
-            "peer": "\(Self.peer(context.remoteAddress))",
-        ]
-        for (k, v) in facts.noted { meta[k] = "\(v)" }
-        if suppressed > 0 { meta["suppressed_before"] = "\(suppressed)" }
-        logger.info("http", metadata: meta)
+        guard !Self.quiet(route) else { return }
+        accessLog?.write(
+            "http",
+            [
+                "method": method, "path": Self.printable(request.uri.path), "code": "\(status.code)",
+                "peer": Self.peer(context.remoteAddress),
+            ], elapsed: elapsed, facts: facts, to: logger)
     }
+
+    /// Probes and the gallery's 2-second stats poll: counted, not logged (they would drown the log).
+    static func quiet(_ route: String) -> Bool { route.hasPrefix("/v2/health/") || route == "/v1/stats" }
 
     /// The client's address as gRPC writes its peers: `ipv4:127.0.0.1:52178`, `ipv6:[::1]:52178`.
     static func peer(_ address: SocketAddress?) -> String {
@@ -80,12 +81,18 @@ struct RESTObserver<Context: RemoteAddressRequestContext>: RouterMiddleware {
         }
     }
 
-    /// A client's path as one log field: at most 200 characters, control characters escaped.
+    /// A client's path as one log field: at most 200 Unicode scalars, everything outside printable
+    /// ASCII (and the backslash) escaped as `\u{hex}`, so no client can forge or bloat a line.
     static func printable(_ path: String) -> String {
-        let cut = path.count > 200 ? String(path.prefix(200)) + "..." : path
-        return cut.unicodeScalars.map {
-            $0.value < 0x20 || $0.value == 0x7F ? "\\u{\(String($0.value, radix: 16))}" : String($0)
+        var out = ""
+        for (i, scalar) in path.unicodeScalars.enumerated() {
+            if i == 200 { return out + "..." }
+            if (0x20...0x7E).contains(scalar.value) && scalar != "\\" {
+                out.unicodeScalars.append(scalar)
+            } else {
+                out += "\\u{\(String(scalar.value, radix: 16))}"
+            }
         }
-        .joined()
+        return out
     }
 }

@@ -38,15 +38,10 @@ struct RequestObserver: ServerInterceptor {
                 preferredDisplayUnit: .seconds
             )
             .recordNanoseconds(elapsed.nanoseconds)
-            guard let accessLog, !Self.quiet.contains(service), let suppressed = accessLog.admit() else { return }
-            var meta: Logger.Metadata = [
-                "method": "\(method)", "code": "\(name)",
-                "ms": "\(String(format: "%.2f", Double(elapsed.microseconds) / 1000))",
-                "peer": "\(peer)",
-            ]
-            for (k, v) in facts.noted { meta[k] = "\(v)" }
-            if suppressed > 0 { meta["suppressed_before"] = "\(suppressed)" }
-            logger.info("rpc", metadata: meta)
+            guard !Self.quiet.contains(service) else { return }
+            accessLog?.write(
+                "rpc", ["method": "\(method)", "code": "\(name)", "peer": "\(peer)"], elapsed: elapsed, facts: facts,
+                to: logger)
         }
         let response: StreamingServerResponse<Output>
         do {
@@ -102,6 +97,20 @@ final class AccessLogLimiter: Sendable {
             defer { s.suppressed = 0 }
             return s.suppressed
         }
+    }
+
+    /// Writes one access-log line (`msg` is `rpc` or `http`) with the call's fields, its time in
+    /// `ms`, what its handler noted, and `suppressed_before` when lines were dropped since the last;
+    /// nothing when the rate is spent.
+    func write(
+        _ msg: Logger.Message, _ fields: [String: String], elapsed: Duration, facts: CallFacts, to logger: Logger
+    ) {
+        guard let suppressed = admit() else { return }
+        var meta = fields.mapValues { Logger.MetadataValue.string($0) }
+        meta["ms"] = "\(String(format: "%.2f", Double(elapsed.microseconds) / 1000))"
+        for (k, v) in facts.noted { meta[k] = "\(v)" }
+        if suppressed > 0 { meta["suppressed_before"] = "\(suppressed)" }
+        logger.info(msg, metadata: meta)
     }
 }
 

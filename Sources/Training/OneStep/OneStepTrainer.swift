@@ -61,8 +61,6 @@ public final class OneStepTrainer: @unchecked Sendable {
         (self.adamG, self.adamC) = (adamG, adamC)
         ema = EMA(net.parameters, halfLifeImages: config.emaHalfLifeImages)
         run = try RunFolder(path: runPath, resume: resume)
-        // Written on resume too: `--images` may have extended the run.
-        try run.writeConfig(config)
         if resume {
             let saved = try OneStepState.load(
                 path: run.statePath, generator: net.parameters, generatorAdam: adamG, ema: ema,
@@ -83,6 +81,9 @@ public final class OneStepTrainer: @unchecked Sendable {
                 "init": config.initialisation.rawValue, "data": config.data, "teacher_sha256": sha,
             ])
         }
+        // Written on resume too (`--images` may have extended the run, `--set` changed a setting),
+        // once the saved state has loaded: a resume that fails leaves the file as it was.
+        try run.writeConfig(config)
     }
 
     // MARK: Steps

@@ -85,6 +85,7 @@ public struct TeacherConfig: Codable, Sendable, Equatable {
         }
         if snapshotEveryImages < 1 { try fail("`snapshot_every_images` must be positive") }
         if emaHalfLifeImages < 0 { try fail("`ema_half_life_images` must be non-negative") }
+        if warmupImages < 0 { try fail("`warmup_images` must be non-negative, got \(warmupImages)") }
         let side = Int(Double(gridSamples).squareRoot())
         if gridSamples < 1 || side * side != gridSamples {
             try fail("`grid_samples` must be a square number, got \(gridSamples)")

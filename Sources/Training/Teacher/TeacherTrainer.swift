@@ -57,8 +57,6 @@ public final class TeacherTrainer: @unchecked Sendable {
         }
         adam = Adam(count: network.parameters.count, learningRate: config.learningRate)
         ema = EMA(network.parameters, halfLifeImages: config.emaHalfLifeImages)
-        // Written on resume too: `--images` may have extended the run.
-        try run.writeConfig(config)
         if resume {
             let saved = try TrainingState.load(path: run.statePath, store: network.parameters, adam: adam, ema: ema)
             step = saved.step
@@ -69,6 +67,9 @@ public final class TeacherTrainer: @unchecked Sendable {
                 "event": "start", "parameters": network.parameters.count, "arch": config.arch, "data": config.data,
             ])
         }
+        // Written on resume too (`--images` may have extended the run, `--set` changed a setting),
+        // once the saved state has loaded: a resume that fails leaves the file as it was.
+        try run.writeConfig(config)
     }
 
     /// Trains until `totalImages` (or `stopAfterSteps` more steps, or `stop` being set: then it
