@@ -31,7 +31,10 @@ struct GalleryRoutes: Sendable {
         router.get("/v1/stats") { _, _ in try RESTResponse.json(await stats()) }
         for format in ["png", "npy"] {
             router.get("/v1/models/:model/samples.\(format)") { request, context in
-                try await samples(request, model: try context.parameters.require("model"), format: format)
+                let model = try context.parameters.require("model")
+                return try await ClientDisconnect.cancelling(on: context.connectionClosed) {
+                    try await samples(request, model: model, format: format)
+                }
             }
         }
     }

@@ -5,14 +5,16 @@ import Metrics
 import NIOCore
 
 /// The HTTP door's request context: Hummingbird's basic one plus the client's address (for the
-/// access log).
+/// access log) and its connection's close future (`ClientDisconnect`).
 struct RESTContext: RequestContext, RemoteAddressRequestContext {
     var coreContext: CoreRequestContextStorage
     let remoteAddress: SocketAddress?
+    let connectionClosed: EventLoopFuture<Void>
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
+        connectionClosed = source.channel.closeFuture
     }
 }
 

@@ -49,7 +49,9 @@ struct RESTRoutes: Sendable {
             }
             router.post("\(base)/infer") { request, context in
                 let (model, version) = try Self.selector(context)
-                return try await infer(request, model: model, version: version)
+                return try await ClientDisconnect.cancelling(on: context.connectionClosed) {
+                    try await infer(request, model: model, version: version)
+                }
             }
         }
         router.post("/v2/repository/index") { request, _ in

@@ -24,13 +24,14 @@ struct RESTServer: Service {
         RESTRoutes(inference: inference, maxRequestBytes: config.maxRequestBytes).add(to: router)
         GalleryRoutes(sampler: sampler, isShuttingDown: inference.isShuttingDown).add(to: router)
 
-        var server = HTTPServerBuilder.http1()
+        let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: [ClientDisconnect.InputClosedHandler()])
+        var server = HTTPServerBuilder.http1(configuration: http1)
         if let chain = config.tlsCertificateChain, let key = config.tlsPrivateKey {
             do {
                 let tls = TLSConfiguration.makeServerConfiguration(
                     certificateChain: try NIOSSLCertificate.fromPEMFile(chain).map { .certificate($0) },
                     privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
-                server = try .tls(.http1(), tlsConfiguration: tls)
+                server = try .tls(.http1(configuration: http1), tlsConfiguration: tls)
             } catch {
                 throw ServerError(
                     .invalidConfiguration,
