@@ -72,11 +72,12 @@ struct Distill: AsyncParsableCommand {
         var config = OneStepConfig()
         var resumed: ResumedConfig<OneStepConfig>?
         if resume {
-            resumed = try ResumedConfig(out: out, settings: set)
-            config = resumed!.config
+            let saved = try ResumedConfig<OneStepConfig>(out: out, settings: set)
+            resumed = saved
+            config = saved.config
             if let images, images > config.totalImages { config.totalImages = images }
         } else {
-            guard set.isEmpty else { throw ValidationError(ResumedConfig<OneStepConfig>.newRunMessage) }
+            guard set.isEmpty else { throw ValidationError(setNeedsResume) }
             guard let teacher else { throw ValidationError("--teacher is required (except with --resume)") }
             config.teacher = teacher
             config.method = try DistillationMethod(parsing: method)

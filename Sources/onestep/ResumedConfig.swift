@@ -2,6 +2,9 @@ import ArgumentParser
 import Foundation
 import Training
 
+/// The error for `--set` on a new run.
+let setNeedsResume = "--set changes a saved run's config and goes with --resume; a new run takes the flags"
+
 /// What `--resume` reads: the run's saved `config.json`, with `--images` extending the run and
 /// `--set key=value` changing one setting of the recipe from here on (a second phase of a run,
 /// reproducible from the command line and recorded in `log.jsonl`).
@@ -75,10 +78,6 @@ struct ResumedConfig<Config: Codable> {
     /// `--set key` (a resumed run ignores the flags, so an error must name what was given).
     func flags(_ commandFlags: [String: String]) -> [String: String] {
         commandFlags.merging(changes.keys.map { ($0, "--set \($0)") }) { _, set in set }
-    }
-
-    static var newRunMessage: String {
-        "--set changes a saved run's config and goes with --resume; a new run takes the flags"
     }
 
     /// Logs the changes (`{"event": "config_set", ...}`) and prints them, once the trainer has

@@ -52,12 +52,13 @@ struct TrainTeacher: AsyncParsableCommand {
         var config = TeacherConfig()
         var resumed: ResumedConfig<TeacherConfig>?
         if resume {
-            resumed = try ResumedConfig(out: out, settings: set)
-            config = resumed!.config
+            let saved = try ResumedConfig<TeacherConfig>(out: out, settings: set)
+            resumed = saved
+            config = saved.config
             // A resumed run keeps its length unless --images extends it.
             if let images, images > config.totalImages { config.totalImages = images }
         } else {
-            guard set.isEmpty else { throw ValidationError(ResumedConfig<TeacherConfig>.newRunMessage) }
+            guard set.isEmpty else { throw ValidationError(setNeedsResume) }
             config.data = data
             config.dataDir = dataDir
             let isVector = ["digits", "moons", "8gaussians", "checkerboard", "swissroll"].contains(data)

@@ -207,8 +207,13 @@ final class RESTTests: XCTestCase {
         XCTAssertEqual(try curl(d, "GET", "/v2/health/live").status, 200)
         XCTAssertEqual(try curl(d, "GET", "/v1/stats", token: token).status, 200)
         XCTAssertEqual(try curl(d, "GET", "/v1/models/img/samples.png?seed=1&count=2", token: token).status, 200)
+        XCTAssertGreaterThanOrEqual(try curl(d, "PROPFIND", "/v2/webdav", token: token).status, 400)
 
         let page = try scrapeMetrics(d)
+        XCTAssertEqual(
+            metricValue(page, "onestep_http_requests_total", labels: ["method=\"OTHER\""]), 1,
+            "a method outside the standard set counts as OTHER\n\(page)")
+        XCTAssertFalse(page.contains("PROPFIND"), "a client's method became a label")
         let infer = "route=\"/v2/models/{model}/infer\""
         XCTAssertEqual(
             metricValue(page, "onestep_http_requests_total", labels: [infer, "method=\"POST\"", "code=\"200\""]), 1,
@@ -216,7 +221,9 @@ final class RESTTests: XCTestCase {
         XCTAssertEqual(metricValue(page, "onestep_http_requests_total", labels: [infer, "code=\"401\""]), 1, page)
         XCTAssertEqual(metricValue(page, "onestep_http_requests_total", labels: [infer, "code=\"404\""]), 1, page)
         XCTAssertEqual(
-            metricValue(page, "onestep_http_requests_total", labels: ["route=\"NotFound\"", "code=\"404\""]), 3,
+            metricValue(
+                page, "onestep_http_requests_total", labels: ["route=\"NotFound\"", "method=\"GET\"", "code=\"404\""]),
+            3,
             "three unknown paths, one label set\n\(page)")
         XCTAssertFalse(page.contains("/v2/no/such/route"), "a client's path became a label")
         for family in ["onestep_http_requests_total", "onestep_http_request_duration_seconds"] {

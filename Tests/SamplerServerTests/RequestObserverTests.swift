@@ -112,6 +112,15 @@ final class RequestObserverTests: XCTestCase {
         XCTAssertFalse(Observer.quiet("/v2/models/{model}/infer"))
     }
 
+    func testHTTPMethodLabelsStayBounded() {
+        typealias Observer = RESTObserver<RESTContext>
+        for name in ["GET", "HEAD", "POST", "OPTIONS"] { XCTAssertEqual(Observer.methodLabel(name), name) }
+        // llhttp accepts the WebDAV methods (and more); each would otherwise be a new series.
+        for name in ["PROPFIND", "MKCOL", "SEARCH", "X-ANYTHING"] {
+            XCTAssertEqual(Observer.methodLabel(name), "OTHER", name)
+        }
+    }
+
     func testAccessLogLimiterCountsTheLinesOverTheRate() {
         let limiter = AccessLogLimiter(perSecond: 3)
         XCTAssertEqual((0..<5).map { _ in limiter.admit(now: 100.1) }, [0, 0, 0, nil, nil])

@@ -18,6 +18,11 @@ struct RESTContext: RequestContext, RemoteAddressRequestContext {
     }
 }
 
+/// RFC 9110's methods and PATCH: the only values of the HTTP `method` label.
+private let standardHTTPMethods: Set<String> = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+]
+
 /// The outermost HTTP middleware, `RequestObserver`'s twin for the REST door: every request,
 /// refused ones included, is counted by route template (Hummingbird's, such as
 /// `/v2/models/{model}/infer`; `NotFound` when no route matched, so the label set stays bounded),
@@ -51,7 +56,7 @@ struct RESTObserver<Context: RemoteAddressRequestContext>: RouterMiddleware {
     ) {
         let elapsed = ContinuousClock.now - start
         let route = context.endpointPath ?? "NotFound"
-        let method = request.method.rawValue
+        let method = Self.methodLabel(request.method.rawValue)
         Counter(
             label: "onestep_http_requests_total",
             dimensions: [("route", route), ("method", method), ("code", "\(status.code)")]
@@ -67,6 +72,12 @@ struct RESTObserver<Context: RemoteAddressRequestContext>: RouterMiddleware {
                 "method": method, "path": Self.printable(request.uri.path), "code": "\(status.code)",
                 "peer": Self.peer(context.remoteAddress),
             ], elapsed: elapsed, facts: facts, to: logger)
+    }
+
+    /// The method as a metric label: the standard methods by name, anything else as `OTHER`, so
+    /// the label set stays bounded whatever a parser lets through.
+    static func methodLabel(_ method: String) -> String {
+        standardHTTPMethods.contains(method) ? method : "OTHER"
     }
 
     /// Probes and the gallery's 2-second stats poll: counted, not logged (they would drown the log).
