@@ -142,6 +142,10 @@ struct ServeCommand: AsyncParsableCommand {
                     Data("onestep serve: HTTP (KServe V2 REST, gallery) on http://\(cfg.host):\(http)/\n".utf8))
             }
         }
+        // Not `return`: batches abandoned at the drain timeout may still be computing, and `exit`'s
+        // static destructors (OpenBLAS) would pull their buffers away (a crash, seen in the
+        // drain-timeout test, instead of a clean status).
+        exitNow(0)
     }
 }
 

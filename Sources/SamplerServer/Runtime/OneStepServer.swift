@@ -304,8 +304,9 @@ struct GRPCServerService: Service {
 
 /// Exits while other threads still compute: `_exit` skips the atexit handlers and static
 /// destructors (OpenBLAS, oneDNN) that `exit` would run under their feet (a SIGSEGV instead of
-/// the status asked for). Buffered output is flushed first.
-func exitNow(_ status: Int32) -> Never {
+/// the status asked for). Buffered output is flushed first. The daemon ends this way every time:
+/// a batch abandoned at the drain timeout may still be computing when the services have stopped.
+public func exitNow(_ status: Int32) -> Never {
     fflush(nil)
     _exit(status)
 }
