@@ -246,6 +246,9 @@ final class RESTTests: XCTestCase {
         XCTAssertTrue(inferLines.contains { $0.contains("code=401") }, d.log)
         XCTAssertEqual(
             lines.filter { $0.contains("path=/v2/no/such/route/") && $0.contains("code=404") }.count, 3, d.log)
+        XCTAssertTrue(
+            lines.contains { $0.contains("method=PROPFIND") && $0.contains("path=/v2/webdav") },
+            "the log keeps the method the metric calls OTHER\n\(d.log)")
         XCTAssertFalse(d.log.contains("path=/v2/health/live"), "probes are not logged")
         XCTAssertFalse(d.log.contains("path=/v1/stats"), "the gallery's stats poll is not logged")
         XCTAssertEqual(

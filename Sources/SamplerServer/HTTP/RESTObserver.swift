@@ -56,10 +56,11 @@ struct RESTObserver<Context: RemoteAddressRequestContext>: RouterMiddleware {
     ) {
         let elapsed = ContinuousClock.now - start
         let route = context.endpointPath ?? "NotFound"
-        let method = Self.methodLabel(request.method.rawValue)
         Counter(
             label: "onestep_http_requests_total",
-            dimensions: [("route", route), ("method", method), ("code", "\(status.code)")]
+            dimensions: [
+                ("route", route), ("method", Self.methodLabel(request.method.rawValue)), ("code", "\(status.code)"),
+            ]
         ).increment()
         Metrics.Timer(
             label: "onestep_http_request_duration_seconds", dimensions: [("route", route)],
@@ -69,7 +70,8 @@ struct RESTObserver<Context: RemoteAddressRequestContext>: RouterMiddleware {
         accessLog?.write(
             "http",
             [
-                "method": method, "path": Self.printable(request.uri.path), "code": "\(status.code)",
+                "method": Self.printable(request.method.rawValue), "path": Self.printable(request.uri.path),
+                "code": "\(status.code)",
                 "peer": Self.peer(context.remoteAddress),
             ], elapsed: elapsed, facts: facts, to: logger)
     }
