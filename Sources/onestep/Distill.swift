@@ -1,4 +1,5 @@
 import ArgumentParser
+import Benchmarks
 import Foundation
 import NN
 import TensorCore
@@ -36,10 +37,13 @@ struct Distill: AsyncParsableCommand {
     @Option(help: "SiD's alpha (default 1.2).") var sidAlpha: Float?
     @Option(help: "Run folder.") var out: String
     @Option(
-        help:
-            "Generator training images in total (generator steps x batch; default 200,000; with --resume it only extends the run)."
-    )
+        help: """
+            Generator training images in total (generator steps x batch; default \(formatThousands(Double(Self.defaultImages))); \
+            with --resume it only extends the run).
+            """)
     var images: Int?
+    /// `--images` when not given (a new run; `OneStepConfig`'s own default suits the tests' short runs).
+    static let defaultImages = 200_000
     @Option(help: "Batch size (real, generated and generator batches).") var batch = 256
     @Option(help: "Classifier steps per generator step.") var k = 2
     @Option(name: .customLong("lr-g"), help: "Generator Adam learning rate.") var lrG: Float = 2e-4
@@ -83,7 +87,7 @@ struct Distill: AsyncParsableCommand {
             config.method = try DistillationMethod(parsing: method)
             config.initialisation = try GeneratorInit(parsing: initArm)
             config.generatorFrom = generatorFrom
-            config.totalImages = images ?? 200_000
+            config.totalImages = images ?? Self.defaultImages
             config.batchSize = batch
             config.classifierSteps = k
             config.generatorLearningRate = lrG

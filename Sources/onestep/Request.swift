@@ -25,8 +25,9 @@ struct RequestCommand: AsyncParsableCommand {
     @Option(help: "Index of the first sample.") var firstIndex: UInt64 = 0
     @Option(
         parsing: .upToNextOption,
-        help: "Class labels: one for all, or one per sample, separated by spaces or commas (--labels 0 1 2 or 0,1,2).")
-    var labels: [String] = []
+        help: "Class labels: one for all, or one per sample, separated by spaces or commas (--labels 0 1 2 or 0,1,2).",
+        transform: RequestCommand.classLabels(word:))
+    var labels: [[Int32]] = []
     @Option(help: "png (a grid of the samples; image models) or npy (float32 [N, ...]).") var format: String = "png"
     @Option(help: "Best-of-K: K candidates per sample, the model's ratio classifier keeps one (models that ship one).")
     var bestOf: UInt32 = 1
@@ -45,16 +46,15 @@ struct RequestCommand: AsyncParsableCommand {
         guard version == nil || label == nil else { throw ValidationError("give --version or --label, not both") }
         try Check.seconds("--timeout", timeout)
         try Check.count("--attempts", attempts, 1...1_000)
-        _ = try Self.classLabels(labels)
     }
 
-    /// The `--labels` words as class numbers: each word is one label or a comma-separated list.
-    static func classLabels(_ words: [String]) throws -> [Int32] {
-        try words.flatMap { $0.split(separator: ",", omittingEmptySubsequences: false) }.map { word in
+    /// One `--labels` word as class numbers: a single label or a comma-separated list.
+    static func classLabels(word: String) throws -> [Int32] {
+        try word.split(separator: ",", omittingEmptySubsequences: false).map { word in
             let text = word.trimmingCharacters(in: .whitespaces)
             guard let label = Int32(text), label >= 0 else {
                 throw ValidationError(
-                    "--labels: '\(text)' is not a class number (give non-negative integers: --labels 0 1 2 or --labels 0,1,2)"
+                    "'\(text)' is not a class number (give non-negative integers: --labels 0 1 2 or --labels 0,1,2)"
                 )
             }
             return label
@@ -63,7 +63,6 @@ struct RequestCommand: AsyncParsableCommand {
 
     func run() async throws {
         let token = try ClientToken.read(file: tokenFile)
-        let classLabels = try Self.classLabels(labels)
         var config = try SamplerClient.Configuration(
             endpoints: server, token: token, timeout: .milliseconds(Int64(timeout * 1000)),
             retry: RetryPolicy(maxAttempts: attempts))
@@ -76,7 +75,7 @@ struct RequestCommand: AsyncParsableCommand {
             $0.count = UInt32(count)
             $0.seed = seed
             $0.firstIndex = firstIndex
-            $0.labels = classLabels
+            $0.labels = labels.flatMap { $0 }
             $0.format = .float32
             $0.bestOf = bestOf
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Benchmarks
 import Diffusion
 import Foundation
 import NN
@@ -29,7 +30,11 @@ struct TrainTeacher: AsyncParsableCommand {
     var labelMapInit = "zero"
     @Option(help: "Batch size.") var batch = 128
     @Option(help: "Adam learning rate.") var lr: Float = 1e-3
-    @Option(help: "Training images in total (default 1,000,000; with --resume, only a larger number changes the run).")
+    @Option(
+        help: """
+            Training images in total (default \(formatThousands(Double(TeacherConfig().totalImages))); with --resume, \
+            only a larger number changes the run).
+            """)
     var images: Int?
     @Option(help: "EMA half-life in images.") var emaHalfLife = 50_000.0
     @Option(help: "Write a snapshot every this many images.") var snapshotEvery = 100_000
@@ -86,7 +91,7 @@ struct TrainTeacher: AsyncParsableCommand {
             }
             config.batchSize = batch
             config.learningRate = lr
-            config.totalImages = images ?? 1_000_000
+            if let images { config.totalImages = images }
             config.emaHalfLifeImages = emaHalfLife
             config.snapshotEveryImages = snapshotEvery
             config.gridSamples = grid
