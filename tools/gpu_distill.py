@@ -53,7 +53,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nn_reference  # noqa: E402
-from gpu_teacher import read_header, read_idx_images  # noqa: E402  (the same safetensors / IDX readers)
+from gpu_teacher import (  # noqa: E402  (the same readers, Philox and clipping as the teacher tool)
+    Philox, clip_grad_, exit_with_verdict, find_train_file, read_header, read_idx_images)
 
 
 # ------------------------------------------------------------------------------------ networks
@@ -152,18 +153,6 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def find_train_images(data: str, name: str) -> str:
-    """`--data` as Swift's --data-dir (DIR/<name>/train-images-idx3-ubyte[.gz]), a folder holding the
-    file, or the IDX file itself."""
-    if os.path.isfile(data):
-        return data
-    for d in (os.path.join(data, name), data):
-        for f in ("train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"):
-            if os.path.isfile(os.path.join(d, f)):
-                return os.path.join(d, f)
-    raise SystemExit(f"no {name} train-images-idx3-ubyte[.gz] under {data}")
-
-
 def load_teacher(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
     from safetensors.torch import load_file
 
@@ -194,15 +183,6 @@ def load_generator_snapshot(path: str, device: str = "cpu") -> tuple[OneStepGene
 
 
 # ------------------------------------------------------------------------------------ training
-
-def clip_grad_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """GradientClip.clip: global L2 norm; scaled by max_norm / norm only when norm > max_norm."""
-    grads = [p.grad for p in params]
-    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    scale = torch.where(norm > max_norm, max_norm / norm, torch.ones_like(norm))
-    torch._foreach_mul_(grads, scale)
-    return norm
-
 
 class DiJSTrainer:
     """OneStepTrainer for method dijs, arm T, image teacher: the networks, both Adams, the EMA and
@@ -285,72 +265,6 @@ class DiJSTrainer:
 
 # ------------------------------------------------------------------------------------ check against Swift
 
-class Philox:
-    """Philox4x32-10 stream as Sources/TensorCore/Philox.swift (key = seed, counter words 2,3 =
-    stream), with its Box-Muller normals (Double uniforms ((u >> 8) + 0.5) 2^-24, cos then sin,
-    the second kept as a spare), nextInt(below:) and Fisher-Yates shuffle. numpy; for checks only."""
-
-    def __init__(self, seed: int, stream: int):
-        self.seed, self.stream, self.buf, self.block, self.spare = seed, stream, np.zeros(0, np.uint64), 0, None
-
-    @staticmethod
-    def rounds(c: list[np.ndarray], k0: int, k1: int) -> list[np.ndarray]:
-        m0, m1, mask = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57), np.uint64(0xFFFFFFFF)
-        c0, c1, c2, c3 = c
-        for r in range(10):
-            if r:
-                k0, k1 = (k0 + 0x9E3779B9) & 0xFFFFFFFF, (k1 + 0xBB67AE85) & 0xFFFFFFFF
-            p0, p1 = m0 * c0, m1 * c2
-            c0, c1, c2, c3 = (p1 >> np.uint64(32)) ^ c1 ^ np.uint64(k0), p1 & mask, (p0 >> np.uint64(32)) ^ c3 ^ np.uint64(k1), p0 & mask
-        return [c0, c1, c2, c3]
-
-    def words(self, n: int) -> np.ndarray:
-        while self.buf.size < n:
-            nb = max(1024, (n - self.buf.size + 3) // 4)
-            i = np.arange(self.block, self.block + nb, dtype=np.uint64)
-            c = [i & np.uint64(0xFFFFFFFF), i >> np.uint64(32), np.full(nb, self.stream & 0xFFFFFFFF, np.uint64),
-                 np.full(nb, self.stream >> 32, np.uint64)]
-            self.buf = np.concatenate([self.buf, np.stack(self.rounds(c, self.seed & 0xFFFFFFFF, self.seed >> 32), 1).reshape(-1)])
-            self.block += nb
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def _pairs(self, n: int) -> np.ndarray:
-        u = (np.floor(self.words(2 * n).astype(np.float64) / 256) + 0.5) * 2.0 ** -24
-        r, t = np.sqrt(-2.0 * np.log(u[0::2])), 2.0 * np.pi * u[1::2]
-        out = np.empty(2 * n, np.float32)
-        out[0::2], out[1::2] = r * np.cos(t), r * np.sin(t)
-        return out
-
-    def normal(self) -> np.float32:
-        if self.spare is not None:
-            v, self.spare = self.spare, None
-            return v
-        a, self.spare = self._pairs(1)
-        return a
-
-    def fill_normal(self, n: int) -> np.ndarray:
-        head = [self.spare] if n and self.spare is not None else []
-        self.spare = None
-        m = n - len(head)
-        out = np.concatenate([np.array(head, np.float32), self._pairs(m // 2)])
-        return np.append(out, self.normal()) if m % 2 else out
-
-    def next_int(self, n: int) -> int:
-        limit = (1 << 32) - ((1 << 32) % n)
-        while True:
-            x = int(self.words(1)[0])
-            if x < limit:
-                return x % n
-
-    def shuffled(self, count: int) -> np.ndarray:
-        idx = list(range(count))
-        for i in range(count - 1, 0, -1):
-            j = self.next_int(i + 1)
-            idx[i], idx[j] = idx[j], idx[i]
-        return np.array(idx)
-
-
 def verify_swift_run(run: str) -> float:
     """Replays a (tiny) Swift `onestep distill --method dijs --init teacher` run on its exact inputs
     (Batcher order, the Philox streams classifierTag | j and generatorTag | s, the draw order of
@@ -373,7 +287,7 @@ def verify_swift_run(run: str) -> float:
     _, smeta = read_header(os.path.join(run, "state.safetensors"))
     steps, seed, B, K = int(smeta["step"]), int(cfg["seed"]), int(cfg["batch_size"]), int(cfg["classifier_steps"])
     tmeta, tt = load_teacher(cfg["teacher"])
-    imgs = read_idx_images(find_train_images(cfg.get("data_dir", "data"), cfg["data"]))
+    imgs = read_idx_images(find_train_file(cfg.get("data_dir", "data"), cfg["data"]))
     N, D, shape = imgs.shape[0], int(np.prod(imgs.shape[1:])), tuple(imgs.shape[1:])
     table = np.array([np.float32(v) / np.float32(255) * np.float32(2) - np.float32(1) for v in range(256)], np.float32)
     tr = DiJSTrainer(tt, json.loads(tmeta["config"]), float(tmeta["sigma_data"]), sigma_init=cfg["sigma_init"], batch=B, k=K,
@@ -415,14 +329,7 @@ def verify_swift_run(run: str) -> float:
             "cls.params": flat(cp, corder),
             "cls.adam.m": flat({n: tr.opt_c.state[p]["exp_avg"] for n, p in cp.items()}, corder),
             "cls.adam.v": flat({n: tr.opt_c.state[p]["exp_avg_sq"] for n, p in cp.items()}, corder)}
-    worst = 0.0
-    for name, a in ours.items():
-        b = st[name]
-        rel = float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
-        worst = max(worst, rel)
-        print(f"{name:11s} max|torch - swift| {np.abs(a - b).max():.3g}  max|swift| {np.abs(b).max():.3g}  relative L2 {rel:.3g}")
-    print("Swift log:", *[ln.strip() for ln in open(os.path.join(run, "log.jsonl")) if '"loss_g"' in ln], sep="\n  ")
-    return worst
+    return gpu_teacher.compare_with_state(ours, st, run, '"loss_g"')
 
 
 def main() -> None:
@@ -454,9 +361,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.verify_swift_run:
-        worst = verify_swift_run(args.verify_swift_run)
-        print(f"largest relative L2 difference {worst:.3g}: {'OK' if worst < 1e-4 else 'MISMATCH'}")
-        sys.exit(0 if worst < 1e-4 else 1)
+        exit_with_verdict(verify_swift_run(args.verify_swift_run))
     if not args.teacher or not args.out:
         ap.error("--teacher and --out are required")
     os.makedirs(args.out, exist_ok=True)
@@ -477,7 +382,7 @@ def main() -> None:
     tr = DiJSTrainer(tt, ucfg, sd, sigma_init=args.sigma_init, batch=B, k=K, lr_g=args.lr_g, lr_c=args.lr_c,
                      beta1=args.beta1, grad_clip=args.grad_clip, ema_half_life=args.ema_half_life, device=dev)
 
-    imgs = torch.from_numpy(read_idx_images(find_train_images(args.data, data_name)).copy()).to(dev)
+    imgs = torch.from_numpy(read_idx_images(find_train_file(args.data, data_name)).copy()).to(dev)
     table = (torch.arange(256, dtype=torch.float32) / 255 * 2 - 1).to(dev)  # Dataset.swift: Float(x)/255*2-1
     N = imgs.shape[0]
     per_epoch = N // B  # Batcher: full batches only, reshuffled every epoch
