@@ -24,6 +24,11 @@ and writes
 - `config.json` (the recipe, Swift's `OneStepConfig` keys) and `log.jsonl` (step, images_seen,
   loss_c, c_real, c_fake, acc_c, loss_g, grad_norm_g, images_per_s, elapsed_s).
 
+A class-conditional teacher makes a conditional run: generated batches for uniform labels (drawn
+after the noise), the classifier conditioned on the real images' labels and the generated ones'.
+`--p-mean-after IMAGES:P_MEAN` moves the classifier's noise levels part-way (the Swift runs'
+`--resume --set p_mean=0`).
+
 Randomness comes from torch's generator instead of Philox: the same recipe, not the same bits.
 `--verify-swift-run RUN` instead replays a tiny Swift run on its own Philox inputs through the same
 `DiJSTrainer` steps and compares parameters, Adam moments and EMA with its state (see there).
@@ -54,7 +59,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nn_reference  # noqa: E402
 from gpu_teacher import (  # noqa: E402  (the same readers, Philox and clipping as the teacher tool)
-    Philox, clip_grad_, exit_with_verdict, find_train_file, read_header, read_idx_images)
+    Philox, clip_grad_, exit_with_verdict, find_train_file, read_header, read_idx_images, read_idx_labels)
 
 
 # ------------------------------------------------------------------------------------ networks
@@ -137,10 +142,10 @@ class OneStepGenerator(nn.Module):
         self.sigma_init = float(np.float32(sigma_init))
         self.c_skip, self.c_out, self.c_in, self.c_noise = edm_coefficients(sigma_init, sigma_data)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = self.sigma_init * z
         cn = torch.full((z.shape[0],), self.c_noise, dtype=z.dtype, device=z.device)
-        return self.c_skip * x + self.c_out * self.net(self.c_in * x, cn)
+        return self.c_skip * x + self.c_out * self.net(self.c_in * x, cn, labels)
 
 
 # ------------------------------------------------------------------------------------ files
@@ -218,17 +223,20 @@ class DiJSTrainer:
         self.step, self.images_seen = 0, 0
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Detached generated samples from the current (not EMA) weights."""
-        return self.gen(z)
+        return self.gen(z, labels)
 
-    def classifier_step(self, x0: torch.Tensor, fake: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> dict:
+    def classifier_step(self, x0: torch.Tensor, fake: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
+                        real_labels: torch.Tensor | None = None, fake_labels: torch.Tensor | None = None) -> dict:
         """RatioClassifierLoss + clip + Adam: real x0 [B, ...] and detached fake [B, ...] at noise
         levels sigma [2B] (real first) with standard normals noise [2B, ...], one batch of 2B:
-        L = mean softplus(-c_real) + mean softplus(c_fake)."""
+        L = mean softplus(-c_real) + mean softplus(c_fake). A conditional classifier sees the real
+        images' labels and the labels the fakes were generated for."""
         B = x0.shape[0]
         x = torch.cat([x0, fake]) + sigma.view(-1, 1, 1, 1) * noise
-        c = self.cls(x, sigma)
+        labels = None if real_labels is None else torch.cat([real_labels, fake_labels])
+        c = self.cls(x, sigma, labels)
         cr, cf = c[:B], c[B:]
         loss = F.softplus(-cr).mean() + F.softplus(cf).mean()
         self.opt_c.zero_grad(set_to_none=False)
@@ -239,12 +247,13 @@ class DiJSTrainer:
             acc = ((cr > 0).sum() + (cf < 0).sum()).float() / (2 * B)
             return {"loss_c": loss.detach(), "c_real": cr.mean(), "c_fake": cf.mean(), "acc_c": acc}
 
-    def generator_step(self, z: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """RatioGeneratorLoss for DiJS (h = softplus / 2, w = 1) + clip + Adam: x = g(z) + sigma n,
-        L = -mean softplus(c(x, sigma)) / 2; the classifier is frozen (only the generator's grads
+    def generator_step(self, z: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
+                       labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """RatioGeneratorLoss for DiJS (h = softplus / 2, w = 1) + clip + Adam: x = g(z, y) + sigma n,
+        L = -mean softplus(c(x, sigma, y)) / 2; the classifier is frozen (only the generator's grads
         are computed), the gradient reaches the generator through x. Returns (L, norm before clip)."""
-        g = self.gen(z)
-        c = self.cls(g + sigma.view(-1, 1, 1, 1) * noise, sigma)
+        g = self.gen(z, labels)
+        c = self.cls(g + sigma.view(-1, 1, 1, 1) * noise, sigma, labels)
         loss = -(F.softplus(c) / 2).mean()
         self.opt_g.zero_grad(set_to_none=False)
         loss.backward(inputs=self.gparams)
@@ -288,6 +297,9 @@ def verify_swift_run(run: str) -> float:
     steps, seed, B, K = int(smeta["step"]), int(cfg["seed"]), int(cfg["batch_size"]), int(cfg["classifier_steps"])
     tmeta, tt = load_teacher(cfg["teacher"])
     imgs = read_idx_images(find_train_file(cfg.get("data_dir", "data"), cfg["data"]))
+    C = int(json.loads(tmeta["config"]).get("num_classes", 0))
+    labs = read_idx_labels(find_train_file(cfg.get("data_dir", "data"), cfg["data"], "train-labels-idx1-ubyte")) if C else None
+    L = lambda r: torch.tensor([r.next_int(C) for _ in range(B)], dtype=torch.int64) if C else None  # noqa: E731
     N, D, shape = imgs.shape[0], int(np.prod(imgs.shape[1:])), tuple(imgs.shape[1:])
     table = np.array([np.float32(v) / np.float32(255) * np.float32(2) - np.float32(1) for v in range(256)], np.float32)
     tr = DiJSTrainer(tt, json.loads(tmeta["config"]), float(tmeta["sigma_data"]), sigma_init=cfg["sigma_init"], batch=B, k=K,
@@ -303,19 +315,23 @@ def verify_swift_run(run: str) -> float:
             e, b = divmod(j, N // B)
             if e not in perms:
                 perms[e] = Philox(seed, e).shuffled(N)
-            x0 = table[imgs[perms[e][b * B : (b + 1) * B]]]
+            idx = perms[e][b * B : (b + 1) * B]
+            x0 = table[imgs[idx]]
             r = Philox(seed, 0x5243_4C53_0000_0000 | j)
             z = r.fill_normal(B * D)
+            yf = L(r)  # drawGenerated: z, then the generated labels
             sr = [sig(r) for _ in range(B)]
             nr = r.fill_normal(B * D)
             sf = [sig(r) for _ in range(B)]
             nf = r.fill_normal(B * D)
-            tr.classifier_step(T(x0, B, *shape), tr.generate(T(z, B, *shape)), T(sr + sf, 2 * B),
-                               T(np.concatenate([nr, nf]), 2 * B, *shape))
+            yr = torch.from_numpy(labs[idx].astype(np.int64)) if C else None
+            tr.classifier_step(T(x0, B, *shape), tr.generate(T(z, B, *shape), yf), T(sr + sf, 2 * B),
+                               T(np.concatenate([nr, nf]), 2 * B, *shape), yr, yf)
         r = Philox(seed, 0x5247_454E_0000_0000 | s)
         z = r.fill_normal(B * D)
+        yg = L(r)
         sg = [sig(r) for _ in range(B)]
-        loss, norm = tr.generator_step(T(z, B, *shape), T(sg, B), T(r.fill_normal(B * D), B, *shape))
+        loss, norm = tr.generator_step(T(z, B, *shape), T(sg, B), T(r.fill_normal(B * D), B, *shape), yg)
         tr.end_step()
         print(f"step {s + 1}: loss_g {float(loss):.7f} grad_norm_g {float(norm):.7g}")
     snap = load_file(os.path.join(run, "snapshots", "latest.safetensors"))
@@ -351,6 +367,9 @@ def main() -> None:
     ap.add_argument("--sigma-init", type=float, default=2.5)
     ap.add_argument("--p-mean", type=float, default=-1.2)
     ap.add_argument("--p-std", type=float, default=1.2)
+    ap.add_argument("--p-mean-after", default="", metavar="IMAGES:P_MEAN",
+                    help="from this many generator images on, the classifier's noise levels use this p_mean "
+                         "(the Swift runs' `--resume --set p_mean=0`; e.g. 128000:0)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log-every", type=int, default=50, help="generator steps per log line")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
@@ -374,8 +393,7 @@ def main() -> None:
     tmeta, tt = load_teacher(args.teacher)
     teacher_sha = sha256_file(args.teacher)
     ucfg = json.loads(tmeta["config"])
-    if int(ucfg.get("num_classes", 0)) != 0:
-        raise SystemExit("class-conditional teachers are not supported by this tool (Swift handles them)")
+    C = int(ucfg.get("num_classes", 0))
     sd = float(tmeta.get("sigma_data", 0.5))
     data_name = args.data_name or json.loads(tmeta.get("provenance", "{}")).get("data", "mnist")
     B, K = args.batch, args.k
@@ -383,42 +401,61 @@ def main() -> None:
                      beta1=args.beta1, grad_clip=args.grad_clip, ema_half_life=args.ema_half_life, device=dev)
 
     imgs = torch.from_numpy(read_idx_images(find_train_file(args.data, data_name)).copy()).to(dev)
+    labs = None
+    if C:  # a class-conditional teacher: real images with their labels, generated ones for uniform labels
+        labs = torch.from_numpy(
+            read_idx_labels(find_train_file(args.data, data_name, "train-labels-idx1-ubyte")).astype(np.int64)).to(dev)
     table = (torch.arange(256, dtype=torch.float32) / 255 * 2 - 1).to(dev)  # Dataset.swift: Float(x)/255*2-1
     N = imgs.shape[0]
     per_epoch = N // B  # Batcher: full batches only, reshuffled every epoch
     rng = torch.Generator(device=dev).manual_seed(args.seed * 1_000_003 + 17)
     perm, cursor = None, per_epoch
 
-    def real_batch() -> torch.Tensor:
+    def real_batch() -> tuple[torch.Tensor, torch.Tensor | None]:
         nonlocal perm, cursor
         if cursor == per_epoch:
             perm = torch.randperm(N, generator=rng, device=dev)
             cursor = 0
         idx = perm[cursor * B : (cursor + 1) * B]
         cursor += 1
-        return table[imgs[idx].long()]
+        return table[imgs[idx].long()], (labs[idx] if C else None)
+
+    def fake_labels(n: int) -> torch.Tensor | None:  # drawGenerated: uniform over the classes
+        return torch.randint(0, C, (n,), generator=rng, device=dev) if C else None
 
     shape = tuple(imgs.shape[1:])
 
     def randn(n: int) -> torch.Tensor:
         return torch.randn((n,) + shape, generator=rng, device=dev)
 
+    p_mean = args.p_mean
+    switch = None
+    if args.p_mean_after:
+        try:
+            at, value = args.p_mean_after.split(":")
+            switch = (int(at), float(value))
+        except ValueError:
+            ap.error(f"--p-mean-after: '{args.p_mean_after}' is not IMAGES:P_MEAN (e.g. 128000:0)")
+
     def sigmas(n: int) -> torch.Tensor:  # RatioNoiseLevels.draw: exp(P_mean + P_std n)
-        return torch.exp(args.p_mean + args.p_std * torch.randn(n, generator=rng, device=dev))
+        return torch.exp(p_mean + args.p_std * torch.randn(n, generator=rng, device=dev))
 
     config = {  # OneStepConfig's keys (config.json of a Swift run)
         "teacher": args.teacher, "teacher_sha256": teacher_sha, "data": data_name, "data_dir": args.data,
         "method": "dijs", "init": "teacher", "sigma_init": args.sigma_init, "classifier_init": "teacher",
-        "classifier": {"blocks": 2, "dim": int(np.prod(shape)), "noise_channels": 32, "num_classes": 0,
+        "classifier": {"blocks": 2, "dim": int(np.prod(shape)), "noise_channels": 32, "num_classes": C,
                        "sigma_data": sd, "width": 128},
         "batch_size": B, "classifier_steps": K, "lr_generator": args.lr_g, "lr_classifier": args.lr_c,
         "beta1": args.beta1, "grad_clip": args.grad_clip, "total_images": args.images,
         "ema_half_life_images": args.ema_half_life, "seed": args.seed, "p_mean": args.p_mean, "p_std": args.p_std,
         "fkl_cap": 5, "classifier_warmup_steps": 0,
     }
-    config_text = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    with open(os.path.join(args.out, "config.json"), "w") as f:
-        json.dump(dict(config, trained_by="tools/gpu_distill.py"), f, indent=2, sort_keys=True)
+
+    def write_config() -> None:
+        with open(os.path.join(args.out, "config.json"), "w") as f:
+            json.dump(dict(config, trained_by="tools/gpu_distill.py"), f, indent=2, sort_keys=True)
+
+    write_config()
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
     def save_snapshot(path: str) -> None:
@@ -431,7 +468,7 @@ def main() -> None:
         prov = {
             "method": "dijs", "init": "teacher", "teacher": args.teacher, "teacher_sha256": teacher_sha,
             "data": data_name, "images_seen": str(tr.images_seen), "classifier_images_seen": str(tr.step * K * B),
-            "steps": str(tr.step), "run": args.out, "seed": str(args.seed), "config": config_text,
+            "steps": str(tr.step), "run": args.out, "seed": str(args.seed), "config": json.dumps(config, sort_keys=True, separators=(",", ":")),
             "trained_by": "tools/gpu_distill.py", "device": device_name, "torch": torch.__version__,
         }
         meta = {
@@ -465,12 +502,15 @@ def main() -> None:
     while True:
         # K classifier steps. The generator's weights do not change before the generator step, so
         # the K detached generated batches come from one forward of K*B fresh noises.
-        fakes = tr.generate(randn(K * B))
+        yf = fake_labels(K * B)
+        fakes = tr.generate(randn(K * B), yf)
         for k in range(K):
-            st = tr.classifier_step(real_batch(), fakes[k * B : (k + 1) * B], sigmas(2 * B), randn(2 * B))
+            x0, yr = real_batch()
+            part = slice(k * B, (k + 1) * B)
+            st = tr.classifier_step(x0, fakes[part], sigmas(2 * B), randn(2 * B), yr, None if yf is None else yf[part])
             for name, v in st.items():
                 sums[name] += v / K
-        loss_g, gnorm = tr.generator_step(randn(B), sigmas(B), randn(B))
+        loss_g, gnorm = tr.generator_step(randn(B), sigmas(B), randn(B), fake_labels(B))
         tr.end_step()
         sums["loss_g"] += loss_g
         sums["grad_norm_g"] += gnorm
@@ -489,6 +529,11 @@ def main() -> None:
                 raise SystemExit(f"diverged at step {tr.step}: {vals}")
             t_log, n_log = now, 0
             sums = {k: zero() for k in sums}
+        if switch and tr.images_seen >= switch[0] and p_mean != switch[1]:
+            p_mean = config["p_mean"] = switch[1]
+            write_config()
+            logf.write(json.dumps({"event": "config_set", "images_seen": tr.images_seen, "p_mean": p_mean}) + "\n")
+            print(f"classifier noise levels: p_mean {p_mean} from {tr.images_seen} images", flush=True)
         while milestones and tr.images_seen >= milestones[0]:
             save_snapshot(os.path.join(args.out, f"snapshot-{tr.images_seen:09d}.safetensors"))
             last_snapshot = tr.images_seen
