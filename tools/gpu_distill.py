@@ -26,8 +26,9 @@ and writes
 
 A class-conditional teacher makes a conditional run: generated batches for uniform labels (drawn
 after the noise), the classifier conditioned on the real images' labels and the generated ones'.
-`--p-mean-after IMAGES:P_MEAN` moves the classifier's noise levels part-way (the Swift runs'
-`--resume --set p_mean=0`).
+`--p-mean-after IMAGES:P_MEAN` moves the noise levels of both losses part-way, after that point's
+snapshot (the Swift runs' `--resume --set p_mean=0`, which changes the one `RatioNoiseLevels` both
+steps share).
 
 Randomness comes from torch's generator instead of Philox: the same recipe, not the same bits.
 `--verify-swift-run RUN` instead replays a tiny Swift run on its own Philox inputs through the same
@@ -43,7 +44,6 @@ lr-c 2e-3).
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import math
@@ -368,7 +368,7 @@ def main() -> None:
     ap.add_argument("--p-mean", type=float, default=-1.2)
     ap.add_argument("--p-std", type=float, default=1.2)
     ap.add_argument("--p-mean-after", default="", metavar="IMAGES:P_MEAN",
-                    help="from this many generator images on, the classifier's noise levels use this p_mean "
+                    help="from this many generator images on, the noise levels of both losses use this p_mean "
                          "(the Swift runs' `--resume --set p_mean=0`; e.g. 128000:0)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log-every", type=int, default=50, help="generator steps per log line")
@@ -405,6 +405,8 @@ def main() -> None:
     if C:  # a class-conditional teacher: real images with their labels, generated ones for uniform labels
         labs = torch.from_numpy(
             read_idx_labels(find_train_file(args.data, data_name, "train-labels-idx1-ubyte")).astype(np.int64)).to(dev)
+        if labs.shape[0] != imgs.shape[0] or int(labs.max()) >= C:
+            raise SystemExit(f"{labs.shape[0]} labels up to {int(labs.max())} for {imgs.shape[0]} images and a teacher of {C} classes")
     table = (torch.arange(256, dtype=torch.float32) / 255 * 2 - 1).to(dev)  # Dataset.swift: Float(x)/255*2-1
     N = imgs.shape[0]
     per_epoch = N // B  # Batcher: full batches only, reshuffled every epoch
@@ -529,16 +531,17 @@ def main() -> None:
                 raise SystemExit(f"diverged at step {tr.step}: {vals}")
             t_log, n_log = now, 0
             sums = {k: zero() for k in sums}
-        if switch and tr.images_seen >= switch[0] and p_mean != switch[1]:
-            p_mean = config["p_mean"] = switch[1]
-            write_config()
-            logf.write(json.dumps({"event": "config_set", "images_seen": tr.images_seen, "p_mean": p_mean}) + "\n")
-            print(f"classifier noise levels: p_mean {p_mean} from {tr.images_seen} images", flush=True)
         while milestones and tr.images_seen >= milestones[0]:
             save_snapshot(os.path.join(args.out, f"snapshot-{tr.images_seen:09d}.safetensors"))
             last_snapshot = tr.images_seen
             print(f"snapshot at {tr.images_seen} images", flush=True)
             milestones.pop(0)
+        if switch and tr.images_seen >= switch[0] and p_mean != switch[1]:
+            # After the milestone snapshots: a snapshot at the switch was trained at the old levels.
+            p_mean = config["p_mean"] = switch[1]
+            write_config()
+            logf.write(json.dumps({"event": "config_set", "images_seen": tr.images_seen, "set": {"p_mean": p_mean}}) + "\n")
+            print(f"noise levels of both losses: p_mean {p_mean} from {tr.images_seen} images", flush=True)
         if done:
             break
     if last_snapshot != tr.images_seen:
