@@ -204,6 +204,11 @@ class Philox:
 EDML_TAG, LDRP_TAG = 0x4544_4D4C_0000_0000, 0x4C44_5250_0000_0000
 
 
+def flat_vector(d: dict[str, torch.Tensor], names: list[str]) -> np.ndarray:
+    """The tensors named `names`, in that order, as one float32 vector (a Swift state's layout)."""
+    return np.concatenate([d[n].detach().float().cpu().numpy().reshape(-1) for n in names])
+
+
 class TeacherStep:
     """One step of TeacherTrainer on nn_reference's network: x = x0 + sigma n, D = c_skip x +
     c_out F(c_in x, c_noise, labels) (coefficients in double, rounded once, as EDMCoefficients),
@@ -230,6 +235,13 @@ class TeacherStep:
             self.opt.state[self.params[n]] = {
                 "step": torch.tensor(float(adam_step), device=dev if dev.type == "cuda" else "cpu"),
                 "exp_avg": m[n].to(dev), "exp_avg_sq": v[n].to(dev)}
+
+    def state_vectors(self) -> dict[str, np.ndarray]:
+        """Parameters, EMA and Adam moments as the flat vectors of a Swift training state."""
+        moment = lambda key: {n: self.opt.state[self.params[n]][key] for n in self.names}  # noqa: E731
+        return {"params": flat_vector(self.params, self.names), "ema": flat_vector(self.ema, self.names),
+                "adam.m": flat_vector(moment("exp_avg"), self.names),
+                "adam.v": flat_vector(moment("exp_avg_sq"), self.names)}
 
     def adam_step(self) -> int:
         st = self.opt.state.get(self.plist[0])
@@ -328,16 +340,13 @@ def verify_swift_run(run: str) -> float:
         print(f"step {s + 1}: loss {float(loss):.7f} grad_norm {float(norm):.7g}")
     if conditional:
         print(f"labels: {steps * B} drawn, {dropped} dropped to the null label (label_dropout {float(drop)})")
-    flat = lambda d: np.concatenate([d[n].detach().float().numpy().reshape(-1) for n in names])  # noqa: E731
-    ours = {"params": flat(tr.params), "ema": flat(tr.ema),
-            "adam.m": flat({n: tr.opt.state[tr.params[n]]["exp_avg"] for n in names}),
-            "adam.v": flat({n: tr.opt.state[tr.params[n]]["exp_avg_sq"] for n in names})}
+    ours = tr.state_vectors()
     worst = compare_with_state(ours, st, run, '"loss"')
     # A tiny run sits deep in the learning-rate warm-up and the EMA's ramp-up: the weights move by
     # about 1e-5 of their size, so the comparisons above hardly see the learning rate or the EMA
     # factor. Compare the moves themselves too (float32 rounding of the weights is about 1e-3 of a
     # move; a warm-up or EMA formula off by one step is 0.1 or more).
-    start = flat(first)
+    start = flat_vector(first, names)
     moves = {"params - start": (ours["params"] - start, st["params"] - start),
              "ema - start": (ours["ema"] - start, st["ema"] - start)}
     for name, (a, b) in moves.items():
@@ -414,9 +423,6 @@ def main() -> None:
     def unflat(v: np.ndarray) -> dict[str, torch.Tensor]:
         return {n: torch.from_numpy(v[o : o + int(np.prod(s))].reshape(s).copy()) for n, o, s in order}
 
-    def flat(d: dict[str, torch.Tensor]) -> np.ndarray:
-        return np.concatenate([d[n].detach().float().cpu().numpy().reshape(-1) for n in names])
-
     model = nn_reference.build(meta["arch"], json.loads(meta["config"])).to(dev)
     if args.restart_from:
         snap = load_tensors(args.restart_from)
@@ -471,12 +477,9 @@ def main() -> None:
     def save_state(path: str) -> None:
         from safetensors.numpy import save_file
 
-        st = {"params": flat(tr.params), "ema": flat(tr.ema),
-              "adam.m": flat({n: tr.opt.state[tr.params[n]]["exp_avg"] for n in names}),
-              "adam.v": flat({n: tr.opt.state[tr.params[n]]["exp_avg_sq"] for n in names})}
         md = dict(smeta)
         md.update({"step": str(tr.step), "images_seen": str(tr.images_seen), "adam_step": str(tr.adam_step())})
-        save_file(st, path, metadata=md)
+        save_file(tr.state_vectors(), path, metadata=md)
 
     perm = torch.randperm(data.shape[0], generator=gen, device=dev)
     cursor = 0
