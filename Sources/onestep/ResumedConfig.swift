@@ -30,48 +30,100 @@ struct ResumedConfig<Config: Codable> {
     static var startOnlyKeys: Set<String> { ["arm_steps", "classifier_warmup_steps", "wrong_sigma_init"] }
 
     /// Reads `out/config.json` and applies `settings` (each `key=value`, a top-level scalar setting
-    /// of the run's config, the value parsed as that key's JSON type).
-    init(out: String, settings: [String]) throws {
+    /// of the run's config, the value parsed as that key's JSON type). With `dueAt`, the run's
+    /// scheduled settings (`set_after`, from `--set-after`) for that many images or fewer come first
+    /// and leave the schedule; `settingsAfter` adds to it.
+    init(out: String, settings: [String], settingsAfter: [String] = [], dueAt imagesSeen: Int? = nil) throws {
         guard let data = try? Data(contentsOf: URL(fileURLWithPath: out + "/config.json")) else {
             throw ValidationError("--resume: no config.json in \(out)")
         }
         guard var json = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ValidationError("--resume: \(out)/config.json is not a JSON object")
         }
-        changes = [:]
-        report = []
+        var schedule = (json[Self.scheduleKey] as? [[String: Any]]) ?? []
+        var due: [String] = []
+        if let imagesSeen {
+            due = schedule.filter { ($0["images"] as? Int ?? 0) <= imagesSeen }.flatMap { $0["set"] as? [String] ?? [] }
+            schedule.removeAll { ($0["images"] as? Int ?? 0) <= imagesSeen }
+        }
+        let added = try Self.parseScheduled(settingsAfter, json: json)
+        schedule += added.map { ["images": $0.images, "set": $0.set] }
+        json[Self.scheduleKey] = schedule.isEmpty ? nil : schedule
+        (changes, report) = try Self.apply(due, to: &json, flag: "--set-after")
+        let (explicit, explicitReport) = try Self.apply(settings, to: &json, flag: "--set")
+        changes.merge(explicit) { _, new in new }
+        report += explicitReport
+        config = try Self.decode(json, changed: Array(changes.keys), flag: "--set")
+    }
+
+    /// The config key of the scheduled settings.
+    static var scheduleKey: String { "set_after" }
+
+    /// Parses `--set-after IMAGES:key=value` words (one entry per point, in order of images), and
+    /// checks each against `json` as `--set` there would, so a bad one fails before training starts.
+    static func parseScheduled(_ words: [String], json: [String: Any]) throws -> [ScheduledSettings] {
+        var byImages: [Int: [String]] = [:]
+        for word in words {
+            guard let colon = word.firstIndex(of: ":"), let images = Int(word[..<colon]), images > 0 else {
+                throw ValidationError(
+                    "--set-after takes IMAGES:key=value (a positive number of images), got '\(word)'")
+            }
+            byImages[images, default: []].append(String(word[word.index(after: colon)...]))
+        }
+        var trial = json
+        for (_, set) in byImages.sorted(by: { $0.key < $1.key }) {
+            let (changes, _) = try apply(set, to: &trial, flag: "--set-after")
+            _ = try decode(trial, changed: Array(changes.keys), flag: "--set-after")
+        }
+        return byImages.sorted { $0.key < $1.key }.map { ScheduledSettings(images: $0.key, set: $0.value) }
+    }
+
+    /// Applies `key=value` settings to a config's JSON; returns the changes and one report line each.
+    static func apply(_ settings: [String], to json: inout [String: Any], flag: String) throws -> (
+        [String: Any], [String]
+    ) {
+        var changes: [String: Any] = [:]
+        var report: [String] = []
         for setting in settings {
             guard let eq = setting.firstIndex(of: "="), eq != setting.startIndex else {
-                throw ValidationError("--set takes key=value (a config.json key), got '\(setting)'")
+                throw ValidationError("\(flag) takes key=value (a config.json key), got '\(setting)'")
             }
             let key = String(setting[..<eq]), text = String(setting[setting.index(after: eq)...])
             guard !Self.startOnlyKeys.contains(key) else {
-                throw ValidationError("--set \(key): read only when a run starts; changing it on a resume does nothing")
+                throw ValidationError(
+                    "\(flag) \(key): read only when a run starts; changing it on a resume does nothing")
             }
-            guard !Self.fixedKeys.contains(key), !(json[key] is [String: Any]) else {
+            guard !Self.fixedKeys.contains(key), !(json[key] is [String: Any]), !(json[key] is [Any]) else {
                 throw ValidationError(
                     key == "total_images"
-                        ? "--set total_images: use --images to extend the run"
-                        : "--set \(key): fixed for the life of a run (its saved state depends on it); start a new run instead"
+                        ? "\(flag) total_images: use --images to extend the run"
+                        : "\(flag) \(key): fixed for the life of a run (its saved state depends on it); start a new run instead"
                 )
             }
-            // A key the file lacks may be an optional setting left unset; the re-encoding below
-            // tells it from a typo.
+            // A key the file lacks may be an optional setting left unset; `decode` tells it from a typo.
             let old = json[key]
-            let value = try Self.parse(text, like: old, key: key)
+            let value = try Self.parse(text, like: old, key: key, flag: flag)
             json[key] = value
             changes[key] = value
             report.append("\(key): \(old.map { "\($0)" } ?? "unset") -> \(value)")
         }
+        return (changes, report)
+    }
+
+    /// The edited JSON as the config, refusing keys the config does not have.
+    static func decode(_ json: [String: Any], changed: [String], flag: String) throws -> Config {
         let edited = try JSONSerialization.data(withJSONObject: json)
+        let config: Config
         do { config = try JSONDecoder().decode(Config.self, from: edited) } catch {
-            throw ValidationError("--set: the changed config does not read back: \(error)")
+            throw ValidationError("\(flag): the changed config does not read back: \(error)")
         }
         let known = (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(config))) as? [String: Any] ?? [:]
-        for key in changes.keys.sorted() where known[key] == nil {
-            let keys = known.filter { !($0.value is [String: Any]) }.keys.sorted().joined(separator: ", ")
-            throw ValidationError("--set \(key): the run's config has no such key (it has: \(keys))")
+        for key in changed.sorted() where known[key] == nil {
+            let keys = known.filter { !($0.value is [String: Any]) && !($0.value is [Any]) }.keys.sorted()
+            throw ValidationError(
+                "\(flag) \(key): the run's config has no such key (it has: \(keys.joined(separator: ", ")))")
         }
+        return config
     }
 
     /// The command's flag names for its config keys, with the keys `--set` changed named as
@@ -85,18 +137,18 @@ struct ResumedConfig<Config: Codable> {
     func record(in run: RunFolder, imagesSeen: Int) {
         guard !changes.isEmpty else { return }
         run.log(["event": "config_set", "images_seen": imagesSeen, "set": changes])
-        for line in report { print("resume at \(imagesSeen) images: \(line)") }
+        for line in report { print("at \(imagesSeen) images: \(line)") }
     }
 
     /// `text` as the JSON type of the saved value `old`: a string stays a string, otherwise true,
     /// false or a decimal number (the decoder refuses a boolean for a number and the reverse); for
     /// an unset key, whichever of those reads.
-    static func parse(_ text: String, like old: Any?, key: String) throws -> Any {
+    static func parse(_ text: String, like old: Any?, key: String, flag: String) throws -> Any {
         if old is String { return text }
         if let b = Bool(text) { return b }
         if let i = Int(text) { return i }
         if let d = Double(text), d.isFinite { return d }
         if old == nil { return text }
-        throw ValidationError("--set \(key): takes a number (or true / false), got '\(text)'")
+        throw ValidationError("\(flag) \(key): takes a number (or true / false), got '\(text)'")
     }
 }

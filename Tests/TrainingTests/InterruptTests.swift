@@ -209,6 +209,69 @@ final class InterruptTests: XCTestCase {
         XCTAssertEqual(try config(d)["p_mean"] as? Double, 0.5)
     }
 
+    /// `distill --set-after IMAGES:key=value` is the two-phase recipe in one command: it trains to
+    /// the point, then goes on exactly as a stop there and `--resume --set key=value` would (the
+    /// weights bitwise equal), logs the same `config_set`, and keeps what is still to come in
+    /// config.json, so a run stopped before the point changes the setting there after `--resume`.
+    func testSetAfterEqualsAStopAndAResumeWithSet() throws {
+        let root = try tempRoot()
+        let bin = try DaemonProcess.binary().0
+        let args = ["distill", "--teacher", teacher, "--batch", "256", "--threads", "1", "--grid", "16"]
+        let schedule = ["--set-after", "1280:p_mean=0.5", "--set-after", "2048:lr_generator=0.0001"]
+        func run(_ extra: [String]) throws {
+            let (status, output) = try runCommand(bin, extra)
+            XCTAssertEqual(status, 0, output)
+        }
+        func config(_ run: String) throws -> [String: Any] {
+            let data = try Data(contentsOf: URL(fileURLWithPath: run + "/config.json"))
+            return try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        }
+        func weights(_ run: String) throws -> [UInt32] {
+            try Snapshot.load(path: run + "/snapshots/latest.safetensors").network.parameters.values.array.map(
+                \.bitPattern)
+        }
+        func sets(_ run: String) -> [String] {
+            logLines(run).filter { $0["event"] as? String == "config_set" }.map {
+                "\($0["images_seen"] ?? "") \((($0["set"] as? [String: Any]) ?? [:]).keys.sorted())"
+            }
+        }
+        let phased = root + "/phased", manual = root + "/manual", stopped = root + "/stopped"
+        try run(args + ["--out", phased, "--images", "2560"] + schedule)
+        try run(args + ["--out", manual, "--images", "1280"])
+        try run(["distill", "--out", manual, "--resume", "--images", "2048", "--set", "p_mean=0.5"])
+        try run(["distill", "--out", manual, "--resume", "--images", "2560", "--set", "lr_generator=0.0001"])
+        try run(args + ["--out", stopped, "--images", "640"] + schedule)
+        XCTAssertEqual((try config(stopped)["set_after"] as? [Any])?.count, 2, "the schedule was not kept")
+        try run(["distill", "--out", stopped, "--resume", "--images", "2560"])
+
+        let expected = try weights(manual)
+        XCTAssertTrue(try weights(phased) == expected, "--set-after != a stop and --resume --set, bitwise")
+        XCTAssertTrue(try weights(stopped) == expected, "a run resumed before its scheduled point")
+        XCTAssertEqual(sets(phased), ["1280 [\"p_mean\"]", "2048 [\"lr_generator\"]"])
+        XCTAssertEqual(sets(phased), sets(manual))
+        XCTAssertEqual(sets(stopped), sets(manual))
+        let final = try config(phased)
+        XCTAssertEqual(final["p_mean"] as? Double, 0.5)
+        XCTAssertEqual(final["lr_generator"] as? Double, 0.0001)
+        XCTAssertNil(final["set_after"], "applied settings stay in the schedule")
+        let steps = logLines(phased).filter { $0["event"] == nil }.compactMap { $0["step"] as? Int }
+        XCTAssertEqual(steps, Array(Set(steps)).sorted(), "a step logged twice or out of order")
+        XCTAssertEqual(steps.last, 10)
+
+        // A bad schedule fails before anything trains.
+        for (setting, message) in [
+            ("1280", "takes IMAGES:key=value"), ("0:p_mean=0", "takes IMAGES:key=value"),
+            ("1280:seed=3", "fixed for the life of a run"), ("1280:p_meen=0", "no such key"),
+            ("1280:p_mean=fast", "takes a number"),
+        ] {
+            let out = root + "/bad"
+            let (status, output) = try runCommand(bin, args + ["--out", out, "--set-after", setting])
+            XCTAssertNotEqual(status, 0, setting)
+            XCTAssertTrue(output.contains(message), "\(setting): \(output)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(setting) opened a run")
+        }
+    }
+
     func testASecondSignalExitsAtOnce() throws {
         let root = try tempRoot()
         let p = try distill(root + "/run", [])
