@@ -70,13 +70,13 @@ struct Distill: AsyncParsableCommand {
     var resume = false
     @Option(help: "With --resume: change one config.json setting from here on (key=value, e.g. p_mean=0; repeat).")
     var set: [String] = []
-    @Option(
-        help: """
-            Change a setting by itself part-way: after the step that reaches IMAGES (and that point's snapshot), \
-            as --resume --set there would (IMAGES:key=value, e.g. 128000:p_mean=0; repeat; kept in config.json, so \
-            an interrupted run keeps it).
-            """)
-    var setAfter: [String] = []
+    @Option(help: .init(Self.setAfterHelp)) var setAfter: [String] = []
+    /// `--set-after`'s help (`train teacher` takes it too).
+    static let setAfterHelp = """
+        Change a setting by itself part-way: after the step that reaches IMAGES (and that point's snapshot), \
+        as --resume --set there would (IMAGES:key=value, e.g. 128000:p_mean=0; repeat; kept in config.json, so \
+        an interrupted run keeps it).
+        """
 
     func run() async throws {
         useCompute(threads: threads)
@@ -120,34 +120,18 @@ struct Distill: AsyncParsableCommand {
             config.seed = seed
             config.pMean = pMean
             config.pStd = pStd
-            if !setAfter.isEmpty {
-                let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as? [String: Any] ?? [:]
-                config.setAfter = try ResumedConfig<OneStepConfig>.parseScheduled(setAfter, json: json)
-            }
+            config.setAfter = try Phases.schedule(setAfter, for: config)
         }
-        var trainer = try ConfigFlags.naming(resumed?.flags(ConfigFlags.distill) ?? ConfigFlags.distill) {
+        let first = try ConfigFlags.naming(resumed?.flags(ConfigFlags.distill) ?? ConfigFlags.distill) {
             try OneStepTrainer(config: config, runPath: out, resume: resume)
         }
         print(
-            "distill: \(trainer.config.method.rawValue), init \(trainer.config.initialisation.rawValue), generator \(trainer.network.parameters.count) "
-                + "parameters, \(trainer.config.isScoreBased ? "fake score" : "classifier") \(trainer.critic.parameters.count), data \(trainer.config.data), "
-                + "\(trainer.config.totalImages) images, run folder \(out)")
-        resumed?.record(in: trainer.run, imagesSeen: trainer.imagesSeen)
+            "distill: \(first.config.method.rawValue), init \(first.config.initialisation.rawValue), generator \(first.network.parameters.count) "
+                + "parameters, \(first.config.isScoreBased ? "fake score" : "classifier") \(first.critic.parameters.count), data \(first.config.data), "
+                + "\(first.config.totalImages) images, run folder \(out)")
+        resumed?.record(in: first.run, imagesSeen: first.imagesSeen)
         let stop = Interrupt.install(job: "distill")
-        // Phases: train up to the next scheduled point, then re-open the run as `--resume --set` would.
-        while true {
-            if trainer.config.setAfter?.contains(where: { $0.images <= trainer.imagesSeen }) == true {
-                let phase = try ResumedConfig<OneStepConfig>(out: out, settings: [], dueAt: trainer.imagesSeen)
-                trainer = try ConfigFlags.naming(phase.flags(ConfigFlags.distill)) {
-                    try OneStepTrainer(config: phase.config, runPath: out, resume: true)
-                }
-                phase.record(in: trainer.run, imagesSeen: trainer.imagesSeen)
-            }
-            let next = trainer.config.setAfter?.map(\.images).min()
-            let B = trainer.config.batchSize
-            try trainer.train(stopAfterSteps: next.map { ($0 - trainer.imagesSeen + B - 1) / B }, stop: stop)
-            if stop.isSet || next == nil || trainer.step >= trainer.config.totalSteps { break }
-        }
+        let trainer = try Phases.train(first, out: out, flags: ConfigFlags.distill, stop: stop)
         try Interrupt.report(
             interrupted: stop.isSet && trainer.step < trainer.config.totalSteps,
             job: "distill at \(trainer.imagesSeen) images", resume: "onestep distill --out \(out) --resume")

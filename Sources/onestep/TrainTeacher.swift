@@ -51,13 +51,14 @@ struct TrainTeacher: AsyncParsableCommand {
         help: "With --resume: change one config.json setting from here on (key=value, e.g. learning_rate=2e-4; repeat)."
     )
     var set: [String] = []
+    @Option(help: .init(Distill.setAfterHelp)) var setAfter: [String] = []
 
     func run() async throws {
         useCompute(threads: threads)
         var config = TeacherConfig()
         var resumed: ResumedConfig<TeacherConfig>?
         if resume {
-            let saved = try ResumedConfig<TeacherConfig>(out: out, settings: set)
+            let saved = try ResumedConfig<TeacherConfig>(out: out, settings: set, settingsAfter: setAfter)
             resumed = saved
             config = saved.config
             // A resumed run keeps its length unless --images extends it.
@@ -99,16 +100,17 @@ struct TrainTeacher: AsyncParsableCommand {
             config.seed = seed
             config.pMean = pMean
             config.pStd = pStd
+            config.setAfter = try Phases.schedule(setAfter, for: config)
         }
-        let trainer = try ConfigFlags.naming(resumed?.flags(ConfigFlags.train) ?? ConfigFlags.train) {
+        let first = try ConfigFlags.naming(resumed?.flags(ConfigFlags.train) ?? ConfigFlags.train) {
             try TeacherTrainer(config: config, runPath: out, resume: resume)
         }
         print(
-            "teacher: \(trainer.config.arch) with \(trainer.network.parameters.count) parameters on \(trainer.config.data), "
-                + "\(trainer.config.totalImages) images, run folder \(out)")
-        resumed?.record(in: trainer.run, imagesSeen: trainer.imagesSeen)
+            "teacher: \(first.config.arch) with \(first.network.parameters.count) parameters on \(first.config.data), "
+                + "\(first.config.totalImages) images, run folder \(out)")
+        resumed?.record(in: first.run, imagesSeen: first.imagesSeen)
         let stop = Interrupt.install(job: "train teacher")
-        try trainer.train(stop: stop)
+        let trainer = try Phases.train(first, out: out, flags: ConfigFlags.train, stop: stop)
         try Interrupt.report(
             interrupted: stop.isSet && trainer.step < trainer.config.totalSteps,
             job: "train teacher at \(trainer.imagesSeen) images",

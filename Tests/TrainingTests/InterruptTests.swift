@@ -272,6 +272,43 @@ final class InterruptTests: XCTestCase {
         }
     }
 
+    /// `train teacher --set-after` the same way: one command equals a stop and `--resume --set`.
+    func testTeacherSetAfterEqualsAStopAndAResumeWithSet() throws {
+        let root = try tempRoot()
+        let bin = try DaemonProcess.binary().0
+        let args = ["train", "teacher", "--data", "8gaussians", "--batch", "256", "--threads", "1", "--grid", "16"]
+        func run(_ extra: [String]) throws {
+            let (status, output) = try runCommand(bin, extra)
+            XCTAssertEqual(status, 0, output)
+        }
+        func weights(_ run: String) throws -> [UInt32] {
+            try Snapshot.load(path: run + "/snapshots/latest.safetensors").network.parameters.values.array.map(
+                \.bitPattern)
+        }
+        let phased = root + "/phased", manual = root + "/manual"
+        try run(
+            args + [
+                "--out", phased, "--images", "5120", "--set-after", "2560:learning_rate=0.0002", "--set-after",
+                "2560:warmup_images=0",
+            ])
+        try run(args + ["--out", manual, "--images", "2560"])
+        try run([
+            "train", "teacher", "--out", manual, "--resume", "--images", "5120", "--set", "learning_rate=0.0002",
+            "--set",
+            "warmup_images=0",
+        ])
+        XCTAssertTrue(try weights(phased) == weights(manual), "--set-after != a stop and --resume --set, bitwise")
+        let set = logLines(phased).filter { $0["event"] as? String == "config_set" }
+        XCTAssertEqual(set.count, 1)
+        XCTAssertEqual(set.first?["images_seen"] as? Int, 2560)
+        XCTAssertEqual((set.first?["set"] as? [String: Any])?.keys.sorted(), ["learning_rate", "warmup_images"])
+        let lrs = logLines(phased).filter { $0["event"] == nil }.compactMap { $0["lr"] as? Double }
+        XCTAssertEqual(try XCTUnwrap(lrs.last), 0.0002, accuracy: 1e-9)
+        let (status, output) = try runCommand(bin, args + ["--out", root + "/bad", "--set-after", "100:arch=mlp"])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(output.contains("--set-after arch: fixed for the life of a run"), output)
+    }
+
     func testASecondSignalExitsAtOnce() throws {
         let root = try tempRoot()
         let p = try distill(root + "/run", [])

@@ -36,19 +36,6 @@ public enum ClassifierInit: String, Codable, Sendable, CaseIterable {
     case random
 }
 
-/// Settings a run changes by itself once it has trained `images` images: a second phase of its
-/// recipe in one command (`config.json` key `set_after`).
-public struct ScheduledSettings: Codable, Sendable, Equatable {
-    public var images: Int
-    /// `key=value` words, as `--resume --set` takes them.
-    public var set: [String]
-
-    public init(images: Int, set: [String]) {
-        self.images = images
-        self.set = set
-    }
-}
-
 /// Everything that defines a one-step training run (DiJS / DiRKL / DiFKL, or the DMD / SiD baselines); written to
 /// `config.json` beside the run.
 public struct OneStepConfig: Codable, Sendable, Equatable {
@@ -97,9 +84,7 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
     /// nil: 1). Arm F1 re-initialises that layer (the U-Net's to zero), and Adam grows it by about
     /// one learning rate a step: with a small budget it is bound by that step size.
     public var outputLayerLearningRateScale: Float?
-    /// Settings the run changes by itself part-way (`--set-after`; nil: none left): each entry
-    /// applies after the generator step that reaches its image count (and that point's snapshot),
-    /// as `--resume --set` there would, and then leaves the list.
+    /// Settings the run changes by itself part-way, in generator images (`--set-after`; nil: none left).
     public var setAfter: [ScheduledSettings]?
 
     public init() {}
@@ -147,9 +132,7 @@ public struct OneStepConfig: Codable, Sendable, Equatable {
         if let s = outputLayerLearningRateScale, !(s > 0) || !s.isFinite {
             try fail("`lr_output_scale` must be positive, got \(s)")
         }
-        for entry in setAfter ?? [] where entry.images < 1 || entry.set.isEmpty {
-            try fail("`set_after` entries need a positive `images` and at least one `key=value` in `set`")
-        }
+        try ScheduledSettings.validate(setAfter)
     }
 
     /// The score-free method's divergence (throws for the score-based baselines).

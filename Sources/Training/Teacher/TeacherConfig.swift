@@ -36,6 +36,8 @@ public struct TeacherConfig: Codable, Sendable, Equatable {
     public var seed: UInt64 = 0
     public var pMean: Float = -1.2
     public var pStd: Float = 1.2
+    /// Settings the run changes by itself part-way (`--set-after`; nil: none left).
+    public var setAfter: [ScheduledSettings]?
 
     public init() {}
 
@@ -45,7 +47,7 @@ public struct TeacherConfig: Codable, Sendable, Equatable {
         case batchSize = "batch_size", learningRate = "learning_rate", warmupImages = "warmup_images"
         case gradClip = "grad_clip", totalImages = "total_images", emaHalfLifeImages = "ema_half_life_images"
         case snapshotEveryImages = "snapshot_every_images", gridSamples = "grid_samples", sampler, seed
-        case pMean = "p_mean", pStd = "p_std"
+        case pMean = "p_mean", pStd = "p_std", setAfter = "set_after"
     }
 
     /// Decodes `config.json`; keys added after a run was started take their defaults.
@@ -72,6 +74,7 @@ public struct TeacherConfig: Codable, Sendable, Equatable {
         seed = try c.decode(UInt64.self, forKey: .seed)
         pMean = try c.decode(Float.self, forKey: .pMean)
         pStd = try c.decode(Float.self, forKey: .pStd)
+        setAfter = try c.decodeIfPresent([ScheduledSettings].self, forKey: .setAfter)
     }
 
     /// Throws naming the first invalid field by its `config.json` key (the CLI names its flags).
@@ -102,6 +105,7 @@ public struct TeacherConfig: Codable, Sendable, Equatable {
         if labelDropout > 0 && !classConditional {
             try fail("`label_dropout` needs a class-conditional run (`class_conditional`)")
         }
+        try ScheduledSettings.validate(setAfter)
         try sampler.validate()
         if arch == "unet" { try unet.validate() } else { try mlp.validate() }
     }
