@@ -70,13 +70,7 @@ struct Distill: AsyncParsableCommand {
     var resume = false
     @Option(help: "With --resume: change one config.json setting from here on (key=value, e.g. p_mean=0; repeat).")
     var set: [String] = []
-    @Option(help: .init(Self.setAfterHelp)) var setAfter: [String] = []
-    /// `--set-after`'s help (`train teacher` takes it too).
-    static let setAfterHelp = """
-        Change a setting by itself part-way: after the step that reaches IMAGES (and that point's snapshot), \
-        as --resume --set there would (IMAGES:key=value, e.g. 128000:p_mean=0; repeat; kept in config.json, so \
-        an interrupted run keeps it).
-        """
+    @Option(help: .init(Phases.help)) var setAfter: [String] = []
 
     func run() async throws {
         useCompute(threads: threads)
@@ -122,16 +116,20 @@ struct Distill: AsyncParsableCommand {
             config.pStd = pStd
             config.setAfter = try Phases.schedule(setAfter, for: config)
         }
-        let first = try ConfigFlags.naming(resumed?.flags(ConfigFlags.distill) ?? ConfigFlags.distill) {
-            try OneStepTrainer(config: config, runPath: out, resume: resume)
-        }
-        print(
-            "distill: \(first.config.method.rawValue), init \(first.config.initialisation.rawValue), generator \(first.network.parameters.count) "
-                + "parameters, \(first.config.isScoreBased ? "fake score" : "classifier") \(first.critic.parameters.count), data \(first.config.data), "
-                + "\(first.config.totalImages) images, run folder \(out)")
-        resumed?.record(in: first.run, imagesSeen: first.imagesSeen)
         let stop = Interrupt.install(job: "distill")
-        let trainer = try Phases.train(first, out: out, flags: ConfigFlags.distill, stop: stop)
+        let trainer = try Phases.train(
+            out: out, flags: ConfigFlags.distill, explicit: resumed?.changedKeys ?? [], stop: stop
+        ) {
+            try ConfigFlags.naming(resumed?.flags(ConfigFlags.distill) ?? ConfigFlags.distill) {
+                try OneStepTrainer(config: config, runPath: out, resume: resume)
+            }
+        } opened: { first in
+            print(
+                "distill: \(first.config.method.rawValue), init \(first.config.initialisation.rawValue), generator \(first.network.parameters.count) "
+                    + "parameters, \(first.config.isScoreBased ? "fake score" : "classifier") \(first.critic.parameters.count), data \(first.config.data), "
+                    + "\(first.config.totalImages) images, run folder \(out)")
+            resumed?.record(in: first.run, imagesSeen: first.imagesSeen)
+        }
         try Interrupt.report(
             interrupted: stop.isSet && trainer.step < trainer.config.totalSteps,
             job: "distill at \(trainer.imagesSeen) images", resume: "onestep distill --out \(out) --resume")

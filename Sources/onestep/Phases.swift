@@ -5,7 +5,7 @@ import Training
 
 /// A trainer that `--set-after` runs in phases (`train teacher` and `distill`).
 protocol PhasedTraining: AnyObject {
-    associatedtype Config: Codable
+    associatedtype Config: RunConfig
     init(config: Config, runPath: String, resume: Bool) throws
     var run: RunFolder { get }
     var step: Int { get }
@@ -29,35 +29,63 @@ extension OneStepTrainer: PhasedTraining {
     var totalSteps: Int { config.totalSteps }
 }
 
-/// `--set-after IMAGES:key=value`: a run trains to each scheduled point, then re-opens itself from
-/// its saved state as `--resume --set key=value` there would, so the result equals a stop and a
-/// resume, bit for bit.
+/// `--set-after IMAGES:key=value`: a run trains to the step that reaches each scheduled point,
+/// saves its state there, and re-opens itself from it as `--resume --set key=value` would, so the
+/// result equals a stop and a resume, bit for bit.
 enum Phases {
+    /// `--set-after`'s help, for both training commands.
+    static let help = """
+        Change a setting by itself part-way: after the step that reaches IMAGES, as a stop there and \
+        --resume --set would (IMAGES:key=value, e.g. 128000:p_mean=0; repeat; kept in config.json, so an \
+        interrupted run keeps it; a point already passed applies at once).
+        """
+
     /// A new run's `--set-after` words as its schedule (nil for none), each checked against
-    /// `config` as `--set` would check it, so a bad one fails before training starts.
-    static func schedule<Config: Codable>(_ words: [String], for config: Config) throws -> [ScheduledSettings]? {
+    /// `config` as the run will apply it, so a bad one fails before anything trains.
+    static func schedule<Config: RunConfig>(_ words: [String], for config: Config) throws -> [ScheduledSettings]? {
         guard !words.isEmpty else { return nil }
         let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as? [String: Any] ?? [:]
         return try ResumedConfig<Config>.parseScheduled(words, json: json)
     }
 
-    /// Trains to the end of the run (or until `stop`), phase by phase; returns the last phase's
-    /// trainer. `flags` names the command's flags in errors.
-    static func train<T: PhasedTraining>(_ first: T, out: String, flags: [String: String], stop: StopSignal) throws
-        -> T
-    {
-        var trainer = first
+    /// Opens the run (`open`; `opened` announces it), then trains to its end or until `stop`,
+    /// phase by phase; returns the last phase's trainer. `explicit` are the keys a resume's own
+    /// `--set` changed: a point reached at the resume does not override them. `flags` names the
+    /// command's flags in errors.
+    static func train<T: PhasedTraining>(
+        out: String, flags: [String: String], explicit: Set<String>, stop: StopSignal, open: () throws -> T,
+        opened: (T) -> Void
+    ) throws -> T {
+        var current: T? = try open()
+        opened(current!)
+        let end = current!.totalSteps * current!.batchSize
+        for entry in current!.schedule where entry.images > end {
+            print(
+                "--set-after \(entry.images): past the run's end (\(end) images); it applies if --images extends the run"
+            )
+        }
+        var keeping = explicit
         while true {
-            if trainer.schedule.contains(where: { $0.images <= trainer.imagesSeen }) {
-                let phase = try ResumedConfig<T.Config>(out: out, settings: [], dueAt: trainer.imagesSeen)
-                trainer = try ConfigFlags.naming(phase.flags(flags)) {
+            let seen = current!.imagesSeen
+            if current!.schedule.contains(where: { $0.images <= seen }) {
+                let phase = try ResumedConfig<T.Config>(out: out, dueAt: seen, keeping: keeping)
+                current = nil  // its state is saved: free it before the next phase opens
+                let next = try ConfigFlags.naming(phase.flags(flags)) {
                     try T(config: phase.config, runPath: out, resume: true)
                 }
-                phase.record(in: trainer.run, imagesSeen: trainer.imagesSeen)
+                phase.record(in: next.run, imagesSeen: next.imagesSeen)
+                current = next
             }
+            keeping = []
+            let trainer = current!
             let next = trainer.schedule.map(\.images).min()
-            let B = trainer.batchSize, seen = trainer.imagesSeen
-            try trainer.train(stopAfterSteps: next.map { ($0 - seen + B - 1) / B }, stop: stop)
+            let steps = next.map { point in
+                let images = point - trainer.imagesSeen  // positive: the points reached were applied
+                return min(
+                    images / trainer.batchSize + (images % trainer.batchSize == 0 ? 0 : 1),
+                    max(0, trainer.totalSteps - trainer.step))
+            }
+            try trainer.train(stopAfterSteps: steps, stop: stop)
             if stop.isSet || next == nil || trainer.step >= trainer.totalSteps { return trainer }
         }
     }

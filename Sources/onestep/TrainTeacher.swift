@@ -51,7 +51,7 @@ struct TrainTeacher: AsyncParsableCommand {
         help: "With --resume: change one config.json setting from here on (key=value, e.g. learning_rate=2e-4; repeat)."
     )
     var set: [String] = []
-    @Option(help: .init(Distill.setAfterHelp)) var setAfter: [String] = []
+    @Option(help: .init(Phases.help)) var setAfter: [String] = []
 
     func run() async throws {
         useCompute(threads: threads)
@@ -102,15 +102,19 @@ struct TrainTeacher: AsyncParsableCommand {
             config.pStd = pStd
             config.setAfter = try Phases.schedule(setAfter, for: config)
         }
-        let first = try ConfigFlags.naming(resumed?.flags(ConfigFlags.train) ?? ConfigFlags.train) {
-            try TeacherTrainer(config: config, runPath: out, resume: resume)
-        }
-        print(
-            "teacher: \(first.config.arch) with \(first.network.parameters.count) parameters on \(first.config.data), "
-                + "\(first.config.totalImages) images, run folder \(out)")
-        resumed?.record(in: first.run, imagesSeen: first.imagesSeen)
         let stop = Interrupt.install(job: "train teacher")
-        let trainer = try Phases.train(first, out: out, flags: ConfigFlags.train, stop: stop)
+        let trainer = try Phases.train(
+            out: out, flags: ConfigFlags.train, explicit: resumed?.changedKeys ?? [], stop: stop
+        ) {
+            try ConfigFlags.naming(resumed?.flags(ConfigFlags.train) ?? ConfigFlags.train) {
+                try TeacherTrainer(config: config, runPath: out, resume: resume)
+            }
+        } opened: { first in
+            print(
+                "teacher: \(first.config.arch) with \(first.network.parameters.count) parameters on \(first.config.data), "
+                    + "\(first.config.totalImages) images, run folder \(out)")
+            resumed?.record(in: first.run, imagesSeen: first.imagesSeen)
+        }
         try Interrupt.report(
             interrupted: stop.isSet && trainer.step < trainer.config.totalSteps,
             job: "train teacher at \(trainer.imagesSeen) images",

@@ -263,6 +263,8 @@ final class InterruptTests: XCTestCase {
             ("1280", "takes IMAGES:key=value"), ("0:p_mean=0", "takes IMAGES:key=value"),
             ("1280:seed=3", "fixed for the life of a run"), ("1280:p_meen=0", "no such key"),
             ("1280:p_mean=fast", "takes a number"),
+            ("1280:lr_generator=-1", "--set-after 1280:lr_generator must be positive"),
+            ("1280:set_after=1", "the schedule changes with --set-after"),
         ] {
             let out = root + "/bad"
             let (status, output) = try runCommand(bin, args + ["--out", out, "--set-after", setting])
@@ -270,6 +272,21 @@ final class InterruptTests: XCTestCase {
             XCTAssertTrue(output.contains(message), "\(setting): \(output)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(setting) opened a run")
         }
+
+        // A resume's own --set wins over a point it lands on (the run ended on it), and a point
+        // past the end waits for --images (no overflow for the largest one).
+        let landed = root + "/landed"
+        try run(args + ["--out", landed, "--images", "1024", "--set-after", "1024:p_mean=0"])
+        XCTAssertEqual((try config(landed)["set_after"] as? [Any])?.count, 1)
+        try run(["distill", "--out", landed, "--resume", "--images", "2048", "--set", "p_mean=-0.5"])
+        XCTAssertEqual(try config(landed)["p_mean"] as? Double, -0.5)
+        XCTAssertNil(try config(landed)["set_after"])
+        let far = root + "/far"
+        let (status, output) = try runCommand(
+            bin, args + ["--out", far, "--images", "512", "--set-after", "\(Int.max):p_mean=0"])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("past the run's end (512 images)"), output)
+        XCTAssertEqual(try config(far)["p_mean"] as? Double, -1.2)
     }
 
     /// `train teacher --set-after` the same way: one command equals a stop and `--resume --set`.

@@ -1,7 +1,7 @@
 /// Settings a run changes by itself once it has trained `images` images: a second phase of its
 /// recipe in one command (`--set-after`; `config.json` key `set_after`). Each entry applies after
-/// the step that reaches its image count (and that point's snapshot), as `--resume --set` there
-/// would, and then leaves the list.
+/// the step that reaches its image count, as a stop there and `--resume --set` would, and then
+/// leaves the list.
 public struct ScheduledSettings: Codable, Sendable, Equatable {
     public var images: Int
     /// `key=value` words, as `--resume --set` takes them.
