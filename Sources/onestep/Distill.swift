@@ -117,18 +117,12 @@ struct Distill: AsyncParsableCommand {
             config.setAfter = try Phases.schedule(setAfter, for: config)
         }
         let stop = Interrupt.install(job: "distill")
-        let trainer = try Phases.train(
-            out: out, flags: ConfigFlags.distill, explicit: resumed?.changedKeys ?? [], stop: stop
-        ) {
-            try ConfigFlags.naming(resumed?.flags(ConfigFlags.distill) ?? ConfigFlags.distill) {
-                try OneStepTrainer(config: config, runPath: out, resume: resume)
-            }
-        } opened: { first in
-            print(
-                "distill: \(first.config.method.rawValue), init \(first.config.initialisation.rawValue), generator \(first.network.parameters.count) "
-                    + "parameters, \(first.config.isScoreBased ? "fake score" : "classifier") \(first.critic.parameters.count), data \(first.config.data), "
-                    + "\(first.config.totalImages) images, run folder \(out)")
-            resumed?.record(in: first.run, imagesSeen: first.imagesSeen)
+        let trainer: OneStepTrainer = try Phases.train(
+            config: config, out: out, resumed: resumed, flags: ConfigFlags.distill, stop: stop
+        ) { first in
+            "distill: \(first.config.method.rawValue), init \(first.config.initialisation.rawValue), generator \(first.network.parameters.count) "
+                + "parameters, \(first.config.isScoreBased ? "fake score" : "classifier") \(first.critic.parameters.count), data \(first.config.data), "
+                + "\(first.config.totalImages) images, run folder \(out)"
         }
         try Interrupt.report(
             interrupted: stop.isSet && trainer.step < trainer.config.totalSteps,

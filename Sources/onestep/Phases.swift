@@ -48,23 +48,26 @@ enum Phases {
         return try ResumedConfig<Config>.parseScheduled(words, json: json)
     }
 
-    /// Opens the run (`open`; `opened` announces it), then trains to its end or until `stop`,
-    /// phase by phase; returns the last phase's trainer. `explicit` are the keys a resume's own
-    /// `--set` changed: a point reached at the resume does not override them. `flags` names the
-    /// command's flags in errors.
+    /// Opens the run (new with `config`, or the resumed one: `resumed`), prints `announce`'s line
+    /// about it, then trains to its end or until `stop`, phase by phase; returns the last phase's
+    /// trainer. A point reached at the resume does not override what the resume's own `--set`
+    /// changed. `flags` names the command's flags in errors.
     static func train<T: PhasedTraining>(
-        out: String, flags: [String: String], explicit: Set<String>, stop: StopSignal, open: () throws -> T,
-        opened: (T) -> Void
+        config: T.Config, out: String, resumed: ResumedConfig<T.Config>?, flags: [String: String], stop: StopSignal,
+        announce: (T) -> String
     ) throws -> T {
-        var current: T? = try open()
-        opened(current!)
+        var current: T? = try ConfigFlags.naming(resumed?.flags(flags) ?? flags) {
+            try T(config: config, runPath: out, resume: resumed != nil)
+        }
+        print(announce(current!))
+        resumed?.record(in: current!.run, imagesSeen: current!.imagesSeen)
         let end = current!.totalSteps * current!.batchSize
         for entry in current!.schedule where entry.images > end {
             print(
                 "--set-after \(entry.images): past the run's end (\(end) images); it applies if --images extends the run"
             )
         }
-        var keeping = explicit
+        var keeping = resumed?.changedKeys ?? []
         while true {
             let seen = current!.imagesSeen
             if current!.schedule.contains(where: { $0.images <= seen }) {

@@ -103,17 +103,11 @@ struct TrainTeacher: AsyncParsableCommand {
             config.setAfter = try Phases.schedule(setAfter, for: config)
         }
         let stop = Interrupt.install(job: "train teacher")
-        let trainer = try Phases.train(
-            out: out, flags: ConfigFlags.train, explicit: resumed?.changedKeys ?? [], stop: stop
-        ) {
-            try ConfigFlags.naming(resumed?.flags(ConfigFlags.train) ?? ConfigFlags.train) {
-                try TeacherTrainer(config: config, runPath: out, resume: resume)
-            }
-        } opened: { first in
-            print(
-                "teacher: \(first.config.arch) with \(first.network.parameters.count) parameters on \(first.config.data), "
-                    + "\(first.config.totalImages) images, run folder \(out)")
-            resumed?.record(in: first.run, imagesSeen: first.imagesSeen)
+        let trainer: TeacherTrainer = try Phases.train(
+            config: config, out: out, resumed: resumed, flags: ConfigFlags.train, stop: stop
+        ) { first in
+            "teacher: \(first.config.arch) with \(first.network.parameters.count) parameters on \(first.config.data), "
+                + "\(first.config.totalImages) images, run folder \(out)"
         }
         try Interrupt.report(
             interrupted: stop.isSet && trainer.step < trainer.config.totalSteps,
