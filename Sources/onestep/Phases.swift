@@ -7,27 +7,20 @@ import Training
 protocol PhasedTraining: AnyObject {
     associatedtype Config: RunConfig
     init(config: Config, runPath: String, resume: Bool) throws
+    var config: Config { get }
     var run: RunFolder { get }
     var step: Int { get }
     var imagesSeen: Int { get }
-    /// The run's scheduled settings still to come.
-    var schedule: [ScheduledSettings] { get }
-    var batchSize: Int { get }
-    var totalSteps: Int { get }
     func train(stopAfterSteps: Int?, stop: StopSignal?) throws
 }
 
-extension TeacherTrainer: PhasedTraining {
+extension PhasedTraining {
+    /// The run's scheduled settings still to come.
     var schedule: [ScheduledSettings] { config.setAfter ?? [] }
-    var batchSize: Int { config.batchSize }
-    var totalSteps: Int { config.totalSteps }
 }
 
-extension OneStepTrainer: PhasedTraining {
-    var schedule: [ScheduledSettings] { config.setAfter ?? [] }
-    var batchSize: Int { config.batchSize }
-    var totalSteps: Int { config.totalSteps }
-}
+extension TeacherTrainer: PhasedTraining {}
+extension OneStepTrainer: PhasedTraining {}
 
 /// `--set-after IMAGES:key=value`: a run trains to the step that reaches each scheduled point,
 /// saves its state there, and re-opens itself from it as `--resume --set key=value` would, so the
@@ -61,7 +54,7 @@ enum Phases {
         }
         print(announce(current!))
         resumed?.record(in: current!.run, imagesSeen: current!.imagesSeen)
-        let end = current!.totalSteps * current!.batchSize
+        let end = current!.config.totalSteps * current!.config.batchSize
         for entry in current!.schedule where entry.images > end {
             print(
                 "--set-after \(entry.images): past the run's end (\(end) images); it applies if --images extends the run"
@@ -82,14 +75,13 @@ enum Phases {
             keeping = []
             let trainer = current!
             let next = trainer.schedule.map(\.images).min()
+            let B = trainer.config.batchSize, total = trainer.config.totalSteps
             let steps = next.map { point in
                 let images = point - trainer.imagesSeen  // positive: the points reached were applied
-                return min(
-                    images / trainer.batchSize + (images % trainer.batchSize == 0 ? 0 : 1),
-                    max(0, trainer.totalSteps - trainer.step))
+                return min(images / B + (images % B == 0 ? 0 : 1), max(0, total - trainer.step))
             }
             try trainer.train(stopAfterSteps: steps, stop: stop)
-            if stop.isSet || next == nil || trainer.step >= trainer.totalSteps { return trainer }
+            if stop.isSet || next == nil || trainer.step >= total { return trainer }
         }
     }
 }

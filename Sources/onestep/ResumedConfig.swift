@@ -9,6 +9,10 @@ let setNeedsResume = "--set changes a saved run's config and goes with --resume;
 protocol RunConfig: Codable {
     /// Throws `TrainingError(.invalidConfig)` naming the first bad setting by its key.
     func validate() throws
+    /// Settings the run changes by itself part-way (`set_after`).
+    var setAfter: [ScheduledSettings]? { get }
+    var batchSize: Int { get }
+    var totalSteps: Int { get }
 }
 
 extension OneStepConfig: RunConfig {}

@@ -36,6 +36,23 @@ final class InterruptTests: XCTestCase {
             .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }
 
+    /// Runs the built `onestep` with `args` and expects it to succeed.
+    func succeed(_ args: [String]) throws {
+        let (status, output) = try runCommand(try DaemonProcess.binary().0, args)
+        XCTAssertEqual(status, 0, output)
+    }
+
+    /// The run's config.json.
+    func config(_ run: String) throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: run + "/config.json"))
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    /// The bits of the run's latest snapshot's weights.
+    func weights(_ run: String) throws -> [UInt32] {
+        try Snapshot.load(path: run + "/snapshots/latest.safetensors").network.parameters.values.array.map(\.bitPattern)
+    }
+
     /// Waits until the run has logged a training step at or past `step`.
     func waitForStep(_ run: String, _ step: Int, _ p: Process) throws {
         let deadline = Date().addingTimeInterval(60)
@@ -126,10 +143,6 @@ final class InterruptTests: XCTestCase {
                 ]
                     + extra)
         }
-        func config(_ run: String) throws -> [String: Any] {
-            let data = try Data(contentsOf: URL(fileURLWithPath: run + "/config.json"))
-            return try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        }
         let first = try teacher(["--images", "2560", "--lr", "0.001"])
         XCTAssertEqual(first.status, 0, first.output)
         let refused: [([String], String)] = [
@@ -218,31 +231,19 @@ final class InterruptTests: XCTestCase {
         let bin = try DaemonProcess.binary().0
         let args = ["distill", "--teacher", teacher, "--batch", "256", "--threads", "1", "--grid", "16"]
         let schedule = ["--set-after", "1280:p_mean=0.5", "--set-after", "2048:lr_generator=0.0001"]
-        func run(_ extra: [String]) throws {
-            let (status, output) = try runCommand(bin, extra)
-            XCTAssertEqual(status, 0, output)
-        }
-        func config(_ run: String) throws -> [String: Any] {
-            let data = try Data(contentsOf: URL(fileURLWithPath: run + "/config.json"))
-            return try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        }
-        func weights(_ run: String) throws -> [UInt32] {
-            try Snapshot.load(path: run + "/snapshots/latest.safetensors").network.parameters.values.array.map(
-                \.bitPattern)
-        }
         func sets(_ run: String) -> [String] {
             logLines(run).filter { $0["event"] as? String == "config_set" }.map {
                 "\($0["images_seen"] ?? "") \((($0["set"] as? [String: Any]) ?? [:]).keys.sorted())"
             }
         }
         let phased = root + "/phased", manual = root + "/manual", stopped = root + "/stopped"
-        try run(args + ["--out", phased, "--images", "2560"] + schedule)
-        try run(args + ["--out", manual, "--images", "1280"])
-        try run(["distill", "--out", manual, "--resume", "--images", "2048", "--set", "p_mean=0.5"])
-        try run(["distill", "--out", manual, "--resume", "--images", "2560", "--set", "lr_generator=0.0001"])
-        try run(args + ["--out", stopped, "--images", "640"] + schedule)
+        try succeed(args + ["--out", phased, "--images", "2560"] + schedule)
+        try succeed(args + ["--out", manual, "--images", "1280"])
+        try succeed(["distill", "--out", manual, "--resume", "--images", "2048", "--set", "p_mean=0.5"])
+        try succeed(["distill", "--out", manual, "--resume", "--images", "2560", "--set", "lr_generator=0.0001"])
+        try succeed(args + ["--out", stopped, "--images", "640"] + schedule)
         XCTAssertEqual((try config(stopped)["set_after"] as? [Any])?.count, 2, "the schedule was not kept")
-        try run(["distill", "--out", stopped, "--resume", "--images", "2560"])
+        try succeed(["distill", "--out", stopped, "--resume", "--images", "2560"])
 
         let expected = try weights(manual)
         XCTAssertTrue(try weights(phased) == expected, "--set-after != a stop and --resume --set, bitwise")
@@ -276,9 +277,9 @@ final class InterruptTests: XCTestCase {
         // A resume's own --set wins over a point it lands on (the run ended on it), and a point
         // past the end waits for --images (no overflow for the largest one).
         let landed = root + "/landed"
-        try run(args + ["--out", landed, "--images", "1024", "--set-after", "1024:p_mean=0"])
+        try succeed(args + ["--out", landed, "--images", "1024", "--set-after", "1024:p_mean=0"])
         XCTAssertEqual((try config(landed)["set_after"] as? [Any])?.count, 1)
-        try run(["distill", "--out", landed, "--resume", "--images", "2048", "--set", "p_mean=-0.5"])
+        try succeed(["distill", "--out", landed, "--resume", "--images", "2048", "--set", "p_mean=-0.5"])
         XCTAssertEqual(try config(landed)["p_mean"] as? Double, -0.5)
         XCTAssertNil(try config(landed)["set_after"])
         let far = root + "/far"
@@ -294,22 +295,14 @@ final class InterruptTests: XCTestCase {
         let root = try tempRoot()
         let bin = try DaemonProcess.binary().0
         let args = ["train", "teacher", "--data", "8gaussians", "--batch", "256", "--threads", "1", "--grid", "16"]
-        func run(_ extra: [String]) throws {
-            let (status, output) = try runCommand(bin, extra)
-            XCTAssertEqual(status, 0, output)
-        }
-        func weights(_ run: String) throws -> [UInt32] {
-            try Snapshot.load(path: run + "/snapshots/latest.safetensors").network.parameters.values.array.map(
-                \.bitPattern)
-        }
         let phased = root + "/phased", manual = root + "/manual"
-        try run(
+        try succeed(
             args + [
                 "--out", phased, "--images", "5120", "--set-after", "2560:learning_rate=0.0002", "--set-after",
                 "2560:warmup_images=0",
             ])
-        try run(args + ["--out", manual, "--images", "2560"])
-        try run([
+        try succeed(args + ["--out", manual, "--images", "2560"])
+        try succeed([
             "train", "teacher", "--out", manual, "--resume", "--images", "5120", "--set", "learning_rate=0.0002",
             "--set",
             "warmup_images=0",
