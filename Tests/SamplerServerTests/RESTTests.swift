@@ -159,6 +159,13 @@ final class RESTTests: XCTestCase {
                 body:
                     #"{"inputs":[{"name":"seed","shape":[1],"datatype":"INT64","parameters":{"binary_data_size":9223372036854775807}}]}"#,
                 token: token), 400, "binary_data_size")
+        // An output named twice would encode the whole result once per entry.
+        assertError(
+            try curl(
+                d, "POST", "/v2/models/img/infer",
+                body:
+                    #"{"inputs":[{"name":"seed","shape":[1],"datatype":"INT64","data":[1]}],"outputs":[{"name":"sample"},{"name":"sample"}]}"#,
+                token: token), 400, "more than once")
         assertError(try curl(d, "GET", "/v2/nothing/here", token: token), 404, "no route")
         assertError(try curl(d, "GET", "/v1/models/img/samples.png?seed=abc", token: token), 400, "'seed'")
         assertError(try curl(d, "GET", "/v1/models/img/samples.png?count=100000", token: token), 400, "limit")
@@ -177,6 +184,16 @@ final class RESTTests: XCTestCase {
         XCTAssertEqual(entries?.first?["state"] as? String, "READY", index.text)
         assertError(try curl(d, "POST", "/v2/repository/models/img/load", token: token), 403, "admin token")
         assertError(try curl(d, "POST", "/v2/repository/models/img/unload"), 401, "admin token")
+        // The router skips empty segments, so these spellings reach the same admin routes and need
+        // the same token.
+        for path in [
+            "/v2/repository/models/img/unload/", "/v2//repository/models/img/unload",
+            "//v2/repository//models/img//load", "/v2/logging/", "/v2//logging",
+        ] {
+            assertError(try curl(d, "POST", path, body: "{}", token: token), 403, "admin token")
+            assertError(try curl(d, "POST", path, body: "{}"), 401, "admin token")
+        }
+        XCTAssertEqual(try curl(d, "GET", "/v2/models/img/ready", token: token).status, 200, "still loaded")
         XCTAssertEqual(try curl(d, "POST", "/v2/repository/models/img/unload", token: admin).status, 200)
         XCTAssertEqual(try curl(d, "GET", "/v2/models/img/ready", token: token).status, 503)
         assertError(try curl(d, "POST", "/v2/repository/models/nope/load", token: admin), 404, "nope")

@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import GRPCCore
 import GRPCInProcessTransport
+import GRPCNIOTransportHTTP2
 import SamplerAPI
 import ServingTestSupport
 import XCTest
@@ -39,15 +40,15 @@ final class ServiceTests: XCTestCase {
     /// Runs `body` with a client connected to a server holding every service.
     func withServer<T: Sendable>(
         _ h: Harness, limits: RequestLimits = .init(maxSamplesPerRequest: 64),
-        interceptors: [any ServerInterceptor] = [],
+        interceptors: [any ServerInterceptor] = [], shutdown: ShutdownFlag = ShutdownFlag(),
+        budget: MemoryBudget = MemoryBudget(limit: ServerConfig().memoryBudgetBytes),
         _ body: @Sendable @escaping (GRPCClient<InProcessTransport.Client>) async throws -> T
     ) async throws -> T {
         let transport = InProcessTransport()
-        let shutdown = ShutdownFlag()
         let server = GRPCServer(
             transport: transport.server,
             services: [
-                SamplerService(repository: h.repository, limits: limits),
+                SamplerService(repository: h.repository, limits: limits, budget: budget),
                 InferenceService(repository: h.repository, limits: limits),
                 HealthService(repository: h.repository, shutdown: shutdown),
                 ReflectionService(),
@@ -167,6 +168,42 @@ final class ServiceTests: XCTestCase {
             XCTAssertEqual(p.chunk.shape.count, 2)
         }
         XCTAssertEqual(next, 20)
+    }
+
+    /// A stream's computed samples wait for a slow reader, so the budget counts all of them (4
+    /// bytes per float) plus a window of 4 batches encoded at once (8 per float). The image model
+    /// makes 64 floats per sample; batches of 8: 64 samples reserve 64 x 64 x 4 + 32 x 64 x 8 =
+    /// 32,768 bytes (counting only the window, as before, was 24,576).
+    func testStreamReservesEverySampleItMayHold() async throws {
+        let h = try await makeHarness()
+        XCTAssertEqual(MemoryBudget.bytes(samples: 64, sampleSize: 64, encoded: 32), 32_768)
+        XCTAssertEqual(MemoryBudget.bytes(samples: 10, sampleSize: 64, encoded: 32), 10 * 64 * 12, "window capped")
+        XCTAssertEqual(MemoryBudget.bytes(samples: Int.max / 2, sampleSize: 1, encoded: 8), Int.max)
+        func stream(budget limit: Int) async throws -> Result<Int, RPCError> {
+            let budget = MemoryBudget(limit: limit)
+            return try await withServer(h, budget: budget) { client in
+                do {
+                    let n = try await Onestep_Sampler_V1_Sampler.Client(wrapping: client).sampleStream(
+                        .with {
+                            $0.model = "img"; $0.count = 64; $0.seed = 1
+                        }
+                    ) { response in
+                        var n = 0
+                        for try await m in response.messages { n += m.chunk.ids.count }
+                        return n
+                    }
+                    return .success(n)
+                } catch let e as RPCError { return .failure(e) }
+            }
+        }
+        switch try await stream(budget: 30_000) {
+        case .success(let n): XCTFail("a 64-sample stream fit in 30,000 bytes (\(n) samples)")
+        case .failure(let e):
+            XCTAssertEqual(e.code, .resourceExhausted)
+            XCTAssertTrue(e.message.contains("memory"), e.message)
+        }
+        let fits = try await stream(budget: 32_768)
+        XCTAssertEqual(try fits.get(), 64)
     }
 
     func testExplicitSeedsUint8AndPNG() async throws {
@@ -588,6 +625,57 @@ final class ServiceTests: XCTestCase {
         XCTAssertEqual(all, .serving)
         XCTAssertEqual(model, .serving)
         XCTAssertEqual(unknownCode, .notFound)
+    }
+
+    /// Health Watch needs no token, so a client may open and cancel it in a loop: every ended
+    /// Watch gives back what it registered with the shutdown flag. Over HTTP/2 on loopback (the
+    /// in-process transport cancels a handler only at shutdown, so it cannot show this).
+    func testEndedHealthWatchesLeaveNoWatchers() async throws {
+        let h = try await makeHarness()
+        let shutdown = ShutdownFlag()
+        let server = GRPCServer(
+            transport: HTTP2ServerTransport.Posix(
+                address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
+            services: [HealthService(repository: h.repository, shutdown: shutdown)])
+        let (firsts, during) = try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.serve() }
+            defer { server.beginGracefulShutdown() }
+            guard let port = try await server.listeningAddress?.ipv4?.port else {
+                throw ServerError(.internalError, "no address")
+            }
+            return try await withGRPCClient(
+                transport: try .http2NIOPosix(
+                    target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
+            ) { client in
+                let health = Grpc_Health_V1_Health.Client(wrapping: client)
+                var firsts: [Grpc_Health_V1_HealthCheckResponse.ServingStatus] = []
+                for _ in 0..<20 {
+                    // Read the first status, then end the call (the client resets the stream).
+                    firsts.append(
+                        try await health.watch(.with { $0.service = "img" }) { response in
+                            for try await m in response.messages { return m.status }
+                            return .unknown
+                        })
+                }
+                // One Watch left open is counted while it runs; the ended ones leave as their
+                // cancellation reaches the server.
+                let open = Task {
+                    try await health.watch(.with { $0.service = "" }) { response in
+                        for try await _ in response.messages {}
+                    }
+                }
+                var during = -1
+                for _ in 0..<500 where during != 1 {
+                    try await Task.sleep(for: .milliseconds(10))
+                    during = shutdown.watcherCount
+                }
+                open.cancel()
+                _ = try? await open.value
+                return (firsts, during)
+            }
+        }
+        XCTAssertEqual(firsts, Array(repeating: .serving, count: 20))
+        XCTAssertEqual(during, 1, "ended Watch calls must not stay registered; an open one holds one watcher")
     }
 
     func testReflectionListsServicesAndFiles() async throws {

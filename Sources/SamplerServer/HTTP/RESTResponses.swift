@@ -100,11 +100,16 @@ struct RESTErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 struct RESTAuthMiddleware<Context: RequestContext>: RouterMiddleware {
     let policy: AuthPolicy
 
+    /// The access a route needs, decided on the path's segments as the router matches them: the
+    /// router skips empty segments, so `/v2//logging` and `/v2/repository/models/m/unload/` reach
+    /// the admin routes and must be classed as those routes are.
     static func access(method: HTTPRequest.Method, path: String) -> AuthPolicy.Access {
-        if path.hasPrefix("/v2/health/") || GalleryRoutes.assetPaths.contains(path) { return .open }
-        if path == "/v2/logging" { return .admin }
-        if method == .post && path.hasPrefix("/v2/repository/models/")
-            && (path.hasSuffix("/load") || path.hasSuffix("/unload"))
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+        if segments.starts(with: ["v2", "health"]) && segments.count > 2 { return .open }
+        if GalleryRoutes.assetPaths.contains("/" + segments.joined(separator: "/")) { return .open }
+        if segments.elementsEqual(["v2", "logging"]) { return .admin }
+        if method == .post && segments.count == 5 && segments.starts(with: ["v2", "repository", "models"])
+            && (segments[4] == "load" || segments[4] == "unload")
         {
             return .admin
         }

@@ -21,13 +21,16 @@ public final class MemoryBudget: Sendable {
     public var inUse: Int { used.withLock { $0 } }
 
     /// Bytes a request holds at its peak: 4 per float of its samples (times `candidates` for
-    /// best-of-K) plus 8 per float of the kept samples for the encoded response and its wire copy.
+    /// best-of-K) plus 8 per float of the samples encoded at once for the response and its wire
+    /// copy (`encoded`, default all of them; a stream encodes a few batches at a time).
     /// Saturates instead of overflowing (then it is simply refused).
-    public static func bytes(samples: Int, sampleSize: Int, candidates: Int = 1) -> Int {
+    public static func bytes(samples: Int, sampleSize: Int, candidates: Int = 1, encoded: Int? = nil) -> Int {
         let (floats, o1) = samples.multipliedReportingOverflow(by: sampleSize)
         let (perFloat, o2) = (4 as Int).multipliedReportingOverflow(by: max(1, candidates))
-        let (total, o3) = floats.multipliedReportingOverflow(by: perFloat &+ 8)
-        return o1 || o2 || o3 ? Int.max : total
+        let (held, o3) = floats.multipliedReportingOverflow(by: perFloat)
+        let (encodedFloats, o4) = min(encoded ?? samples, samples).multipliedReportingOverflow(by: sampleSize)
+        let (total, o5) = held.addingReportingOverflow(encodedFloats &* 8)
+        return o1 || o2 || o3 || o4 || o5 || encodedFloats > Int.max / 8 ? Int.max : total
     }
 
     /// Reserves `bytes` or throws RESOURCE_EXHAUSTED; the reservation ends when `body` returns.

@@ -72,27 +72,46 @@ public struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
 
 /// Set once when shutdown begins; health and readiness turn NOT_SERVING.
 public final class ShutdownFlag: Sendable {
-    private let state = Mutex<(set: Bool, watchers: [AsyncStream<Void>.Continuation])>((false, []))
+    private struct State {
+        var set = false
+        var nextWatcher: UInt64 = 0
+        var watchers: [UInt64: AsyncStream<Void>.Continuation] = [:]
+    }
+    private let state = Mutex(State())
 
     public init() {}
 
     public var isSet: Bool { state.withLock { $0.set } }
 
+    /// Streams handed out by `changes()` and not yet ended (a health Watch that ends removes its
+    /// own, so open-and-cancel loops leave nothing behind).
+    var watcherCount: Int { state.withLock { $0.watchers.count } }
+
     public func set() {
         let watchers = state.withLock { s -> [AsyncStream<Void>.Continuation] in
             s.set = true
-            return s.watchers
+            defer { s.watchers = [:] }
+            return Array(s.watchers.values)
         }
         for w in watchers { w.yield(); w.finish() }
     }
 
     func changes() -> AsyncStream<Void> {
         let (stream, cont) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let already = state.withLock { s -> Bool in
-            if !s.set { s.watchers.append(cont) }
-            return s.set
+        let id = state.withLock { s -> UInt64? in
+            guard !s.set else { return nil }
+            defer { s.nextWatcher += 1 }
+            s.watchers[s.nextWatcher] = cont
+            return s.nextWatcher
         }
-        if already { cont.yield(); cont.finish() }
+        guard let id else {
+            cont.yield()
+            cont.finish()
+            return stream
+        }
+        cont.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.watchers.removeValue(forKey: id) }
+        }
         return stream
     }
 }

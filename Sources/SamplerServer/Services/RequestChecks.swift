@@ -107,10 +107,15 @@ public enum InferRequestChecks {
     public static func outputs(_ m: Inference_ModelInferRequest) throws(ServerError) -> [(name: String, raw: Bool)] {
         let rawByDefault = !m.rawInputContents.isEmpty || m.inputs.allSatisfy { !$0.hasContents }
         guard !m.outputs.isEmpty else { return [("sample", rawByDefault), ("seed", rawByDefault)] }
+        var named: Set<String> = []
         return try m.outputs.map { o throws(ServerError) in
             guard o.name == "sample" || o.name == "seed" else {
                 throw ServerError(
                     .invalidArgument, "unknown output '\(o.name)'; outputs are 'sample' (FP32) and 'seed' (INT64)")
+            }
+            // Each output once: a repeated name would encode the whole result again per entry.
+            guard named.insert(o.name).inserted else {
+                throw ServerError(.invalidArgument, "output '\(o.name)' is asked for more than once")
             }
             if case .boolParam(let b)? = o.parameters["binary_data"]?.parameterChoice { return (o.name, b) }
             return (o.name, rawByDefault)

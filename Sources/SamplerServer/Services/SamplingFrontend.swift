@@ -24,14 +24,17 @@ struct SamplingFrontend: Sendable {
     /// Bytes requests may hold at once (shared by both APIs).
     let budget: MemoryBudget
 
-    /// Runs `body` holding the memory `job` needs at its peak (`MemoryBudget.bytes`); a streamed
-    /// job without best-of-K holds at most a few batches at a time. Refused (RESOURCE_EXHAUSTED,
-    /// retry hint) before anything is allocated when the budget cannot take it.
+    /// Runs `body` holding the memory `job` needs at its peak (`MemoryBudget.bytes`). A streamed
+    /// job without best-of-K encodes a few batches at a time, but its computed samples wait in the
+    /// lane's stream while the client reads slowly (HTTP/2 flow control), so all of them are
+    /// counted. Refused (RESOURCE_EXHAUSTED, retry hint) before anything is allocated when the
+    /// budget cannot take it.
     func withMemory<T>(for job: SampleJob, streamed: Bool = false, _ body: () async throws -> T) async throws -> T {
-        var samples = job.ids.count
-        if streamed && job.bestOf <= 1 { samples = min(samples, 4 * (await job.lane.batcherConfig.maxBatchSize)) }
+        var encoded: Int? = nil
+        if streamed && job.bestOf <= 1 { encoded = 4 * (await job.lane.batcherConfig.maxBatchSize) }
         let bytes = MemoryBudget.bytes(
-            samples: samples, sampleSize: job.lane.model.description.sampleSize, candidates: job.bestOf)
+            samples: job.ids.count, sampleSize: job.lane.model.description.sampleSize, candidates: job.bestOf,
+            encoded: encoded)
         return try await budget.withReservation(
             bytes, what: "a request of \(job.ids.count) samples\(job.bestOf > 1 ? " x best-of-\(job.bestOf)" : "")",
             body)
