@@ -22,10 +22,17 @@ enum RESTResponse {
         _ data: some Collection<UInt8>, contentType: String, status: HTTPResponse.Status = .ok,
         headers extra: HTTPFields = [:]
     ) -> Response {
+        buffer(ByteBuffer(bytes: data), contentType: contentType, status: status, headers: extra)
+    }
+
+    /// A body already in a buffer (no copy).
+    static func buffer(
+        _ body: ByteBuffer, contentType: String, status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]
+    ) -> Response {
         var headers = extra
         headers[.contentType] = contentType
-        headers[.contentLength] = "\(data.count)"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        headers[.contentLength] = "\(body.readableBytes)"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: body))
     }
 
     /// The HTTP status of a server error (the gRPC code's usual HTTP counterpart).

@@ -110,12 +110,14 @@ struct RESTRoutes: Sendable {
         let decoded = try RESTInferCodec.decode(
             body, headerLength: request.headers[HTTPField.Name(RESTInferCodec.headerLengthField)!], model: model,
             version: version)
-        let (bytes, headerLength) = try await inference.infer(decoded.message, metadata: [:]) {
+        let (response, headerLength) = try await inference.infer(
+            decoded.message, metadata: [:], responsePerFloat: RESTInferCodec.responseBytesPerFloat(decoded)
+        ) {
             try RESTInferCodec.encode($0, request: $1, decoded: decoded)
         }
-        guard let headerLength else { return RESTResponse.bytes(bytes, contentType: "application/json") }
-        return RESTResponse.bytes(
-            bytes, contentType: "application/octet-stream",
+        guard let headerLength else { return RESTResponse.buffer(response, contentType: "application/json") }
+        return RESTResponse.buffer(
+            response, contentType: "application/octet-stream",
             headers: [HTTPField.Name(RESTInferCodec.headerLengthField)!: "\(headerLength)"])
     }
 

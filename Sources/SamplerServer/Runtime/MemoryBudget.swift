@@ -21,16 +21,20 @@ public final class MemoryBudget: Sendable {
     public var inUse: Int { used.withLock { $0 } }
 
     /// Bytes a request holds at its peak: 4 per float of its samples (times `candidates` for
-    /// best-of-K) plus 8 per float of the samples encoded at once for the response and its wire
-    /// copy (`encoded`, default all of them; a stream encodes a few batches at a time).
-    /// Saturates instead of overflowing (then it is simply refused).
-    public static func bytes(samples: Int, sampleSize: Int, candidates: Int = 1, encoded: Int? = nil) -> Int {
+    /// best-of-K) plus `responsePerFloat` per float of the samples encoded at once for the
+    /// response (8: binary and its wire copy; REST's typed JSON takes more), `encoded` of them
+    /// (default all; a stream encodes a few batches at a time). Saturates instead of overflowing
+    /// (then it is simply refused).
+    public static func bytes(
+        samples: Int, sampleSize: Int, candidates: Int = 1, encoded: Int? = nil, responsePerFloat: Int = 8
+    ) -> Int {
         let (floats, o1) = samples.multipliedReportingOverflow(by: sampleSize)
         let (perFloat, o2) = (4 as Int).multipliedReportingOverflow(by: max(1, candidates))
         let (held, o3) = floats.multipliedReportingOverflow(by: perFloat)
         let (encodedFloats, o4) = min(encoded ?? samples, samples).multipliedReportingOverflow(by: sampleSize)
-        let (total, o5) = held.addingReportingOverflow(encodedFloats &* 8)
-        return o1 || o2 || o3 || o4 || o5 || encodedFloats > Int.max / 8 ? Int.max : total
+        let (response, o5) = encodedFloats.multipliedReportingOverflow(by: max(1, responsePerFloat))
+        let (total, o6) = held.addingReportingOverflow(response)
+        return o1 || o2 || o3 || o4 || o5 || o6 ? Int.max : total
     }
 
     /// Reserves `bytes` or throws RESOURCE_EXHAUSTED; the reservation ends when `body` returns.

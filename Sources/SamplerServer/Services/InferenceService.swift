@@ -215,13 +215,14 @@ public struct InferenceService: Inference_GRPCInferenceService.ServiceProtocol {
     }
 
     /// ModelInfer with the answer written by `encode` (gRPC's message, or REST's JSON and binary
-    /// tensors): decode and check, hold the memory, run, encode.
+    /// tensors, `responsePerFloat` bytes per sample float): decode and check, hold the memory, run,
+    /// encode.
     func infer<T>(
-        _ m: Inference_ModelInferRequest, metadata: Metadata,
+        _ m: Inference_ModelInferRequest, metadata: Metadata, responsePerFloat: Int = 8,
         encode: (JobResult, KServeInferCodec.Request) throws -> T
     ) async throws -> T {
         let request = try await KServeInferCodec.decode(m, metadata: metadata, frontend: frontend)
-        return try await frontend.withMemory(for: request.job) {
+        return try await frontend.withMemory(for: request.job, responsePerFloat: responsePerFloat) {
             try encode(try await frontend.runAll(request.job), request)
         }
     }

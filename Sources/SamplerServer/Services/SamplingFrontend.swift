@@ -29,12 +29,15 @@ struct SamplingFrontend: Sendable {
     /// lane's stream while the client reads slowly (HTTP/2 flow control), so all of them are
     /// counted. Refused (RESOURCE_EXHAUSTED, retry hint) before anything is allocated when the
     /// budget cannot take it.
-    func withMemory<T>(for job: SampleJob, streamed: Bool = false, _ body: () async throws -> T) async throws -> T {
+    /// `responsePerFloat`: the response's bytes per sample float (`MemoryBudget.bytes`).
+    func withMemory<T>(
+        for job: SampleJob, streamed: Bool = false, responsePerFloat: Int = 8, _ body: () async throws -> T
+    ) async throws -> T {
         var encoded: Int? = nil
         if streamed && job.bestOf <= 1 { encoded = 4 * (await job.lane.batcherConfig.maxBatchSize) }
         let bytes = MemoryBudget.bytes(
             samples: job.ids.count, sampleSize: job.lane.model.description.sampleSize, candidates: job.bestOf,
-            encoded: encoded)
+            encoded: encoded, responsePerFloat: responsePerFloat)
         return try await budget.withReservation(
             bytes, what: "a request of \(job.ids.count) samples\(job.bestOf > 1 ? " x best-of-\(job.bestOf)" : "")",
             body)
